@@ -1,0 +1,29 @@
+# The two commands of the README, and the rest. Each target sets itself up.
+SIM_OUT ?= sim-out
+PY := .venv/bin/python
+
+.PHONY: sim test bench lint venv clean
+
+venv:
+	@scripts/bootstrap.sh
+
+sim: venv
+	@.venv/bin/bwv sim raid --out $(SIM_OUT) --pre-record 10 --record 15
+	@echo
+	@echo "Recordings are in $(SIM_OUT)/recordings (summary: $(SIM_OUT)/summary.json)."
+	@echo "Play one with:  ffplay $(SIM_OUT)/recordings/<id>_0000.mp4   (or open it in a browser)"
+
+test:
+	@scripts/bootstrap.sh --with-ffprobe
+	$(PY) -m ruff check .
+	$(PY) -m pytest -q
+
+bench: venv
+	$(PY) -m bench
+
+lint: venv
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+clean:
+	rm -rf .venv $(SIM_OUT) build .pytest_cache .ruff_cache .hypothesis

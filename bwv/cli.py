@@ -1,0 +1,144 @@
+"""The ``bwv`` command."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+
+import click
+
+from capture.config import ConfigError, load
+
+
+def _load_config(path: Path | None, overrides: dict) -> object:
+    try:
+        return load(path, overrides)
+    except ConfigError as exc:
+        raise click.ClickException(f"bad configuration: {exc}") from None
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
+def main(verbose: int) -> None:
+    """bwv: open body-worn video.
+
+    Records H.264 + AAC footage with a RAM-only pre-record buffer, signs and encrypts it on
+    the device, and ships it to a dock. Without camera hardware, start with the simulator:
+
+    \b
+      bwv sim raid --out /tmp/raid     a scripted raid, end to end, in a few seconds
+      bwv sim                          the device in your terminal: press and hold the button
+    """
+    level = logging.WARNING - 10 * verbose
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s",
+                        stream=sys.stderr)
+
+
+@main.group(invoke_without_command=True)
+@click.option("--config", "config_path", type=click.Path(path_type=Path, dir_okay=False),
+              help="TOML configuration file (defaults are used for what it does not set).")
+@click.option("--state", type=click.Path(path_type=Path, file_okay=False),
+              default=Path("sim-state"), show_default=True,
+              help="Where the simulated device keeps its storage.")
+@click.pass_context
+def sim(ctx: click.Context, config_path: Path | None, state: Path) -> None:
+    """Run the device on simulated hardware.
+
+    Without a subcommand: the interactive simulator in this terminal, in real time.
+    SPACE presses the record button, H holds it (3 s hold stops), T toggles stealth, Q quits.
+    """
+    ctx.obj = {"config": config_path}
+    if ctx.invoked_subcommand is None:
+        from simulator.interactive import run_interactive
+
+        cfg = _load_config(config_path, {"device_id": "sim-0001"} if not config_path else {})
+        run_interactive(cfg, state)
+
+
+@sim.command("raid")
+@click.option("--out", type=click.Path(path_type=Path, file_okay=False), required=True,
+              help="Folder for the recordings and summary.json.")
+@click.option("--pre-record", type=float, help="Pre-record seconds (config: pre_record.seconds).")
+@click.option("--record", type=float, default=20.0, show_default=True,
+              help="Seconds to record after the press before the officer holds to stop.")
+@click.option("--size", help="Frame size WxH (config: video.width, video.height).")
+@click.option("--fps", type=int, help="Frames per second (config: video.fps).")
+@click.option("--realtime", is_flag=True, help="Run at the speed of the wall clock.")
+@click.pass_context
+def sim_raid(ctx: click.Context, out: Path, pre_record: float | None, record: float,
+             size: str | None, fps: int | None, realtime: bool) -> None:
+    """A scripted raid on the simulated device, headless.
+
+    Boots, buffers, presses once more than the pre-record window has passed, records,
+    holds the button to stop, then writes OUT/summary.json and checks that everything it
+    expected was recorded. Exits 0 only if it was.
+    """
+    from simulator.raid import RaidPlan, run_raid
+
+    overrides: dict = {}
+    if ctx.obj.get("config") is None:
+        overrides["device_id"] = "sim-0001"
+    if pre_record is not None:
+        overrides["pre_record.seconds"] = pre_record
+    if fps is not None:
+        overrides["video.fps"] = fps
+        overrides["video.gop"] = fps
+    if size:
+        try:
+            w, h = (int(x) for x in size.lower().split("x"))
+        except ValueError:
+            raise click.BadParameter("expected WxH, e.g. 1280x720", param_hint="--size") from None
+        overrides["video.width"], overrides["video.height"] = w, h
+    cfg = _load_config(ctx.obj.get("config"), overrides)
+    if record <= 0:
+        raise click.BadParameter("must be > 0", param_hint="--record")
+    result = run_raid(cfg, out, RaidPlan(record_s=record), realtime=realtime)
+    for rec in result.summary["recordings"]:
+        click.echo(f"recording {rec['id']}: frames {rec['first_frame']}..{rec['last_frame']} "
+                   f"(press at frame {rec['press_frame']}), {len(rec['segments'])} segments, "
+                   f"{rec['dropped_frames']} dropped")
+        for seg in rec["segments"]:
+            click.echo(f"  {out / seg}")
+    click.echo(f"summary: {out / 'summary.json'}")
+    if not result.ok:
+        for p in result.problems:
+            click.echo(f"PROBLEM: {p}", err=True)
+        sys.exit(1)
+
+
+@sim.command("record", hidden=True)
+@click.option("--seconds", type=float, default=60.0, show_default=True)
+@click.pass_context
+def sim_record(ctx: click.Context, seconds: float) -> None:
+    """Record at once for SECONDS on the simulated device, printing each event as a JSON
+    line (for fault tests: kill it and restart it on the same --state)."""
+    from simulator.raid import run_record
+
+    state: Path = ctx.parent.params["state"]
+    cfg = _load_config(ctx.obj.get("config"), {})
+
+    def emit(e) -> None:
+        print(json.dumps({"at_us": e.at_us, "kind": e.kind, "detail": e.detail}), flush=True)
+
+    run_record(cfg, state, seconds, emit)
+
+
+@main.group()
+def config() -> None:
+    """Check and show the configuration."""
+
+
+@config.command("check")
+@click.argument("path", type=click.Path(path_type=Path, dir_okay=False))
+def config_check(path: Path) -> None:
+    """Validate a configuration file; print the full effective configuration as JSON."""
+    from dataclasses import asdict
+
+    cfg = _load_config(path, {})
+    click.echo(json.dumps(asdict(cfg), indent=2))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,206 @@
+"""The one configuration file (TOML), read and validated at start-up.
+
+Every key has a default; a file names only what it changes. Anything wrong (an unknown key,
+a wrong type, a value out of range) is refused with a ``ConfigError`` that names the key, e.g.
+``pre_record.seconds: must be >= 0 (got -5)``.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field, fields, is_dataclass, replace
+from pathlib import Path
+from typing import Any, get_type_hints
+
+
+class ConfigError(ValueError):
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(f"{key}: {message}")
+        self.key = key
+
+
+@dataclass(frozen=True)
+class VideoConfig:
+    width: int = 1280
+    height: int = 720
+    fps: int = 30
+    bitrate: int = 5_000_000  # bits per second
+    gop: int = 30  # frames between keyframes (one fragment per GOP)
+
+
+@dataclass(frozen=True)
+class AudioConfig:
+    enabled: bool = True
+    sample_rate: int = 48_000
+    channels: int = 1
+    bitrate: int = 64_000
+
+
+@dataclass(frozen=True)
+class PreRecordConfig:
+    seconds: float = 30.0
+    max_mb: int = 256  # byte budget of the RAM buffer
+    audio: bool = True  # keep audio in the pre-record buffer
+
+
+@dataclass(frozen=True)
+class SegmentConfig:
+    seconds: float = 10.0
+
+
+@dataclass(frozen=True)
+class StorageConfig:
+    dir: str = "/var/lib/bwv"
+    low_space_minutes: float = 30.0  # warn when less than this much recording time is left
+
+
+@dataclass(frozen=True)
+class ControlsConfig:
+    debounce_ms: int = 30
+    hold_to_stop_s: float = 3.0
+    reminder_interval_s: float = 120.0
+    stealth: bool = False
+
+
+@dataclass(frozen=True)
+class PinsConfig:
+    """BCM pin numbers."""
+
+    button: int = 17
+    red_led: int = 27
+    green_led: int = 22
+    haptic: int = 23
+    dock_detect: int = 24
+
+
+@dataclass(frozen=True)
+class Config:
+    device_id: str = "bwv-unset"
+    video: VideoConfig = field(default_factory=VideoConfig)
+    audio: AudioConfig = field(default_factory=AudioConfig)
+    pre_record: PreRecordConfig = field(default_factory=PreRecordConfig)
+    segments: SegmentConfig = field(default_factory=SegmentConfig)
+    storage: StorageConfig = field(default_factory=StorageConfig)
+    controls: ControlsConfig = field(default_factory=ControlsConfig)
+    pins: PinsConfig = field(default_factory=PinsConfig)
+
+
+def _build(cls: type, data: dict[str, Any], prefix: str):
+    hints = get_type_hints(cls)
+    known = {f.name for f in fields(cls)}
+    for key in data:
+        if key not in known:
+            raise ConfigError(prefix + key, f"unknown key (known: {', '.join(sorted(known))})")
+    values = {}
+    for f in fields(cls):
+        if f.name not in data:
+            continue
+        key, value, typ = prefix + f.name, data[f.name], hints[f.name]
+        if is_dataclass(typ):
+            if not isinstance(value, dict):
+                raise ConfigError(key, "must be a table")
+            values[f.name] = _build(typ, value, key + ".")
+        elif typ is bool:
+            if not isinstance(value, bool):
+                raise ConfigError(key, f"must be true or false (got {value!r})")
+            values[f.name] = value
+        elif typ is int:
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ConfigError(key, f"must be a whole number (got {value!r})")
+            values[f.name] = value
+        elif typ is float:
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ConfigError(key, f"must be a number (got {value!r})")
+            values[f.name] = float(value)
+        elif typ is str:
+            if not isinstance(value, str):
+                raise ConfigError(key, f"must be a string (got {value!r})")
+            values[f.name] = value
+        else:  # pragma: no cover - every field type is handled above
+            raise ConfigError(key, "unsupported type")
+    return cls(**values)
+
+
+def _check(ok: bool, key: str, message: str) -> None:
+    if not ok:
+        raise ConfigError(key, message)
+
+
+def validate(cfg: Config) -> Config:
+    v, a, p = cfg.video, cfg.audio, cfg.pre_record
+    _check(bool(cfg.device_id.strip()) and cfg.device_id.isprintable() and len(cfg.device_id) <= 64,
+           "device_id", "must be 1-64 printable characters")
+    _check(all(c.isalnum() or c in "-_." for c in cfg.device_id), "device_id",
+           f"may hold only letters, digits, '-', '_' and '.' (got {cfg.device_id!r})")
+    _check(320 <= v.width <= 4096 and v.width % 32 == 0, "video.width",
+           f"must be a multiple of 32 between 320 and 4096 (got {v.width})")
+    _check(240 <= v.height <= 2304 and v.height % 2 == 0, "video.height",
+           f"must be even and between 240 and 2304 (got {v.height})")
+    _check(1 <= v.fps <= 120, "video.fps", f"must be between 1 and 120 (got {v.fps})")
+    _check(100_000 <= v.bitrate <= 50_000_000, "video.bitrate",
+           f"must be between 100000 and 50000000 bit/s (got {v.bitrate})")
+    _check(1 <= v.gop <= 10 * v.fps, "video.gop",
+           f"must be between 1 and 10 s of frames ({10 * v.fps}) (got {v.gop})")
+    _check(a.sample_rate in (16_000, 22_050, 24_000, 32_000, 44_100, 48_000), "audio.sample_rate",
+           f"must be one of 16000, 22050, 24000, 32000, 44100, 48000 (got {a.sample_rate})")
+    _check(a.channels in (1, 2), "audio.channels", f"must be 1 or 2 (got {a.channels})")
+    _check(16_000 <= a.bitrate <= 320_000, "audio.bitrate",
+           f"must be between 16000 and 320000 (got {a.bitrate})")
+    _check(0 <= p.seconds <= 600, "pre_record.seconds",
+           f"must be >= 0 and <= 600 (got {p.seconds:g})")
+    need_mb = (v.bitrate * (p.seconds + v.gop / v.fps)) / 8 / 1e6
+    _check(p.max_mb >= need_mb, "pre_record.max_mb",
+           f"must hold pre_record.seconds at video.bitrate: at least {need_mb:.0f} "
+           f"(got {p.max_mb})")
+    _check(1 <= cfg.segments.seconds <= 600, "segments.seconds",
+           f"must be between 1 and 600 (got {cfg.segments.seconds:g})")
+    _check(cfg.segments.seconds >= v.gop / v.fps, "segments.seconds",
+           "must be at least one GOP long")
+    _check(bool(cfg.storage.dir), "storage.dir", "must not be empty")
+    _check(cfg.storage.low_space_minutes >= 0, "storage.low_space_minutes", "must be >= 0")
+    c = cfg.controls
+    _check(0 <= c.debounce_ms <= 500, "controls.debounce_ms",
+           f"must be between 0 and 500 (got {c.debounce_ms})")
+    _check(0.5 <= c.hold_to_stop_s <= 10, "controls.hold_to_stop_s",
+           f"must be between 0.5 and 10 (got {c.hold_to_stop_s:g})")
+    _check(c.reminder_interval_s >= 10, "controls.reminder_interval_s", "must be >= 10")
+    pins = [(f.name, getattr(cfg.pins, f.name)) for f in fields(cfg.pins)]
+    for name, pin in pins:
+        _check(2 <= pin <= 27, f"pins.{name}", f"must be a BCM GPIO number 2-27 (got {pin})")
+    seen: dict[int, str] = {}
+    for name, pin in pins:
+        _check(pin not in seen, f"pins.{name}",
+               f"pin {pin} is already used by pins.{seen.get(pin)}")
+        seen[pin] = name
+    return cfg
+
+
+def from_dict(data: dict[str, Any]) -> Config:
+    return validate(_build(Config, data, ""))
+
+
+def load(path: Path | None, overrides: dict[str, Any] | None = None) -> Config:
+    """Read ``path`` (or only defaults when None), apply ``overrides`` and validate."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            data = tomllib.loads(Path(path).read_text())
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(str(path), f"not valid TOML: {exc}") from None
+        except OSError as exc:
+            raise ConfigError(str(path), f"cannot read: {exc.strerror}") from None
+    for dotted, value in (overrides or {}).items():
+        node = data
+        *parents, leaf = dotted.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return from_dict(data)
+
+
+def with_changes(cfg: Config, **sections: dict[str, Any]) -> Config:
+    """A copy of ``cfg`` with some fields of some sections changed (validated)."""
+    out = cfg
+    for name, changes in sections.items():
+        out = replace(out, **{name: replace(getattr(out, name), **changes)})
+    return validate(out)

@@ -1,0 +1,123 @@
+"""The simulated device: the same recorder as on the Pi, with simulated camera, microphone,
+button, LEDs and haptic, driven by one clock.
+
+``step(now_us)`` lets every simulated part catch up to ``now_us``. In virtual time the driver
+jumps the clock frame by frame (faster than real time, deterministic); in real-time mode it
+sleeps until the wall clock reaches each step (the only place anything waits on real time).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from capture.audio_encoder import AudioFormat
+from capture.clock import OffsetWallClock
+from capture.config import Config
+from capture.fmp4 import VideoFormat
+from capture.overlay import Overlay
+from capture.recorder import Event, Recorder, RecorderConfig
+from capture.sink import PlainFileSink, SegmentSink
+from capture.storage import LocalStorage
+from simulator.camera import SimCamera
+from simulator.microphone import SimMicrophone
+
+log = logging.getLogger("bwv.sim")
+
+
+def recorder_config(cfg: Config) -> RecorderConfig:
+    v, a = cfg.video, cfg.audio
+    byte_rate = v.bitrate / 8 + (a.bitrate / 8 if a.enabled else 0)
+    return RecorderConfig(
+        video=VideoFormat(v.width, v.height, v.fps),
+        audio=AudioFormat(a.sample_rate, a.channels, a.bitrate) if a.enabled else None,
+        pre_record_us=int(cfg.pre_record.seconds * 1_000_000),
+        pre_record_max_bytes=cfg.pre_record.max_mb * 1_000_000,
+        audio_in_pre_record=cfg.pre_record.audio,
+        segment_us=int(cfg.segments.seconds * 1_000_000),
+        low_space_bytes=int(cfg.storage.low_space_minutes * 60 * byte_rate),
+        resume_space_bytes=int(max(cfg.segments.seconds, 10) * byte_rate * 2),
+    )
+
+
+@dataclass
+class SimDevice:
+    cfg: Config
+    storage: LocalStorage
+    boot_us: int = 1_000_000  # the camera delivers its first frame this long after power-on
+    wall_epoch_us: int = 1_790_000_000_000_000  # wall time at capture time 0
+    realtime: bool = False
+    sink: SegmentSink | None = None
+    events: list[Event] = field(default_factory=list)
+    on_event: Callable[[Event], None] | None = None
+
+    def __post_init__(self) -> None:
+        self.now_us = 0
+        self.wall = OffsetWallClock(self.wall_epoch_us)
+        self.rcfg = recorder_config(self.cfg)
+        if self.sink is None:
+            self.sink = PlainFileSink(self.storage)
+        self.recovered = self.sink.recover()
+        for path in self.recovered:
+            self._event(Event("recovered", 0, str(path)))
+        self.microphone = (
+            SimMicrophone(self.rcfg.audio, self._packet, start_us=self.boot_us)
+            if self.rcfg.audio else None
+        )
+        self.recorder = Recorder(
+            self.rcfg, self.sink, self.wall,
+            audio_extradata=self.microphone.encoder.extradata if self.microphone else b"",
+            free_bytes=self.storage.free_bytes,
+            on_event=self._event,
+        )
+        v = self.cfg.video
+        self.camera = SimCamera(
+            self.rcfg.video, v.bitrate, v.gop, Overlay(self.cfg.device_id), self.wall,
+            self._packet, start_us=self.boot_us, drop_late=self.realtime,
+        )
+
+    def _packet(self, p) -> None:
+        self.recorder.on_packet(p)
+
+    def _event(self, e: Event) -> None:
+        self.events.append(e)
+        log.info("%s %s %s", e.at_us, e.kind, e.detail)
+        if self.on_event:
+            self.on_event(e)
+
+    # -- time ------------------------------------------------------------------------------
+    def step(self, now_us: int) -> None:
+        self.now_us = now_us
+        if now_us < self.boot_us:
+            return
+        if self.microphone:
+            self.microphone.poll(now_us)
+        self.camera.poll(now_us)
+
+    def run_until(self, t_us: int, tick_us: int | None = None) -> None:
+        """Advance to ``t_us`` one frame interval at a time (in real time when realtime)."""
+        tick = tick_us or 1_000_000 // self.cfg.video.fps
+        origin_wall = time.monotonic_ns() // 1000 - self.now_us if self.realtime else 0
+        t = self.now_us
+        while t < t_us:
+            t = min(t + tick, t_us)
+            if self.realtime:
+                lag = origin_wall + t - time.monotonic_ns() // 1000
+                if lag > 0:
+                    time.sleep(lag / 1_000_000)
+                # a real-time device captures at the real time it has reached
+                self.step(max(t, time.monotonic_ns() // 1000 - origin_wall))
+                t = self.now_us
+            else:
+                self.step(t)
+
+    def shutdown(self) -> None:
+        if self.recorder.current is not None:
+            self.recorder.finish_now(self.now_us, "shutdown")
+
+
+def make_device(cfg: Config, state_dir: Path, realtime: bool = False, **kw) -> SimDevice:
+    return SimDevice(cfg, LocalStorage(state_dir / "outbox"), realtime=realtime, **kw)
