@@ -98,7 +98,8 @@ class SegmentWriter:
             self._vq.append(packet)
         elif self.audio is not None:
             self._aq.append(packet)
-        self._pump(final=False)
+        with contextlib.suppress(SinkFailure):  # ``failed`` tells the recorder
+            self._pump(final=False)
 
     def write_all(self, packets: list[Packet]) -> None:
         for p in packets:
