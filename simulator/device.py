@@ -15,17 +15,28 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from capture.audio_encoder import AudioFormat
-from capture.clock import OffsetWallClock
+from capture.clock import OffsetWallClock, VirtualClock
 from capture.config import Config
 from capture.fmp4 import VideoFormat
 from capture.overlay import Overlay
 from capture.recorder import Event, Recorder, RecorderConfig
 from capture.sink import PlainFileSink, SegmentSink
 from capture.storage import LocalStorage
+from gpio.controls import ControlsConfig, OfficerControls
+from gpio.sim import SimPinBackend
 from simulator.camera import SimCamera
 from simulator.microphone import SimMicrophone
 
 log = logging.getLogger("bwv.sim")
+
+
+def controls_config(cfg: Config) -> ControlsConfig:
+    c, p = cfg.controls, cfg.pins
+    return ControlsConfig(
+        button_pin=p.button, red_led_pin=p.red_led, green_led_pin=p.green_led,
+        haptic_pin=p.haptic, debounce_ms=c.debounce_ms, hold_to_stop_s=c.hold_to_stop_s,
+        reminder_interval_s=c.reminder_interval_s, stealth=c.stealth,
+    )
 
 
 def recorder_config(cfg: Config) -> RecorderConfig:
@@ -56,6 +67,9 @@ class SimDevice:
 
     def __post_init__(self) -> None:
         self.now_us = 0
+        self.clock = VirtualClock()
+        self.pins = SimPinBackend(self.clock)
+        self.controls = OfficerControls(self.pins, controls_config(self.cfg))
         self.wall = OffsetWallClock(self.wall_epoch_us)
         self.rcfg = recorder_config(self.cfg)
         if self.sink is None:
@@ -85,12 +99,29 @@ class SimDevice:
     def _event(self, e: Event) -> None:
         self.events.append(e)
         log.info("%s %s %s", e.at_us, e.kind, e.detail)
+        if e.kind == "state":
+            self.controls.set_state(e.detail, self.now_us)  # type: ignore[arg-type]
+        elif e.kind == "fault":
+            self.controls.fault(e.detail, self.now_us)
+        elif e.kind == "fault_cleared":
+            self.controls.clear_fault(self.now_us)
         if self.on_event:
             self.on_event(e)
+
+    # -- the officer's hand ---------------------------------------------------------------
+    def button(self, down: bool) -> None:
+        """Press (``down``) or release the record button now."""
+        self.pins.drive(self.cfg.pins.button, not down, self.now_us)  # active low
 
     # -- time ------------------------------------------------------------------------------
     def step(self, now_us: int) -> None:
         self.now_us = now_us
+        self.clock.set(now_us)
+        for intent in self.controls.tick(now_us):
+            if intent.kind == "start":
+                self.recorder.press(intent.at_us)
+            else:
+                self.recorder.stop(intent.at_us)
         if now_us < self.boot_us:
             return
         if self.microphone:
@@ -117,6 +148,7 @@ class SimDevice:
     def shutdown(self) -> None:
         if self.recorder.current is not None:
             self.recorder.finish_now(self.now_us, "shutdown")
+        self.controls.close(self.now_us)
 
 
 def make_device(cfg: Config, state_dir: Path, realtime: bool = False, **kw) -> SimDevice:

@@ -42,11 +42,13 @@ def run_raid(cfg: Config, out: Path, plan: RaidPlan, realtime: bool = False) -> 
     hold_us = _s(cfg.controls.hold_to_stop_s)
     press_at = _s(plan.boot_s + cfg.pre_record.seconds + plan.settle_s)
     dev.run_until(press_at)
-    dev.recorder.press(dev.now_us)
+    dev.button(down=True)  # one press
+    dev.run_until(press_at + _s(0.15))
+    dev.button(down=False)
     dev.run_until(press_at + _s(plan.record_s))
-    hold_from = dev.now_us
-    dev.run_until(hold_from + hold_us)
-    dev.recorder.stop(dev.now_us)
+    dev.button(down=True)  # hold to stop
+    dev.run_until(dev.now_us + hold_us + _s(0.2))
+    dev.button(down=False)
     dev.run_until(dev.now_us + _s(1.0))
     dev.shutdown()
     return _summarise(cfg, out, dev)
@@ -124,7 +126,7 @@ def run_record(cfg: Config, state: Path, seconds: float, emit) -> SimDevice:
     """Boot, press as soon as possible and record for ``seconds``, reporting every event
     through ``emit`` as it happens (used to kill a recording device on purpose)."""
     dev = make_device(cfg, state, on_event=emit)
-    dev.recorder.press(0)
+    dev.button(down=True)  # pressed while booting: honoured once frames flow
     dev.run_until(dev.boot_us + _s(seconds))
     dev.shutdown()
     return dev
