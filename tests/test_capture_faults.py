@@ -39,6 +39,9 @@ def test_disk_full_closes_segment_cleanly_warns_first_and_resumes(tmp_path):
     warn_at = next(e.at_us for e in dev.events if e.kind == "warning")
     assert fault_at - warn_at >= 3 * S, "the low-space warning must come well before"
     assert dev.recorder.state is State.RECORDING  # the recording is paused, not ended
+    shown = dev.controls.status()
+    assert shown.fault and "storage" in shown.fault
+    assert "fault" in shown.indicator.red  # the officer sees the fault pattern
     written = sorted(storage.root.glob("*.mp4"))
     assert written and not list(storage.root.glob("*.partial"))
     before = _digest(written)
@@ -48,6 +51,7 @@ def test_disk_full_closes_segment_cleanly_warns_first_and_resumes(tmp_path):
     storage.quota += 5_000_000  # space comes back
     dev.run_until(50 * S)
     assert "fault_cleared" in [e.kind for e in dev.events]
+    assert dev.controls.status().fault is None
     dev.recorder.finish_now(dev.now_us)
     after = sorted(storage.root.glob("*.mp4"))
     assert _digest([p for p in after if p.name in before]) == before  # nothing damaged
