@@ -8,6 +8,7 @@ venv:
 	@scripts/bootstrap.sh
 
 sim: venv
+	@rm -rf $(SIM_OUT)
 	@.venv/bin/bwv sim raid --out $(SIM_OUT) --pre-record 10 --record 15
 	@echo
 	@echo "Recordings are in $(SIM_OUT)/recordings (summary: $(SIM_OUT)/summary.json)."

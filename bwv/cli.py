@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import time
 from pathlib import Path
 
 import click
@@ -94,7 +95,8 @@ def sim_raid(ctx: click.Context, out: Path, pre_record: float | None, record: fl
     cfg = _load_config(ctx.obj.get("config"), overrides)
     if record <= 0:
         raise click.BadParameter("must be > 0", param_hint="--record")
-    result = run_raid(cfg, out, RaidPlan(record_s=record), realtime=realtime)
+    result = run_raid(cfg, out, RaidPlan(record_s=record), realtime=realtime,
+                      wall_epoch_us=time.time_ns() // 1000)
     for rec in result.summary["recordings"]:
         click.echo(f"recording {rec['id']}: frames {rec['first_frame']}..{rec['last_frame']} "
                    f"(press at frame {rec['press_frame']}), {len(rec['segments'])} segments, "

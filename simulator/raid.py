@@ -35,10 +35,15 @@ def _s(x: float) -> int:
     return int(round(x * 1_000_000))
 
 
-def run_raid(cfg: Config, out: Path, plan: RaidPlan, realtime: bool = False) -> RaidResult:
+def run_raid(cfg: Config, out: Path, plan: RaidPlan, realtime: bool = False,
+             wall_epoch_us: int | None = None) -> RaidResult:
+    """``wall_epoch_us``: the wall-clock time at power-on (default: a fixed instant, so runs
+    are reproducible)."""
     out.mkdir(parents=True, exist_ok=True)
     state = out / "device"
-    dev: SimDevice = make_device(cfg, state, realtime=realtime, boot_us=_s(plan.boot_s))
+    extra = {} if wall_epoch_us is None else {"wall_epoch_us": wall_epoch_us}
+    dev: SimDevice = make_device(cfg, state, realtime=realtime, boot_us=_s(plan.boot_s),
+                                 **extra)
     hold_us = _s(cfg.controls.hold_to_stop_s)
     press_at = _s(plan.boot_s + cfg.pre_record.seconds + plan.settle_s)
     dev.run_until(press_at)
