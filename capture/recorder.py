@@ -149,6 +149,10 @@ class Recorder:
         stop_us = self.current.stop_us or 0
         if p.pts_us < stop_us:
             self._writer.write(p)
+            if self._writer.failed is not None:
+                self._storage_failed(p.pts_us)
+                self._finish(p.pts_us)
+                return
         else:
             self.ring.push(p)
         audio_done = self.cfg.audio is None or (
@@ -253,7 +257,8 @@ class Recorder:
         w.finish("storage_fault")
         self._writer = None
         self._storage_fault = True
-        self._emit("fault", at_us, "storage full: recording paused, footage so far kept")
+        self._emit("fault", at_us,
+                   f"storage: {w.failed.strerror}: recording paused, footage so far kept")
 
     def _try_resume(self, at_us: int) -> None:
         if self._free_bytes is not None and self._free_bytes() < self.cfg.resume_space_bytes:
