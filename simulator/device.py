@@ -17,6 +17,7 @@ from pathlib import Path
 from capture.audio_encoder import AudioFormat
 from capture.clock import OffsetWallClock, VirtualClock
 from capture.config import Config
+from capture.device import DeviceCore
 from capture.fmp4 import VideoFormat
 from capture.overlay import Overlay
 from capture.recorder import Event, Recorder, RecorderConfig
@@ -75,8 +76,6 @@ class SimDevice:
         if self.sink is None:
             self.sink = PlainFileSink(self.storage)
         self.recovered = self.sink.recover()
-        for path in self.recovered:
-            self._event(Event("recovered", 0, str(path)))
         self.microphone = (
             SimMicrophone(self.rcfg.audio, self._packet, start_us=self.boot_us)
             if self.rcfg.audio else None
@@ -85,8 +84,11 @@ class SimDevice:
             self.rcfg, self.sink, self.wall,
             audio_extradata=self.microphone.encoder.extradata if self.microphone else b"",
             free_bytes=self.storage.free_bytes,
-            on_event=self._event,
+            on_event=lambda e: self.core.event(e),
         )
+        self.core = DeviceCore(self.recorder, self.controls, on_event=self._event)
+        for path in self.recovered:
+            self._event(Event("recovered", 0, str(path)))
         v = self.cfg.video
         self.camera = SimCamera(
             self.rcfg.video, v.bitrate, v.gop, Overlay(self.cfg.device_id), self.wall,
@@ -98,13 +100,6 @@ class SimDevice:
 
     def _event(self, e: Event) -> None:
         self.events.append(e)
-        log.info("%s %s %s", e.at_us, e.kind, e.detail)
-        if e.kind == "state":
-            self.controls.set_state(e.detail, self.now_us)  # type: ignore[arg-type]
-        elif e.kind == "fault":
-            self.controls.fault(e.detail, self.now_us)
-        elif e.kind == "fault_cleared":
-            self.controls.clear_fault(self.now_us)
         if self.on_event:
             self.on_event(e)
 
@@ -117,11 +112,7 @@ class SimDevice:
     def step(self, now_us: int) -> None:
         self.now_us = now_us
         self.clock.set(now_us)
-        for intent in self.controls.tick(now_us):
-            if intent.kind == "start":
-                self.recorder.press(intent.at_us)
-            else:
-                self.recorder.stop(intent.at_us)
+        self.core.tick(now_us)
         if now_us < self.boot_us:
             return
         if self.microphone:
@@ -146,9 +137,7 @@ class SimDevice:
                 self.step(t)
 
     def shutdown(self) -> None:
-        if self.recorder.current is not None:
-            self.recorder.finish_now(self.now_us, "shutdown")
-        self.controls.close(self.now_us)
+        self.core.shutdown()
 
 
 def make_device(cfg: Config, state_dir: Path, realtime: bool = False, **kw) -> SimDevice:
