@@ -69,10 +69,12 @@ class RingBuffer:
             cutoff = self._newest_video_us - self.duration_us
             while len(kfs) >= 2 and kfs[1][1] <= cutoff:
                 kfs.popleft()
+        self._drop_before(kfs[0][0] if kfs else self._next_seq)
+        # One GOP at a time: self._bytes only goes down as _drop_before pops the packets.
         while self._bytes > self.max_bytes and len(kfs) >= 2:
             kfs.popleft()
             self._dropped_for_bytes += 1
-        self._drop_before(kfs[0][0] if kfs else self._next_seq)
+            self._drop_before(kfs[0][0])
 
     def _drop_before(self, seq: int) -> None:
         packets = self._packets
