@@ -127,6 +127,34 @@ def sim_record(ctx: click.Context, seconds: float) -> None:
     run_record(cfg, state, seconds, emit)
 
 
+@main.command()
+@click.argument("paths", nargs=-1, required=True,
+                type=click.Path(exists=True, path_type=Path))
+@click.option("--device-pub", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="The device's Ed25519 public key (hex or base64). Not needed for a "
+                   "`bwv sim raid` folder, which holds it.")
+@click.option("--agency-key", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="The agency's X25519 private key: also decrypt and check the footage.")
+@click.option("--device-id", help="The device id the footage must carry.")
+@click.option("--json", "as_json", is_flag=True, help="Print the full report as JSON.")
+def verify(paths: tuple[Path, ...], device_pub: Path | None, agency_key: Path | None,
+           device_id: str | None, as_json: bool) -> None:
+    """Check recorded evidence offline: signatures, hashes, the chain, the end records.
+
+    PATHS are a device outbox (segments/, chain/, trail.jsonl), a `bwv sim raid` folder,
+    or single files from an outbox. Reports per segment and per fragment what is
+    authentic, missing, altered, reordered, substituted or unsigned.
+
+    \b
+    Exit status: 0  everything given is authentic and complete
+                 1  something is not (the report says what)
+                 2  the check could not run (bad arguments, unreadable keys)
+    """
+    from bwv.verify_cmd import run_verify
+
+    sys.exit(run_verify(list(paths), device_pub, agency_key, device_id, as_json))
+
+
 @main.group()
 def config() -> None:
     """Check and show the configuration."""

@@ -26,6 +26,7 @@ from capture.storage import LocalStorage
 from gpio.controls import ControlsConfig, OfficerControls
 from gpio.sim import SimPinBackend
 from simulator.camera import SimCamera
+from simulator.keys import SimKeys, sim_keys
 from simulator.microphone import SimMicrophone
 
 log = logging.getLogger("bwv.sim")
@@ -63,6 +64,7 @@ class SimDevice:
     wall_epoch_us: int = 1_790_000_000_000_000  # wall time at capture time 0
     realtime: bool = False
     sink: SegmentSink | None = None
+    keys: SimKeys | None = None  # the simulator's throwaway identities (evidence sink)
     events: list[Event] = field(default_factory=list)
     on_event: Callable[[Event], None] | None = None
 
@@ -141,4 +143,13 @@ class SimDevice:
 
 
 def make_device(cfg: Config, state_dir: Path, realtime: bool = False, **kw) -> SimDevice:
-    return SimDevice(cfg, LocalStorage(state_dir / "outbox"), realtime=realtime, **kw)
+    """The simulated device as it ships: footage encrypted to the (simulated) agency and
+    signed by its own throwaway key, all kept in ``state_dir``."""
+    from bwv import __version__
+    from crypto.evidence import EvidenceSink
+
+    keys = sim_keys(state_dir, cfg.device_id)
+    storage = LocalStorage(state_dir / "outbox")
+    sink = EvidenceSink(storage.root, keys.identity, keys.agency_public, __version__,
+                        keys.chain_state_path)
+    return SimDevice(cfg, storage, realtime=realtime, sink=sink, keys=keys, **kw)

@@ -11,6 +11,8 @@ from pathlib import Path
 
 from capture.config import Config
 from capture.recorder import Recording
+from crypto.seal import decrypt_segment
+from crypto.verify import verify_outbox
 from simulator.device import SimDevice, make_device
 
 
@@ -64,8 +66,20 @@ def _summarise(cfg: Config, out: Path, dev: SimDevice) -> RaidResult:
     recordings = []
     play = out / "recordings"
     play.mkdir(exist_ok=True)
+    agency_sk = dev.keys.agency_private() if dev.keys else None
     for rec in dev.recorder.recordings:
-        recordings.append(_recording_entry(cfg, out, play, dev, rec, problems))
+        recordings.append(_recording_entry(cfg, out, play, dev, rec, problems, agency_sk))
+    verification = None
+    if dev.keys is not None:
+        report = verify_outbox(dev.storage.root, dev.keys.identity.public_key, agency_sk,
+                               device_id=cfg.device_id)
+        verification = report.to_json()
+        if not report.ok:
+            problems.append("verification failed: " + "; ".join(
+                f"{f.kind}: {f.detail}" for f in report.findings[:5]))
+    evidence = sorted(
+        str(p.relative_to(out)) for p in dev.storage.root.rglob("*") if p.is_file()
+    )
     if len(recordings) != 1:
         problems.append(f"expected 1 recording, found {len(recordings)}")
     summary = {
@@ -79,6 +93,13 @@ def _summarise(cfg: Config, out: Path, dev: SimDevice) -> RaidResult:
         },
         "camera_dropped_frames": dev.camera.dropped,
         "recordings": recordings,
+        "verified": bool(verification and verification["ok"]),
+        "verification": verification,
+        "evidence": evidence,
+        "keys": {
+            "device_public_key": str(dev.keys.device_pub_path.relative_to(out)),
+            "agency_private_key": str(dev.keys.agency_private_path.relative_to(out)),
+        } if dev.keys else None,
         "events": [{"at_us": e.at_us, "kind": e.kind, "detail": e.detail} for e in dev.events],
         "problems": problems,
         "ok": not problems,
@@ -88,7 +109,7 @@ def _summarise(cfg: Config, out: Path, dev: SimDevice) -> RaidResult:
 
 
 def _recording_entry(cfg: Config, out: Path, play: Path, dev: SimDevice, rec: Recording,
-                     problems: list[str]) -> dict:
+                     problems: list[str], agency_sk) -> dict:
     segs = [s for s in rec.segments if s.path is not None and s.frames]
     frames = sum(s.frames for s in segs)
     first = segs[0].first_frame if segs else None
@@ -96,8 +117,14 @@ def _recording_entry(cfg: Config, out: Path, play: Path, dev: SimDevice, rec: Re
     dropped = (last - first + 1 - frames) if segs else 0
     paths = []
     for s in segs:
-        dest = play / s.path.name
-        shutil.copyfile(s.path, dest)
+        dest = play / (s.path.name.split(".")[0] + ".mp4")
+        if agency_sk is None:  # plain files: already playable
+            shutil.copyfile(s.path, dest)
+        else:  # the agency's view: decrypt the stored segment into a playable copy
+            dec = decrypt_segment(s.path.read_bytes(), agency_sk)
+            if dec.error:
+                problems.append(f"{s.path.name}: cannot decrypt: {dec.error}")
+            dest.write_bytes(dec.plaintext)
         paths.append(str(dest.relative_to(out)))
     fps, gop = cfg.video.fps, cfg.video.gop
     pre_frames = int(round(cfg.pre_record.seconds * fps))

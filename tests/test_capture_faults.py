@@ -15,7 +15,9 @@ import pytest
 from capture.config import ConfigError, from_dict, load
 from capture.recorder import State
 from capture.storage import LocalStorage, QuotaStorage
-from simulator.device import SimDevice
+from crypto.seal import decrypt_segment
+from crypto.verify import verify_outbox
+from simulator.device import SimDevice, make_device
 from simulator.readback import read_segments
 from tests.conftest import SMALL, ffprobe_streams
 
@@ -77,7 +79,7 @@ def test_killed_process_leaves_playable_segments_recovered_at_next_start(tmp_pat
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
     fragments: dict[int, int] = {}
     assert proc.stdout is not None
-    for line in proc.stdout:  # the device reports each fragment once it is on disk
+    for line in proc.stdout:  # the device reports each fragment once it is on disk, signed
         e = json.loads(line)
         if e["kind"] == "fragment_written":
             seg = int(e["detail"].split()[1])
@@ -86,20 +88,30 @@ def test_killed_process_leaves_playable_segments_recovered_at_next_start(tmp_pat
                 break
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    outbox = state / "outbox"
-    partial = list(outbox.glob("*.partial"))
-    assert partial, "the open segment was left behind by the kill"
+    segments_dir = state / "outbox" / "segments"
+    assert list(segments_dir.glob("*.partial")), "the open segment was left behind by the kill"
 
-    # the next start recovers it
-    dev = SimDevice(load(cfg_file), LocalStorage(outbox))
-    assert not list(outbox.glob("*.partial"))
+    # the next start recovers it: nothing written is lost, and it all verifies
+    dev = make_device(load(cfg_file), state)
+    assert not list(segments_dir.glob("*.partial"))
     assert len(dev.recovered) == 1
-    segments = sorted(outbox.glob("*.mp4"))
-    for seg_index, p in enumerate(segments):
-        data = p.read_bytes()
-        assert data.count(b"moof") >= fragments.get(seg_index, 0)  # nothing written is lost
-        assert sorted(s["codec_type"] for s in ffprobe_streams(p)) == ["audio", "video"]
-    idx = read_segments(segments, with_audio=False).indices
+    report = verify_outbox(state / "outbox", dev.keys.identity.public_key,
+                           dev.keys.agency_private())
+    by_index = {s.segment_index: s for s in report.segments}
+    assert all(s.status == "authentic" for s in report.segments), report.to_json()
+    assert by_index[max(by_index)].truncated  # the segment the kill cut short says so
+    assert [r.status for r in report.recordings] != ["complete"]  # cut short, not ended
+    plain = []
+    for s in sorted(report.segments, key=lambda s: s.segment_index):
+        fragments_kept = sum(c.kind == "fragment" for c in s.chunks)
+        assert fragments_kept >= fragments.get(s.segment_index, 0)
+        dec = decrypt_segment((state / "outbox" / s.file).read_bytes(),
+                              dev.keys.agency_private())
+        out = tmp_path / f"{s.segment_index}.mp4"
+        out.write_bytes(dec.plaintext)
+        assert sorted(x["codec_type"] for x in ffprobe_streams(out)) == ["audio", "video"]
+        plain.append(out)
+    idx = read_segments(plain, with_audio=False).indices
     assert idx == list(range(idx[0], idx[0] + len(idx)))
 
 

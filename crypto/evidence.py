@@ -1,0 +1,458 @@
+"""The evidence sink: what the segment writer hands its blobs to on the device.
+
+For each segment: a fresh key; every blob (the init blob, then one fragment per GOP) is
+encrypted as one secretstream chunk, appended to ``segments/<name>.bwvseg.partial`` and
+fsync'd, then signed in the trail (fsync'd) before the call returns. Closing a segment adds
+the FINAL chunk, signs the manifest into the device's chain, and renames the file to its
+final name. Plaintext never reaches the disk; the segment key is forgotten at close.
+
+Outbox layout (crypto/FORMAT.md, "Outbox")::
+
+    OUTBOX/trail.jsonl                          the signature trail (append-only)
+    OUTBOX/segments/<rec>_<idx:04d>.bwvseg      stored (encrypted) segments
+    OUTBOX/segments/<name>.bwvseg.partial       the segment being written
+    OUTBOX/segments/<name>.bwvseg.unsigned      bytes a crash left unsigned, set aside
+    OUTBOX/chain/<seq:012d>.manifest.json       signed manifests  } one chain
+    OUTBOX/chain/<seq:012d>.end.json            end-of-recording  } per device
+
+``recover()`` (at start-up) finishes what a crash left: a partial segment keeps the chunks
+the trail signed and is closed as a truncated segment; bytes past them are set aside in a
+``.unsigned`` file (never deleted); recordings left open get an ``interrupted`` end record.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from nacl.public import PublicKey
+
+from capture.sink import SegmentInfo  # the segment writer's interface
+from crypto import canonical
+from crypto.durable import append_durable, fsync_dir, rename_durable, truncate_durable
+from crypto.durable import write_atomic as _write_atomic
+from crypto.identity import DeviceIdentity
+from crypto.manifest import CHAIN_DIR, Chain, chunk_entry, end_fields, manifest_fields
+from crypto.records import SignedRecord, sha256_hex
+from crypto.seal import (
+    SealFormatError,
+    SegmentContext,
+    SegmentEncryptor,
+    frame,
+    parse_segment,
+)
+from crypto.trail import TRAIL_NAME, TrailWriter
+
+SEGMENTS_DIR = "segments"
+SEG_EXT = ".bwvseg"
+PARTIAL = ".partial"
+UNSIGNED = ".unsigned"
+_REC_ID = re.compile(r"[A-Za-z0-9_-]{1,64}\Z")
+_PARTIAL_NAME = re.compile(r"([A-Za-z0-9_-]{1,64})_(\d{4,})\.bwvseg\.partial\Z")
+
+
+@dataclass(frozen=True)
+class RecoveredSegment:
+    """What ``recover()`` (or ``abort_segment()``) did with one partial segment."""
+
+    partial: Path
+    path: Path | None  # the stored segment, or None when nothing could be kept as one
+    recording_id: str | None
+    segment_index: int | None
+    signed_chunks: int  # chunks kept (signed in the trail), init included
+    truncated: bool  # no FINAL chunk
+    unsigned_path: Path | None  # where bytes past the signed chunks were set aside
+    unsigned_bytes: int
+
+
+def segment_file_name(recording_id: str, segment_index: int) -> str:
+    return f"{recording_id}_{segment_index:04d}{SEG_EXT}"
+
+
+@dataclass
+class _Open:
+    info: Any  # SegmentInfo, or any object with its fields (capture.sink.SegmentInfo)
+    context: SegmentContext
+    name: str
+    partial: Path
+    f: BinaryIO
+    enc: SegmentEncryptor
+    chunks: list[dict[str, Any]] = field(default_factory=list)
+    stored: Any = field(default_factory=hashlib.sha256)
+    stored_size: int = 0
+    plain: Any = field(default_factory=hashlib.sha256)
+    plain_size: int = 0
+    broken: bool = False  # a write failed: the stream cannot go on; abort_segment()
+
+
+class EvidenceSink:
+    """Encrypts, signs and chains the segment writer's blobs into ``outbox_dir``."""
+
+    def __init__(
+        self,
+        outbox_dir: Path,
+        identity: DeviceIdentity,
+        agency_pk: bytes | PublicKey,
+        firmware_version: str,
+        chain_state_path: Path,
+    ) -> None:
+        self.dir = Path(outbox_dir)
+        self.segments_dir = self.dir / SEGMENTS_DIR
+        self.segments_dir.mkdir(parents=True, exist_ok=True)
+        self.identity = identity
+        self.agency_pk = agency_pk if isinstance(agency_pk, PublicKey) else PublicKey(agency_pk)
+        self.firmware_version = str(firmware_version)
+        self.trail = TrailWriter(self.dir / TRAIL_NAME, identity, identity.public_key)
+        self.chain = Chain(self.dir / CHAIN_DIR, chain_state_path, identity, identity.public_key)
+        self.last_recovery: list[RecoveredSegment] = []
+        self._seg: _Open | None = None
+        self._leftovers = False  # an abort failed (full disk): finish it before the next
+
+    # -- the segment writer's interface ----------------------------------------------------
+    def open_segment(self, info: SegmentInfo) -> None:
+        if self._seg is not None:
+            raise RuntimeError("a segment is already open")
+        if not (isinstance(info.recording_id, str) and _REC_ID.match(info.recording_id)):
+            raise ValueError("recording_id must be 1..64 characters of [A-Za-z0-9_-]")
+        if not (isinstance(info.segment_index, int) and info.segment_index >= 0):
+            raise ValueError("segment_index must be a non-negative integer")
+        trigger = dict(info.trigger or {})
+        canonical.encode(trigger)  # a trigger that cannot be signed fails here, not later
+        if self._leftovers:
+            self._finish_leftovers()
+        name = segment_file_name(info.recording_id, info.segment_index)
+        partial = self.segments_dir / (name + PARTIAL)
+        if (self.segments_dir / name).exists():
+            raise FileExistsError(f"{self.segments_dir / name}: segment exists already")
+        ctx = SegmentContext(
+            device_id=self.identity.device_id,
+            key_id=self.identity.key_id,
+            recording_id=info.recording_id,
+            segment_index=info.segment_index,
+            start_us=int(info.start_us),
+            wall_start_us=int(info.wall_start_us),
+            wall_quality=str(info.wall_quality),
+            trigger=trigger,
+        )
+        enc = SegmentEncryptor(self.agency_pk, ctx)
+        f = open(partial, "xb")  # noqa: SIM115 - held while the segment is open
+        try:
+            append_durable(f, enc.header)
+            fsync_dir(self.segments_dir)
+        except BaseException:
+            f.close()
+            enc.forget()
+            partial.unlink(missing_ok=True)  # a header at most: no footage in it yet
+            raise
+        seg = _Open(info, ctx, name, partial, f, enc)
+        seg.stored.update(enc.header)
+        seg.stored_size = len(enc.header)
+        self._seg = seg
+
+    def write_init(self, data: bytes) -> None:
+        seg = self._need_open()
+        if seg.chunks:
+            raise RuntimeError("the init blob is the first blob of a segment, and only one")
+        ctx = seg.context
+        start = {
+            "header_sha256": sha256_hex(seg.enc.header),
+            "start_us": ctx.start_us,
+            "wall_start_us": ctx.wall_start_us,
+            "wall_quality": ctx.wall_quality,
+            "trigger": ctx.trigger,
+        }
+        self._write_chunk(seg, "init", data, ctx.start_us, ctx.start_us, start)
+
+    def write_fragment(self, data: bytes, first_us: int, end_us: int) -> None:
+        """Returns once the fragment is on disk and signed in the trail."""
+        seg = self._need_open()
+        if not seg.chunks:
+            raise RuntimeError("write_init must come before the first fragment")
+        self._write_chunk(seg, "fragment", data, int(first_us), int(end_us), None)
+
+    def close_segment(self, end_us: int, wall_end_us: int) -> Path:
+        """FINAL chunk, signed manifest, atomic rename; the segment key is forgotten."""
+        seg = self._need_open()
+        if not seg.chunks:
+            raise RuntimeError("a segment without its init blob cannot be closed; abort it")
+        self._write_chunk(seg, "final", b"", int(end_us), int(end_us), None)
+        final = self.segments_dir / seg.name
+        fields = manifest_fields(
+            firmware_version=self.firmware_version,
+            recording_id=seg.context.recording_id,
+            segment_index=seg.context.segment_index,
+            start_us=seg.context.start_us,
+            end_us=int(end_us),
+            wall_start_us=seg.context.wall_start_us,
+            wall_end_us=int(wall_end_us),
+            wall_quality=seg.context.wall_quality,
+            trigger=seg.context.trigger,
+            file=seg.name,
+            header_sha256=sha256_hex(seg.enc.header),
+            stored_sha256=seg.stored.hexdigest(),
+            stored_size=seg.stored_size,
+            plain_sha256=seg.plain.hexdigest(),
+            plain_size=seg.plain_size,
+            chunks=seg.chunks,
+            recovered=False,
+            unsigned_tail=None,
+        )
+        seg.enc.forget()
+        seg.f.close()
+        try:
+            self.chain.append("manifest", fields)
+        except BaseException:
+            seg.broken = True  # the partial stays; abort_segment() or recover() finishes it
+            raise
+        rename_durable(seg.partial, final)
+        self._seg = None
+        return final
+
+    def abort_segment(self) -> Path | None:
+        """Close the open segment where it stands (a write failed, the disk is full): keep
+        the chunks the trail signed, as a truncated segment. Returns its path, if any."""
+        seg = self._seg
+        if seg is None:
+            return None
+        seg.enc.forget()
+        seg.f.close()
+        self._seg = None
+        known = (len(seg.chunks), seg.plain.hexdigest(), seg.plain_size)
+        try:
+            result = self._finish_partial(seg.partial, known, recovered=False)
+        except BaseException:
+            self._leftovers = True
+            raise
+        return result.path
+
+    def end_recording(self, recording_id: str, reason: str, end_us: int) -> None:
+        """Sign the end of a recording ("stopped", "disk_full", ...) into the chain."""
+        if self._seg is not None and self._seg.context.recording_id == recording_id:
+            self.abort_segment()
+        if not isinstance(reason, str) or not 1 <= len(reason) <= 64:
+            raise ValueError("reason must be a short string")
+        self._end(recording_id, reason, int(end_us), recovered=False)
+
+    def recover(self) -> list[Path]:
+        """At start-up: finish partial segments and end the recordings a crash left open.
+
+        Returns the stored segments published; details are in ``last_recovery``."""
+        if self._seg is not None:
+            raise RuntimeError("recover() is for start-up, not while a segment is open")
+        results = self._finish_leftovers()
+        interrupted = list(self.chain.state.open_recordings())
+        for r in results:
+            if r.recording_id is not None and r.recording_id not in interrupted:
+                state = self.chain.state.recordings.get(r.recording_id)
+                if state is None or not state.ended:
+                    interrupted.append(r.recording_id)
+        for rec in interrupted:
+            state = self.chain.state.recordings.get(rec)
+            self._end(rec, "interrupted", state.end_us if state else 0, recovered=True)
+        self.last_recovery = results
+        return [r.path for r in results if r.path is not None]
+
+    def close(self) -> None:
+        """Release files (an open segment is aborted first)."""
+        if self._seg is not None:
+            self.abort_segment()
+        self.trail.close()
+
+    def __enter__(self) -> EvidenceSink:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"EvidenceSink({str(self.dir)!r}, {self.identity!r})"
+
+    # -- internals -------------------------------------------------------------------------
+    def _need_open(self) -> _Open:
+        seg = self._seg
+        if seg is None:
+            raise RuntimeError("no open segment")
+        if seg.broken:
+            raise RuntimeError("the segment failed (a write did not complete); abort it")
+        return seg
+
+    def _write_chunk(
+        self,
+        seg: _Open,
+        kind: str,
+        data: bytes,
+        first_us: int,
+        end_us: int,
+        start: dict[str, Any] | None,
+    ) -> SignedRecord:
+        data = bytes(data)
+        cipher = seg.enc.push(data, final=(kind == "final"))
+        framed = frame(cipher)
+        try:
+            append_durable(seg.f, framed)
+        except BaseException:
+            seg.broken = True  # the stream state moved on without this chunk on disk
+            raise
+        seg.stored.update(framed)
+        seg.stored_size += len(framed)
+        fields = {
+            "recording_id": seg.context.recording_id,
+            "segment_index": seg.context.segment_index,
+            "chunk": len(seg.chunks),
+            "kind": kind,
+            "first_us": first_us,
+            "end_us": end_us,
+            "plain_sha256": sha256_hex(data),
+            "plain_size": len(data),
+            "cipher_sha256": sha256_hex(cipher),
+            "cipher_size": len(cipher),
+            "segment": start,
+        }
+        try:
+            signed = self.trail.append(fields)
+        except BaseException:
+            seg.broken = True  # on disk but unsigned: recovery sets it aside
+            raise
+        seg.chunks.append(chunk_entry(signed.record))
+        if kind != "final":
+            seg.plain.update(data)
+            seg.plain_size += len(data)
+        return signed
+
+    def _finish_leftovers(self) -> list[RecoveredSegment]:
+        results = [
+            self._finish_partial(p, None, recovered=True)
+            for p in sorted(self.segments_dir.glob("*" + SEG_EXT + PARTIAL))
+        ]
+        self._leftovers = False
+        return results
+
+    def _set_aside(self, name: str, data: bytes) -> Path:
+        """Keep ``data`` in ``<name>.unsigned`` (or ``.unsigned.N``), never overwriting."""
+        i = 0
+        while True:
+            path = self.segments_dir / (name + UNSIGNED + (f".{i}" if i else ""))
+            if not path.exists():
+                _write_atomic(path, data, overwrite=False)
+                return path
+            if path.read_bytes() == data:
+                return path
+            i += 1
+
+    def _finish_partial(
+        self, partial: Path, known_plain: tuple[int, str, int] | None, recovered: bool
+    ) -> RecoveredSegment:
+        """Close a partial segment at its last signed chunk (see module docstring)."""
+        data = partial.read_bytes()
+        name = partial.name[: -len(PARTIAL)]
+        final = self.segments_dir / name
+        m = _PARTIAL_NAME.match(partial.name)
+        rec_hint = m.group(1) if m else None
+        try:
+            parsed = parse_segment(data)
+        except SealFormatError:
+            parsed = None
+        ctx = parsed.context if parsed else None
+        if (
+            parsed is None
+            or ctx is None
+            or ctx.device_id != self.identity.device_id
+            or ctx.key_id != self.identity.key_id
+            or segment_file_name(ctx.recording_id, ctx.segment_index) != name
+        ):
+            # not even a readable header of ours: nothing to sign; keep the bytes aside
+            aside = self._set_aside(name, data)
+            partial.unlink()
+            fsync_dir(self.segments_dir)
+            return RecoveredSegment(partial, None, rec_hint, None, 0, True, aside, len(data))
+        rec, idx = ctx.recording_id, ctx.segment_index
+        state = self.chain.state.recordings.get(rec)
+        if state is not None and idx in state.segments:
+            # the manifest was signed, only the rename was missing
+            rename_durable(partial, final)
+            signed = self.trail.records_for_segment(rec, idx)
+            truncated = not (signed and signed[-1].record["kind"] == "final")
+            return RecoveredSegment(
+                partial, final, rec, idx, len(parsed.chunks), truncated, None, 0
+            )
+        records = self.trail.records_for_segment(rec, idx)
+        kept: list[dict[str, Any]] = []
+        for i, r in enumerate(records):
+            rr = r.record
+            expected_kind = "init" if i == 0 else rr["kind"]
+            if (
+                rr["chunk"] != i
+                or i >= len(parsed.chunks)
+                or rr["kind"] != expected_kind
+                or (i > 0 and rr["kind"] == "init")
+                or sha256_hex(parsed.chunks[i]) != rr["cipher_sha256"]
+            ):
+                break
+            kept.append(rr)
+            if rr["kind"] == "final":
+                break
+        k = len(kept)
+        keep_len = parsed.offsets[k] if k < len(parsed.offsets) else parsed.end
+        tail = data[keep_len:]
+        unsigned_path = None
+        unsigned_tail = None
+        existing = self.segments_dir / (name + UNSIGNED)
+        if tail:
+            unsigned_path = self._set_aside(name, tail)
+            truncate_durable(partial, keep_len)
+        elif existing.exists():  # set aside by an earlier recovery that was cut short
+            unsigned_path = existing
+        if unsigned_path is not None:
+            aside = unsigned_path.read_bytes()
+            unsigned_tail = {
+                "file": unsigned_path.name,
+                "size": len(aside),
+                "sha256": sha256_hex(aside),
+            }
+        stored = data[:keep_len]
+        chunks = [chunk_entry(r) for r in kept]
+        if known_plain is not None and known_plain[0] == k:
+            plain_sha256: str | None = known_plain[1]
+        else:
+            plain_sha256 = None  # the key is gone: only the per-chunk hashes are known
+        plain_size = sum(c["plain_size"] for c in chunks)
+        end_us = chunks[-1]["end_us"] if chunks else ctx.start_us
+        fields = manifest_fields(
+            firmware_version=self.firmware_version,
+            recording_id=rec,
+            segment_index=idx,
+            start_us=ctx.start_us,
+            end_us=end_us,
+            wall_start_us=ctx.wall_start_us,
+            wall_end_us=ctx.wall_start_us + (end_us - ctx.start_us),
+            wall_quality=ctx.wall_quality,
+            trigger=ctx.trigger,
+            file=name,
+            header_sha256=parsed.header_sha256,
+            stored_sha256=sha256_hex(stored),
+            stored_size=len(stored),
+            plain_sha256=plain_sha256,
+            plain_size=plain_size,
+            chunks=chunks,
+            recovered=recovered,
+            unsigned_tail=unsigned_tail,
+        )
+        self.chain.append("manifest", fields)
+        rename_durable(partial, final)
+        truncated = not (chunks and chunks[-1]["kind"] == "final")
+        return RecoveredSegment(partial, final, rec, idx, k, truncated, unsigned_path, len(tail))
+
+    def _end(self, recording_id: str, reason: str, end_us: int, recovered: bool) -> None:
+        state = self.chain.state.recordings.get(recording_id)
+        fields = end_fields(
+            firmware_version=self.firmware_version,
+            recording_id=recording_id,
+            reason=reason,
+            end_us=end_us,
+            segment_count=len(state.segments) if state else 0,
+            recovered=recovered,
+        )
+        self.chain.append("end", fields)

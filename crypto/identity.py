@@ -1,0 +1,221 @@
+"""The device's identity (an Ed25519 key made on the device) and the pinned public keys.
+
+Files (crypto/FORMAT.md, "Key files"):
+
+- ``device.key``: the 32-byte Ed25519 seed as 64 lowercase hex digits and a newline, mode
+  0600, created atomically with that mode. A key file readable by group or others is refused.
+- ``device.pub``: the 32-byte public key, 64 lowercase hex digits and a newline.
+- pinned keys (the agency's X25519 public key, the dock's Ed25519 public key): 32 bytes as
+  64 hex digits or as base64, surrounding whitespace ignored.
+
+The key id is the first 16 hex digits (8 bytes) of SHA-256 of the 32-byte public key.
+
+Secret key bytes never appear in a ``repr``, a ``str`` or an exception message.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import os
+import stat
+from pathlib import Path
+
+from nacl.exceptions import CryptoError
+from nacl.public import PrivateKey, PublicKey
+from nacl.signing import SigningKey, VerifyKey
+
+from crypto.durable import write_atomic
+
+KEY_BYTES = 32
+SECRET_MODE = 0o600
+
+
+class IdentityError(Exception):
+    """A key file that cannot be used: names the path and the problem, never key bytes."""
+
+
+def key_id_of(public_key: bytes) -> str:
+    """The key id of a 32-byte public key: first 16 lowercase hex digits of its SHA-256."""
+    return hashlib.sha256(bytes(public_key)).hexdigest()[:16]
+
+
+def check_device_id(device_id: str) -> str:
+    if not (
+        isinstance(device_id, str)
+        and 1 <= len(device_id) <= 64
+        and all(c.isascii() and (c.isalnum() or c in "-_.") for c in device_id)
+    ):
+        raise IdentityError("device id must be 1..64 characters of [A-Za-z0-9._-]")
+    return device_id
+
+
+class DeviceIdentity:
+    """The device's signing key with its device id. Holds the secret; never shows it."""
+
+    __slots__ = ("_signing_key", "device_id", "public_key", "key_id")
+
+    def __init__(self, device_id: str, signing_key: SigningKey) -> None:
+        self.device_id = check_device_id(device_id)
+        self._signing_key = signing_key
+        self.public_key: bytes = bytes(signing_key.verify_key)
+        self.key_id: str = key_id_of(self.public_key)
+
+    # -- making and loading ----------------------------------------------------------------
+    @classmethod
+    def from_seed(cls, device_id: str, seed: bytes) -> DeviceIdentity:
+        """A deterministic identity (test vectors); a device uses ``generate``."""
+        if len(seed) != KEY_BYTES:
+            raise IdentityError("an Ed25519 seed is 32 bytes")
+        return cls(device_id, SigningKey(bytes(seed)))
+
+    @classmethod
+    def generate(cls, key_path: Path, device_id: str) -> DeviceIdentity:
+        """Make a new key on the device: ``key_path`` (0600) and ``key_path``.pub.
+
+        Refuses to replace an existing key (an identity is never overwritten by accident).
+        """
+        key_path = Path(key_path)
+        if key_path.exists():
+            raise IdentityError(f"{key_path}: a device key already exists; not replacing it")
+        key_path.parent.mkdir(parents=True, exist_ok=True)
+        signing_key = SigningKey.generate()
+        ident = cls(device_id, signing_key)
+        seed_hex = signing_key.encode().hex().encode("ascii") + b"\n"
+        try:
+            write_atomic(key_path, seed_hex, mode=SECRET_MODE, overwrite=False)
+        except FileExistsError:
+            raise IdentityError(
+                f"{key_path}: a device key already exists; not replacing it"
+            ) from None
+        write_atomic(public_key_path(key_path), ident.public_key.hex().encode() + b"\n")
+        return ident
+
+    @classmethod
+    def load(cls, key_path: Path, device_id: str) -> DeviceIdentity:
+        """Load the device key; ``IdentityError`` if it is missing, too open or malformed,
+        or if a ``.pub`` file beside it names another key."""
+        key_path = Path(key_path)
+        seed = _read_secret_32(key_path, "Ed25519 seed")
+        ident = cls(device_id, SigningKey(seed))
+        pub = public_key_path(key_path)
+        if pub.exists():
+            pinned = load_public_key(pub, "device Ed25519 public key")
+            if pinned != ident.public_key:
+                raise IdentityError(f"{pub}: does not match the key in {key_path}")
+        return ident
+
+    @classmethod
+    def load_or_generate(cls, key_path: Path, device_id: str) -> DeviceIdentity:
+        if Path(key_path).exists():
+            return cls.load(key_path, device_id)
+        return cls.generate(key_path, device_id)
+
+    # -- use -------------------------------------------------------------------------------
+    def sign(self, message: bytes) -> bytes:
+        """The 64-byte Ed25519 signature of ``message``."""
+        return self._signing_key.sign(bytes(message)).signature
+
+    def verify_key(self) -> VerifyKey:
+        return VerifyKey(self.public_key)
+
+    def __repr__(self) -> str:
+        return f"DeviceIdentity(device_id={self.device_id!r}, key_id={self.key_id!r})"
+
+    __str__ = __repr__
+
+    def __reduce__(self):  # no pickling or copying of the secret by accident
+        raise TypeError("DeviceIdentity cannot be pickled or copied")
+
+
+def public_key_path(key_path: Path) -> Path:
+    return Path(key_path).with_name(Path(key_path).name + ".pub")
+
+
+# -- pinned keys ---------------------------------------------------------------------------
+def parse_key_text(text: bytes, what: str, path: Path | str) -> bytes:
+    """32 key bytes from 64 hex digits or base64; ``IdentityError`` (without the content)."""
+    s = text.strip()
+    if len(s) == 2 * KEY_BYTES:
+        try:
+            raw = binascii.unhexlify(s)
+        except (binascii.Error, ValueError):
+            raw = b""
+        if len(raw) == KEY_BYTES:
+            return raw
+    try:
+        raw = base64.b64decode(s, validate=True)
+    except (binascii.Error, ValueError):
+        raw = b""
+    if len(raw) == KEY_BYTES:
+        return raw
+    raise IdentityError(
+        f"{path}: not a valid {what} (expected 32 bytes as 64 hex digits or base64, "
+        f"found {len(s)} characters that are neither)"
+    )
+
+
+def _read(path: Path, what: str) -> bytes:
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        raise IdentityError(f"{path}: no {what} file") from None
+    except OSError as exc:
+        raise IdentityError(f"{path}: cannot read the {what} file ({exc.strerror})") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise IdentityError(f"{path}: the {what} file is not a regular file")
+    if st.st_size > 4096:
+        raise IdentityError(f"{path}: too large for a {what} file ({st.st_size} bytes)")
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise IdentityError(f"{path}: cannot read the {what} file ({exc.strerror})") from None
+
+
+def _read_secret_32(path: Path, what: str) -> bytes:
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        raise IdentityError(f"{path}: no {what} file") from None
+    except OSError as exc:
+        raise IdentityError(f"{path}: cannot read the {what} file ({exc.strerror})") from None
+    mode = stat.S_IMODE(st.st_mode)
+    if stat.S_ISREG(st.st_mode) and mode & 0o077:
+        raise IdentityError(
+            f"{path}: secret key file has mode {mode:04o}; it must not be readable by group "
+            f"or others (chmod 600 {path})"
+        )
+    return parse_key_text(_read(path, what), what, path)
+
+
+def load_public_key(path: Path, what: str = "public key") -> bytes:
+    """A pinned 32-byte public key from a hex or base64 file."""
+    return parse_key_text(_read(Path(path), what), what, path)
+
+
+def load_agency_public_key(path: Path) -> PublicKey:
+    """The agency's X25519 public key, pinned at provisioning (footage is sealed to it)."""
+    raw = load_public_key(path, "agency X25519 public key")
+    if raw == bytes(KEY_BYTES):
+        raise IdentityError(f"{path}: the agency public key is all zeros")
+    return PublicKey(raw)
+
+
+def load_dock_public_key(path: Path) -> VerifyKey:
+    """The dock's Ed25519 public key, pinned at provisioning."""
+    raw = load_public_key(path, "dock Ed25519 public key")
+    try:
+        return VerifyKey(raw)
+    except (CryptoError, ValueError, TypeError):
+        raise IdentityError(f"{path}: not a valid Ed25519 public key") from None
+
+
+def load_agency_private_key(path: Path) -> PrivateKey:
+    """The agency's X25519 private key (off the device: for the verifier and decryption)."""
+    return PrivateKey(_read_secret_32(Path(path), "agency X25519 private key"))
+
+
+def write_secret_key(path: Path, key: bytes) -> None:
+    """Write a 32-byte secret as hex, mode 0600, atomically (test vectors, provisioning)."""
+    write_atomic(Path(path), bytes(key).hex().encode() + b"\n", mode=SECRET_MODE)

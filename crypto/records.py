@@ -1,0 +1,308 @@
+"""Signed records: trail records, manifests and end-of-recording records.
+
+A signed record is one line (crypto/FORMAT.md, "Signed records")::
+
+    canonical({"record": R, "sig": hex(Ed25519(b"bwv:" + R.type + b":v1\\0" + canonical(R)))})
+    + b"\\n"
+
+The record's hash (what the next record names as ``prev_sha256``) is SHA-256 of the whole
+line, newline included; for a manifest or end record that is the SHA-256 of its file.
+
+Reading is strict: a line that is not exactly canonical, has a field missing, extra or of the
+wrong type, or whose signature does not verify, is a ``RecordError`` with a ``reason``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from nacl.exceptions import BadSignatureError, CryptoError
+from nacl.signing import VerifyKey
+
+from crypto import canonical
+
+VERSION = 1
+TYPES = ("trail", "manifest", "end")
+CHUNK_KINDS = ("init", "fragment", "final")
+MAX_LINE = 1 << 20  # no record is anywhere near this; bounds what a reader takes in
+
+_HEX64 = re.compile(r"[0-9a-f]{64}\Z")
+_HEX128 = re.compile(r"[0-9a-f]{128}\Z")
+_KEY_ID = re.compile(r"[0-9a-f]{16}\Z")
+_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}\Z")
+_FILE = re.compile(r"[A-Za-z0-9._-]{1,160}\Z")
+_REC_ID = re.compile(r"[A-Za-z0-9_-]{1,64}\Z")
+
+
+_HEAD = b'{"record":'
+_TAIL = b',"sig":"' + b"0" * 128 + b'"}\n'
+
+
+def domain(record_type: str) -> bytes:
+    """The domain-separation prefix signed before the canonical record."""
+    return b"bwv:" + record_type.encode("ascii") + b":v1\x00"
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+class Signer(Protocol):
+    device_id: str
+    key_id: str
+
+    def sign(self, message: bytes) -> bytes: ...
+
+
+class RecordError(ValueError):
+    """``reason``: "torn" (a line cut short), "malformed" (not a canonical signed line),
+    "schema" (fields), "foreign" (signed by another device or key), "bad_signature"."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass(frozen=True)
+class SignedRecord:
+    record: dict[str, Any]
+    line: bytes  # the exact bytes, final newline included
+    sha256: str  # SHA-256 of ``line``
+
+    @property
+    def type(self) -> str:
+        return self.record["type"]
+
+    @property
+    def seq(self) -> int:
+        return self.record["seq"]
+
+
+def sign_record(signer: Signer, record: dict[str, Any]) -> SignedRecord:
+    """Check ``record`` against its schema, sign it, and give its line."""
+    validate(record)
+    body = canonical.encode(record)
+    sig = signer.sign(domain(record["type"]) + body)
+    line = canonical.encode({"record": record, "sig": sig}) + b"\n"
+    return SignedRecord(canonical.decode(body), line, sha256_hex(line))
+
+
+def parse_line(line: bytes) -> tuple[dict[str, Any], bytes]:
+    """Split a signed line into its record and signature, checking only the form."""
+    if len(line) > MAX_LINE:
+        raise RecordError("malformed", f"line longer than {MAX_LINE} bytes")
+    if not line.endswith(b"\n"):
+        raise RecordError("torn", "line does not end with a newline")
+    try:
+        env = canonical.decode(line[:-1])
+    except canonical.CanonicalError as exc:
+        if exc.incomplete:
+            raise RecordError("torn", f"line cut short ({exc})") from None
+        raise RecordError("malformed", str(exc)) from None
+    if not (isinstance(env, dict) and set(env) == {"record", "sig"}):
+        raise RecordError("malformed", 'expected {"record": {...}, "sig": "..."}')
+    record, sig = env["record"], env["sig"]
+    if not isinstance(record, dict):
+        raise RecordError("malformed", "record is not an object")
+    if not (isinstance(sig, str) and _HEX128.match(sig)):
+        raise RecordError("malformed", "sig is not 128 lowercase hex digits")
+    return record, bytes.fromhex(sig)
+
+
+def verify_line(
+    line: bytes,
+    public_key: bytes,
+    device_id: str | None = None,
+    expect_type: str | tuple[str, ...] | None = None,
+) -> SignedRecord:
+    """Read and check one signed line: form, schema, signer, signature."""
+    record, sig = parse_line(line)
+    validate(record)
+    if expect_type is not None:
+        types = (expect_type,) if isinstance(expect_type, str) else expect_type
+        if record["type"] not in types:
+            raise RecordError("schema", f"a {record['type']} record where {types} was expected")
+    kid = sha256_hex(bytes(public_key))[:16]
+    if record["key_id"] != kid or (device_id is not None and record["device_id"] != device_id):
+        raise RecordError(
+            "foreign",
+            f"signed by device {record['device_id']!r} key {record['key_id']}, "
+            f"not by this device's key {kid}",
+        )
+    # the line is canonical, so it is b'{"record":' + canonical(record) + b',"sig":"..."}\n'
+    body = bytes(line[len(_HEAD) : -len(_TAIL)])
+    try:
+        VerifyKey(bytes(public_key)).verify(domain(record["type"]) + body, sig)
+    except (BadSignatureError, CryptoError, ValueError, TypeError):
+        raise RecordError("bad_signature", "the signature does not verify") from None
+    return SignedRecord(record, bytes(line), sha256_hex(line))
+
+
+# -- schemas -------------------------------------------------------------------------------
+Check = Callable[[Any], bool]
+
+
+def _int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _nat(v: Any) -> bool:
+    return _int(v) and v >= 0
+
+
+def _hex64(v: Any) -> bool:
+    return isinstance(v, str) and bool(_HEX64.match(v))
+
+
+def _opt(check: Check) -> Check:
+    return lambda v: v is None or check(v)
+
+
+def _str(v: Any) -> bool:
+    return isinstance(v, str) and len(v) <= 256
+
+
+def _bool(v: Any) -> bool:
+    return isinstance(v, bool)
+
+
+def _obj(v: Any) -> bool:
+    return isinstance(v, dict)
+
+
+def _one_of(*values: str) -> Check:
+    return lambda v: isinstance(v, str) and v in values
+
+
+def _match(rx: re.Pattern[str]) -> Check:
+    return lambda v: isinstance(v, str) and bool(rx.match(v))
+
+
+def _fields(spec: dict[str, Check]) -> Check:
+    return lambda v: isinstance(v, dict) and not _problems(v, spec)
+
+
+def _list_of(check: Check) -> Check:
+    return lambda v: isinstance(v, list) and all(check(x) for x in v)
+
+
+COMMON: dict[str, Check] = {
+    "type": _one_of(*TYPES),
+    "v": lambda v: v == VERSION and _int(v),
+    "device_id": _match(_NAME),
+    "key_id": _match(_KEY_ID),
+    "seq": _nat,
+    "prev_sha256": _opt(_hex64),
+}
+
+SEGMENT_START: dict[str, Check] = {
+    "header_sha256": _hex64,
+    "start_us": _int,
+    "wall_start_us": _int,
+    "wall_quality": _str,
+    "trigger": _obj,
+}
+
+TRAIL: dict[str, Check] = {
+    **COMMON,
+    "recording_id": _match(_REC_ID),
+    "segment_index": _nat,
+    "chunk": _nat,
+    "kind": _one_of(*CHUNK_KINDS),
+    "first_us": _int,
+    "end_us": _int,
+    "plain_sha256": _hex64,
+    "plain_size": _nat,
+    "cipher_sha256": _hex64,
+    "cipher_size": _nat,
+    "segment": _opt(_fields(SEGMENT_START)),
+}
+
+CHUNK: dict[str, Check] = {
+    "chunk": _nat,
+    "kind": _one_of(*CHUNK_KINDS),
+    "first_us": _int,
+    "end_us": _int,
+    "plain_sha256": _hex64,
+    "plain_size": _nat,
+    "cipher_sha256": _hex64,
+    "cipher_size": _nat,
+    "trail_seq": _nat,
+}
+
+UNSIGNED_TAIL: dict[str, Check] = {"file": _match(_FILE), "size": _nat, "sha256": _hex64}
+
+MANIFEST: dict[str, Check] = {
+    **COMMON,
+    "firmware_version": _str,
+    "recording_id": _match(_REC_ID),
+    "segment_index": _nat,
+    "start_us": _int,
+    "end_us": _int,
+    "wall_start_us": _int,
+    "wall_end_us": _int,
+    "wall_quality": _str,
+    "trigger": _obj,
+    "file": _match(_FILE),
+    "header_sha256": _hex64,
+    "stored_sha256": _hex64,
+    "stored_size": _nat,
+    "plain_sha256": _opt(_hex64),
+    "plain_size": _nat,
+    "chunks": _list_of(_fields(CHUNK)),
+    "truncated": _bool,
+    "recovered": _bool,
+    "unsigned_tail": _opt(_fields(UNSIGNED_TAIL)),
+}
+
+END: dict[str, Check] = {
+    **COMMON,
+    "firmware_version": _str,
+    "recording_id": _match(_REC_ID),
+    "reason": _str,
+    "end_us": _int,
+    "segment_count": _nat,
+    "recovered": _bool,
+}
+
+SCHEMAS: dict[str, dict[str, Check]] = {"trail": TRAIL, "manifest": MANIFEST, "end": END}
+
+
+def _problems(record: dict[str, Any], spec: dict[str, Check]) -> list[str]:
+    problems = [f"missing field {k!r}" for k in spec if k not in record]
+    problems += [f"unexpected field {k!r}" for k in record if k not in spec]
+    problems += [
+        f"bad value for {k!r}" for k, check in spec.items() if k in record and not check(record[k])
+    ]
+    return problems
+
+
+def validate(record: Any) -> None:
+    """``RecordError("schema", ...)`` unless ``record`` is a well-formed v1 record."""
+    if not isinstance(record, dict):
+        raise RecordError("schema", "record is not an object")
+    spec = SCHEMAS.get(record.get("type"))  # type: ignore[arg-type]
+    if spec is None:
+        raise RecordError("schema", "unknown record type")
+    problems = _problems(record, spec)
+    if problems:
+        raise RecordError("schema", "; ".join(problems[:5]))
+    if record["type"] == "manifest":
+        _check_manifest(record)
+
+
+def _check_manifest(m: dict[str, Any]) -> None:
+    for i, c in enumerate(m["chunks"]):
+        if c["chunk"] != i:
+            raise RecordError("schema", f"chunks[{i}] has chunk number {c['chunk']}")
+        expected = "init" if i == 0 else "fragment"
+        if c["kind"] != expected and not (c["kind"] == "final" and i == len(m["chunks"]) - 1):
+            raise RecordError("schema", f"chunks[{i}] is a {c['kind']} chunk")
+    final = bool(m["chunks"]) and m["chunks"][-1]["kind"] == "final"
+    if final == m["truncated"]:
+        raise RecordError("schema", "truncated must be true exactly when there is no final chunk")

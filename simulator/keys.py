@@ -1,0 +1,63 @@
+"""The simulator's throwaway identities, kept in its state directory.
+
+A real device makes its key at provisioning and pins the agency's and the dock's public
+keys; the agency's private key never exists on a device. The simulator stands in for the
+agency too, so it keeps an agency key pair beside the device key, to decrypt what it
+recorded into playable copies. Nothing here is ever a real agency's key.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from nacl.public import PrivateKey, PublicKey
+
+from crypto.durable import write_atomic
+from crypto.identity import (
+    DeviceIdentity,
+    load_agency_private_key,
+    load_agency_public_key,
+    public_key_path,
+    write_secret_key,
+)
+
+KEYS_DIR = "keys"
+DEVICE_KEY = "device.key"
+AGENCY_KEY = "agency.key"
+AGENCY_PUB = "agency.pub"
+
+
+@dataclass(frozen=True)
+class SimKeys:
+    identity: DeviceIdentity
+    device_pub_path: Path
+    agency_public: PublicKey
+    agency_private_path: Path
+    chain_state_path: Path
+
+    def agency_private(self) -> PrivateKey:
+        return load_agency_private_key(self.agency_private_path)
+
+
+def keys_dir(state_dir: Path) -> Path:
+    return Path(state_dir) / KEYS_DIR
+
+
+def sim_keys(state_dir: Path, device_id: str) -> SimKeys:
+    """Load the simulated device's keys from ``state_dir``, making them the first time."""
+    d = keys_dir(state_dir)
+    d.mkdir(parents=True, exist_ok=True, mode=0o700)
+    identity = DeviceIdentity.load_or_generate(d / DEVICE_KEY, device_id)
+    agency_sk_path, agency_pk_path = d / AGENCY_KEY, d / AGENCY_PUB
+    if not agency_sk_path.exists():
+        sk = PrivateKey.generate()
+        write_secret_key(agency_sk_path, bytes(sk))
+        write_atomic(agency_pk_path, bytes(sk.public_key).hex().encode() + b"\n")
+    return SimKeys(
+        identity=identity,
+        device_pub_path=public_key_path(d / DEVICE_KEY),
+        agency_public=load_agency_public_key(agency_pk_path),
+        agency_private_path=agency_sk_path,
+        chain_state_path=Path(state_dir) / "chain_state.json",
+    )

@@ -1,0 +1,236 @@
+"""Test vectors for verifiers in other languages (tests/vectors/, described in
+crypto/FORMAT.md): a small signed recording with its keys and its expected report, and
+canonical-encoding and signature examples.
+
+The files are stored, not made at test time (secretstream and sealed boxes are randomised).
+To make them again: ``BWV_REGEN_VECTORS=1 .venv/bin/pytest tests/test_crypto_vectors.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from nacl.public import PrivateKey
+
+from crypto import canonical
+from crypto.identity import DeviceIdentity, key_id_of, load_public_key
+from crypto.records import domain, sign_record, verify_line
+from crypto.seal import decrypt_segment
+from crypto.testing import WALL0, S, make_sink, seed, write_recording
+from crypto.verify import check_chain_record, main, read_outbox, verify, verify_outbox
+
+VECTORS = Path(__file__).parent / "vectors"
+REC = VECTORS / "recording"
+DEVICE_ID = "bwv-vector-01"
+RECORDING_ID = "0123456789abcdef0123456789abcdef"
+
+
+def _keys() -> tuple[DeviceIdentity, PrivateKey]:
+    keys = json.loads((REC / "keys.json").read_text())
+    ident = DeviceIdentity.from_seed(keys["device_id"], bytes.fromhex(keys["device_seed_hex"]))
+    return ident, PrivateKey(bytes.fromhex(keys["agency_secret_hex"]))
+
+
+def _end_record(ident: DeviceIdentity) -> dict:
+    return {
+        "type": "end",
+        "v": 1,
+        "device_id": ident.device_id,
+        "key_id": ident.key_id,
+        "seq": 0,
+        "prev_sha256": None,
+        "firmware_version": "bwv-vector",
+        "recording_id": RECORDING_ID,
+        "reason": "stopped",
+        "end_us": 14 * S,
+        "segment_count": 2,
+        "recovered": False,
+    }
+
+
+CANONICAL_CASES = [
+    ('{ "b": 1, "a": [true, false, null] }', '{"a":[true,false,null],"b":1}'),
+    ('{"z": {"y": -0, "x": 9007199254740991}}', '{"z":{"x":9007199254740991,"y":0}}'),
+    (
+        '"tab\\tnl\\nquote\\"back\\\\ctl\\u0001del\\u007f"',
+        '"tab\\tnl\\nquote\\"back\\\\ctl\\u0001del\u007f"',
+    ),
+    ('"\\u00e9\\u20ac\\ud83d\\ude00"', '"é€😀"'),
+    ('{"\\uffff": 1, "\\ud83d\\ude00": 2}', '{"😀":2,"\uffff":1}'),
+]
+INVALID = [
+    '{"a": 1}',
+    '{"b":1,"a":2}',
+    '{"a":1,"a":1}',
+    '"\\u0041"',
+    "1.0",
+    "1e3",
+    "-0",
+    "9007199254740992",
+    "NaN",
+]
+
+
+def regenerate(tmp: Path) -> None:
+    device_seed = seed("vector device")
+    agency = PrivateKey(seed("vector agency"))
+    ident = DeviceIdentity.from_seed(DEVICE_ID, device_seed)
+    shutil.rmtree(REC, ignore_errors=True)
+    REC.mkdir(parents=True)
+    sink = make_sink(tmp, ident, agency, firmware="bwv-vector")
+    written = write_recording(sink, RECORDING_ID, segments=2, fragments=2, size=96)
+    sink.close()
+    shutil.copytree(tmp / "outbox", REC / "outbox")
+    (REC / "keys.json").write_text(
+        json.dumps(
+            {
+                "comment": "TEST KEYS ONLY. device_seed_hex is the Ed25519 seed, agency_secret_hex "
+                "the X25519 secret; both are derived from fixed labels.",
+                "device_id": DEVICE_ID,
+                "device_seed_hex": device_seed.hex(),
+                "device_public_hex": ident.public_key.hex(),
+                "key_id": ident.key_id,
+                "agency_secret_hex": bytes(agency).hex(),
+                "agency_public_hex": bytes(agency.public_key).hex(),
+            },
+            indent=2,
+        )
+        + "\n"
+    )
+    (REC / "device.pub").write_text(ident.public_key.hex() + "\n")
+    (REC / "blobs.json").write_text(
+        json.dumps(
+            {
+                f"segments/{p.name}": [b.hex() for b in written.blobs[i]]
+                for i, p in written.paths.items()
+            },
+            indent=2,
+        )
+        + "\n"
+    )
+    report = verify_outbox(REC / "outbox", ident.public_key, agency)
+    (REC / "expected_report.json").write_text(
+        json.dumps(report.to_json(), indent=2, sort_keys=True) + "\n"
+    )
+    signed = sign_record(ident, _end_record(ident))
+    (VECTORS / "canonical.json").write_text(
+        json.dumps(
+            {
+                "canonical": [{"input": i, "canonical": c} for i, c in CANONICAL_CASES],
+                "invalid": INVALID,
+                "signed_record": {
+                    "device_seed_hex": device_seed.hex(),
+                    "public_key_hex": ident.public_key.hex(),
+                    "key_id": ident.key_id,
+                    "record": _end_record(ident),
+                    "signed_message_hex": (
+                        domain("end") + canonical.encode(_end_record(ident))
+                    ).hex(),
+                    "line": signed.line.decode(),
+                    "line_sha256": signed.sha256,
+                },
+            },
+            indent=2,
+            ensure_ascii=False,
+        )
+        + "\n"
+    )
+
+
+@pytest.fixture(scope="module", autouse=True)
+def vectors(tmp_path_factory):
+    if os.environ.get("BWV_REGEN_VECTORS") == "1":
+        regenerate(tmp_path_factory.mktemp("vectors"))
+
+
+def test_vectors_are_small():
+    total = sum(p.stat().st_size for p in VECTORS.rglob("*") if p.is_file())
+    assert total < 100_000
+
+
+def test_recording_verifies_to_the_expected_report():
+    ident, agency = _keys()
+    assert load_public_key(REC / "device.pub") == ident.public_key
+    assert ident.key_id == key_id_of(ident.public_key)
+    report = verify_outbox(REC / "outbox", ident.public_key, agency)
+    expected = json.loads((REC / "expected_report.json").read_text())
+    assert report.to_json() == expected
+    assert report.ok and expected["ok"] is True
+    # without the agency key everything but the plaintext is still checked
+    assert verify_outbox(REC / "outbox", ident.public_key).ok
+
+
+def test_recording_decrypts_to_the_stored_blobs():
+    _, agency = _keys()
+    blobs = json.loads((REC / "blobs.json").read_text())
+    assert len(blobs) == 2
+    for name, hexes in blobs.items():
+        d = decrypt_segment((REC / "outbox" / name).read_bytes(), agency)
+        assert d.final and d.error is None
+        assert d.blobs == [bytes.fromhex(h) for h in hexes]
+
+
+def test_a_flipped_vector_byte_is_reported():
+    ident, agency = _keys()
+    files = read_outbox(REC / "outbox")
+    name = "segments/" + RECORDING_ID + "_0001.bwvseg"
+    b = bytearray(files[name])
+    b[-30] ^= 1
+    files[name] = bytes(b)
+    rep = verify(files, ident.public_key, agency)
+    assert not rep.ok
+    seg = next(s for s in rep.segments if s.segment_index == 1)
+    assert seg.status == "altered" and [c.status for c in seg.chunks].count("altered") == 1
+
+
+def test_canonical_and_signature_vectors():
+    v = json.loads((VECTORS / "canonical.json").read_text())
+    for case in v["canonical"]:
+        value = json.loads(case["input"])
+        assert canonical.encode(value) == case["canonical"].encode()
+        assert canonical.decode(case["canonical"].encode()) == value
+    for bad in v["invalid"]:
+        with pytest.raises(canonical.CanonicalError):
+            canonical.decode(bad.encode())
+    s = v["signed_record"]
+    ident = DeviceIdentity.from_seed("x", bytes.fromhex(s["device_seed_hex"]))
+    assert ident.public_key.hex() == s["public_key_hex"] and ident.key_id == s["key_id"]
+    line = s["line"].encode()
+    rec = verify_line(line, ident.public_key)
+    assert rec.record == s["record"] and rec.sha256 == s["line_sha256"]
+    sig = bytes.fromhex(json.loads(line)["sig"])
+    ident.verify_key().verify(bytes.fromhex(s["signed_message_hex"]), sig)
+    assert WALL0 > 0
+
+
+def test_records_checked_one_by_one_as_a_dock_would():
+    ident, _ = _keys()
+    chain = sorted((REC / "outbox" / "chain").iterdir())
+    prev = None
+    for path in chain:
+        rec = json.loads(path.read_bytes())["record"]
+        stored = None
+        if rec["type"] == "manifest":
+            stored = (REC / "outbox" / "segments" / rec["file"]).open("rb")
+        check = check_chain_record(path.read_bytes(), ident.public_key, prev, stored)
+        if stored is not None:
+            stored.close()
+        assert check.ok and not check.gap, check.problems
+        prev = check.sha256
+    first = chain[0].read_bytes()
+    seg0 = (REC / "outbox" / "segments" / f"{RECORDING_ID}_0000.bwvseg").read_bytes()
+    assert not check_chain_record(first, ident.public_key, None, seg0[:-1]).ok
+    assert not check_chain_record(first, ident.public_key, "0" * 64, seg0).ok
+    assert check_chain_record(chain[1].read_bytes(), ident.public_key, None, b"").gap
+    assert not check_chain_record(first, b"\x01" * 32, None, seg0).ok
+
+
+def test_command_line(capsys):
+    args = [str(REC / "outbox"), "--device-pub", str(REC / "device.pub")]
+    assert main(args) == 0
+    assert json.loads(capsys.readouterr().out)["ok"] is True
+    assert main([str(REC / "outbox"), "--device-pub", str(REC / "keys.json")]) == 2
