@@ -55,6 +55,13 @@ class StorageConfig:
 
 
 @dataclass(frozen=True)
+class KeysConfig:
+    device_key: str = "/var/lib/bwv/keys/device.key"  # made by `bwv provision`, mode 0600
+    agency_public_key: str = "/etc/bwv/agency.pub"  # footage is sealed to it
+    dock_public_key: str = "/etc/bwv/dock.pub"  # receipts and time must be signed by it
+
+
+@dataclass(frozen=True)
 class ControlsConfig:
     debounce_ms: int = 30
     hold_to_stop_s: float = 3.0
@@ -81,6 +88,7 @@ class Config:
     pre_record: PreRecordConfig = field(default_factory=PreRecordConfig)
     segments: SegmentConfig = field(default_factory=SegmentConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
+    keys: KeysConfig = field(default_factory=KeysConfig)
     controls: ControlsConfig = field(default_factory=ControlsConfig)
     pins: PinsConfig = field(default_factory=PinsConfig)
 

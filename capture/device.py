@@ -37,6 +37,7 @@ class DeviceCore:
         if self.refusal:
             log.error("cannot record: %s", self.refusal)
             self.faults["identity"] = self.refusal
+            self.controls.set_state("fault", self.now_us)  # presses reach us, to be refused
             self.controls.fault(self.refusal, self.now_us)
 
     # -- events from the recorder ------------------------------------------------------
