@@ -1,0 +1,301 @@
+"""The device's side of the wire: a signed httpx client for the dock.
+
+Every request is signed with the device key (``DeviceAuth``); every answer must carry a valid
+signature of the pinned dock key over its status, body and this request's nonce, or it is
+treated as no answer at all (``DockUnavailable``): a device never acts on an unsigned word.
+
+Errors: ``DockUnavailable`` (network, 5xx, an answer that is not the dock's: retry later),
+``DockRefused`` (a signed 4xx: ``status`` and the dock's ``detail``).
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Callable, Generator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from dock.protocol import (
+    H_DOCK_SIGNATURE,
+    H_NONCE,
+    H_UPLOAD_CHECKSUM,
+    H_UPLOAD_OFFSET,
+    ProtocolError,
+    SignedReceipt,
+    Signer,
+    UploadState,
+    b64e,
+    chunk_checksum_header,
+    parse_chunk_checksum,
+    sign_request,
+    verify_response,
+)
+
+
+class DockError(Exception):
+    pass
+
+
+class DockUnavailable(DockError):
+    """No usable answer: network fault, server error, or an answer the dock did not sign."""
+
+
+class DockRefused(DockError):
+    """The dock said no (a signed 4xx): ``code`` is one of dock.protocol.Code (or None)."""
+
+    def __init__(self, status: int, detail: str, code: str | None = None) -> None:
+        super().__init__(f"dock refused ({status}): {detail}")
+        self.status = status
+        self.detail = detail
+        self.code = code
+
+
+@dataclass(frozen=True)
+class DeviceCredentials:
+    """What provisioning leaves on the device: its id, its key (as a signer: the device's
+    ``crypto.identity.DeviceIdentity``, or a ``KeySigner``) and the dock key it pinned."""
+
+    device_id: str
+    signer: Signer
+    dock_public_key: bytes
+
+
+class DeviceAuth(httpx.Auth):
+    """Signs each request: method, raw path, body hash, device id, timestamp, nonce."""
+
+    requires_request_body = True
+
+    def __init__(
+        self,
+        device_id: str,
+        signer: Signer,
+        timestamp_us: Callable[[], int],
+        nonce: Callable[[], str] = lambda: secrets.token_hex(16),
+    ) -> None:
+        self.device_id = device_id
+        self.signer = signer
+        self.timestamp_us = timestamp_us
+        self.nonce = nonce
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        body = request.content
+        digest = None
+        if H_UPLOAD_CHECKSUM in request.headers:  # a chunk: its hash is known already
+            digest = parse_chunk_checksum(request.headers[H_UPLOAD_CHECKSUM]).hex()
+        signed = sign_request(
+            self.signer,
+            request.method,
+            request.url.raw_path.decode("ascii"),
+            body,
+            self.device_id,
+            self.timestamp_us(),
+            self.nonce(),
+            digest,
+        )
+        request.headers.update(signed.as_dict())
+        yield request
+
+
+@dataclass(frozen=True)
+class TimeSync:
+    dock_time_us: int  # the dock's clock when it answered
+    device_time_us: int  # the device's wall clock when it asked
+    offset_us: int  # dock − device, as the dock recorded it
+    round_trip_us: int  # how long the answer took (the offset is good to about half that)
+
+
+class DockClient:
+    """A device's session with one dock. ``wall_clock`` is the device's wall clock (Unix
+    µs); requests are stamped with it plus the offset learned from ``sync_time``."""
+
+    def __init__(
+        self,
+        base_url: str,
+        credentials: DeviceCredentials,
+        *,
+        wall_clock: Callable[[], int],
+        transport: httpx.BaseTransport | None = None,
+        timeout: float = 30.0,
+    ) -> None:
+        self.credentials = credentials
+        self.wall_clock = wall_clock
+        self.offset_us = 0
+        self._http = httpx.Client(
+            base_url=base_url,
+            transport=transport,
+            timeout=timeout,
+            auth=DeviceAuth(credentials.device_id, credentials.signer, self._dock_time_us),
+        )
+
+    def _dock_time_us(self) -> int:
+        return self.wall_clock() + self.offset_us
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> DockClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- plumbing
+
+    def _call(self, method: str, path: str, **kw: Any) -> tuple[int, Any]:
+        try:
+            resp = self._http.request(method, path, **kw)
+        except httpx.HTTPError as exc:
+            raise DockUnavailable(f"{method} {path}: {type(exc).__name__}: {exc}") from exc
+        return check_answer(resp, self.credentials.dock_public_key)
+
+    # -- the protocol
+
+    def sync_time(self) -> TimeSync:
+        """Ask the dock its time (signed, bound to this request) and adopt the offset."""
+        device_now = self.wall_clock()
+        _, body = self._call("POST", "/v1/time", json={"device_time_us": device_now})
+        try:
+            sync = TimeSync(
+                int(body["dock_time_us"]),
+                int(body["device_time_us"]),
+                int(body["offset_us"]),
+                self.wall_clock() - device_now,
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise DockUnavailable(f"time: malformed answer ({exc})") from None
+        if sync.device_time_us != device_now:
+            raise DockUnavailable("time: the answer is not for this request")
+        self.offset_us = sync.offset_us
+        return sync
+
+    def create_upload(
+        self, segment_id: str, manifest: bytes, size: int, sha256: str
+    ) -> UploadState:
+        _, body = self._call(
+            "POST",
+            f"/v1/segments/{segment_id}",
+            json={"manifest": b64e(manifest), "size": size, "sha256": sha256},
+        )
+        return _state(body)
+
+    def upload_state(self, segment_id: str) -> UploadState | None:
+        try:
+            _, body = self._call("GET", f"/v1/segments/{segment_id}")
+        except DockRefused as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return _state(body)
+
+    def append(self, segment_id: str, offset: int, chunk: bytes) -> UploadState:
+        _, body = self._call(
+            "PATCH",
+            f"/v1/segments/{segment_id}",
+            content=chunk,
+            headers={
+                H_UPLOAD_OFFSET: str(offset),
+                H_UPLOAD_CHECKSUM: chunk_checksum_header(chunk),
+                "Content-Type": "application/offset+octet-stream",
+            },
+        )
+        return _state(body)
+
+    def complete(self, segment_id: str) -> SignedReceipt:
+        _, body = self._call("POST", f"/v1/segments/{segment_id}/complete")
+        try:
+            return SignedReceipt.from_json(body)
+        except ProtocolError as exc:
+            raise DockUnavailable(f"complete: malformed receipt ({exc})") from None
+
+    def status(self) -> dict[str, Any]:
+        return self._call("GET", "/v1/status")[1]
+
+
+def _state(body: Any) -> UploadState:
+    try:
+        return UploadState.from_json(body)
+    except ProtocolError as exc:
+        raise DockUnavailable(str(exc)) from None
+
+
+def check_answer(resp: httpx.Response, dock_public_key: bytes) -> tuple[int, Any]:
+    """The answer's status and JSON body, once its dock signature checks out."""
+    nonce = resp.request.headers.get(H_NONCE, "")
+    if not verify_response(
+        dock_public_key, resp.status_code, nonce, resp.content, resp.headers.get(H_DOCK_SIGNATURE)
+    ):
+        raise DockUnavailable(f"answer ({resp.status_code}) not signed by the pinned dock key")
+    try:
+        body = resp.json() if resp.content else None
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise DockUnavailable(f"answer ({resp.status_code}) is not JSON") from None
+    if resp.status_code >= 500:
+        raise DockUnavailable(f"dock error {resp.status_code}")
+    if resp.status_code >= 400:
+        detail = body.get("detail") if isinstance(body, dict) else None
+        code = body.get("code") if isinstance(body, dict) else None
+        raise DockRefused(
+            resp.status_code,
+            str(detail or resp.reason_phrase),
+            code if isinstance(code, str) else None,
+        )
+    return resp.status_code, body
+
+
+@dataclass(frozen=True)
+class Enrolled:
+    device_id: str
+    key_id: str
+    dock_public_key: bytes  # pin this (check its id with the technician's dock)
+    dock_key_id: str
+
+
+def enroll(
+    base_url: str,
+    device_id: str,
+    signer: Signer,
+    public_key: bytes,
+    token: str,
+    *,
+    wall_clock: Callable[[], int],
+    expected_dock_key: bytes | None = None,
+    transport: httpx.BaseTransport | None = None,
+    timeout: float = 30.0,
+) -> Enrolled:
+    """Provisioning: bind ``device_id`` to ``key`` at the dock with a technician's token.
+
+    With ``expected_dock_key`` (given out of band), the answer must be signed by it; without,
+    the dock key in the answer is taken on first use and must be pinned by the caller."""
+    auth = DeviceAuth(device_id, signer, wall_clock)
+    with httpx.Client(base_url=base_url, transport=transport, timeout=timeout, auth=auth) as http:
+        payload = {"device_id": device_id, "public_key": bytes(public_key).hex(), "token": token}
+        try:
+            resp = http.post("/v1/enroll", json=payload)
+        except httpx.HTTPError as exc:
+            raise DockUnavailable(f"enroll: {type(exc).__name__}: {exc}") from exc
+        dock_key = expected_dock_key
+        if dock_key is None:
+            try:
+                dock_key = bytes.fromhex(resp.json()["dock_public_key"])
+            except (ValueError, KeyError, TypeError):
+                # a refusal carries no key: check it against the dock's published key
+                dock_key = _published_dock_key(http)
+        _, body = check_answer(resp, dock_key)
+    if expected_dock_key is not None and body["dock_public_key"] != expected_dock_key.hex():
+        raise DockUnavailable("enroll: the dock names another key than the pinned one")
+    return Enrolled(
+        body["device_id"],
+        body["key_id"],
+        bytes.fromhex(body["dock_public_key"]),
+        body["dock_key_id"],
+    )
+
+
+def _published_dock_key(http: httpx.Client) -> bytes:
+    try:
+        return bytes.fromhex(http.get("/v1/dock", auth=None).json()["dock_public_key"])
+    except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
+        raise DockUnavailable(f"dock key: {exc}") from None

@@ -1,0 +1,428 @@
+"""The device ↔ dock wire protocol: ids, signed requests, signed answers, receipts.
+
+Requests. Every device request carries five headers::
+
+    Bwv-Device     the device id
+    Bwv-Timestamp  the device's idea of the dock's time, Unix microseconds
+    Bwv-Nonce      32 lowercase hex digits, never reused
+    Bwv-Signature  base64 Ed25519 signature, by the device key, of the request string
+
+The request string is ``request_string(...)``: a domain tag, method, raw path with query,
+SHA-256 of the body, device id, timestamp and nonce, one per line. The dock refuses a
+timestamp outside its window and a nonce it has seen (see ``dock/server.py``).
+
+Answers. Every answer of the dock (errors included) carries ``Bwv-Dock-Signature``: the dock
+key's signature over ``response_string(status, request nonce, SHA-256 of body)``. Binding the
+request's nonce makes an old answer useless to a replayer. Receipts are, besides, signed
+objects of their own (``Receipt``), so the device can keep one as proof.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import re
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Protocol
+
+from nacl.exceptions import BadSignatureError
+from nacl.signing import SigningKey, VerifyKey
+
+H_DEVICE = "Bwv-Device"
+H_TIMESTAMP = "Bwv-Timestamp"
+H_NONCE = "Bwv-Nonce"
+H_SIGNATURE = "Bwv-Signature"
+H_DOCK_SIGNATURE = "Bwv-Dock-Signature"
+H_DOCK_KEY = "Bwv-Dock-Key"
+# tus-style chunk headers
+H_UPLOAD_OFFSET = "Upload-Offset"
+H_UPLOAD_CHECKSUM = "Upload-Checksum"
+
+REQUEST_TAG = "bwv-dock-request-v1"
+RESPONSE_TAG = "bwv-dock-response-v1"
+RECEIPT_TYPE = "bwv-dock-receipt-v1"
+
+# Ids. Device ids follow the device configuration's rule (letters, digits, - _ .), starting
+# with a letter or digit so that no id is "." or ".."; segment ids are the SHA-256 of the
+# segment's manifest, in lowercase hex. Neither can hold a path separator.
+DEVICE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+SEGMENT_ID_PATTERN = r"^[0-9a-f]{64}$"
+NONCE_PATTERN = r"^[0-9a-f]{32}$"
+HEX64_PATTERN = r"^[0-9a-f]{64}$"
+_DEVICE_ID = re.compile(DEVICE_ID_PATTERN)
+_SEGMENT_ID = re.compile(SEGMENT_ID_PATTERN)
+_NONCE = re.compile(NONCE_PATTERN)
+_HEX64 = re.compile(HEX64_PATTERN)
+
+
+class Code:
+    """Machine-readable reasons in refusals (``{"detail": ..., "code": ...}``)."""
+
+    # the request or the device: fix that, or wait
+    UNSIGNED = "unsigned"
+    UNKNOWN_DEVICE = "unknown_device"
+    BAD_SIGNATURE = "bad_signature"
+    REVOKED = "revoked"
+    STALE = "stale_timestamp"  # sync time with the dock
+    REPLAYED = "replayed"
+    ADMIN = "admin_required"
+    BAD_TOKEN = "bad_token"
+    ENROLLED = "already_enrolled"
+    INVALID = "invalid"
+    BODY_TOO_LARGE = "body_too_large"
+    STORAGE = "storage"
+    # this segment: the dock will not take it as it is
+    TOO_LARGE = "too_large"
+    MANIFEST_INVALID = "manifest_invalid"
+    OTHER_DEVICE = "other_device"
+    MISMATCH = "declared_mismatch"
+    SEQ_REUSED = "seq_reused"
+    CHAIN_BREAK = "chain_break"
+    VERIFICATION = "verification_failed"
+    # the upload's state moved: ask the dock where it stands
+    NOT_FOUND = "not_found"
+    OFFSET = "offset_mismatch"
+    CHECKSUM = "checksum_mismatch"
+    INCOMPLETE = "incomplete"
+    COMPLETE = "already_complete"
+    LOST = "upload_lost"
+
+    SEGMENT = frozenset(
+        {TOO_LARGE, MANIFEST_INVALID, OTHER_DEVICE, MISMATCH, SEQ_REUSED, CHAIN_BREAK, VERIFICATION}
+    )
+    REREAD = frozenset({NOT_FOUND, OFFSET, CHECKSUM, INCOMPLETE, COMPLETE, LOST})
+
+
+class ProtocolError(ValueError):
+    """A message that does not follow the protocol; the text says what is wrong."""
+
+
+def is_device_id(s: str) -> bool:
+    return bool(_DEVICE_ID.fullmatch(s))
+
+
+def is_segment_id(s: str) -> bool:
+    return bool(_SEGMENT_ID.fullmatch(s))
+
+
+def is_nonce(s: str) -> bool:
+    return bool(_NONCE.fullmatch(s))
+
+
+def is_hex64(s: str) -> bool:
+    return bool(_HEX64.fullmatch(s))
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def segment_id_for(manifest: bytes) -> str:
+    """A segment's id on the wire: the SHA-256 of its manifest (a content address)."""
+    return sha256_hex(manifest)
+
+
+def key_id(public_key: bytes) -> str:
+    """Short, stable name of an Ed25519 public key (first 16 hex digits of its SHA-256)."""
+    return sha256_hex(public_key)[:16]
+
+
+def canonical_json(obj: Any) -> bytes:
+    """Deterministic JSON: sorted keys, no spaces, UTF-8. Integers, strings, lists, dicts,
+    booleans and null only (no floats), so another language can reproduce the bytes."""
+    _check_no_floats(obj)
+    return json.dumps(
+        obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    ).encode()
+
+
+def _check_no_floats(obj: Any) -> None:
+    if isinstance(obj, float):
+        raise ProtocolError("canonical JSON holds no floating-point numbers")
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            if not isinstance(k, str):
+                raise ProtocolError("canonical JSON keys are strings")
+            _check_no_floats(v)
+    elif isinstance(obj, list | tuple):
+        for v in obj:
+            _check_no_floats(v)
+
+
+def b64e(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def b64d(text: str) -> bytes:
+    try:
+        return base64.b64decode(text.encode("ascii"), validate=True)
+    except (binascii.Error, UnicodeEncodeError, ValueError) as exc:
+        raise ProtocolError("not valid base64") from exc
+
+
+# --------------------------------------------------------------------------- requests
+
+
+class Signer(Protocol):
+    """Anything that signs with a device key: crypto.identity.DeviceIdentity, KeySigner."""
+
+    def sign(self, message: bytes) -> bytes:
+        """The 64-byte Ed25519 signature of ``message``."""
+        ...
+
+
+@dataclass(frozen=True)
+class KeySigner:
+    """A PyNaCl signing key as a ``Signer``."""
+
+    key: SigningKey
+
+    def sign(self, message: bytes) -> bytes:
+        return self.key.sign(message).signature
+
+    @property
+    def public_key(self) -> bytes:
+        return bytes(self.key.verify_key)
+
+
+@dataclass(frozen=True)
+class SignedHeaders:
+    device_id: str
+    timestamp_us: int
+    nonce: str
+    signature: bytes
+
+    def as_dict(self) -> dict[str, str]:
+        return {
+            H_DEVICE: self.device_id,
+            H_TIMESTAMP: str(self.timestamp_us),
+            H_NONCE: self.nonce,
+            H_SIGNATURE: b64e(self.signature),
+        }
+
+
+def request_string(
+    method: str, raw_path: str, body_sha256: str, device_id: str, timestamp_us: int, nonce: str
+) -> bytes:
+    """What the device key signs for one request. ``raw_path`` is the path as sent, with
+    ``?query`` if any, before any percent-decoding."""
+    return "\n".join(
+        [REQUEST_TAG, method.upper(), raw_path, body_sha256, device_id, str(timestamp_us), nonce]
+    ).encode()
+
+
+def sign_request(
+    signer: Signer,
+    method: str,
+    raw_path: str,
+    body: bytes,
+    device_id: str,
+    timestamp_us: int,
+    nonce: str,
+    body_sha256: str | None = None,
+) -> SignedHeaders:
+    msg = request_string(
+        method, raw_path, body_sha256 or sha256_hex(body), device_id, timestamp_us, nonce
+    )
+    return SignedHeaders(device_id, timestamp_us, nonce, signer.sign(msg))
+
+
+def parse_signed_headers(headers: Any) -> SignedHeaders:
+    """Read the signing headers (any mapping with ``get``); ProtocolError names the fault."""
+    device_id = headers.get(H_DEVICE)
+    ts = headers.get(H_TIMESTAMP)
+    nonce = headers.get(H_NONCE)
+    sig = headers.get(H_SIGNATURE)
+    missing = [
+        h
+        for h, v in ((H_DEVICE, device_id), (H_TIMESTAMP, ts), (H_NONCE, nonce), (H_SIGNATURE, sig))
+        if not v
+    ]
+    if missing:
+        raise ProtocolError(f"unsigned request: missing header(s) {', '.join(missing)}")
+    if not is_device_id(device_id):
+        raise ProtocolError(f"{H_DEVICE}: not a valid device id")
+    if not re.fullmatch(r"-?[0-9]{1,19}", ts):
+        raise ProtocolError(f"{H_TIMESTAMP}: must be an integer (Unix microseconds)")
+    if not is_nonce(nonce):
+        raise ProtocolError(f"{H_NONCE}: must be 32 lowercase hex digits")
+    signature = b64d_or(sig, H_SIGNATURE)
+    if len(signature) != 64:
+        raise ProtocolError(f"{H_SIGNATURE}: an Ed25519 signature is 64 bytes")
+    return SignedHeaders(device_id, int(ts), nonce, signature)
+
+
+def b64d_or(text: str, what: str) -> bytes:
+    try:
+        return b64d(text)
+    except ProtocolError:
+        raise ProtocolError(f"{what}: not valid base64") from None
+
+
+def verify_request(
+    public_key: bytes,
+    h: SignedHeaders,
+    method: str,
+    raw_path: str,
+    body: bytes,
+    body_sha256: str | None = None,
+) -> bool:
+    """Check a request's signature (``body_sha256``: the body's hash, if already known)."""
+    msg = request_string(
+        method, raw_path, body_sha256 or sha256_hex(body), h.device_id, h.timestamp_us, h.nonce
+    )
+    return verify_detached(public_key, msg, h.signature)
+
+
+def verify_detached(public_key: bytes, message: bytes, signature: bytes) -> bool:
+    try:
+        VerifyKey(public_key).verify(message, signature)
+    except (BadSignatureError, ValueError, TypeError):
+        return False
+    return True
+
+
+# --------------------------------------------------------------------------- answers
+
+
+def response_string(status: int, request_nonce: str, body_sha256: str) -> bytes:
+    return "\n".join([RESPONSE_TAG, str(status), request_nonce, body_sha256]).encode()
+
+
+def sign_response(key: SigningKey, status: int, request_nonce: str, body: bytes) -> str:
+    return b64e(key.sign(response_string(status, request_nonce, sha256_hex(body))).signature)
+
+
+def verify_response(
+    dock_public_key: bytes, status: int, request_nonce: str, body: bytes, signature_b64: str | None
+) -> bool:
+    if not signature_b64:
+        return False
+    try:
+        sig = b64d(signature_b64)
+    except ProtocolError:
+        return False
+    return verify_detached(
+        dock_public_key, response_string(status, request_nonce, sha256_hex(body)), sig
+    )
+
+
+# --------------------------------------------------------------------------- chunks
+
+
+def chunk_checksum_header(chunk: bytes) -> str:
+    """``Upload-Checksum`` value for a chunk, tus style: ``sha256 <base64 digest>``."""
+    return "sha256 " + b64e(hashlib.sha256(chunk).digest())
+
+
+def parse_chunk_checksum(value: str | None) -> bytes:
+    if not value:
+        raise ProtocolError(f'{H_UPLOAD_CHECKSUM}: required ("sha256 <base64 digest>")')
+    algo, _, digest = value.partition(" ")
+    if algo != "sha256":
+        raise ProtocolError(f"{H_UPLOAD_CHECKSUM}: only sha256 is supported (got {algo!r})")
+    raw = b64d_or(digest.strip(), H_UPLOAD_CHECKSUM)
+    if len(raw) != 32:
+        raise ProtocolError(f"{H_UPLOAD_CHECKSUM}: a sha256 digest is 32 bytes")
+    return raw
+
+
+# --------------------------------------------------------------------------- receipts
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """The dock's word that it holds a segment: what a device needs before deleting it."""
+
+    device_id: str
+    segment_id: str
+    seq: int
+    manifest_sha256: str
+    stored_sha256: str
+    stored_size: int
+    received_at_us: int  # dock's wall-clock time
+    log_index: int  # the custody-log entry that records the arrival
+    log_entry_hash: str
+    gap_before: bool  # the dock does not hold this segment's predecessor
+    dock_key_id: str
+    type: str = RECEIPT_TYPE
+
+    def payload(self) -> bytes:
+        return canonical_json(asdict(self))
+
+
+@dataclass(frozen=True)
+class SignedReceipt:
+    receipt: Receipt
+    signature: bytes
+
+    def to_json(self) -> dict[str, Any]:
+        return {"receipt": asdict(self.receipt), "signature": b64e(self.signature)}
+
+    @classmethod
+    def from_json(cls, obj: Any) -> SignedReceipt:
+        if not isinstance(obj, dict) or not isinstance(obj.get("receipt"), dict):
+            raise ProtocolError("receipt: expected {receipt: {...}, signature: ...}")
+        names = {f.name for f in fields(Receipt)}
+        r = obj["receipt"]
+        if set(r) != names:
+            raise ProtocolError("receipt: unexpected or missing fields")
+        try:
+            receipt = Receipt(**r)
+        except TypeError as exc:
+            raise ProtocolError(f"receipt: {exc}") from None
+        sig = obj.get("signature")
+        if not isinstance(sig, str):
+            raise ProtocolError("receipt: signature missing")
+        return cls(receipt, b64d_or(sig, "receipt signature"))
+
+    def verify(self, dock_public_key: bytes) -> bool:
+        return (
+            self.receipt.type == RECEIPT_TYPE
+            and self.receipt.dock_key_id == key_id(dock_public_key)
+            and verify_detached(dock_public_key, self.receipt.payload(), self.signature)
+        )
+
+
+def sign_receipt(key: SigningKey, receipt: Receipt) -> SignedReceipt:
+    return SignedReceipt(receipt, key.sign(receipt.payload()).signature)
+
+
+# --------------------------------------------------------------------------- uploads
+
+
+@dataclass(frozen=True)
+class UploadState:
+    """Where an upload stands at the dock (tus-style: the offset is what the dock holds)."""
+
+    segment_id: str
+    size: int
+    offset: int
+    complete: bool
+    receipt: SignedReceipt | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "segment_id": self.segment_id,
+            "size": self.size,
+            "offset": self.offset,
+            "complete": self.complete,
+            "receipt": self.receipt.to_json() if self.receipt else None,
+        }
+
+    @classmethod
+    def from_json(cls, obj: Any) -> UploadState:
+        try:
+            receipt = obj.get("receipt")
+            state = cls(
+                str(obj["segment_id"]),
+                int(obj["size"]),
+                int(obj["offset"]),
+                bool(obj["complete"]),
+                SignedReceipt.from_json(receipt) if receipt else None,
+            )
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise ProtocolError(f"upload state: {exc}") from None
+        return state

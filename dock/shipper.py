@@ -1,0 +1,447 @@
+"""The device's shipper: finished segments → the dock, oldest first, deleted only on receipt.
+
+``Shipper.step()`` does one unit of work (sync time, ship the oldest pending segment) and says
+what it did and when to come back; it never sleeps, and time comes from an injected clock,
+so tests drive it step by step. ``ShipperThread`` runs it in its own low-priority thread on
+the device, waking when a segment closes or the camera is docked.
+
+Per segment: create the upload (idempotent: the id is the manifest's hash), ask the offset,
+append the rest in checksummed chunks, complete, check the receipt (dock key, device, segment
+id, manifest hash, stored hash and size of *these* local bytes), keep the receipt, delete the
+segment. Any fault leaves the segment where it is; the next attempt resumes at the dock's
+offset, after an exponential backoff. A segment the dock refuses (verification, chain
+conflict) stays on the device, is reported, and is not retried until ``retry_refused``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import logging
+import os
+import random
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO, Protocol
+
+from capture.clock import Clock
+from capture.storage import fsync_dir
+from crypto.evidence import SEGMENTS_DIR
+from crypto.manifest import CHAIN_DIR, parse_chain_file_name
+from dock.client import DockClient, DockRefused, DockUnavailable, TimeSync
+from dock.protocol import Code, SignedReceipt, UploadState, canonical_json, segment_id_for
+from dock.verify import ChainRecordVerifier, ManifestError, SegmentVerifier
+
+log = logging.getLogger("bwv.shipper")
+
+READ_BLOCK = 1 << 20
+MIN_CHUNK = 64 << 10
+
+
+# --------------------------------------------------------------------------- outbox
+
+
+@dataclass(frozen=True)
+class OutboxSegment:
+    """One chain record waiting on the device, with its stored blob (None: an end record,
+    whose upload is empty)."""
+
+    seq: int
+    manifest_path: Path
+    blob_path: Path | None
+
+    @property
+    def name(self) -> str:
+        return self.manifest_path.name
+
+
+class Outbox(Protocol):
+    def finished(self) -> list[OutboxSegment]:
+        """Records ready to ship, oldest (lowest sequence number) first."""
+        ...
+
+    def delete(self, segment: OutboxSegment, receipt: SignedReceipt) -> None:
+        """Keep ``receipt``, then remove the segment (only ever after a valid receipt)."""
+        ...
+
+
+class ChainOutbox:
+    """The device's outbox as crypto/ writes it (crypto/FORMAT.md, "Outbox"): chain records
+    in ``chain/`` (``<seq:012d>.<manifest|end>.json``) and each manifest's stored segment,
+    named by its ``file`` field, in ``segments/``. The trail and ``.unsigned`` files stay.
+
+    ``delete`` keeps the receipt as ``<receipts_dir>/<segment id>.json`` (fsync'd; default
+    ``receipts/`` beside the outbox: device bookkeeping, like the chain state) before it
+    removes the blob and the record. The newest record file of the chain is kept (the chain
+    state can be rebuilt from it: its sequence number is never handed out again); it goes
+    once a newer record exists.
+    """
+
+    def __init__(
+        self,
+        root: Path,
+        *,
+        receipts_dir: Path | None = None,
+        blobs_dir: Path | None = None,
+        verifier: SegmentVerifier | None = None,
+    ) -> None:
+        self.root = Path(root)
+        self.chain_dir = self.root / CHAIN_DIR
+        self.blobs_dir = Path(blobs_dir) if blobs_dir else self.root / SEGMENTS_DIR
+        self.receipts = Path(receipts_dir) if receipts_dir else self.root.parent / "receipts"
+        self.verifier = verifier or ChainRecordVerifier()
+        self.unreadable: dict[str, str] = {}  # record file -> why it cannot be shipped
+
+    def _records(self) -> list[tuple[int, Path]]:
+        if not self.chain_dir.is_dir():
+            return []
+        found = []
+        for p in self.chain_dir.iterdir():
+            parsed = parse_chain_file_name(p.name)
+            if parsed is not None:
+                found.append((parsed[0], p))
+        return sorted(found)
+
+    def _receipted(self, record: Path) -> bool:
+        try:
+            sid = segment_id_for(record.read_bytes())
+        except FileNotFoundError:
+            return True
+        return (self.receipts / f"{sid}.json").is_file()
+
+    def finished(self) -> list[OutboxSegment]:
+        records = self._records()
+        newest = records[-1][0] if records else None
+        found = []
+        for seq, path in records:
+            if self._receipted(path):
+                if seq != newest:  # shipped earlier and kept as the newest: now it can go
+                    path.unlink(missing_ok=True)
+                continue
+            try:
+                f = self.verifier.parse(path.read_bytes())
+            except FileNotFoundError:
+                continue
+            except ManifestError as exc:
+                if path.name not in self.unreadable:
+                    log.error("outbox: cannot ship %s: %s", path.name, exc)
+                self.unreadable[path.name] = str(exc)
+                continue
+            blob = None
+            if f.record_type == "manifest":
+                blob = self.blobs_dir / str(f.raw.get("file", ""))
+                if not blob.is_file():
+                    self.unreadable[path.name] = f"stored file {blob.name} is missing"
+                    continue
+            found.append(OutboxSegment(seq, path, blob))
+        return found
+
+    def delete(self, segment: OutboxSegment, receipt: SignedReceipt) -> None:
+        self.receipts.mkdir(parents=True, exist_ok=True)
+        final = self.receipts / f"{receipt.receipt.segment_id}.json"
+        tmp = final.with_name(final.name + ".tmp")
+        with open(tmp, "wb") as f:
+            f.write(canonical_json(receipt.to_json()) + b"\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, final)
+        fsync_dir(self.receipts)
+        if segment.blob_path is not None:
+            segment.blob_path.unlink(missing_ok=True)
+            fsync_dir(segment.blob_path.parent)
+        records = self._records()
+        if records and records[-1][1] != segment.manifest_path:
+            segment.manifest_path.unlink(missing_ok=True)
+            fsync_dir(self.chain_dir)
+
+
+# --------------------------------------------------------------------------- shipper
+
+
+@dataclass(frozen=True)
+class ShipperConfig:
+    chunk_bytes: int = 4 << 20
+    backoff_initial_s: float = 1.0
+    backoff_max_s: float = 300.0
+    backoff_factor: float = 2.0
+    jitter: float = 0.2  # ± fraction of each backoff, so docked cameras do not stampede
+    resync_time_s: float = 3600.0  # ask the dock's time again this often while docked
+    idle_poll_s: float = 10.0  # the thread looks at the outbox this often when idle
+    max_rounds: int = 8  # offset re-reads within one attempt before giving up on it
+
+
+class ReceiptInvalid(DockUnavailable):
+    """An answer that is not a valid receipt for this segment's exact bytes."""
+
+
+@dataclass(frozen=True)
+class StepReport:
+    action: str  # shipped | idle | waiting | undocked | failed | refused | vanished
+    segment: str | None = None  # the segment's manifest file name
+    detail: str = ""
+    retry_at_us: int | None = None  # for waiting/failed: when the next attempt is due
+    bytes_sent: int = 0
+
+
+@dataclass
+class ShipperState:
+    failures: int = 0
+    next_try_us: int = 0
+    synced_at_us: int | None = None
+    shipped: int = 0
+    bytes_sent: int = 0
+    last_error: str | None = None
+    refused: dict[str, str] = field(default_factory=dict)  # manifest name -> dock's reason
+
+
+class Shipper:
+    """Ships an outbox to a dock, one step at a time. Not thread-safe: one thread drives it."""
+
+    def __init__(
+        self,
+        outbox: Outbox,
+        client: DockClient,
+        clock: Clock,
+        *,
+        config: ShipperConfig | None = None,
+        docked: Callable[[], bool] = lambda: True,
+        on_time: Callable[[TimeSync], None] | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        """``docked`` says whether the camera sits in its dock; ``on_time`` receives each
+        time sync (the daemon re-anchors its wall clock with it: capture/clock.py)."""
+        self.outbox = outbox
+        self.client = client
+        self.clock = clock
+        self.config = config or ShipperConfig()
+        self.docked = docked
+        self.on_time = on_time
+        self.rng = rng or random.Random(0)
+        self.state = ShipperState()
+
+    # -- scheduling
+
+    def step(self) -> StepReport:
+        now = self.clock.now_us()
+        if not self.docked():
+            self.state.synced_at_us = None
+            return StepReport("undocked")
+        if now < self.state.next_try_us:
+            return StepReport("waiting", retry_at_us=self.state.next_try_us)
+        segment: OutboxSegment | None = None
+        try:
+            self._sync_time(now)
+            pending = [s for s in self.outbox.finished() if s.name not in self.state.refused]
+            if not pending:
+                return StepReport("idle")
+            segment = pending[0]
+            receipt, sent = self._ship(segment)
+            self.outbox.delete(segment, receipt)
+        except FileNotFoundError:
+            return StepReport(
+                "vanished",
+                segment.name if segment else None,
+                "segment left the outbox while being shipped",
+            )
+        except DockRefused as exc:
+            return self._refused(segment, exc, now)
+        except (DockUnavailable, OSError) as exc:
+            return self._failed(segment, str(exc), now)
+        self.state.failures = 0
+        self.state.last_error = None
+        self.state.shipped += 1
+        self.state.bytes_sent += sent
+        log.info(
+            "shipped %s (seq %d): receipt %s",
+            segment.name,
+            segment.seq,
+            receipt.receipt.log_entry_hash[:16],
+        )
+        return StepReport("shipped", segment.name, bytes_sent=sent)
+
+    def drain(self, max_steps: int = 10_000) -> list[StepReport]:
+        """Step until the outbox is empty or a backoff must be waited out."""
+        reports = []
+        for _ in range(max_steps):
+            r = self.step()
+            reports.append(r)
+            if r.action not in ("shipped", "refused", "vanished"):
+                break
+        return reports
+
+    def retry_refused(self) -> None:
+        self.state.refused.clear()
+
+    def _backoff_us(self) -> int:
+        c = self.config
+        delay = min(
+            c.backoff_max_s, c.backoff_initial_s * c.backoff_factor ** (self.state.failures - 1)
+        )
+        delay *= 1 + c.jitter * (2 * self.rng.random() - 1)
+        return max(1, int(delay * 1_000_000))
+
+    def _failed(self, segment: OutboxSegment | None, why: str, now: int) -> StepReport:
+        self.state.failures += 1
+        self.state.last_error = why
+        self.state.next_try_us = now + self._backoff_us()
+        log.warning(
+            "shipping failed (attempt %d), retry in %.1f s: %s",
+            self.state.failures,
+            (self.state.next_try_us - now) / 1e6,
+            why,
+        )
+        return StepReport("failed", segment.name if segment else None, why, self.state.next_try_us)
+
+    def _refused(self, segment: OutboxSegment | None, exc: DockRefused, now: int) -> StepReport:
+        if segment is not None and exc.code in Code.SEGMENT:
+            # about this segment: keep it, report it, go on with the others
+            self.state.refused[segment.name] = exc.detail
+            log.error("dock refused %s: %s", segment.name, exc.detail)
+            return StepReport("refused", segment.name, exc.detail)
+        if exc.code == Code.STALE:
+            self.state.synced_at_us = None  # our clock drifted: sync on the next attempt
+        return self._failed(segment, str(exc), now)
+
+    def _sync_time(self, now: int) -> None:
+        s = self.state.synced_at_us
+        if s is None or now - s >= self.config.resync_time_s * 1_000_000:
+            sync = self.client.sync_time()
+            self.state.synced_at_us = now
+            log.info(
+                "dock time: offset %+d µs (round trip %d µs)", sync.offset_us, sync.round_trip_us
+            )
+            if self.on_time is not None:
+                self.on_time(sync)
+
+    # -- one segment
+
+    def _ship(self, seg: OutboxSegment) -> tuple[SignedReceipt, int]:
+        manifest = seg.manifest_path.read_bytes()
+        sid = segment_id_for(manifest)
+        digest, size = _hash_file(seg.blob_path)
+        sent = 0
+        chunk_bytes = self.config.chunk_bytes
+        state = self.client.create_upload(sid, manifest, size, digest)
+        for _ in range(self.config.max_rounds):
+            if state.complete:
+                if state.receipt is None:
+                    raise ReceiptInvalid(f"{seg.name}: upload complete but no receipt given")
+                receipt = state.receipt
+                break
+            try:
+                with _open_blob(seg.blob_path) as f:
+                    while state.offset < size:
+                        f.seek(state.offset)
+                        chunk = f.read(min(chunk_bytes, size - state.offset))
+                        state = self.client.append(sid, state.offset, chunk)
+                        sent += len(chunk)
+                receipt = self.client.complete(sid)
+                break
+            except DockRefused as exc:
+                if exc.code == Code.BODY_TOO_LARGE and chunk_bytes > MIN_CHUNK:
+                    chunk_bytes = max(MIN_CHUNK, chunk_bytes // 2)  # the dock takes less
+                elif exc.code not in Code.REREAD:
+                    raise
+                # the dock's offset moved (a retried chunk landed after all), the upload is
+                # gone, a chunk was damaged on the way, or it is not all there: ask again
+                state = self._reread(sid, manifest, size, digest)
+        else:
+            raise DockUnavailable(f"{seg.name}: no progress after {self.config.max_rounds} rounds")
+        self._check_receipt(receipt, seg, sid, manifest, digest, size)
+        return receipt, sent
+
+    def _reread(self, sid: str, manifest: bytes, size: int, digest: str) -> UploadState:
+        state = self.client.upload_state(sid)
+        if state is None:  # the dock dropped it: start again
+            state = self.client.create_upload(sid, manifest, size, digest)
+        return state
+
+    def _check_receipt(
+        self,
+        r: SignedReceipt,
+        seg: OutboxSegment,
+        sid: str,
+        manifest: bytes,
+        digest: str,
+        size: int,
+    ) -> None:
+        ident = self.client.credentials
+        rc = r.receipt
+        problems = []
+        if not r.verify(ident.dock_public_key):
+            problems.append("not signed by the pinned dock key")
+        if rc.device_id != ident.device_id:
+            problems.append("names another device")
+        if rc.segment_id != sid or rc.manifest_sha256 != segment_id_for(manifest):
+            problems.append("names another manifest")
+        # hash the file again: delete only the exact bytes the dock vouches for
+        now_digest, now_size = _hash_file(seg.blob_path)
+        if not (rc.stored_sha256 == digest == now_digest and rc.stored_size == size == now_size):
+            problems.append("names other stored bytes")
+        if problems:
+            raise ReceiptInvalid(f"{seg.name}: receipt refused: " + ", ".join(problems))
+
+
+def _open_blob(path: Path | None) -> BinaryIO:
+    return io.BytesIO(b"") if path is None else open(path, "rb")  # noqa: SIM115
+
+
+def _hash_file(path: Path | None) -> tuple[str, int]:
+    h = hashlib.sha256()
+    n = 0
+    with _open_blob(path) as f:
+        while block := f.read(READ_BLOCK):
+            h.update(block)
+            n += len(block)
+    return h.hexdigest(), n
+
+
+# --------------------------------------------------------------------------- thread
+
+
+class ShipperThread:
+    """Runs a shipper in its own thread (niced on Linux), so uploads never hold up capture.
+
+    ``wake()`` asks for an attempt now (a segment closed, the camera was docked); otherwise
+    it waits until the shipper's next attempt is due, or ``idle_poll_s``.
+    """
+
+    def __init__(self, shipper: Shipper, *, nice: int = 10) -> None:
+        self.shipper = shipper
+        self.nice = nice
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="bwv-shipper", daemon=True)
+
+    def start(self) -> ShipperThread:
+        self._thread.start()
+        return self
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        self._stop.set()
+        self._wake.set()
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        if self.nice and hasattr(os, "setpriority"):
+            with contextlib.suppress(OSError):
+                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), self.nice)
+        while not self._stop.is_set():
+            try:
+                r = self.shipper.step()
+            except Exception:  # never let the thread die silently; report and back off
+                log.exception("shipper step failed")
+                r = StepReport("failed")
+            if r.action in ("shipped", "refused", "vanished"):
+                continue
+            delay = self.shipper.config.idle_poll_s
+            if r.retry_at_us is not None:
+                delay = max(0.0, (r.retry_at_us - self.shipper.clock.now_us()) / 1e6)
+            self._wake.wait(delay)
+            self._wake.clear()

@@ -1,0 +1,321 @@
+"""Helpers for tests, benchmarks and the simulator: a device outbox, a fault-injecting proxy.
+
+- ``OutboxDevice``: a device identity and its chain (crypto/manifest.py) writing signed
+  manifests and stand-in stored blobs into an outbox, as the device's evidence sink does.
+- ``FaultProxy``: a TCP proxy on loopback that cuts chosen connections after a chosen number
+  of bytes in either direction (a connection dropped mid-request or mid-answer), and can run
+  a callback (restart the dock) when a chosen connection opens.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import socket
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from nacl.signing import SigningKey
+
+from crypto.identity import DeviceIdentity
+from crypto.manifest import Chain, end_fields, manifest_fields
+from crypto.records import SignedRecord
+from dock.client import DeviceCredentials, DockClient, enroll
+from dock.enroll import issue_token
+from dock.protocol import sha256_hex
+from dock.server import DockConfig, ServerThread, create_app, open_dock, wall_clock_us
+
+
+class OutboxDevice:
+    """Writes what the device's outbox holds: signed chain records and stored blobs."""
+
+    def __init__(self, root: Path, device_id: str, seed: bytes | None = None) -> None:
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        key = SigningKey(seed) if seed else SigningKey.generate()
+        self.identity = DeviceIdentity(device_id, key)
+        self.chain = Chain(
+            self.root / "chain",
+            self.root.parent / f"{device_id}.chain-state",
+            self.identity,
+            self.identity.public_key,
+        )
+        self.records: list[SignedRecord] = []
+
+    @property
+    def device_id(self) -> str:
+        return self.identity.device_id
+
+    @property
+    def public_key(self) -> bytes:
+        return self.identity.public_key
+
+    def credentials(self, dock_public_key: bytes) -> DeviceCredentials:
+        return DeviceCredentials(self.device_id, self.identity, dock_public_key)
+
+    def add_segment(
+        self, stored: bytes, recording_id: str = "rec1", segment_index: int | None = None
+    ) -> SignedRecord:
+        """A finished segment: ``stored`` stands for the encrypted file (the dock never
+        decrypts, so any bytes do)."""
+        if segment_index is None:
+            segment_index = sum(
+                1
+                for r in self.records
+                if r.type == "manifest" and r.record["recording_id"] == recording_id
+            )
+        name = f"{recording_id}_{segment_index:04d}.bwvseg"
+        (self.root / "segments").mkdir(exist_ok=True)
+        (self.root / "segments" / name).write_bytes(stored)
+        rec, _ = self.chain.append(
+            "manifest",
+            manifest_fields(
+                firmware_version="test",
+                recording_id=recording_id,
+                segment_index=segment_index,
+                start_us=0,
+                end_us=1,
+                wall_start_us=0,
+                wall_end_us=1,
+                wall_quality="unsynced",
+                trigger={},
+                file=name,
+                header_sha256=sha256_hex(stored[:64]),
+                stored_sha256=sha256_hex(stored),
+                stored_size=len(stored),
+                plain_sha256=None,
+                plain_size=0,
+                chunks=[],
+                recovered=False,
+                unsigned_tail=None,
+            ),
+        )
+        self.records.append(rec)
+        return rec
+
+    def end_recording(self, recording_id: str = "rec1") -> SignedRecord:
+        count = sum(
+            1
+            for r in self.records
+            if r.type == "manifest" and r.record["recording_id"] == recording_id
+        )
+        rec, _ = self.chain.append(
+            "end",
+            end_fields(
+                firmware_version="test",
+                recording_id=recording_id,
+                reason="stopped",
+                end_us=1,
+                segment_count=count,
+                recovered=False,
+            ),
+        )
+        self.records.append(rec)
+        return rec
+
+
+@dataclass
+class Fault:
+    """Cut the connection carrying byte number ``at_byte`` of all the bytes that go
+    ``direction`` through the proxy ("up": device → dock, "down": dock → device), just
+    before that byte; with ``restart``, restart the dock (``on_restart``) right after."""
+
+    direction: str
+    at_byte: int
+    restart: bool = False
+
+
+@dataclass
+class FaultProxy:
+    """A loopback TCP proxy to ``upstream`` that injects faults; use as a context manager."""
+
+    upstream: tuple[str, int]
+    faults: list[Fault] = field(default_factory=list)
+    on_restart: Callable[[], None] | None = None
+    connections: int = 0
+    cuts: int = 0
+    restarts: int = 0
+
+    def __post_init__(self) -> None:
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self._listener.getsockname()[1]
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._pairs: list[_Pair] = []
+        self._lock = threading.Lock()
+        self._passed = {"up": 0, "down": 0}
+        self._pending = {
+            d: sorted((f for f in self.faults if f.direction == d), key=lambda f: f.at_byte)
+            for d in ("up", "down")
+        }
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> FaultProxy:
+        t = threading.Thread(target=self._accept, name="fault-proxy", daemon=True)
+        t.start()
+        self._threads.append(t)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        with contextlib.suppress(OSError):
+            self._listener.shutdown(socket.SHUT_RDWR)
+        self._listener.close()
+        for pair in list(self._pairs):
+            pair.close()
+        for t in list(self._threads):
+            t.join(timeout=5)
+
+    def _accept(self) -> None:
+        while not self._stop.is_set():
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            self.connections += 1
+            try:
+                server = socket.create_connection(self.upstream, timeout=5)
+            except OSError:
+                client.close()
+                continue
+            for sock in (client, server):
+                sock.settimeout(None)
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            pair = _Pair(client, server)
+            self._pairs.append(pair)
+            for src, dst, direction in ((client, server, "up"), (server, client, "down")):
+                t = threading.Thread(
+                    target=self._pump, args=(pair, src, dst, direction), daemon=True
+                )
+                t.start()
+                self._threads.append(t)
+
+    def _budget(self, direction: str) -> tuple[int, Fault | None]:
+        """Bytes that may pass before the next fault in ``direction`` (and that fault)."""
+        with self._lock:
+            pending = self._pending[direction]
+            if not pending:
+                return 65536, None
+            return min(65536, pending[0].at_byte - self._passed[direction]), pending[0]
+
+    def _pump(self, pair: _Pair, src: socket.socket, dst: socket.socket, direction: str) -> None:
+        try:
+            while True:
+                budget, fault = self._budget(direction)
+                if fault is not None and budget <= 0:
+                    with self._lock:
+                        self._pending[direction].remove(fault)
+                        self.cuts += 1
+                    pair.close()
+                    if fault.restart and self.on_restart is not None:
+                        self.restarts += 1
+                        self.on_restart()
+                    return
+                data = src.recv(budget)
+                if not data:
+                    with contextlib.suppress(OSError):
+                        dst.shutdown(socket.SHUT_WR)
+                    pair.half_done()
+                    return
+                dst.sendall(data)
+                with self._lock:
+                    self._passed[direction] += len(data)
+        except OSError:
+            pair.close()
+
+
+class _Pair:
+    """The two sockets of one proxied connection."""
+
+    def __init__(self, a: socket.socket, b: socket.socket) -> None:
+        self.a, self.b = a, b
+        self.closed = False
+        self.done = 0
+        self.lock = threading.Lock()
+
+    def half_done(self) -> None:
+        with self.lock:
+            self.done += 1
+            both = self.done == 2
+        if both:
+            self.close()
+
+    def close(self) -> None:
+        with self.lock:
+            if self.closed:
+                return
+            self.closed = True
+        for s in (self.a, self.b):
+            with contextlib.suppress(OSError):
+                s.shutdown(socket.SHUT_RDWR)
+            s.close()
+
+
+def random_bytes(n: int, seed: int | None = 0) -> bytes:
+    """Deterministic bytes for a seed (os.urandom when seed is None)."""
+    return os.urandom(n) if seed is None else random.Random(seed).randbytes(n)
+
+
+class DockHarness:
+    """A dock on a store directory, served on loopback; ``restart`` reopens it from disk on
+    the same port (a dock restarted mid-upload)."""
+
+    def __init__(
+        self,
+        store_dir: Path,
+        *,
+        clock: Callable[[], int] | None = None,
+        config: DockConfig | None = None,
+    ) -> None:
+        self.store_dir = Path(store_dir)
+        self.clock = clock or wall_clock_us
+        self.config = config
+        self.dock = open_dock(self.store_dir, clock=self.clock, config=config)
+        self.server = ServerThread(create_app(self.dock)).start()
+        self._restarting = threading.Lock()
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    @property
+    def public_key(self) -> bytes:
+        return self.dock.public_key
+
+    def restart(self) -> None:
+        with self._restarting:
+            port = self.server.port
+            self.server.stop()
+            self.dock.store.close()
+            self.dock = open_dock(self.store_dir, clock=self.clock, config=self.config)
+            self.server = ServerThread(create_app(self.dock), port=port).start()
+
+    def close(self) -> None:
+        self.server.stop()
+        self.dock.store.close()
+
+    def token(self, device_id: str | None = None) -> str:
+        return issue_token(self.dock.store, self.clock(), device_id=device_id).token
+
+    def enroll(self, device: OutboxDevice) -> DeviceCredentials:
+        got = enroll(
+            self.url,
+            device.device_id,
+            device.identity,
+            device.public_key,
+            self.token(device.device_id),
+            wall_clock=wall_clock_us,
+            expected_dock_key=self.public_key,
+        )
+        return device.credentials(got.dock_public_key)
+
+    def client(
+        self, creds: DeviceCredentials, url: str | None = None, timeout: float = 10.0
+    ) -> DockClient:
+        return DockClient(url or self.url, creds, wall_clock=wall_clock_us, timeout=timeout)

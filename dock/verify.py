@@ -1,0 +1,129 @@
+"""What the dock checks about one upload: the verifier interface and crypto/'s chain records.
+
+The dock holds the device's public key, never the agency's private key, so it checks what it
+can without decrypting: the record's signature (by the enrolled key, of this device), that
+the stored blob hashes to what the record names, and that the record names as its
+predecessor the record the dock holds for the previous sequence number.
+
+An upload is one chain record (crypto/manifest.py: a segment's manifest, or the end record
+of a recording, which has no stored blob: its upload is empty) and the stored blob.
+
+``SegmentVerifier`` is the interface the server uses; ``ChainRecordVerifier`` implements it
+with crypto/records.py. Another manifest format plugs in by implementing the interface.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, BinaryIO, Protocol
+
+from crypto.records import RecordError, parse_line, validate
+from crypto.verify import check_chain_record
+from dock.protocol import sha256_hex
+
+EMPTY_SHA256 = sha256_hex(b"")
+
+
+class ManifestError(ValueError):
+    """A manifest that cannot be read at all."""
+
+
+@dataclass(frozen=True)
+class ManifestFields:
+    """What the dock needs from a chain record (``raw`` keeps every field the device signed)."""
+
+    record_type: str  # "manifest" (a segment) or "end" (a recording's end: no blob)
+    device_id: str
+    key_id: str
+    recording_id: str
+    segment_index: int | None
+    seq: int  # device-wide, never reused
+    stored_sha256: str  # hash of the stored (encrypted) blob, lowercase hex
+    stored_size: int
+    prev_manifest_sha256: str | None  # None: the first record of the device's chain
+    manifest_sha256: str  # hash of this record's bytes, as the next one names it
+    raw: dict[str, Any] = field(default_factory=dict, compare=False)
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    ok: bool
+    problems: tuple[str, ...]
+    fields: ManifestFields | None
+    gap: bool  # the record names a predecessor the dock does not hold
+
+
+class SegmentVerifier(Protocol):
+    def parse(self, manifest: bytes) -> ManifestFields:
+        """Read a manifest without checking its signature; ManifestError if unreadable."""
+        ...
+
+    def verify(
+        self,
+        device_public_key: bytes,
+        manifest: bytes,
+        stored: BinaryIO,
+        previous_manifest_sha256: str | None,
+    ) -> VerifyResult:
+        """Check the signature, the stored blob's hash (``stored`` is read to its end) and
+        the link to the previous manifest, when the dock holds it (else pass None)."""
+        ...
+
+
+class ChainRecordVerifier:
+    """crypto/'s signed chain records (manifest and end; crypto/FORMAT.md), checked with
+    crypto.verify.check_chain_record, the per-record check crypto/ provides for the dock."""
+
+    types = ("manifest", "end")
+
+    def parse(self, manifest: bytes) -> ManifestFields:
+        try:
+            record, _ = parse_line(manifest)
+            validate(record)
+        except RecordError as exc:
+            raise ManifestError(f"not a chain record ({exc.reason}: {exc.detail})") from None
+        if record["type"] not in self.types:
+            raise ManifestError(f"a {record['type']} record is not shipped to the dock")
+        segment = record["type"] == "manifest"
+        return ManifestFields(
+            record_type=record["type"],
+            device_id=record["device_id"],
+            key_id=record["key_id"],
+            recording_id=record["recording_id"],
+            segment_index=record["segment_index"] if segment else None,
+            seq=record["seq"],
+            stored_sha256=record["stored_sha256"] if segment else EMPTY_SHA256,
+            stored_size=record["stored_size"] if segment else 0,
+            prev_manifest_sha256=record["prev_sha256"],
+            manifest_sha256=sha256_hex(manifest),
+            raw=record,
+        )
+
+    def verify(
+        self,
+        device_public_key: bytes,
+        manifest: bytes,
+        stored: BinaryIO,
+        previous_manifest_sha256: str | None,
+    ) -> VerifyResult:
+        try:
+            f = self.parse(manifest)
+        except ManifestError as exc:
+            return VerifyResult(False, (str(exc),), None, False)
+        if f.record_type == "manifest":
+            check = check_chain_record(
+                manifest, device_public_key, previous_manifest_sha256, stored, f.device_id
+            )
+            return VerifyResult(check.ok, check.problems, f, check.gap)
+        # an end record has no stored file: its upload must be empty
+        check = check_chain_record(
+            manifest, device_public_key, previous_manifest_sha256, None, f.device_id
+        )
+        problems = list(check.problems)
+        if stored.read(1):
+            problems.append("an end record's upload carries bytes")
+        return VerifyResult(not problems, tuple(problems), f, check.gap)
+
+
+def default_verifier() -> SegmentVerifier:
+    return ChainRecordVerifier()
