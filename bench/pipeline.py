@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bench import Context, Result, benchmark
 from capture.audio_encoder import AacEncoder, AudioFormat
 from capture.clock import OffsetWallClock
 from capture.config import from_dict
@@ -38,16 +39,20 @@ class Figure:
     detail: str = ""
 
 
-def synthetic_h264(width: int, height: int, fps: int, bitrate: int, gop: int, seconds: float,
-                   seed: int = 7) -> list[Packet]:
+def synthetic_h264(
+    width: int, height: int, fps: int, bitrate: int, gop: int, seconds: float, seed: int = 7
+) -> list[Packet]:
     """Packets shaped like a 1080p30 stream: a real keyframe header, random payloads."""
     enc = H264Encoder(VideoFormat(width, height, fps), bitrate, gop)
     yuv = np.full((height * 3 // 2, width), 100, np.uint8)
     header = b""
     for p in enc.encode(yuv, 0, 0) + enc.flush():
         if p.keyframe:
-            header = p.data[: p.data.find(b"\x00\x00\x00\x01\x65") if b"\x00\x00\x00\x01\x65"
-                            in p.data else len(p.data)]
+            header = p.data[
+                : p.data.find(b"\x00\x00\x00\x01\x65")
+                if b"\x00\x00\x00\x01\x65" in p.data
+                else len(p.data)
+            ]
             break
     rng = np.random.default_rng(seed)
     mean = bitrate / 8 / fps
@@ -59,19 +64,22 @@ def synthetic_h264(width: int, height: int, fps: int, bitrate: int, gop: int, se
         key = i % gop == 0
         size = key_size if key else p_size
         nal = (b"\x00\x00\x00\x01\x65" if key else b"\x00\x00\x00\x01\x41") + pool[:size]
-        out.append(Packet(Stream.VIDEO, i * frame_us, frame_us, key,
-                          (header + nal) if key else nal, i))
+        out.append(
+            Packet(Stream.VIDEO, i * frame_us, frame_us, key, (header + nal) if key else nal, i)
+        )
     return out
 
 
-def _core_run(video: list[Packet], pre_record_s: float, audio: bool) -> float:
+def _core_run(video: list[Packet], pre_record_s: float, audio: bool, make_sink=None) -> float:
     """CPU seconds for the core to buffer, record and write ``video`` (+ audio encoding)."""
-    cfg = from_dict({
-        "device_id": "bench",
-        "video": {"width": 1920, "height": 1080, "fps": 30, "bitrate": 10_000_000, "gop": 30},
-        "pre_record": {"seconds": pre_record_s, "max_mb": 128},
-        "audio": {"enabled": audio},
-    })
+    cfg = from_dict(
+        {
+            "device_id": "bench",
+            "video": {"width": 1920, "height": 1080, "fps": 30, "bitrate": 10_000_000, "gop": 30},
+            "pre_record": {"seconds": pre_record_s, "max_mb": 128},
+            "audio": {"enabled": audio},
+        }
+    )
     rcfg = recorder_config(cfg)
     fmt = AudioFormat()
     total_s = (video[-1].end_us) / 1e6
@@ -80,8 +88,14 @@ def _core_run(video: list[Packet], pre_record_s: float, audio: bool) -> float:
     with tempfile.TemporaryDirectory() as tmp:
         storage = LocalStorage(Path(tmp))
         aac = AacEncoder(fmt)
-        rec = Recorder(rcfg, PlainFileSink(storage), OffsetWallClock(0),
-                       audio_extradata=aac.extradata, free_bytes=storage.free_bytes)
+        sink = make_sink(storage) if make_sink else PlainFileSink(storage)
+        rec = Recorder(
+            rcfg,
+            sink,
+            OffsetWallClock(0),
+            audio_extradata=aac.extradata,
+            free_bytes=storage.free_bytes,
+        )
         press_at = int(pre_record_s * 1_000_000)
         a_i = 0
         cpu0 = time.process_time()
@@ -121,18 +135,22 @@ def pipeline_core_fraction(record_s: float = 60.0, pre_record_s: float = 30.0) -
     no_audio = min(_core_run(video, pre_record_s, audio=False) for _ in range(2))
     aac = min(_aac_only(total_s) for _ in range(2))
     return Figure(
-        "pipeline_core_fraction", full / total_s, "cpu_s/s",
+        "pipeline_core_fraction",
+        full / total_s,
+        "cpu_s/s",
         f"{full:.2f} CPU s for {total_s:.0f} s recorded; without audio "
         f"{no_audio / total_s:.4f}, AAC encoder alone {aac / total_s:.4f}",
     )
 
 
 def sim_realtime_dropped_frames(record_s: float = 60.0) -> Figure:
-    cfg = from_dict({
-        "device_id": "bench-rt",
-        "video": {"width": 1280, "height": 720, "fps": 30, "bitrate": 5_000_000, "gop": 30},
-        "pre_record": {"seconds": 5.0, "max_mb": 64},
-    })
+    cfg = from_dict(
+        {
+            "device_id": "bench-rt",
+            "video": {"width": 1280, "height": 720, "fps": 30, "bitrate": 5_000_000, "gop": 30},
+            "pre_record": {"seconds": 5.0, "max_mb": 64},
+        }
+    )
     with tempfile.TemporaryDirectory() as tmp:
         dev = make_device(cfg, Path(tmp), realtime=True, boot_us=0)
         dev.button(down=True)
@@ -146,5 +164,24 @@ def sim_realtime_dropped_frames(record_s: float = 60.0) -> Figure:
         frames = sum(s.frames for s in rec.segments)
         first, last = rec.segments[0].first_frame, rec.segments[-1].last_frame
         gaps = (last - first + 1) - frames
-    return Figure("sim_realtime_dropped_frames", dev.camera.dropped + gaps, "frames",
-                  f"{frames} frames recorded in {wall:.1f} s wall on {os.cpu_count()} cores")
+    return Figure(
+        "sim_realtime_dropped_frames",
+        dev.camera.dropped + gaps,
+        "frames",
+        f"{frames} frames recorded in {wall:.1f} s wall on {os.cpu_count()} cores",
+    )
+
+
+@benchmark("pipeline_core_fraction", description=pipeline_core_fraction.__doc__.split("\n")[0])
+def _bench_core(ctx: Context) -> Result:
+    f = pipeline_core_fraction(*((20.0, 10.0) if ctx.quick else (60.0, 30.0)))
+    return Result(f.name, f.value, f.unit, detail=f.detail).with_goal("<= 0.01", f.value <= 0.01)
+
+
+@benchmark(
+    "sim_realtime_dropped_frames",
+    description="the simulated device in real time, 1280x720 30 fps, 60 s recording",
+)
+def _bench_realtime(ctx: Context) -> Result:
+    f = sim_realtime_dropped_frames(10.0 if ctx.quick else 60.0)
+    return Result(f.name, f.value, f.unit, detail=f.detail).with_goal("0", f.value == 0)
