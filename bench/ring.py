@@ -107,8 +107,10 @@ def pooled_packets(w: Workload, seconds: float) -> list[Packet]:
     """Pre-generated packets for timing. Payloads (the right sizes, random) are shared from
     a pool so that minutes of 10 Mbit/s do not need gigabytes: only ``len`` is looked at."""
     pool: dict[int, bytes] = {}
+    durations: dict[int, int] = {}  # shared int objects, as the encoders share them
     out = []
     for stream, pts, dur, key, size, frame in packet_specs(w, seconds):
+        dur = durations.setdefault(dur, dur)
         # video sizes to the nearest 512 B: a few hundred distinct payloads, ~35 MB in all
         q = size if stream is Stream.AUDIO else max(512, (size + 256) // 512 * 512)
         data = pool.get(q)
@@ -362,8 +364,11 @@ def memory_overhead(ctx: Context) -> Result:
     seconds = w.pre_record_s + (15 if ctx.quick else 60)
     samples = 2 if ctx.quick else 4
 
+    durations: dict[int, int] = {}  # the encoders share duration ints (capture/)
+
     def feed_ours(ring, spec: Spec) -> None:
         stream, pts, dur, key, size, frame = spec
+        dur = durations.setdefault(dur, dur)
         ring.push(Packet(stream, pts, dur, key, bytes(size), frame))
 
     def feed_baseline(co, spec: Spec) -> None:

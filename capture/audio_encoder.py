@@ -43,6 +43,10 @@ class AacEncoder:
         self.extradata: bytes = bytes(ctx.extradata or b"")
         self._t0_us: int | None = None
         self._samples = 0
+        # Packet durations take two or three values: share the int objects, so a packet
+        # held in the pre-record buffer costs its bytes and little more (an AAC packet is
+        # only ~170 bytes)
+        self._durations: dict[int, int] = {}
 
     def _to_us(self, samples: int) -> int:
         assert self._t0_us is not None
@@ -79,7 +83,7 @@ class AacEncoder:
                 continue  # the priming packet: decodes to nothing of ours
             dur = p.duration or AAC_FRAME
             start = self._to_us(p.pts)
-            out.append(
-                Packet(Stream.AUDIO, start, self._to_us(p.pts + dur) - start, True, bytes(p))
-            )
+            d = self._to_us(p.pts + dur) - start
+            d = self._durations.setdefault(d, d)
+            out.append(Packet(Stream.AUDIO, start, d, True, bytes(p)))
         return out
