@@ -22,12 +22,13 @@ from bench import Context, Result, benchmark
 from capture.audio_encoder import AacEncoder, AudioFormat
 from capture.clock import OffsetWallClock
 from capture.config import from_dict
+from capture.device import recorder_config
 from capture.fmp4 import VideoFormat
 from capture.packets import Packet, Stream
 from capture.recorder import Recorder
 from capture.sink import PlainFileSink
 from capture.storage import LocalStorage
-from simulator.device import make_device, recorder_config
+from simulator.device import make_device
 from simulator.encoder import H264Encoder
 
 

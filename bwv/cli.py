@@ -37,6 +37,21 @@ def main(verbose: int) -> None:
                         stream=sys.stderr)
 
 
+@main.command()
+@click.option("--config", "config_path", type=click.Path(path_type=Path, dir_okay=False),
+              default=Path("/etc/bwv/bwv.toml"), show_default=True)
+def run(config_path: Path) -> None:
+    """Run the camera daemon on the device's hardware (systemd's bwv.service runs this).
+
+    Needs picamera2, pyaudio and RPi.GPIO (install.sh sets them up) and a provisioned key
+    (`bwv provision`); without a key it runs, shows the fault pattern and refuses to record.
+    """
+    from capture.daemon import run_daemon
+
+    cfg = _load_config(config_path, {})
+    sys.exit(run_daemon(cfg))
+
+
 @main.group(invoke_without_command=True)
 @click.option("--config", "config_path", type=click.Path(path_type=Path, dir_okay=False),
               help="TOML configuration file (defaults are used for what it does not set).")
@@ -169,6 +184,14 @@ def config_check(path: Path) -> None:
     cfg = _load_config(path, {})
     click.echo(json.dumps(asdict(cfg), indent=2))
 
+
+def _register() -> None:
+    from bwv.dock_cmd import dock
+
+    main.add_command(dock)
+
+
+_register()
 
 if __name__ == "__main__":  # pragma: no cover
     main()

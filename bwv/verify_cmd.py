@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import tempfile
 from pathlib import Path
 
 import click
@@ -25,14 +26,38 @@ def _sim_folder(path: Path) -> tuple[Path, Path, Path] | None:
     return outbox, path / keys["device_public_key"], path / keys["agency_private_key"]
 
 
+def collect_sim_folder(path: Path, device_id: str | None = None) -> dict[str, bytes]:
+    """The evidence of a ``bwv sim raid`` folder: what the dock holds for the device (in the
+    outbox layout), with what stays on the device (its signature trail, anything not yet
+    shipped)."""
+    files: dict[str, bytes] = {}
+    dock_dir = path / "dock"
+    if (dock_dir / "dock.key").exists():
+        from dock.export import export_device
+        from dock.keys import DOCK_KEY_FILE, load_or_create_signing_key
+        from dock.store import DirectoryStore
+
+        if device_id is None:
+            device_id = json.loads((path / "summary.json").read_text())["device_id"]
+        store = DirectoryStore(dock_dir, load_or_create_signing_key(dock_dir / DOCK_KEY_FILE))
+        try:
+            with tempfile.TemporaryDirectory() as tmp:
+                export_device(store, device_id, Path(tmp))
+                files.update(read_outbox(Path(tmp)))
+        finally:
+            store.close()
+    files.update(read_outbox(path / "device" / "outbox"))
+    return files
+
+
 def _collect(paths: list[Path]) -> tuple[dict[str, bytes], Path | None, Path | None]:
     files: dict[str, bytes] = {}
     device_pub = agency_key = None
     for path in paths:
         sim = _sim_folder(path) if path.is_dir() else None
         if sim is not None:
-            outbox, device_pub, agency_key = sim
-            files.update(read_outbox(outbox))
+            _, device_pub, agency_key = sim
+            files.update(collect_sim_folder(path))
         elif path.is_dir():
             files.update(read_outbox(path))
         else:  # a single file: named as it is named in its outbox

@@ -34,6 +34,7 @@ class AudioConfig:
     sample_rate: int = 48_000
     channels: int = 1
     bitrate: int = 64_000
+    device: str = ""  # the microphone's PortAudio/ALSA device name ("" = the default input)
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,11 @@ class KeysConfig:
     device_key: str = "/var/lib/bwv/keys/device.key"  # made by `bwv provision`, mode 0600
     agency_public_key: str = "/etc/bwv/agency.pub"  # footage is sealed to it
     dock_public_key: str = "/etc/bwv/dock.pub"  # receipts and time must be signed by it
+
+
+@dataclass(frozen=True)
+class DockConfig:
+    url: str = ""  # e.g. "http://dock.local:8443"; "" = not enrolled: nothing is shipped
 
 
 @dataclass(frozen=True)
@@ -89,6 +95,7 @@ class Config:
     segments: SegmentConfig = field(default_factory=SegmentConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
     keys: KeysConfig = field(default_factory=KeysConfig)
+    dock: DockConfig = field(default_factory=DockConfig)
     controls: ControlsConfig = field(default_factory=ControlsConfig)
     pins: PinsConfig = field(default_factory=PinsConfig)
 
@@ -165,6 +172,8 @@ def validate(cfg: Config) -> Config:
     _check(cfg.segments.seconds >= v.gop / v.fps, "segments.seconds",
            "must be at least one GOP long")
     _check(bool(cfg.storage.dir), "storage.dir", "must not be empty")
+    _check(cfg.dock.url == "" or cfg.dock.url.startswith(("http://", "https://")), "dock.url",
+           f"must start with http:// or https:// (got {cfg.dock.url!r})")
     _check(cfg.storage.low_space_minutes >= 0, "storage.low_space_minutes", "must be >= 0")
     c = cfg.controls
     _check(0 <= c.debounce_ms <= 500, "controls.debounce_ms",

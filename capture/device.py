@@ -11,13 +11,41 @@ both build one of these around their own camera, microphone and pins.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from capture.recorder import Event, Recorder
-from gpio.controls import OfficerControls
+from capture.audio_encoder import AudioFormat
+from capture.config import Config
+from capture.fmp4 import VideoFormat
+from capture.recorder import Event, Recorder, RecorderConfig
+from gpio.controls import ControlsConfig, OfficerControls
 
 log = logging.getLogger("bwv.device")
+
+
+def controls_config(cfg: Config) -> ControlsConfig:
+    c, p = cfg.controls, cfg.pins
+    return ControlsConfig(
+        button_pin=p.button, red_led_pin=p.red_led, green_led_pin=p.green_led,
+        haptic_pin=p.haptic, debounce_ms=c.debounce_ms, hold_to_stop_s=c.hold_to_stop_s,
+        reminder_interval_s=c.reminder_interval_s, stealth=c.stealth,
+    )
+
+
+def recorder_config(cfg: Config) -> RecorderConfig:
+    v, a = cfg.video, cfg.audio
+    byte_rate = v.bitrate / 8 + (a.bitrate / 8 if a.enabled else 0)
+    return RecorderConfig(
+        video=VideoFormat(v.width, v.height, v.fps),
+        audio=AudioFormat(a.sample_rate, a.channels, a.bitrate) if a.enabled else None,
+        pre_record_us=int(cfg.pre_record.seconds * 1_000_000),
+        pre_record_max_bytes=cfg.pre_record.max_mb * 1_000_000,
+        audio_in_pre_record=cfg.pre_record.audio,
+        segment_us=int(cfg.segments.seconds * 1_000_000),
+        low_space_bytes=int(cfg.storage.low_space_minutes * 60 * byte_rate),
+        resume_space_bytes=int(max(cfg.segments.seconds, 10) * byte_rate * 2),
+    )
 
 
 @dataclass
@@ -32,6 +60,8 @@ class DeviceCore:
     warnings: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        # the camera's thread reports events while the main loop ticks the controls
+        self._lock = threading.RLock()
         if self.recorder is None and not self.refusal:
             raise ValueError("a device without a recorder must say why")
         if self.refusal:
@@ -42,6 +72,10 @@ class DeviceCore:
 
     # -- events from the recorder ------------------------------------------------------
     def event(self, e: Event) -> None:
+        with self._lock:
+            self._event(e)
+
+    def _event(self, e: Event) -> None:
         self.events.append(e)
         if e.kind == "state":
             self.controls.set_state(e.detail, self.now_us)  # type: ignore[arg-type]
@@ -65,8 +99,10 @@ class DeviceCore:
     # -- time ---------------------------------------------------------------------------
     def tick(self, now_us: int) -> None:
         """Read the button, play feedback, act on the officer's intents."""
-        self.now_us = max(self.now_us, now_us)
-        for intent in self.controls.tick(self.now_us):
+        with self._lock:
+            self.now_us = max(self.now_us, now_us)
+            intents = self.controls.tick(self.now_us)
+        for intent in intents:
             if self.recorder is None:
                 log.error("record pressed, refused: %s", self.refusal)
                 continue
@@ -78,7 +114,20 @@ class DeviceCore:
     def shutdown(self) -> None:
         if self.recorder is not None and self.recorder.current is not None:
             self.recorder.finish_now(self.now_us, "shutdown")
-        self.controls.close(self.now_us)
+        with self._lock:
+            self.controls.close(self.now_us)
+
+    def fault(self, source: str, reason: str) -> None:
+        """A fault from outside the recorder (camera, microphone): shown and reported."""
+        with self._lock:
+            log.error("fault: %s: %s", source, reason)
+            self.faults[source] = f"{source}: {reason}"
+            self.controls.fault(self.faults[source], self.now_us)
+
+    def warning(self, source: str, message: str) -> None:
+        with self._lock:
+            log.warning("%s: %s", source, message)
+            self.warnings[source] = f"{source}: {message}"
 
     # -- what a technician reads -------------------------------------------------------
     def status(self) -> dict:

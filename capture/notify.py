@@ -28,7 +28,8 @@ class Notifier:
             return False
         with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as s:
             try:
-                s.sendto("\n".join(fields).encode(), self._address)
+                # never block the daemon on systemd: a full socket drops the message
+                s.sendto("\n".join(fields).encode(), socket.MSG_DONTWAIT, self._address)
             except OSError:
                 return False
         return True

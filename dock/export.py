@@ -1,23 +1,557 @@
-"""Hand a device's evidence over: what the dock holds, laid out as the device's outbox.
+"""Hand evidence over: what the dock holds, laid out as the device's outbox, checked, and
+(with the agency's key) decrypted into playable files.
 
 ``export_device`` writes ``chain/<seq:012d>.<type>.json`` and ``segments/<file>`` (crypto/
 FORMAT.md, "Outbox") so that crypto/'s offline verifier checks the dock's holdings exactly as
 it checks a camera's outbox (without the trail, which stays on the device);
 ``export_custody_log`` writes the custody-log entries about the device, one JSON object a
 line, for the auditor (with ``verify_custody_log`` and the dock's public key).
+
+``export_recording`` hands one recording over (``bwv dock export``): its chain records and
+stored segments, read from the dock's store in the outbox layout, are checked by
+``crypto.verify``; the report, the records and the footage are written to a folder::
+
+    OUT/<recording>_<idx>.mp4            playable fragmented MP4 (only with the agency key)
+    OUT/segments/<recording>_<idx>.bwvseg the stored, encrypted segments (only without it)
+    OUT/manifests/<seq:012d>.<manifest|end>.json   the recording's signed chain records
+    OUT/report.json                      crypto.verify's report on the dock's copies
+
+``scan_recordings`` lists what the dock holds per recording, with a verification state
+taken from the index and the signed records (``bwv dock status``); ``verify_recording``
+re-checks a recording's stored bytes with the offline verifier.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import shutil
-from dataclasses import asdict
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
+from nacl.public import PrivateKey
+
+from crypto.durable import write_atomic
 from crypto.evidence import SEGMENTS_DIR
 from crypto.manifest import CHAIN_DIR, chain_file_name
-from dock.store import DirectoryStore, blob_key, manifest_key
-from dock.verify import ChainRecordVerifier
+from crypto.records import sha256_hex
+from crypto.seal import decrypt_segment
+from crypto.verify import Finding, Report, verify
+from dock.keys import DOCK_KEY_FILE, KeyFileError, load_or_create_signing_key
+from dock.protocol import is_device_id
+from dock.store import (
+    INDEX_FILE,
+    DirectoryStore,
+    HeldSegment,
+    blob_key,
+    chain_report,
+    manifest_key,
+)
+from dock.verify import ChainRecordVerifier, ManifestError, ManifestFields
+
+MANIFESTS_DIR = "manifests"
+REPORT_FILE = "report.json"
+MP4_EXT = ".mp4"
+
+_RECORDING_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_SAFE_FILE = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,159}")
+
+# verification states of a recording at the dock (``bwv dock status``)
+VERIFIED = "verified"  # every segment and the end record held, chain unbroken
+GAP = "gap"  # a segment or chain record of the recording is missing, or the chain breaks
+INCOMPLETE = "incomplete"  # no end record after the last segment (yet): more may come
+ENDED_EARLY = "ended_early"  # whole, but ended by a fault or a crash, not by the officer
+FAILED = "failed"  # (re-verified) stored bytes or records do not check out
+
+
+class ExportError(Exception):
+    """The export could not run (no such store or recording, a bad id, unreadable keys)."""
+
+
+# --------------------------------------------------------------------------- store
+
+
+def check_recording_id(recording_id: str) -> str:
+    """``recording_id`` if it is one (crypto/FORMAT.md: ``[A-Za-z0-9_-]{1,64}``)."""
+    if not isinstance(recording_id, str) or not _RECORDING_ID.fullmatch(recording_id):
+        raise ExportError(
+            f"not a recording id: {recording_id!r} (letters, digits, '-' and '_', "
+            "1 to 64 of them; `bwv dock status` lists the recordings)"
+        )
+    return recording_id
+
+
+def check_device_id(device_id: str) -> str:
+    if not isinstance(device_id, str) or not is_device_id(device_id):
+        raise ExportError(
+            f"not a device id: {device_id!r} (letters, digits, '-', '_' and '.', "
+            "starting with a letter or digit, at most 64)"
+        )
+    return device_id
+
+
+def is_store(store_dir: Path) -> bool:
+    store_dir = Path(store_dir)
+    return (store_dir / INDEX_FILE).is_file() and (store_dir / DOCK_KEY_FILE).is_file()
+
+
+def open_store(store_dir: Path) -> DirectoryStore:
+    """The existing dock store in ``store_dir`` (never creates one: ``ExportError``)."""
+    store_dir = Path(store_dir)
+    if not is_store(store_dir):
+        raise ExportError(
+            f"{store_dir}: not a dock store (no {INDEX_FILE} and {DOCK_KEY_FILE}); "
+            "give the directory `bwv dock serve --store` uses"
+        )
+    try:
+        key = load_or_create_signing_key(store_dir / DOCK_KEY_FILE)
+        return DirectoryStore(store_dir, key)
+    except KeyFileError as exc:
+        raise ExportError(f"dock key: {exc}") from None
+    except OSError as exc:
+        raise ExportError(f"{store_dir}: cannot open the dock store ({exc.strerror})") from None
+    except Exception as exc:  # sqlite3.Error and the like: a damaged index
+        raise ExportError(f"{store_dir}: cannot open the dock index ({exc})") from None
+
+
+def object_path(store: DirectoryStore, key: str) -> Path:
+    """Where a ``DirectoryStore`` keeps object ``key`` (``objects/<device>/<name>``)."""
+    root = getattr(store.objects, "root", store.root / "objects")
+    return Path(root) / key
+
+
+# --------------------------------------------------------------------------- holdings
+
+
+@dataclass(frozen=True)
+class HeldRecord:
+    """One chain record the dock holds, with its parsed fields."""
+
+    held: HeldSegment
+    fields: ManifestFields
+
+    @property
+    def seq(self) -> int:
+        return self.held.seq
+
+    @property
+    def is_segment(self) -> bool:
+        return self.fields.record_type == "manifest"
+
+
+@dataclass
+class DeviceHoldings:
+    device_id: str
+    records: list[HeldRecord]  # readable chain records, by seq
+    unreadable: list[HeldSegment]  # held, but the stored record cannot be read
+
+
+def device_holdings(store: DirectoryStore, device_id: str) -> DeviceHoldings:
+    verifier = ChainRecordVerifier()
+    records, unreadable = [], []
+    for held in store.held_segments(device_id):
+        try:
+            with store.open_object(manifest_key(device_id, held.segment_id)) as f:
+                line = f.read()
+            records.append(HeldRecord(held, verifier.parse(line)))
+        except (OSError, ManifestError):
+            unreadable.append(held)
+    return DeviceHoldings(device_id, records, unreadable)
+
+
+@dataclass
+class RecordingSummary:
+    """What the dock holds of one recording, and what that says about it."""
+
+    recording_id: str
+    device_id: str
+    segments: int  # segments held
+    segment_indices: list[int]
+    expected_segments: int | None  # from the last end record, when there is one
+    first_seq: int
+    last_seq: int
+    end_reason: str | None
+    stored_bytes: int
+    wall_start_us: int | None
+    state: str  # VERIFIED, GAP, INCOMPLETE, ENDED_EARLY (FAILED after re-verification)
+    detail: str
+    reverified: bool = False  # the state comes from re-checking the stored bytes
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _ranges(nums: Iterable[int]) -> str:
+    """``[1, 2, 3, 7]`` as ``"1..3, 7"``."""
+    ns = sorted(set(nums))
+    parts: list[str] = []
+    i = 0
+    while i < len(ns):
+        j = i
+        while j + 1 < len(ns) and ns[j + 1] == ns[j] + 1:
+            j += 1
+        parts.append(str(ns[i]) if i == j else f"{ns[i]}..{ns[j]}")
+        i = j + 1
+    return ", ".join(parts)
+
+
+def summarise_recording(holdings: DeviceHoldings, recording_id: str) -> RecordingSummary | None:
+    """The state of ``recording_id`` from the records the dock holds (each was verified on
+    receipt: signature, stored hash, link to the record before it)."""
+    mine = [r for r in holdings.records if r.fields.recording_id == recording_id]
+    if not mine:
+        return None
+    segs = [r for r in mine if r.is_segment]
+    ends = [r for r in mine if not r.is_segment]
+    indices = sorted({r.fields.segment_index for r in segs if r.fields.segment_index is not None})
+    lo, hi = mine[0].seq, mine[-1].seq
+    expected = ends[-1].fields.raw.get("segment_count") if ends else None
+    want = max([*indices, (expected or 0) - 1])
+    missing = [i for i in range(want + 1) if i not in indices]
+    chain = chain_report([r.held for r in holdings.records] + holdings.unreadable)
+    holes = [(a, b) for a, b in chain.gaps if lo < a and b < hi]
+    breaks = [s for s in chain.breaks if lo < s <= hi]
+    unreadable = [h.seq for h in holdings.unreadable if lo < h.seq < hi]
+    problems = []
+    if missing:
+        problems.append(f"segment {_ranges(missing)} not at the dock")
+    if holes:
+        problems.append(
+            "chain record " + _ranges(s for a, b in holes for s in range(a, b + 1))
+            + " not at the dock"
+        )
+    if breaks:
+        problems.append(f"chain broken at record {_ranges(breaks)}")
+    if unreadable:
+        problems.append(f"stored record {_ranges(unreadable)} unreadable")
+    last_end = ends[-1] if ends else None
+    if problems:
+        state, detail = GAP, "; ".join(problems)
+    elif last_end is None or (segs and segs[-1].seq > last_end.seq):
+        state = INCOMPLETE
+        detail = "no end-of-recording record after its last segment (still on the camera?)"
+    elif last_end.fields.raw.get("reason") != "stopped" or last_end.fields.raw.get("recovered"):
+        state = ENDED_EARLY
+        why = last_end.fields.raw.get("reason")
+        detail = f"ended: {why}" + (" (found open after a restart)"
+                                    if last_end.fields.raw.get("recovered") else "")
+    else:
+        state, detail = VERIFIED, "all segments and the end record held, chain unbroken"
+    return RecordingSummary(
+        recording_id=recording_id,
+        device_id=holdings.device_id,
+        segments=len(segs),
+        segment_indices=indices,
+        expected_segments=expected,
+        first_seq=lo,
+        last_seq=hi,
+        end_reason=last_end.fields.raw.get("reason") if last_end else None,
+        stored_bytes=sum(r.held.stored_size for r in segs),
+        wall_start_us=segs[0].fields.raw.get("wall_start_us") if segs else None,
+        state=state,
+        detail=detail,
+    )
+
+
+def scan_recordings(store: DirectoryStore, device_ids: list[str] | None = None
+                    ) -> tuple[list[RecordingSummary], dict[str, DeviceHoldings]]:
+    """Every recording the dock holds (by device, then chain order), and the holdings."""
+    ids = device_ids if device_ids is not None else [d.device_id for d in store.list_devices()]
+    out: list[RecordingSummary] = []
+    all_holdings = {}
+    for dev in ids:
+        holdings = device_holdings(store, dev)
+        all_holdings[dev] = holdings
+        seen: list[str] = []
+        for r in holdings.records:
+            if r.fields.recording_id not in seen:
+                seen.append(r.fields.recording_id)
+        for rec_id in seen:
+            s = summarise_recording(holdings, rec_id)
+            if s is not None:
+                out.append(s)
+    return out, all_holdings
+
+
+def find_recording(
+    store: DirectoryStore, recording_id: str, device_id: str | None = None
+) -> tuple[DeviceHoldings, list[HeldRecord]]:
+    """The holdings of the device that recorded ``recording_id`` and the recording's records.
+    ``ExportError`` if no device (or more than one, without ``device_id``) holds it."""
+    check_recording_id(recording_id)
+    if device_id is not None:
+        check_device_id(device_id)
+        if store.get_device(device_id) is None:
+            raise ExportError(f"no device {device_id!r} is enrolled at this dock")
+        devices = [device_id]
+    else:
+        devices = [d.device_id for d in store.list_devices()]
+    found = []
+    for dev in devices:
+        holdings = device_holdings(store, dev)
+        mine = [r for r in holdings.records if r.fields.recording_id == recording_id]
+        if mine:
+            found.append((holdings, mine))
+    if not found:
+        where = f" from device {device_id}" if device_id else ""
+        raise ExportError(
+            f"the dock holds no recording {recording_id!r}{where} "
+            "(`bwv dock status` lists the recordings it holds)"
+        )
+    if len(found) > 1:
+        names = ", ".join(h.device_id for h, _ in found)
+        raise ExportError(
+            f"recording {recording_id!r} is held for several devices ({names}): name one "
+            "with --device"
+        )
+    return found[0]
+
+
+# --------------------------------------------------------------------------- outbox layout
+
+
+def _stored_name(r: HeldRecord) -> str:
+    """The stored segment's file name in the outbox layout: the one its manifest names (the
+    verifier looks for it), unless that is no safe plain file name."""
+    name = str(r.fields.raw.get("file", ""))
+    if _SAFE_FILE.fullmatch(name):
+        return name
+    return f"{r.fields.recording_id}_{r.fields.segment_index or 0:04d}.bwvseg"
+
+
+def outbox_files(
+    store: DirectoryStore, device_id: str, records: list[HeldRecord],
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, bytes]:
+    """The records and their stored segments as ``{outbox-relative name: bytes}``: what
+    ``export_device`` writes, for the given records only. A stored object that cannot be
+    read is left out (the verifier reports it missing)."""
+    files: dict[str, bytes] = {}
+    n_segs = sum(1 for r in records if r.is_segment)
+    k = 0
+    for r in records:
+        try:
+            with store.open_object(manifest_key(device_id, r.held.segment_id)) as f:
+                files[f"{CHAIN_DIR}/{chain_file_name(r.seq, r.fields.record_type)}"] = f.read()
+        except OSError:
+            continue
+        if r.is_segment:
+            k += 1
+            try:
+                with store.open_object(blob_key(device_id, r.held.segment_id)) as f:
+                    files[f"{SEGMENTS_DIR}/{_stored_name(r)}"] = f.read()
+            except OSError:
+                pass
+            if progress:
+                progress(f"[{k}/{n_segs}] read segment {r.fields.segment_index} of "
+                         f"{r.fields.recording_id} from the dock ({r.held.stored_size} bytes)")
+    return files
+
+
+def _link_to_predecessor(
+    store: DirectoryStore, device_id: str, first: HeldRecord, files: dict[str, bytes]
+) -> Finding | None:
+    """The recording's first record must name the held record before it (the verifier,
+    given only the recording, cannot see that link)."""
+    if first.seq == 0:
+        return None
+    prev = store.held_segment(device_id, seq=first.seq - 1)
+    if prev is None:
+        return None  # a gap before the recording: the device's chain, not this recording
+    try:
+        with store.open_object(manifest_key(device_id, prev.segment_id)) as f:
+            prev_sha = sha256_hex(f.read())
+    except OSError:
+        return None
+    if first.fields.prev_manifest_sha256 != prev_sha:
+        return Finding(
+            "chain_break",
+            f"chain record {first.seq} does not name the record {first.seq - 1} the dock "
+            "holds as its predecessor",
+            file=f"{CHAIN_DIR}/{chain_file_name(first.seq, first.fields.record_type)}",
+            recording_id=first.fields.recording_id,
+            seq=first.seq,
+        )
+    return None
+
+
+def verify_recording(
+    store: DirectoryStore,
+    device_id: str,
+    records: list[HeldRecord],
+    agency_private_key: PrivateKey | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> tuple[Report, dict[str, bytes]]:
+    """crypto.verify on the dock's copies of one recording's records (outbox layout), plus
+    the link of its first record to the one before it."""
+    device = store.get_device(device_id)
+    if device is None:
+        raise ExportError(f"no device {device_id!r} is enrolled at this dock")
+    files = outbox_files(store, device_id, records, progress)
+    if progress:
+        progress(f"verifying {len(records)} chain records and their segments"
+                 + (" (decrypting)" if agency_private_key is not None else ""))
+    report = verify(
+        files,
+        device.public_key,
+        agency_private_key,
+        device_id=device_id,
+        first_chain_seq=records[0].seq,
+        require_trail=False,
+    )
+    link = _link_to_predecessor(store, device_id, records[0], files)
+    if link is not None:
+        report.findings.append(link)
+        report.ok = False
+    return report, files
+
+
+# --------------------------------------------------------------------------- export
+
+
+@dataclass
+class ExportResult:
+    recording_id: str
+    device_id: str
+    segments: list[Path]  # playable MP4 files in OUT, in order (empty without the agency key)
+    stored: list[Path]  # the dock's stored (encrypted) copies, inside the store directory
+    manifests: list[Path]  # the recording's chain records in OUT/manifests, in chain order
+    report: dict[str, Any]  # crypto.verify's Report.to_json() on the dock's copies
+    ok: bool  # verified, and (with the agency key) every segment decrypted and written
+    report_path: Path | None = None
+    encrypted: list[Path] = field(default_factory=list)  # OUT/segments (without agency key)
+    problems: list[str] = field(default_factory=list)  # why not ok, for a person
+    decrypted: bool = False  # the agency key was given
+
+
+def _inside(path: Path, root: Path) -> bool:
+    try:
+        path.resolve().relative_to(root.resolve())
+        return True
+    except ValueError:
+        return False
+
+
+def export_recording(
+    store_dir: Path,
+    recording_id: str,
+    out: Path,
+    agency_private_key: PrivateKey | None,
+    progress: Callable[[str], None] | None = None,
+    *,
+    device_id: str | None = None,
+) -> ExportResult:
+    """Export one recording from the dock store in ``store_dir`` into ``out``.
+
+    The recording's chain records and stored segments are read from the store in the outbox
+    layout and checked by crypto.verify (``out/report.json``); the records are written to
+    ``out/manifests/``. With ``agency_private_key`` every segment is decrypted to
+    ``out/<recording>_<idx:04d>.mp4`` (fragmented MP4: plays as it is); without it the
+    encrypted stored segments are copied to ``out/segments/``. ``progress`` gets a line per
+    step (per segment). ``ExportError`` when nothing can be exported (no store, no such
+    recording, an id that is not one); a recording that does not verify is exported as far
+    as it goes, with ``ok`` False and the reasons in ``problems``.
+    """
+    check_recording_id(recording_id)
+    store_dir, out = Path(store_dir), Path(out)
+    if _inside(out, store_dir):
+        raise ExportError(f"{out}: is inside the dock store; export somewhere else")
+    store = open_store(store_dir)
+    try:
+        holdings, records = find_recording(store, recording_id, device_id)
+        dev = holdings.device_id
+        report, files = verify_recording(store, dev, records, agency_private_key, progress)
+        segs = [r for r in records if r.is_segment]
+        stored = [object_path(store, blob_key(dev, r.held.segment_id)) for r in segs]
+        stored = [p for p in stored if p.exists()]
+
+        out.mkdir(parents=True, exist_ok=True)
+        mdir = out / MANIFESTS_DIR
+        mdir.mkdir(exist_ok=True)
+        manifests = []
+        for r in records:
+            name = chain_file_name(r.seq, r.fields.record_type)
+            data = files.get(f"{CHAIN_DIR}/{name}")
+            if data is not None:
+                write_atomic(mdir / name, data)
+                manifests.append(mdir / name)
+
+        problems = [
+            f"{f.kind}: {f.detail}" + (f" [{f.file}]" if f.file else "") for f in report.findings
+        ]
+        if not report.ok and not problems:
+            problems = [
+                f"segment {s.segment_index}: {s.status} {s.detail}".rstrip()
+                for s in report.segments
+                if s.status != "authentic" or s.truncated
+            ] or ["the recording did not verify (see the report)"]
+        ok = report.ok
+        mp4s: list[Path] = []
+        encrypted: list[Path] = []
+        by_index = sorted(segs, key=lambda r: (r.fields.segment_index or 0, r.seq))
+        for k, r in enumerate(by_index, 1):
+            idx = r.fields.segment_index or 0
+            blob = files.get(f"{SEGMENTS_DIR}/{_stored_name(r)}")
+            tag = f"[{k}/{len(by_index)}] segment {idx}"
+            if blob is None:
+                ok = False
+                if progress:
+                    progress(f"{tag}: the dock's stored copy is missing")
+                continue
+            if agency_private_key is None:
+                dst = out / SEGMENTS_DIR / _stored_name(r)
+                dst.parent.mkdir(exist_ok=True)
+                write_atomic(dst, blob)
+                encrypted.append(dst)
+                if progress:
+                    progress(f"{tag}: copied (encrypted) to {dst}")
+                continue
+            d = decrypt_segment(blob, agency_private_key)
+            plain = d.plaintext
+            signed = r.fields.raw.get("plain_sha256")
+            whole = d.error is None and (signed is None or sha256_hex(plain) == signed)
+            if not whole:
+                ok = False
+                problems.append(
+                    f"segment {idx}: does not decrypt whole ({d.error or 'plaintext hash differs'})"
+                    + ("; kept what decrypted" if plain else "")
+                )
+            if not plain:
+                if progress:
+                    progress(f"{tag}: nothing decrypts ({d.error})")
+                continue
+            dst = out / f"{recording_id}_{idx:04d}{MP4_EXT}"
+            write_atomic(dst, plain, mode=0o600)  # footage in the clear: for its holder only
+            mp4s.append(dst)
+            if progress:
+                progress(f"{tag}: decrypted to {dst} ({len(plain)} bytes)"
+                         + ("" if whole else ", INCOMPLETE"))
+        if agency_private_key is not None and len(mp4s) != len(segs):
+            ok = False
+        report_json = report.to_json()
+        report_path = out / REPORT_FILE
+        write_atomic(report_path, (json.dumps(report_json, indent=2, sort_keys=True) + "\n")
+                     .encode())
+        return ExportResult(
+            recording_id=recording_id,
+            device_id=dev,
+            segments=mp4s,
+            stored=stored,
+            manifests=manifests,
+            report=report_json,
+            ok=ok and report.ok,
+            report_path=report_path,
+            encrypted=encrypted,
+            problems=problems,
+            decrypted=agency_private_key is not None,
+        )
+    finally:
+        store.close()
+
+
+# --------------------------------------------------------------------------- whole device
 
 
 def export_device(store: DirectoryStore, device_id: str, out: Path) -> list[Path]:
@@ -35,7 +569,7 @@ def export_device(store: DirectoryStore, device_id: str, out: Path) -> list[Path
         path.write_bytes(line)
         written.append(path)
         if fields.record_type == "manifest":
-            dst = out / SEGMENTS_DIR / Path(str(fields.raw["file"])).name
+            dst = out / SEGMENTS_DIR / _stored_name(HeldRecord(held, fields))
             with (
                 store.open_object(blob_key(device_id, held.segment_id)) as src,
                 open(dst, "wb") as f,
@@ -55,3 +589,24 @@ def export_custody_log(store: DirectoryStore, path: Path, device_id: str | None 
                 f.write(json.dumps(asdict(e), sort_keys=True) + "\n")
                 n += 1
     return n
+
+
+__all__ = [
+    "ENDED_EARLY",
+    "FAILED",
+    "GAP",
+    "INCOMPLETE",
+    "VERIFIED",
+    "DeviceHoldings",
+    "ExportError",
+    "ExportResult",
+    "RecordingSummary",
+    "check_recording_id",
+    "export_custody_log",
+    "export_device",
+    "export_recording",
+    "find_recording",
+    "open_store",
+    "scan_recordings",
+    "verify_recording",
+]

@@ -14,46 +14,20 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from capture.audio_encoder import AudioFormat
 from capture.clock import OffsetWallClock, VirtualClock
 from capture.config import Config
-from capture.device import DeviceCore
-from capture.fmp4 import VideoFormat
+from capture.device import DeviceCore, controls_config, recorder_config
 from capture.overlay import Overlay
-from capture.recorder import Event, Recorder, RecorderConfig
+from capture.recorder import Event, Recorder
 from capture.sink import PlainFileSink, SegmentSink
 from capture.storage import LocalStorage
-from gpio.controls import ControlsConfig, OfficerControls
+from gpio.controls import OfficerControls
 from gpio.sim import SimPinBackend
 from simulator.camera import SimCamera
 from simulator.keys import SimKeys, sim_keys
 from simulator.microphone import SimMicrophone
 
 log = logging.getLogger("bwv.sim")
-
-
-def controls_config(cfg: Config) -> ControlsConfig:
-    c, p = cfg.controls, cfg.pins
-    return ControlsConfig(
-        button_pin=p.button, red_led_pin=p.red_led, green_led_pin=p.green_led,
-        haptic_pin=p.haptic, debounce_ms=c.debounce_ms, hold_to_stop_s=c.hold_to_stop_s,
-        reminder_interval_s=c.reminder_interval_s, stealth=c.stealth,
-    )
-
-
-def recorder_config(cfg: Config) -> RecorderConfig:
-    v, a = cfg.video, cfg.audio
-    byte_rate = v.bitrate / 8 + (a.bitrate / 8 if a.enabled else 0)
-    return RecorderConfig(
-        video=VideoFormat(v.width, v.height, v.fps),
-        audio=AudioFormat(a.sample_rate, a.channels, a.bitrate) if a.enabled else None,
-        pre_record_us=int(cfg.pre_record.seconds * 1_000_000),
-        pre_record_max_bytes=cfg.pre_record.max_mb * 1_000_000,
-        audio_in_pre_record=cfg.pre_record.audio,
-        segment_us=int(cfg.segments.seconds * 1_000_000),
-        low_space_bytes=int(cfg.storage.low_space_minutes * 60 * byte_rate),
-        resume_space_bytes=int(max(cfg.segments.seconds, 10) * byte_rate * 2),
-    )
 
 
 @dataclass

@@ -11,8 +11,8 @@ from pathlib import Path
 
 from capture.config import Config
 from capture.recorder import Recording
-from crypto.seal import decrypt_segment
-from crypto.verify import verify_outbox
+from crypto.trail import TRAIL_NAME
+from crypto.verify import verify, verify_outbox
 from simulator.device import SimDevice, make_device
 
 
@@ -63,26 +63,10 @@ def run_raid(cfg: Config, out: Path, plan: RaidPlan, realtime: bool = False,
 
 def _summarise(cfg: Config, out: Path, dev: SimDevice) -> RaidResult:
     problems: list[str] = []
-    recordings = []
     play = out / "recordings"
     play.mkdir(exist_ok=True)
     agency_sk = dev.keys.agency_private() if dev.keys else None
-    for rec in dev.recorder.recordings:
-        recordings.append(_recording_entry(cfg, out, play, dev, rec, problems, agency_sk))
-    verification = None
-    if dev.keys is not None:
-        report = verify_outbox(dev.storage.root, dev.keys.identity.public_key, agency_sk,
-                               device_id=cfg.device_id)
-        verification = report.to_json()
-        if not report.ok:
-            problems.append("verification failed: " + "; ".join(
-                f"{f.kind}: {f.detail}" for f in report.findings[:5]))
-    evidence = sorted(
-        str(p.relative_to(out)) for p in dev.storage.root.rglob("*") if p.is_file()
-    )
-    if len(recordings) != 1:
-        problems.append(f"expected 1 recording, found {len(recordings)}")
-    summary = {
+    summary: dict = {
         "device_id": cfg.device_id,
         "config": {
             "pre_record_s": cfg.pre_record.seconds,
@@ -92,40 +76,102 @@ def _summarise(cfg: Config, out: Path, dev: SimDevice) -> RaidResult:
             "segment_s": cfg.segments.seconds,
         },
         "camera_dropped_frames": dev.camera.dropped,
-        "recordings": recordings,
-        "verified": bool(verification and verification["ok"]),
-        "verification": verification,
-        "evidence": evidence,
-        "keys": {
-            "device_public_key": str(dev.keys.device_pub_path.relative_to(out)),
-            "agency_private_key": str(dev.keys.agency_private_path.relative_to(out)),
-        } if dev.keys else None,
-        "events": [{"at_us": e.at_us, "kind": e.kind, "detail": e.detail} for e in dev.events],
-        "problems": problems,
-        "ok": not problems,
     }
+    if dev.keys is None:  # plain files: playable as they are
+        recordings = [_recording_entry(cfg, dev, rec, problems, _copy_plain(out, play, rec))
+                      for rec in dev.recorder.recordings]
+    else:
+        recordings = _ship_and_export(cfg, out, play, dev, agency_sk, summary, problems)
+    if len(recordings) != 1:
+        problems.append(f"expected 1 recording, found {len(recordings)}")
+    summary["recordings"] = recordings
+    summary["events"] = [
+        {"at_us": e.at_us, "kind": e.kind, "detail": e.detail} for e in dev.events
+    ]
+    summary["problems"] = problems
+    summary["ok"] = not problems
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return RaidResult(summary, problems)
 
 
-def _recording_entry(cfg: Config, out: Path, play: Path, dev: SimDevice, rec: Recording,
-                     problems: list[str], agency_sk) -> dict:
+def _copy_plain(out: Path, play: Path, rec: Recording) -> list[str]:
+    paths = []
+    for s in rec.segments:
+        if s.path is not None and s.frames:
+            dest = play / s.path.name
+            shutil.copyfile(s.path, dest)
+            paths.append(str(dest.relative_to(out)))
+    return paths
+
+
+def _ship_and_export(cfg: Config, out: Path, play: Path, dev: SimDevice, agency_sk,
+                     summary: dict, problems: list[str]) -> list[dict]:
+    """Dock, ship, verify at the dock, export: the evidence as an investigator gets it."""
+    from dock.export import export_recording
+    from simulator.docking import visit_dock
+
+    assert dev.keys is not None
+    device_report = verify_outbox(dev.storage.root, dev.keys.identity.public_key, agency_sk,
+                                  device_id=cfg.device_id)
+    if not device_report.ok:
+        problems.append("on the device, before docking: " + _findings(device_report))
+    dock_dir = out / "dock"
+    visit = visit_dock(dev, dock_dir)
+    problems += visit.problems
+    left = [p for p in (dev.storage.root / "segments").glob("*") if p.is_file()]
+    if left:
+        problems.append(f"{len(left)} files still on the device after docking")
+    recordings, evidence = [], []
+    for rec in dev.recorder.recordings:
+        exported = export_recording(dock_dir, rec.id, play, agency_sk)
+        if not exported.ok:
+            problems.append(f"recording {rec.id}: export from the dock did not verify")
+        evidence += [str(p.relative_to(out)) for p in exported.stored + exported.manifests]
+        recordings.append(_recording_entry(
+            cfg, dev, rec, problems, [str(p.relative_to(out)) for p in exported.segments]))
+    report = verify_sim_folder_report(out, dev)
+    if not report.ok:
+        problems.append("at the dock: " + _findings(report))
+    trail = dev.storage.root / TRAIL_NAME
+    evidence.append(str(trail.relative_to(out)))
+    summary.update({
+        "verified": report.ok,
+        "verification": report.to_json(),
+        "evidence": sorted(evidence),
+        "receipts": visit.receipts,
+        "dock": {"store": str(dock_dir.relative_to(out)), "url": visit.url,
+                 "time_offset_us": visit.time_offset_us},
+        "keys": {
+            "device_public_key": str(dev.keys.device_pub_path.relative_to(out)),
+            "agency_private_key": str(dev.keys.agency_private_path.relative_to(out)),
+        },
+    })
+    return recordings
+
+
+def verify_sim_folder_report(out: Path, dev: SimDevice):
+    from bwv.verify_cmd import collect_sim_folder
+
+    assert dev.keys is not None
+    files = collect_sim_folder(out, dev.cfg.device_id)
+    return verify(files, dev.keys.identity.public_key, dev.keys.agency_private(),
+                  device_id=dev.cfg.device_id)
+
+
+def _findings(report) -> str:
+    return "; ".join(f"{f.kind}: {f.detail}" for f in report.findings[:5]) or "not ok"
+
+
+def _recording_entry(cfg: Config, dev: SimDevice, rec: Recording, problems: list[str],
+                     paths: list[str]) -> dict:
     segs = [s for s in rec.segments if s.path is not None and s.frames]
     frames = sum(s.frames for s in segs)
     first = segs[0].first_frame if segs else None
     last = segs[-1].last_frame if segs else None
     dropped = (last - first + 1 - frames) if segs else 0
-    paths = []
-    for s in segs:
-        dest = play / (s.path.name.split(".")[0] + ".mp4")
-        if agency_sk is None:  # plain files: already playable
-            shutil.copyfile(s.path, dest)
-        else:  # the agency's view: decrypt the stored segment into a playable copy
-            dec = decrypt_segment(s.path.read_bytes(), agency_sk)
-            if dec.error:
-                problems.append(f"{s.path.name}: cannot decrypt: {dec.error}")
-            dest.write_bytes(dec.plaintext)
-        paths.append(str(dest.relative_to(out)))
+    if len(paths) != len(segs):
+        problems.append(f"recording {rec.id}: {len(segs)} segments recorded, "
+                        f"{len(paths)} playable copies")
     fps, gop = cfg.video.fps, cfg.video.gop
     pre_frames = int(round(cfg.pre_record.seconds * fps))
     if rec.press_frame is None or first is None:

@@ -12,12 +12,11 @@ from nacl.public import PrivateKey
 
 from capture.clock import VirtualClock
 from capture.config import from_dict
-from capture.device import DeviceCore
+from capture.device import DeviceCore, controls_config
 from capture.evidence_setup import open_evidence
 from crypto.identity import DeviceIdentity, write_secret_key
 from gpio.controls import OfficerControls
 from gpio.sim import SimPinBackend
-from simulator.device import controls_config
 from simulator.raid import RaidPlan, run_raid
 from tests.conftest import SMALL
 

@@ -1,0 +1,497 @@
+"""``bwv dock``: run the dock, enrol and revoke cameras, see what it holds, hand footage over.
+
+Every command but ``serve`` works on the store directory directly (no server needed; safe
+while one runs). Secrets stay in the store: the dock key and the admin token are never
+printed; the only secret ever shown is a fresh enrollment token, once, by ``token``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import click
+
+from dock.export import (
+    ExportError,
+    check_device_id,
+    export_recording,
+    open_store,
+    scan_recordings,
+    verify_recording,
+)
+
+EXIT_OK, EXIT_NOT_VERIFIED, EXIT_ERROR = 0, 1, 2
+DOCK_PUB_FILE = "dock.pub"
+DEFAULT_LISTEN = "127.0.0.1:8443"
+
+
+class DockUsageError(click.ClickException):
+    """A problem with what was asked (missing store, unknown id, unreadable key): exit 2."""
+
+    exit_code = EXIT_ERROR
+
+
+def _now_us() -> int:
+    return time.time_ns() // 1000
+
+
+def _when(us: int | None) -> str:
+    if us is None:
+        return "-"
+    return datetime.fromtimestamp(us / 1e6, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def _store(store_dir: Path):
+    try:
+        return open_store(store_dir)
+    except ExportError as exc:
+        raise DockUsageError(str(exc)) from None
+
+
+STORE_OPTION = click.option(
+    "--store",
+    "store_dir",
+    required=True,
+    type=click.Path(path_type=Path, file_okay=False),
+    help="The dock's store directory (the one `bwv dock serve --store` uses, "
+    "e.g. /var/lib/bwv-dock).",
+)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def dock() -> None:
+    """The dock: takes in cameras' footage, verifies it, keeps it, hands it over.
+
+    \b
+    On the dock machine (DIR is the store, e.g. /var/lib/bwv-dock):
+      bwv dock serve  --store DIR --listen 0.0.0.0:8443   run it (bwv-dock.service does)
+      bwv dock token  --store DIR --device bwv-0042       one-time token to enrol a camera
+      bwv dock status --store DIR                         cameras, recordings, gaps
+      bwv dock export --store DIR REC --out DIR2 --agency-key agency.key
+                                                          hand a recording over, playable
+      bwv dock revoke --store DIR bwv-0042 --reason "reported lost"
+                                                          refuse a lost or stolen camera
+    """
+
+
+# --------------------------------------------------------------------------- serve
+
+
+def _parse_listen(value: str) -> tuple[str, int]:
+    host, sep, port_s = value.rpartition(":")
+    if not sep or not host or not port_s.isdigit():
+        raise click.BadParameter(
+            f"{value!r}: expected HOST:PORT, e.g. 127.0.0.1:8443 or [::]:8443",
+            param_hint="--listen",
+        )
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    port = int(port_s)
+    if not 1 <= port <= 65535:
+        raise click.BadParameter(f"port {port} is not in 1..65535", param_hint="--listen")
+    return host, port
+
+
+def _check_bind(host: str, port: int) -> None:
+    """Fail early, with a message, when the address cannot be listened on."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise DockUsageError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    family, kind, proto, _, addr = infos[0]
+    with socket.socket(family, kind, proto) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(addr)
+        except OSError as exc:
+            raise DockUsageError(
+                f"cannot listen on {host}:{port}: {exc.strerror} "
+                "(another dock running? choose another --listen)"
+            ) from None
+
+
+@dock.command()
+@STORE_OPTION
+@click.option("--listen", default=DEFAULT_LISTEN, show_default=True, metavar="HOST:PORT",
+              help="Address to listen on. 0.0.0.0:8443 to take cameras from the network.")
+def serve(store_dir: Path, listen: str) -> None:
+    """Run the dock server on a store until stopped (Ctrl-C).
+
+    bwv-dock.service runs this on a dock machine. The first start makes the store: the
+    dock's signing key (dock.key) and the admin token (admin.token), both mode 0600 and
+    never printed, and DIR/dock.pub, the dock's public key. Copy dock.pub to each camera
+    (keys.dock_public_key, /etc/bwv/dock.pub): the camera trusts answers and receipts
+    signed by that key only. admin.token is the bearer token for the HTTP admin API
+    (/v1/admin/...).
+    """
+    from crypto.durable import write_atomic
+    from dock.keys import (
+        ADMIN_TOKEN_FILE,
+        DOCK_KEY_FILE,
+        KeyFileError,
+        load_or_create_signing_key,
+        load_or_create_token,
+    )
+    from dock.protocol import key_id
+    from dock.server import serve as run_server
+
+    host, port = _parse_listen(listen)
+    try:
+        if not store_dir.exists():
+            store_dir.mkdir(mode=0o700, parents=True)
+        key = load_or_create_signing_key(store_dir / DOCK_KEY_FILE)
+        load_or_create_token(store_dir / ADMIN_TOKEN_FILE)
+        pub = bytes(key.verify_key)
+        pub_path = store_dir / DOCK_PUB_FILE
+        text = pub.hex().encode() + b"\n"
+        if not pub_path.exists() or pub_path.read_bytes() != text:
+            write_atomic(pub_path, text, mode=0o644)
+    except KeyFileError as exc:
+        raise DockUsageError(f"dock key: {exc}") from None
+    except OSError as exc:
+        raise DockUsageError(f"{store_dir}: cannot set up the store ({exc.strerror})") from None
+    _check_bind(host, port)
+    shown = f"[{host}]" if ":" in host else host
+    click.echo(f"dock store:      {store_dir.resolve()}")
+    click.echo(f"dock key id:     {key_id(pub)}")
+    click.echo(f"dock public key: {pub_path.resolve()}  (pin it on each camera)")
+    click.echo(f"admin token:     {(store_dir / ADMIN_TOKEN_FILE).resolve()}  "
+               "(mode 0600; for /v1/admin)")
+    click.echo(f"listening on     http://{shown}:{port}  (Ctrl-C stops)")
+    sys.stdout.flush()
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
+                        format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("bwv.dock").setLevel(logging.INFO)
+    run_server(store_dir, host, port)
+
+
+# --------------------------------------------------------------------------- token
+
+
+@dock.command()
+@STORE_OPTION
+@click.option("--device", "device_id", metavar="DEVICE_ID",
+              help="The only camera the token can enrol (recommended). Without it, any id.")
+@click.option("--ttl", type=int, default=3600, show_default=True, metavar="SECONDS",
+              help="How long the token stays valid if unused.")
+def token(store_dir: Path, device_id: str | None, ttl: int) -> None:
+    """Issue a one-time enrollment token for a technician.
+
+    Prints the token (alone, on stdout) once: the dock keeps only its hash, so it cannot be
+    shown again. Give it only to the technician who enrols the camera, who enters it at
+    the camera's enrollment; the first enrollment that presents it uses it up, and it
+    expires after --ttl seconds. Issue one per camera, with --device.
+    """
+    from dock.enroll import MAX_TTL_S, issue_token
+
+    if device_id is not None:
+        try:
+            check_device_id(device_id)
+        except ExportError as exc:
+            raise click.BadParameter(str(exc), param_hint="--device") from None
+    if not 0 < ttl <= MAX_TTL_S:
+        raise click.BadParameter(f"must be 1..{MAX_TTL_S} seconds", param_hint="--ttl")
+    store = _store(store_dir)
+    try:
+        if device_id is not None:
+            dev = store.get_device(device_id)
+            if dev is not None:
+                state = "revoked" if dev.revoked else "enrolled"
+                raise DockUsageError(
+                    f"device {device_id} is already {state} at this dock; a new camera "
+                    "needs a new device id"
+                )
+        issued = issue_token(store, _now_us(), device_id=device_id, ttl_s=ttl)
+    finally:
+        store.close()
+    who = f"device {device_id}" if device_id else "ANY device id (no --device given)"
+    click.echo(
+        f"One-time enrollment token for {who}, valid until {_when(issued.expires_at_us)}.\n"
+        "Give it only to the technician enrolling the camera; it is not stored and is "
+        "shown only now:",
+        err=True,
+    )
+    click.echo(issued.token)
+
+
+# --------------------------------------------------------------------------- revoke
+
+
+@dock.command()
+@STORE_OPTION
+@click.argument("device_id")
+@click.option("--reason", required=True,
+              help="Why, for the custody log (e.g. \"reported lost 2024-05-01\").")
+def revoke(store_dir: Path, device_id: str, reason: str) -> None:
+    """Revoke a camera for good: the dock refuses its requests and uploads from now on.
+
+    What the dock already holds from it stays, and stays verifiable. The revocation is
+    logged in the custody log. A revoked id cannot be enrolled again: a replacement camera
+    gets a new id.
+    """
+    try:
+        check_device_id(device_id)
+    except ExportError as exc:
+        raise click.BadParameter(str(exc), param_hint="DEVICE_ID") from None
+    reason = reason.strip()
+    if not reason or len(reason) > 500 or any(ord(c) < 32 for c in reason):
+        raise click.BadParameter("give a reason on one line, at most 500 characters",
+                                 param_hint="--reason")
+    from dock.store import StoreError
+
+    store = _store(store_dir)
+    try:
+        before = store.get_device(device_id)
+        if before is None:
+            raise DockUsageError(
+                f"no device {device_id!r} is enrolled at this dock (`bwv dock status` lists them)"
+            )
+        if before.revoked:
+            click.echo(f"device {device_id} was already revoked at "
+                       f"{_when(before.revoked_at_us)} ({before.revoke_reason})")
+            return
+        try:
+            rec = store.revoke(device_id, reason, "technician", _now_us())
+        except StoreError as exc:
+            raise DockUsageError(str(exc)) from None
+    finally:
+        store.close()
+    click.echo(f"device {device_id} revoked at {_when(rec.revoked_at_us)}: the dock refuses "
+               "it from now on")
+
+
+# --------------------------------------------------------------------------- status
+
+
+def _offset(us: int | None) -> str:
+    return "-" if us is None else f"{us / 1e6:+.3f} s"
+
+
+def _chain_text(chain: dict[str, Any]) -> str:
+    if not chain["held"]:
+        return "nothing held"
+    parts = []
+    for g in chain["gaps"]:
+        a, b = g["from_seq"], g["to_seq"]
+        parts.append(f"missing {a}" if a == b else f"missing {a}..{b}")
+    if chain["breaks"]:
+        parts.append("breaks at " + ", ".join(str(s) for s in chain["breaks"]))
+    return "; ".join(parts) or f"whole ({chain['first_seq']}..{chain['last_seq']})"
+
+
+def _table(rows: list[list[str]], indent: str = "  ") -> list[str]:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return [
+        indent + "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
+        for r in rows
+    ]
+
+
+def collect_status(store_dir: Path, reverify: bool = False) -> dict[str, Any]:
+    """What ``bwv dock status --json`` prints."""
+    from dock.export import FAILED, GAP, INCOMPLETE, VERIFIED
+    from dock.store import chain_report
+
+    store = _store(store_dir)
+    try:
+        devices = store.list_devices()
+        recordings, holdings = scan_recordings(store)
+        if reverify:
+            for r in recordings:
+                recs = [x for x in holdings[r.device_id].records
+                        if x.fields.recording_id == r.recording_id]
+                report, _ = verify_recording(store, r.device_id, recs)
+                rep = next((x for x in report.recordings if x.recording_id == r.recording_id),
+                           None)
+                r.reverified = True
+                if report.ok:
+                    r.state, r.detail = VERIFIED, "stored bytes re-verified"
+                    continue
+                kinds = {f.kind for f in report.findings}
+                if kinds & {"missing", "gap"}:
+                    r.state = GAP
+                elif rep is not None and rep.status == "cut_short":
+                    r.state = INCOMPLETE
+                elif rep is not None and rep.status == "ended_early" and kinds <= {"ended_early"}:
+                    pass  # as the index said
+                else:
+                    r.state = FAILED
+                r.detail = "; ".join(f"{f.kind}: {f.detail}" for f in report.findings[:3])
+        out_devices = []
+        for d in devices:
+            h = holdings[d.device_id]
+            chain = chain_report([r.held for r in h.records] + h.unreadable)
+            out_devices.append({
+                "device_id": d.device_id,
+                "key_id": d.key_id,
+                "state": "revoked" if d.revoked else "enrolled",
+                "enrolled_at_us": d.enrolled_at_us,
+                "revoked_at_us": d.revoked_at_us,
+                "revoke_reason": d.revoke_reason,
+                "time_offset_us": d.time_offset_us,
+                "time_synced_at_us": d.time_synced_at_us,
+                "records_held": len(h.records) + len(h.unreadable),
+                "segments_held": sum(1 for r in h.records if r.is_segment),
+                "unreadable_records": [x.seq for x in h.unreadable],
+                "chain": chain.to_json(),
+            })
+        return {
+            "store": str(Path(store_dir).resolve()),
+            "dock_key_id": store.dock_key_id,
+            "devices": out_devices,
+            "recordings": [r.to_json() for r in recordings],
+        }
+    finally:
+        store.close()
+
+
+@dock.command()
+@STORE_OPTION
+@click.option("--json", "as_json", is_flag=True, help="Print everything as JSON.")
+@click.option("--verify", "reverify", is_flag=True,
+              help="Re-check every stored byte with the offline verifier (slow on a big "
+              "store). Without it, the state comes from the checks made on receipt.")
+def status(store_dir: Path, as_json: bool, reverify: bool) -> None:
+    """What the dock holds: cameras and recordings, and whether they are whole.
+
+    \b
+    Per camera: key id, enrolled or revoked, the clock offset at its last time sync,
+    the chain records and segments held, and any gap or break in its chain.
+    Per recording: its camera, segments, and state:
+      verified     every segment and the end record held, the chain unbroken
+      gap          a segment or chain record is missing at the dock (the camera may still
+                   hold it: dock it again; if not, it was lost or deleted)
+      incomplete   no end-of-recording record yet: the camera is still recording or
+                   shipping, or it was cut off
+      ended_early  whole, but ended by a fault (full disk) or a crash, not by the officer
+      failed       (--verify) stored bytes do not match what the camera signed
+    Reads the store directly; no server needed.
+    """
+    data = collect_status(store_dir, reverify)
+    if as_json:
+        click.echo(json.dumps(data, indent=2, sort_keys=True))
+        return
+    click.echo(f"dock store {data['store']} (dock key id {data['dock_key_id']})")
+    if not data["devices"]:
+        click.echo("no cameras enrolled yet: `bwv dock token --store DIR --device ID` gives "
+                   "a technician a one-time enrollment token")
+        return
+    click.echo(f"\nCAMERAS ({len(data['devices'])})")
+    rows = [["DEVICE", "KEY ID", "STATE", "TIME OFFSET", "SYNCED", "RECORDS", "SEGMENTS",
+             "CHAIN"]]
+    for d in data["devices"]:
+        state = d["state"]
+        if d["revoked_at_us"] is not None:
+            state = f"REVOKED {_when(d['revoked_at_us'])} ({d['revoke_reason']})"
+        chain = _chain_text(d["chain"])
+        if d["unreadable_records"]:
+            chain += f"; unreadable {d['unreadable_records']}"
+        rows.append([d["device_id"], d["key_id"], state, _offset(d["time_offset_us"]),
+                     _when(d["time_synced_at_us"]), str(d["records_held"]),
+                     str(d["segments_held"]), chain])
+    for line in _table(rows):
+        click.echo(line)
+    recs = data["recordings"]
+    click.echo(f"\nRECORDINGS ({len(recs)})")
+    if not recs:
+        click.echo("  none held yet")
+        return
+    rows = [["RECORDING", "DEVICE", "STARTED", "SEGMENTS", "BYTES", "STATE", "DETAIL"]]
+    for r in recs:
+        segs = str(r["segments"]) + (f"/{r['expected_segments']}"
+                                      if r["expected_segments"] is not None
+                                      and r["expected_segments"] != r["segments"] else "")
+        rows.append([r["recording_id"], r["device_id"], _when(r["wall_start_us"]), segs,
+                     str(r["stored_bytes"]), r["state"], "" if r["state"] == "verified"
+                     else r["detail"]])
+    for line in _table(rows):
+        click.echo(line)
+    bad = [r for r in recs if r["state"] != "verified"]
+    if bad:
+        click.echo(f"\n{len(bad)} recording(s) not verified: see STATE above "
+                   "(`bwv dock status --help` explains each)")
+
+
+# --------------------------------------------------------------------------- export
+
+
+@dock.command("export")
+@STORE_OPTION
+@click.argument("recording_id", metavar="RECORDING")
+@click.option("--out", type=click.Path(path_type=Path, file_okay=False), required=True,
+              help="Folder to write the recording into (made if missing).")
+@click.option("--agency-key", type=click.Path(path_type=Path, dir_okay=False),
+              help="The agency's X25519 private key file (mode 0600): decrypt the footage "
+              "to playable MP4. Without it, the encrypted segments are exported.")
+@click.option("--device", "device_id", metavar="DEVICE_ID",
+              help="The camera that recorded it (needed only if two cameras used the id).")
+@click.option("-q", "--quiet", is_flag=True, help="No per-segment progress on stderr.")
+def export_cmd(store_dir: Path, recording_id: str, out: Path, agency_key: Path | None,
+               device_id: str | None, quiet: bool) -> None:
+    """Hand a recording over: its footage, signed records and a verification report.
+
+    \b
+    Writes, into OUT:
+      RECORDING_0000.mp4 ...   the segments, decrypted with --agency-key: plain fragmented
+                               MP4, plays in VLC, ffplay or a browser
+      segments/*.bwvseg        (without --agency-key) the encrypted segments as stored
+      manifests/*.json         the camera's signed manifests and end-of-recording record
+      report.json              the offline verifier's report on the dock's copies
+    The report checks every segment against the camera's signatures and its chain.
+
+    \b
+    Exit status: 0  verified (and, with --agency-key, every segment decrypted)
+                 1  exported, but not verified or not all decrypted: see the messages
+                 2  nothing exported (no such store or recording, bad key file)
+    RECORDING is a recording id as `bwv dock status` lists it.
+    """
+    agency = None
+    if agency_key is not None:
+        from crypto.identity import IdentityError, load_agency_private_key
+
+        try:
+            agency = load_agency_private_key(agency_key)
+        except IdentityError as exc:
+            raise DockUsageError(f"agency key: {exc}") from None
+
+    def progress(msg: str) -> None:
+        if not quiet:
+            click.echo(msg, err=True)
+
+    try:
+        result = export_recording(store_dir, recording_id, out, agency, progress,
+                                  device_id=device_id)
+    except ExportError as exc:
+        raise DockUsageError(str(exc)) from None
+    except OSError as exc:
+        raise DockUsageError(f"cannot write the export: {exc.strerror} "
+                             f"({exc.filename or out})") from None
+    n = len(result.stored)
+    click.echo(f"recording {result.recording_id} from device {result.device_id}: "
+               f"{n} segment(s) held at the dock")
+    if result.decrypted:
+        for p in result.segments:
+            click.echo(f"  {p}")
+    else:
+        click.echo("  NOT decrypted (no --agency-key): exported the encrypted segments as "
+                   f"stored, in {out / 'segments'}")
+    click.echo(f"manifests: {out / 'manifests'} ({len(result.manifests)} chain record(s))")
+    click.echo(f"report:    {result.report_path}")
+    if result.ok:
+        click.echo("VERIFIED: authentic and complete"
+                   + (", every segment decrypted" if result.decrypted else ""))
+        return
+    for p in result.problems:
+        click.echo(f"PROBLEM: {p}", err=True)
+    click.echo("NOT VERIFIED: see the problems above and the report", err=True)
+    sys.exit(EXIT_NOT_VERIFIED)
+
+
+__all__ = ["EXIT_ERROR", "EXIT_NOT_VERIFIED", "EXIT_OK", "collect_status", "dock"]

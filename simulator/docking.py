@@ -1,0 +1,86 @@
+"""The simulated dock visit: the camera goes into its dock after the raid.
+
+A real dock runs on its own machine; here it is the same dock server on loopback, with its
+store in ``dock_dir``. The simulated technician enrolls the device once (a one-time token,
+the dock key pinned in the device's key folder), then the device's shipper sends its
+finished segments, oldest first, and deletes each one only after the dock's signed receipt
+for its exact hash.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from capture.clock import Clock
+from crypto.durable import write_atomic
+from crypto.identity import load_dock_public_key
+from dock.client import DeviceCredentials, DockClient, enroll
+from dock.enroll import issue_token
+from dock.server import ServerThread, create_app, open_dock
+from dock.shipper import ChainOutbox, Shipper
+from simulator.device import SimDevice
+
+DOCK_PUB = "dock.pub"
+
+
+class _RealClock:
+    """The shipper's backoff clock: HTTP happens in real time, so backoff does too."""
+
+    def now_us(self) -> int:
+        return time.monotonic_ns() // 1000
+
+
+def wall_clock_us() -> int:
+    return time.time_ns() // 1000
+
+
+@dataclass
+class DockVisit:
+    url: str
+    receipts: list[dict] = field(default_factory=list)
+    shipped: int = 0
+    problems: list[str] = field(default_factory=list)
+    time_offset_us: int | None = None
+
+
+def visit_dock(dev: SimDevice, dock_dir: Path, clock: Clock | None = None) -> DockVisit:
+    assert dev.keys is not None, "the device must record evidence to ship it"
+    dock = open_dock(dock_dir, clock=wall_clock_us)
+    server = ServerThread(create_app(dock)).start()
+    try:
+        visit = DockVisit(server.url)
+        ident = dev.keys.identity
+        pinned = dev.keys.device_pub_path.parent / DOCK_PUB
+        if pinned.exists():
+            dock_key = bytes(load_dock_public_key(pinned))
+        else:  # first visit: the technician enrolls the device and pins the dock's key
+            token = issue_token(dock.store, wall_clock_us(), device_id=ident.device_id).token
+            got = enroll(server.url, ident.device_id, ident, ident.public_key, token,
+                         wall_clock=wall_clock_us, expected_dock_key=dock.public_key)
+            dock_key = got.dock_public_key
+            write_atomic(pinned, dock_key.hex().encode() + b"\n")
+        creds = DeviceCredentials(ident.device_id, ident, dock_key)
+        outbox = ChainOutbox(dev.storage.root)
+        with DockClient(server.url, creds, wall_clock=wall_clock_us) as client:
+
+            def on_time(sync) -> None:
+                visit.time_offset_us = sync.offset_us
+                dev.wall.resync(dev.now_us, dev.wall.wall_us(dev.now_us) + sync.offset_us)
+
+            shipper = Shipper(outbox, client, clock or _RealClock(), on_time=on_time)
+            for report in shipper.drain():
+                if report.action == "shipped":
+                    visit.shipped += 1
+                elif report.action in ("failed", "refused"):
+                    visit.problems.append(f"{report.action} {report.segment}: {report.detail}")
+                    if report.action == "failed":
+                        break
+        for p in sorted(outbox.receipts.glob("*.json")):
+            visit.receipts.append(json.loads(p.read_text()))
+        return visit
+    finally:
+        server.stop()
+        dock.store.close()
