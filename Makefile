@@ -13,6 +13,8 @@ sim: venv
 	@echo
 	@echo "Recordings are in $(SIM_OUT)/recordings (summary: $(SIM_OUT)/summary.json)."
 	@echo "Play one with:  ffplay $(SIM_OUT)/recordings/<id>_0000.mp4   (or open it in a browser)"
+	@echo "Check the evidence:  .venv/bin/bwv verify $(SIM_OUT)"
+	@echo "What the dock holds: .venv/bin/bwv dock status --store $(SIM_OUT)/dock"
 
 test:
 	@scripts/bootstrap.sh --with-ffprobe
