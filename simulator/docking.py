@@ -26,7 +26,7 @@ from simulator.device import SimDevice
 DOCK_PUB = "dock.pub"
 
 
-class _RealClock:
+class RealClock:
     """The shipper's backoff clock: HTTP happens in real time, so backoff does too."""
 
     def now_us(self) -> int:
@@ -70,7 +70,7 @@ def visit_dock(dev: SimDevice, dock_dir: Path, clock: Clock | None = None) -> Do
                 visit.time_offset_us = sync.offset_us
                 dev.wall.resync(dev.now_us, dev.wall.wall_us(dev.now_us) + sync.offset_us)
 
-            shipper = Shipper(outbox, client, clock or _RealClock(), on_time=on_time)
+            shipper = Shipper(outbox, client, clock or RealClock(), on_time=on_time)
             for report in shipper.drain():
                 if report.action == "shipped":
                     visit.shipped += 1
