@@ -17,7 +17,7 @@ sim: venv
 	@echo "What the dock holds: .venv/bin/bwv dock status --store $(SIM_OUT)/dock"
 
 test:
-	@scripts/bootstrap.sh --with-ffprobe
+	@scripts/bootstrap.sh --with-test-tools
 	$(PY) -m ruff check .
 	$(PY) -m pytest -q
 

@@ -71,6 +71,9 @@ for g in video audio gpio; do
   fi
 done
 
+say "state directory /var/lib/bwv (keys, outbox; owned by bwv, private)"
+run install -d -m 0700 -o bwv -g bwv /var/lib/bwv /var/lib/bwv/keys
+
 say "virtual environment in $VENV (with system site packages, for picamera2)"
 if [ ! -x "$VENV/bin/python" ]; then
   run mkdir -p "$PREFIX"

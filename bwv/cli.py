@@ -187,8 +187,12 @@ def config_check(path: Path) -> None:
 
 def _register() -> None:
     from bwv.dock_cmd import dock
+    from bwv.provision_cmd import provision
+    from bwv.selftest_cmd import selftest
+    from bwv.status_cmd import status
 
-    main.add_command(dock)
+    for command in (dock, provision, selftest, status):
+        main.add_command(command)
 
 
 _register()

@@ -127,7 +127,7 @@ def serve(store_dir: Path, listen: str) -> None:
     bwv-dock.service runs this on a dock machine. The first start makes the store: the
     dock's signing key (dock.key) and the admin token (admin.token), both mode 0600 and
     never printed, and DIR/dock.pub, the dock's public key. Copy dock.pub to each camera
-    (keys.dock_public_key, /etc/bwv/dock.pub): the camera trusts answers and receipts
+    (keys.dock_public_key, /var/lib/bwv/keys/dock.pub): the camera trusts answers and receipts
     signed by that key only. admin.token is the bearer token for the HTTP admin API
     (/v1/admin/...).
     """

@@ -58,8 +58,8 @@ class StorageConfig:
 @dataclass(frozen=True)
 class KeysConfig:
     device_key: str = "/var/lib/bwv/keys/device.key"  # made by `bwv provision`, mode 0600
-    agency_public_key: str = "/etc/bwv/agency.pub"  # footage is sealed to it
-    dock_public_key: str = "/etc/bwv/dock.pub"  # receipts and time must be signed by it
+    agency_public_key: str = "/var/lib/bwv/keys/agency.pub"  # footage is sealed to it
+    dock_public_key: str = "/var/lib/bwv/keys/dock.pub"  # receipts and time are signed by it
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,14 @@ cd "$(dirname "$0")/.."
 
 need_apt=()
 python3 -c 'import ensurepip, venv' 2>/dev/null || need_apt+=(python3-venv)
-if [ "${1:-}" = "--with-ffprobe" ] && ! command -v ffprobe >/dev/null; then need_apt+=(ffmpeg); fi
+if [ "${1:-}" = "--with-test-tools" ]; then
+  # ffprobe checks the recordings; PortAudio's headers and a compiler build pyaudio, whose
+  # real capture path the tests run through an ALSA file device
+  command -v ffprobe >/dev/null || need_apt+=(ffmpeg)
+  [ -e /usr/include/portaudio.h ] || need_apt+=(portaudio19-dev)
+  command -v gcc >/dev/null || need_apt+=(gcc)
+  python3 -c 'import sysconfig, os, sys; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' || need_apt+=(python3-dev)
+fi
 if [ ${#need_apt[@]} -gt 0 ]; then
   if command -v apt-get >/dev/null; then
     SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"

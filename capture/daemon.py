@@ -1,0 +1,219 @@
+"""The device daemon (``bwv run``): the device core around real hardware, under systemd.
+
+- READY=1 once the camera delivers frames; the watchdog is pinged only while frames keep
+  arriving (``capture/notify.py``), so systemd restarts a pipeline that stalls.
+- The loop ticks the officer's controls every 10 ms and writes ``<storage.dir>/status.json``
+  (atomically) every second for ``bwv status``.
+- Camera and microphone faults are shown to the officer (fault pattern) and reported.
+- When docked (the dock-detect input is pulled low) and a dock is configured, the shipper
+  thread ships finished segments; it never holds up capture.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from capture.clock import OffsetWallClock
+from capture.config import Config
+from capture.device import DeviceCore, controls_config, recorder_config
+from capture.evidence_setup import open_evidence, outbox_dir
+from capture.hardware import Hardware
+from capture.notify import FrameWatchdog, Notifier, watchdog_interval_us
+from capture.packets import Packet, Stream
+from capture.recorder import Recorder
+from crypto.durable import write_atomic
+from gpio.controls import OfficerControls
+
+log = logging.getLogger("bwv.daemon")
+
+TICK_S = 0.01
+STATUS_EVERY_US = 1_000_000
+STALL_US = 5_000_000  # no frame for this long: the watchdog stops being fed
+
+
+def status_path(cfg: Config) -> Path:
+    return Path(cfg.storage.dir) / "status.json"
+
+
+@dataclass
+class DaemonStats:
+    frames: int = 0
+    audio_packets: int = 0
+
+
+class Daemon:
+    def __init__(self, cfg: Config, hw: Hardware, wall: OffsetWallClock, firmware: str,
+                 notifier: Notifier | None = None) -> None:
+        self.cfg = cfg
+        self.hw = hw
+        self.wall = wall
+        self.firmware = firmware
+        self.notifier = notifier or Notifier()
+        self.stats = DaemonStats()
+        self.ready = False
+        self._last_status_us: int | None = None
+        Path(cfg.storage.dir).mkdir(mode=0o700, parents=True, exist_ok=True)
+        setup = open_evidence(cfg, firmware)
+        self.sink = setup.sink
+        controls = OfficerControls(hw.pins, controls_config(cfg))
+        recorder = None
+        if setup.sink is not None:
+            recovered = setup.sink.recover()
+            for p in recovered:
+                log.warning("recovered a segment left open by a crash: %s", p.name)
+            rcfg = recorder_config(cfg)
+            recorder = Recorder(
+                rcfg, setup.sink, wall,
+                audio_extradata=_aac_extradata(rcfg.audio) if rcfg.audio else b"",
+                free_bytes=lambda: _free_bytes(Path(cfg.storage.dir)),
+                on_event=lambda e: self.core.event(e),
+            )
+        self.core = DeviceCore(recorder, controls, refusal=setup.refusal)
+        for w in setup.warnings:
+            self.core.warning("dock", w)
+        interval = watchdog_interval_us() or 2_000_000
+        self.watchdog = FrameWatchdog(self.notifier, interval, STALL_US)
+        self.shipper = None
+
+    # -- packets, from the camera's and microphone's threads --------------------------------
+    def _packet(self, p: Packet) -> None:
+        if p.stream is Stream.VIDEO:
+            self.stats.frames += 1
+            self.watchdog.frame(self.hw.clock.now_us())
+        else:
+            self.stats.audio_packets += 1
+        if self.core.recorder is not None:
+            self.core.recorder.on_packet(p)
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    def start(self) -> None:
+        self.hw.pins.setup_input(self.cfg.pins.dock_detect, pull_up=True)
+        self.hw.camera.start(self._packet)
+        if self.hw.microphone is not None:
+            try:
+                self.hw.microphone.start(self._packet)
+            except Exception as exc:  # a dead microphone must not stop the picture
+                self.core.fault("microphone", str(exc))
+        self._start_shipper()
+
+    def _start_shipper(self) -> None:
+        if not self.cfg.dock.url or self.core.refusal:
+            return
+        from crypto.identity import DeviceIdentity, IdentityError, load_dock_public_key
+        from dock.client import DeviceCredentials, DockClient
+        from dock.shipper import ChainOutbox, Shipper, ShipperThread
+
+        try:
+            ident = DeviceIdentity.load(Path(self.cfg.keys.device_key), self.cfg.device_id)
+            dock_key = bytes(load_dock_public_key(Path(self.cfg.keys.dock_public_key)))
+        except IdentityError as exc:
+            self.core.warning("dock", f"not shipping: {exc}")
+            return
+        client = DockClient(self.cfg.dock.url, DeviceCredentials(ident.device_id, ident, dock_key),
+                            wall_clock=lambda: self.wall.wall_us(self.hw.clock.now_us()))
+
+        def on_time(sync) -> None:
+            now = self.hw.clock.now_us()
+            offset = self.wall.resync(now, self.wall.wall_us(now) + sync.offset_us)
+            log.info("wall clock set from the dock (corrected by %d µs)", offset)
+
+        shipper = Shipper(ChainOutbox(outbox_dir(self.cfg)), client, self.hw.clock,
+                          docked=self.docked, on_time=on_time)
+        self.shipper = ShipperThread(shipper).start()
+
+    def docked(self) -> bool:
+        return not self.hw.pins.read(self.cfg.pins.dock_detect)  # the dock pulls it low
+
+    def tick(self, now_us: int) -> None:
+        self.core.tick(now_us)
+        for source, dev in (("camera", self.hw.camera), ("microphone", self.hw.microphone)):
+            if dev is not None and dev.fault and source not in self.core.faults:
+                self.core.fault(source, dev.fault)
+        if not self.ready and self.stats.frames:
+            self.ready = True
+            self.notifier.ready("frames flowing")
+            log.info("camera delivers frames: ready")
+        self.watchdog.tick(now_us)
+        if self._last_status_us is None or now_us - self._last_status_us >= STATUS_EVERY_US:
+            self._last_status_us = now_us
+            self.write_status(now_us)
+
+    def write_status(self, now_us: int) -> None:
+        st = self.core.status()
+        shipper = self.shipper.shipper.state if self.shipper else None
+        st.update({
+            "updated_wall_us": time.time_ns() // 1000,
+            "pid": os.getpid(),
+            "frames_delivered": self.stats.frames,
+            "camera_dropped_frames": getattr(self.hw.camera, "dropped_frames", 0),
+            "shipper": {
+                "docked": self.docked() if self.shipper else False,
+                "shipped": shipper.shipped if shipper else 0,
+                "last_error": shipper.last_error if shipper else None,
+            },
+        })
+        try:
+            write_atomic(status_path(self.cfg), json.dumps(st, indent=1).encode(), mode=0o640)
+        except OSError as exc:
+            log.error("cannot write status: %s", exc.strerror)
+        self.notifier.status(f"{st['state']}; faults: {len(st['faults'])}")
+
+    def stop(self) -> None:
+        self.notifier.stopping()
+        self.core.shutdown()
+        for dev in (self.hw.camera, self.hw.microphone):
+            if dev is not None:
+                dev.stop()
+        if self.shipper is not None:
+            self.shipper.stop()
+        if self.sink is not None:
+            self.sink.close()
+        self.hw.pins.close()
+
+    def run(self, stop: threading.Event) -> None:
+        self.start()
+        try:
+            while not stop.wait(TICK_S):
+                self.tick(self.hw.clock.now_us())
+        finally:
+            self.stop()
+
+
+def _aac_extradata(fmt) -> bytes:
+    from capture.audio_encoder import AacEncoder
+
+    return AacEncoder(fmt).extradata
+
+
+def _free_bytes(path: Path) -> int:
+    st = os.statvfs(path)
+    return st.f_bavail * st.f_frsize
+
+
+def run_daemon(cfg: Config) -> int:
+    """``bwv run``: build the hardware, run until SIGTERM/SIGINT."""
+    import signal
+
+    from bwv import __version__
+    from capture.camera import capture_clock
+    from capture.hardware import build_hardware
+
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    Path(cfg.storage.dir).mkdir(parents=True, exist_ok=True)
+    clock = capture_clock()
+    # wall time is anchored to the capture clock once; the dock corrects it later
+    wall = OffsetWallClock(time.time_ns() // 1000 - clock.now_us())
+    hw = build_hardware(cfg, wall, lambda msg: log.error("hardware fault: %s", msg),
+                        clock=clock)
+    daemon = Daemon(cfg, hw, wall, __version__)
+    log.info("bwv %s starting: device %s", __version__, cfg.device_id)
+    daemon.run(stop)
+    return 0
