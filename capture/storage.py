@@ -11,13 +11,7 @@ import os
 from pathlib import Path
 from typing import BinaryIO
 
-
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+from crypto.durable import append_durable, rename_durable, truncate_durable
 
 
 class LocalStorage:
@@ -37,30 +31,14 @@ class LocalStorage:
     def append(self, f: BinaryIO, data: bytes) -> None:
         """Write ``data`` at the end of ``f`` and fsync. On failure (a full disk) the file is
         cut back to where it was, so it never ends in a torn write."""
-        start = f.tell()
-        try:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        except OSError:
-            try:
-                f.truncate(start)
-                f.seek(start)
-                os.fsync(f.fileno())
-            except OSError:
-                pass
-            raise
+        append_durable(f, data)
 
     def truncate(self, path: Path, length: int) -> None:
-        with open(path, "r+b") as f:
-            f.truncate(length)
-            f.flush()
-            os.fsync(f.fileno())
+        truncate_durable(path, length)
 
     def publish(self, tmp: Path, final: Path) -> None:
         """Atomically give ``tmp`` its final name (and make the rename durable)."""
-        os.replace(tmp, final)
-        fsync_dir(final.parent)
+        rename_durable(tmp, final)
 
 
 class QuotaStorage(LocalStorage):

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from nacl.signing import SigningKey
 
-from capture.storage import fsync_dir
+from crypto.durable import fsync_dir
 
 DOCK_KEY_FILE = "dock.key"
 ADMIN_TOKEN_FILE = "admin.token"

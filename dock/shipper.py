@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import BinaryIO, Protocol
 
 from capture.clock import Clock
-from capture.storage import fsync_dir
+from crypto.durable import fsync_dir
 from crypto.evidence import SEGMENTS_DIR
 from crypto.manifest import CHAIN_DIR, parse_chain_file_name
 from dock.client import DockClient, DockRefused, DockUnavailable, TimeSync

@@ -28,7 +28,7 @@ from typing import Any, BinaryIO, Protocol
 
 from nacl.signing import SigningKey
 
-from capture.storage import fsync_dir
+from crypto.durable import fsync_dir
 from dock.protocol import (
     Code,
     SignedReceipt,

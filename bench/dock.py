@@ -1,0 +1,24 @@
+"""Dock figures (measured by dock/bench.py): upload over loopback against a plain HTTP PUT of
+the same bytes in the same run, and the dock's verification speed."""
+
+from __future__ import annotations
+
+from bench import Context, Result, benchmark
+
+
+@benchmark("upload_throughput", description="device -> dock over loopback, vs a plain PUT")
+def upload(ctx: Context) -> Result:
+    from dock.bench import upload_throughput
+
+    f = upload_throughput(total_mb=16 if ctx.quick else 64)
+    r = Result(f.name, f.value, f.unit, lower_is_better=False, detail=f.detail)
+    r = r.against(f.extra["plain_http_mb_s"], "plain HTTP PUT of the same bytes (uvicorn)")
+    return r.with_goal(">= 0.9x", (r.ratio or 0) >= 0.9)
+
+
+@benchmark("dock_verify_throughput", description="the dock's verification of a segment, MB/s")
+def verify(ctx: Context) -> Result:
+    from dock.bench import dock_verify_throughput
+
+    f = dock_verify_throughput(segment_mb=16 if ctx.quick else 64)
+    return Result(f.name, f.value, f.unit, lower_is_better=False, detail=f.detail)
