@@ -31,6 +31,14 @@ def main(verbose: int) -> None:
     \b
       bwv sim raid --out /tmp/raid     a scripted raid, end to end, in a few seconds
       bwv sim                          the device in your terminal: press and hold the button
+      bwv verify /tmp/raid             check recorded evidence offline
+
+    On a camera (see docs/technicians-guide.md):
+
+    \b
+      bwv provision ... -> bwv selftest -> systemctl start bwv -> bwv status
+
+    On the dock: bwv dock serve, bwv dock token, bwv dock status, bwv dock export.
     """
     level = logging.WARNING - 10 * verbose
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s",
