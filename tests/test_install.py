@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-SCRIPTS = [ROOT / "install.sh", ROOT / "scripts" / "bootstrap.sh", ROOT / ".ci" / "run"]
+SCRIPTS = [ROOT / "install.sh", ROOT / "scripts" / "bootstrap.sh", ROOT / ".ci" / "run",
+           ROOT / "scripts" / "alsa-file-pcm.sh"]
 
 
 def test_shell_scripts_are_shellcheck_clean():
