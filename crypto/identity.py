@@ -156,13 +156,17 @@ def parse_key_text(text: bytes, what: str, path: Path | str) -> bytes:
     )
 
 
-def _read(path: Path, what: str) -> bytes:
+def _lstat(path: Path, what: str) -> os.stat_result:
     try:
-        st = os.lstat(path)
+        return os.lstat(path)
     except FileNotFoundError:
         raise IdentityError(f"{path}: no {what} file") from None
     except OSError as exc:
         raise IdentityError(f"{path}: cannot read the {what} file ({exc.strerror})") from None
+
+
+def _read(path: Path, what: str) -> bytes:
+    st = _lstat(path, what)
     if not stat.S_ISREG(st.st_mode):
         raise IdentityError(f"{path}: the {what} file is not a regular file")
     if st.st_size > 4096:
@@ -174,12 +178,7 @@ def _read(path: Path, what: str) -> bytes:
 
 
 def _read_secret_32(path: Path, what: str) -> bytes:
-    try:
-        st = os.lstat(path)
-    except FileNotFoundError:
-        raise IdentityError(f"{path}: no {what} file") from None
-    except OSError as exc:
-        raise IdentityError(f"{path}: cannot read the {what} file ({exc.strerror})") from None
+    st = _lstat(path, what)
     mode = stat.S_IMODE(st.st_mode)
     if stat.S_ISREG(st.st_mode) and mode & 0o077:
         raise IdentityError(

@@ -208,32 +208,27 @@ SEGMENT_START: dict[str, Check] = {
     "trigger": _obj,
 }
 
+# what a chunk is, as the trail signs it and as a manifest lists it
+_CHUNK_FIELDS: dict[str, Check] = {
+    "chunk": _nat,
+    "kind": _one_of(*CHUNK_KINDS),
+    "first_us": _int,
+    "end_us": _int,
+    "plain_sha256": _hex64,
+    "plain_size": _nat,
+    "cipher_sha256": _hex64,
+    "cipher_size": _nat,
+}
+
 TRAIL: dict[str, Check] = {
     **COMMON,
     "recording_id": _match(_REC_ID),
     "segment_index": _nat,
-    "chunk": _nat,
-    "kind": _one_of(*CHUNK_KINDS),
-    "first_us": _int,
-    "end_us": _int,
-    "plain_sha256": _hex64,
-    "plain_size": _nat,
-    "cipher_sha256": _hex64,
-    "cipher_size": _nat,
+    **_CHUNK_FIELDS,
     "segment": _opt(_fields(SEGMENT_START)),
 }
 
-CHUNK: dict[str, Check] = {
-    "chunk": _nat,
-    "kind": _one_of(*CHUNK_KINDS),
-    "first_us": _int,
-    "end_us": _int,
-    "plain_sha256": _hex64,
-    "plain_size": _nat,
-    "cipher_sha256": _hex64,
-    "cipher_size": _nat,
-    "trail_seq": _nat,
-}
+CHUNK: dict[str, Check] = {**_CHUNK_FIELDS, "trail_seq": _nat}
 
 UNSIGNED_TAIL: dict[str, Check] = {"file": _match(_FILE), "size": _nat, "sha256": _hex64}
 

@@ -10,31 +10,19 @@ for its exact hash.
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from capture.clock import Clock
+from capture.clock import Clock, MonotonicClock
 from crypto.durable import write_atomic
 from crypto.identity import load_dock_public_key
 from dock.client import DeviceCredentials, DockClient, enroll
 from dock.enroll import issue_token
-from dock.server import ServerThread, create_app, open_dock
+from dock.server import ServerThread, create_app, open_dock, wall_clock_us
 from dock.shipper import ChainOutbox, Shipper
 from simulator.device import SimDevice
 
 DOCK_PUB = "dock.pub"
-
-
-class RealClock:
-    """The shipper's backoff clock: HTTP happens in real time, so backoff does too."""
-
-    def now_us(self) -> int:
-        return time.monotonic_ns() // 1000
-
-
-def wall_clock_us() -> int:
-    return time.time_ns() // 1000
 
 
 @dataclass
@@ -70,7 +58,8 @@ def visit_dock(dev: SimDevice, dock_dir: Path, clock: Clock | None = None) -> Do
                 visit.time_offset_us = sync.offset_us
                 dev.wall.resync(dev.now_us, dev.wall.wall_us(dev.now_us) + sync.offset_us)
 
-            shipper = Shipper(outbox, client, clock or RealClock(), on_time=on_time)
+            # HTTP happens in real time, so the shipper's backoff does too
+            shipper = Shipper(outbox, client, clock or MonotonicClock(), on_time=on_time)
             for report in shipper.drain():
                 if report.action == "shipped":
                     visit.shipped += 1

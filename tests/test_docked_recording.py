@@ -4,13 +4,13 @@ device deletes only what the dock receipted."""
 
 from __future__ import annotations
 
+from capture.clock import MonotonicClock
 from capture.config import from_dict
 from dock.client import DeviceCredentials, DockClient, enroll
 from dock.enroll import issue_token
-from dock.server import ServerThread, create_app, open_dock
+from dock.server import ServerThread, create_app, open_dock, wall_clock_us
 from dock.shipper import ChainOutbox, Shipper, ShipperThread
 from simulator.device import make_device
-from simulator.docking import RealClock, wall_clock_us
 from tests.conftest import SMALL
 
 S = 1_000_000
@@ -29,7 +29,7 @@ def test_uploads_while_recording_cost_no_frame(tmp_path):
         creds = DeviceCredentials(ident.device_id, ident, got.dock_public_key)
         outbox = ChainOutbox(dev.storage.root)
         with DockClient(server.url, creds, wall_clock=wall_clock_us) as client:
-            thread = ShipperThread(Shipper(outbox, client, RealClock())).start()
+            thread = ShipperThread(Shipper(outbox, client, MonotonicClock())).start()
             dev.button(down=True)
             dev.run_until(S)
             dev.button(down=False)
@@ -38,7 +38,7 @@ def test_uploads_while_recording_cost_no_frame(tmp_path):
                 thread.wake()
             dev.shutdown()
             thread.stop()
-            Shipper(outbox, client, RealClock()).drain()  # what is left after the stop
+            Shipper(outbox, client, MonotonicClock()).drain()  # what is left after the stop
         rec = dev.recorder.recordings[0]
         frames = [f for s in rec.segments for f in range(s.first_frame, s.last_frame + 1)]
         assert sum(s.frames for s in rec.segments) == len(frames)  # no frame lost
