@@ -18,6 +18,7 @@ from typing import Any
 
 import click
 
+from dock.enroll import DEFAULT_TTL_S
 from dock.export import (
     ExportError,
     check_device_id,
@@ -117,59 +118,96 @@ def _check_bind(host: str, port: int) -> None:
             ) from None
 
 
+def _open_for_serving(store_dir: Path):
+    """The dock on ``store_dir`` (a new store if the folder is missing or empty), with
+    DIR/dock.pub written; a DockUsageError, in one line, if it cannot be."""
+    import sqlite3
+
+    from crypto.durable import write_atomic
+    from dock.keys import KeyFileError
+    from dock.server import open_dock
+    from dock.store import StoreError
+    from dock.storedir import StoreDirError, check_store_dir
+
+    try:
+        check_store_dir(store_dir)
+        if not store_dir.exists():
+            store_dir.mkdir(mode=0o700, parents=True)
+        dock = open_dock(store_dir)
+        text = dock.public_key.hex().encode() + b"\n"
+        pub_path = store_dir / DOCK_PUB_FILE
+        if not pub_path.exists() or pub_path.read_bytes() != text:
+            write_atomic(pub_path, text, mode=0o644)
+    except StoreDirError as exc:
+        raise DockUsageError(str(exc)) from None
+    except KeyFileError as exc:
+        raise DockUsageError(f"dock key: {exc}") from None
+    except (sqlite3.Error, StoreError) as exc:
+        raise DockUsageError(
+            f"{store_dir}: cannot open the dock's index ({exc}); nothing was changed: "
+            "restore the store from a backup"
+        ) from None
+    except OSError as exc:
+        raise DockUsageError(f"{store_dir}: cannot set up the store ({exc.strerror})") from None
+    return dock
+
+
 @dock.command()
 @STORE_OPTION
 @click.option("--listen", default=DEFAULT_LISTEN, show_default=True, metavar="HOST:PORT",
               help="Address to listen on. 0.0.0.0:8443 to take cameras from the network.")
-def serve(store_dir: Path, listen: str) -> None:
+@click.option("--log-format", type=click.Choice(["text", "json"]), default="text",
+              show_default=True,
+              help="The log on stderr: text lines, or JSON lines for a log collector (the "
+              "server's own lines too).")
+def serve(store_dir: Path, listen: str, log_format: str) -> None:
     """Run the dock server on a store until stopped (Ctrl-C).
 
-    bwv-dock.service runs this on a dock machine. The first start makes the store: the
-    dock's signing key (dock.key) and the admin token (admin.token), both mode 0600 and
-    never printed, and DIR/dock.pub, the dock's public key. Copy dock.pub to each camera
-    (keys.dock_public_key, /var/lib/bwv/keys/dock.pub): the camera trusts answers and receipts
-    signed by that key only. admin.token is the bearer token for the HTTP admin API
-    (/v1/admin/...).
+    bwv-dock.service runs this on a dock machine. DIR must be a dock store, or empty or
+    missing: the first start makes the store there, with the dock's signing key (dock.key)
+    and the admin token (admin.token), both mode 0600 and never printed, and DIR/dock.pub,
+    the dock's public key. Copy dock.pub to each camera (keys.dock_public_key,
+    /var/lib/bwv/keys/dock.pub): the camera trusts answers and receipts signed by that key
+    only. admin.token is the bearer token for the HTTP admin API (/v1/admin/...).
+
+    Every refused request is logged (reason, device id, remote address; never a token or
+    key). http://HOST:PORT/ says what the server is; /docs is the API.
     """
-    from crypto.durable import write_atomic
-    from dock.keys import (
-        ADMIN_TOKEN_FILE,
-        DOCK_KEY_FILE,
-        KeyFileError,
-        load_or_create_signing_key,
-        load_or_create_token,
-    )
-    from dock.protocol import key_id
-    from dock.server import serve as run_server
+    import uvicorn
+
+    from dock.keys import ADMIN_TOKEN_FILE
+    from dock.logging_setup import log_config
+    from dock.server import create_app
 
     host, port = _parse_listen(listen)
-    try:
-        if not store_dir.exists():
-            store_dir.mkdir(mode=0o700, parents=True)
-        key = load_or_create_signing_key(store_dir / DOCK_KEY_FILE)
-        load_or_create_token(store_dir / ADMIN_TOKEN_FILE)
-        pub = bytes(key.verify_key)
-        pub_path = store_dir / DOCK_PUB_FILE
-        text = pub.hex().encode() + b"\n"
-        if not pub_path.exists() or pub_path.read_bytes() != text:
-            write_atomic(pub_path, text, mode=0o644)
-    except KeyFileError as exc:
-        raise DockUsageError(f"dock key: {exc}") from None
-    except OSError as exc:
-        raise DockUsageError(f"{store_dir}: cannot set up the store ({exc.strerror})") from None
+    served = _open_for_serving(store_dir)
     _check_bind(host, port)
     shown = f"[{host}]" if ":" in host else host
-    click.echo(f"dock store:      {store_dir.resolve()}")
-    click.echo(f"dock key id:     {key_id(pub)}")
-    click.echo(f"dock public key: {pub_path.resolve()}  (pin it on each camera)")
-    click.echo(f"admin token:     {(store_dir / ADMIN_TOKEN_FILE).resolve()}  "
-               "(mode 0600; for /v1/admin)")
-    click.echo(f"listening on     http://{shown}:{port}  (Ctrl-C stops)")
-    sys.stdout.flush()
-    logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
-                        format="%(levelname)s %(name)s: %(message)s")
-    logging.getLogger("bwv.dock").setLevel(logging.INFO)
-    run_server(store_dir, host, port)
+    facts = {
+        "store": str(store_dir.resolve()),
+        "dock_key_id": served.key_id,
+        "dock_public_key": str((store_dir / DOCK_PUB_FILE).resolve()),
+        "admin_token_file": str((store_dir / ADMIN_TOKEN_FILE).resolve()),
+        "url": f"http://{shown}:{port}",
+    }
+    config = log_config(log_format)
+    if log_format == "json":
+        from logging.config import dictConfig
+
+        dictConfig(config)
+        logging.getLogger("bwv.dock").info(
+            "dock store %s, key id %s, listening on %s", facts["store"], facts["dock_key_id"],
+            facts["url"], extra={"event": "start", **facts})
+    else:
+        click.echo(f"dock store:      {facts['store']}")
+        click.echo(f"dock key id:     {facts['dock_key_id']}")
+        click.echo(f"dock public key: {facts['dock_public_key']}  (pin it on each camera)")
+        click.echo(f"admin token:     {facts['admin_token_file']}  (mode 0600; for /v1/admin)")
+        click.echo(f"listening on     {facts['url']}  (Ctrl-C stops; {facts['url']}/docs: "
+                   "the API)")
+        sys.stdout.flush()
+    uvicorn.run(create_app(served), host=host, port=port, log_config=config, log_level="info",
+                http="h11")
 
 
 # --------------------------------------------------------------------------- token
@@ -179,8 +217,9 @@ def serve(store_dir: Path, listen: str) -> None:
 @STORE_OPTION
 @click.option("--device", "device_id", metavar="DEVICE_ID",
               help="The only camera the token can enrol (recommended). Without it, any id.")
-@click.option("--ttl", type=int, default=3600, show_default=True, metavar="SECONDS",
-              help="How long the token stays valid if unused.")
+@click.option("--ttl", type=int, default=DEFAULT_TTL_S, show_default=True, metavar="SECONDS",
+              help="How long the token stays valid if unused (the same default as "
+              "POST /v1/admin/tokens).")
 def token(store_dir: Path, device_id: str | None, ttl: int) -> None:
     """Issue a one-time enrollment token for a technician.
 

@@ -1,7 +1,9 @@
 """Enrollment tokens: a technician's one-time permission to bind a device id to a key.
 
 A token is shown once, to the technician; the dock keeps only its SHA-256. It is used up by
-the first enrollment that presents it, and expires (default: one day) if never used.
+the first enrollment that presents it, and expires (default: one hour) if never used.
+``DEFAULT_TTL_S`` is the one default for every way of issuing one (``bwv dock token`` and
+``POST /v1/admin/tokens``).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from dataclasses import dataclass
 from dock.protocol import is_device_id, sha256_hex
 from dock.store import Store
 
-DEFAULT_TTL_S = 24 * 3600
+DEFAULT_TTL_S = 3600
 MAX_TTL_S = 30 * 24 * 3600
 
 

@@ -48,6 +48,7 @@ from dock.keys import (
     load_or_create_signing_key,
     load_or_create_token,
 )
+from dock.pages import mount_pages
 from dock.protocol import (
     DEVICE_ID_PATTERN,
     H_DOCK_KEY,
@@ -71,6 +72,7 @@ from dock.protocol import (
     sign_response,
     verify_request,
 )
+from dock.refusals import LogRefusals
 from dock.store import (
     ChainReport,
     DeviceRecord,
@@ -433,6 +435,8 @@ def create_app(dock: Dock) -> FastAPI:
         version="1",
         description="Receives signed, chained segments from body-worn cameras, "
         "verifies them, keeps a custody log and signs receipts.",
+        docs_url=None,  # dock.pages serves /docs and /redoc from local files
+        redoc_url=None,
     )
 
     def limit_for(scope: Scope) -> int:
@@ -442,6 +446,8 @@ def create_app(dock: Dock) -> FastAPI:
 
     app.add_middleware(BodyLimit, limit_for=limit_for)
     app.add_middleware(SignResponses, key=dock.key)
+    app.add_middleware(LogRefusals)  # outermost: sees every refusal, whoever made it
+    mount_pages(app, dock.key_id)
 
     @app.exception_handler(Refused)
     async def _refused(_: Request, exc: Refused) -> JSONResponse:
@@ -489,7 +495,6 @@ def create_app(dock: Dock) -> FastAPI:
             )
         digest = hashlib.sha256(body).digest()
         if not verify_request(device.public_key, h, method, raw_path, body, digest.hex()):
-            log.warning("refused: bad request signature from %s", h.device_id)
             raise _problem(
                 401, Code.BAD_SIGNATURE, "request signature does not verify with the device's key"
             )
@@ -506,7 +511,6 @@ def create_app(dock: Dock) -> FastAPI:
             )
         keep = now + 2 * cfg.window_s * 1_000_000 if window else FOREVER_US
         if not store.use_nonce(h.device_id, h.nonce, now, keep):
-            log.warning("refused: replayed request from %s", h.device_id)
             raise _problem(401, Code.REPLAYED, "replayed request: nonce already used")
         return Authed(device, body, digest)
 
