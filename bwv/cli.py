@@ -194,6 +194,7 @@ def config_check(path: Path) -> None:
 
 
 def _register() -> None:
+    from bwv.agency_cmd import agency
     from bwv.dock_cmd import dock
     from bwv.provision_cmd import provision
     from bwv.selftest_cmd import selftest
@@ -201,6 +202,7 @@ def _register() -> None:
 
     for command in (dock, provision, selftest, status):
         main.add_command(command)
+    main.add_command(agency)
 
 
 _register()

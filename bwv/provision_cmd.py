@@ -3,8 +3,9 @@
 1. Check everything first (the agency key, the dock key file if given, that the key files can
    be written), so that a mistake changes nothing.
 2. Make the device key (``keys.device_key``, mode 0600, and ``.pub`` beside it) with
-   :meth:`crypto.identity.DeviceIdentity.generate`. An existing key is kept and the command
-   refuses, unless ``--force``: then the old key (and its ``.pub``) is moved aside to
+   :meth:`crypto.identity.DeviceIdentity.generate`. An existing key is kept: with ``--token``
+   it is the key enrolled (so a retry after a mistyped token enrols the same key); without,
+   the command refuses. ``--force`` replaces it: the old key (and its ``.pub``) is moved aside to
    ``device.key.replaced-<UTC time>``, never deleted, and so is the evidence store it signed
    (``outbox/`` and ``chain_state.json``), because a new key starts a new chain: footage that
    had not shipped stays there, verifiable with the old public key.
@@ -170,6 +171,22 @@ def _replace_old_identity(cfg: Config, key_path: Path, stamp: str) -> list[str]:
     return moved
 
 
+def _make_key(cfg: Config, key_path: Path) -> DeviceIdentity:
+    """A new device key at ``key_path``, after moving aside what an old one left."""
+    stamp = _utc_stamp()
+    try:
+        # with --force the old key; without, what a lost key left (its .pub, its footage)
+        for line in _replace_old_identity(cfg, key_path, stamp):
+            click.echo(f"moved aside: {line}")
+        if not key_path.parent.exists():
+            key_path.parent.mkdir(parents=True, mode=KEY_DIR_MODE)
+        return DeviceIdentity.generate(key_path, cfg.device_id)
+    except IdentityError as exc:
+        raise _fail(f"cannot make the device key: {exc}") from None
+    except OSError as exc:
+        raise _fail(f"cannot make the device key at {key_path}: {exc.strerror or exc}") from None
+
+
 def _pin(path: Path, raw: bytes) -> str | None:
     """Write a pinned public key (64 hex digits) atomically; the key id it replaced, if any."""
     old = None
@@ -188,9 +205,18 @@ def _enroll_error(exc: Exception, url: str, expected: bool) -> click.ClickExcept
     from dock.client import DockRefused
     from dock.protocol import Code
 
+    if isinstance(exc, DockRefused) and exc.code == Code.BAD_TOKEN:
+        why = (
+            "it was issued for another device id"
+            if exc.status == 403
+            else "unknown, already used or expired"
+        )
+        return _fail(
+            f"the dock at {url} refused the enrollment token: {why}; ask for a new one "
+            "(`bwv dock token --device ID` on the dock)"
+        )
     if isinstance(exc, DockRefused):
         hint = {
-            Code.BAD_TOKEN: "the token is wrong, used already or expired: ask for a new one",
             Code.ENROLLED: "this device id is enrolled at the dock already (with another key): "
             "give the camera a new device_id",
             Code.REVOKED: "this device id was revoked: give the camera a new device_id",
@@ -242,8 +268,9 @@ def provision(
     """Make this camera's key, pin the agency's key and, with --token, enrol at the dock.
 
     Run it as the service user (sudo -u bwv ...). It prints the device id and the key ids to
-    compare at the dock, never key bytes. A camera that has a key keeps it: the command
-    refuses unless --force.
+    compare at the dock, never key bytes. A camera that has a key keeps it: with --token
+    that key is enrolled (a retry after a wrong token needs no --force); without --token
+    the command refuses, unless --force replaces the key.
     """
     cfg = load_config(config_path)
     k = cfg.keys
@@ -275,12 +302,22 @@ def provision(
         except IdentityError as exc:
             raise _fail(f"refusing --dock-key: {exc}") from None
 
+    kept = None  # the key made before, enrolled as it is (a retry after a wrong token)
     if os.path.lexists(key_path) and not force:
-        raise _fail(
-            f"this camera already has a device key ({key_path}, key id "
-            f"{_existing_key_id(key_path)}); not replacing it. To replace it, run again with "
-            "--force: the old key is moved aside, never deleted."
-        )
+        if not token:
+            raise _fail(
+                f"this camera already has a device key ({key_path}, key id "
+                f"{_existing_key_id(key_path)}); not replacing it. To enrol it at a dock, "
+                "run again with --token (the key is kept); to replace it, run again with "
+                "--force: the old key is moved aside, never deleted."
+            )
+        try:
+            kept = DeviceIdentity.load(key_path, cfg.device_id)
+        except IdentityError as exc:
+            raise _fail(
+                f"cannot use the device key made before: {exc}; to replace it, run again "
+                "with --force (the old key is moved aside, never deleted)"
+            ) from None
     daemon = read_daemon_status(cfg)
     if force and daemon.running:
         raise _fail(
@@ -296,25 +333,19 @@ def provision(
         raise _fail("nothing was changed:\n  " + "\n  ".join(problems))
 
     # -- the device key -------------------------------------------------------------------
-    stamp = _utc_stamp()
-    try:
-        # with --force the old key; without, what a lost key left (its .pub, its footage)
-        for line in _replace_old_identity(cfg, key_path, stamp):
-            click.echo(f"moved aside: {line}")
-        if not key_path.parent.exists():
-            key_path.parent.mkdir(parents=True, mode=KEY_DIR_MODE)
-        identity = DeviceIdentity.generate(key_path, cfg.device_id)
-    except IdentityError as exc:
-        raise _fail(f"cannot make the device key: {exc}") from None
-    except OSError as exc:
-        raise _fail(f"cannot make the device key at {key_path}: {exc.strerror or exc}") from None
+    if kept is not None:
+        identity = kept
+        click.echo(f"note: keeping this camera's device key (key id {identity.key_id}); "
+                   "enrolling it", err=True)
+    else:
+        identity = _make_key(cfg, key_path)
 
     # -- the agency key -------------------------------------------------------------------
     try:
         replaced = _pin(agency_path, agency_raw)
     except OSError as exc:
         raise _fail(
-            f"the device key was made ({identity.key_id}) but the agency key could "
+            f"the device key is in place ({identity.key_id}) but the agency key could "
             f"not be pinned at {agency_path}: {exc.strerror or exc}"
         ) from None
     if replaced:
@@ -345,7 +376,7 @@ def provision(
             err.message += (
                 f"\nThe device key ({identity.key_id}) and the agency key are in "
                 "place but the camera is NOT enrolled. Fix the cause and run this "
-                "again with --force (this key has signed nothing yet)."
+                "again: the same key is enrolled (no --force needed)."
             )
             raise err from None
         if got.device_id != identity.device_id or got.key_id != identity.key_id:

@@ -238,12 +238,12 @@ def test_a_bad_token_says_what_to_do(tmp_path, harness):
     dev = Device(tmp_path, dock_url=harness.url)
     r = dev.provision("--token", "-", input="bwv-enroll-not-a-real-token\n")
     assert r.exit_code != 0
-    assert "refused the enrolment" in r.output and "ask for a new one" in r.output
-    assert "NOT enrolled" in r.output and "--force" in r.output
+    assert "refused the enrollment token" in r.output and "ask for a new one" in r.output
+    assert "NOT enrolled" in r.output and "no --force needed" in r.output
     assert not dev.dock_pub.exists()
     assert harness.dock.store.get_device(dev.device_id) is None
-    # and the advice works: --force and a good token
-    r = dev.provision("--force", "--token", harness.token(dev.device_id))
+    # and the advice works: the same command with a good token
+    r = dev.provision("--token", harness.token(dev.device_id))
     assert r.exit_code == 0, r.output
     assert load_public_key(dev.dock_pub) == harness.public_key
 
