@@ -8,7 +8,9 @@ about 2 s of its own clock: frames and at least one keyframe, stamped on the cap
 the microphone (about 1 s: packets, and their decoded RMS level); the button, LEDs and
 haptic motor (each output blinked once, the button and dock-detect levels read); the dock,
 if ``dock.url`` is set (``GET /v1/dock``: its key must be the pinned one, and its answer
-signed by it).
+signed by it; then a signed ``GET /v1/status``: the camera must be enrolled there and not
+revoked). Without the GPIO library (RPi.GPIO) the camera and microphone are still tested and
+the missing library is named on a line of its own.
 
 The hardware comes from ``hardware_factory`` (:func:`capture.hardware.build_hardware` on the
 device), so the same checks run against simulated backends in the tests. The camera, the
@@ -511,13 +513,96 @@ def check_dock(cfg: Config, opts: SelftestOptions) -> Check:
             "by it (something between the camera and the dock?)",
             data,
         )
-    return Check(
-        "dock",
-        "PASS",
+    detail = (
         f"{url} reachable in {took_ms:.0f} ms, key id "
-        f"{key_id_of(theirs)} is the pinned one (signed answer)",
-        data,
+        f"{key_id_of(theirs)} is the pinned one (signed answer)"
     )
+    enrolment = check_enrolment(cfg, url, pinned, opts)
+    if enrolment is None:
+        return Check("dock", "PASS", detail, data)
+    status, text = enrolment
+    data["enrolment"] = text
+    return Check("dock", status, f"{detail}; {text}" if status == "PASS" else text, data)
+
+
+def check_enrolment(
+    cfg: Config, url: str, dock_key: bytes, opts: SelftestOptions
+) -> tuple[Status, str] | None:
+    """Ask the dock (a signed ``GET /v1/status``) whether it knows this camera and has not
+    revoked it. None when there is no usable device key to ask with (its own check fails)."""
+    from crypto.identity import DeviceIdentity, IdentityError
+    from dock.client import DeviceCredentials, DockClient, DockError, DockRefused
+    from dock.protocol import Code
+
+    try:
+        ident = DeviceIdentity.load(Path(cfg.keys.device_key), cfg.device_id)
+    except IdentityError:
+        return None
+    creds = DeviceCredentials(ident.device_id, ident, dock_key)
+    try:
+        with DockClient(
+            url, creds, wall_clock=lambda: time.time_ns() // 1000, timeout=opts.dock_timeout_s
+        ) as client:
+            status = client.status()
+    except DockRefused as exc:
+        if exc.code == Code.REVOKED:
+            return "FAIL", (
+                f"camera revoked at the dock ({url}: {exc.detail}): it cannot ship; a "
+                "replacement camera needs a new device_id (technician's guide, section 10)"
+            )
+        if exc.code == Code.UNKNOWN_DEVICE:
+            return "FAIL", (
+                f"device {ident.device_id} is not enrolled at {url}: footage cannot ship "
+                "until it is (`bwv provision --token ...`)"
+            )
+        if exc.code == Code.BAD_SIGNATURE:
+            return "FAIL", (
+                f"{url} knows {ident.device_id} with another key than this camera's "
+                f"(key id {ident.key_id}): wrong device_id, or the key was replaced"
+            )
+        if exc.code == Code.STALE:
+            return "WARN", (
+                f"device {ident.device_id} is enrolled at {url}, but its clock is off from "
+                "the dock's by more than the dock accepts: it is set when docked"
+            )
+        return "FAIL", f"{url} refused this camera: {exc.detail}"
+    except DockError as exc:
+        return "FAIL", f"could not ask {url} about this camera: {exc}"
+    held = (status.get("chain") or {}).get("held", 0) if isinstance(status, dict) else 0
+    return "PASS", f"enrolled there (key id {ident.key_id}), not revoked; {held} records held"
+
+
+# -- a missing GPIO library ------------------------------------------------------------------------
+
+GPIO_PACKAGES = (
+    "the camera needs RPi.GPIO, which the python3-rpi-lgpio package provides: install.sh "
+    "installs it from apt (sudo ./install.sh), or `pip install rpi-lgpio` in the venv "
+    "(the `pi` extra); off a Raspberry Pi there are no pins to test"
+)
+
+
+class _NoPins:
+    """Stands in for the pins when their library is missing (never used: see the check)."""
+
+
+NO_PINS: Any = _NoPins()
+
+
+def gpio_library_problem(exc: BaseException) -> str | None:
+    """What to tell the technician when ``exc`` says the GPIO library is missing or cannot
+    run here (RPi.GPIO refuses to import off a Pi); None for anything else."""
+    if isinstance(exc, ModuleNotFoundError) and (exc.name or "").split(".")[0] in (
+        "RPi",
+        "lgpio",
+    ):
+        return f"RPi.GPIO cannot be imported ({exc}): {GPIO_PACKAGES}"
+    import traceback
+
+    frames = traceback.extract_tb(exc.__traceback__)
+    from_gpio = any(Path(f.filename).parts[-2:] == ("gpio", "rpi.py") for f in frames)
+    if from_gpio and isinstance(exc, ImportError | RuntimeError):
+        return f"RPi.GPIO cannot be used here ({_err(exc)}): {GPIO_PACKAGES}"
+    return None
 
 
 # -- all of it ------------------------------------------------------------------------------------
@@ -532,17 +617,30 @@ def _hardware_checks(
 
     wall = OffsetWallClock(time.time_ns() // 1000 - clock.now_us())
     faults: list[str] = []
+    checks: list[Check] = []
     try:
         hw = hardware_factory(cfg, wall, faults.append, None, clock=clock)
     except Exception as exc:  # noqa: BLE001 - no RPi.GPIO off a Pi, pins busy, ...
+        missing = gpio_library_problem(exc)
         why = f"cannot set up the hardware: {_err(exc)}"
-        return [Check(n, "FAIL", why) for n in ("camera", "microphone", "controls")], None
+        hw = None
+        if missing is not None:  # the camera and microphone are still worth testing
+            checks.append(Check("gpio library", "FAIL", missing))
+            try:
+                hw = hardware_factory(cfg, wall, faults.append, None, clock=clock, pins=NO_PINS)
+            except Exception as again:  # noqa: BLE001
+                why = f"cannot set up the hardware: {_err(again)}"
+        if hw is None:
+            checks += [Check(n, "FAIL", why) for n in ("camera", "microphone", "controls")]
+            return checks, None
     start = hw.clock.now_us()
-    checks = [
-        check_camera(hw, opts),
-        check_microphone(hw, cfg, opts),
-        check_controls(hw, cfg, opts),
-    ]
+    checks += [check_camera(hw, opts), check_microphone(hw, cfg, opts)]
+    if hw.pins is NO_PINS:
+        checks.append(
+            Check("controls", "FAIL", "not tested: no GPIO library (see the gpio library line)")
+        )
+    else:
+        checks.append(check_controls(hw, cfg, opts))
     return checks, (start, hw.clock.now_us())
 
 

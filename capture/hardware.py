@@ -26,8 +26,9 @@ class Hardware:
 
 def build_hardware(cfg: Config, wall: WallClock, on_fault: Callable[[str], None],
                    on_warning: Callable[[str], None] | None = None,
-                   clock: KernelClock | None = None) -> Hardware:
-    """``clock``: the daemon's one capture clock (the wall clock is anchored to it)."""
+                   clock: KernelClock | None = None, pins: PinBackend | None = None) -> Hardware:
+    """``clock``: the daemon's one capture clock (the wall clock is anchored to it);
+    ``pins``: used instead of RPi.GPIO's (``bwv selftest`` without that library)."""
     from gpio.rpi import RpiGpioBackend
 
     clock = clock or capture_clock()
@@ -42,4 +43,4 @@ def build_hardware(cfg: Config, wall: WallClock, on_fault: Callable[[str], None]
             on_fault=on_fault,
             on_warning=on_warning,
         )
-    return Hardware(clock, camera, microphone, RpiGpioBackend(clock))
+    return Hardware(clock, camera, microphone, pins if pins is not None else RpiGpioBackend(clock))

@@ -193,11 +193,21 @@ def factory(camera=FakeCamera, amplitude=0.1, pins=SimPinBackend, made=None):
 # -- a provisioned camera ----------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def harness(tmp_path_factory):
     h = DockHarness(tmp_path_factory.mktemp("dock"))
     yield h
     h.close()
+
+
+def enrol(cfg: Path, harness: DockHarness) -> None:
+    """Enrol the camera of ``cfg`` at the harness's dock, as `bwv provision --token` does."""
+    from dock.client import enroll
+
+    c = load(cfg)
+    ident = DeviceIdentity.load(Path(c.keys.device_key), c.device_id)
+    enroll(harness.url, c.device_id, ident, ident.public_key, harness.token(c.device_id),
+           wall_clock=lambda: time.time_ns() // 1000)
 
 
 def make_camera(
@@ -264,6 +274,7 @@ def by_name(checks) -> dict:
 
 def test_everything_passes_on_a_good_camera(tmp_path, harness):
     cfg = make_camera(tmp_path, harness.url, harness.public_key)
+    enrol(cfg, harness)
     made: list[Hardware] = []
     r = invoke(cfg, factory(made=made))
     assert r.exit_code == 0, r.output
@@ -302,6 +313,7 @@ def test_everything_passes_on_a_good_camera(tmp_path, harness):
 
 def test_json_report(tmp_path, harness):
     cfg = make_camera(tmp_path, harness.url, harness.public_key)
+    enrol(cfg, harness)
     r = invoke(cfg, factory(), FAST, "--json")
     assert r.exit_code == 0, r.output
     rep = json.loads(r.output)
