@@ -163,8 +163,9 @@ def _open_for_serving(store_dir: Path):
 def serve(store_dir: Path, listen: str, log_format: str) -> None:
     """Run the dock server on a store until stopped (Ctrl-C).
 
-    bwv-dock.service runs this on a dock machine. DIR must be a dock store, or empty or
-    missing: the first start makes the store there, with the dock's signing key (dock.key)
+    bwv-dock.service runs this on a dock machine. The --store folder (DIR) must be a dock
+    store, or empty or missing: any other folder is refused. The first start makes the
+    store there, with the dock's signing key (dock.key)
     and the admin token (admin.token), both mode 0600 and never printed, and DIR/dock.pub,
     the dock's public key. Copy dock.pub to each camera (keys.dock_public_key,
     /var/lib/bwv/keys/dock.pub): the camera trusts answers and receipts signed by that key
