@@ -98,8 +98,11 @@ def sim_raid(ctx: click.Context, out: Path, pre_record: float | None, record: fl
     Boots, buffers, presses once more than the pre-record window has passed, records,
     holds the button to stop, then writes OUT/summary.json and checks that everything it
     expected was recorded. Exits 0 only if it was.
+
+    OUT must be new, empty, or an earlier raid's folder, which is replaced (saying so);
+    anything else is refused (exit 2).
     """
-    from simulator.raid import RaidPlan, run_raid
+    from simulator.raid import RaidOutError, RaidPlan, prepare_out, run_raid
 
     overrides: dict = {}
     if ctx.obj.get("config") is None:
@@ -118,6 +121,13 @@ def sim_raid(ctx: click.Context, out: Path, pre_record: float | None, record: fl
     cfg = _load_config(ctx.obj.get("config"), overrides)
     if record <= 0:
         raise click.BadParameter("must be > 0", param_hint="--record")
+    try:
+        replaced = prepare_out(out)
+    except RaidOutError as exc:
+        click.echo(f"bwv sim raid: {exc}", err=True)
+        sys.exit(2)
+    if replaced:
+        click.echo(f"bwv sim raid: replacing the earlier raid in {out}", err=True)
     result = run_raid(cfg, out, RaidPlan(record_s=record), realtime=realtime,
                       wall_epoch_us=time.time_ns() // 1000)
     for rec in result.summary["recordings"]:
