@@ -71,14 +71,20 @@ def sim(ctx: click.Context, config_path: Path | None, state: Path) -> None:
     """Run the device on simulated hardware.
 
     Without a subcommand: the interactive simulator in this terminal, in real time.
-    SPACE presses the record button, H holds it (3 s hold stops), T toggles stealth, Q quits.
+    SPACE presses the record button, H holds it (3 s hold stops), T toggles stealth, Q quits;
+    on quit the camera docks (STATE/dock) and the commands to export and play what it
+    recorded are printed. It needs a terminal: headless, use `bwv sim raid`.
     """
     ctx.obj = {"config": config_path}
     if ctx.invoked_subcommand is None:
-        from simulator.interactive import run_interactive
+        from simulator.interactive import NoTerminal, run_interactive
 
         cfg = _load_config(config_path, {"device_id": "sim-0001"} if not config_path else {})
-        run_interactive(cfg, state)
+        try:
+            run_interactive(cfg, state)
+        except NoTerminal as exc:
+            click.echo(str(exc), err=True)
+            sys.exit(2)
 
 
 @sim.command("raid")
