@@ -152,4 +152,4 @@ def test_editable_install_prints_no_warning_block(tmp_path):
     with zipfile.ZipFile(wheel) as z:
         pth = [n for n in z.namelist() if n.endswith(".pth")]
         assert len(pth) == 1
-        assert z.read(pth[0]).decode().strip() == str(src)
+        assert z.read(pth[0]).decode().strip() == str(src.resolve())
