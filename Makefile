@@ -1,4 +1,5 @@
-# The two commands of the README, and the rest. Each target sets itself up.
+# The two commands of the README, and the rest. Each target sets itself up: `make sim` installs
+# bwv alone (needs only python3), `make test` also the test tools and what pyaudio builds with.
 SIM_OUT ?= sim-out
 PY := .venv/bin/python
 
@@ -7,8 +8,8 @@ PY := .venv/bin/python
 venv:
 	@scripts/bootstrap.sh
 
+# bwv sim raid replaces an earlier raid's folder (saying so) and refuses any other non-empty one
 sim: venv
-	@rm -rf $(SIM_OUT)
 	@.venv/bin/bwv sim raid --out $(SIM_OUT) --pre-record 10 --record 15
 	@echo
 	@echo "Recordings are in $(SIM_OUT)/recordings (summary: $(SIM_OUT)/summary.json)."

@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
-# Install bwv on Raspberry Pi OS (Bookworm or later) as a hardened systemd service.
+# Install bwv as a hardened systemd service: on a camera (Raspberry Pi OS, Bookworm or later),
+# or with --dock on the dock machine (plain Debian 12 or later is enough).
 #
-#   sudo ./install.sh            install or upgrade (safe to run again: it is idempotent)
-#   ./install.sh --dry-run       print what it would do, change nothing
-#   sudo ./install.sh --dock     also install the dock service (on the dock machine)
+#   sudo ./install.sh            a camera: install or upgrade (idempotent: safe to run again)
+#   sudo ./install.sh --dock     the dock alone: no camera packages, no bwv.service
+#   ./install.sh --dry-run       print what it would do, change nothing (with or without --dock)
 #
-# It installs python3-picamera2 and python3-pyaudio from apt (picamera2 needs the apt-only
-# libcamera bindings), makes a virtual environment with --system-site-packages in
-# /opt/bwv/venv, installs bwv into it, creates the 'bwv' service user, installs the units,
-# and leaves /etc/bwv/bwv.toml alone if it exists. Keys are made by 'bwv provision', never
-# here.
+# A camera: python3-picamera2, python3-pyaudio and python3-rpi-lgpio from apt (picamera2 needs
+# the apt-only libcamera bindings), a virtual environment with --system-site-packages in
+# /opt/bwv/venv with bwv in it, the 'bwv' service user, /etc/bwv/bwv.toml (left alone if it
+# exists) and bwv.service, enabled. The dock: python3-venv from apt, the same virtual
+# environment (bwv's dependencies all come as wheels), the 'bwv-dock' user and
+# bwv-dock.service, enabled. Keys are made by 'bwv provision' and the dock, never here.
 set -euo pipefail
 
 PREFIX=/opt/bwv
@@ -20,7 +22,7 @@ SRC="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 DRY_RUN=0
 WITH_DOCK=0
 
-usage() { sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; }
 
 for arg in "$@"; do
   case "$arg" in
@@ -46,61 +48,85 @@ if [ "$DRY_RUN" -eq 0 ] && [ "$(id -u)" -ne 0 ]; then
   exit 1
 fi
 
-say "apt packages"
-APT_PACKAGES=(python3-venv python3-picamera2 python3-pyaudio python3-rpi-lgpio)
-missing=()
-for p in "${APT_PACKAGES[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if [ "${#missing[@]}" -gt 0 ]; then
-  run apt-get update
-  run apt-get install -y "${missing[@]}"
-else
-  say "all present: ${APT_PACKAGES[*]}"
-fi
-
-say "service user"
-if id bwv >/dev/null 2>&1; then
-  say "user bwv exists"
-else
-  run useradd --system --home-dir /var/lib/bwv --no-create-home --shell /usr/sbin/nologin bwv
-fi
-for g in video audio gpio; do
-  if getent group "$g" >/dev/null 2>&1; then
-    run usermod -a -G "$g" bwv
+apt_packages() {
+  say "apt packages: $*"
+  local missing=() p
+  for p in "$@"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  if [ "${#missing[@]}" -gt 0 ]; then
+    run apt-get update
+    run apt-get install -y "${missing[@]}"
+  else
+    say "all present"
   fi
-done
+}
 
-say "state directory /var/lib/bwv (keys, outbox; owned by bwv, private)"
-run install -d -m 0700 -o bwv -g bwv /var/lib/bwv /var/lib/bwv/keys
+system_user() {  # NAME HOME
+  if id "$1" >/dev/null 2>&1; then
+    say "user $1 exists"
+  else
+    run useradd --system --home-dir "$2" --no-create-home --shell /usr/sbin/nologin "$1"
+  fi
+}
 
-say "virtual environment in $VENV (with system site packages, for picamera2)"
-if [ ! -x "$VENV/bin/python" ]; then
-  run mkdir -p "$PREFIX"
-  run python3 -m venv --system-site-packages "$VENV"
-fi
-run "$VENV/bin/python" -m pip install --quiet --upgrade "$SRC"
+venv_with_bwv() {  # [--system-site-packages]
+  say "virtual environment in $VENV${1:+ (with system site packages, for picamera2)}"
+  if [ ! -x "$VENV/bin/python" ]; then
+    run mkdir -p "$PREFIX"
+    run python3 -m venv "$@" "$VENV"
+  elif [ -n "${1:-}" ] && ! grep -qs '^include-system-site-packages = true' "$VENV/pyvenv.cfg"
+  then  # made by a dock install on the same machine: let it see picamera2 too
+    run python3 -m venv "$@" "$VENV"
+  fi
+  run "$VENV/bin/python" -m pip install --quiet --upgrade "$SRC"
+}
 
-say "configuration in $ETC"
-run install -d -m 0750 -o root -g bwv "$ETC"
-if [ -e "$ETC/bwv.toml" ]; then
-  say "$ETC/bwv.toml exists: left as it is"
-else
-  run install -m 0640 -o root -g bwv "$SRC/systemd/bwv.example.toml" "$ETC/bwv.toml"
-fi
+enable_units() {  # UNIT...
+  say "systemd units: $*"
+  local u
+  for u in "$@"; do
+    run install -m 0644 "$SRC/systemd/$u" "$UNIT_DIR/$u"
+  done
+  run systemctl daemon-reload
+  run systemctl enable "$@"
+}
 
-say "systemd units"
-run install -m 0644 "$SRC/systemd/bwv.service" "$UNIT_DIR/bwv.service"
-units=(bwv.service)
+install_dock() {
+  apt_packages python3-venv
+  say "service user bwv-dock (its store /var/lib/bwv-dock is made by systemd, private)"
+  system_user bwv-dock /var/lib/bwv-dock
+  venv_with_bwv
+  enable_units bwv-dock.service
+  say "done. Next: sudo systemctl start bwv-dock; then bwv dock token (technician's guide, 9)"
+}
+
+install_camera() {
+  apt_packages python3-venv python3-picamera2 python3-pyaudio python3-rpi-lgpio
+  say "service user bwv"
+  system_user bwv /var/lib/bwv
+  local g
+  for g in video audio gpio; do
+    if getent group "$g" >/dev/null 2>&1; then
+      run usermod -a -G "$g" bwv
+    fi
+  done
+  say "state directory /var/lib/bwv (keys, outbox; owned by bwv, private)"
+  run install -d -m 0700 -o bwv -g bwv /var/lib/bwv /var/lib/bwv/keys
+  venv_with_bwv --system-site-packages
+  say "configuration in $ETC"
+  run install -d -m 0750 -o root -g bwv "$ETC"
+  if [ -e "$ETC/bwv.toml" ]; then
+    say "$ETC/bwv.toml exists: left as it is"
+  else
+    run install -m 0640 -o root -g bwv "$SRC/systemd/bwv.example.toml" "$ETC/bwv.toml"
+  fi
+  enable_units bwv.service
+  say "done. Next: sudo -u bwv $VENV/bin/bwv provision ... (see README, technician's guide)"
+}
+
 if [ "$WITH_DOCK" -eq 1 ]; then
-  if ! id bwv-dock >/dev/null 2>&1; then
-    run useradd --system --home-dir /var/lib/bwv-dock --no-create-home \
-      --shell /usr/sbin/nologin bwv-dock
-  fi
-  run install -m 0644 "$SRC/systemd/bwv-dock.service" "$UNIT_DIR/bwv-dock.service"
-  units+=(bwv-dock.service)
+  install_dock
+else
+  install_camera
 fi
-run systemctl daemon-reload
-run systemctl enable "${units[@]}"
-
-say "done. Next: sudo -u bwv $VENV/bin/bwv provision ... (see README, technician's guide)"

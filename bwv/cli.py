@@ -71,14 +71,20 @@ def sim(ctx: click.Context, config_path: Path | None, state: Path) -> None:
     """Run the device on simulated hardware.
 
     Without a subcommand: the interactive simulator in this terminal, in real time.
-    SPACE presses the record button, H holds it (3 s hold stops), T toggles stealth, Q quits.
+    SPACE presses the record button, H holds it (3 s hold stops), T toggles stealth, Q quits;
+    on quit the camera docks (STATE/dock) and the commands to export and play what it
+    recorded are printed. It needs a terminal: headless, use `bwv sim raid`.
     """
     ctx.obj = {"config": config_path}
     if ctx.invoked_subcommand is None:
-        from simulator.interactive import run_interactive
+        from simulator.interactive import NoTerminal, run_interactive
 
         cfg = _load_config(config_path, {"device_id": "sim-0001"} if not config_path else {})
-        run_interactive(cfg, state)
+        try:
+            run_interactive(cfg, state)
+        except NoTerminal as exc:
+            click.echo(str(exc), err=True)
+            sys.exit(2)
 
 
 @sim.command("raid")
@@ -98,8 +104,11 @@ def sim_raid(ctx: click.Context, out: Path, pre_record: float | None, record: fl
     Boots, buffers, presses once more than the pre-record window has passed, records,
     holds the button to stop, then writes OUT/summary.json and checks that everything it
     expected was recorded. Exits 0 only if it was.
+
+    OUT must be new, empty, or an earlier raid's folder, which is replaced (saying so);
+    anything else is refused (exit 2).
     """
-    from simulator.raid import RaidPlan, run_raid
+    from simulator.raid import RaidOutError, RaidPlan, prepare_out, run_raid
 
     overrides: dict = {}
     if ctx.obj.get("config") is None:
@@ -118,6 +127,13 @@ def sim_raid(ctx: click.Context, out: Path, pre_record: float | None, record: fl
     cfg = _load_config(ctx.obj.get("config"), overrides)
     if record <= 0:
         raise click.BadParameter("must be > 0", param_hint="--record")
+    try:
+        replaced = prepare_out(out)
+    except RaidOutError as exc:
+        click.echo(f"bwv sim raid: {exc}", err=True)
+        sys.exit(2)
+    if replaced:
+        click.echo(f"bwv sim raid: replacing the earlier raid in {out}", err=True)
     result = run_raid(cfg, out, RaidPlan(record_s=record), realtime=realtime,
                       wall_epoch_us=time.time_ns() // 1000)
     for rec in result.summary["recordings"]:

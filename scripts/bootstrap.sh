@@ -1,14 +1,30 @@
 #!/usr/bin/env bash
-# Make .venv with bwv and its test tools installed. Needs only python3; installs what a fresh
-# Debian machine lacks (python3-venv, ffmpeg for ffprobe) when it can (root or sudo).
+# Make .venv with bwv installed, saying what it does step by step.
+#
+#   scripts/bootstrap.sh                    bwv and what it runs on (make sim): needs only
+#                                           python3; every dependency comes as a wheel
+#   scripts/bootstrap.sh --with-test-tools  also the test tools and pyaudio (make test), with
+#                                           what they need from apt: ffmpeg (ffprobe),
+#                                           portaudio19-dev, gcc and python3-dev (pyaudio has
+#                                           no Linux wheel and is built here)
+#
+# Installs what a fresh Debian machine lacks with apt-get when it can (root or sudo). Does
+# nothing when .venv is already up to date.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+say() { printf 'bwv set-up: %s\n' "$*" >&2; }
+
+with_tests=0
+case "${1:-}" in
+  "") ;;
+  --with-test-tools) with_tests=1 ;;
+  *) echo "bootstrap.sh: unknown option: $1 (only --with-test-tools)" >&2; exit 2 ;;
+esac
+
 need_apt=()
 python3 -c 'import ensurepip, venv' 2>/dev/null || need_apt+=(python3-venv)
-if [ "${1:-}" = "--with-test-tools" ]; then
-  # ffprobe checks the recordings; PortAudio's headers and a compiler build pyaudio, whose
-  # real capture path the tests run through an ALSA file device
+if [ "$with_tests" -eq 1 ]; then
   command -v ffprobe >/dev/null || need_apt+=(ffmpeg)
   [ -e /usr/include/portaudio.h ] || need_apt+=(portaudio19-dev)
   command -v gcc >/dev/null || need_apt+=(gcc)
@@ -17,21 +33,39 @@ fi
 if [ ${#need_apt[@]} -gt 0 ]; then
   if command -v apt-get >/dev/null; then
     SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
-    echo "bootstrap: installing ${need_apt[*]} with apt-get" >&2
+    say "installing ${need_apt[*]} with apt-get"
     $SUDO apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
   else
-    echo "bootstrap: please install: ${need_apt[*]}" >&2
+    say "please install ${need_apt[*]} first (no apt-get here)"
     exit 1
   fi
 fi
 
-stamp=.venv/.bwv-installed
+pip_install() {
+  .venv/bin/python -m pip install --quiet --disable-pip-version-check --no-input "$@" || {
+    say "pip could not install $* (its messages are above)"
+    exit 1
+  }
+}
+
 if [ ! -x .venv/bin/python ]; then
+  say "creating .venv"
   python3 -m venv .venv
 fi
-if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
-  .venv/bin/python -m pip install -q --upgrade pip
-  .venv/bin/python -m pip install -q -e '.[dev]'
-  touch "$stamp"
+# a stamp per set installed: a changed pyproject.toml installs again
+stale() { [ ! -f "$1" ] || [ pyproject.toml -nt "$1" ]; }
+base_stamp=.venv/.bwv-installed
+test_stamp=.venv/.bwv-installed-test-tools
+if [ "$with_tests" -eq 1 ] && stale "$test_stamp"; then
+  say "installing bwv, its dependencies and the test tools (pytest, hypothesis, ruff," \
+    "schemathesis, pyaudio) into .venv (a minute or two the first time)"
+  pip_install -e '.[dev]'
+  touch "$base_stamp" "$test_stamp"
+  say ".venv is ready"
+elif stale "$base_stamp"; then
+  say "installing bwv and its dependencies into .venv (about a minute the first time)"
+  pip_install -e .
+  touch "$base_stamp"
+  say ".venv is ready"
 fi

@@ -15,6 +15,42 @@ from crypto.trail import TRAIL_NAME
 from crypto.verify import verify, verify_outbox
 from simulator.device import SimDevice, make_device
 
+# what a raid writes into its --out folder
+RAID_ENTRIES = frozenset({"device", "dock", "recordings", "summary.json"})
+
+
+class RaidOutError(Exception):
+    """The --out folder cannot take a raid (one line, for the user)."""
+
+
+def prepare_out(out: Path) -> bool:
+    """Make ``out`` ready for a raid, as ``git clone`` would, but knowing its own output: a
+    new or empty folder is used as it is; an earlier raid's folder is emptied (returns True,
+    so the caller says so); a folder holding anything else is refused."""
+    try:
+        if not out.exists():
+            return False
+        if not out.is_dir():
+            raise RaidOutError(f"{out} is not a folder")
+        entries = sorted(out.iterdir())
+        if not entries:
+            return False
+        foreign = [p.name for p in entries if p.name not in RAID_ENTRIES]
+        if foreign or not (out / "device" / "keys").is_dir():
+            shown = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
+            raise RaidOutError(
+                f"{out} is not empty and not an earlier raid's folder"
+                + (f" (it holds {shown})" if foreign else "")
+                + ": give a new or empty folder")
+        for p in entries:
+            if p.is_dir() and not p.is_symlink():
+                shutil.rmtree(p)
+            else:
+                p.unlink()
+        return True
+    except OSError as exc:
+        raise RaidOutError(f"cannot use {out}: {exc.strerror or exc}") from None
+
 
 @dataclass(frozen=True)
 class RaidPlan:
