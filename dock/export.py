@@ -56,6 +56,7 @@ from dock.export_folder import (
     earlier_export,
     export_listing,
     hand_over,
+    not_an_export_folder,
 )
 from dock.keys import DOCK_KEY_FILE, KeyFileError, load_or_create_signing_key
 from dock.protocol import is_device_id
@@ -462,6 +463,9 @@ def _check_out(out: Path, store_dir: Path, replace: bool) -> None:
         raise ExportError(f"{out}: is inside the dock store; export somewhere else")
     if out.exists() and not out.is_dir():
         raise ExportError(f"{out}: is a file, not a folder")
+    why = not_an_export_folder(out)
+    if why:
+        raise ExportError(f"{out}: {why}; export into a folder of its own")
     earlier = earlier_export(out)
     if earlier and not replace:
         raise ExportError(

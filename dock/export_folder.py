@@ -26,8 +26,10 @@ from nacl.public import PrivateKey
 from capture.fmp4 import fragment_count
 from crypto.durable import write_atomic
 from crypto.evidence import SEGMENTS_DIR
+from crypto.manifest import CHAIN_DIR
 from crypto.records import sha256_hex
 from crypto.seal import decrypt_segment
+from crypto.trail import TRAIL_NAME
 
 MANIFESTS_DIR = "manifests"
 REPORT_FILE = "report.json"
@@ -44,6 +46,17 @@ UNREADABLE = "undecryptable"  # nothing of it decrypts
 NO_FRAME = ("it holds no frame (the camera stopped it right after it began: a crash or a "
             "full disk at that moment)")
 EMPTY_DETAIL = NO_FRAME + "; no MP4 written"
+
+
+def not_an_export_folder(out: Path) -> str | None:
+    """Why ``out`` must not be exported into (nor cleared): it is a camera's outbox or a dock
+    store, whose ``segments/`` are evidence, not an earlier export."""
+    out = Path(out)
+    if (out / TRAIL_NAME).exists() or (out / CHAIN_DIR).is_dir():
+        return "is a camera's outbox (it has a signature trail or chain/)"
+    if (out / "index.sqlite3").exists():
+        return "is a dock store"
+    return None
 
 
 def earlier_export(out: Path) -> list[Path]:

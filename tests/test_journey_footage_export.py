@@ -200,3 +200,13 @@ def test_replace_removes_nothing_when_the_export_cannot_run(docked, tmp_path):
               "--replace")
     assert res.exit_code == 2 and "no recording" in res.output
     assert _snapshot(out) == before
+
+
+def test_export_never_writes_into_nor_clears_a_camera_outbox(docked, tmp_path):
+    outbox = tmp_path / "outbox"
+    (outbox / "segments").mkdir(parents=True)
+    (outbox / "segments" / "r_0000.bwvseg").write_bytes(b"evidence")
+    (outbox / "trail.jsonl").write_text("")
+    res = run("export", "--store", docked["store"], "whole", "--out", outbox, "--replace")
+    assert res.exit_code == 2 and "outbox" in res.output
+    assert (outbox / "segments" / "r_0000.bwvseg").read_bytes() == b"evidence"
