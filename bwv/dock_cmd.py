@@ -466,15 +466,19 @@ def status(store_dir: Path, as_json: bool, reverify: bool) -> None:
 @STORE_OPTION
 @click.argument("recording_id", metavar="RECORDING")
 @click.option("--out", type=click.Path(path_type=Path, file_okay=False), required=True,
-              help="Folder to write the recording into (made if missing).")
+              help="Folder to write the recording into (made if missing; refused if it "
+              "holds an earlier export, unless --replace).")
 @click.option("--agency-key", type=click.Path(path_type=Path, dir_okay=False),
               help="The agency's X25519 private key file (mode 0600): decrypt the footage "
               "to playable MP4. Without it, the encrypted segments are exported.")
 @click.option("--device", "device_id", metavar="DEVICE_ID",
               help="The camera that recorded it (needed only if two cameras used the id).")
+@click.option("--replace", is_flag=True,
+              help="OUT holds an earlier export: remove it (its report, manifests/, "
+              "segments/ and MP4 files; nothing else) and export afresh.")
 @click.option("-q", "--quiet", is_flag=True, help="No per-segment progress on stderr.")
 def export_cmd(store_dir: Path, recording_id: str, out: Path, agency_key: Path | None,
-               device_id: str | None, quiet: bool) -> None:
+               device_id: str | None, replace: bool, quiet: bool) -> None:
     """Hand a recording over: its footage, signed records and a verification report.
 
     \b
@@ -483,13 +487,17 @@ def export_cmd(store_dir: Path, recording_id: str, out: Path, agency_key: Path |
                                MP4, plays in VLC, ffplay or a browser
       segments/*.bwvseg        (without --agency-key) the encrypted segments as stored
       manifests/*.json         the camera's signed manifests and end-of-recording record
-      report.json              the offline verifier's report on the dock's copies
-    The report checks every segment against the camera's signatures and its chain.
+      report.json              the offline verifier's report on the dock's copies, and
+                               ("export") what became of each segment
+    The report checks every segment against the camera's signatures and its chain. A
+    segment the camera cut right after it began holds no frame: it is listed as empty,
+    not written as an MP4 that would not play.
 
     \b
     Exit status: 0  verified (and, with --agency-key, every segment decrypted)
                  1  exported, but not verified or not all decrypted: see the messages
-                 2  nothing exported (no such store or recording, bad key file)
+                 2  nothing exported (no such store or recording, bad key file, OUT holds
+                    an earlier export and no --replace)
     RECORDING is a recording id as `bwv dock status` lists it.
     """
     agency = None
@@ -507,12 +515,17 @@ def export_cmd(store_dir: Path, recording_id: str, out: Path, agency_key: Path |
 
     try:
         result = export_recording(store_dir, recording_id, out, agency, progress,
-                                  device_id=device_id)
+                                  device_id=device_id, replace=replace)
     except ExportError as exc:
         raise DockUsageError(str(exc)) from None
     except OSError as exc:
         raise DockUsageError(f"cannot write the export: {exc.strerror} "
                              f"({exc.filename or out})") from None
+    if result.replaced:
+        from dock.export_folder import describe
+
+        click.echo(f"started clean: removed the earlier export in {out} "
+                   f"({describe(result.replaced)})")
     n = len(result.stored)
     click.echo(f"recording {result.recording_id} from device {result.device_id}: "
                f"{n} segment(s) held at the dock")
@@ -522,11 +535,16 @@ def export_cmd(store_dir: Path, recording_id: str, out: Path, agency_key: Path |
     else:
         click.echo("  NOT decrypted (no --agency-key): exported the encrypted segments as "
                    f"stored, in {out / 'segments'}")
+    for s in result.handed_over:
+        if s.state == "empty":
+            click.echo(f"  segment {s.index}: EMPTY, {s.detail}")
     click.echo(f"manifests: {out / 'manifests'} ({len(result.manifests)} chain record(s))")
     click.echo(f"report:    {result.report_path}")
     if result.ok:
         click.echo("VERIFIED: authentic and complete"
-                   + (", every segment decrypted" if result.decrypted else ""))
+                   + (", every segment decrypted" if result.decrypted else "")
+                   + (f" ({len(result.empty)} empty segment(s) listed, not written)"
+                      if result.empty and result.decrypted else ""))
         return
     for p in result.problems:
         click.echo(f"PROBLEM: {p}", err=True)

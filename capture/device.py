@@ -45,6 +45,7 @@ def recorder_config(cfg: Config) -> RecorderConfig:
         segment_us=int(cfg.segments.seconds * 1_000_000),
         low_space_bytes=int(cfg.storage.low_space_minutes * 60 * byte_rate),
         resume_space_bytes=int(max(cfg.segments.seconds, 10) * byte_rate * 2),
+        device_id=cfg.device_id,
     )
 
 

@@ -5,6 +5,13 @@ and hands them out as blobs: one ``init`` blob (ftyp + moov) and then one ``frag
 (moof + mdat) per GOP. A file made of the init blob followed by any prefix of the fragments
 is a valid, playable MP4 (shared/DESIGN.md: "a truncated file still plays up to its last
 whole fragment"), which is what lets the writer fsync, sign and encrypt fragment by fragment.
+
+Every segment carries its wall-clock start (``creation_time``, in ``mvhd`` and as a tag) and
+who recorded it (``device_id``, ``recording_id``, ``segment_index``: ``udta/meta`` tags that
+``ffprobe -show_format`` lists). Timestamps run on the recording's timeline: packets are fed
+relative to the recording's origin and each fragment's ``tfdt`` (base media decode time)
+carries them unchanged, so segment N starts where segment N-1 ended (ffprobe's
+``start_time``), and each segment still decodes on its own.
 """
 
 from __future__ import annotations
@@ -12,6 +19,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from fractions import Fraction
 
 import av
@@ -20,7 +28,11 @@ from capture.audio_encoder import AudioFormat
 from capture.packets import Packet, Stream
 
 US = Fraction(1, 1_000_000)
-MOVFLAGS = "frag_keyframe+empty_moov+default_base_moof+skip_trailer"
+# frag_discont: each track's first fragment keeps its packets' decode time in ``tfdt`` (the
+# recording's timeline) instead of starting at 0; use_metadata_tags: our own tag names
+MOVFLAGS = (
+    "frag_keyframe+empty_moov+default_base_moof+skip_trailer+frag_discont+use_metadata_tags"
+)
 
 
 @dataclass(frozen=True)
@@ -28,6 +40,29 @@ class VideoFormat:
     width: int
     height: int
     fps: int
+
+
+@dataclass(frozen=True)
+class SegmentTags:
+    """What a segment's container says about it (shown by ``ffprobe -show_format``)."""
+
+    wall_start_us: int | None = None  # wall-clock time of the first frame (Unix µs, UTC)
+    device_id: str = ""
+    recording_id: str = ""
+    segment_index: int | None = None
+
+    def metadata(self) -> dict[str, str]:
+        out: dict[str, str] = {}
+        if self.wall_start_us is not None:
+            t = datetime.fromtimestamp(self.wall_start_us / 1e6, UTC)
+            out["creation_time"] = t.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        if self.device_id:
+            out["device_id"] = self.device_id
+        if self.recording_id:
+            out["recording_id"] = self.recording_id
+        if self.segment_index is not None:
+            out["segment_index"] = str(self.segment_index)
+        return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +88,19 @@ def iter_boxes(data: bytes | memoryview, start: int = 0) -> Iterator[tuple[str, 
             return
         yield kind.decode("latin-1"), pos, size
         pos += size
+
+
+def fragment_count(data: bytes | memoryview) -> int:
+    """How many whole fragments (moof + mdat) follow the init boxes: 0 for a segment cut
+    right after its init blob (it holds no frame)."""
+    n, pending_moof = 0, False
+    for kind, _off, _size in iter_boxes(data):
+        if kind == "moof":
+            pending_moof = True
+        elif kind == "mdat" and pending_moof:
+            pending_moof = False
+            n += 1
+    return n
 
 
 def whole_fragments_length(data: bytes | memoryview) -> int:
@@ -89,7 +137,8 @@ class _Sink:
 
 
 class Fmp4Muxer:
-    """One segment's muxer. Feed packets with times relative to the segment start."""
+    """One segment's muxer. Feed packets with times (>= 0) on the recording's timeline: the
+    first segment's from 0, each later one's from where the one before ended."""
 
     def __init__(
         self,
@@ -97,12 +146,16 @@ class Fmp4Muxer:
         video_extradata: bytes,
         audio: AudioFormat | None = None,
         audio_extradata: bytes = b"",
+        tags: SegmentTags | None = None,
     ) -> None:
         self._sink = _Sink()
         self._container = av.open(
             self._sink, "w", format="mp4",
-            options={"movflags": MOVFLAGS, "flush_packets": "1"},
+            # avoid_negative_ts would shift the first packet to 0: keep the timeline
+            options={"movflags": MOVFLAGS, "flush_packets": "1", "avoid_negative_ts": "disabled"},
         )
+        for k, v in (tags or SegmentTags()).metadata().items():
+            self._container.metadata[k] = v
         vs = self._container.add_stream("h264", rate=video.fps)
         vs.width, vs.height, vs.pix_fmt = video.width, video.height, "yuv420p"
         vs.time_base = Fraction(1, 90_000)
@@ -113,8 +166,8 @@ class Fmp4Muxer:
             ast = self._container.add_stream("aac", rate=audio.sample_rate)
             ast.codec_context.extradata = audio_extradata
             ast.time_base = Fraction(1, audio.sample_rate)
-            if audio.channels == 2:
-                ast.codec_context.layout = "stereo"
+            # the track says what the encoder was given: mono stays mono (one channel)
+            ast.codec_context.layout = "mono" if audio.channels == 1 else "stereo"
             self._audio = ast
         self._init_sent = False
         self._closed = False

@@ -48,6 +48,7 @@ class RecorderConfig:
     segment_us: int
     low_space_bytes: int  # warn below this much free space
     resume_space_bytes: int  # after a full disk, write again once this much is free
+    device_id: str = ""  # tagged into every segment's MP4
 
 
 @dataclass(frozen=True)
@@ -240,6 +241,7 @@ class Recorder:
                 "press_frame": rec.press_frame,
             },
             first_segment_index=first_index,
+            device_id=self.cfg.device_id,
             on_fragment=lambda seg: self._emit(
                 "fragment_written", seg.end_us, f"{rec.id} {seg.index}"
             ),

@@ -6,6 +6,10 @@
 - A segment starts on a video keyframe; a new one starts on the first keyframe at or after
   ``segment_us`` into the current one. One fragment per GOP.
 - Every fragment reaches the sink (and so the disk) as soon as the muxer completes it.
+- Segments share the recording's timeline: times in the MP4 run from the recording's first
+  frame (``trigger["pre_record_start_us"]``, else the first segment's start), so segment N
+  starts where N-1 ended, and a writer resumed after a full disk goes on from the same origin
+  (the gap shows as a gap). Each segment is tagged with its wall-clock start and device id.
 - A sink failure (a full disk) closes the open segment cleanly up to its last whole fragment
   and puts the writer in ``failed`` state; the recorder decides when to start again.
 """
@@ -20,7 +24,7 @@ from pathlib import Path
 
 from capture.audio_encoder import AudioFormat
 from capture.clock import WallClock
-from capture.fmp4 import Blob, Fmp4Muxer, VideoFormat
+from capture.fmp4 import Blob, Fmp4Muxer, SegmentTags, VideoFormat
 from capture.h264 import parameter_sets
 from capture.packets import Packet, Stream
 from capture.sink import SegmentInfo, SegmentSink
@@ -69,6 +73,7 @@ class SegmentWriter:
         trigger: dict | None = None,
         on_fragment: Callable[[SegmentRecord], None] | None = None,
         first_segment_index: int = 0,
+        device_id: str = "",
     ) -> None:
         self.sink = sink
         self.recording_id = recording_id
@@ -79,6 +84,9 @@ class SegmentWriter:
         self.wall = wall
         self.trigger = trigger or {}
         self.on_fragment = on_fragment
+        self.device_id = device_id
+        origin = self.trigger.get("pre_record_start_us")
+        self._origin_us: int | None = origin if isinstance(origin, int) else None
         self.stats = WriterStats()
         self.failed: OSError | None = None
         self._next_index = first_segment_index
@@ -177,9 +185,12 @@ class SegmentWriter:
             self._last_audio_us = p.pts_us
             self.stats.audio_packets += 1
         assert self._muxer is not None and self._seg is not None
-        self._deliver(self._muxer.add(p, p.pts_us - self._seg.start_us))
+        assert self._origin_us is not None
+        self._deliver(self._muxer.add(p, p.pts_us - self._origin_us))
 
     def _open_segment(self, first: Packet) -> None:
+        if self._origin_us is None or self._origin_us > first.pts_us:
+            self._origin_us = first.pts_us  # the recording's timeline starts here
         info = SegmentInfo(
             recording_id=self.recording_id,
             segment_index=self._next_index,
@@ -188,8 +199,10 @@ class SegmentWriter:
             wall_quality=self.wall.quality,
             trigger=self.trigger,
         )
+        tags = SegmentTags(info.wall_start_us, self.device_id, self.recording_id,
+                           info.segment_index)
         self._muxer = Fmp4Muxer(
-            self.video, parameter_sets(first.data), self.audio, self.audio_extradata
+            self.video, parameter_sets(first.data), self.audio, self.audio_extradata, tags
         )
         self._seg = SegmentRecord(
             self._next_index, None, first.pts_us, first.pts_us, None, None, 0, False

@@ -14,7 +14,12 @@ stored segments, read from the dock's store in the outbox layout, are checked by
     OUT/<recording>_<idx>.mp4            playable fragmented MP4 (only with the agency key)
     OUT/segments/<recording>_<idx>.bwvseg the stored, encrypted segments (only without it)
     OUT/manifests/<seq:012d>.<manifest|end>.json   the recording's signed chain records
-    OUT/report.json                      crypto.verify's report on the dock's copies
+    OUT/report.json                      crypto.verify's report on the dock's copies, and
+                                         ("export") what became of each segment
+
+A segment without a frame (cut right after its header) is listed as empty, not written as a
+0-frame MP4; a folder holding an earlier export is refused unless asked to replace it
+(dock/export_folder.py).
 
 ``scan_recordings`` lists what the dock holds per recording, with a verification state
 taken from the index and the signed records (``bwv dock status``); ``verify_recording``
@@ -37,8 +42,22 @@ from crypto.durable import write_atomic
 from crypto.evidence import SEGMENTS_DIR
 from crypto.manifest import CHAIN_DIR, chain_file_name
 from crypto.records import sha256_hex
-from crypto.seal import decrypt_segment
 from crypto.verify import Finding, Report, verify
+from dock.export_folder import (
+    COPIED,
+    EMPTY,
+    MANIFESTS_DIR,
+    MISSING,
+    REPORT_FILE,
+    WRITTEN,
+    SegmentOut,
+    clear_earlier_export,
+    describe,
+    earlier_export,
+    export_listing,
+    hand_over,
+    not_an_export_folder,
+)
 from dock.keys import DOCK_KEY_FILE, KeyFileError, load_or_create_signing_key
 from dock.protocol import is_device_id
 from dock.store import (
@@ -50,10 +69,6 @@ from dock.store import (
     manifest_key,
 )
 from dock.verify import ChainRecordVerifier, ManifestError, ManifestFields
-
-MANIFESTS_DIR = "manifests"
-REPORT_FILE = "report.json"
-MP4_EXT = ".mp4"
 
 _RECORDING_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _SAFE_FILE = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,159}")
@@ -418,12 +433,20 @@ class ExportResult:
     segments: list[Path]  # playable MP4 files in OUT, in order (empty without the agency key)
     stored: list[Path]  # the dock's stored (encrypted) copies, inside the store directory
     manifests: list[Path]  # the recording's chain records in OUT/manifests, in chain order
-    report: dict[str, Any]  # crypto.verify's Report.to_json() on the dock's copies
+    report: dict[str, Any]  # crypto.verify's Report.to_json() on the dock's copies, plus
+    #                         "export": what became of each segment (export_folder)
     ok: bool  # verified, and (with the agency key) every segment decrypted and written
     report_path: Path | None = None
     encrypted: list[Path] = field(default_factory=list)  # OUT/segments (without agency key)
     problems: list[str] = field(default_factory=list)  # why not ok, for a person
     decrypted: bool = False  # the agency key was given
+    handed_over: list[SegmentOut] = field(default_factory=list)  # per segment, in order
+    replaced: list[str] = field(default_factory=list)  # an earlier export's entries, removed
+
+    @property
+    def empty(self) -> list[int]:
+        """Segments that hold no frame (listed, no MP4 written)."""
+        return [s.index for s in self.handed_over if s.state == EMPTY]
 
 
 def _inside(path: Path, root: Path) -> bool:
@@ -434,6 +457,50 @@ def _inside(path: Path, root: Path) -> bool:
         return False
 
 
+def _check_out(out: Path, store_dir: Path, replace: bool) -> None:
+    """Refuse an OUT inside the store, or (unless ``replace``) holding an earlier export."""
+    if _inside(out, store_dir):
+        raise ExportError(f"{out}: is inside the dock store; export somewhere else")
+    if out.exists() and not out.is_dir():
+        raise ExportError(f"{out}: is a file, not a folder")
+    why = not_an_export_folder(out)
+    if why:
+        raise ExportError(f"{out}: {why}; export into a folder of its own")
+    earlier = earlier_export(out)
+    if earlier and not replace:
+        raise ExportError(
+            f"{out}: holds an earlier export ({describe(earlier)}); export into an empty "
+            "folder, or give --replace to remove the earlier export first"
+        )
+
+
+def _write_manifests(out: Path, records: list[HeldRecord], files: dict[str, bytes]
+                     ) -> list[Path]:
+    mdir = out / MANIFESTS_DIR
+    mdir.mkdir(exist_ok=True)
+    manifests = []
+    for r in records:
+        name = chain_file_name(r.seq, r.fields.record_type)
+        data = files.get(f"{CHAIN_DIR}/{name}")
+        if data is not None:
+            write_atomic(mdir / name, data)
+            manifests.append(mdir / name)
+    return manifests
+
+
+def _report_problems(report: Report) -> list[str]:
+    problems = [
+        f"{f.kind}: {f.detail}" + (f" [{f.file}]" if f.file else "") for f in report.findings
+    ]
+    if not report.ok and not problems:
+        problems = [
+            f"segment {s.segment_index}: {s.status} {s.detail}".rstrip()
+            for s in report.segments
+            if s.status != "authentic" or s.truncated
+        ] or ["the recording did not verify (see the report)"]
+    return problems
+
+
 def export_recording(
     store_dir: Path,
     recording_id: str,
@@ -442,6 +509,7 @@ def export_recording(
     progress: Callable[[str], None] | None = None,
     *,
     device_id: str | None = None,
+    replace: bool = False,
 ) -> ExportResult:
     """Export one recording from the dock store in ``store_dir`` into ``out``.
 
@@ -449,15 +517,17 @@ def export_recording(
     layout and checked by crypto.verify (``out/report.json``); the records are written to
     ``out/manifests/``. With ``agency_private_key`` every segment is decrypted to
     ``out/<recording>_<idx:04d>.mp4`` (fragmented MP4: plays as it is); without it the
-    encrypted stored segments are copied to ``out/segments/``. ``progress`` gets a line per
-    step (per segment). ``ExportError`` when nothing can be exported (no store, no such
-    recording, an id that is not one); a recording that does not verify is exported as far
-    as it goes, with ``ok`` False and the reasons in ``problems``.
+    encrypted stored segments are copied to ``out/segments/``. A segment without a frame is
+    listed as empty (``report.json``'s ``export`` section), not written as an MP4.
+    ``progress`` gets a line per step (per segment). ``ExportError`` when nothing can be
+    exported (no store, no such recording, an id that is not one, ``out`` holding an earlier
+    export and ``replace`` not given: with it, that export is removed first); a recording that
+    does not verify is exported as far as it goes, with ``ok`` False and the reasons in
+    ``problems``.
     """
     check_recording_id(recording_id)
     store_dir, out = Path(store_dir), Path(out)
-    if _inside(out, store_dir):
-        raise ExportError(f"{out}: is inside the dock store; export somewhere else")
+    _check_out(out, store_dir, replace)
     store = open_store(store_dir)
     try:
         holdings, records = find_recording(store, recording_id, device_id)
@@ -466,89 +536,45 @@ def export_recording(
         segs = [r for r in records if r.is_segment]
         stored = [object_path(store, blob_key(dev, r.held.segment_id)) for r in segs]
         stored = [p for p in stored if p.exists()]
-
-        out.mkdir(parents=True, exist_ok=True)
-        mdir = out / MANIFESTS_DIR
-        mdir.mkdir(exist_ok=True)
-        manifests = []
-        for r in records:
-            name = chain_file_name(r.seq, r.fields.record_type)
-            data = files.get(f"{CHAIN_DIR}/{name}")
-            if data is not None:
-                write_atomic(mdir / name, data)
-                manifests.append(mdir / name)
-
-        problems = [
-            f"{f.kind}: {f.detail}" + (f" [{f.file}]" if f.file else "") for f in report.findings
-        ]
-        if not report.ok and not problems:
-            problems = [
-                f"segment {s.segment_index}: {s.status} {s.detail}".rstrip()
-                for s in report.segments
-                if s.status != "authentic" or s.truncated
-            ] or ["the recording did not verify (see the report)"]
-        ok = report.ok
-        mp4s: list[Path] = []
-        encrypted: list[Path] = []
-        by_index = sorted(segs, key=lambda r: (r.fields.segment_index or 0, r.seq))
-        for k, r in enumerate(by_index, 1):
-            idx = r.fields.segment_index or 0
-            blob = files.get(f"{SEGMENTS_DIR}/{_stored_name(r)}")
-            tag = f"[{k}/{len(by_index)}] segment {idx}"
-            if blob is None:
-                ok = False
-                if progress:
-                    progress(f"{tag}: the dock's stored copy is missing")
-                continue
-            if agency_private_key is None:
-                dst = out / SEGMENTS_DIR / _stored_name(r)
-                dst.parent.mkdir(exist_ok=True)
-                write_atomic(dst, blob)
-                encrypted.append(dst)
-                if progress:
-                    progress(f"{tag}: copied (encrypted) to {dst}")
-                continue
-            d = decrypt_segment(blob, agency_private_key)
-            plain = d.plaintext
-            signed = r.fields.raw.get("plain_sha256")
-            whole = d.error is None and (signed is None or sha256_hex(plain) == signed)
-            if not whole:
-                ok = False
-                problems.append(
-                    f"segment {idx}: does not decrypt whole ({d.error or 'plaintext hash differs'})"
-                    + ("; kept what decrypted" if plain else "")
-                )
-            if not plain:
-                if progress:
-                    progress(f"{tag}: nothing decrypts ({d.error})")
-                continue
-            dst = out / f"{recording_id}_{idx:04d}{MP4_EXT}"
-            write_atomic(dst, plain, mode=0o600)  # footage in the clear: for its holder only
-            mp4s.append(dst)
-            if progress:
-                progress(f"{tag}: decrypted to {dst} ({len(plain)} bytes)"
-                         + ("" if whole else ", INCOMPLETE"))
-        if agency_private_key is not None and len(mp4s) != len(segs):
-            ok = False
-        report_json = report.to_json()
-        report_path = out / REPORT_FILE
-        write_atomic(report_path, (json.dumps(report_json, indent=2, sort_keys=True) + "\n")
-                     .encode())
-        return ExportResult(
-            recording_id=recording_id,
-            device_id=dev,
-            segments=mp4s,
-            stored=stored,
-            manifests=manifests,
-            report=report_json,
-            ok=ok and report.ok,
-            report_path=report_path,
-            encrypted=encrypted,
-            problems=problems,
-            decrypted=agency_private_key is not None,
-        )
     finally:
         store.close()
+    replaced = clear_earlier_export(out) if replace else []
+    out.mkdir(parents=True, exist_ok=True)
+    manifests = _write_manifests(out, records, files)
+    problems = _report_problems(report)
+    by_index = sorted(segs, key=lambda r: (r.fields.segment_index or 0, r.seq))
+    handed: list[SegmentOut] = []
+    for k, r in enumerate(by_index, 1):
+        name = _stored_name(r)
+        got = hand_over(r.fields.segment_index or 0, name, r.fields.raw,
+                        files.get(f"{SEGMENTS_DIR}/{name}"), out, recording_id,
+                        agency_private_key, problems)
+        handed.append(got)
+        if progress:
+            what = f"{got.state}: " if got.state in (EMPTY, MISSING) else ""
+            progress(f"[{k}/{len(by_index)}] segment {got.index}: {what}{got.detail}")
+    ok = report.ok and all(s.state != MISSING and s.whole for s in handed)
+    report_json = report.to_json()
+    report_json["export"] = export_listing(out, handed)
+    report_path = out / REPORT_FILE
+    write_atomic(report_path, (json.dumps(report_json, indent=2, sort_keys=True) + "\n")
+                 .encode())
+    return ExportResult(
+        recording_id=recording_id,
+        device_id=dev,
+        segments=[s.file for s in handed if s.state == WRITTEN and s.file is not None],
+        stored=stored,
+        manifests=manifests,
+        report=report_json,
+        ok=ok,
+        report_path=report_path,
+        encrypted=[s.file for s in handed
+                   if s.state in (COPIED, EMPTY) and s.file is not None],
+        problems=problems,
+        decrypted=agency_private_key is not None,
+        handed_over=handed,
+        replaced=replaced,
+    )
 
 
 # --------------------------------------------------------------------------- whole device
