@@ -5,6 +5,7 @@ signature of the pinned dock key over its status, body and this request's nonce,
 treated as no answer at all (``DockUnavailable``): a device never acts on an unsigned word.
 
 Errors: ``DockUnavailable`` (network, 5xx, an answer that is not the dock's: retry later),
+``DockFull`` (a signed 507: the dock's disk is full; retry later, nothing is lost),
 ``DockRefused`` (a signed 4xx: ``status`` and the dock's ``detail``).
 """
 
@@ -41,6 +42,14 @@ class DockError(Exception):
 
 class DockUnavailable(DockError):
     """No usable answer: network fault, server error, or an answer the dock did not sign."""
+
+
+class DockFull(DockUnavailable):
+    """The dock said its storage is full (a signed 507): keep everything, try again later."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(f"dock full: {detail}")
+        self.detail = detail
 
 
 class DockRefused(DockError):
@@ -227,11 +236,16 @@ def check_answer(resp: httpx.Response, dock_public_key: bytes) -> tuple[int, Any
     if not verify_response(
         dock_public_key, resp.status_code, nonce, resp.content, resp.headers.get(H_DOCK_SIGNATURE)
     ):
+        if resp.status_code >= 500:  # a server fault (a proxy, a crash), not a key problem
+            raise DockUnavailable(f"dock server error {resp.status_code} (an unsigned answer)")
         raise DockUnavailable(f"answer ({resp.status_code}) not signed by the pinned dock key")
     try:
         body = resp.json() if resp.content else None
     except (json.JSONDecodeError, UnicodeDecodeError):
         raise DockUnavailable(f"answer ({resp.status_code}) is not JSON") from None
+    if resp.status_code == 507:
+        detail = body.get("detail") if isinstance(body, dict) else None
+        raise DockFull(str(detail or "the dock's storage is full"))
     if resp.status_code >= 500:
         raise DockUnavailable(f"dock error {resp.status_code}")
     if resp.status_code >= 400:

@@ -31,7 +31,7 @@ from capture.clock import Clock
 from crypto.durable import fsync_dir
 from crypto.evidence import SEGMENTS_DIR
 from crypto.manifest import CHAIN_DIR, parse_chain_file_name
-from dock.client import DockClient, DockRefused, DockUnavailable, TimeSync
+from dock.client import DockClient, DockFull, DockRefused, DockUnavailable, TimeSync
 from dock.protocol import Code, SignedReceipt, UploadState, canonical_json, segment_id_for
 from dock.verify import ChainRecordVerifier, ManifestError, SegmentVerifier
 
@@ -248,6 +248,8 @@ class Shipper:
             )
         except DockRefused as exc:
             return self._refused(segment, exc, now)
+        except DockFull as exc:
+            return self._failed(segment, str(exc), now, full=True)
         except (DockUnavailable, OSError) as exc:
             return self._failed(segment, str(exc), now)
         self.state.failures = 0
@@ -283,16 +285,20 @@ class Shipper:
         delay *= 1 + c.jitter * (2 * self.rng.random() - 1)
         return max(1, int(delay * 1_000_000))
 
-    def _failed(self, segment: OutboxSegment | None, why: str, now: int) -> StepReport:
+    def _failed(
+        self, segment: OutboxSegment | None, why: str, now: int, full: bool = False
+    ) -> StepReport:
         self.state.failures += 1
         self.state.last_error = why
         self.state.next_try_us = now + self._backoff_us()
-        log.warning(
-            "shipping failed (attempt %d), retry in %.1f s: %s",
-            self.state.failures,
-            (self.state.next_try_us - now) / 1e6,
-            why,
-        )
+        wait_s = (self.state.next_try_us - now) / 1e6
+        if full:  # the dock's disk: nothing is wrong with this camera, its keys or footage
+            log.warning("%s; everything stays on the camera, retry in %.1f s", why, wait_s)
+        else:
+            log.warning(
+                "shipping failed (attempt %d), retry in %.1f s: %s", self.state.failures,
+                wait_s, why,
+            )
         return StepReport("failed", segment.name if segment else None, why, self.state.next_try_us)
 
     def _refused(self, segment: OutboxSegment | None, exc: DockRefused, now: int) -> StepReport:

@@ -16,7 +16,10 @@ it and is signed by the dock key. ``verify_custody_log`` replays the chain.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
+import logging
 import os
 import sqlite3
 import threading
@@ -46,6 +49,10 @@ from dock.verify import ManifestFields
 
 GENESIS = "0" * 64
 INDEX_FILE = "index.sqlite3"
+SQLITE_FULL = 13
+FULL_BELOW_BYTES = 1 << 20  # an I/O error with less than this free is a full disk
+
+log = logging.getLogger("bwv.dock.store")
 
 
 class StoreError(Exception):
@@ -55,6 +62,27 @@ class StoreError(Exception):
         super().__init__(message)
         self.status = status
         self.code = code
+
+
+def storage_failure(exc: BaseException, root: Path | None = None) -> StoreError:
+    """A failure of the dock's own storage as the answer the device gets: 507 when the
+    disk (or the index) is full, 503 otherwise; both say "try again later" and lose nothing.
+
+    Full is SQLite's SQLITE_FULL ("database or disk is full"), ENOSPC or EDQUOT, or any
+    storage error while less than ``FULL_BELOW_BYTES`` are free under ``root``."""
+    full = (
+        getattr(exc, "sqlite_errorcode", 0) & 0xFF == SQLITE_FULL
+        or "disk is full" in str(exc)
+        or getattr(exc, "errno", None) in (errno.ENOSPC, errno.EDQUOT)
+    )
+    if not full and root is not None:
+        with contextlib.suppress(OSError):
+            st = os.statvfs(root)
+            full = st.f_bavail * st.f_frsize < FULL_BELOW_BYTES
+    log.error("dock storage %s: %s", "full" if full else "error", exc)
+    if full:
+        return StoreError("dock storage is full; try again later", 507, Code.STORAGE)
+    return StoreError("dock storage error; try again later", 503, Code.STORAGE)
 
 
 # --------------------------------------------------------------------------- records
@@ -334,18 +362,31 @@ class DirectoryStore:
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction. A failure (a full disk fails an INSERT or the COMMIT)
+        leaves no transaction open behind it, and a storage failure is a ``StoreError``
+        (507 full, 503 otherwise), never a bare sqlite3 error."""
         with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                raise storage_failure(exc, self.root) from exc
             try:
                 yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
+                self._db.execute("COMMIT")
+            except BaseException as exc:
+                if self._db.in_transaction:  # SQLite may have rolled back by itself
+                    with contextlib.suppress(sqlite3.Error):
+                        self._db.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.Error):
+                    raise storage_failure(exc, self.root) from exc
                 raise
-            self._db.execute("COMMIT")
 
     def _q(self, sql: str, args: tuple = ()) -> list[tuple]:
         with self._lock:
-            return self._db.execute(sql, args).fetchall()
+            try:
+                return self._db.execute(sql, args).fetchall()
+            except sqlite3.Error as exc:
+                raise storage_failure(exc, self.root) from exc
 
     @contextmanager
     def _device(self, device_id: str) -> Iterator[None]:
