@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
+import json
 import logging
 import os
 import random
@@ -29,10 +30,17 @@ from typing import BinaryIO, Protocol
 
 from capture.clock import Clock
 from crypto.durable import fsync_dir
-from crypto.evidence import SEGMENTS_DIR
+from crypto.evidence import SEG_EXT, SEGMENTS_DIR
 from crypto.manifest import CHAIN_DIR, parse_chain_file_name
 from dock.client import DockClient, DockFull, DockRefused, DockUnavailable, TimeSync
-from dock.protocol import Code, SignedReceipt, UploadState, canonical_json, segment_id_for
+from dock.protocol import (
+    Code,
+    Receipt,
+    SignedReceipt,
+    UploadState,
+    canonical_json,
+    segment_id_for,
+)
 from dock.verify import ChainRecordVerifier, ManifestError, SegmentVerifier
 
 log = logging.getLogger("bwv.shipper")
@@ -65,6 +73,10 @@ class Outbox(Protocol):
 
     def delete(self, segment: OutboxSegment, receipt: SignedReceipt) -> None:
         """Keep ``receipt``, then remove the segment (only ever after a valid receipt)."""
+        ...
+
+    def reconcile(self, dock_public_key: bytes, device_id: str) -> list[str]:
+        """At start: delete what a kept, valid receipt covers but a crash left behind."""
         ...
 
 
@@ -118,7 +130,9 @@ class ChainOutbox:
         found = []
         for seq, path in records:
             if self._receipted(path):
-                if seq != newest:  # shipped earlier and kept as the newest: now it can go
+                # shipped earlier and kept as the newest: now it can go (a blob still here is
+                # a delete a crash cut short: ``reconcile`` finishes it, record first)
+                if seq != newest and not self._blob_left(path):
                     path.unlink(missing_ok=True)
                 continue
             try:
@@ -140,6 +154,11 @@ class ChainOutbox:
         return found
 
     def delete(self, segment: OutboxSegment, receipt: SignedReceipt) -> None:
+        self.keep_receipt(receipt)
+        self.remove(segment)
+
+    def keep_receipt(self, receipt: SignedReceipt) -> None:
+        """Keep ``receipt`` durably, before anything it vouches for is deleted."""
         self.receipts.mkdir(parents=True, exist_ok=True)
         final = self.receipts / f"{receipt.receipt.segment_id}.json"
         tmp = final.with_name(final.name + ".tmp")
@@ -149,6 +168,9 @@ class ChainOutbox:
             os.fsync(f.fileno())
         os.replace(tmp, final)
         fsync_dir(self.receipts)
+
+    def remove(self, segment: OutboxSegment) -> None:
+        """Remove a segment whose receipt is kept: its blob, then (unless newest) its record."""
         if segment.blob_path is not None:
             segment.blob_path.unlink(missing_ok=True)
             fsync_dir(segment.blob_path.parent)
@@ -156,6 +178,74 @@ class ChainOutbox:
         if records and records[-1][1] != segment.manifest_path:
             segment.manifest_path.unlink(missing_ok=True)
             fsync_dir(self.chain_dir)
+
+    def _blob_left(self, record: Path) -> bool:
+        try:
+            f = self.verifier.parse(record.read_bytes())
+        except (OSError, ManifestError):
+            return False
+        name = str(f.raw.get("file", "")) if f.record_type == "manifest" else ""
+        return bool(name) and (self.blobs_dir / name).is_file()
+
+    def reconcile(self, dock_public_key: bytes, device_id: str) -> list[str]:
+        """At start: finish the deletes a crash cut short. A segment still here although a
+        receipt for it was kept is deleted when the receipt is valid (signed by the pinned
+        dock key, for this device, this record and the exact bytes here); otherwise it stays
+        and is reported. Returns the names of the stored files deleted."""
+        valid = valid_receipts(self.receipts, dock_public_key, device_id)
+        if not valid:
+            return []
+        by_bytes = {(r.stored_sha256, r.stored_size): r for r in valid.values()}
+        deleted: list[str] = []
+        named: set[str] = set()
+        for seq, path in self._records():
+            try:
+                data = path.read_bytes()
+                f = self.verifier.parse(data)
+            except (OSError, ManifestError):
+                continue
+            blob = self.blobs_dir / str(f.raw.get("file", "")) if f.raw.get("file") else None
+            if blob is not None:
+                named.add(blob.name)
+            r = valid.get(segment_id_for(data))
+            if r is None:
+                continue
+            if blob is not None and blob.is_file():
+                if _hash_file(blob) != (r.stored_sha256, r.stored_size):
+                    log.error("outbox: %s is not the bytes its receipt names: kept", blob.name)
+                    continue
+                deleted.append(blob.name)
+            self.remove(OutboxSegment(seq, path, blob))
+        # stored files whose record went before them (a crash under an older shipper)
+        for blob in sorted(self.blobs_dir.glob("*" + SEG_EXT)) if self.blobs_dir.is_dir() else []:
+            if blob.name in named or not blob.is_file():
+                continue
+            if _hash_file(blob) in by_bytes:
+                blob.unlink()
+                fsync_dir(self.blobs_dir)
+                deleted.append(blob.name)
+        for name in deleted:
+            log.info("outbox: %s had shipped (its receipt was kept): deleted now", name)
+        return deleted
+
+
+def valid_receipts(
+    receipts_dir: Path, dock_public_key: bytes, device_id: str
+) -> dict[str, Receipt]:
+    """The receipts kept in ``receipts_dir`` that the pinned dock key signed for this device,
+    by segment id (a file that is unreadable or not valid is left out)."""
+    out: dict[str, Receipt] = {}
+    if not Path(receipts_dir).is_dir():
+        return out
+    for p in Path(receipts_dir).glob("*.json"):
+        try:
+            r = SignedReceipt.from_json(json.loads(p.read_bytes()))
+        except (OSError, ValueError):
+            continue
+        rc = r.receipt
+        if r.verify(dock_public_key) and rc.device_id == device_id and p.stem == rc.segment_id:
+            out[rc.segment_id] = rc
+    return out
 
 
 # --------------------------------------------------------------------------- shipper
@@ -221,11 +311,14 @@ class Shipper:
         self.on_time = on_time
         self.rng = rng or random.Random(0)
         self.state = ShipperState()
+        self._reconciled = False
 
     # -- scheduling
 
     def step(self) -> StepReport:
         now = self.clock.now_us()
+        if not self._reconciled:
+            self.reconcile()
         if not self.docked():
             self.state.synced_at_us = None
             return StepReport("undocked")
@@ -273,6 +366,19 @@ class Shipper:
             if r.action not in ("shipped", "refused", "vanished"):
                 break
         return reports
+
+    def reconcile(self) -> list[str]:
+        """Finish the deletes a crash cut short (the first step does it; docked or not)."""
+        self._reconciled = True
+        ident = self.client.credentials
+        reconcile = getattr(self.outbox, "reconcile", None)
+        if reconcile is None:
+            return []
+        try:
+            return reconcile(ident.dock_public_key, ident.device_id)
+        except OSError as exc:
+            log.error("outbox: cannot finish earlier deletes: %s", exc)
+            return []
 
     def retry_refused(self) -> None:
         self.state.refused.clear()
