@@ -17,7 +17,8 @@ Outbox layout (crypto/FORMAT.md, "Outbox")::
 
 ``recover()`` (at start-up) finishes what a crash left: a partial segment keeps the chunks
 the trail signed and is closed as a truncated segment; bytes past them are set aside in a
-``.unsigned`` file (never deleted); recordings left open get an ``interrupted`` end record.
+``.unsigned`` file (kept until the dock receipts them); recordings left open get an
+``interrupted`` end record.
 
 A full disk can leave an abort or an end record unsigned without any crash: the sink keeps
 them (crypto/pending.py) and signs them at its next write or start with the true reason

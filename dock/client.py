@@ -27,6 +27,7 @@ from dock.protocol import (
     ProtocolError,
     SignedReceipt,
     Signer,
+    UnsignedState,
     UploadState,
     b64e,
     chunk_checksum_header,
@@ -219,6 +220,26 @@ class DockClient:
         except ProtocolError as exc:
             raise DockUnavailable(f"complete: malformed receipt ({exc})") from None
 
+    def unsigned_state(self, segment_id: str) -> UnsignedState:
+        """Where the upload of a held segment's set-aside unsigned bytes stands."""
+        _, body = self._call("GET", f"/v1/segments/{segment_id}/unsigned")
+        return _unsigned_state(body)
+
+    def append_unsigned(self, segment_id: str, offset: int, chunk: bytes) -> UnsignedState:
+        """Append a chunk of them; the last one completes the upload (and brings the
+        dock's receipt, of its own type: these bytes are never signed evidence)."""
+        _, body = self._call(
+            "PATCH",
+            f"/v1/segments/{segment_id}/unsigned",
+            content=chunk,
+            headers={
+                H_UPLOAD_OFFSET: str(offset),
+                H_UPLOAD_CHECKSUM: chunk_checksum_header(chunk),
+                "Content-Type": "application/offset+octet-stream",
+            },
+        )
+        return _unsigned_state(body)
+
     def status(self) -> dict[str, Any]:
         return self._call("GET", "/v1/status")[1]
 
@@ -226,6 +247,13 @@ class DockClient:
 def _state(body: Any) -> UploadState:
     try:
         return UploadState.from_json(body)
+    except ProtocolError as exc:
+        raise DockUnavailable(str(exc)) from None
+
+
+def _unsigned_state(body: Any) -> UnsignedState:
+    try:
+        return UnsignedState.from_json(body)
     except ProtocolError as exc:
         raise DockUnavailable(str(exc)) from None
 

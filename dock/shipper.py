@@ -8,9 +8,12 @@ the device, waking when a segment closes or the camera is docked.
 Per segment: create the upload (idempotent: the id is the manifest's hash), ask the offset,
 append the rest in checksummed chunks, complete, check the receipt (dock key, device, segment
 id, manifest hash, stored hash and size of *these* local bytes), keep the receipt, delete the
-segment. Any fault leaves the segment where it is; the next attempt resumes at the dock's
-offset, after an exponential backoff. A segment the dock refuses (verification, chain
-conflict) stays on the device, is reported, and is not retried until ``retry_refused``.
+segment. A segment whose manifest names set-aside unsigned bytes (``unsigned_tail``: what a
+crash left after the last signed chunk) ships them next, as their own kind of upload
+(dock/unsigned.py), deleted on the dock's receipt for them. Any fault leaves the segment
+where it is; the next attempt resumes at the dock's offset, after an exponential backoff. A
+segment the dock refuses (verification, chain conflict) stays on the device, is reported,
+and is not retried until ``retry_refused``.
 """
 
 from __future__ import annotations
@@ -37,6 +40,8 @@ from dock.protocol import (
     Code,
     Receipt,
     SignedReceipt,
+    SignedUnsignedReceipt,
+    UnsignedState,
     UploadState,
     canonical_json,
     segment_id_for,
@@ -60,6 +65,8 @@ class OutboxSegment:
     seq: int
     manifest_path: Path
     blob_path: Path | None
+    unsigned_path: Path | None = None  # set-aside unsigned bytes the manifest names
+    unsigned: tuple[str, int, str] | None = None  # their (file, size, sha256) as named
 
     @property
     def name(self) -> str:
@@ -83,7 +90,8 @@ class Outbox(Protocol):
 class ChainOutbox:
     """The device's outbox as crypto/ writes it (crypto/FORMAT.md, "Outbox"): chain records
     in ``chain/`` (``<seq:012d>.<manifest|end>.json``) and each manifest's stored segment,
-    named by its ``file`` field, in ``segments/``. The trail and ``.unsigned`` files stay.
+    named by its ``file`` field, in ``segments/``, with the ``.unsigned`` file it names, if
+    any. The trail stays.
 
     ``delete`` keeps the receipt as ``<receipts_dir>/<segment id>.json`` (fsync'd; default
     ``receipts/`` beside the outbox: device bookkeeping, like the chain state) before it
@@ -145,22 +153,35 @@ class ChainOutbox:
                 self.unreadable[path.name] = str(exc)
                 continue
             blob = None
+            tail_path, tail = None, None
             if f.record_type == "manifest":
                 blob = self.blobs_dir / str(f.raw.get("file", ""))
                 if not blob.is_file():
                     self.unreadable[path.name] = f"stored file {blob.name} is missing"
                     continue
-            found.append(OutboxSegment(seq, path, blob))
+                t = f.raw.get("unsigned_tail")
+                if isinstance(t, dict) and (self.blobs_dir / str(t["file"])).is_file():
+                    tail_path = self.blobs_dir / str(t["file"])
+                    tail = (str(t["file"]), int(t["size"]), str(t["sha256"]))
+            found.append(OutboxSegment(seq, path, blob, tail_path, tail))
         return found
 
     def delete(self, segment: OutboxSegment, receipt: SignedReceipt) -> None:
         self.keep_receipt(receipt)
         self.remove(segment)
 
-    def keep_receipt(self, receipt: SignedReceipt) -> None:
+    def delete_unsigned(self, path: Path, receipt: SignedUnsignedReceipt) -> None:
+        """Keep the dock's receipt for set-aside unsigned bytes, then remove them."""
+        self.keep_receipt(receipt, f"{receipt.receipt.segment_id}.unsigned.json")
+        path.unlink(missing_ok=True)
+        fsync_dir(path.parent)
+
+    def keep_receipt(
+        self, receipt: SignedReceipt | SignedUnsignedReceipt, name: str | None = None
+    ) -> None:
         """Keep ``receipt`` durably, before anything it vouches for is deleted."""
         self.receipts.mkdir(parents=True, exist_ok=True)
-        final = self.receipts / f"{receipt.receipt.segment_id}.json"
+        final = self.receipts / (name or f"{receipt.receipt.segment_id}.json")
         tmp = final.with_name(final.name + ".tmp")
         with open(tmp, "wb") as f:
             f.write(canonical_json(receipt.to_json()) + b"\n")
@@ -332,6 +353,7 @@ class Shipper:
                 return StepReport("idle")
             segment = pending[0]
             receipt, sent = self._ship(segment)
+            sent += self._ship_unsigned(segment)
             self.outbox.delete(segment, receipt)
         except FileNotFoundError:
             return StepReport(
@@ -464,6 +486,68 @@ class Shipper:
             raise DockUnavailable(f"{seg.name}: no progress after {self.config.max_rounds} rounds")
         self._check_receipt(receipt, seg, sid, manifest, digest, size)
         return receipt, sent
+
+    def _ship_unsigned(self, seg: OutboxSegment) -> int:
+        """Ship the set-aside unsigned bytes the segment's manifest names (the dock holds the
+        segment now), marked as what they are; delete them on the dock's receipt. A refusal
+        keeps them on the camera and is reported; it never holds up the segment."""
+        path, tail = seg.unsigned_path, seg.unsigned
+        if path is None or tail is None or not path.is_file():
+            return 0
+        if _hash_file(path) != (tail[2], tail[1]):
+            log.error("%s differs from the size and hash its manifest names: kept", path.name)
+            return 0
+        sid = segment_id_for(seg.manifest_path.read_bytes())
+        sent = 0
+        try:
+            state = self.client.unsigned_state(sid)
+            for _ in range(self.config.max_rounds):
+                if state.complete:
+                    break
+                try:
+                    with open(path, "rb") as f:
+                        while True:
+                            f.seek(state.offset)
+                            chunk = f.read(min(self.config.chunk_bytes, tail[1] - state.offset))
+                            state = self.client.append_unsigned(sid, state.offset, chunk)
+                            sent += len(chunk)
+                            if state.complete or state.offset >= tail[1]:
+                                break
+                except DockRefused as exc:
+                    if exc.code not in Code.REREAD:
+                        raise
+                    state = self.client.unsigned_state(sid)
+            else:
+                raise DockUnavailable(f"{path.name}: no progress after {self.config.max_rounds}")
+        except DockRefused as exc:
+            log.error("dock refused %s (unsigned bytes): %s; kept", path.name, exc.detail)
+            return sent
+        self._check_unsigned_receipt(state, seg, sid, path)
+        assert state.receipt is not None
+        self.outbox.delete_unsigned(path, state.receipt)
+        log.info("shipped %s: %d bytes never signed, kept by the dock as unsigned", path.name,
+                 tail[1])
+        return sent
+
+    def _check_unsigned_receipt(
+        self, state: UnsignedState, seg: OutboxSegment, sid: str, path: Path
+    ) -> None:
+        r = state.receipt
+        if not state.complete or r is None:
+            raise ReceiptInvalid(f"{path.name}: upload complete but no receipt given")
+        ident = self.client.credentials
+        rc = r.receipt
+        problems = []
+        if not r.verify(ident.dock_public_key):
+            problems.append("not signed by the pinned dock key")
+        if rc.device_id != ident.device_id or rc.segment_id != sid:
+            problems.append("names another device or segment")
+        if seg.unsigned is None or (rc.file, rc.size, rc.sha256) != seg.unsigned:
+            problems.append("names other bytes")
+        elif _hash_file(path) != (rc.sha256, rc.size):
+            problems.append("names other bytes than those here")
+        if problems:
+            raise ReceiptInvalid(f"{path.name}: receipt refused: " + ", ".join(problems))
 
     def _reread(self, sid: str, manifest: bytes, size: int, digest: str) -> UploadState:
         state = self.client.upload_state(sid)

@@ -261,8 +261,14 @@ def manifest_key(device_id: str, segment_id: str) -> str:
     return f"{device_id}/{segment_id}.manifest"
 
 
+def unsigned_key(device_id: str, segment_id: str) -> str:
+    """A segment's set-aside unsigned bytes (dock/unsigned.py): beside it, never evidence."""
+    return f"{device_id}/{segment_id}.unsigned"
+
+
 class DirectoryObjects:
-    """Objects as files under ``root``: ``<device>/<segment>.blob`` and ``.manifest``."""
+    """Objects as files under ``root``: ``<device>/<segment>.blob``, ``.manifest`` and (a
+    segment's set-aside unsigned bytes) ``.unsigned``."""
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
@@ -271,7 +277,8 @@ class DirectoryObjects:
     def _path(self, key: str) -> Path:
         device, _, name = key.partition("/")
         stem, _, ext = name.partition(".")
-        if not (is_device_id(device) and is_segment_id(stem) and ext in ("blob", "manifest")):
+        kinds = ("blob", "manifest", "unsigned")
+        if not (is_device_id(device) and is_segment_id(stem) and ext in kinds):
             raise ValueError(f"not an object key: {key!r}")
         return self.root / device / name
 
@@ -324,6 +331,10 @@ CREATE TABLE IF NOT EXISTS segments(
     stored_size INTEGER NOT NULL, record_type TEXT NOT NULL, recording_id TEXT,
     segment_index INTEGER, received_at_us INTEGER NOT NULL, receipt TEXT NOT NULL,
     PRIMARY KEY(device_id, segment_id), UNIQUE(device_id, seq));
+CREATE TABLE IF NOT EXISTS unsigned_tails(
+    device_id TEXT NOT NULL, segment_id TEXT NOT NULL, file TEXT NOT NULL,
+    size INTEGER NOT NULL, sha256 TEXT NOT NULL, received_at_us INTEGER NOT NULL,
+    receipt TEXT NOT NULL, PRIMARY KEY(device_id, segment_id));
 CREATE TABLE IF NOT EXISTS custody_log(
     idx INTEGER PRIMARY KEY, at_us INTEGER NOT NULL, actor TEXT NOT NULL,
     action TEXT NOT NULL, device_id TEXT, segment_id TEXT, sha256 TEXT, detail TEXT NOT NULL,
