@@ -264,6 +264,9 @@ class EvidenceSink:
         if self._seg is not None:
             raise RuntimeError("recover() is for start-up, not while a segment is open")
         results = self._finish_leftovers()
+        if self.pending.aborted:  # named partials that are gone: nothing left to close
+            self.pending.aborted.clear()
+            self.pending.save()
         self._flush_pending()  # ends a full disk kept from being signed: their true reason
         interrupted = list(self.chain.state.open_recordings())
         for r in results:
