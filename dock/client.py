@@ -49,8 +49,8 @@ class DockFull(DockUnavailable):
     """The dock said its storage is full (a signed 507): keep everything, try again later."""
 
     def __init__(self, detail: str) -> None:
-        super().__init__(f"dock full: {detail}")
-        self.detail = detail
+        super().__init__("dock full (its storage is full); retry later")
+        self.detail = detail  # the dock's own words
 
 
 class DockRefused(DockError):

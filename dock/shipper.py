@@ -196,7 +196,7 @@ class Shipper:
         self.state.next_try_us = now + self._backoff_us()
         wait_s = (self.state.next_try_us - now) / 1e6
         if full:  # the dock's disk: nothing is wrong with this camera, its keys or footage
-            log.warning("%s; everything stays on the camera, retry in %.1f s", why, wait_s)
+            log.warning("dock full: everything stays on the camera; retry in %.1f s", wait_s)
         else:
             log.warning(
                 "shipping failed (attempt %d), retry in %.1f s: %s", self.state.failures,
