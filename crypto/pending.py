@@ -65,9 +65,7 @@ class PendingEnds:
         data = json.dumps(
             {
                 "aborted": sorted(self.aborted),
-                "ends": {
-                    k: {"reason": v.reason, "end_us": v.end_us} for k, v in self.ends.items()
-                },
+                "ends": {k: {"reason": v.reason, "end_us": v.end_us} for k, v in self.ends.items()},
             },
             sort_keys=True,
         ).encode()

@@ -199,8 +199,10 @@ class Shipper:
             log.warning("dock full: everything stays on the camera; retry in %.1f s", wait_s)
         else:
             log.warning(
-                "shipping failed (attempt %d), retry in %.1f s: %s", self.state.failures,
-                wait_s, why,
+                "shipping failed (attempt %d), retry in %.1f s: %s",
+                self.state.failures,
+                wait_s,
+                why,
             )
         return StepReport("failed", segment.name if segment else None, why, self.state.next_try_us)
 
@@ -300,8 +302,9 @@ class Shipper:
         self._check_unsigned_receipt(state, seg, sid, path)
         assert state.receipt is not None
         self.outbox.delete_unsigned(path, state.receipt)
-        log.info("shipped %s: %d bytes never signed, kept by the dock as unsigned", path.name,
-                 tail[1])
+        log.info(
+            "shipped %s: %d bytes never signed, kept by the dock as unsigned", path.name, tail[1]
+        )
         return sent
 
     def _check_unsigned_receipt(

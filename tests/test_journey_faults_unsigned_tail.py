@@ -170,8 +170,9 @@ def test_unsigned_upload_resumes_after_a_cut_and_is_refused_if_not_what_was_reco
     other = device_identity("cam-tail-3")
     _crash_leaving_unsigned_bytes(tmp_path / "b", other, agency, monkeypatch)
     client_b = DockClient(harness.url, _enrolled(harness, other), wall_clock=_wall)
-    shipper_b = Shipper(ChainOutbox(tmp_path / "b" / "outbox"), client_b, VirtualClock(),
-                        config=FAST)
+    shipper_b = Shipper(
+        ChainOutbox(tmp_path / "b" / "outbox"), client_b, VirtualClock(), config=FAST
+    )
     aside_b = tmp_path / "b" / "outbox" / "segments" / "recU_0000.bwvseg.unsigned"
     aside_b.write_bytes(b"x" + aside_b.read_bytes()[1:])  # changed on the camera's disk
     assert [x.action for x in shipper_b.drain()] == ["shipped", "shipped", "idle"]
