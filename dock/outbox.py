@@ -61,6 +61,10 @@ class Outbox(Protocol):
         """Keep ``receipt``, then remove the segment (only ever after a valid receipt)."""
         ...
 
+    def delete_unsigned(self, path: Path, receipt: SignedUnsignedReceipt) -> None:
+        """Keep the dock's receipt for set-aside unsigned bytes, then remove them."""
+        ...
+
     def reconcile(self, dock_public_key: bytes, device_id: str) -> list[str]:
         """At start: delete what a kept, valid receipt covers but a crash left behind."""
         ...
