@@ -17,7 +17,12 @@ Outbox layout (crypto/FORMAT.md, "Outbox")::
 
 ``recover()`` (at start-up) finishes what a crash left: a partial segment keeps the chunks
 the trail signed and is closed as a truncated segment; bytes past them are set aside in a
-``.unsigned`` file (never deleted); recordings left open get an ``interrupted`` end record.
+``.unsigned`` file (kept until the dock receipts them); recordings left open get an
+``interrupted`` end record.
+
+A full disk can leave an abort or an end record unsigned without any crash: the sink keeps
+them (crypto/pending.py) and signs them at its next write or start with the true reason
+(``storage_fault``), the aborted segment not marked ``recovered``.
 """
 
 from __future__ import annotations
@@ -36,6 +41,8 @@ from crypto.durable import append_durable, fsync_dir, rename_durable, truncate_d
 from crypto.durable import write_atomic as _write_atomic
 from crypto.identity import DeviceIdentity
 from crypto.manifest import CHAIN_DIR, Chain, chunk_entry, end_fields, manifest_fields
+from crypto.pending import SUFFIX as PENDING_SUFFIX
+from crypto.pending import PendingEnd, PendingEnds
 from crypto.records import SignedRecord, sha256_hex
 from crypto.seal import (
     SealFormatError,
@@ -110,6 +117,9 @@ class EvidenceSink:
         self.last_recovery: list[RecoveredSegment] = []
         self._seg: _Open | None = None
         self._leftovers = False  # an abort failed (full disk): finish it before the next
+        # what a full disk kept from being signed: signed at the next write or start
+        self.pending = PendingEnds(Path(str(chain_state_path) + PENDING_SUFFIX))
+        self._known: dict[str, tuple[int, str, int]] = {}  # aborted partial -> plain hash
 
     # -- the segment writer's interface ----------------------------------------------------
     def open_segment(self, info: SegmentInfo) -> None:
@@ -121,8 +131,7 @@ class EvidenceSink:
             raise ValueError("segment_index must be a non-negative integer")
         trigger = dict(info.trigger or {})
         canonical.encode(trigger)  # a trigger that cannot be signed fails here, not later
-        if self._leftovers:
-            self._finish_leftovers()
+        self._flush_pending()
         name = segment_file_name(info.recording_id, info.segment_index)
         partial = self.segments_dir / (name + PARTIAL)
         if (self.segments_dir / name).exists():
@@ -224,17 +233,29 @@ class EvidenceSink:
         try:
             result = self._finish_partial(seg.partial, known, recovered=False)
         except BaseException:
-            self._leftovers = True
+            self._leftovers = True  # an abort, not a crash: say so when it is signed
+            self._known[seg.partial.name] = known
+            self.pending.aborted.add(seg.partial.name)
+            self.pending.save()
             raise
         return result.path
 
     def end_recording(self, recording_id: str, reason: str, end_us: int) -> None:
-        """Sign the end of a recording ("stopped", "disk_full", ...) into the chain."""
-        if self._seg is not None and self._seg.context.recording_id == recording_id:
-            self.abort_segment()
+        """Sign the end of a recording ("stopped", "storage_fault", ...) into the chain. On
+        a full disk the end is kept (``pending``) and signed at the next write or start."""
         if not isinstance(reason, str) or not 1 <= len(reason) <= 64:
             raise ValueError("reason must be a short string")
-        self._end(recording_id, reason, int(end_us), recovered=False)
+        end = PendingEnd(reason, int(end_us))
+        try:
+            if self._seg is not None and self._seg.context.recording_id == recording_id:
+                self.abort_segment()
+            self._flush_pending()  # what is owed comes first, in order
+            self._end_owed(recording_id, end)
+        except OSError:
+            if recording_id not in self.pending.ends:
+                self.pending.ends[recording_id] = end
+                self.pending.save()
+            raise
 
     def recover(self) -> list[Path]:
         """At start-up: finish partial segments and end the recordings a crash left open.
@@ -243,6 +264,10 @@ class EvidenceSink:
         if self._seg is not None:
             raise RuntimeError("recover() is for start-up, not while a segment is open")
         results = self._finish_leftovers()
+        if self.pending.aborted:  # named partials that are gone: nothing left to close
+            self.pending.aborted.clear()
+            self.pending.save()
+        self._flush_pending()  # ends a full disk kept from being signed: their true reason
         interrupted = list(self.chain.state.open_recordings())
         for r in results:
             if r.recording_id is not None and r.recording_id not in interrupted:
@@ -257,9 +282,14 @@ class EvidenceSink:
 
     def close(self) -> None:
         """Release files (an open segment is aborted first)."""
-        if self._seg is not None:
-            self.abort_segment()
-        self.trail.close()
+        try:
+            if self._seg is not None:
+                self.abort_segment()
+            self._flush_pending()
+        except OSError:
+            pass  # a full disk: kept in ``pending``, signed at the next start
+        finally:
+            self.trail.close()
 
     def __enter__(self) -> EvidenceSink:
         return self
@@ -323,12 +353,38 @@ class EvidenceSink:
         return signed
 
     def _finish_leftovers(self) -> list[RecoveredSegment]:
-        results = [
-            self._finish_partial(p, None, recovered=True)
-            for p in sorted(self.segments_dir.glob("*" + SEG_EXT + PARTIAL))
-        ]
+        results = []
+        for p in sorted(self.segments_dir.glob("*" + SEG_EXT + PARTIAL)):
+            aborted = p.name in self.pending.aborted  # by a full disk, not by a crash
+            results.append(self._finish_partial(p, self._known.get(p.name), not aborted))
+            if aborted:
+                self.pending.aborted.discard(p.name)
+                self._known.pop(p.name, None)
+                self.pending.save()
         self._leftovers = False
         return results
+
+    def _flush_pending(self) -> None:
+        """Sign what a full disk kept from being signed: aborted segments, then ends."""
+        if self._leftovers:
+            self._finish_leftovers()
+        for rec, end in list(self.pending.ends.items()):
+            if rec in self.chain.state.recordings:
+                self._end_owed(rec, end)
+            else:  # not a recording of this chain (the state was replaced): nothing owed
+                del self.pending.ends[rec]
+                self.pending.save()
+
+    def _end_owed(self, recording_id: str, end: PendingEnd) -> None:
+        """Sign an end record; once it is on disk it is no longer owed (even if saving the
+        chain state failed after it: the record is not signed twice)."""
+        before = self.chain.state.next_seq
+        try:
+            self._end(recording_id, end.reason, end.end_us, recovered=False)
+        finally:
+            if self.chain.state.next_seq != before and recording_id in self.pending.ends:
+                del self.pending.ends[recording_id]
+                self.pending.save()
 
     def _set_aside(self, name: str, data: bytes) -> Path:
         """Keep ``data`` in ``<name>.unsigned`` (or ``.unsigned.N``), never overwriting."""

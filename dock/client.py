@@ -5,6 +5,7 @@ signature of the pinned dock key over its status, body and this request's nonce,
 treated as no answer at all (``DockUnavailable``): a device never acts on an unsigned word.
 
 Errors: ``DockUnavailable`` (network, 5xx, an answer that is not the dock's: retry later),
+``DockFull`` (a signed 507: the dock's disk is full; retry later, nothing is lost),
 ``DockRefused`` (a signed 4xx: ``status`` and the dock's ``detail``).
 """
 
@@ -26,6 +27,7 @@ from dock.protocol import (
     ProtocolError,
     SignedReceipt,
     Signer,
+    UnsignedState,
     UploadState,
     b64e,
     chunk_checksum_header,
@@ -41,6 +43,14 @@ class DockError(Exception):
 
 class DockUnavailable(DockError):
     """No usable answer: network fault, server error, or an answer the dock did not sign."""
+
+
+class DockFull(DockUnavailable):
+    """The dock said its storage is full (a signed 507): keep everything, try again later."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__("dock full (its storage is full); retry later")
+        self.detail = detail  # the dock's own words
 
 
 class DockRefused(DockError):
@@ -210,6 +220,26 @@ class DockClient:
         except ProtocolError as exc:
             raise DockUnavailable(f"complete: malformed receipt ({exc})") from None
 
+    def unsigned_state(self, segment_id: str) -> UnsignedState:
+        """Where the upload of a held segment's set-aside unsigned bytes stands."""
+        _, body = self._call("GET", f"/v1/segments/{segment_id}/unsigned")
+        return _unsigned_state(body)
+
+    def append_unsigned(self, segment_id: str, offset: int, chunk: bytes) -> UnsignedState:
+        """Append a chunk of them; the last one completes the upload (and brings the
+        dock's receipt, of its own type: these bytes are never signed evidence)."""
+        _, body = self._call(
+            "PATCH",
+            f"/v1/segments/{segment_id}/unsigned",
+            content=chunk,
+            headers={
+                H_UPLOAD_OFFSET: str(offset),
+                H_UPLOAD_CHECKSUM: chunk_checksum_header(chunk),
+                "Content-Type": "application/offset+octet-stream",
+            },
+        )
+        return _unsigned_state(body)
+
     def status(self) -> dict[str, Any]:
         return self._call("GET", "/v1/status")[1]
 
@@ -221,17 +251,29 @@ def _state(body: Any) -> UploadState:
         raise DockUnavailable(str(exc)) from None
 
 
+def _unsigned_state(body: Any) -> UnsignedState:
+    try:
+        return UnsignedState.from_json(body)
+    except ProtocolError as exc:
+        raise DockUnavailable(str(exc)) from None
+
+
 def check_answer(resp: httpx.Response, dock_public_key: bytes) -> tuple[int, Any]:
     """The answer's status and JSON body, once its dock signature checks out."""
     nonce = resp.request.headers.get(H_NONCE, "")
     if not verify_response(
         dock_public_key, resp.status_code, nonce, resp.content, resp.headers.get(H_DOCK_SIGNATURE)
     ):
+        if resp.status_code >= 500:  # a server fault (a proxy, a crash), not a key problem
+            raise DockUnavailable(f"dock server error {resp.status_code} (an unsigned answer)")
         raise DockUnavailable(f"answer ({resp.status_code}) not signed by the pinned dock key")
     try:
         body = resp.json() if resp.content else None
     except (json.JSONDecodeError, UnicodeDecodeError):
         raise DockUnavailable(f"answer ({resp.status_code}) is not JSON") from None
+    if resp.status_code == 507:
+        detail = body.get("detail") if isinstance(body, dict) else None
+        raise DockFull(str(detail or "the dock's storage is full"))
     if resp.status_code >= 500:
         raise DockUnavailable(f"dock error {resp.status_code}")
     if resp.status_code >= 400:

@@ -28,6 +28,7 @@ re-checks a recording's stored bytes with the offline verifier.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import shutil
@@ -67,6 +68,7 @@ from dock.store import (
     blob_key,
     chain_report,
     manifest_key,
+    unsigned_key,
 )
 from dock.verify import ChainRecordVerifier, ManifestError, ManifestFields
 
@@ -359,6 +361,11 @@ def outbox_files(
                     files[f"{SEGMENTS_DIR}/{_stored_name(r)}"] = f.read()
             except OSError:
                 pass
+            tail = r.fields.raw.get("unsigned_tail")  # set-aside unsigned bytes, if received
+            if isinstance(tail, dict) and _SAFE_FILE.fullmatch(str(tail.get("file"))):
+                key = unsigned_key(device_id, r.held.segment_id)
+                with contextlib.suppress(OSError), store.open_object(key) as f:
+                    files[f"{SEGMENTS_DIR}/{tail['file']}"] = f.read()
             if progress:
                 progress(f"[{k}/{n_segs}] read segment {r.fields.segment_index} of "
                          f"{r.fields.recording_id} from the dock ({r.held.stored_size} bytes)")
@@ -416,6 +423,10 @@ def verify_recording(
         first_chain_seq=records[0].seq,
         require_trail=False,
     )
+    for f in report.findings:  # the camera shipped them: say that the dock has them
+        if f.kind == "unsigned" and f.file in files and ".unsigned" in (f.file or ""):
+            f.detail = (f"{len(files[f.file])} bytes unsigned, received: set aside by the "
+                        "camera's recovery after the last signed chunk, never signed")
     link = _link_to_predecessor(store, device_id, records[0], files)
     if link is not None:
         report.findings.append(link)

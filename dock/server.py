@@ -82,6 +82,7 @@ from dock.store import (
     StoreError,
     chain_report,
 )
+from dock.unsigned import add_unsigned_routes
 from dock.verify import ManifestError, SegmentVerifier, default_verifier
 
 log = logging.getLogger("bwv.dock")
@@ -714,6 +715,8 @@ def create_app(dock: Dock) -> FastAPI:
                 409, Code.INCOMPLETE, f"upload incomplete: {state.offset} of {state.size} bytes"
             )
         return _complete(dock, dev, segment_id).to_json()
+
+    add_unsigned_routes(app, dock, authed)  # a segment's set-aside unsigned bytes
 
     # -- status
 

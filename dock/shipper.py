@@ -8,16 +8,17 @@ the device, waking when a segment closes or the camera is docked.
 Per segment: create the upload (idempotent: the id is the manifest's hash), ask the offset,
 append the rest in checksummed chunks, complete, check the receipt (dock key, device, segment
 id, manifest hash, stored hash and size of *these* local bytes), keep the receipt, delete the
-segment. Any fault leaves the segment where it is; the next attempt resumes at the dock's
-offset, after an exponential backoff. A segment the dock refuses (verification, chain
-conflict) stays on the device, is reported, and is not retried until ``retry_refused``.
+segment. A segment whose manifest names set-aside unsigned bytes (``unsigned_tail``: what a
+crash left after the last signed chunk) ships them next, as their own kind of upload
+(dock/unsigned.py), deleted on the dock's receipt for them. Any fault leaves the segment
+where it is; the next attempt resumes at the dock's offset, after an exponential backoff. A
+segment the dock refuses (verification, chain conflict) stays on the device, is reported,
+and is not retried until ``retry_refused``.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import io
 import logging
 import os
 import random
@@ -25,137 +26,22 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, Protocol
 
 from capture.clock import Clock
-from crypto.durable import fsync_dir
-from crypto.evidence import SEGMENTS_DIR
-from crypto.manifest import CHAIN_DIR, parse_chain_file_name
-from dock.client import DockClient, DockRefused, DockUnavailable, TimeSync
-from dock.protocol import Code, SignedReceipt, UploadState, canonical_json, segment_id_for
-from dock.verify import ChainRecordVerifier, ManifestError, SegmentVerifier
+from dock.client import DockClient, DockFull, DockRefused, DockUnavailable, TimeSync
+from dock.outbox import (  # noqa: F401 - ChainOutbox, Outbox, valid_receipts: used from here
+    ChainOutbox,
+    Outbox,
+    OutboxSegment,
+    _hash_file,
+    _open_blob,
+    valid_receipts,
+)
+from dock.protocol import Code, SignedReceipt, UnsignedState, UploadState, segment_id_for
 
 log = logging.getLogger("bwv.shipper")
 
-READ_BLOCK = 1 << 20
 MIN_CHUNK = 64 << 10
-
-
-# --------------------------------------------------------------------------- outbox
-
-
-@dataclass(frozen=True)
-class OutboxSegment:
-    """One chain record waiting on the device, with its stored blob (None: an end record,
-    whose upload is empty)."""
-
-    seq: int
-    manifest_path: Path
-    blob_path: Path | None
-
-    @property
-    def name(self) -> str:
-        return self.manifest_path.name
-
-
-class Outbox(Protocol):
-    def finished(self) -> list[OutboxSegment]:
-        """Records ready to ship, oldest (lowest sequence number) first."""
-        ...
-
-    def delete(self, segment: OutboxSegment, receipt: SignedReceipt) -> None:
-        """Keep ``receipt``, then remove the segment (only ever after a valid receipt)."""
-        ...
-
-
-class ChainOutbox:
-    """The device's outbox as crypto/ writes it (crypto/FORMAT.md, "Outbox"): chain records
-    in ``chain/`` (``<seq:012d>.<manifest|end>.json``) and each manifest's stored segment,
-    named by its ``file`` field, in ``segments/``. The trail and ``.unsigned`` files stay.
-
-    ``delete`` keeps the receipt as ``<receipts_dir>/<segment id>.json`` (fsync'd; default
-    ``receipts/`` beside the outbox: device bookkeeping, like the chain state) before it
-    removes the blob and the record. The newest record file of the chain is kept (the chain
-    state can be rebuilt from it: its sequence number is never handed out again); it goes
-    once a newer record exists.
-    """
-
-    def __init__(
-        self,
-        root: Path,
-        *,
-        receipts_dir: Path | None = None,
-        blobs_dir: Path | None = None,
-        verifier: SegmentVerifier | None = None,
-    ) -> None:
-        self.root = Path(root)
-        self.chain_dir = self.root / CHAIN_DIR
-        self.blobs_dir = Path(blobs_dir) if blobs_dir else self.root / SEGMENTS_DIR
-        self.receipts = Path(receipts_dir) if receipts_dir else self.root.parent / "receipts"
-        self.verifier = verifier or ChainRecordVerifier()
-        self.unreadable: dict[str, str] = {}  # record file -> why it cannot be shipped
-
-    def _records(self) -> list[tuple[int, Path]]:
-        if not self.chain_dir.is_dir():
-            return []
-        found = []
-        for p in self.chain_dir.iterdir():
-            parsed = parse_chain_file_name(p.name)
-            if parsed is not None:
-                found.append((parsed[0], p))
-        return sorted(found)
-
-    def _receipted(self, record: Path) -> bool:
-        try:
-            sid = segment_id_for(record.read_bytes())
-        except FileNotFoundError:
-            return True
-        return (self.receipts / f"{sid}.json").is_file()
-
-    def finished(self) -> list[OutboxSegment]:
-        records = self._records()
-        newest = records[-1][0] if records else None
-        found = []
-        for seq, path in records:
-            if self._receipted(path):
-                if seq != newest:  # shipped earlier and kept as the newest: now it can go
-                    path.unlink(missing_ok=True)
-                continue
-            try:
-                f = self.verifier.parse(path.read_bytes())
-            except FileNotFoundError:
-                continue
-            except ManifestError as exc:
-                if path.name not in self.unreadable:
-                    log.error("outbox: cannot ship %s: %s", path.name, exc)
-                self.unreadable[path.name] = str(exc)
-                continue
-            blob = None
-            if f.record_type == "manifest":
-                blob = self.blobs_dir / str(f.raw.get("file", ""))
-                if not blob.is_file():
-                    self.unreadable[path.name] = f"stored file {blob.name} is missing"
-                    continue
-            found.append(OutboxSegment(seq, path, blob))
-        return found
-
-    def delete(self, segment: OutboxSegment, receipt: SignedReceipt) -> None:
-        self.receipts.mkdir(parents=True, exist_ok=True)
-        final = self.receipts / f"{receipt.receipt.segment_id}.json"
-        tmp = final.with_name(final.name + ".tmp")
-        with open(tmp, "wb") as f:
-            f.write(canonical_json(receipt.to_json()) + b"\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, final)
-        fsync_dir(self.receipts)
-        if segment.blob_path is not None:
-            segment.blob_path.unlink(missing_ok=True)
-            fsync_dir(segment.blob_path.parent)
-        records = self._records()
-        if records and records[-1][1] != segment.manifest_path:
-            segment.manifest_path.unlink(missing_ok=True)
-            fsync_dir(self.chain_dir)
 
 
 # --------------------------------------------------------------------------- shipper
@@ -221,11 +107,14 @@ class Shipper:
         self.on_time = on_time
         self.rng = rng or random.Random(0)
         self.state = ShipperState()
+        self._reconciled = False
 
     # -- scheduling
 
     def step(self) -> StepReport:
         now = self.clock.now_us()
+        if not self._reconciled:
+            self.reconcile()
         if not self.docked():
             self.state.synced_at_us = None
             return StepReport("undocked")
@@ -239,6 +128,7 @@ class Shipper:
                 return StepReport("idle")
             segment = pending[0]
             receipt, sent = self._ship(segment)
+            sent += self._ship_unsigned(segment)
             self.outbox.delete(segment, receipt)
         except FileNotFoundError:
             return StepReport(
@@ -248,6 +138,8 @@ class Shipper:
             )
         except DockRefused as exc:
             return self._refused(segment, exc, now)
+        except DockFull as exc:
+            return self._failed(segment, str(exc), now, full=True)
         except (DockUnavailable, OSError) as exc:
             return self._failed(segment, str(exc), now)
         self.state.failures = 0
@@ -272,6 +164,19 @@ class Shipper:
                 break
         return reports
 
+    def reconcile(self) -> list[str]:
+        """Finish the deletes a crash cut short (the first step does it; docked or not)."""
+        self._reconciled = True
+        ident = self.client.credentials
+        reconcile = getattr(self.outbox, "reconcile", None)
+        if reconcile is None:
+            return []
+        try:
+            return reconcile(ident.dock_public_key, ident.device_id)
+        except OSError as exc:
+            log.error("outbox: cannot finish earlier deletes: %s", exc)
+            return []
+
     def retry_refused(self) -> None:
         self.state.refused.clear()
 
@@ -283,16 +188,22 @@ class Shipper:
         delay *= 1 + c.jitter * (2 * self.rng.random() - 1)
         return max(1, int(delay * 1_000_000))
 
-    def _failed(self, segment: OutboxSegment | None, why: str, now: int) -> StepReport:
+    def _failed(
+        self, segment: OutboxSegment | None, why: str, now: int, full: bool = False
+    ) -> StepReport:
         self.state.failures += 1
         self.state.last_error = why
         self.state.next_try_us = now + self._backoff_us()
-        log.warning(
-            "shipping failed (attempt %d), retry in %.1f s: %s",
-            self.state.failures,
-            (self.state.next_try_us - now) / 1e6,
-            why,
-        )
+        wait_s = (self.state.next_try_us - now) / 1e6
+        if full:  # the dock's disk: nothing is wrong with this camera, its keys or footage
+            log.warning("dock full: everything stays on the camera; retry in %.1f s", wait_s)
+        else:
+            log.warning(
+                "shipping failed (attempt %d), retry in %.1f s: %s",
+                self.state.failures,
+                wait_s,
+                why,
+            )
         return StepReport("failed", segment.name if segment else None, why, self.state.next_try_us)
 
     def _refused(self, segment: OutboxSegment | None, exc: DockRefused, now: int) -> StepReport:
@@ -353,6 +264,69 @@ class Shipper:
         self._check_receipt(receipt, seg, sid, manifest, digest, size)
         return receipt, sent
 
+    def _ship_unsigned(self, seg: OutboxSegment) -> int:
+        """Ship the set-aside unsigned bytes the segment's manifest names (the dock holds the
+        segment now), marked as what they are; delete them on the dock's receipt. A refusal
+        keeps them on the camera and is reported; it never holds up the segment."""
+        path, tail = seg.unsigned_path, seg.unsigned
+        if path is None or tail is None or not path.is_file():
+            return 0
+        if _hash_file(path) != (tail[2], tail[1]):
+            log.error("%s differs from the size and hash its manifest names: kept", path.name)
+            return 0
+        sid = segment_id_for(seg.manifest_path.read_bytes())
+        sent = 0
+        try:
+            state = self.client.unsigned_state(sid)
+            for _ in range(self.config.max_rounds):
+                if state.complete:
+                    break
+                try:
+                    with open(path, "rb") as f:
+                        while True:
+                            f.seek(state.offset)
+                            chunk = f.read(min(self.config.chunk_bytes, tail[1] - state.offset))
+                            state = self.client.append_unsigned(sid, state.offset, chunk)
+                            sent += len(chunk)
+                            if state.complete or state.offset >= tail[1]:
+                                break
+                except DockRefused as exc:
+                    if exc.code not in Code.REREAD:
+                        raise
+                    state = self.client.unsigned_state(sid)
+            else:
+                raise DockUnavailable(f"{path.name}: no progress after {self.config.max_rounds}")
+        except DockRefused as exc:
+            log.error("dock refused %s (unsigned bytes): %s; kept", path.name, exc.detail)
+            return sent
+        self._check_unsigned_receipt(state, seg, sid, path)
+        assert state.receipt is not None
+        self.outbox.delete_unsigned(path, state.receipt)
+        log.info(
+            "shipped %s: %d bytes never signed, kept by the dock as unsigned", path.name, tail[1]
+        )
+        return sent
+
+    def _check_unsigned_receipt(
+        self, state: UnsignedState, seg: OutboxSegment, sid: str, path: Path
+    ) -> None:
+        r = state.receipt
+        if not state.complete or r is None:
+            raise ReceiptInvalid(f"{path.name}: upload complete but no receipt given")
+        ident = self.client.credentials
+        rc = r.receipt
+        problems = []
+        if not r.verify(ident.dock_public_key):
+            problems.append("not signed by the pinned dock key")
+        if rc.device_id != ident.device_id or rc.segment_id != sid:
+            problems.append("names another device or segment")
+        if seg.unsigned is None or (rc.file, rc.size, rc.sha256) != seg.unsigned:
+            problems.append("names other bytes")
+        elif _hash_file(path) != (rc.sha256, rc.size):
+            problems.append("names other bytes than those here")
+        if problems:
+            raise ReceiptInvalid(f"{path.name}: receipt refused: " + ", ".join(problems))
+
     def _reread(self, sid: str, manifest: bytes, size: int, digest: str) -> UploadState:
         state = self.client.upload_state(sid)
         if state is None:  # the dock dropped it: start again
@@ -383,20 +357,6 @@ class Shipper:
             problems.append("names other stored bytes")
         if problems:
             raise ReceiptInvalid(f"{seg.name}: receipt refused: " + ", ".join(problems))
-
-
-def _open_blob(path: Path | None) -> BinaryIO:
-    return io.BytesIO(b"") if path is None else open(path, "rb")  # noqa: SIM115
-
-
-def _hash_file(path: Path | None) -> tuple[str, int]:
-    h = hashlib.sha256()
-    n = 0
-    with _open_blob(path) as f:
-        while block := f.read(READ_BLOCK):
-            h.update(block)
-            n += len(block)
-    return h.hexdigest(), n
 
 
 # --------------------------------------------------------------------------- thread

@@ -16,7 +16,10 @@ it and is signed by the dock key. ``verify_custody_log`` replays the chain.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
+import logging
 import os
 import sqlite3
 import threading
@@ -46,6 +49,10 @@ from dock.verify import ManifestFields
 
 GENESIS = "0" * 64
 INDEX_FILE = "index.sqlite3"
+SQLITE_FULL = 13
+FULL_BELOW_BYTES = 1 << 20  # an I/O error with less than this free is a full disk
+
+log = logging.getLogger("bwv.dock.store")
 
 
 class StoreError(Exception):
@@ -55,6 +62,27 @@ class StoreError(Exception):
         super().__init__(message)
         self.status = status
         self.code = code
+
+
+def storage_failure(exc: BaseException, root: Path | None = None) -> StoreError:
+    """A failure of the dock's own storage as the answer the device gets: 507 when the
+    disk (or the index) is full, 503 otherwise; both say "try again later" and lose nothing.
+
+    Full is SQLite's SQLITE_FULL ("database or disk is full"), ENOSPC or EDQUOT, or any
+    storage error while less than ``FULL_BELOW_BYTES`` are free under ``root``."""
+    full = (
+        getattr(exc, "sqlite_errorcode", 0) & 0xFF == SQLITE_FULL
+        or "disk is full" in str(exc)
+        or getattr(exc, "errno", None) in (errno.ENOSPC, errno.EDQUOT)
+    )
+    if not full and root is not None:
+        with contextlib.suppress(OSError):
+            st = os.statvfs(root)
+            full = st.f_bavail * st.f_frsize < FULL_BELOW_BYTES
+    log.error("dock storage %s: %s", "full" if full else "error", exc)
+    if full:
+        return StoreError("dock storage is full; try again later", 507, Code.STORAGE)
+    return StoreError("dock storage error; try again later", 503, Code.STORAGE)
 
 
 # --------------------------------------------------------------------------- records
@@ -233,8 +261,14 @@ def manifest_key(device_id: str, segment_id: str) -> str:
     return f"{device_id}/{segment_id}.manifest"
 
 
+def unsigned_key(device_id: str, segment_id: str) -> str:
+    """A segment's set-aside unsigned bytes (dock/unsigned.py): beside it, never evidence."""
+    return f"{device_id}/{segment_id}.unsigned"
+
+
 class DirectoryObjects:
-    """Objects as files under ``root``: ``<device>/<segment>.blob`` and ``.manifest``."""
+    """Objects as files under ``root``: ``<device>/<segment>.blob``, ``.manifest`` and (a
+    segment's set-aside unsigned bytes) ``.unsigned``."""
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
@@ -243,7 +277,8 @@ class DirectoryObjects:
     def _path(self, key: str) -> Path:
         device, _, name = key.partition("/")
         stem, _, ext = name.partition(".")
-        if not (is_device_id(device) and is_segment_id(stem) and ext in ("blob", "manifest")):
+        kinds = ("blob", "manifest", "unsigned")
+        if not (is_device_id(device) and is_segment_id(stem) and ext in kinds):
             raise ValueError(f"not an object key: {key!r}")
         return self.root / device / name
 
@@ -296,6 +331,10 @@ CREATE TABLE IF NOT EXISTS segments(
     stored_size INTEGER NOT NULL, record_type TEXT NOT NULL, recording_id TEXT,
     segment_index INTEGER, received_at_us INTEGER NOT NULL, receipt TEXT NOT NULL,
     PRIMARY KEY(device_id, segment_id), UNIQUE(device_id, seq));
+CREATE TABLE IF NOT EXISTS unsigned_tails(
+    device_id TEXT NOT NULL, segment_id TEXT NOT NULL, file TEXT NOT NULL,
+    size INTEGER NOT NULL, sha256 TEXT NOT NULL, received_at_us INTEGER NOT NULL,
+    receipt TEXT NOT NULL, PRIMARY KEY(device_id, segment_id));
 CREATE TABLE IF NOT EXISTS custody_log(
     idx INTEGER PRIMARY KEY, at_us INTEGER NOT NULL, actor TEXT NOT NULL,
     action TEXT NOT NULL, device_id TEXT, segment_id TEXT, sha256 TEXT, detail TEXT NOT NULL,
@@ -334,18 +373,31 @@ class DirectoryStore:
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction. A failure (a full disk fails an INSERT or the COMMIT)
+        leaves no transaction open behind it, and a storage failure is a ``StoreError``
+        (507 full, 503 otherwise), never a bare sqlite3 error."""
         with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                raise storage_failure(exc, self.root) from exc
             try:
                 yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
+                self._db.execute("COMMIT")
+            except BaseException as exc:
+                if self._db.in_transaction:  # SQLite may have rolled back by itself
+                    with contextlib.suppress(sqlite3.Error):
+                        self._db.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.Error):
+                    raise storage_failure(exc, self.root) from exc
                 raise
-            self._db.execute("COMMIT")
 
     def _q(self, sql: str, args: tuple = ()) -> list[tuple]:
         with self._lock:
-            return self._db.execute(sql, args).fetchall()
+            try:
+                return self._db.execute(sql, args).fetchall()
+            except sqlite3.Error as exc:
+                raise storage_failure(exc, self.root) from exc
 
     @contextmanager
     def _device(self, device_id: str) -> Iterator[None]:

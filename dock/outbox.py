@@ -1,0 +1,266 @@
+"""The device's outbox as the shipper sees it: chain records waiting to ship, with their
+stored segments and the set-aside unsigned bytes their manifests name; kept receipts.
+
+``ChainOutbox.delete`` keeps the dock's receipt before it deletes anything; ``reconcile`` (at
+the shipper's start) finishes the deletes a crash cut short, for segments whose kept receipt
+is valid for their exact bytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, Protocol
+
+from crypto.durable import fsync_dir
+from crypto.evidence import SEG_EXT, SEGMENTS_DIR
+from crypto.manifest import CHAIN_DIR, parse_chain_file_name
+from dock.protocol import (
+    Receipt,
+    SignedReceipt,
+    SignedUnsignedReceipt,
+    canonical_json,
+    segment_id_for,
+)
+from dock.verify import ChainRecordVerifier, ManifestError, SegmentVerifier
+
+log = logging.getLogger("bwv.shipper")
+
+READ_BLOCK = 1 << 20
+
+# --------------------------------------------------------------------------- outbox
+
+
+@dataclass(frozen=True)
+class OutboxSegment:
+    """One chain record waiting on the device, with its stored blob (None: an end record,
+    whose upload is empty)."""
+
+    seq: int
+    manifest_path: Path
+    blob_path: Path | None
+    unsigned_path: Path | None = None  # set-aside unsigned bytes the manifest names
+    unsigned: tuple[str, int, str] | None = None  # their (file, size, sha256) as named
+
+    @property
+    def name(self) -> str:
+        return self.manifest_path.name
+
+
+class Outbox(Protocol):
+    def finished(self) -> list[OutboxSegment]:
+        """Records ready to ship, oldest (lowest sequence number) first."""
+        ...
+
+    def delete(self, segment: OutboxSegment, receipt: SignedReceipt) -> None:
+        """Keep ``receipt``, then remove the segment (only ever after a valid receipt)."""
+        ...
+
+    def delete_unsigned(self, path: Path, receipt: SignedUnsignedReceipt) -> None:
+        """Keep the dock's receipt for set-aside unsigned bytes, then remove them."""
+        ...
+
+    def reconcile(self, dock_public_key: bytes, device_id: str) -> list[str]:
+        """At start: delete what a kept, valid receipt covers but a crash left behind."""
+        ...
+
+
+class ChainOutbox:
+    """The device's outbox as crypto/ writes it (crypto/FORMAT.md, "Outbox"): chain records
+    in ``chain/`` (``<seq:012d>.<manifest|end>.json``) and each manifest's stored segment,
+    named by its ``file`` field, in ``segments/``, with the ``.unsigned`` file it names, if
+    any. The trail stays.
+
+    ``delete`` keeps the receipt as ``<receipts_dir>/<segment id>.json`` (fsync'd; default
+    ``receipts/`` beside the outbox: device bookkeeping, like the chain state) before it
+    removes the blob and the record. The newest record file of the chain is kept (the chain
+    state can be rebuilt from it: its sequence number is never handed out again); it goes
+    once a newer record exists.
+    """
+
+    def __init__(
+        self,
+        root: Path,
+        *,
+        receipts_dir: Path | None = None,
+        blobs_dir: Path | None = None,
+        verifier: SegmentVerifier | None = None,
+    ) -> None:
+        self.root = Path(root)
+        self.chain_dir = self.root / CHAIN_DIR
+        self.blobs_dir = Path(blobs_dir) if blobs_dir else self.root / SEGMENTS_DIR
+        self.receipts = Path(receipts_dir) if receipts_dir else self.root.parent / "receipts"
+        self.verifier = verifier or ChainRecordVerifier()
+        self.unreadable: dict[str, str] = {}  # record file -> why it cannot be shipped
+
+    def _records(self) -> list[tuple[int, Path]]:
+        if not self.chain_dir.is_dir():
+            return []
+        found = []
+        for p in self.chain_dir.iterdir():
+            parsed = parse_chain_file_name(p.name)
+            if parsed is not None:
+                found.append((parsed[0], p))
+        return sorted(found)
+
+    def _receipted(self, record: Path) -> bool:
+        try:
+            sid = segment_id_for(record.read_bytes())
+        except FileNotFoundError:
+            return True
+        return (self.receipts / f"{sid}.json").is_file()
+
+    def finished(self) -> list[OutboxSegment]:
+        records = self._records()
+        newest = records[-1][0] if records else None
+        found = []
+        for seq, path in records:
+            if self._receipted(path):
+                # shipped earlier and kept as the newest: now it can go (a blob still here is
+                # a delete a crash cut short: ``reconcile`` finishes it, record first)
+                if seq != newest and not self._blob_left(path):
+                    path.unlink(missing_ok=True)
+                continue
+            try:
+                f = self.verifier.parse(path.read_bytes())
+            except FileNotFoundError:
+                continue
+            except ManifestError as exc:
+                if path.name not in self.unreadable:
+                    log.error("outbox: cannot ship %s: %s", path.name, exc)
+                self.unreadable[path.name] = str(exc)
+                continue
+            blob = None
+            tail_path, tail = None, None
+            if f.record_type == "manifest":
+                blob = self.blobs_dir / str(f.raw.get("file", ""))
+                if not blob.is_file():
+                    self.unreadable[path.name] = f"stored file {blob.name} is missing"
+                    continue
+                t = f.raw.get("unsigned_tail")
+                if isinstance(t, dict) and (self.blobs_dir / str(t["file"])).is_file():
+                    tail_path = self.blobs_dir / str(t["file"])
+                    tail = (str(t["file"]), int(t["size"]), str(t["sha256"]))
+            found.append(OutboxSegment(seq, path, blob, tail_path, tail))
+        return found
+
+    def delete(self, segment: OutboxSegment, receipt: SignedReceipt) -> None:
+        self.keep_receipt(receipt)
+        self.remove(segment)
+
+    def delete_unsigned(self, path: Path, receipt: SignedUnsignedReceipt) -> None:
+        """Keep the dock's receipt for set-aside unsigned bytes, then remove them."""
+        self.keep_receipt(receipt, f"{receipt.receipt.segment_id}.unsigned.json")
+        path.unlink(missing_ok=True)
+        fsync_dir(path.parent)
+
+    def keep_receipt(
+        self, receipt: SignedReceipt | SignedUnsignedReceipt, name: str | None = None
+    ) -> None:
+        """Keep ``receipt`` durably, before anything it vouches for is deleted."""
+        self.receipts.mkdir(parents=True, exist_ok=True)
+        final = self.receipts / (name or f"{receipt.receipt.segment_id}.json")
+        tmp = final.with_name(final.name + ".tmp")
+        with open(tmp, "wb") as f:
+            f.write(canonical_json(receipt.to_json()) + b"\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, final)
+        fsync_dir(self.receipts)
+
+    def remove(self, segment: OutboxSegment) -> None:
+        """Remove a segment whose receipt is kept: its blob, then (unless newest) its record."""
+        if segment.blob_path is not None:
+            segment.blob_path.unlink(missing_ok=True)
+            fsync_dir(segment.blob_path.parent)
+        records = self._records()
+        if records and records[-1][1] != segment.manifest_path:
+            segment.manifest_path.unlink(missing_ok=True)
+            fsync_dir(self.chain_dir)
+
+    def _blob_left(self, record: Path) -> bool:
+        try:
+            f = self.verifier.parse(record.read_bytes())
+        except (OSError, ManifestError):
+            return False
+        name = str(f.raw.get("file", "")) if f.record_type == "manifest" else ""
+        return bool(name) and (self.blobs_dir / name).is_file()
+
+    def reconcile(self, dock_public_key: bytes, device_id: str) -> list[str]:
+        """At start: finish the deletes a crash cut short. A segment still here although a
+        receipt for it was kept is deleted when the receipt is valid (signed by the pinned
+        dock key, for this device, this record and the exact bytes here); otherwise it stays
+        and is reported. Returns the names of the stored files deleted."""
+        valid = valid_receipts(self.receipts, dock_public_key, device_id)
+        if not valid:
+            return []
+        by_bytes = {(r.stored_sha256, r.stored_size): r for r in valid.values()}
+        deleted: list[str] = []
+        named: set[str] = set()
+        for seq, path in self._records():
+            try:
+                data = path.read_bytes()
+                f = self.verifier.parse(data)
+            except (OSError, ManifestError):
+                continue
+            blob = self.blobs_dir / str(f.raw.get("file", "")) if f.raw.get("file") else None
+            if blob is not None:
+                named.add(blob.name)
+            r = valid.get(segment_id_for(data))
+            if r is None:
+                continue
+            if blob is not None and blob.is_file():
+                if _hash_file(blob) != (r.stored_sha256, r.stored_size):
+                    log.error("outbox: %s is not the bytes its receipt names: kept", blob.name)
+                    continue
+                deleted.append(blob.name)
+            self.remove(OutboxSegment(seq, path, blob))
+        # stored files whose record went before them (a crash under an older shipper)
+        for blob in sorted(self.blobs_dir.glob("*" + SEG_EXT)) if self.blobs_dir.is_dir() else []:
+            if blob.name in named or not blob.is_file():
+                continue
+            if _hash_file(blob) in by_bytes:
+                blob.unlink()
+                fsync_dir(self.blobs_dir)
+                deleted.append(blob.name)
+        for name in deleted:
+            log.info("outbox: %s had shipped (its receipt was kept): deleted now", name)
+        return deleted
+
+
+def valid_receipts(
+    receipts_dir: Path, dock_public_key: bytes, device_id: str
+) -> dict[str, Receipt]:
+    """The receipts kept in ``receipts_dir`` that the pinned dock key signed for this device,
+    by segment id (a file that is unreadable or not valid is left out)."""
+    out: dict[str, Receipt] = {}
+    if not Path(receipts_dir).is_dir():
+        return out
+    for p in Path(receipts_dir).glob("*.json"):
+        try:
+            r = SignedReceipt.from_json(json.loads(p.read_bytes()))
+        except (OSError, ValueError):
+            continue
+        rc = r.receipt
+        if r.verify(dock_public_key) and rc.device_id == device_id and p.stem == rc.segment_id:
+            out[rc.segment_id] = rc
+    return out
+
+
+def _open_blob(path: Path | None) -> BinaryIO:
+    return io.BytesIO(b"") if path is None else open(path, "rb")  # noqa: SIM115
+
+
+def _hash_file(path: Path | None) -> tuple[str, int]:
+    h = hashlib.sha256()
+    n = 0
+    with _open_blob(path) as f:
+        while block := f.read(READ_BLOCK):
+            h.update(block)
+            n += len(block)
+    return h.hexdigest(), n
