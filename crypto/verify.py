@@ -173,6 +173,12 @@ def _classify(name: str, data: bytes) -> str:
     return "unknown"
 
 
+def is_evidence(name: str, data: bytes) -> bool:
+    """Whether a file is one the verifier can check (a stored segment, set-aside bytes, a
+    chain record, the trail), by its name or its first bytes."""
+    return _classify(name, data) != "unknown"
+
+
 class _Verifier:
     def __init__(
         self,
@@ -205,6 +211,7 @@ class _Verifier:
         self.unsigned_files: dict[str, tuple[str, bytes]] = {}  # basename -> (name, data)
         self.known_chunks: dict[str, str] = {}  # cipher sha256 -> where it belongs
         self.manifest_by_stored: dict[str, SignedRecord] = {}
+        self.devices_seen: set[str] = set()  # device ids of the records the key signed
 
     def find(self, kind: str, detail: str, **kw: Any) -> None:
         self.findings.append(Finding(kind, detail, **kw))
@@ -269,6 +276,7 @@ class _Verifier:
         return _SegFile(name, data, sha256_hex(data), parsed, error, partial)
 
     def _note_device(self, rec: SignedRecord) -> None:
+        self.devices_seen.add(rec.record["device_id"])
         if self.device_id is None:
             self.device_id = rec.record["device_id"]
 
@@ -283,17 +291,19 @@ class _Verifier:
             )
         for name, data in trails:
             read = read_trail(data, self.pk, self.device_id)
-            for bad in read.bad:
+            for first, last, bad in _runs(read.bad):
+                lines = f"line {first}" if first == last else f"lines {first}-{last}"
                 if bad.torn:
                     self.find(
                         "torn",
-                        f"line {bad.line_no} is torn (a write cut short): {bad.detail}",
+                        f"{lines} {'is' if first == last else 'are'} torn (a write cut "
+                        f"short): {bad.detail}",
                         file=name,
                     )
                 else:
                     self.find(
                         _RECORD_REASON.get(bad.reason, ALTERED),
-                        f"line {bad.line_no}: {bad.reason}: {bad.detail}",
+                        f"{lines}: {bad.reason}: {bad.detail}",
                         file=name,
                     )
             last = -1
@@ -974,6 +984,21 @@ class _Verifier:
         return out
 
 
+def _runs(bad: list[Any]) -> list[tuple[int, int, Any]]:
+    """Consecutive bad trail lines with the same problem, as (first line, last line, one of
+    them): one finding per cause, not one per line."""
+    out: list[tuple[int, int, Any]] = []
+    for b in bad:
+        if out:
+            first, last, prev = out[-1]
+            same = (prev.torn, prev.reason, prev.detail) == (b.torn, b.reason, b.detail)
+            if same and b.line_no == last + 1:
+                out[-1] = (first, b.line_no, prev)
+                continue
+        out.append((b.line_no, b.line_no, b))
+    return out
+
+
 def _lis(seq: list[int]) -> set[int]:
     """Indices (into ``seq``) of one longest strictly increasing subsequence."""
     import bisect
@@ -1126,16 +1151,36 @@ def verify(
     agency = agency_private_key
     if agency is not None and not isinstance(agency, PrivateKey):
         agency = PrivateKey(bytes(agency))
-    return _Verifier(
-        files,
-        device_public_key,
-        agency,
-        device_id,
-        first_chain_seq,
-        first_trail_seq,
-        check_names,
-        require_trail,
-    ).run()
+
+    def run(dev: str | None) -> tuple[Report, set[str]]:
+        v = _Verifier(
+            files,
+            device_public_key,
+            agency,
+            dev,
+            first_chain_seq,
+            first_trail_seq,
+            check_names,
+            require_trail,
+        )
+        return v.run(), v.devices_seen
+
+    report, seen = run(None)
+    if device_id is None or seen == {device_id}:
+        return report
+    if seen and device_id not in seen:  # one cause, one finding (not one per record)
+        names = ", ".join(repr(d) for d in sorted(seen))
+        report.findings.insert(
+            0,
+            Finding(
+                SUBSTITUTED,
+                f"signed as device {names} (key {report.key_id}), not as device "
+                f"{device_id!r}: another device's evidence, or the wrong --device-id",
+            ),
+        )
+        report.ok = False
+        return report
+    return run(device_id)[0]  # some records of the device asked for, some of another
 
 
 def read_outbox(outbox: Path) -> dict[str, bytes]:
