@@ -49,7 +49,9 @@ KEY_DIR_MODE = 0o700
 
 
 def _fail(message: str) -> click.ClickException:
-    return click.ClickException(message)
+    from bwv.errors import CannotCheck
+
+    return CannotCheck(message)  # exit 2, as every command that cannot do its job
 
 
 def _utc_stamp() -> str:

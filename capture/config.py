@@ -15,7 +15,6 @@ from dataclasses import dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
 from typing import Any, get_type_hints
 
-
 MAX_CONFIG_BYTES = 1 << 20
 MAX_LOW_SPACE_MINUTES = 1e9
 MAX_PRE_RECORD_MB = 1_000_000
@@ -186,9 +185,9 @@ def validate(cfg: Config) -> Config:
     _check(bool(cfg.storage.dir), "storage.dir", "must not be empty")
     _check(cfg.dock.url == "" or cfg.dock.url.startswith(("http://", "https://")), "dock.url",
            f"must start with http:// or https:// (got {cfg.dock.url!r})")
-    _check(0 <= cfg.storage.low_space_minutes <= MAX_LOW_SPACE_MINUTES,
-           "storage.low_space_minutes",
-           f"must be between 0 and {MAX_LOW_SPACE_MINUTES:g} (got {cfg.storage.low_space_minutes:g})")
+    low = cfg.storage.low_space_minutes
+    _check(0 <= low <= MAX_LOW_SPACE_MINUTES, "storage.low_space_minutes",
+           f"must be between 0 and {MAX_LOW_SPACE_MINUTES:g} (got {low:g})")
     c = cfg.controls
     _check(0 <= c.debounce_ms <= 500, "controls.debounce_ms",
            f"must be between 0 and 500 (got {c.debounce_ms})")

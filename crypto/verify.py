@@ -35,7 +35,7 @@ from nacl.public import PrivateKey
 
 from crypto.identity import IdentityError, key_id_of, load_agency_private_key, load_public_key
 from crypto.manifest import chain_file_name, parse_chain_file_name
-from crypto.records import RecordError, SignedRecord, sha256_hex, verify_line
+from crypto.records import RecordError, SignedRecord, parse_line, sha256_hex, verify_line
 from crypto.seal import (
     LEN,
     ParsedSegment,
@@ -212,6 +212,7 @@ class _Verifier:
         self.known_chunks: dict[str, str] = {}  # cipher sha256 -> where it belongs
         self.manifest_by_stored: dict[str, SignedRecord] = {}
         self.devices_seen: set[str] = set()  # device ids of the records the key signed
+        self.other_signers: set[tuple[str, str]] = set()  # (device id, key id) of others
 
     def find(self, kind: str, detail: str, **kw: Any) -> None:
         self.findings.append(Finding(kind, detail, **kw))
@@ -279,6 +280,13 @@ class _Verifier:
         self.devices_seen.add(rec.record["device_id"])
         if self.device_id is None:
             self.device_id = rec.record["device_id"]
+
+    def _note_other_signer(self, line: bytes) -> None:
+        try:
+            r, _ = parse_line(line)
+            self.other_signers.add((str(r["device_id"]), str(r["key_id"])))
+        except (RecordError, KeyError, TypeError):
+            pass
 
     def _read_trails(self, trails: list[tuple[str, bytes]]) -> None:
         self.trail_given = bool(trails)
@@ -397,6 +405,8 @@ class _Verifier:
             try:
                 rec = verify_line(data, self.pk, self.device_id, ("manifest", "end"))
             except RecordError as exc:
+                if exc.reason == "foreign":
+                    self._note_other_signer(data)
                 self.find(
                     _RECORD_REASON.get(exc.reason, ALTERED),
                     f"chain record: {exc.reason}: {exc.detail}",
@@ -854,6 +864,7 @@ class _Verifier:
                 continue
             ctx = f.parsed.context
             if ctx.key_id != self.key_id or (self.device_id and ctx.device_id != self.device_id):
+                self.other_signers.add((ctx.device_id, ctx.key_id))
                 status, kind = SUBSTITUTED, SUBSTITUTED
                 detail = f"a segment of device {ctx.device_id!r} key {ctx.key_id}"
             else:
@@ -1152,7 +1163,7 @@ def verify(
     if agency is not None and not isinstance(agency, PrivateKey):
         agency = PrivateKey(bytes(agency))
 
-    def run(dev: str | None) -> tuple[Report, set[str]]:
+    def run(dev: str | None) -> tuple[Report, _Verifier]:
         v = _Verifier(
             files,
             device_public_key,
@@ -1163,9 +1174,12 @@ def verify(
             check_names,
             require_trail,
         )
-        return v.run(), v.devices_seen
+        return v.run(), v
 
-    report, seen = run(None)
+    report, loose = run(None)
+    seen = loose.devices_seen
+    if not seen and loose.other_signers:  # the wrong key: one cause, one finding
+        return _signed_by_others(report, loose.other_signers)
     if device_id is None or seen == {device_id}:
         return report
     if seen and device_id not in seen:  # one cause, one finding (not one per record)
@@ -1181,6 +1195,21 @@ def verify(
         report.ok = False
         return report
     return run(device_id)[0]  # some records of the device asked for, some of another
+
+
+def _signed_by_others(report: Report, signers: set[tuple[str, str]]) -> Report:
+    """Nothing is signed by the key given: every other finding follows from that one."""
+    who = ", ".join(f"device {d!r} key {k}" for d, k in sorted(signers))
+    report.findings = [
+        Finding(
+            SUBSTITUTED,
+            f"nothing here is signed by the key given ({report.key_id}): it is signed by "
+            f"{who}; the wrong --device-pub, or another device's evidence",
+        )
+    ]
+    report.recordings = []  # none can be judged without its device's key
+    report.ok = False
+    return report
 
 
 def read_outbox(outbox: Path) -> dict[str, bytes]:
