@@ -77,6 +77,7 @@ class GuardedGroup(click.Group):
              **extra: Any) -> Any:
         argv = list(sys.argv[1:] if args is None else args)
         GuardedGroup.verbose = 0
+        self._as_json = "--json" in (argv[: argv.index("--")] if "--" in argv else argv)
         try:
             return super().main(argv, prog_name, complete_var, standalone_mode, **extra)
         except Exception as exc:  # noqa: BLE001 - the last line of defence
@@ -84,5 +85,12 @@ class GuardedGroup(click.Group):
                 raise
             if GuardedGroup.verbose >= 2:
                 traceback.print_exc()
-            as_json = "--json" in argv[: argv.index("--")] if "--" in argv else "--json" in argv
-            fail(one_line(exc), as_json)
+            fail(one_line(exc), self._as_json)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except click.UsageError as exc:  # click shows it on stderr; --json wants it on stdout
+            if getattr(self, "_as_json", False):
+                click.echo(json.dumps({"error": " ".join(exc.format_message().split())}))
+            raise

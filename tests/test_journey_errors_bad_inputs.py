@@ -95,6 +95,7 @@ ROWS = [
     Row("verify", ("verify", "--device-pub", "{small_order}", "{outbox}"),
         "not a usable Ed25519 public key"),
     Row("verify", ("verify", "--json", "{outbox}"), "--device-pub is needed"),
+    Row("verify", ("verify", "--json", "{missing}"), "does not exist"),
     # -- the dock's commands on what is not a dock store
     Row("dock status", ("dock", "status", "--store", "{empty_dir}"), "not a dock store"),
     Row("dock status", ("dock", "status", "--json", "--store", "{empty_dir}"),
@@ -208,3 +209,12 @@ def _leaf_commands(group: click.Group, prefix: str = "") -> set[str]:
 def test_every_command_has_a_row():
     missing = _leaf_commands(bwv_main) - {r.command for r in ROWS}
     assert not missing, f"add rows for: {sorted(missing)}"
+
+
+def test_status_with_storage_dir_a_file_reports_a_fault_not_a_traceback(inputs, tmp_path):
+    p = subprocess.run([sys.executable, "-c", BOOT, "status", "--config",
+                        inputs["storage_is_a_file"]], capture_output=True, text=True,
+                       timeout=60, cwd=tmp_path)
+    assert p.returncode == 1, p.stderr  # checked: a fault
+    assert "Traceback" not in p.stdout + p.stderr
+    assert f"storage: {inputs['afile']} is not a folder" in p.stdout
