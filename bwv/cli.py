@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 
 from bwv import __version__
-from bwv.errors import CannotCheck, GuardedGroup, bad_configuration
+from bwv.errors import CannotCheck, FiniteFloat, GuardedGroup, bad_configuration
 from capture.config import ConfigError, load
 
 
@@ -144,7 +144,7 @@ def sim_raid(ctx: click.Context, out: Path, pre_record: float | None, record: fl
 
 
 @sim.command("record", hidden=True)
-@click.option("--seconds", type=float, default=60.0, show_default=True)
+@click.option("--seconds", type=FiniteFloat(0.0, 86_400.0), default=60.0, show_default=True)
 @click.pass_context
 def sim_record(ctx: click.Context, seconds: float) -> None:
     """Record at once for SECONDS on the simulated device, printing each event as a JSON

@@ -94,3 +94,28 @@ class GuardedGroup(click.Group):
             if getattr(self, "_as_json", False):
                 click.echo(json.dumps({"error": " ".join(exc.format_message().split())}))
             raise
+
+
+class FiniteFloat(click.ParamType):
+    """A number option that refuses nan, inf and values outside [low, high] (click's float
+    takes "inf" and "nan", which later fail deep inside as an OverflowError)."""
+
+    name = "number"
+
+    def __init__(self, low: float | None = None, high: float | None = None) -> None:
+        self.low, self.high = low, high
+
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> float:
+        import math
+
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number", param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        if (self.low is not None and number < self.low) or (
+                self.high is not None and number > self.high):
+            self.fail(f"{value!r} is not between {self.low:g} and {self.high:g}", param, ctx)
+        return number

@@ -33,7 +33,12 @@ from typing import Any, BinaryIO
 
 from nacl.public import PrivateKey
 
-from crypto.identity import IdentityError, key_id_of, load_agency_private_key, load_public_key
+from crypto.identity import (
+    IdentityError,
+    key_id_of,
+    load_agency_private_key,
+    load_device_public_key,
+)
 from crypto.manifest import chain_file_name, parse_chain_file_name
 from crypto.records import RecordError, SignedRecord, parse_line, sha256_hex, verify_line
 from crypto.seal import (
@@ -1241,7 +1246,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--device-id", help="expected device id")
     args = ap.parse_args(argv)
     try:
-        pk = load_public_key(args.device_pub, "device Ed25519 public key")
+        pk = load_device_public_key(args.device_pub)
         sk = load_agency_private_key(args.agency_key) if args.agency_key else None
     except IdentityError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -84,6 +84,10 @@ ROWS = [
         "device.key"),
     Row("sim record", ("sim", "--config", "{fifo}", "--state", "{new_dir}", "record"),
         "not a regular file"),
+    Row("sim record", ("sim", "--state", "{new_dir}", "record", "--seconds", "nan"),
+        "not a finite number"),
+    Row("sim record", ("sim", "--state", "{new_dir}", "record", "--seconds", "inf"),
+        "not a finite number"),
     # -- verify: nothing checkable, unreadable inputs, unusable keys
     Row("verify", ("verify", "{empty_dir}"), "nothing checkable here"),
     Row("verify", ("verify", "{docs_dir}"), "nothing checkable here"),
