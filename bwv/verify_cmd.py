@@ -181,17 +181,21 @@ def run_verify(paths: list[Path], device_pub: Path | None, agency_key: Path | No
     return EXIT_OK if report.ok else EXIT_NOT_AUTHENTIC
 
 
+_NAME = re.compile(r"[\w./-]+")
+
+
 def rename_files(report: Report, real: dict[str, str]) -> None:
     """Name the files in ``report`` as they are on disk (``real``: verifier's name -> path)."""
     names = {k: v for k, v in real.items() if k != v}
     if not names:
         return
-    pattern = re.compile(
-        "|".join(re.escape(n) for n in sorted(names, key=len, reverse=True)) + r"(?![\w.])"
-    )
+
+    def one(token: str) -> str:
+        stem = token.rstrip(".")
+        return names[stem] + token[len(stem):] if stem in names else token
 
     def sub(text: str | None) -> str | None:
-        return None if text is None else pattern.sub(lambda m: names[m.group(0)], text)
+        return None if text is None else _NAME.sub(lambda m: one(m.group(0)), text)
 
     for f in report.findings:
         f.file, f.detail = sub(f.file), sub(f.detail) or ""

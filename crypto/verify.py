@@ -1183,7 +1183,8 @@ def verify(
 
     report, loose = run(None)
     seen = loose.devices_seen
-    if not seen and loose.other_signers:  # the wrong key: one cause, one finding
+    damaged = any(f.kind in (ALTERED, "torn", "malformed") for f in report.findings)
+    if not seen and loose.other_signers and not damaged:  # the wrong key: one cause
         return _signed_by_others(report, loose.other_signers)
     if device_id is None or seen == {device_id}:
         return report
