@@ -17,7 +17,7 @@ import json
 import sys
 import traceback
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
@@ -62,7 +62,7 @@ def echo_error(message: str, as_json: bool) -> None:
     click.echo(f"Error: {message}", err=True)
 
 
-def fail(message: str, as_json: bool, code: int = EXIT_CANNOT_CHECK) -> None:
+def fail(message: str, as_json: bool, code: int = EXIT_CANNOT_CHECK) -> NoReturn:
     echo_error(message, as_json)
     sys.exit(code)
 
