@@ -10,6 +10,8 @@ from pathlib import Path
 
 import click
 
+from bwv import __version__
+from bwv.errors import CannotCheck, FiniteFloat, GuardedGroup, bad_configuration
 from capture.config import ConfigError, load
 
 
@@ -17,11 +19,14 @@ def _load_config(path: Path | None, overrides: dict) -> object:
     try:
         return load(path, overrides)
     except ConfigError as exc:
-        raise click.ClickException(f"bad configuration: {exc}") from None
+        raise bad_configuration(exc) from None
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
+@click.group(cls=GuardedGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-v", "--verbose", count=True,
+              help="More log output (-vv for debug, and a traceback on an unexpected error).")
+@click.version_option(__version__, "-V", "--version", prog_name="bwv",
+                      message="%(prog)s %(version)s")
 def main(verbose: int) -> None:
     """bwv: open body-worn video.
 
@@ -40,6 +45,7 @@ def main(verbose: int) -> None:
 
     On the dock: bwv dock serve, bwv dock token, bwv dock status, bwv dock export.
     """
+    GuardedGroup.verbose = verbose
     level = logging.WARNING - 10 * verbose
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s",
                         stream=sys.stderr)
@@ -54,10 +60,14 @@ def run(config_path: Path) -> None:
     Needs picamera2, pyaudio and RPi.GPIO (install.sh sets them up) and a provisioned key
     (`bwv provision`); without a key it runs, shows the fault pattern and refuses to record.
     """
-    from capture.daemon import run_daemon
+    from capture.daemon import DaemonSetupError, run_daemon
 
     cfg = _load_config(config_path, {})
-    sys.exit(run_daemon(cfg))
+    try:
+        code = run_daemon(cfg)
+    except DaemonSetupError as exc:
+        raise CannotCheck(str(exc)) from None
+    sys.exit(code)
 
 
 @main.group(invoke_without_command=True)
@@ -150,7 +160,7 @@ def sim_raid(ctx: click.Context, out: Path, pre_record: float | None, record: fl
 
 
 @sim.command("record", hidden=True)
-@click.option("--seconds", type=float, default=60.0, show_default=True)
+@click.option("--seconds", type=FiniteFloat(0.0, 86_400.0), default=60.0, show_default=True)
 @click.pass_context
 def sim_record(ctx: click.Context, seconds: float) -> None:
     """Record at once for SECONDS on the simulated device, printing each event as a JSON
@@ -202,11 +212,42 @@ def config() -> None:
 @config.command("check")
 @click.argument("path", type=click.Path(path_type=Path, dir_okay=False))
 def config_check(path: Path) -> None:
-    """Validate a configuration file; print the full effective configuration as JSON."""
+    """Validate a configuration file; print the full effective configuration as JSON.
+
+    Exit status: 0 valid, 2 not (one line names the file or the key and what is wrong)."""
     from dataclasses import asdict
 
     cfg = _load_config(path, {})
     click.echo(json.dumps(asdict(cfg), indent=2))
+
+
+@config.command("show")
+@click.option("--config", "config_path", type=click.Path(path_type=Path, dir_okay=False),
+              default=None, help="The configuration file [default: /etc/bwv/bwv.toml if it "
+              "exists, else the built-in defaults].")
+@click.option("--json", "as_json", is_flag=True, help="Print it as JSON instead of TOML.")
+def config_show(config_path: Path | None, as_json: bool) -> None:
+    """Print the effective configuration: the file's values with every default filled in
+    (TOML that `--config` accepts as it is, or JSON)."""
+    from dataclasses import asdict
+
+    from bwv.config_show import DEVICE_CONFIG, to_toml
+    from bwv.errors import fail
+
+    source = config_path
+    if source is None and DEVICE_CONFIG.exists():
+        source = DEVICE_CONFIG
+    try:
+        cfg = load(source)
+    except ConfigError as exc:
+        fail(f"bad configuration: {exc}", as_json)
+    if as_json:
+        click.echo(json.dumps(asdict(cfg), indent=2))
+        return
+    origin = f"{source} with defaults filled in" if source else (
+        f"built-in defaults ({DEVICE_CONFIG} does not exist)")
+    click.echo(f"# bwv {__version__}: the effective configuration: {origin}")
+    click.echo(to_toml(asdict(cfg)), nl=False)
 
 
 def _register() -> None:

@@ -336,8 +336,8 @@ def _table(rows: list[list[str]], indent: str = "  ") -> list[str]:
 
 def collect_status(store_dir: Path, reverify: bool = False) -> dict[str, Any]:
     """What ``bwv dock status --json`` prints."""
-    from dock.export import FAILED, GAP, INCOMPLETE, VERIFIED
     from dock.store import chain_report
+    from dock.verify import reverified_state
 
     store = _store(store_dir)
     try:
@@ -348,22 +348,8 @@ def collect_status(store_dir: Path, reverify: bool = False) -> dict[str, Any]:
                 recs = [x for x in holdings[r.device_id].records
                         if x.fields.recording_id == r.recording_id]
                 report, _ = verify_recording(store, r.device_id, recs)
-                rep = next((x for x in report.recordings if x.recording_id == r.recording_id),
-                           None)
                 r.reverified = True
-                if report.ok:
-                    r.state, r.detail = VERIFIED, "stored bytes re-verified"
-                    continue
-                kinds = {f.kind for f in report.findings}
-                if kinds & {"missing", "gap"}:
-                    r.state = GAP
-                elif rep is not None and rep.status == "cut_short":
-                    r.state = INCOMPLETE
-                elif rep is not None and rep.status == "ended_early" and kinds <= {"ended_early"}:
-                    pass  # as the index said
-                else:
-                    r.state = FAILED
-                r.detail = "; ".join(f"{f.kind}: {f.detail}" for f in report.findings[:3])
+                r.state, r.detail = reverified_state(report, r.recording_id)
         out_devices = []
         for d in devices:
             h = holdings[d.device_id]
@@ -410,14 +396,28 @@ def status(store_dir: Path, as_json: bool, reverify: bool) -> None:
                    hold it: dock it again; if not, it was lost or deleted)
       incomplete   no end-of-recording record yet: the camera is still recording or
                    shipping, or it was cut off
-      ended_early  whole, but ended by a fault (full disk) or a crash, not by the officer
-      failed       (--verify) stored bytes do not match what the camera signed
+      ended_early  ended by a fault (full disk) or a crash, not by the officer; what the
+                   camera signed is all there (a segment may end early, its tail unsigned)
+      failed       (--verify) stored bytes or records are not what the camera signed
     Reads the store directly; no server needed.
+
+    \b
+    Exit status: 0  shown (and with --verify: nothing altered)
+                 1  --verify found a recording whose stored bytes are not what was signed
+                 2  the store cannot be read (with --json: {"error": ...})
     """
-    data = collect_status(store_dir, reverify)
+    try:
+        data = collect_status(store_dir, reverify)
+    except click.ClickException as exc:
+        if not as_json:
+            raise
+        from bwv.errors import fail
+
+        fail(exc.format_message(), as_json, exc.exit_code)
+    failed = [r for r in data["recordings"] if r["state"] == "failed"]
     if as_json:
         click.echo(json.dumps(data, indent=2, sort_keys=True))
-        return
+        sys.exit(EXIT_NOT_VERIFIED if failed else EXIT_OK)
     click.echo(f"dock store {data['store']} (dock key id {data['dock_key_id']})")
     if not data["devices"]:
         click.echo("no cameras enrolled yet: `bwv dock token --store DIR --device ID` gives "
@@ -457,6 +457,10 @@ def status(store_dir: Path, as_json: bool, reverify: bool) -> None:
     if bad:
         click.echo(f"\n{len(bad)} recording(s) not verified: see STATE above "
                    "(`bwv dock status --help` explains each)")
+    if failed:
+        click.echo(f"{len(failed)} recording(s) FAILED re-verification: stored bytes are not "
+                   "what the camera signed", err=True)
+        sys.exit(EXIT_NOT_VERIFIED)
 
 
 # --------------------------------------------------------------------------- export

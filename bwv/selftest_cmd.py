@@ -732,8 +732,10 @@ def selftest(ctx: click.Context, config_path: Path, as_json: bool) -> None:
     try:
         cfg = load(config_path)
     except ConfigError as exc:
+        from bwv.errors import bad_configuration
+
         _emit([Check("config", "FAIL", str(exc), {"key": exc.key})], as_json)
-        raise click.ClickException(f"bad configuration: {exc}") from None
+        raise bad_configuration(exc) from None  # exit 2: nothing could be checked
     checks = run_selftest(
         cfg,
         inject.get("hardware_factory"),

@@ -13,7 +13,8 @@ either way: segments waiting to ship (``outbox/segments/*.bwvseg`` and the ``.pa
 being written), free space, the last upload (newest receipt in ``receipts/``), which keys
 are in place (public parts only: the device's secret key is never read here).
 
-Exit status: 0 normally; 1 if there are faults or the daemon is not running.
+Exit status: 0 normally; 1 if there are faults or the daemon is not running; 2 if the
+configuration cannot be read (``--json``: ``{"error": ...}`` then too).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from typing import Any
 
 import click
 
+from bwv.errors import bad_configuration, fail
 from capture.config import Config, ConfigError, load
 
 STATUS_FILE = "status.json"
@@ -38,12 +40,15 @@ PARTIAL_EXT = ".bwvseg.partial"
 DEFAULT_CONFIG = Path("/etc/bwv/bwv.toml")
 
 
-def load_config(path: Path) -> Config:
-    """The configuration, or a click error naming the key that is wrong."""
+def load_config(path: Path, as_json: bool = False) -> Config:
+    """The configuration, or one line naming the key that is wrong and exit 2 (as JSON too
+    with ``as_json``)."""
     try:
         return load(path)
     except ConfigError as exc:
-        raise click.ClickException(f"bad configuration: {exc}") from None
+        if as_json:
+            fail(f"bad configuration: {exc}", as_json)
+        raise bad_configuration(exc) from None
 
 
 def config_option(fn):
@@ -204,6 +209,9 @@ def storage_facts(cfg: Config) -> dict[str, Any]:
         st = os.statvfs(d)
     except OSError as exc:
         out["error"] = f"{d}: {exc.strerror}"
+        return out
+    if not d.is_dir():
+        out["error"] = f"{d} is not a folder (storage.dir: the daemon cannot record there)"
         return out
     free = st.f_bavail * st.f_frsize
     out.update(free_bytes=free, minutes_left=round(free / byte_rate / 60, 1), low=free < low)
@@ -408,8 +416,9 @@ def status(config_path: Path, as_json: bool) -> None:
     \b
     Exit status: 0  the daemon runs and reports no fault
                  1  a fault, or the daemon is not running
+                 2  the configuration cannot be read (with --json: {"error": ...})
     """
-    cfg = load_config(config_path)
+    cfg = load_config(config_path, as_json)
     now_us = now_wall_us()
     report = collect_status(cfg, now_us)
     if as_json:

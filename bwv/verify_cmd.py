@@ -1,95 +1,208 @@
-"""``bwv verify``: gather the files, find the keys, run the offline verifier, report."""
+"""``bwv verify``: gather the files, find the keys, run the offline verifier, report.
+
+Findings name the files as they are on disk, relative to the folder given: a ``bwv sim raid``
+folder's dock copies as ``dock/objects/<device>/<segment>.blob``, its device's files as
+``device/outbox/...``. The verifier itself sees them in the outbox layout it knows.
+"""
 
 from __future__ import annotations
 
 import json
-import tempfile
+import os
+import re
+import stat
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import click
 
-from crypto.identity import IdentityError, load_agency_private_key, load_public_key
-from crypto.verify import Report, read_outbox, verify
+from bwv.errors import EXIT_CANNOT_CHECK, EXIT_FOUND_WANTING, EXIT_OK, fail
+from crypto.identity import (
+    IdentityError,
+    load_agency_private_key,
+    load_device_public_key,
+    public_key_path,
+)
+from crypto.verify import Report, is_evidence, read_outbox, verify
 
-EXIT_OK, EXIT_NOT_AUTHENTIC, EXIT_ERROR = 0, 1, 2
+EXIT_NOT_AUTHENTIC, EXIT_ERROR = EXIT_FOUND_WANTING, EXIT_CANNOT_CHECK
+NOTHING_CHECKABLE = (
+    "nothing checkable here: {what} (evidence is a device outbox: segments/*.bwvseg, "
+    "chain/*.json, trail.jsonl; a `bwv sim raid` folder; a `bwv sim` state folder)"
+)
 
 
-def _sim_folder(path: Path) -> tuple[Path, Path, Path] | None:
-    """(outbox, device public key, agency private key) of a ``bwv sim raid`` folder."""
+class InputError(Exception):
+    """The paths given cannot be read as evidence (exit 2)."""
+
+
+@dataclass
+class Evidence:
+    files: dict[str, bytes] = field(default_factory=dict)  # by the verifier's (outbox) name
+    real: dict[str, str] = field(default_factory=dict)  # verifier's name -> file on disk
+    device_pub: Path | None = None  # found with the files (a simulator's folder holds it)
+    agency_key: Path | None = None
+
+    def add(self, files: dict[str, bytes], real: dict[str, str] | None = None) -> None:
+        self.files.update(files)
+        for name in files:
+            self.real.pop(name, None)
+        self.real.update(real or {})
+
+
+# -- the simulator's folders -------------------------------------------------------------------
+def _sim_raid_keys(path: Path) -> tuple[Path, Path] | None:
+    """(device public key, agency private key) of a ``bwv sim raid`` folder."""
     summary = path / "summary.json"
-    if not summary.is_file():
+    if not summary.is_file() or not (path / "device" / "outbox").is_dir():
         return None
-    keys = json.loads(summary.read_text()).get("keys") or {}
-    outbox = path / "device" / "outbox"
-    if not keys or not outbox.is_dir():
-        return None
-    return outbox, path / keys["device_public_key"], path / keys["agency_private_key"]
+    try:
+        keys = json.loads(summary.read_text()).get("keys") or {}
+        return path / keys["device_public_key"], path / keys["agency_private_key"]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        raise InputError(f"{summary}: unreadable (not the summary `bwv sim raid` writes)") \
+            from None
 
 
-def collect_sim_folder(path: Path, device_id: str | None = None) -> dict[str, bytes]:
+def _sim_state_keys(path: Path) -> tuple[Path, Path] | None:
+    """(device public key, agency private key) of a simulator's state folder (``bwv sim
+    --state``, default sim-state): it keeps its keys beside its outbox."""
+    from simulator.keys import AGENCY_KEY, DEVICE_KEY, keys_dir
+
+    pub = public_key_path(keys_dir(path) / DEVICE_KEY)
+    if not (pub.is_file() and (path / "outbox").is_dir()):
+        return None
+    agency = keys_dir(path) / AGENCY_KEY
+    return pub, agency if agency.is_file() else None
+
+
+def sim_folder_evidence(path: Path, device_id: str | None = None) -> Evidence:
     """The evidence of a ``bwv sim raid`` folder: what the dock holds for the device (in the
     outbox layout), with what stays on the device (its signature trail, anything not yet
-    shipped)."""
-    files: dict[str, bytes] = {}
+    shipped); ``real`` names the dock's objects and the device's files."""
+    ev = Evidence()
     dock_dir = path / "dock"
     if (dock_dir / "dock.key").exists():
-        from dock.export import export_device
+        from dock.export import device_holdings, outbox_files
         from dock.keys import DOCK_KEY_FILE, load_or_create_signing_key
-        from dock.store import DirectoryStore
+        from dock.store import DirectoryStore, blob_key, manifest_key
 
         if device_id is None:
             device_id = json.loads((path / "summary.json").read_text())["device_id"]
         store = DirectoryStore(dock_dir, load_or_create_signing_key(dock_dir / DOCK_KEY_FILE))
         try:
-            with tempfile.TemporaryDirectory() as tmp:
-                export_device(store, device_id, Path(tmp))
-                files.update(read_outbox(Path(tmp)))
+            for r in device_holdings(store, device_id).records:
+                got = outbox_files(store, device_id, [r])
+                keys = {"chain": manifest_key(device_id, r.held.segment_id),
+                        "segments": blob_key(device_id, r.held.segment_id)}
+                ev.add(got, {n: f"dock/objects/{keys[n.split('/', 1)[0]]}" for n in got})
         finally:
             store.close()
-    files.update(read_outbox(path / "device" / "outbox"))
-    return files
+    outbox = read_outbox(path / "device" / "outbox")
+    ev.add(outbox, {n: f"device/outbox/{n}" for n in outbox})
+    return ev
 
 
-def _collect(paths: list[Path]) -> tuple[dict[str, bytes], Path | None, Path | None]:
-    files: dict[str, bytes] = {}
-    device_pub = agency_key = None
+def collect_sim_folder(path: Path, device_id: str | None = None) -> dict[str, bytes]:
+    """The files of ``sim_folder_evidence``, by the verifier's names."""
+    return sim_folder_evidence(path, device_id).files
+
+
+# -- gathering ---------------------------------------------------------------------------------
+def _read_single(path: Path) -> bytes:
+    st = os.stat(path)
+    if not stat.S_ISREG(st.st_mode):
+        raise InputError(f"{path}: not a regular file (a FIFO, device or socket): not read")
+    return path.read_bytes()
+
+
+def _collect(paths: list[Path]) -> Evidence:
+    ev = Evidence()
     for path in paths:
-        sim = _sim_folder(path) if path.is_dir() else None
-        if sim is not None:
-            _, device_pub, agency_key = sim
-            files.update(collect_sim_folder(path))
-        elif path.is_dir():
-            files.update(read_outbox(path))
-        else:  # a single file: named as it is named in its outbox
-            parent = path.parent.name
-            name = f"{parent}/{path.name}" if parent in ("segments", "chain") else path.name
-            files[name] = path.read_bytes()
-    return files, device_pub, agency_key
+        try:
+            _collect_one(ev, path)
+        except OSError as exc:
+            raise InputError(f"cannot read {exc.filename or path}: {exc.strerror or exc}") \
+                from None
+    return ev
 
 
+def _collect_one(ev: Evidence, path: Path) -> None:
+    if not path.is_dir():  # a single file: named as it is named in its outbox
+        parent = path.parent.name
+        name = f"{parent}/{path.name}" if parent in ("segments", "chain") else path.name
+        ev.add({name: _read_single(path)}, {name: str(path)})
+        return
+    raid = _sim_raid_keys(path)
+    state = _sim_state_keys(path) if raid is None else None
+    if raid is not None:
+        ev.device_pub, ev.agency_key = raid
+        sim = sim_folder_evidence(path)
+        ev.add(sim.files, sim.real)
+    elif state is not None:
+        ev.device_pub, ev.agency_key = state
+        outbox = read_outbox(path / "outbox")
+        ev.add(outbox, {n: f"outbox/{n}" for n in outbox})
+    else:
+        ev.add(read_outbox(path))
+
+
+# -- the command -------------------------------------------------------------------------------
 def run_verify(paths: list[Path], device_pub: Path | None, agency_key: Path | None,
                device_id: str | None, as_json: bool) -> int:
-    files, sim_pub, sim_agency = _collect(paths)
-    device_pub = device_pub or sim_pub
-    agency_key = agency_key or sim_agency
-    if device_pub is None:
-        click.echo("error: --device-pub is needed (the device's public key)", err=True)
-        return EXIT_ERROR
     try:
-        pk = load_public_key(device_pub, "device Ed25519 public key")
+        ev = _collect(paths)
+    except InputError as exc:
+        fail(str(exc), as_json)
+    if not any(is_evidence(name, data) for name, data in ev.files.items()):
+        if len(paths) > 1:
+            what = "none of the paths given holds an evidence file"
+        elif paths[0].is_dir():
+            what = f"{paths[0]} holds no evidence file"
+        else:
+            what = f"{paths[0]} is not an evidence file"
+        fail(NOTHING_CHECKABLE.format(what=what), as_json)
+    device_pub = device_pub or ev.device_pub
+    agency_key = agency_key or ev.agency_key
+    if device_pub is None:
+        fail("--device-pub is needed: the device's public key (device.key.pub, made by "
+             "`bwv provision` beside the device key)", as_json)
+    try:
+        pk = load_device_public_key(device_pub)
         sk = load_agency_private_key(agency_key) if agency_key else None
     except IdentityError as exc:
-        click.echo(f"error: {exc}", err=True)
-        return EXIT_ERROR
-    if not files:
-        click.echo("error: no evidence files found in the given paths", err=True)
-        return EXIT_ERROR
-    report = verify(files, pk, sk, device_id=device_id)
+        fail(str(exc), as_json)
+    report = verify(ev.files, pk, sk, device_id=device_id)
+    rename_files(report, ev.real)
     if as_json:
         click.echo(json.dumps(report.to_json(), indent=2, sort_keys=True))
     else:
         _print(report, decrypting=sk is not None)
     return EXIT_OK if report.ok else EXIT_NOT_AUTHENTIC
+
+
+_NAME = re.compile(r"[\w./-]+")
+
+
+def rename_files(report: Report, real: dict[str, str]) -> None:
+    """Name the files in ``report`` as they are on disk (``real``: verifier's name -> path)."""
+    names = {k: v for k, v in real.items() if k != v}
+    if not names:
+        return
+
+    def one(token: str) -> str:
+        stem = token.rstrip(".")
+        return names[stem] + token[len(stem):] if stem in names else token
+
+    def sub(text: str | None) -> str | None:
+        return None if text is None else _NAME.sub(lambda m: one(m.group(0)), text)
+
+    for f in report.findings:
+        f.file, f.detail = sub(f.file), sub(f.detail) or ""
+    for s in report.segments:
+        s.file, s.manifest, s.detail = sub(s.file), sub(s.manifest), sub(s.detail) or ""
+        for c in s.chunks:
+            c.detail = sub(c.detail) or ""
 
 
 def _print(report: Report, decrypting: bool) -> None:

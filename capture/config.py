@@ -7,10 +7,17 @@ a wrong type, a value out of range) is refused with a ``ConfigError`` that names
 
 from __future__ import annotations
 
+import math
+import os
+import stat
 import tomllib
 from dataclasses import dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
 from typing import Any, get_type_hints
+
+MAX_CONFIG_BYTES = 1 << 20
+MAX_LOW_SPACE_MINUTES = 1e9
+MAX_PRE_RECORD_MB = 1_000_000
 
 
 class ConfigError(ValueError):
@@ -126,6 +133,8 @@ def _build(cls: type, data: dict[str, Any], prefix: str):
         elif typ is float:
             if isinstance(value, bool) or not isinstance(value, int | float):
                 raise ConfigError(key, f"must be a number (got {value!r})")
+            if not math.isfinite(value):
+                raise ConfigError(key, f"must be a finite number (got {value!r})")
             values[f.name] = float(value)
         elif typ is str:
             if not isinstance(value, str):
@@ -164,6 +173,8 @@ def validate(cfg: Config) -> Config:
     _check(0 <= p.seconds <= 600, "pre_record.seconds",
            f"must be >= 0 and <= 600 (got {p.seconds:g})")
     need_mb = (v.bitrate * (p.seconds + v.gop / v.fps)) / 8 / 1e6
+    _check(p.max_mb <= MAX_PRE_RECORD_MB, "pre_record.max_mb",
+           f"must be at most {MAX_PRE_RECORD_MB} (got {p.max_mb})")
     _check(p.max_mb >= need_mb, "pre_record.max_mb",
            f"must hold pre_record.seconds at video.bitrate: at least {need_mb:.0f} "
            f"(got {p.max_mb})")
@@ -174,13 +185,16 @@ def validate(cfg: Config) -> Config:
     _check(bool(cfg.storage.dir), "storage.dir", "must not be empty")
     _check(cfg.dock.url == "" or cfg.dock.url.startswith(("http://", "https://")), "dock.url",
            f"must start with http:// or https:// (got {cfg.dock.url!r})")
-    _check(cfg.storage.low_space_minutes >= 0, "storage.low_space_minutes", "must be >= 0")
+    low = cfg.storage.low_space_minutes
+    _check(0 <= low <= MAX_LOW_SPACE_MINUTES, "storage.low_space_minutes",
+           f"must be between 0 and {MAX_LOW_SPACE_MINUTES:g} (got {low:g})")
     c = cfg.controls
     _check(0 <= c.debounce_ms <= 500, "controls.debounce_ms",
            f"must be between 0 and 500 (got {c.debounce_ms})")
     _check(0.5 <= c.hold_to_stop_s <= 10, "controls.hold_to_stop_s",
            f"must be between 0.5 and 10 (got {c.hold_to_stop_s:g})")
-    _check(c.reminder_interval_s >= 10, "controls.reminder_interval_s", "must be >= 10")
+    _check(10 <= c.reminder_interval_s <= 86_400, "controls.reminder_interval_s",
+           f"must be between 10 and 86400 (a day) (got {c.reminder_interval_s:g})")
     pins = [(f.name, getattr(cfg.pins, f.name)) for f in fields(cfg.pins)]
     for name, pin in pins:
         _check(2 <= pin <= 27, f"pins.{name}", f"must be a BCM GPIO number 2-27 (got {pin})")
@@ -196,16 +210,55 @@ def from_dict(data: dict[str, Any]) -> Config:
     return validate(_build(Config, data, ""))
 
 
+def read_config_text(path: Path) -> str:
+    """The file's text, or ``ConfigError`` naming it: refused at once (never opened for
+    reading, so never blocking) unless it is a regular file of at most 1 MiB; bytes that are
+    not UTF-8 are named by their offset."""
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        raise ConfigError(str(path), f"cannot read: {exc.strerror}") from None
+    _check_regular(path, st)
+    try:  # O_NONBLOCK: if it became a FIFO since the stat, the open does not wait for a writer
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        raise ConfigError(str(path), f"cannot read: {exc.strerror}") from None
+    with os.fdopen(fd, "rb") as f:
+        _check_regular(path, os.fstat(f.fileno()))
+        try:
+            raw = f.read(MAX_CONFIG_BYTES + 1)
+        except OSError as exc:
+            raise ConfigError(str(path), f"cannot read: {exc.strerror}") from None
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise ConfigError(str(path), f"larger than {MAX_CONFIG_BYTES} bytes: not a configuration")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise ConfigError(
+            str(path),
+            f"not UTF-8: byte 0x{raw[exc.start]:02x} at offset {exc.start} (line {line}); "
+            "save the file as UTF-8",
+        ) from None
+
+
+def _check_regular(path: Path, st: os.stat_result) -> None:
+    if stat.S_ISDIR(st.st_mode):
+        raise ConfigError(str(path), "is a folder, not a configuration file")
+    if not stat.S_ISREG(st.st_mode):
+        raise ConfigError(str(path), "not a regular file (a FIFO, device or socket): not read")
+    if st.st_size > MAX_CONFIG_BYTES:
+        raise ConfigError(str(path), f"larger than {MAX_CONFIG_BYTES} bytes: not a configuration")
+
+
 def load(path: Path | None, overrides: dict[str, Any] | None = None) -> Config:
     """Read ``path`` (or only defaults when None), apply ``overrides`` and validate."""
     data: dict[str, Any] = {}
     if path is not None:
         try:
-            data = tomllib.loads(Path(path).read_text())
+            data = tomllib.loads(read_config_text(Path(path)))
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(str(path), f"not valid TOML: {exc}") from None
-        except OSError as exc:
-            raise ConfigError(str(path), f"cannot read: {exc.strerror}") from None
     for dotted, value in (overrides or {}).items():
         node = data
         *parents, leaf = dotted.split(".")

@@ -37,8 +37,24 @@ STATUS_EVERY_US = 1_000_000
 STALL_US = 5_000_000  # no frame for this long: the watchdog stops being fed
 
 
+class DaemonSetupError(Exception):
+    """Why the daemon cannot start at all (one line for the user)."""
+
+
 def status_path(cfg: Config) -> Path:
     return Path(cfg.storage.dir) / "status.json"
+
+
+def prepare_storage(cfg: Config) -> Path:
+    """``storage.dir``, made if missing (0700); ``DaemonSetupError`` if it cannot be."""
+    d = Path(cfg.storage.dir)
+    if d.exists() and not d.is_dir():
+        raise DaemonSetupError(f"storage.dir {d} is not a folder (a file is in the way)")
+    try:
+        d.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DaemonSetupError(f"cannot make storage.dir {d}: {exc.strerror or exc}") from None
+    return d
 
 
 @dataclass
@@ -58,7 +74,7 @@ class Daemon:
         self.stats = DaemonStats()
         self.ready = False
         self._last_status_us: int | None = None
-        Path(cfg.storage.dir).mkdir(mode=0o700, parents=True, exist_ok=True)
+        prepare_storage(cfg)
         setup = open_evidence(cfg, firmware)
         self.sink = setup.sink
         controls = OfficerControls(hw.pins, controls_config(cfg))
@@ -197,22 +213,29 @@ def _free_bytes(path: Path) -> int:
 
 
 def run_daemon(cfg: Config) -> int:
-    """``bwv run``: build the hardware, run until SIGTERM/SIGINT."""
+    """``bwv run``: build the hardware, run until SIGTERM/SIGINT. ``DaemonSetupError`` when
+    it cannot start (storage.dir unusable, the hardware libraries missing)."""
     import signal
 
     from bwv import __version__
     from capture.camera import capture_clock
-    from capture.hardware import build_hardware
+    from capture.hardware import build_hardware, describe_missing, missing_libraries
 
+    prepare_storage(cfg)
+    missing = missing_libraries(cfg)
+    if missing:
+        raise DaemonSetupError(describe_missing(missing))
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    Path(cfg.storage.dir).mkdir(parents=True, exist_ok=True)
     clock = capture_clock()
     # wall time is anchored to the capture clock once; the dock corrects it later
     wall = OffsetWallClock(time.time_ns() // 1000 - clock.now_us())
-    hw = build_hardware(cfg, wall, lambda msg: log.error("hardware fault: %s", msg),
-                        clock=clock)
+    try:
+        hw = build_hardware(cfg, wall, lambda msg: log.error("hardware fault: %s", msg),
+                            clock=clock)
+    except (ImportError, RuntimeError) as exc:  # RPi.GPIO refuses to load off a Raspberry Pi
+        raise DaemonSetupError(f"cannot set up the hardware: {exc}") from None
     daemon = Daemon(cfg, hw, wall, __version__)
     log.info("bwv %s starting: device %s", __version__, cfg.device_id)
     daemon.run(stop)

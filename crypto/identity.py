@@ -22,6 +22,7 @@ import os
 import stat
 from pathlib import Path
 
+from nacl import bindings
 from nacl.exceptions import CryptoError
 from nacl.public import PrivateKey, PublicKey
 from nacl.signing import SigningKey, VerifyKey
@@ -101,7 +102,7 @@ class DeviceIdentity:
         ident = cls(device_id, SigningKey(seed))
         pub = public_key_path(key_path)
         if pub.exists():
-            pinned = load_public_key(pub, "device Ed25519 public key")
+            pinned = load_device_public_key(pub)
             if pinned != ident.public_key:
                 raise IdentityError(f"{pub}: does not match the key in {key_path}")
         return ident
@@ -189,25 +190,68 @@ def _read_secret_32(path: Path, what: str) -> bytes:
 
 
 def load_public_key(path: Path, what: str = "public key") -> bytes:
-    """A pinned 32-byte public key from a hex or base64 file."""
+    """A pinned 32-byte public key from a hex or base64 file (its encoding only: use the
+    loaders below, or ``check_public_key``, to know it is a usable key)."""
     return parse_key_text(_read(Path(path), what), what, path)
+
+
+# -- the one check of public keys -------------------------------------------------------------
+X25519, ED25519 = "X25519", "Ed25519"
+
+
+def check_public_key(raw: bytes, kind: str, where: Path | str) -> bytes:
+    """``raw`` if it is a usable ``kind`` (``X25519`` or ``Ed25519``) public key, else
+    ``IdentityError`` naming ``where``. Every key bwv pins or is given passes through here
+    (provisioning, the device's loader, selftest, the simulator, the verifier).
+
+    Refused: a wrong length, all zeros, and the low-order points: an X25519 key whose product
+    with a random scalar is zero (nothing sealed to it is secret, and libsodium refuses to
+    seal), an Ed25519 key that is not a canonical point of the main subgroup (a signature
+    under a low-order key proves nothing)."""
+    raw = bytes(raw)
+    if len(raw) != KEY_BYTES:
+        raise IdentityError(f"{where}: an {kind} public key is {KEY_BYTES} bytes, not {len(raw)}")
+    if raw == bytes(KEY_BYTES):
+        raise IdentityError(f"{where}: the {kind} public key is all zeros")
+    if kind == X25519:
+        try:  # libsodium fails when the shared point is zero: exactly the low-order keys
+            bindings.crypto_scalarmult(bytes(PrivateKey.generate()), raw)
+        except (CryptoError, ValueError, TypeError):
+            raise IdentityError(
+                f"{where}: not a usable {kind} public key (a low-order point: nothing can "
+                "be sealed to it)"
+            ) from None
+    elif kind == ED25519:
+        try:
+            ok = bindings.crypto_core_ed25519_is_valid_point(raw)
+        except (CryptoError, ValueError, TypeError):
+            ok = False
+        if not ok:
+            raise IdentityError(
+                f"{where}: not a usable {kind} public key (not a point of the curve's main "
+                "group, or a low-order one)"
+            )
+    else:  # pragma: no cover - a programming error
+        raise ValueError(f"unknown key kind {kind!r}")
+    return raw
 
 
 def load_agency_public_key(path: Path) -> PublicKey:
     """The agency's X25519 public key, pinned at provisioning (footage is sealed to it)."""
     raw = load_public_key(path, "agency X25519 public key")
-    if raw == bytes(KEY_BYTES):
-        raise IdentityError(f"{path}: the agency public key is all zeros")
-    return PublicKey(raw)
+    return PublicKey(check_public_key(raw, X25519, path))
 
 
 def load_dock_public_key(path: Path) -> VerifyKey:
     """The dock's Ed25519 public key, pinned at provisioning."""
     raw = load_public_key(path, "dock Ed25519 public key")
-    try:
-        return VerifyKey(raw)
-    except (CryptoError, ValueError, TypeError):
-        raise IdentityError(f"{path}: not a valid Ed25519 public key") from None
+    return VerifyKey(check_public_key(raw, ED25519, path))
+
+
+def load_device_public_key(path: Path) -> bytes:
+    """A device's Ed25519 public key (``device.key.pub``, or one an investigator was given)."""
+    raw = load_public_key(path, "device Ed25519 public key")
+    return check_public_key(raw, ED25519, path)
 
 
 def load_agency_private_key(path: Path) -> PrivateKey:

@@ -33,9 +33,14 @@ from typing import Any, BinaryIO
 
 from nacl.public import PrivateKey
 
-from crypto.identity import IdentityError, key_id_of, load_agency_private_key, load_public_key
+from crypto.identity import (
+    IdentityError,
+    key_id_of,
+    load_agency_private_key,
+    load_device_public_key,
+)
 from crypto.manifest import chain_file_name, parse_chain_file_name
-from crypto.records import RecordError, SignedRecord, sha256_hex, verify_line
+from crypto.records import RecordError, SignedRecord, parse_line, sha256_hex, verify_line
 from crypto.seal import (
     LEN,
     ParsedSegment,
@@ -173,6 +178,12 @@ def _classify(name: str, data: bytes) -> str:
     return "unknown"
 
 
+def is_evidence(name: str, data: bytes) -> bool:
+    """Whether a file is one the verifier can check (a stored segment, set-aside bytes, a
+    chain record, the trail), by its name or its first bytes."""
+    return _classify(name, data) != "unknown"
+
+
 class _Verifier:
     def __init__(
         self,
@@ -205,6 +216,8 @@ class _Verifier:
         self.unsigned_files: dict[str, tuple[str, bytes]] = {}  # basename -> (name, data)
         self.known_chunks: dict[str, str] = {}  # cipher sha256 -> where it belongs
         self.manifest_by_stored: dict[str, SignedRecord] = {}
+        self.devices_seen: set[str] = set()  # device ids of the records the key signed
+        self.other_signers: set[tuple[str, str]] = set()  # (device id, key id) of others
 
     def find(self, kind: str, detail: str, **kw: Any) -> None:
         self.findings.append(Finding(kind, detail, **kw))
@@ -269,8 +282,16 @@ class _Verifier:
         return _SegFile(name, data, sha256_hex(data), parsed, error, partial)
 
     def _note_device(self, rec: SignedRecord) -> None:
+        self.devices_seen.add(rec.record["device_id"])
         if self.device_id is None:
             self.device_id = rec.record["device_id"]
+
+    def _note_other_signer(self, line: bytes) -> None:
+        try:
+            r, _ = parse_line(line)
+            self.other_signers.add((str(r["device_id"]), str(r["key_id"])))
+        except (RecordError, KeyError, TypeError):
+            pass
 
     def _read_trails(self, trails: list[tuple[str, bytes]]) -> None:
         self.trail_given = bool(trails)
@@ -283,17 +304,19 @@ class _Verifier:
             )
         for name, data in trails:
             read = read_trail(data, self.pk, self.device_id)
-            for bad in read.bad:
+            for first, last, bad in _runs(read.bad):
+                lines = f"line {first}" if first == last else f"lines {first}-{last}"
                 if bad.torn:
                     self.find(
                         "torn",
-                        f"line {bad.line_no} is torn (a write cut short): {bad.detail}",
+                        f"{lines} {'is' if first == last else 'are'} torn (a write cut "
+                        f"short): {bad.detail}",
                         file=name,
                     )
                 else:
                     self.find(
                         _RECORD_REASON.get(bad.reason, ALTERED),
-                        f"line {bad.line_no}: {bad.reason}: {bad.detail}",
+                        f"{lines}: {bad.reason}: {bad.detail}",
                         file=name,
                     )
             last = -1
@@ -387,6 +410,8 @@ class _Verifier:
             try:
                 rec = verify_line(data, self.pk, self.device_id, ("manifest", "end"))
             except RecordError as exc:
+                if exc.reason == "foreign":
+                    self._note_other_signer(data)
                 self.find(
                     _RECORD_REASON.get(exc.reason, ALTERED),
                     f"chain record: {exc.reason}: {exc.detail}",
@@ -844,6 +869,7 @@ class _Verifier:
                 continue
             ctx = f.parsed.context
             if ctx.key_id != self.key_id or (self.device_id and ctx.device_id != self.device_id):
+                self.other_signers.add((ctx.device_id, ctx.key_id))
                 status, kind = SUBSTITUTED, SUBSTITUTED
                 detail = f"a segment of device {ctx.device_id!r} key {ctx.key_id}"
             else:
@@ -972,6 +998,21 @@ class _Verifier:
                 )
             )
         return out
+
+
+def _runs(bad: list[Any]) -> list[tuple[int, int, Any]]:
+    """Consecutive bad trail lines with the same problem, as (first line, last line, one of
+    them): one finding per cause, not one per line."""
+    out: list[tuple[int, int, Any]] = []
+    for b in bad:
+        if out:
+            first, last, prev = out[-1]
+            same = (prev.torn, prev.reason, prev.detail) == (b.torn, b.reason, b.detail)
+            if same and b.line_no == last + 1:
+                out[-1] = (first, b.line_no, prev)
+                continue
+        out.append((b.line_no, b.line_no, b))
+    return out
 
 
 def _lis(seq: list[int]) -> set[int]:
@@ -1126,16 +1167,55 @@ def verify(
     agency = agency_private_key
     if agency is not None and not isinstance(agency, PrivateKey):
         agency = PrivateKey(bytes(agency))
-    return _Verifier(
-        files,
-        device_public_key,
-        agency,
-        device_id,
-        first_chain_seq,
-        first_trail_seq,
-        check_names,
-        require_trail,
-    ).run()
+
+    def run(dev: str | None) -> tuple[Report, _Verifier]:
+        v = _Verifier(
+            files,
+            device_public_key,
+            agency,
+            dev,
+            first_chain_seq,
+            first_trail_seq,
+            check_names,
+            require_trail,
+        )
+        return v.run(), v
+
+    report, loose = run(None)
+    seen = loose.devices_seen
+    damaged = any(f.kind in (ALTERED, "torn", "malformed") for f in report.findings)
+    if not seen and loose.other_signers and not damaged:  # the wrong key: one cause
+        return _signed_by_others(report, loose.other_signers)
+    if device_id is None or seen == {device_id}:
+        return report
+    if seen and device_id not in seen:  # one cause, one finding (not one per record)
+        names = ", ".join(repr(d) for d in sorted(seen))
+        report.findings.insert(
+            0,
+            Finding(
+                SUBSTITUTED,
+                f"signed as device {names} (key {report.key_id}), not as device "
+                f"{device_id!r}: another device's evidence, or the wrong --device-id",
+            ),
+        )
+        report.ok = False
+        return report
+    return run(device_id)[0]  # some records of the device asked for, some of another
+
+
+def _signed_by_others(report: Report, signers: set[tuple[str, str]]) -> Report:
+    """Nothing is signed by the key given: every other finding follows from that one."""
+    who = ", ".join(f"device {d!r} key {k}" for d, k in sorted(signers))
+    report.findings = [
+        Finding(
+            SUBSTITUTED,
+            f"nothing here is signed by the key given ({report.key_id}): it is signed by "
+            f"{who}; the wrong --device-pub, or another device's evidence",
+        )
+    ]
+    report.recordings = []  # none can be judged without its device's key
+    report.ok = False
+    return report
 
 
 def read_outbox(outbox: Path) -> dict[str, bytes]:
@@ -1167,7 +1247,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--device-id", help="expected device id")
     args = ap.parse_args(argv)
     try:
-        pk = load_public_key(args.device_pub, "device Ed25519 public key")
+        pk = load_device_public_key(args.device_pub)
         sk = load_agency_private_key(args.agency_key) if args.agency_key else None
     except IdentityError as exc:
         print(f"error: {exc}", file=sys.stderr)

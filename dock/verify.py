@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, BinaryIO, Protocol
 
 from crypto.records import RecordError, parse_line, validate
-from crypto.verify import check_chain_record
+from crypto.verify import Report, check_chain_record
 from dock.protocol import sha256_hex
 
 EMPTY_SHA256 = sha256_hex(b"")
@@ -127,3 +127,37 @@ class ChainRecordVerifier:
 
 def default_verifier() -> SegmentVerifier:
     return ChainRecordVerifier()
+
+
+# -- a recording's state after re-checking its stored bytes ---------------------------------
+
+# findings that say something was changed, swapped or is unreadable: the stored bytes or
+# records are not what the camera signed
+TAMPER_KINDS = frozenset({
+    "altered", "substituted", "reordered", "duplicate", "chain_break", "malformed",
+    "misnamed", "unrecognized", "undecryptable", "torn",
+})
+# findings that say a recording was cut off (crash, full disk, power): what was signed is
+# there and verifies; it is the end that is not the officer's
+INTERRUPTED_KINDS = frozenset({"ended_early", "truncated", "unsigned"})
+
+
+def reverified_state(report: Report, recording_id: str) -> tuple[str, str]:
+    """(state, detail) of one recording from ``crypto.verify`` run on the dock's copies:
+    ``failed`` only when something is altered (a chunk, a record, the chain), ``gap`` when
+    something is missing, ``incomplete`` without an end record, ``ended_early`` when it was
+    interrupted but every signed byte verifies, else ``verified``."""
+    segs = [s for s in report.segments if s.recording_id in (recording_id, None)]
+    rec = next((r for r in report.recordings if r.recording_id == recording_id), None)
+    kinds = {f.kind for f in report.findings}
+    detail = "; ".join(f"{f.kind}: {f.detail}" for f in report.findings[:3])
+    if report.ok:
+        return "verified", "stored bytes re-verified"
+    if kinds & {"missing", "gap"} or any(s.status == "missing" for s in segs):
+        return "gap", detail
+    bad_segment = any(s.status not in ("authentic", "missing") for s in segs)
+    if bad_segment or kinds & TAMPER_KINDS or not kinds <= INTERRUPTED_KINDS | {"cut_short"}:
+        return "failed", detail
+    if (rec is not None and rec.status == "cut_short") or "cut_short" in kinds:
+        return "incomplete", detail
+    return "ended_early", f"{detail} (every signed byte verifies)"

@@ -16,6 +16,7 @@ from nacl.public import PrivateKey, PublicKey
 from crypto.durable import write_atomic
 from crypto.identity import (
     DeviceIdentity,
+    IdentityError,
     load_agency_private_key,
     load_agency_public_key,
     public_key_path,
@@ -45,7 +46,23 @@ def keys_dir(state_dir: Path) -> Path:
 
 
 def sim_keys(state_dir: Path, device_id: str) -> SimKeys:
-    """Load the simulated device's keys from ``state_dir``, making them the first time."""
+    """Load the simulated device's keys from ``state_dir``, making them the first time.
+
+    A key file there that cannot be used raises ``IdentityError``: one line naming the file,
+    and how to start afresh."""
+    try:
+        return _sim_keys(Path(state_dir), device_id)
+    except OSError as exc:
+        problem = f"{exc.filename or keys_dir(state_dir)}: {exc.strerror or exc}"
+    except IdentityError as exc:
+        problem = str(exc)
+    raise IdentityError(
+        f"{problem} (one of the simulator's own keys, in {keys_dir(state_dir)}: remove "
+        "that folder to start with new ones)"
+    )
+
+
+def _sim_keys(state_dir: Path, device_id: str) -> SimKeys:
     d = keys_dir(state_dir)
     d.mkdir(parents=True, exist_ok=True, mode=0o700)
     identity = DeviceIdentity.load_or_generate(d / DEVICE_KEY, device_id)
@@ -54,10 +71,13 @@ def sim_keys(state_dir: Path, device_id: str) -> SimKeys:
         sk = PrivateKey.generate()
         write_secret_key(agency_sk_path, bytes(sk))
         write_atomic(agency_pk_path, bytes(sk.public_key).hex().encode() + b"\n")
+    agency_public = load_agency_public_key(agency_pk_path)
+    if load_agency_private_key(agency_sk_path).public_key != agency_public:
+        raise IdentityError(f"{agency_pk_path}: is not the public key of {agency_sk_path}")
     return SimKeys(
         identity=identity,
         device_pub_path=public_key_path(d / DEVICE_KEY),
-        agency_public=load_agency_public_key(agency_pk_path),
+        agency_public=agency_public,
         agency_private_path=agency_sk_path,
-        chain_state_path=Path(state_dir) / "chain_state.json",
+        chain_state_path=state_dir / "chain_state.json",
     )
