@@ -100,8 +100,9 @@ def sim(ctx: click.Context, config_path: Path | None, state: Path) -> None:
 @sim.command("raid")
 @click.option("--out", type=click.Path(path_type=Path, file_okay=False), required=True,
               help="Folder for the recordings and summary.json.")
-@click.option("--pre-record", type=float, help="Pre-record seconds (config: pre_record.seconds).")
-@click.option("--record", type=float, default=20.0, show_default=True,
+@click.option("--pre-record", type=FiniteFloat(0.0, 3600.0),
+              help="Pre-record seconds (config: pre_record.seconds).")
+@click.option("--record", type=FiniteFloat(0.0, 86_400.0), default=20.0, show_default=True,
               help="Seconds to record after the press before the officer holds to stop.")
 @click.option("--size", help="Frame size WxH (config: video.width, video.height).")
 @click.option("--fps", type=int, help="Frames per second (config: video.fps).")

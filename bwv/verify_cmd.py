@@ -76,10 +76,14 @@ def _sim_state_keys(path: Path) -> tuple[Path, Path] | None:
     return pub, agency if agency.is_file() else None
 
 
-def sim_folder_evidence(path: Path, device_id: str | None = None) -> Evidence:
-    """The evidence of a ``bwv sim raid`` folder: what the dock holds for the device (in the
-    outbox layout), with what stays on the device (its signature trail, anything not yet
-    shipped); ``real`` names the dock's objects and the device's files."""
+def sim_folder_evidence(path: Path, device_id: str | None = None, *, outbox: str =
+                        "device/outbox", device_pub: Path | None = None) -> Evidence:
+    """The evidence of a simulator's folder (``bwv sim raid``'s, or ``bwv sim``'s state
+    folder once it has docked): what its dock (``path/dock``) holds for the device, in the
+    outbox layout, with what stays on the device (its signature trail, anything not yet
+    shipped; ``path/outbox``); ``real`` names the dock's objects and the device's files.
+    The device is ``device_id``, else the raid's summary names it, else the dock's device
+    whose key is ``device_pub``."""
     ev = Evidence()
     dock_dir = path / "dock"
     if (dock_dir / "dock.key").exists():
@@ -87,20 +91,29 @@ def sim_folder_evidence(path: Path, device_id: str | None = None) -> Evidence:
         from dock.keys import DOCK_KEY_FILE, load_or_create_signing_key
         from dock.store import DirectoryStore, blob_key, manifest_key
 
-        if device_id is None:
-            device_id = json.loads((path / "summary.json").read_text())["device_id"]
         store = DirectoryStore(dock_dir, load_or_create_signing_key(dock_dir / DOCK_KEY_FILE))
         try:
-            for r in device_holdings(store, device_id).records:
+            device_id = device_id or _sim_device_id(path, store, device_pub)
+            for r in device_holdings(store, device_id).records if device_id else []:
                 got = outbox_files(store, device_id, [r])
                 keys = {"chain": manifest_key(device_id, r.held.segment_id),
                         "segments": blob_key(device_id, r.held.segment_id)}
                 ev.add(got, {n: f"dock/objects/{keys[n.split('/', 1)[0]]}" for n in got})
         finally:
             store.close()
-    outbox = read_outbox(path / "device" / "outbox")
-    ev.add(outbox, {n: f"device/outbox/{n}" for n in outbox})
+    files = read_outbox(path / outbox)
+    ev.add(files, {n: f"{outbox}/{n}" for n in files})
     return ev
+
+
+def _sim_device_id(path: Path, store, device_pub: Path | None) -> str | None:
+    summary = path / "summary.json"
+    if summary.is_file():
+        return json.loads(summary.read_text())["device_id"]
+    if device_pub is None:
+        return None
+    raw = load_device_public_key(device_pub)
+    return next((d.device_id for d in store.list_devices() if d.public_key == raw), None)
 
 
 def collect_sim_folder(path: Path, device_id: str | None = None) -> dict[str, bytes]:
@@ -141,8 +154,8 @@ def _collect_one(ev: Evidence, path: Path) -> None:
         ev.add(sim.files, sim.real)
     elif state is not None:
         ev.device_pub, ev.agency_key = state
-        outbox = read_outbox(path / "outbox")
-        ev.add(outbox, {n: f"outbox/{n}" for n in outbox})
+        sim = sim_folder_evidence(path, outbox="outbox", device_pub=ev.device_pub)
+        ev.add(sim.files, sim.real)
     else:
         ev.add(read_outbox(path))
 

@@ -68,7 +68,7 @@ def test_a_mistyped_token_is_retried_with_the_same_key(tmp_path, harness):
 
     r = run("provision", "--config", str(cfg), "--agency-pub", str(agency),
             "--token", good[:-3] + "xyz")
-    assert r.exit_code == 1, r.output
+    assert r.exit_code == 2, r.output  # could not enrol
     # the reason is said once, plainly
     assert "refused the enrollment token: unknown, already used or expired" in r.output
     assert r.output.count("expired") == 1, r.output
@@ -106,7 +106,7 @@ def test_a_token_for_another_device_says_so(tmp_path, harness):
     cfg, agency = camera(tmp_path, device_id, harness.url)
     r = run("provision", "--config", str(cfg), "--agency-pub", str(agency),
             "--token", harness.token("cam-someone-else"))
-    assert r.exit_code == 1
+    assert r.exit_code == 2
     assert "refused the enrollment token: it was issued for another device id" in r.output
 
 

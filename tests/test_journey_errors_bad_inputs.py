@@ -78,8 +78,6 @@ ROWS = [
     Row("sim raid", ("sim", "--config", "{latin1}", "raid", "--out", "{new_dir}"), "not UTF-8"),
     Row("sim raid", ("sim", "--config", "{inf_reminder}", "raid", "--out", "{new_dir}"),
         "controls.reminder_interval_s"),
-    Row("sim raid", ("sim", "raid", "--out", "{raid_with_bad_key}"),
-        "one of the simulator's own keys"),
     Row("sim record", ("sim", "--state", "{state_with_bad_key}", "record", "--seconds", "1"),
         "device.key"),
     Row("sim record", ("sim", "--config", "{fifo}", "--state", "{new_dir}", "record"),
@@ -114,6 +112,12 @@ ROWS = [
     Row("dock serve", ("dock", "serve", "--store", "{afile}"), "is a file"),
     Row("dock serve", ("dock", "serve", "--store", "{new_dir}", "--listen", "nonsense"),
         "expected HOST:PORT"),
+    # -- the agency's key pair: never replaced, never into a file
+    Row("agency keygen", ("agency", "keygen", "--out", "{agency_dir}"),
+        "agency.key exists: not replacing"),
+    Row("agency keygen", ("agency", "keygen", "--out", "{afile}"), "is a file"),
+    Row("sim raid", ("sim", "raid", "--out", "{new_dir}", "--record", "inf"),
+        "not a finite number"),
 ]
 
 
@@ -168,12 +172,11 @@ def inputs(tmp_path_factory) -> dict[str, str]:
                          '{"record":{"type":"manifest"}}\n').rsplit("/", 2)[0],
         "corrupt_store": _write(d / "store" / "index.sqlite3", b"\x13" * 4096).rsplit("/", 1)[0],
         "state_with_bad_key": _bad_key_state(d / "state"),
-        "raid_with_bad_key": str(d / "raid"),
+        "agency_dir": _write(d / "agency" / "agency.key", "22" * 32 + "\n").rsplit("/", 1)[0],
     }
     (d / "empty").mkdir()
     (d / "store" / "dock.key").touch(mode=0o600)
     _write(d / "store" / "dock.key", "11" * 32 + "\n")
-    _bad_key_state(d / "raid" / "device")
     return out
 
 

@@ -118,6 +118,12 @@ def test_unsigned_bytes_are_shipped_marked_unsigned_and_the_dock_says_so(
     assert not any("not given" in s for s in said), said
     assert not any(f.kind == "missing" for f in report.findings), said
     assert f"unsigned: {len(tail_bytes)} bytes unsigned, received" in "\n".join(said), said
+    # and `bwv dock status --verify` calls it interrupted, not altered (point 11)
+    from bwv.dock_cmd import collect_status
+
+    status = collect_status(harness.store_dir, reverify=True)
+    (rec,) = [r for r in status["recordings"] if r["recording_id"] == "recU"]
+    assert rec["state"] == "ended_early", rec
     # and the agency can still read them: the same stream continues in them
     with store.open_object(blob_key(ident.device_id, sid)) as f:
         stored = f.read()

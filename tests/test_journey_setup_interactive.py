@@ -157,6 +157,9 @@ def test_on_quit_it_prints_export_and_play_commands_that_work(small_cfg, tmp_pat
     mp4 = Path(shlex.split(plays[0])[1])
     assert mp4.is_file()
     assert {s["codec_type"] for s in ffprobe_streams(mp4)} == {"video", "audio"}
+    # the state folder holds its own keys: it verifies without --device-pub (point 12)
+    r = CliRunner().invoke(main, ["verify", str(state)])
+    assert r.exit_code == 0, r.output
 
 
 def test_quitting_before_recording_says_so_and_makes_no_dock(small_cfg, tmp_path):
