@@ -1,0 +1,130 @@
+"""The chain room: manifest and end records, each signed and naming its predecessor; read
+all together (``ChainRoom``) or one at a time as a dock receives them
+(``check_chain_record``)."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Any, BinaryIO
+
+from crypto.manifest import chain_file_name
+from crypto.records import RecordError, SignedRecord, verify_line
+from crypto.verify.inputs import basename
+from crypto.verify.report import ALTERED
+from crypto.verify.state import RECORD_REASON, VerifierState
+
+
+class ChainRoom(VerifierState):
+    def _read_chain(self, chains: list[tuple[str, bytes]]) -> None:
+        for name, data in chains:
+            try:
+                rec = verify_line(data, self.pk, self.device_id, ("manifest", "end"))
+            except RecordError as exc:
+                if exc.reason == "foreign":
+                    self._note_other_signer(data)
+                self.find(
+                    RECORD_REASON.get(exc.reason, ALTERED),
+                    f"chain record: {exc.reason}: {exc.detail}",
+                    file=name,
+                )
+                continue
+            self._note_device(rec)
+            seq = rec.seq
+            if self.check_names and basename(name) != chain_file_name(seq, rec.type):
+                self.find(
+                    "misnamed",
+                    f"holds chain record {seq} ({chain_file_name(seq, rec.type)})",
+                    file=name,
+                    seq=seq,
+                )
+            if seq in self.chain:
+                other = self.chain[seq][0]
+                same = self.chain[seq][1].line == rec.line
+                self.find(
+                    "duplicate",
+                    f"chain record {seq} appears again (also in {other}"
+                    f"{', identical' if same else ', different content'})",
+                    file=name,
+                    seq=seq,
+                )
+                continue
+            self.chain[seq] = (name, rec)
+        self._check_sequence(self.chain, self.first_chain_seq, "chain", None)
+
+    def _manifests(self) -> dict[tuple[str, int], SignedRecord]:
+        out: dict[tuple[str, int], SignedRecord] = {}
+        for seq in sorted(self.chain):
+            name, rec = self.chain[seq]
+            if rec.type != "manifest":
+                continue
+            key = (rec.record["recording_id"], rec.record["segment_index"])
+            if key in out:
+                self.find(
+                    "duplicate",
+                    f"a second manifest for {key[0]} segment {key[1]} "
+                    f"(seq {seq}, first is seq {out[key].seq})",
+                    file=name,
+                    seq=seq,
+                    recording_id=key[0],
+                    segment_index=key[1],
+                )
+                continue
+            out[key] = rec
+        return out
+
+
+@dataclass(frozen=True)
+class RecordCheck:
+    """One chain record checked on its own (what a dock does as records arrive)."""
+
+    ok: bool
+    problems: tuple[str, ...]
+    record: dict[str, Any] | None
+    sha256: str | None  # of the record's file: what the next record names as prev_sha256
+    gap: bool  # the predecessor was not given, and this is not record 0
+
+
+def check_chain_record(
+    line: bytes,
+    device_public_key: bytes,
+    previous_sha256: str | None,
+    stored: bytes | BinaryIO | None = None,
+    device_id: str | None = None,
+) -> RecordCheck:
+    """Check a manifest or end record: signature, device, the link to the previous record
+    (``previous_sha256``: the SHA-256 of the previous record's file, if held) and, for a
+    manifest, that ``stored`` (bytes or a binary file, read to its end) is what it signs."""
+    try:
+        rec = verify_line(bytes(line), device_public_key, device_id, ("manifest", "end"))
+    except RecordError as exc:
+        return RecordCheck(False, (f"{exc.reason}: {exc.detail}",), None, None, False)
+    r = rec.record
+    problems = []
+    gap = False
+    if previous_sha256 is not None:
+        if r["prev_sha256"] != previous_sha256:
+            problems.append(
+                f"chain break: record {r['seq']} does not name the given previous record"
+            )
+    elif r["seq"] == 0:
+        if r["prev_sha256"] is not None:
+            problems.append("record 0 names a predecessor")
+    else:
+        gap = True
+    if r["type"] == "manifest":
+        if stored is None:
+            problems.append("the stored segment was not given")
+        else:
+            h = hashlib.sha256()
+            n = 0
+            if isinstance(stored, bytes | bytearray | memoryview):
+                h.update(stored)
+                n = len(stored)
+            else:
+                while block := stored.read(1 << 20):
+                    h.update(block)
+                    n += len(block)
+            if h.hexdigest() != r["stored_sha256"] or n != r["stored_size"]:
+                problems.append("the stored segment is not the one the manifest signs")
+    return RecordCheck(not problems, tuple(problems), r, rec.sha256, gap)

@@ -1,0 +1,75 @@
+"""What the verifier reports: statuses, findings, and the per-segment, per-chunk and
+per-recording reports."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+AUTHENTIC = "authentic"
+MISSING = "missing"
+ALTERED = "altered"
+REORDERED = "reordered"
+SUBSTITUTED = "substituted"
+UNSIGNED = "unsigned"
+DUPLICATED = "duplicated"
+
+
+@dataclass
+class Finding:
+    kind: str  # altered, substituted, reordered, missing, unsigned, duplicate, gap,
+    #            chain_break, torn, truncated, cut_short, ended_early, misnamed, malformed,
+    #            unrecognized, no_trail, undecryptable
+    detail: str
+    file: str | None = None
+    recording_id: str | None = None
+    segment_index: int | None = None
+    seq: int | None = None
+
+
+@dataclass
+class ChunkReport:
+    chunk: int | None  # index in the manifest / trail (0 = init); None: not listed there
+    position: int | None  # index in the stored file; None: not in it
+    kind: str  # init | fragment | final | unknown
+    status: str
+    detail: str = ""
+
+
+@dataclass
+class SegmentReport:
+    recording_id: str | None
+    segment_index: int | None
+    status: str
+    file: str | None  # the stored file looked at
+    manifest: str | None  # the manifest's file
+    manifest_seq: int | None
+    truncated: bool
+    decrypted: bool | None  # None: no agency key given
+    chunks: list[ChunkReport] = field(default_factory=list)
+    detail: str = ""
+
+
+@dataclass
+class RecordingReport:
+    recording_id: str
+    status: str
+    end_reason: str | None
+    segments: list[int]
+
+
+@dataclass
+class Report:
+    ok: bool
+    device_id: str | None
+    key_id: str
+    segments: list[SegmentReport]
+    recordings: list[RecordingReport]
+    findings: list[Finding]
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def non_authentic(self) -> list[SegmentReport]:
+        return [s for s in self.segments if s.status != AUTHENTIC]
+
