@@ -6,14 +6,15 @@ so tests drive it step by step. ``ShipperThread`` runs it in its own low-priorit
 the device, waking when a segment closes or the camera is docked.
 
 Per segment: create the upload (idempotent: the id is the manifest's hash), ask the offset,
-append the rest in checksummed chunks, complete, check the receipt (dock key, device, segment
-id, manifest hash, stored hash and size of *these* local bytes), keep the receipt, delete the
-segment. A segment whose manifest names set-aside unsigned bytes (``unsigned_tail``: what a
-crash left after the last signed chunk) ships them next, as their own kind of upload
-(dock/unsigned.py), deleted on the dock's receipt for them. Any fault leaves the segment
-where it is; the next attempt resumes at the dock's offset, after an exponential backoff. A
-segment the dock refuses (verification, chain conflict) stays on the device, is reported,
-and is not retried until ``retry_refused``.
+append the rest in checksummed chunks, complete, check the receipt (dock key, device,
+segment id, manifest hash, stored hash and size of the bytes sent), hash the local file
+again right before the delete (a file changed since its upload stays, and is reported), keep
+the receipt, delete the segment. A segment whose manifest names set-aside unsigned bytes
+(``unsigned_tail``: what a crash left after the last signed chunk) ships them next, as their
+own kind of upload (dock/unsigned.py), deleted on the dock's receipt for them. Any fault
+leaves the segment where it is; the next attempt resumes at the dock's offset, after an
+exponential backoff. A segment the dock refuses (verification, chain conflict) stays on the
+device, is reported, and is not retried until ``retry_refused``.
 """
 
 from __future__ import annotations
@@ -129,6 +130,7 @@ class Shipper:
             segment = pending[0]
             receipt, sent = self._ship(segment)
             sent += self._ship_unsigned(segment)
+            self._check_unchanged(segment, receipt)
             self.outbox.delete(segment, receipt)
         except FileNotFoundError:
             return StepReport(
@@ -351,12 +353,23 @@ class Shipper:
             problems.append("names another device")
         if rc.segment_id != sid or rc.manifest_sha256 != segment_id_for(manifest):
             problems.append("names another manifest")
-        # hash the file again: delete only the exact bytes the dock vouches for
-        now_digest, now_size = _hash_file(seg.blob_path)
-        if not (rc.stored_sha256 == digest == now_digest and rc.stored_size == size == now_size):
+        if not (rc.stored_sha256 == digest and rc.stored_size == size):
             problems.append("names other stored bytes")
         if problems:
             raise ReceiptInvalid(f"{seg.name}: receipt refused: " + ", ".join(problems))
+
+    def _check_unchanged(self, seg: OutboxSegment, r: SignedReceipt) -> None:
+        """Hash the file again right before the delete: delete only the exact bytes the
+        dock vouches for (a file changed since its upload stays, and is reported)."""
+        rc = r.receipt
+        if _hash_file(seg.blob_path) != (rc.stored_sha256, rc.stored_size):
+            what = seg.blob_path.name if seg.blob_path is not None else seg.name
+            log.error(
+                "%s changed on the camera since its upload: not the bytes the dock's receipt "
+                "names; kept",
+                what,
+            )
+            raise ReceiptInvalid(f"{seg.name}: receipt refused: names other stored bytes")
 
 
 # --------------------------------------------------------------------------- thread

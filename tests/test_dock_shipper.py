@@ -5,11 +5,14 @@ Time for backoff is a VirtualClock the tests move; nothing here sleeps.
 
 from __future__ import annotations
 
+import json
+import logging
 import socket
 import tempfile
 import threading
 from pathlib import Path
 
+import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -17,7 +20,17 @@ from nacl.signing import SigningKey
 
 from capture.clock import MonotonicClock, VirtualClock
 from dock.client import DeviceCredentials, DockClient
-from dock.protocol import KeySigner, segment_id_for, sha256_hex
+from dock.protocol import (
+    H_DOCK_SIGNATURE,
+    H_NONCE,
+    KeySigner,
+    SignedReceipt,
+    canonical_json,
+    segment_id_for,
+    sha256_hex,
+    sign_receipt,
+    sign_response,
+)
 from dock.server import DockConfig
 from dock.shipper import ChainOutbox, Shipper, ShipperConfig, ShipperThread
 from dock.store import verify_custody_log
@@ -179,6 +192,88 @@ def test_a_dock_that_is_not_the_pinned_one_gets_nothing_deleted(harness, tmp_pat
     r = shipper_for(dev, harness.url, clock).step()
     assert r.action == "failed" and "not signed by the pinned dock key" in r.detail
     assert list(dev.root.glob("segments/*.bwvseg"))
+
+
+class ForgedReceipts(httpx.BaseTransport):
+    """Between the device and the real dock: each receipt in an answer is re-signed with a
+    key that is not the dock's, and the answer itself signed again with the dock's own key
+    (a dock whose answers check out but whose receipts do not)."""
+
+    def __init__(self, dock_key: SigningKey) -> None:
+        self.inner = httpx.HTTPTransport()
+        self.dock_key = dock_key
+        self.forged = 0
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        resp = self.inner.handle_request(request)
+        body = resp.read()
+        resp.close()
+        try:
+            obj = json.loads(body)
+        except ValueError:
+            return httpx.Response(resp.status_code, headers=resp.headers, content=body)
+        if isinstance(obj, dict) and isinstance(obj.get("receipt"), dict):
+            if "signature" in obj:  # the receipt itself (complete)
+                obj = self._forge(obj)
+            else:  # an upload's state that carries it
+                obj["receipt"] = self._forge(obj["receipt"])
+            body = canonical_json(obj)
+        dropped = ("content-length", H_DOCK_SIGNATURE.lower())
+        headers = {k: v for k, v in resp.headers.items() if k.lower() not in dropped}
+        nonce = request.headers.get(H_NONCE, "")
+        headers[H_DOCK_SIGNATURE] = sign_response(self.dock_key, resp.status_code, nonce, body)
+        return httpx.Response(resp.status_code, headers=headers, content=body)
+
+    def _forge(self, obj: dict) -> dict:
+        self.forged += 1
+        r = SignedReceipt.from_json(obj).receipt
+        return sign_receipt(SigningKey.generate(), r).to_json()
+
+
+def test_a_receipt_whose_own_signature_is_bad_deletes_nothing(harness, tmp_path):
+    dev = new_device(harness, tmp_path, segments=1, end=False)
+    proxy = ForgedReceipts(harness.dock.key)
+    client = DockClient(harness.url, dev.creds, wall_clock=_wall, transport=proxy)
+    clock = VirtualClock()
+    sh = Shipper(ChainOutbox(dev.root), client, clock, config=FAST)
+    for _ in range(2):  # the receipt of /complete, then the one an upload's state carries
+        r = sh.step()
+        assert r.action == "failed", r
+        assert "receipt refused: not signed by the pinned dock key" in r.detail
+        clock.set(r.retry_at_us)
+    assert proxy.forged == 2
+    assert len(list(dev.root.glob("segments/*.bwvseg"))) == 1
+    assert not list((dev.root.parent / "receipts").glob("*.json"))
+    # the dock does hold it: the real receipt, at the next attempt, lets it go
+    sh.client = DockClient(harness.url, dev.creds, wall_clock=_wall)
+    assert sh.step().action == "shipped"
+    assert not list(dev.root.glob("segments/*.bwvseg"))
+
+
+def test_a_segment_changed_on_the_camera_after_its_upload_is_kept(harness, tmp_path, caplog):
+    dev = new_device(harness, tmp_path, segments=1, end=False)
+    blob = dev.root / "segments" / dev.records[0].record["file"]
+
+    class ChangesTheFile(DockClient):
+        def complete(self, segment_id):  # all bytes are up; the receipt is on its way
+            data = bytearray(blob.read_bytes())
+            data[100] ^= 0xFF
+            blob.write_bytes(bytes(data))
+            return super().complete(segment_id)
+
+    clock = VirtualClock()
+    sh = shipper_for(dev, harness.url, clock, client_cls=ChangesTheFile)
+    with caplog.at_level(logging.ERROR, logger="bwv.shipper"):
+        r = sh.step()
+    assert r.action == "failed" and "names other stored bytes" in r.detail
+    assert blob.exists()
+    assert f"{blob.name} changed on the camera since its upload" in caplog.text
+    assert [h.seq for h in harness.dock.store.held_segments(dev.device_id)] == [0]
+    # it stays at later attempts too (the dock refuses bytes the manifest does not name)
+    sh.client = DockClient(harness.url, dev.creds, wall_clock=_wall)
+    clock.set(r.retry_at_us)
+    assert sh.step().action == "refused"
+    assert blob.exists()
 
 
 @pytest.mark.parametrize("how", ["revoked", "unknown", "forged"])

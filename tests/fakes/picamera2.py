@@ -132,7 +132,7 @@ class MappedArray:
         self._array = buf if self._reshape else buf.reshape(-1)
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: Any, exc_value: Any, exc_traceback: Any) -> None:
         self._array = None
 
     @property
@@ -403,23 +403,22 @@ def _build_modules(env: FakePicamera2Env) -> dict[str, ModuleType]:
             env.cameras.append(self)
 
         # configuration
-        def create_video_configuration(
+        def create_video_configuration(  # picamera2's own {} defaults (never mutated here)
             self,
-            main=None,
+            main={},  # noqa: B006
             lores=None,
-            raw=None,
+            raw={},  # noqa: B006
             transform=None,
             colour_space=None,
             buffer_count=6,
-            controls=None,
+            controls={},  # noqa: B006
             display="main",
             encode="main",
             queue=True,
-            sensor=None,
+            sensor={},  # noqa: B006
             use_case="video",
         ) -> dict[str, Any]:
-            """(picamera2's defaults for ``main``, ``raw``, ``controls`` and ``sensor`` are
-            ``{}``: the same here as ``None``.)"""
+            """(picamera2's default ``transform`` is ``libcamera.Transform()``: ``None`` here.)"""
             self._check_open()
             main = {"format": "XBGR8888", "size": (1280, 720), "preserve_ar": True} | dict(
                 main or {}

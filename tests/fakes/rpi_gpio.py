@@ -9,10 +9,10 @@ It mirrors RPi.GPIO 0.7.x as documented (sourceforge raspberry-gpio-python wiki:
   ``BOTH`` 33;
 - ``setmode(mode)`` (ValueError "A different mode has already been set!"), ``getmode()``,
   ``setwarnings(flag)``;
-- ``setup(channel, direction, pull_up_down=PUD_OFF, initial=None)``: ``pull_up_down`` is
-  refused on outputs and ``initial`` on inputs; any call before ``setmode`` raises
-  RuntimeError "Please set pin numbering mode using GPIO.setmode(GPIO.BOARD) or
-  GPIO.setmode(GPIO.BCM)";
+- ``setup(channel, direction, pull_up_down=PUD_OFF, initial=None)``: a ``pull_up_down``
+  other than ``PUD_OFF`` is refused on outputs, and ``initial`` on inputs; any call before
+  ``setmode`` raises RuntimeError "Please set pin numbering mode using
+  GPIO.setmode(GPIO.BOARD) or GPIO.setmode(GPIO.BCM)";
 - ``input(channel)`` -> 0/1 (also on outputs), ``output(channel, value)`` (RuntimeError "The
   GPIO channel has not been set up as an OUTPUT");
 - ``add_event_detect(channel, edge, callback=None, bouncetime=None)`` on an input; a second
@@ -192,11 +192,11 @@ def _build_modules(board: FakeBoard) -> dict[str, ModuleType]:
         board.warnings = bool(flag)
 
     def setup(
-        channel: int, direction: int, pull_up_down: int | None = None, initial: int | None = None
+        channel: int, direction: int, pull_up_down: int = PUD_OFF, initial: int | None = None
     ) -> None:
         need_mode()
         if direction == OUT:
-            if pull_up_down is not None:
+            if pull_up_down != PUD_OFF:
                 raise ValueError("pull_up_down parameter is not valid for outputs")
             old = board.channels.get(channel)
             level = int(bool(initial)) if initial is not None else (old.level if old else 0)
@@ -204,7 +204,7 @@ def _build_modules(board: FakeBoard) -> dict[str, ModuleType]:
         elif direction == IN:
             if initial is not None:
                 raise ValueError("initial parameter is not valid for inputs")
-            pull = PUD_OFF if pull_up_down is None else pull_up_down
+            pull = pull_up_down
             if pull not in (PUD_OFF, PUD_DOWN, PUD_UP):
                 raise ValueError(
                     "Invalid value for pull_up_down - should be either PUD_OFF, PUD_UP or PUD_DOWN"
