@@ -11,49 +11,26 @@ import json
 import logging
 import socket
 import sys
-import time
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import click
 
-from dock.enroll import DEFAULT_TTL_S
-from dock.export import (
-    ExportError,
-    check_device_id,
-    export_recording,
-    open_store,
-    scan_recordings,
-    verify_recording,
+from bwv.dock_common import (
+    EXIT_ERROR,
+    EXIT_NOT_VERIFIED,
+    EXIT_OK,
+    DockUsageError,
+    now_us,
+    open_store_or_fail,
+    when,
 )
+from bwv.dock_export_report import print_export
+from bwv.dock_status import collect_status, print_status
+from dock.enroll import DEFAULT_TTL_S
+from dock.export import ExportError, check_device_id, export_recording
 
-EXIT_OK, EXIT_NOT_VERIFIED, EXIT_ERROR = 0, 1, 2
 DOCK_PUB_FILE = "dock.pub"
 DEFAULT_LISTEN = "127.0.0.1:8443"
-
-
-class DockUsageError(click.ClickException):
-    """A problem with what was asked (missing store, unknown id, unreadable key): exit 2."""
-
-    exit_code = EXIT_ERROR
-
-
-def _now_us() -> int:
-    return time.time_ns() // 1000
-
-
-def _when(us: int | None) -> str:
-    if us is None:
-        return "-"
-    return datetime.fromtimestamp(us / 1e6, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
-
-
-def _store(store_dir: Path):
-    try:
-        return open_store(store_dir)
-    except ExportError as exc:
-        raise DockUsageError(str(exc)) from None
 
 
 STORE_OPTION = click.option(
@@ -238,7 +215,7 @@ def token(store_dir: Path, device_id: str | None, ttl: int) -> None:
             raise click.BadParameter(str(exc), param_hint="--device") from None
     if not 0 < ttl <= MAX_TTL_S:
         raise click.BadParameter(f"must be 1..{MAX_TTL_S} seconds", param_hint="--ttl")
-    store = _store(store_dir)
+    store = open_store_or_fail(store_dir)
     try:
         if device_id is not None:
             dev = store.get_device(device_id)
@@ -248,12 +225,12 @@ def token(store_dir: Path, device_id: str | None, ttl: int) -> None:
                     f"device {device_id} is already {state} at this dock; a new camera "
                     "needs a new device id"
                 )
-        issued = issue_token(store, _now_us(), device_id=device_id, ttl_s=ttl)
+        issued = issue_token(store, now_us(), device_id=device_id, ttl_s=ttl)
     finally:
         store.close()
     who = f"device {device_id}" if device_id else "ANY device id (no --device given)"
     click.echo(
-        f"One-time enrollment token for {who}, valid until {_when(issued.expires_at_us)}.\n"
+        f"One-time enrollment token for {who}, valid until {when(issued.expires_at_us)}.\n"
         "Give it only to the technician enrolling the camera; it is not stored and is "
         "shown only now:",
         err=True,
@@ -286,7 +263,7 @@ def revoke(store_dir: Path, device_id: str, reason: str) -> None:
                                  param_hint="--reason")
     from dock.store import StoreError
 
-    store = _store(store_dir)
+    store = open_store_or_fail(store_dir)
     try:
         before = store.get_device(device_id)
         if before is None:
@@ -295,87 +272,19 @@ def revoke(store_dir: Path, device_id: str, reason: str) -> None:
             )
         if before.revoked:
             click.echo(f"device {device_id} was already revoked at "
-                       f"{_when(before.revoked_at_us)} ({before.revoke_reason})")
+                       f"{when(before.revoked_at_us)} ({before.revoke_reason})")
             return
         try:
-            rec = store.revoke(device_id, reason, "technician", _now_us())
+            rec = store.revoke(device_id, reason, "technician", now_us())
         except StoreError as exc:
             raise DockUsageError(str(exc)) from None
     finally:
         store.close()
-    click.echo(f"device {device_id} revoked at {_when(rec.revoked_at_us)}: the dock refuses "
+    click.echo(f"device {device_id} revoked at {when(rec.revoked_at_us)}: the dock refuses "
                "it from now on")
 
 
 # --------------------------------------------------------------------------- status
-
-
-def _offset(us: int | None) -> str:
-    return "-" if us is None else f"{us / 1e6:+.3f} s"
-
-
-def _chain_text(chain: dict[str, Any]) -> str:
-    if not chain["held"]:
-        return "nothing held"
-    parts = []
-    for g in chain["gaps"]:
-        a, b = g["from_seq"], g["to_seq"]
-        parts.append(f"missing {a}" if a == b else f"missing {a}..{b}")
-    if chain["breaks"]:
-        parts.append("breaks at " + ", ".join(str(s) for s in chain["breaks"]))
-    return "; ".join(parts) or f"whole ({chain['first_seq']}..{chain['last_seq']})"
-
-
-def _table(rows: list[list[str]], indent: str = "  ") -> list[str]:
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    return [
-        indent + "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
-        for r in rows
-    ]
-
-
-def collect_status(store_dir: Path, reverify: bool = False) -> dict[str, Any]:
-    """What ``bwv dock status --json`` prints."""
-    from dock.store import chain_report
-    from dock.verify import reverified_state
-
-    store = _store(store_dir)
-    try:
-        devices = store.list_devices()
-        recordings, holdings = scan_recordings(store)
-        if reverify:
-            for r in recordings:
-                recs = [x for x in holdings[r.device_id].records
-                        if x.fields.recording_id == r.recording_id]
-                report, _ = verify_recording(store, r.device_id, recs)
-                r.reverified = True
-                r.state, r.detail = reverified_state(report, r.recording_id)
-        out_devices = []
-        for d in devices:
-            h = holdings[d.device_id]
-            chain = chain_report([r.held for r in h.records] + h.unreadable)
-            out_devices.append({
-                "device_id": d.device_id,
-                "key_id": d.key_id,
-                "state": "revoked" if d.revoked else "enrolled",
-                "enrolled_at_us": d.enrolled_at_us,
-                "revoked_at_us": d.revoked_at_us,
-                "revoke_reason": d.revoke_reason,
-                "time_offset_us": d.time_offset_us,
-                "time_synced_at_us": d.time_synced_at_us,
-                "records_held": len(h.records) + len(h.unreadable),
-                "segments_held": sum(1 for r in h.records if r.is_segment),
-                "unreadable_records": [x.seq for x in h.unreadable],
-                "chain": chain.to_json(),
-            })
-        return {
-            "store": str(Path(store_dir).resolve()),
-            "dock_key_id": store.dock_key_id,
-            "devices": out_devices,
-            "recordings": [r.to_json() for r in recordings],
-        }
-    finally:
-        store.close()
 
 
 @dock.command()
@@ -414,52 +323,11 @@ def status(store_dir: Path, as_json: bool, reverify: bool) -> None:
         from bwv.errors import fail
 
         fail(exc.format_message(), as_json, exc.exit_code)
-    failed = [r for r in data["recordings"] if r["state"] == "failed"]
     if as_json:
+        failed = [r for r in data["recordings"] if r["state"] == "failed"]
         click.echo(json.dumps(data, indent=2, sort_keys=True))
         sys.exit(EXIT_NOT_VERIFIED if failed else EXIT_OK)
-    click.echo(f"dock store {data['store']} (dock key id {data['dock_key_id']})")
-    if not data["devices"]:
-        click.echo("no cameras enrolled yet: `bwv dock token --store DIR --device ID` gives "
-                   "a technician a one-time enrollment token")
-        return
-    click.echo(f"\nCAMERAS ({len(data['devices'])})")
-    rows = [["DEVICE", "KEY ID", "STATE", "TIME OFFSET", "SYNCED", "RECORDS", "SEGMENTS",
-             "CHAIN"]]
-    for d in data["devices"]:
-        state = d["state"]
-        if d["revoked_at_us"] is not None:
-            state = f"REVOKED {_when(d['revoked_at_us'])} ({d['revoke_reason']})"
-        chain = _chain_text(d["chain"])
-        if d["unreadable_records"]:
-            chain += f"; unreadable {d['unreadable_records']}"
-        rows.append([d["device_id"], d["key_id"], state, _offset(d["time_offset_us"]),
-                     _when(d["time_synced_at_us"]), str(d["records_held"]),
-                     str(d["segments_held"]), chain])
-    for line in _table(rows):
-        click.echo(line)
-    recs = data["recordings"]
-    click.echo(f"\nRECORDINGS ({len(recs)})")
-    if not recs:
-        click.echo("  none held yet")
-        return
-    rows = [["RECORDING", "DEVICE", "STARTED", "SEGMENTS", "BYTES", "STATE", "DETAIL"]]
-    for r in recs:
-        segs = str(r["segments"]) + (f"/{r['expected_segments']}"
-                                      if r["expected_segments"] is not None
-                                      and r["expected_segments"] != r["segments"] else "")
-        rows.append([r["recording_id"], r["device_id"], _when(r["wall_start_us"]), segs,
-                     str(r["stored_bytes"]), r["state"], "" if r["state"] == "verified"
-                     else r["detail"]])
-    for line in _table(rows):
-        click.echo(line)
-    bad = [r for r in recs if r["state"] != "verified"]
-    if bad:
-        click.echo(f"\n{len(bad)} recording(s) not verified: see STATE above "
-                   "(`bwv dock status --help` explains each)")
-    if failed:
-        click.echo(f"{len(failed)} recording(s) FAILED re-verification: stored bytes are not "
-                   "what the camera signed", err=True)
+    if print_status(data):
         sys.exit(EXIT_NOT_VERIFIED)
 
 
@@ -525,35 +393,8 @@ def export_cmd(store_dir: Path, recording_id: str, out: Path, agency_key: Path |
     except OSError as exc:
         raise DockUsageError(f"cannot write the export: {exc.strerror} "
                              f"({exc.filename or out})") from None
-    if result.replaced:
-        from dock.export_folder import describe
-
-        click.echo(f"started clean: removed the earlier export in {out} "
-                   f"({describe(result.replaced)})")
-    n = len(result.stored)
-    click.echo(f"recording {result.recording_id} from device {result.device_id}: "
-               f"{n} segment(s) held at the dock")
-    if result.decrypted:
-        for p in result.segments:
-            click.echo(f"  {p}")
-    else:
-        click.echo("  NOT decrypted (no --agency-key): exported the encrypted segments as "
-                   f"stored, in {out / 'segments'}")
-    for s in result.handed_over:
-        if s.state == "empty":
-            click.echo(f"  segment {s.index}: EMPTY, {s.detail}")
-    click.echo(f"manifests: {out / 'manifests'} ({len(result.manifests)} chain record(s))")
-    click.echo(f"report:    {result.report_path}")
-    if result.ok:
-        click.echo("VERIFIED: authentic and complete"
-                   + (", every segment decrypted" if result.decrypted else "")
-                   + (f" ({len(result.empty)} empty segment(s) listed, not written)"
-                      if result.empty and result.decrypted else ""))
-        return
-    for p in result.problems:
-        click.echo(f"PROBLEM: {p}", err=True)
-    click.echo("NOT VERIFIED: see the problems above and the report", err=True)
-    sys.exit(EXIT_NOT_VERIFIED)
+    if not print_export(result, out):
+        sys.exit(EXIT_NOT_VERIFIED)
 
 
 __all__ = ["EXIT_ERROR", "EXIT_NOT_VERIFIED", "EXIT_OK", "collect_status", "dock"]

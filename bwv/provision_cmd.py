@@ -21,20 +21,20 @@ bytes; the enrolment token is never printed.
 
 from __future__ import annotations
 
-import errno
 import getpass
 import os
 import sys
-import time
-from datetime import UTC, datetime
+from dataclasses import dataclass
 from pathlib import Path
 
 import click
 
-from bwv.status_cmd import config_option, load_config, outbox_facts, read_daemon_status
+from bwv.errors import CannotCheck
+from bwv.provision_aside import make_key
+from bwv.provision_enrol import Enrolment, enrol_and_pin, pin
+from bwv.status_cmd import DaemonStatus, config_option, load_config, read_daemon_status
 from capture.config import Config
 from capture.evidence_setup import chain_state_path, outbox_dir
-from crypto.durable import fsync_dir, write_atomic
 from crypto.identity import (
     DeviceIdentity,
     IdentityError,
@@ -45,18 +45,53 @@ from crypto.identity import (
     public_key_path,
 )
 
-PUBLIC_MODE = 0o644
-KEY_DIR_MODE = 0o700
-
 
 def _fail(message: str) -> click.ClickException:
-    from bwv.errors import CannotCheck
-
     return CannotCheck(message)  # exit 2, as every command that cannot do its job
 
 
-def _utc_stamp() -> str:
-    return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+@dataclass(frozen=True)
+class _Request:
+    """What ``bwv provision`` was asked to do, every part of it checked: nothing changed yet."""
+
+    cfg: Config
+    config_path: Path
+    key_path: Path
+    agency_path: Path
+    dock_path: Path
+    agency_raw: bytes
+    enrolment: Enrolment | None  # None: no --token, the camera is not enrolled
+    force: bool
+    kept: DeviceIdentity | None  # the key made before, enrolled as it is (a retry)
+
+
+# -- checking everything before changing anything ---------------------------------------------
+
+
+def _read_token(token: str | None) -> str | None:
+    """The token as given; ``-`` reads it from stdin (prompted, hidden, on a terminal)."""
+    if token != "-":
+        return token
+    if sys.stdin.isatty():
+        return str(click.prompt("enrolment token", hide_input=True, err=True)).strip()
+    return sys.stdin.readline().strip()
+
+
+def _dock_url(cfg: Config, dock_url: str | None, token: str | None, dock_key: Path | None
+              ) -> str | None:
+    """The dock to enrol at (None: no enrolment); a usage error for options that clash."""
+    url = dock_url or (cfg.dock.url if token else None)
+    if url and not token:
+        raise click.UsageError("--dock-url needs --token (the one-time enrolment token)")
+    if token and not url:
+        raise click.UsageError("--token needs --dock-url (or dock.url in the configuration)")
+    if url and not url.startswith(("http://", "https://")):
+        raise click.BadParameter(
+            f"must start with http:// or https:// (got {url!r})", param_hint="--dock-url"
+        )
+    if dock_key is not None and not token:
+        raise click.UsageError("--dock-key is only used when enrolling (--token)")
+    return url
 
 
 def _check_agency_key(path: Path) -> bytes:
@@ -78,6 +113,45 @@ def _check_agency_key(path: Path) -> bytes:
     return bytes(pk)
 
 
+def _expected_dock_key(dock_key: Path | None) -> bytes | None:
+    """The dock key given with --dock-key, checked (None if none was given)."""
+    if dock_key is None:
+        return None
+    try:
+        return bytes(load_dock_public_key(dock_key))
+    except IdentityError as exc:
+        raise _fail(f"refusing --dock-key: {exc}") from None
+
+
+def _existing_key_id(key_path: Path) -> str:
+    try:
+        return key_id_of(load_public_key(public_key_path(key_path)))
+    except (IdentityError, OSError):
+        return "unknown"
+
+
+def _kept_identity(cfg: Config, key_path: Path, token: str | None, force: bool
+                   ) -> DeviceIdentity | None:
+    """The key made before, to enrol as it is; None when a new one is to be made. Without
+    --token or --force an existing key is a refusal: it is never replaced silently."""
+    if not os.path.lexists(key_path) or force:
+        return None
+    if not token:
+        raise _fail(
+            f"this camera already has a device key ({key_path}, key id "
+            f"{_existing_key_id(key_path)}); not replacing it. To enrol it at a dock, "
+            "run again with --token (the key is kept); to replace it, run again with "
+            "--force: the old key is moved aside, never deleted."
+        )
+    try:
+        return DeviceIdentity.load(key_path, cfg.device_id)
+    except IdentityError as exc:
+        raise _fail(
+            f"cannot use the device key made before: {exc}; to replace it, run again "
+            "with --force (the old key is moved aside, never deleted)"
+        ) from None
+
+
 def _writable_problem(target: Path) -> str | None:
     """Why ``target`` could not be created or replaced by this user, or None."""
     d = target.parent
@@ -93,133 +167,99 @@ def _writable_problem(target: Path) -> str | None:
     return None
 
 
-def _aside_name(path: Path, stamp: str) -> Path:
-    """``path.replaced-<stamp>``, or ``...-1``, ``-2``: a name nothing has yet (nor its .pub)."""
-    base = path.with_name(f"{path.name}.replaced-{stamp}")
-    candidate, i = base, 1
-    while os.path.lexists(candidate) or os.path.lexists(public_key_path(candidate)):
-        candidate = base.with_name(f"{base.name}-{i}")
-        i += 1
-    return candidate
+def _check_can_change(req: _Request, daemon: DaemonStatus) -> None:
+    """Refuse, changing nothing, if the daemon holds the key or a file cannot be written."""
+    if req.force and daemon.running:
+        raise _fail(
+            f"the bwv daemon is running ({daemon.detail}): stop it before replacing "
+            "the key (sudo systemctl stop bwv)"
+        )
+    targets = [req.key_path, req.agency_path] + ([req.dock_path] if req.enrolment else [])
+    problems = [p for p in (_writable_problem(t) for t in targets) if p]
+    for old in (outbox_dir(req.cfg), chain_state_path(req.cfg)):
+        if req.force and os.path.lexists(old):
+            problems += [p for p in (_writable_problem(old),) if p]
+    if problems:
+        raise _fail("nothing was changed:\n  " + "\n  ".join(problems))
 
 
-def _move_aside(src: Path, dst: Path) -> None:
-    """Rename ``src`` to ``dst`` without ever replacing an existing ``dst``; durable."""
-    if src.is_dir():
-        if os.path.lexists(dst):
-            raise FileExistsError(errno.EEXIST, "already exists", str(dst))
-        os.rename(src, dst)
-    else:
-        try:
-            os.link(src, dst)  # fails if dst exists: nothing is overwritten
-            os.unlink(src)
-        except OSError as exc:
-            if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK):
-                raise
-            if os.path.lexists(dst):  # a filesystem without hard links
-                raise FileExistsError(errno.EEXIST, "already exists", str(dst)) from None
-            os.rename(src, dst)
-    fsync_dir(dst.parent)
+def _check_request(config_path: Path, agency_pub: Path, dock_url: str | None,
+                   token: str | None, dock_key: Path | None, force: bool) -> _Request:
+    """Everything checked, in the order a technician fixes it: the options, the agency key,
+    --dock-key, an existing device key."""
+    cfg = load_config(config_path)
+    k = cfg.keys
+    key_path = Path(k.device_key)
+    token = _read_token(token)
+    url = _dock_url(cfg, dock_url, token, dock_key)
+    agency_raw = _check_agency_key(agency_pub)
+    expected_dock = _expected_dock_key(dock_key)
+    return _Request(
+        cfg=cfg,
+        config_path=config_path,
+        key_path=key_path,
+        agency_path=Path(k.agency_public_key),
+        dock_path=Path(k.dock_public_key),
+        agency_raw=agency_raw,
+        enrolment=Enrolment(url, token, expected_dock) if url and token else None,
+        force=force,
+        kept=_kept_identity(cfg, key_path, token, force),
+    )
 
 
-def _existing_key_id(key_path: Path) -> str:
+# -- the changes, in order ----------------------------------------------------------------------
+
+
+def _device_identity(req: _Request) -> DeviceIdentity:
+    """The key made before (a retry of the enrolment), or a new one."""
+    if req.kept is None:
+        return make_key(req.cfg, req.key_path)
+    click.echo(f"note: keeping this camera's device key (key id {req.kept.key_id}); "
+               "enrolling it", err=True)
+    return req.kept
+
+
+def _pin_agency_key(req: _Request, identity: DeviceIdentity) -> None:
     try:
-        return key_id_of(load_public_key(public_key_path(key_path)))
-    except (IdentityError, OSError):
-        return "unknown"
-
-
-def _replace_old_identity(cfg: Config, key_path: Path, stamp: str) -> list[str]:
-    """Move an old key, its public key and the evidence store it signed aside (a new key
-    starts a new chain and trail); say what moved. Nothing is deleted."""
-    moved: list[str] = []
-    aside = _aside_name(key_path, stamp)
-    pub = public_key_path(key_path)
-    if os.path.lexists(key_path):
-        _move_aside(key_path, aside)
-        moved.append(f"old device key -> {aside}")
-    if os.path.lexists(pub):
-        _move_aside(pub, public_key_path(aside))
-        moved.append(f"old public key -> {public_key_path(aside)}")
-    suffix = aside.name[len(key_path.name) :]  # ".replaced-<stamp>[-n]"
-    outbox = outbox_dir(cfg)
-    if os.path.lexists(outbox):
-        facts = outbox_facts(Path(cfg.storage.dir))
-        dst = _aside_name(outbox, suffix[len(".replaced-") :])
-        _move_aside(outbox, dst)
-        moved.append(f"old evidence store -> {dst}")
-        waiting = facts["segments"] + facts["partial"]
-        if waiting:
-            click.echo(
-                f"WARNING: {waiting} segment(s) signed by the old key had not shipped; they are "
-                f"kept in {dst} (check them with `bwv verify {dst} --device-pub "
-                f"{public_key_path(aside)}`) and do not ship by themselves",
-                err=True,
-            )
-    state = chain_state_path(cfg)
-    if os.path.lexists(state):
-        dst = _aside_name(state, suffix[len(".replaced-") :])
-        _move_aside(state, dst)
-        moved.append(f"old chain state -> {dst}")
-    return moved
-
-
-def _make_key(cfg: Config, key_path: Path) -> DeviceIdentity:
-    """A new device key at ``key_path``, after moving aside what an old one left."""
-    stamp = _utc_stamp()
-    try:
-        # with --force the old key; without, what a lost key left (its .pub, its footage)
-        for line in _replace_old_identity(cfg, key_path, stamp):
-            click.echo(f"moved aside: {line}")
-        if not key_path.parent.exists():
-            key_path.parent.mkdir(parents=True, mode=KEY_DIR_MODE)
-        return DeviceIdentity.generate(key_path, cfg.device_id)
-    except IdentityError as exc:
-        raise _fail(f"cannot make the device key: {exc}") from None
+        replaced = pin(req.agency_path, req.agency_raw)
     except OSError as exc:
-        raise _fail(f"cannot make the device key at {key_path}: {exc.strerror or exc}") from None
+        raise _fail(
+            f"the device key is in place ({identity.key_id}) but the agency key could "
+            f"not be pinned at {req.agency_path}: {exc.strerror or exc}"
+        ) from None
+    if replaced:
+        click.echo(f"note: replaced the agency key pinned before (key id {replaced})", err=True)
 
 
-def _pin(path: Path, raw: bytes) -> str | None:
-    """Write a pinned public key (64 hex digits) atomically; the key id it replaced, if any."""
-    old = None
-    if path.exists():
-        try:
-            old_raw = load_public_key(path)
-            old = key_id_of(old_raw) if old_raw != raw else None
-        except (IdentityError, OSError):
-            old = "unreadable"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(path, raw.hex().encode("ascii") + b"\n", mode=PUBLIC_MODE)
-    return old
+def _print_identity(req: _Request, identity: DeviceIdentity) -> None:
+    click.echo(f"device id:      {identity.device_id}")
+    click.echo(
+        f"device key id:  {identity.key_id}   (public key: {public_key_path(req.key_path)})"
+    )
+    click.echo(f"agency key id:  {key_id_of(req.agency_raw)}   (pinned at {req.agency_path})")
 
 
-def _enroll_error(exc: Exception, url: str, expected: bool) -> click.ClickException:
-    from dock.client import DockRefused
-    from dock.protocol import Code
-
-    if isinstance(exc, DockRefused) and exc.code == Code.BAD_TOKEN:
-        why = (
-            "it was issued for another device id"
-            if exc.status == 403
-            else "unknown, already used or expired"
+def _enrol(req: _Request, enrolment: Enrolment, identity: DeviceIdentity) -> None:
+    """Enrol at the dock; note it when the camera ships to another dock than this one."""
+    enrol_and_pin(identity, enrolment, req.dock_path)
+    url, configured = enrolment.url, req.cfg.dock.url
+    if url != configured:
+        click.echo(
+            f"note: the camera ships to dock.url of {req.config_path} "
+            f"({configured or 'not set'}), not to {url}: set dock.url = "
+            f'"{url}" there',
+            err=True,
         )
-        return _fail(
-            f"the dock at {url} refused the enrollment token: {why}; ask for a new one "
-            "(`bwv dock token --device ID` on the dock)"
+
+
+def _say_not_enrolled(req: _Request) -> None:
+    click.echo("dock:           not enrolled (no --token): footage cannot ship until it is")
+    if req.force and req.dock_path.exists():
+        click.echo(
+            f"note: {req.dock_path} still pins a dock, which does not know this new key: "
+            "enrol it there (with a new device_id if the old one was enrolled)",
+            err=True,
         )
-    if isinstance(exc, DockRefused):
-        hint = {
-            Code.ENROLLED: "this device id is enrolled at the dock already (with another key): "
-            "give the camera a new device_id",
-            Code.REVOKED: "this device id was revoked: give the camera a new device_id",
-        }.get(exc.code or "", "")
-        msg = f"the dock at {url} refused the enrolment ({exc.status}): {exc.detail}"
-        return _fail(msg + (f"; {hint}" if hint else ""))
-    msg = f"cannot enrol at {url}: {exc}"
-    if expected and "not signed" in str(exc):
-        msg += " (the answer is not signed by the key in --dock-key: wrong dock, or wrong key file)"
-    return _fail(msg)
 
 
 @click.command()
@@ -265,153 +305,16 @@ def provision(
     that key is enrolled (a retry after a wrong token needs no --force); without --token
     the command refuses, unless --force replaces the key.
     """
-    cfg = load_config(config_path)
-    k = cfg.keys
-    key_path = Path(k.device_key)
-    agency_path, dock_path = Path(k.agency_public_key), Path(k.dock_public_key)
-
-    # -- check everything before changing anything --------------------------------------
-    if token == "-":
-        if sys.stdin.isatty():
-            token = click.prompt("enrolment token", hide_input=True, err=True).strip()
-        else:
-            token = sys.stdin.readline().strip()
-    url = dock_url or (cfg.dock.url if token else None)
-    if url and not token:
-        raise click.UsageError("--dock-url needs --token (the one-time enrolment token)")
-    if token and not url:
-        raise click.UsageError("--token needs --dock-url (or dock.url in the configuration)")
-    if url and not url.startswith(("http://", "https://")):
-        raise click.BadParameter(
-            f"must start with http:// or https:// (got {url!r})", param_hint="--dock-url"
-        )
-    if dock_key is not None and not token:
-        raise click.UsageError("--dock-key is only used when enrolling (--token)")
-    agency_raw = _check_agency_key(agency_pub)
-    expected_dock = None
-    if dock_key is not None:
-        try:
-            expected_dock = bytes(load_dock_public_key(dock_key))
-        except IdentityError as exc:
-            raise _fail(f"refusing --dock-key: {exc}") from None
-
-    kept = None  # the key made before, enrolled as it is (a retry after a wrong token)
-    if os.path.lexists(key_path) and not force:
-        if not token:
-            raise _fail(
-                f"this camera already has a device key ({key_path}, key id "
-                f"{_existing_key_id(key_path)}); not replacing it. To enrol it at a dock, "
-                "run again with --token (the key is kept); to replace it, run again with "
-                "--force: the old key is moved aside, never deleted."
-            )
-        try:
-            kept = DeviceIdentity.load(key_path, cfg.device_id)
-        except IdentityError as exc:
-            raise _fail(
-                f"cannot use the device key made before: {exc}; to replace it, run again "
-                "with --force (the old key is moved aside, never deleted)"
-            ) from None
-    daemon = read_daemon_status(cfg)
-    if force and daemon.running:
-        raise _fail(
-            f"the bwv daemon is running ({daemon.detail}): stop it before replacing "
-            "the key (sudo systemctl stop bwv)"
-        )
-    targets = [key_path, agency_path] + ([dock_path] if token else [])
-    problems = [p for p in (_writable_problem(t) for t in targets) if p]
-    for old in (outbox_dir(cfg), chain_state_path(cfg)):
-        if force and os.path.lexists(old):
-            problems += [p for p in (_writable_problem(old),) if p]
-    if problems:
-        raise _fail("nothing was changed:\n  " + "\n  ".join(problems))
-
-    # -- the device key -------------------------------------------------------------------
-    if kept is not None:
-        identity = kept
-        click.echo(f"note: keeping this camera's device key (key id {identity.key_id}); "
-                   "enrolling it", err=True)
+    req = _check_request(config_path, agency_pub, dock_url, token, dock_key, force)
+    daemon = read_daemon_status(req.cfg)
+    _check_can_change(req, daemon)
+    identity = _device_identity(req)
+    _pin_agency_key(req, identity)
+    _print_identity(req, identity)
+    if req.enrolment is not None:
+        _enrol(req, req.enrolment, identity)
     else:
-        identity = _make_key(cfg, key_path)
-
-    # -- the agency key -------------------------------------------------------------------
-    try:
-        replaced = _pin(agency_path, agency_raw)
-    except OSError as exc:
-        raise _fail(
-            f"the device key is in place ({identity.key_id}) but the agency key could "
-            f"not be pinned at {agency_path}: {exc.strerror or exc}"
-        ) from None
-    if replaced:
-        click.echo(f"note: replaced the agency key pinned before (key id {replaced})", err=True)
-
-    click.echo(f"device id:      {identity.device_id}")
-    click.echo(f"device key id:  {identity.key_id}   (public key: {public_key_path(key_path)})")
-    click.echo(f"agency key id:  {key_id_of(agency_raw)}   (pinned at {agency_path})")
-
-    # -- the dock -----------------------------------------------------------------------------
-    if token:
-        assert url is not None
-        from dock.client import DockError, enroll
-
-        try:
-            got = enroll(
-                url,
-                identity.device_id,
-                identity,
-                identity.public_key,
-                token,
-                wall_clock=lambda: time.time_ns() // 1000,
-                expected_dock_key=expected_dock,
-                timeout=15.0,
-            )
-        except DockError as exc:
-            err = _enroll_error(exc, url, expected_dock is not None)
-            err.message += (
-                f"\nThe device key ({identity.key_id}) and the agency key are in "
-                "place but the camera is NOT enrolled. Fix the cause and run this "
-                "again: the same key is enrolled (no --force needed)."
-            )
-            raise err from None
-        if got.device_id != identity.device_id or got.key_id != identity.key_id:
-            raise _fail(
-                "the dock enrolled another device or key than this one: "
-                f"{got.device_id} / {got.key_id}"
-            )
-        if len(got.dock_public_key) != 32:
-            raise _fail("the dock answered with a malformed key; nothing pinned")
-        try:
-            replaced = _pin(dock_path, got.dock_public_key)
-        except OSError as exc:
-            raise _fail(
-                f"enrolled, but the dock key could not be pinned at {dock_path}: "
-                f"{exc.strerror or exc}"
-            ) from None
-        if replaced:
-            click.echo(f"note: replaced the dock key pinned before (key id {replaced})", err=True)
-        how = (
-            "checked against --dock-key"
-            if expected_dock
-            else (
-                "taken on first use: compare it with the dock key id `bwv dock status` shows "
-                "on the dock"
-            )
-        )
-        click.echo(f"dock key id:    {got.dock_key_id}   (pinned at {dock_path}; {how})")
-        if url != cfg.dock.url:
-            click.echo(
-                f"note: the camera ships to dock.url of {config_path} "
-                f"({cfg.dock.url or 'not set'}), not to {url}: set dock.url = "
-                f'"{url}" there',
-                err=True,
-            )
-    else:
-        click.echo("dock:           not enrolled (no --token): footage cannot ship until it is")
-        if force and dock_path.exists():
-            click.echo(
-                f"note: {dock_path} still pins a dock, which does not know this new key: "
-                "enrol it there (with a new device_id if the old one was enrolled)",
-                err=True,
-            )
+        _say_not_enrolled(req)
     if daemon.running:
         click.echo(
             "the daemon is running: restart it to use the new keys (sudo systemctl restart bwv)",

@@ -23,10 +23,11 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 
@@ -38,6 +39,7 @@ STALE_AFTER_S = 10.0
 SEG_EXT = ".bwvseg"
 PARTIAL_EXT = ".bwvseg.partial"
 DEFAULT_CONFIG = Path("/etc/bwv/bwv.toml")
+_F = TypeVar("_F", bound=Callable[..., Any])
 
 
 def load_config(path: Path, as_json: bool = False) -> Config:
@@ -51,7 +53,8 @@ def load_config(path: Path, as_json: bool = False) -> Config:
         raise bad_configuration(exc) from None
 
 
-def config_option(fn):
+def config_option(fn: _F) -> _F:
+    """The ``--config`` option every device command takes."""
     return click.option(
         "--config",
         "config_path",

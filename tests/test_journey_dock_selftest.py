@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from bwv.selftest_cmd import run_selftest
+from bwv.selftest import run_selftest
 from capture.config import load
 from capture.hardware import build_hardware
 from dock.testing import DockHarness

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from nacl.public import PrivateKey
 from nacl.signing import SigningKey
 
-from bwv.selftest_cmd import check_keys
+from bwv.selftest.setup_checks import check_keys
 from capture.config import from_dict
 from capture.evidence_setup import open_evidence
 from crypto.identity import (

@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from bwv.selftest_cmd import SelftestOptions, run_selftest, selftest
+from bwv.selftest import SelftestOptions, run_selftest
+from bwv.selftest_cmd import selftest
 from bwv.status_cmd import DaemonStatus
 from capture.audio_encoder import AacEncoder, AudioFormat
 from capture.config import load, with_changes

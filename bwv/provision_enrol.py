@@ -1,0 +1,128 @@
+"""``bwv provision --token``: enrol the camera's key at the dock and pin the dock's key.
+
+With ``--dock-key`` the dock must answer with that key; without, it is taken on first use and
+its key id is printed for the technician to compare with the dock's. The token is never
+printed; a refusal says what to do next, and that the keys made so far stay in place.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import click
+
+from bwv.errors import CannotCheck
+from crypto.durable import write_atomic
+from crypto.identity import DeviceIdentity, IdentityError, key_id_of, load_public_key
+
+PUBLIC_MODE = 0o644
+
+
+@dataclass(frozen=True)
+class Enrolment:
+    """Where and how to enrol: the dock's URL, the one-time token, the key it must have."""
+
+    url: str
+    token: str
+    expected_dock_key: bytes | None
+
+
+def pin(path: Path, raw: bytes) -> str | None:
+    """Write a pinned public key (64 hex digits) atomically; the key id it replaced, if any."""
+    old = None
+    if path.exists():
+        try:
+            old_raw = load_public_key(path)
+            old = key_id_of(old_raw) if old_raw != raw else None
+        except (IdentityError, OSError):
+            old = "unreadable"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(path, raw.hex().encode("ascii") + b"\n", mode=PUBLIC_MODE)
+    return old
+
+
+def enroll_error(exc: Exception, url: str, expected: bool) -> click.ClickException:
+    """The user's line for a failed enrolment: the token, the device id, or the dock."""
+    from dock.client import DockRefused
+    from dock.protocol import Code
+
+    if isinstance(exc, DockRefused) and exc.code == Code.BAD_TOKEN:
+        why = (
+            "it was issued for another device id"
+            if exc.status == 403
+            else "unknown, already used or expired"
+        )
+        return CannotCheck(
+            f"the dock at {url} refused the enrollment token: {why}; ask for a new one "
+            "(`bwv dock token --device ID` on the dock)"
+        )
+    if isinstance(exc, DockRefused):
+        hint = {
+            Code.ENROLLED: "this device id is enrolled at the dock already (with another key): "
+            "give the camera a new device_id",
+            Code.REVOKED: "this device id was revoked: give the camera a new device_id",
+        }.get(exc.code or "", "")
+        msg = f"the dock at {url} refused the enrolment ({exc.status}): {exc.detail}"
+        return CannotCheck(msg + (f"; {hint}" if hint else ""))
+    msg = f"cannot enrol at {url}: {exc}"
+    if expected and "not signed" in str(exc):
+        msg += " (the answer is not signed by the key in --dock-key: wrong dock, or wrong key file)"
+    return CannotCheck(msg)
+
+
+def _enrolled_dock_key(identity: DeviceIdentity, how: Enrolment) -> tuple[bytes, str]:
+    """Enrol ``identity`` at the dock; the dock's public key and key id, checked."""
+    from dock.client import DockError, enroll
+
+    try:
+        got = enroll(
+            how.url,
+            identity.device_id,
+            identity,
+            identity.public_key,
+            how.token,
+            wall_clock=lambda: time.time_ns() // 1000,
+            expected_dock_key=how.expected_dock_key,
+            timeout=15.0,
+        )
+    except DockError as exc:
+        why = enroll_error(exc, how.url, how.expected_dock_key is not None).message
+        raise CannotCheck(
+            f"{why}\nThe device key ({identity.key_id}) and the agency key are in "
+            "place but the camera is NOT enrolled. Fix the cause and run this "
+            "again: the same key is enrolled (no --force needed)."
+        ) from None
+    if got.device_id != identity.device_id or got.key_id != identity.key_id:
+        raise CannotCheck(
+            "the dock enrolled another device or key than this one: "
+            f"{got.device_id} / {got.key_id}"
+        )
+    if len(got.dock_public_key) != 32:
+        raise CannotCheck("the dock answered with a malformed key; nothing pinned")
+    return got.dock_public_key, got.dock_key_id
+
+
+def enrol_and_pin(identity: DeviceIdentity, how: Enrolment, dock_path: Path) -> None:
+    """Enrol at the dock, pin its key at ``dock_path`` and print its key id, and how it
+    was checked (against --dock-key, or taken on first use)."""
+    dock_key, dock_key_id = _enrolled_dock_key(identity, how)
+    try:
+        replaced = pin(dock_path, dock_key)
+    except OSError as exc:
+        raise CannotCheck(
+            f"enrolled, but the dock key could not be pinned at {dock_path}: "
+            f"{exc.strerror or exc}"
+        ) from None
+    if replaced:
+        click.echo(f"note: replaced the dock key pinned before (key id {replaced})", err=True)
+    checked = (
+        "checked against --dock-key"
+        if how.expected_dock_key
+        else (
+            "taken on first use: compare it with the dock key id `bwv dock status` shows "
+            "on the dock"
+        )
+    )
+    click.echo(f"dock key id:    {dock_key_id}   (pinned at {dock_path}; {checked})")
