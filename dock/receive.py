@@ -8,7 +8,8 @@ from typing import Any
 
 from dock.instance import Dock
 from dock.middleware import Refused
-from dock.protocol import Code, Receipt, SignedReceipt, sign_receipt
+from dock.protocol import Code
+from dock.receipts import Receipt, SignedReceipt, sign_receipt
 from dock.store import DeviceRecord, StoreError
 from dock.verify import ManifestError
 

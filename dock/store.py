@@ -34,8 +34,6 @@ from nacl.signing import SigningKey
 from crypto.durable import fsync_dir
 from dock.protocol import (
     Code,
-    SignedReceipt,
-    UploadState,
     b64d,
     b64e,
     canonical_json,
@@ -45,6 +43,7 @@ from dock.protocol import (
     sha256_hex,
     verify_detached,
 )
+from dock.receipts import SignedReceipt, UploadState
 from dock.verify import ManifestFields
 
 GENESIS = "0" * 64

@@ -28,12 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from crypto.durable import fsync_dir
-from dock.protocol import (
-    Code,
-    SignedUnsignedReceipt,
-    UnsignedReceipt,
-    UnsignedState,
-)
+from dock.protocol import Code
+from dock.receipts import SignedUnsignedReceipt, UnsignedReceipt, UnsignedState
 from dock.store import DirectoryStore, StoreError, manifest_key, unsigned_key
 from dock.verify import ManifestError, SegmentVerifier
 

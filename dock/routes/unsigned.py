@@ -17,8 +17,8 @@ from dock.protocol import (
     Code,
     ProtocolError,
     parse_chunk_checksum,
-    sign_unsigned_receipt,
 )
+from dock.receipts import sign_unsigned_receipt
 from dock.routes.deps import AuthedDevice, DockDep
 from dock.routes.models import CHUNK_BODY, Problem, UnsignedStateModel
 from dock.store import StoreError
