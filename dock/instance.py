@@ -18,7 +18,8 @@ from dock.keys import (
     load_or_create_token,
 )
 from dock.protocol import key_id
-from dock.store import DirectoryStore, Store
+from dock.store import Store
+from dock.store_sqlite import DirectoryStore
 from dock.verify import SegmentVerifier, default_verifier
 
 

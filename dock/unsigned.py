@@ -30,7 +30,8 @@ from pathlib import Path
 from crypto.durable import fsync_dir
 from dock.protocol import Code
 from dock.receipts import SignedUnsignedReceipt, UnsignedReceipt, UnsignedState
-from dock.store import DirectoryStore, StoreError, manifest_key, unsigned_key
+from dock.store import StoreError, manifest_key, unsigned_key
+from dock.store_sqlite import DirectoryStore
 from dock.verify import ManifestError, SegmentVerifier
 
 READ_BLOCK = 1 << 20
