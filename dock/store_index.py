@@ -105,7 +105,7 @@ class StoreIndex:
                     raise storage_failure(exc, self.root) from exc
                 raise
 
-    def _q(self, sql: str, args: tuple = ()) -> list[tuple]:
+    def _q(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         with self._lock:
             try:
                 return self._db.execute(sql, args).fetchall()
@@ -128,7 +128,7 @@ class StoreIndex:
     # -- devices
     # -- segments
 
-    def _held(self, where: str, args: tuple) -> list[HeldSegment]:
+    def _held(self, where: str, args: tuple[Any, ...]) -> list[HeldSegment]:
         rows = self._q(
             "SELECT segment_id, seq, manifest_sha256, prev_manifest_sha256,"
             " stored_sha256, stored_size, received_at_us FROM segments WHERE "

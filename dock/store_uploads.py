@@ -131,6 +131,7 @@ class SegmentUploads(StoreIndex):
         with self._device(device_id):
             path = self._staged(device_id, segment_id)
             key = blob_key(device_id, segment_id)
+            f: BinaryIO
             if path.exists():
                 f = open(path, "rb")  # noqa: SIM115 - closed below
             elif self.objects.exists(key):

@@ -30,7 +30,7 @@ from pathlib import Path
 from crypto.durable import fsync_dir
 from dock.protocol import Code
 from dock.receipts import SignedUnsignedReceipt, UnsignedReceipt, UnsignedState
-from dock.store import StoreError, manifest_key, unsigned_key
+from dock.store import Store, StoreError, manifest_key, unsigned_key
 from dock.store_sqlite import DirectoryStore
 from dock.verify import ManifestError, SegmentVerifier
 
@@ -50,7 +50,7 @@ class Expected:
 
 
 def expected_unsigned(
-    store: DirectoryStore, verifier: SegmentVerifier, device_id: str, segment_id: str
+    store: Store, verifier: SegmentVerifier, device_id: str, segment_id: str
 ) -> Expected:
     if store.held_segment(device_id, segment_id=segment_id) is None:
         raise StoreError(

@@ -4,7 +4,7 @@
 - ``PATCH /v1/segments/{segment_id}/unsigned``  append a chunk; the last byte completes it
 """
 
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 from fastapi import APIRouter, Header
 from fastapi import Path as PathParam
@@ -22,6 +22,7 @@ from dock.receipts import sign_unsigned_receipt
 from dock.routes.deps import AuthedDevice, DockDep
 from dock.routes.models import CHUNK_BODY, Problem, UnsignedStateModel
 from dock.store import StoreError
+from dock.store_sqlite import DirectoryStore
 from dock.unsigned import Expected, UnsignedTails, expected_unsigned
 
 HeldSegmentId = Annotated[
@@ -33,6 +34,11 @@ RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 router = APIRouter()
+
+
+def _tails(dock: Dock) -> UnsignedTails:
+    # the set-aside bytes are kept in the embedded store's index (dock/unsigned.py)
+    return UnsignedTails(cast(DirectoryStore, dock.store))
 
 
 def _expected(dock: Dock, device_id: str, segment_id: str) -> Expected:
@@ -49,8 +55,7 @@ def unsigned_status(
     segment_id: HeldSegmentId, auth: AuthedDevice, dock: DockDep
 ) -> dict[str, Any]:
     dev = auth.device.device_id
-    tails = UnsignedTails(dock.store)
-    return tails.state(dev, segment_id, _expected(dock, dev, segment_id)).to_json()
+    return _tails(dock).state(dev, segment_id, _expected(dock, dev, segment_id)).to_json()
 
 
 @router.patch(
@@ -74,7 +79,7 @@ def append_unsigned(
     if auth.body_sha256 != digest:
         raise StoreError("chunk checksum mismatch: nothing was appended", 460, Code.CHECKSUM)
     dev = auth.device.device_id
-    return UnsignedTails(dock.store).append(
+    return _tails(dock).append(
         dev,
         segment_id,
         _expected(dock, dev, segment_id),
