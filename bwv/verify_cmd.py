@@ -89,7 +89,8 @@ def sim_folder_evidence(path: Path, device_id: str | None = None, *, outbox: str
     if (dock_dir / "dock.key").exists():
         from dock.export import device_holdings, outbox_files
         from dock.keys import DOCK_KEY_FILE, load_or_create_signing_key
-        from dock.store import DirectoryStore, blob_key, manifest_key
+        from dock.store import blob_key, manifest_key
+        from dock.store_sqlite import DirectoryStore
 
         store = DirectoryStore(dock_dir, load_or_create_signing_key(dock_dir / DOCK_KEY_FILE))
         try:

@@ -25,16 +25,14 @@ from dock.protocol import (
     H_UPLOAD_CHECKSUM,
     H_UPLOAD_OFFSET,
     ProtocolError,
-    SignedReceipt,
     Signer,
-    UnsignedState,
-    UploadState,
     b64e,
     chunk_checksum_header,
     parse_chunk_checksum,
     sign_request,
     verify_response,
 )
+from dock.receipts import SignedReceipt, UnsignedState, UploadState
 
 
 class DockError(Exception):

@@ -21,9 +21,10 @@ A segment without a frame (cut right after its header) is listed as empty, not w
 0-frame MP4; a folder holding an earlier export is refused unless asked to replace it
 (dock/export_folder.py).
 
-``scan_recordings`` lists what the dock holds per recording, with a verification state
-taken from the index and the signed records (``bwv dock status``); ``verify_recording``
-re-checks a recording's stored bytes with the offline verifier.
+``scan_recordings`` (dock/holdings.py, re-exported here) lists what the dock holds per
+recording, with a verification state taken from the index and the signed records (``bwv dock
+status``); ``verify_recording`` re-checks a recording's stored bytes with the offline
+verifier.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ import contextlib
 import json
 import re
 import shutil
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -59,271 +60,29 @@ from dock.export_folder import (
     hand_over,
     not_an_export_folder,
 )
-from dock.keys import DOCK_KEY_FILE, KeyFileError, load_or_create_signing_key
-from dock.protocol import is_device_id
-from dock.store import (
-    INDEX_FILE,
-    DirectoryStore,
-    HeldSegment,
-    blob_key,
-    chain_report,
-    manifest_key,
-    unsigned_key,
+from dock.holdings import (
+    ENDED_EARLY,
+    FAILED,
+    GAP,
+    INCOMPLETE,
+    VERIFIED,
+    DeviceHoldings,
+    ExportError,
+    HeldRecord,
+    RecordingSummary,
+    check_device_id,
+    check_recording_id,
+    device_holdings,
+    find_recording,
+    object_path,
+    open_store,
+    scan_recordings,
 )
-from dock.verify import ChainRecordVerifier, ManifestError, ManifestFields
+from dock.store import blob_key, manifest_key, unsigned_key
+from dock.store_sqlite import DirectoryStore
+from dock.verify import ChainRecordVerifier
 
-_RECORDING_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _SAFE_FILE = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,159}")
-
-# verification states of a recording at the dock (``bwv dock status``)
-VERIFIED = "verified"  # every segment and the end record held, chain unbroken
-GAP = "gap"  # a segment or chain record of the recording is missing, or the chain breaks
-INCOMPLETE = "incomplete"  # no end record after the last segment (yet): more may come
-ENDED_EARLY = "ended_early"  # whole, but ended by a fault or a crash, not by the officer
-FAILED = "failed"  # (re-verified) stored bytes or records do not check out
-
-
-class ExportError(Exception):
-    """The export could not run (no such store or recording, a bad id, unreadable keys)."""
-
-
-# --------------------------------------------------------------------------- store
-
-
-def check_recording_id(recording_id: str) -> str:
-    """``recording_id`` if it is one (crypto/FORMAT.md: ``[A-Za-z0-9_-]{1,64}``)."""
-    if not isinstance(recording_id, str) or not _RECORDING_ID.fullmatch(recording_id):
-        raise ExportError(
-            f"not a recording id: {recording_id!r} (letters, digits, '-' and '_', "
-            "1 to 64 of them; `bwv dock status` lists the recordings)"
-        )
-    return recording_id
-
-
-def check_device_id(device_id: str) -> str:
-    if not isinstance(device_id, str) or not is_device_id(device_id):
-        raise ExportError(
-            f"not a device id: {device_id!r} (letters, digits, '-', '_' and '.', "
-            "starting with a letter or digit, at most 64)"
-        )
-    return device_id
-
-
-def is_store(store_dir: Path) -> bool:
-    store_dir = Path(store_dir)
-    return (store_dir / INDEX_FILE).is_file() and (store_dir / DOCK_KEY_FILE).is_file()
-
-
-def open_store(store_dir: Path) -> DirectoryStore:
-    """The existing dock store in ``store_dir`` (never creates one: ``ExportError``)."""
-    store_dir = Path(store_dir)
-    if not is_store(store_dir):
-        raise ExportError(
-            f"{store_dir}: not a dock store (no {INDEX_FILE} and {DOCK_KEY_FILE}); "
-            "give the directory `bwv dock serve --store` uses"
-        )
-    try:
-        key = load_or_create_signing_key(store_dir / DOCK_KEY_FILE)
-        return DirectoryStore(store_dir, key)
-    except KeyFileError as exc:
-        raise ExportError(f"dock key: {exc}") from None
-    except OSError as exc:
-        raise ExportError(f"{store_dir}: cannot open the dock store ({exc.strerror})") from None
-    except Exception as exc:  # sqlite3.Error and the like: a damaged index
-        raise ExportError(f"{store_dir}: cannot open the dock index ({exc})") from None
-
-
-def object_path(store: DirectoryStore, key: str) -> Path:
-    """Where a ``DirectoryStore`` keeps object ``key`` (``objects/<device>/<name>``)."""
-    root = getattr(store.objects, "root", store.root / "objects")
-    return Path(root) / key
-
-
-# --------------------------------------------------------------------------- holdings
-
-
-@dataclass(frozen=True)
-class HeldRecord:
-    """One chain record the dock holds, with its parsed fields."""
-
-    held: HeldSegment
-    fields: ManifestFields
-
-    @property
-    def seq(self) -> int:
-        return self.held.seq
-
-    @property
-    def is_segment(self) -> bool:
-        return self.fields.record_type == "manifest"
-
-
-@dataclass
-class DeviceHoldings:
-    device_id: str
-    records: list[HeldRecord]  # readable chain records, by seq
-    unreadable: list[HeldSegment]  # held, but the stored record cannot be read
-
-
-def device_holdings(store: DirectoryStore, device_id: str) -> DeviceHoldings:
-    verifier = ChainRecordVerifier()
-    records, unreadable = [], []
-    for held in store.held_segments(device_id):
-        try:
-            with store.open_object(manifest_key(device_id, held.segment_id)) as f:
-                line = f.read()
-            records.append(HeldRecord(held, verifier.parse(line)))
-        except (OSError, ManifestError):
-            unreadable.append(held)
-    return DeviceHoldings(device_id, records, unreadable)
-
-
-@dataclass
-class RecordingSummary:
-    """What the dock holds of one recording, and what that says about it."""
-
-    recording_id: str
-    device_id: str
-    segments: int  # segments held
-    segment_indices: list[int]
-    expected_segments: int | None  # from the last end record, when there is one
-    first_seq: int
-    last_seq: int
-    end_reason: str | None
-    stored_bytes: int
-    wall_start_us: int | None
-    state: str  # VERIFIED, GAP, INCOMPLETE, ENDED_EARLY (FAILED after re-verification)
-    detail: str
-    reverified: bool = False  # the state comes from re-checking the stored bytes
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-def _ranges(nums: Iterable[int]) -> str:
-    """``[1, 2, 3, 7]`` as ``"1..3, 7"``."""
-    ns = sorted(set(nums))
-    parts: list[str] = []
-    i = 0
-    while i < len(ns):
-        j = i
-        while j + 1 < len(ns) and ns[j + 1] == ns[j] + 1:
-            j += 1
-        parts.append(str(ns[i]) if i == j else f"{ns[i]}..{ns[j]}")
-        i = j + 1
-    return ", ".join(parts)
-
-
-def summarise_recording(holdings: DeviceHoldings, recording_id: str) -> RecordingSummary | None:
-    """The state of ``recording_id`` from the records the dock holds (each was verified on
-    receipt: signature, stored hash, link to the record before it)."""
-    mine = [r for r in holdings.records if r.fields.recording_id == recording_id]
-    if not mine:
-        return None
-    segs = [r for r in mine if r.is_segment]
-    ends = [r for r in mine if not r.is_segment]
-    indices = sorted({r.fields.segment_index for r in segs if r.fields.segment_index is not None})
-    lo, hi = mine[0].seq, mine[-1].seq
-    expected = ends[-1].fields.raw.get("segment_count") if ends else None
-    want = max([*indices, (expected or 0) - 1])
-    missing = [i for i in range(want + 1) if i not in indices]
-    chain = chain_report([r.held for r in holdings.records] + holdings.unreadable)
-    holes = [(a, b) for a, b in chain.gaps if lo < a and b < hi]
-    breaks = [s for s in chain.breaks if lo < s <= hi]
-    unreadable = [h.seq for h in holdings.unreadable if lo < h.seq < hi]
-    problems = []
-    if missing:
-        problems.append(f"segment {_ranges(missing)} not at the dock")
-    if holes:
-        problems.append(
-            "chain record " + _ranges(s for a, b in holes for s in range(a, b + 1))
-            + " not at the dock"
-        )
-    if breaks:
-        problems.append(f"chain broken at record {_ranges(breaks)}")
-    if unreadable:
-        problems.append(f"stored record {_ranges(unreadable)} unreadable")
-    last_end = ends[-1] if ends else None
-    if problems:
-        state, detail = GAP, "; ".join(problems)
-    elif last_end is None or (segs and segs[-1].seq > last_end.seq):
-        state = INCOMPLETE
-        detail = "no end-of-recording record after its last segment (still on the camera?)"
-    elif last_end.fields.raw.get("reason") != "stopped" or last_end.fields.raw.get("recovered"):
-        state = ENDED_EARLY
-        why = last_end.fields.raw.get("reason")
-        detail = f"ended: {why}" + (" (found open after a restart)"
-                                    if last_end.fields.raw.get("recovered") else "")
-    else:
-        state, detail = VERIFIED, "all segments and the end record held, chain unbroken"
-    return RecordingSummary(
-        recording_id=recording_id,
-        device_id=holdings.device_id,
-        segments=len(segs),
-        segment_indices=indices,
-        expected_segments=expected,
-        first_seq=lo,
-        last_seq=hi,
-        end_reason=last_end.fields.raw.get("reason") if last_end else None,
-        stored_bytes=sum(r.held.stored_size for r in segs),
-        wall_start_us=segs[0].fields.raw.get("wall_start_us") if segs else None,
-        state=state,
-        detail=detail,
-    )
-
-
-def scan_recordings(store: DirectoryStore, device_ids: list[str] | None = None
-                    ) -> tuple[list[RecordingSummary], dict[str, DeviceHoldings]]:
-    """Every recording the dock holds (by device, then chain order), and the holdings."""
-    ids = device_ids if device_ids is not None else [d.device_id for d in store.list_devices()]
-    out: list[RecordingSummary] = []
-    all_holdings = {}
-    for dev in ids:
-        holdings = device_holdings(store, dev)
-        all_holdings[dev] = holdings
-        seen: list[str] = []
-        for r in holdings.records:
-            if r.fields.recording_id not in seen:
-                seen.append(r.fields.recording_id)
-        for rec_id in seen:
-            s = summarise_recording(holdings, rec_id)
-            if s is not None:
-                out.append(s)
-    return out, all_holdings
-
-
-def find_recording(
-    store: DirectoryStore, recording_id: str, device_id: str | None = None
-) -> tuple[DeviceHoldings, list[HeldRecord]]:
-    """The holdings of the device that recorded ``recording_id`` and the recording's records.
-    ``ExportError`` if no device (or more than one, without ``device_id``) holds it."""
-    check_recording_id(recording_id)
-    if device_id is not None:
-        check_device_id(device_id)
-        if store.get_device(device_id) is None:
-            raise ExportError(f"no device {device_id!r} is enrolled at this dock")
-        devices = [device_id]
-    else:
-        devices = [d.device_id for d in store.list_devices()]
-    found = []
-    for dev in devices:
-        holdings = device_holdings(store, dev)
-        mine = [r for r in holdings.records if r.fields.recording_id == recording_id]
-        if mine:
-            found.append((holdings, mine))
-    if not found:
-        where = f" from device {device_id}" if device_id else ""
-        raise ExportError(
-            f"the dock holds no recording {recording_id!r}{where} "
-            "(`bwv dock status` lists the recordings it holds)"
-        )
-    if len(found) > 1:
-        names = ", ".join(h.device_id for h, _ in found)
-        raise ExportError(
-            f"recording {recording_id!r} is held for several devices ({names}): name one "
-            "with --device"
-        )
-    return found[0]
 
 
 # --------------------------------------------------------------------------- outbox layout
@@ -638,7 +397,9 @@ __all__ = [
     "ExportError",
     "ExportResult",
     "RecordingSummary",
+    "check_device_id",
     "check_recording_id",
+    "device_holdings",
     "export_custody_log",
     "export_device",
     "export_recording",
@@ -647,3 +408,4 @@ __all__ = [
     "scan_recordings",
     "verify_recording",
 ]
+

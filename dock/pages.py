@@ -11,7 +11,7 @@ from __future__ import annotations
 import html
 from pathlib import Path
 
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.responses import FileResponse, HTMLResponse
 from starlette.staticfiles import StaticFiles
@@ -82,14 +82,13 @@ what the dock holds; <code>bwv dock --help</code> shows the rest.</p>
 """
 
 
-def mount_pages(app: FastAPI, key_id: str) -> None:
-    """Add ``/``, ``/favicon.ico``, ``/docs``, ``/redoc`` and the local assets to ``app``
-    (made with ``docs_url=None, redoc_url=None``)."""
-    assets = assets_dir()
-    openapi_url = app.openapi_url or "/openapi.json"
-    page = home_page(app.title, key_id, assets is not None)
+def pages_router(title: str, key_id: str, openapi_url: str, assets: Path | None) -> APIRouter:
+    """``/``, ``/favicon.ico``, ``/docs`` and ``/redoc`` (the docs pages use ``assets``,
+    served under ``ASSETS_URL``; without them they say what is missing)."""
+    router = APIRouter(include_in_schema=False)
+    page = home_page(title, key_id, assets is not None)
 
-    @app.get("/", include_in_schema=False)
+    @router.get("/")
     def home() -> HTMLResponse:
         return HTMLResponse(page)
 
@@ -101,36 +100,45 @@ def mount_pages(app: FastAPI, key_id: str) -> None:
             f"<a href='{openapi_url}'>{openapi_url}</a>.</p></body></html>"
         )
 
-        @app.get("/docs", include_in_schema=False)
-        @app.get("/redoc", include_in_schema=False)
+        @router.get("/docs")
+        @router.get("/redoc")
         def no_docs() -> HTMLResponse:
             return HTMLResponse(missing)
 
-        return
+        return router
 
-    app.mount(ASSETS_URL, StaticFiles(directory=assets), name="docs-assets")
-
-    @app.get("/favicon.ico", include_in_schema=False)
+    @router.get("/favicon.ico")
     def favicon() -> FileResponse:
         return FileResponse(assets / FAVICON, media_type="image/png")
 
-    @app.get("/docs", include_in_schema=False)
+    @router.get("/docs")
     def swagger() -> HTMLResponse:
         return get_swagger_ui_html(
             openapi_url=openapi_url,
-            title=f"{app.title}: API",
+            title=f"{title}: API",
             swagger_js_url=f"{ASSETS_URL}/{SWAGGER_JS}",
             swagger_css_url=f"{ASSETS_URL}/{SWAGGER_CSS}",
             swagger_favicon_url="/favicon.ico",
             swagger_ui_parameters={"validatorUrl": None},
         )
 
-    @app.get("/redoc", include_in_schema=False)
+    @router.get("/redoc")
     def redoc() -> HTMLResponse:
         return get_redoc_html(
             openapi_url=openapi_url,
-            title=f"{app.title}: API reference",
+            title=f"{title}: API reference",
             redoc_js_url=f"{ASSETS_URL}/{REDOC_JS}",
             redoc_favicon_url="/favicon.ico",
             with_google_fonts=False,
         )
+
+    return router
+
+
+def mount_pages(app: FastAPI, key_id: str) -> None:
+    """Add the pages (``pages_router``) and the local assets to ``app`` (made with
+    ``docs_url=None, redoc_url=None``)."""
+    assets = assets_dir()
+    if assets is not None:
+        app.mount(ASSETS_URL, StaticFiles(directory=assets), name="docs-assets")
+    app.include_router(pages_router(app.title, key_id, app.openapi_url or "/openapi.json", assets))

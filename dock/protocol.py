@@ -14,7 +14,7 @@ timestamp outside its window and a nonce it has seen (see ``dock/server.py``).
 Answers. Every answer of the dock (errors included) carries ``Bwv-Dock-Signature``: the dock
 key's signature over ``response_string(status, request nonce, SHA-256 of body)``. Binding the
 request's nonce makes an old answer useless to a replayer. Receipts are, besides, signed
-objects of their own (``Receipt``), so the device can keep one as proof.
+objects of their own (``Receipt``, dock/receipts.py), so the device can keep one as proof.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import binascii
 import hashlib
 import json
 import re
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from nacl.exceptions import BadSignatureError
@@ -42,7 +42,6 @@ H_UPLOAD_CHECKSUM = "Upload-Checksum"
 
 REQUEST_TAG = "bwv-dock-request-v1"
 RESPONSE_TAG = "bwv-dock-response-v1"
-RECEIPT_TYPE = "bwv-dock-receipt-v1"
 
 # Ids. Device ids follow the device configuration's rule (letters, digits, - _ .), starting
 # with a letter or digit so that no id is "." or ".."; segment ids are the SHA-256 of the
@@ -327,197 +326,3 @@ def parse_chunk_checksum(value: str | None) -> bytes:
     if len(raw) != 32:
         raise ProtocolError(f"{H_UPLOAD_CHECKSUM}: a sha256 digest is 32 bytes")
     return raw
-
-
-# --------------------------------------------------------------------------- receipts
-
-
-@dataclass(frozen=True)
-class Receipt:
-    """The dock's word that it holds a segment: what a device needs before deleting it."""
-
-    device_id: str
-    segment_id: str
-    seq: int
-    manifest_sha256: str
-    stored_sha256: str
-    stored_size: int
-    received_at_us: int  # dock's wall-clock time
-    log_index: int  # the custody-log entry that records the arrival
-    log_entry_hash: str
-    gap_before: bool  # the dock does not hold this segment's predecessor
-    dock_key_id: str
-    type: str = RECEIPT_TYPE
-
-    def payload(self) -> bytes:
-        return canonical_json(asdict(self))
-
-
-@dataclass(frozen=True)
-class SignedReceipt:
-    receipt: Receipt
-    signature: bytes
-
-    def to_json(self) -> dict[str, Any]:
-        return {"receipt": asdict(self.receipt), "signature": b64e(self.signature)}
-
-    @classmethod
-    def from_json(cls, obj: Any) -> SignedReceipt:
-        if not isinstance(obj, dict) or not isinstance(obj.get("receipt"), dict):
-            raise ProtocolError("receipt: expected {receipt: {...}, signature: ...}")
-        names = {f.name for f in fields(Receipt)}
-        r = obj["receipt"]
-        if set(r) != names:
-            raise ProtocolError("receipt: unexpected or missing fields")
-        try:
-            receipt = Receipt(**r)
-        except TypeError as exc:
-            raise ProtocolError(f"receipt: {exc}") from None
-        sig = obj.get("signature")
-        if not isinstance(sig, str):
-            raise ProtocolError("receipt: signature missing")
-        return cls(receipt, b64d_or(sig, "receipt signature"))
-
-    def verify(self, dock_public_key: bytes) -> bool:
-        return (
-            self.receipt.type == RECEIPT_TYPE
-            and self.receipt.dock_key_id == key_id(dock_public_key)
-            and verify_detached(dock_public_key, self.receipt.payload(), self.signature)
-        )
-
-
-def sign_receipt(key: SigningKey, receipt: Receipt) -> SignedReceipt:
-    return SignedReceipt(receipt, key.sign(receipt.payload()).signature)
-
-
-# --------------------------------------------------------------------------- uploads
-
-
-@dataclass(frozen=True)
-class UploadState:
-    """Where an upload stands at the dock (tus-style: the offset is what the dock holds)."""
-
-    segment_id: str
-    size: int
-    offset: int
-    complete: bool
-    receipt: SignedReceipt | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "segment_id": self.segment_id,
-            "size": self.size,
-            "offset": self.offset,
-            "complete": self.complete,
-            "receipt": self.receipt.to_json() if self.receipt else None,
-        }
-
-    @classmethod
-    def from_json(cls, obj: Any) -> UploadState:
-        try:
-            receipt = obj.get("receipt")
-            state = cls(
-                str(obj["segment_id"]),
-                int(obj["size"]),
-                int(obj["offset"]),
-                bool(obj["complete"]),
-                SignedReceipt.from_json(receipt) if receipt else None,
-            )
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise ProtocolError(f"upload state: {exc}") from None
-        return state
-
-
-# --------------------------------------------------------------------------- unsigned tails
-
-UNSIGNED_RECEIPT_TYPE = "bwv-dock-unsigned-receipt-v1"
-
-
-@dataclass(frozen=True)
-class UnsignedReceipt:
-    """The dock's word that it holds a segment's set-aside unsigned bytes (the ``.unsigned``
-    file crash recovery left, named with its size and hash in the segment's manifest). Its
-    own type: it never stands for signed evidence."""
-
-    device_id: str
-    segment_id: str  # the segment whose manifest names the bytes
-    file: str  # their file name on the device, as the manifest names it
-    size: int
-    sha256: str
-    received_at_us: int
-    log_index: int
-    log_entry_hash: str
-    dock_key_id: str
-    type: str = UNSIGNED_RECEIPT_TYPE
-
-    def payload(self) -> bytes:
-        return canonical_json(asdict(self))
-
-
-@dataclass(frozen=True)
-class SignedUnsignedReceipt:
-    receipt: UnsignedReceipt
-    signature: bytes
-
-    def to_json(self) -> dict[str, Any]:
-        return {"receipt": asdict(self.receipt), "signature": b64e(self.signature)}
-
-    @classmethod
-    def from_json(cls, obj: Any) -> SignedUnsignedReceipt:
-        if not isinstance(obj, dict) or not isinstance(obj.get("receipt"), dict):
-            raise ProtocolError("receipt: expected {receipt: {...}, signature: ...}")
-        if set(obj["receipt"]) != {f.name for f in fields(UnsignedReceipt)}:
-            raise ProtocolError("receipt: unexpected or missing fields")
-        try:
-            receipt = UnsignedReceipt(**obj["receipt"])
-        except TypeError as exc:
-            raise ProtocolError(f"receipt: {exc}") from None
-        sig = obj.get("signature")
-        if not isinstance(sig, str):
-            raise ProtocolError("receipt: signature missing")
-        return cls(receipt, b64d_or(sig, "receipt signature"))
-
-    def verify(self, dock_public_key: bytes) -> bool:
-        return (
-            self.receipt.type == UNSIGNED_RECEIPT_TYPE
-            and self.receipt.dock_key_id == key_id(dock_public_key)
-            and verify_detached(dock_public_key, self.receipt.payload(), self.signature)
-        )
-
-
-def sign_unsigned_receipt(key: SigningKey, receipt: UnsignedReceipt) -> SignedUnsignedReceipt:
-    return SignedUnsignedReceipt(receipt, key.sign(receipt.payload()).signature)
-
-
-@dataclass(frozen=True)
-class UnsignedState:
-    """Where the upload of a segment's unsigned bytes stands (the offset the dock holds)."""
-
-    segment_id: str
-    size: int
-    offset: int
-    complete: bool
-    receipt: SignedUnsignedReceipt | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "segment_id": self.segment_id,
-            "size": self.size,
-            "offset": self.offset,
-            "complete": self.complete,
-            "receipt": self.receipt.to_json() if self.receipt else None,
-        }
-
-    @classmethod
-    def from_json(cls, obj: Any) -> UnsignedState:
-        try:
-            receipt = obj.get("receipt")
-            return cls(
-                str(obj["segment_id"]),
-                int(obj["size"]),
-                int(obj["offset"]),
-                bool(obj["complete"]),
-                SignedUnsignedReceipt.from_json(receipt) if receipt else None,
-            )
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise ProtocolError(f"upload state: {exc}") from None

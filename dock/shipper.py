@@ -38,7 +38,8 @@ from dock.outbox import (  # noqa: F401 - ChainOutbox, Outbox, valid_receipts: u
     _open_blob,
     valid_receipts,
 )
-from dock.protocol import Code, SignedReceipt, UnsignedState, UploadState, segment_id_for
+from dock.protocol import Code, segment_id_for
+from dock.receipts import SignedReceipt, UnsignedState, UploadState
 
 log = logging.getLogger("bwv.shipper")
 

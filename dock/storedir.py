@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 
 from dock.keys import DOCK_KEY_FILE
-from dock.store import INDEX_FILE
+from dock.store_sqlite import INDEX_FILE
 
 STORE_MARKERS = (INDEX_FILE, DOCK_KEY_FILE)
 IGNORED = frozenset({"lost+found"})  # what a freshly made filesystem holds

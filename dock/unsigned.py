@@ -10,6 +10,8 @@ segment, as an upload of their own kind:
 - ``PATCH /v1/segments/{segment_id}/unsigned``  append a chunk (``Upload-Offset``,
   ``Upload-Checksum``), tus-style; the last byte completes it
 
+(the routes are dock/routes/unsigned.py; this module is the dock's side of them)
+
 ``segment_id`` is the segment the dock already holds. The dock takes exactly the size the
 signed manifest names and, once complete, checks the SHA-256 it names; it keeps the bytes as
 the object ``<device>/<segment>.unsigned`` beside the segment (never as a segment's stored
@@ -24,26 +26,12 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
-
-from fastapi import Depends, FastAPI, Header
-from fastapi import Path as PathParam
-from pydantic import BaseModel, Field
 
 from crypto.durable import fsync_dir
-from dock.protocol import (
-    H_UPLOAD_CHECKSUM,
-    H_UPLOAD_OFFSET,
-    SEGMENT_ID_PATTERN,
-    Code,
-    ProtocolError,
-    SignedUnsignedReceipt,
-    UnsignedReceipt,
-    UnsignedState,
-    parse_chunk_checksum,
-    sign_unsigned_receipt,
-)
-from dock.store import DirectoryStore, StoreError, manifest_key, unsigned_key
+from dock.protocol import Code
+from dock.receipts import SignedUnsignedReceipt, UnsignedReceipt, UnsignedState
+from dock.store import Store, StoreError, manifest_key, unsigned_key
+from dock.store_sqlite import DirectoryStore
 from dock.verify import ManifestError, SegmentVerifier
 
 READ_BLOCK = 1 << 20
@@ -62,7 +50,7 @@ class Expected:
 
 
 def expected_unsigned(
-    store: DirectoryStore, verifier: SegmentVerifier, device_id: str, segment_id: str
+    store: Store, verifier: SegmentVerifier, device_id: str, segment_id: str
 ) -> Expected:
     if store.held_segment(device_id, segment_id=segment_id) is None:
         raise StoreError(
@@ -226,107 +214,3 @@ class UnsignedTails:
                 ),
             )
         return UnsignedState(segment_id, exp.size, exp.size, True, receipt)
-
-
-# --------------------------------------------------------------------------- HTTP
-
-SegmentId = Annotated[
-    str, PathParam(pattern=SEGMENT_ID_PATTERN, description="the held segment's id (its hash)")
-]
-
-
-class Problem(BaseModel):
-    detail: str
-    code: str | None = None
-
-
-class UnsignedReceiptModel(BaseModel):
-    device_id: str
-    segment_id: str
-    file: str
-    size: int
-    sha256: str
-    received_at_us: int
-    log_index: int
-    log_entry_hash: str
-    dock_key_id: str
-    type: str
-
-
-class SignedUnsignedReceiptModel(BaseModel):
-    receipt: UnsignedReceiptModel
-    signature: str = Field(description="base64 Ed25519 by the dock key over canonical receipt")
-
-
-class UnsignedStateModel(BaseModel):
-    segment_id: str
-    size: int
-    offset: int
-    complete: bool
-    receipt: SignedUnsignedReceiptModel | None = None
-
-
-RESPONSES: dict[int | str, dict[str, Any]] = {
-    code: {"model": Problem} for code in (400, 401, 403, 404, 409, 413, 422, 460, 507)
-}
-
-
-def add_unsigned_routes(app: FastAPI, dock: Any, authed: Callable[..., Any]) -> None:
-    """Register the two endpoints on the dock's app (``dock``: dock.server.Dock; ``authed``:
-    its dependency that authenticates a signed device request)."""
-    tails = UnsignedTails(dock.store)
-
-    def expected(device_id: str, segment_id: str) -> Expected:
-        return expected_unsigned(dock.store, dock.verifier, device_id, segment_id)
-
-    @app.get(
-        "/v1/segments/{segment_id}/unsigned",
-        response_model=UnsignedStateModel,
-        responses=RESPONSES,
-        tags=["upload"],
-    )
-    def unsigned_status(
-        segment_id: SegmentId, auth: Annotated[Any, Depends(authed)]
-    ) -> dict[str, Any]:
-        dev = auth.device.device_id
-        return tails.state(dev, segment_id, expected(dev, segment_id)).to_json()
-
-    @app.patch(
-        "/v1/segments/{segment_id}/unsigned",
-        response_model=UnsignedStateModel,
-        responses=RESPONSES,
-        tags=["upload"],
-        openapi_extra={
-            "requestBody": {
-                "required": True,
-                "content": {
-                    "application/offset+octet-stream": {
-                        "schema": {"type": "string", "format": "binary"}
-                    },
-                    "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
-                },
-            }
-        },
-    )
-    def append_unsigned(
-        segment_id: SegmentId,
-        auth: Annotated[Any, Depends(authed)],
-        upload_offset: Annotated[int, Header(alias=H_UPLOAD_OFFSET, ge=0, le=2**62)],
-        upload_checksum: Annotated[str, Header(alias=H_UPLOAD_CHECKSUM, max_length=200)],
-    ) -> dict[str, Any]:
-        try:
-            digest = parse_chunk_checksum(upload_checksum)
-        except ProtocolError as exc:
-            raise StoreError(str(exc), 400, Code.INVALID) from None
-        if auth.body_sha256 != digest:
-            raise StoreError("chunk checksum mismatch: nothing was appended", 460, Code.CHECKSUM)
-        dev = auth.device.device_id
-        return tails.append(
-            dev,
-            segment_id,
-            expected(dev, segment_id),
-            upload_offset,
-            auth.body,
-            dock.clock(),
-            lambda r: sign_unsigned_receipt(dock.key, r),
-        ).to_json()

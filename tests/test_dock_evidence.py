@@ -10,9 +10,10 @@ from capture.clock import VirtualClock
 from crypto import testing as ct
 from crypto.verify import read_outbox, verify
 from dock.client import DeviceCredentials, DockClient, enroll
+from dock.custody import verify_custody_log
 from dock.export import export_custody_log, export_device
 from dock.shipper import ChainOutbox, Shipper
-from dock.store import LogEntry, verify_custody_log
+from dock.store import LogEntry
 from dock.testing import DockHarness
 
 

@@ -12,20 +12,18 @@ from nacl.signing import SigningKey
 from dock.protocol import (
     KeySigner,
     ProtocolError,
-    Receipt,
-    SignedReceipt,
     chunk_checksum_header,
     is_device_id,
     is_segment_id,
     key_id,
     parse_chunk_checksum,
     parse_signed_headers,
-    sign_receipt,
     sign_request,
     sign_response,
     verify_request,
     verify_response,
 )
+from dock.receipts import Receipt, SignedReceipt, sign_receipt
 
 KEY = SigningKey(bytes(range(32)))
 PUB = bytes(KEY.verify_key)

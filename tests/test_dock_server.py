@@ -13,6 +13,7 @@ import pytest
 from nacl.signing import SigningKey
 
 from dock.client import DockRefused, DockUnavailable, check_answer, enroll
+from dock.custody import verify_custody_log
 from dock.protocol import (
     H_UPLOAD_CHECKSUM,
     H_UPLOAD_OFFSET,
@@ -24,7 +25,7 @@ from dock.protocol import (
     sign_request,
 )
 from dock.server import DockConfig
-from dock.store import INDEX_FILE, verify_custody_log
+from dock.store_sqlite import INDEX_FILE
 from dock.testing import DockHarness, OutboxDevice, random_bytes
 from dock.verify import ChainRecordVerifier
 

@@ -20,20 +20,19 @@ from nacl.signing import SigningKey
 
 from capture.clock import MonotonicClock, VirtualClock
 from dock.client import DeviceCredentials, DockClient
+from dock.custody import verify_custody_log
 from dock.protocol import (
     H_DOCK_SIGNATURE,
     H_NONCE,
     KeySigner,
-    SignedReceipt,
     canonical_json,
     segment_id_for,
     sha256_hex,
-    sign_receipt,
     sign_response,
 )
+from dock.receipts import SignedReceipt, sign_receipt
 from dock.server import DockConfig
 from dock.shipper import ChainOutbox, Shipper, ShipperConfig, ShipperThread
-from dock.store import verify_custody_log
 from dock.testing import DockHarness, Fault, FaultProxy, OutboxDevice, random_bytes
 
 FAST = ShipperConfig(chunk_bytes=8 << 10, jitter=0.0, backoff_initial_s=1.0, backoff_max_s=30.0)

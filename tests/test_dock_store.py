@@ -11,16 +11,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from nacl.signing import SigningKey
 
+from dock.custody import verify_custody_log
 from dock.enroll import issue_token, token_hash
 from dock.keys import KeyFileError, load_or_create_signing_key, load_or_create_token
-from dock.store import (
-    INDEX_FILE,
-    DirectoryStore,
-    HeldSegment,
-    StoreError,
-    chain_report,
-    verify_custody_log,
-)
+from dock.store import HeldSegment, StoreError, chain_report
+from dock.store_sqlite import INDEX_FILE, DirectoryStore
 
 KEY = SigningKey(bytes(range(1, 33)))
 PUB = bytes(KEY.verify_key)

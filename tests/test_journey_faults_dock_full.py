@@ -21,6 +21,7 @@ import httpx
 import pytest
 
 import dock.store as store_mod
+import dock.store_uploads as uploads_mod
 from capture.clock import VirtualClock
 from dock.client import DockClient
 from dock.protocol import H_DOCK_SIGNATURE, H_NONCE, verify_response
@@ -53,7 +54,7 @@ class AnswerLog(httpx.HTTPTransport):
 
 
 class FullDisk:
-    """``os`` as dock/store.py sees it, on a full disk: fsync fails with ENOSPC."""
+    """``os`` as dock/store_uploads.py sees it, on a full disk: fsync fails with ENOSPC."""
 
     def __init__(self) -> None:
         self._real = os
@@ -146,7 +147,7 @@ def test_full_dock_answers_signed_507_and_the_camera_says_dock_full(
         if full in ("index", "both"):
             _fill_index(store)
         if full in ("objects", "both"):
-            monkeypatch.setattr(store_mod, "os", FullDisk())
+            monkeypatch.setattr(uploads_mod, "os", FullDisk())
 
         caplog.set_level(logging.WARNING, logger="bwv")
         reports = []
@@ -170,7 +171,7 @@ def test_full_dock_answers_signed_507_and_the_camera_says_dock_full(
 
         # space comes back: everything ships, exactly once
         _free_index(store)
-        monkeypatch.setattr(store_mod, "os", os)
+        monkeypatch.setattr(uploads_mod, "os", os)
         _run_until_idle(shipper, clock)
         held = store.held_segments(dev.device_id)
         assert [h.segment_id for h in held] == [r.sha256 for r in dev.records]

@@ -17,7 +17,8 @@ from nacl.signing import SigningKey
 from bwv.status_cmd import outbox_facts
 from capture.clock import VirtualClock
 from dock.client import DockClient
-from dock.protocol import SignedReceipt, canonical_json, sign_receipt
+from dock.protocol import canonical_json
+from dock.receipts import SignedReceipt, sign_receipt
 from dock.shipper import ChainOutbox, Shipper, ShipperConfig
 from dock.testing import DockHarness, OutboxDevice, random_bytes
 

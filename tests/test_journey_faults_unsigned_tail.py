@@ -19,7 +19,8 @@ from crypto.seal import decrypt_segment
 from crypto.testing import S, Written, agency_key, device_identity, make_sink, write_segment
 from dock.client import DeviceCredentials, DockClient, enroll
 from dock.export import find_recording, verify_recording
-from dock.protocol import UNSIGNED_RECEIPT_TYPE, SignedUnsignedReceipt, segment_id_for
+from dock.protocol import segment_id_for
+from dock.receipts import UNSIGNED_RECEIPT_TYPE, SignedUnsignedReceipt
 from dock.shipper import ChainOutbox, Shipper, ShipperConfig
 from dock.store import blob_key, unsigned_key
 from dock.testing import DockHarness

@@ -1,0 +1,182 @@
+"""The JSON bodies of the dock's API (pydantic models: they make the OpenAPI description)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from dock import enroll as enroll_mod
+from dock.protocol import DEVICE_ID_PATTERN, HEX64_PATTERN
+
+
+class Problem(BaseModel):
+    detail: str = Field(description="what is wrong, for a person")
+    code: str | None = Field(
+        default=None, description="what is wrong, for a program (dock.protocol.Code)"
+    )
+
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": Problem} for code in (400, 401, 403, 404, 409, 413, 422)
+}
+
+# a chunk's body (PATCH): raw bytes, tus-style
+CHUNK_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/offset+octet-stream": {"schema": {"type": "string", "format": "binary"}},
+            "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+        },
+    }
+}
+
+
+class DockInfo(BaseModel):
+    api: str = "bwv-dock-v1"
+    dock_public_key: str = Field(description="Ed25519 public key, hex: pin it on the device")
+    dock_key_id: str
+
+
+class EnrollRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    device_id: str = Field(pattern=DEVICE_ID_PATTERN)
+    public_key: str = Field(pattern=HEX64_PATTERN, description="Ed25519 public key, hex")
+    token: str = Field(min_length=1, max_length=200, description="one-time enrollment token")
+
+
+class EnrollResponse(BaseModel):
+    device_id: str
+    key_id: str
+    enrolled_at_us: int
+    dock_public_key: str
+    dock_key_id: str
+
+
+class TimeRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    device_time_us: int = Field(ge=-(2**62), le=2**62, description="device wall clock, Unix µs")
+
+
+class TimeResponse(BaseModel):
+    dock_time_us: int
+    device_time_us: int
+    offset_us: int = Field(description="dock time − device time")
+
+
+class CreateUpload(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    manifest: str = Field(min_length=1, max_length=400_000, description="base64 manifest")
+    size: int = Field(ge=0, le=2**62, description="stored blob size in bytes")
+    sha256: str = Field(pattern=HEX64_PATTERN, description="stored blob SHA-256, hex")
+
+
+class ReceiptModel(BaseModel):
+    device_id: str
+    segment_id: str
+    seq: int
+    manifest_sha256: str
+    stored_sha256: str
+    stored_size: int
+    received_at_us: int
+    log_index: int
+    log_entry_hash: str
+    gap_before: bool
+    dock_key_id: str
+    type: str
+
+
+class SignedReceiptModel(BaseModel):
+    receipt: ReceiptModel
+    signature: str = Field(description="base64 Ed25519 by the dock key over canonical receipt")
+
+
+class UploadStateModel(BaseModel):
+    segment_id: str
+    size: int
+    offset: int
+    complete: bool
+    receipt: SignedReceiptModel | None = None
+
+
+class UnsignedReceiptModel(BaseModel):
+    device_id: str
+    segment_id: str
+    file: str
+    size: int
+    sha256: str
+    received_at_us: int
+    log_index: int
+    log_entry_hash: str
+    dock_key_id: str
+    type: str
+
+
+class SignedUnsignedReceiptModel(BaseModel):
+    receipt: UnsignedReceiptModel
+    signature: str = Field(description="base64 Ed25519 by the dock key over canonical receipt")
+
+
+class UnsignedStateModel(BaseModel):
+    segment_id: str
+    size: int
+    offset: int
+    complete: bool
+    receipt: SignedUnsignedReceiptModel | None = None
+
+
+class Gap(BaseModel):
+    from_seq: int
+    to_seq: int
+
+
+class ChainModel(BaseModel):
+    held: int
+    first_seq: int | None
+    last_seq: int | None
+    gaps: list[Gap]
+    breaks: list[int]
+
+
+class DeviceStatus(BaseModel):
+    device_id: str
+    key_id: str
+    enrolled_at_us: int
+    revoked: bool
+    revoked_at_us: int | None
+    revoke_reason: str | None
+    time_offset_us: int | None
+    time_synced_at_us: int | None
+    chain: ChainModel
+
+
+class TokenRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    device_id: str | None = Field(default=None, pattern=DEVICE_ID_PATTERN)
+    ttl_s: int = Field(default=enroll_mod.DEFAULT_TTL_S, ge=1, le=enroll_mod.MAX_TTL_S)
+
+
+class TokenResponse(BaseModel):
+    token: str
+    device_id: str | None
+    expires_at_us: int
+
+
+class RevokeRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reason: str = Field(min_length=1, max_length=500)
+
+
+class LogEntryModel(BaseModel):
+    index: int
+    at_us: int
+    actor: str
+    action: str
+    device_id: str | None
+    segment_id: str | None
+    sha256: str | None
+    detail: dict[str, Any]
+    prev_hash: str
+    entry_hash: str
+    signature: str
