@@ -35,7 +35,7 @@ from typing import Any, BinaryIO
 
 from nacl.public import PublicKey
 
-from capture.sink import SegmentInfo  # the segment writer's interface
+from base.sink import SegmentInfo  # the segment writer's interface
 from crypto import canonical
 from crypto.durable import append_durable, fsync_dir, rename_durable, truncate_durable
 from crypto.durable import write_atomic as _write_atomic

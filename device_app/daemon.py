@@ -19,13 +19,13 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from capture.clock import OffsetWallClock
+from base.clock import OffsetWallClock
+from base.packets import Packet, Stream
 from capture.config import Config
 from capture.device import DeviceCore, controls_config, recorder_config
 from capture.evidence_setup import open_evidence, outbox_dir
 from capture.hardware import Hardware
 from capture.notify import FrameWatchdog, Notifier, watchdog_interval_us
-from capture.packets import Packet, Stream
 from capture.recorder import Recorder
 from crypto.durable import write_atomic
 from gpio.controls import OfficerControls
