@@ -14,6 +14,7 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from base.formats import AudioFormat, VideoFormat
 from capture.config import Config
@@ -139,7 +140,7 @@ class DeviceCore:
             self.warnings[source] = f"{source}: {message}"
 
     # -- what a technician reads -------------------------------------------------------
-    def status(self) -> dict:
+    def status(self) -> dict[str, Any]:
         r = self.recorder
         shown = self.controls.status()
         return {
