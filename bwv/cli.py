@@ -60,7 +60,7 @@ def run(config_path: Path) -> None:
     Needs picamera2, pyaudio and RPi.GPIO (install.sh sets them up) and a provisioned key
     (`bwv provision`); without a key it runs, shows the fault pattern and refuses to record.
     """
-    from capture.daemon import DaemonSetupError, run_daemon
+    from device_app.daemon import DaemonSetupError, run_daemon
 
     cfg = _load_config(config_path, {})
     try:

@@ -8,22 +8,15 @@ timestamps plays sound in step with the picture; the priming packet is dropped.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from fractions import Fraction
 
 import av
 import numpy as np
 
-from capture.packets import Packet, Stream
+from base.formats import AudioFormat
+from base.packets import Packet, Stream
 
 AAC_FRAME = 1024
-
-
-@dataclass(frozen=True)
-class AudioFormat:
-    sample_rate: int = 48_000
-    channels: int = 1
-    bitrate: int = 64_000
 
 
 class AacEncoder:

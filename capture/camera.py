@@ -59,9 +59,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from capture.clock import WallClock
+from base.clock import WallClock
+from base.packets import Packet, Stream
+from capture.faults import FaultCallback, FaultReporter
 from capture.overlay import Overlay
-from capture.packets import Packet, Stream
 
 log = logging.getLogger("bwv.camera")
 
@@ -69,7 +70,6 @@ CAPTURE_CLOCK_ID: int = time.CLOCK_MONOTONIC
 """The kernel clock of the sensor timestamps on the Pi (see the module docstring)."""
 
 PacketCallback = Callable[[Packet], None]
-FaultCallback = Callable[[str], None]
 
 
 # -- the capture clock ------------------------------------------------------------------------
@@ -79,7 +79,7 @@ FaultCallback = Callable[[str], None]
 class KernelClock:
     """Capture time read from a kernel clock: microseconds since ``origin_ns``.
 
-    It implements :class:`capture.clock.Clock`, and converts the kernel's own timestamps
+    It implements :class:`base.clock.Clock`, and converts the kernel's own timestamps
     (sensor timestamps, PortAudio's times) onto the same scale.
     """
 
@@ -217,11 +217,10 @@ class Picamera2Camera:
         self.clock = clock
         self.camera_num = camera_num
         self.buffer_count = buffer_count
-        self.on_fault = on_fault
+        self._faults = FaultReporter("camera", log, on_fault)
         self.interval_us = 1_000_000 // video.fps
         self.frames_delivered = 0
         self.frames_captured = 0  # requests that went through the pre_callback
-        self.fault: str | None = None
         self.encoder_kind: str | None = None  # "v4l2" (Pi 0-4) or "libx264" (Pi 5)
         self.size: tuple[int, int] = (video.width, video.height)
         self._indexer = FrameIndexer(self.interval_us)
@@ -337,15 +336,12 @@ class Picamera2Camera:
         except Exception as e:  # noqa: BLE001 - never into picamera2's threads
             self._fail(f"output: {type(e).__name__}: {e}")
 
+    @property
+    def fault(self) -> str | None:
+        return self._faults.fault
+
     def _fail(self, reason: str) -> None:
-        log.error("camera fault: %s", reason)
-        if self.fault is None:
-            self.fault = reason
-            if self.on_fault is not None:
-                try:
-                    self.on_fault(reason)
-                except Exception:  # noqa: BLE001
-                    log.exception("on_fault callback failed")
+        self._faults.report(reason)
 
 
 def _make_output(output_base: type, on_encoded: Callable[[Any, bool, int | None, bool], None]):

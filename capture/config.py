@@ -15,6 +15,8 @@ from dataclasses import dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
 from typing import Any, get_type_hints
 
+from gpio.devices import DEBOUNCE_S, HOLD_TO_STOP_S
+
 MAX_CONFIG_BYTES = 1 << 20
 MAX_LOW_SPACE_MINUTES = 1e9
 MAX_PRE_RECORD_MB = 1_000_000
@@ -76,8 +78,8 @@ class DockConfig:
 
 @dataclass(frozen=True)
 class ControlsConfig:
-    debounce_ms: int = 30
-    hold_to_stop_s: float = 3.0
+    debounce_ms: int = round(DEBOUNCE_S * 1000)  # the file's unit: milliseconds
+    hold_to_stop_s: float = HOLD_TO_STOP_S
     reminder_interval_s: float = 120.0
     stealth: bool = False
 

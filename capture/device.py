@@ -14,21 +14,30 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
-from capture.audio_encoder import AudioFormat
+from base.formats import AudioFormat, VideoFormat
 from capture.config import Config
-from capture.fmp4 import VideoFormat
-from capture.recorder import Event, Recorder, RecorderConfig
+from capture.recorder import Event, EventKind, Recorder, RecorderConfig, State
 from gpio.controls import ControlsConfig, OfficerControls
+from gpio.controls import State as ShownState
 
 log = logging.getLogger("bwv.device")
+
+# what the officer's controls show for each recorder state
+SHOWN_STATE: dict[State, ShownState] = {
+    State.BOOTING: "booting",
+    State.BUFFERING: "buffering",
+    State.RECORDING: "recording",
+    State.STOPPING: "stopping",
+}
 
 
 def controls_config(cfg: Config) -> ControlsConfig:
     c, p = cfg.controls, cfg.pins
     return ControlsConfig(
         button_pin=p.button, red_led_pin=p.red_led, green_led_pin=p.green_led,
-        haptic_pin=p.haptic, debounce_ms=c.debounce_ms, hold_to_stop_s=c.hold_to_stop_s,
+        haptic_pin=p.haptic, debounce_s=c.debounce_ms / 1000, hold_to_stop_s=c.hold_to_stop_s,
         reminder_interval_s=c.reminder_interval_s, stealth=c.stealth,
     )
 
@@ -78,21 +87,21 @@ class DeviceCore:
 
     def _event(self, e: Event) -> None:
         self.events.append(e)
-        if e.kind == "state":
-            self.controls.set_state(e.detail, self.now_us)  # type: ignore[arg-type]
-        elif e.kind == "fault":
+        if e.kind is EventKind.STATE and e.state is not None:
+            self.controls.set_state(SHOWN_STATE[e.state], self.now_us)
+        elif e.kind is EventKind.FAULT and e.source is not None:
             log.error("fault: %s", e.detail)
-            self.faults["storage"] = e.detail
+            self.faults[e.source.value] = e.detail
             self.controls.fault(e.detail, self.now_us)
-        elif e.kind == "fault_cleared":
-            log.warning("fault cleared: %s", e.detail)
-            self.faults.pop(e.detail, None)
+        elif e.kind is EventKind.FAULT_CLEARED and e.source is not None:
+            log.warning("fault cleared: %s", e.source.value)
+            self.faults.pop(e.source.value, None)
             if not self.faults:
                 self.controls.clear_fault(self.now_us)
-        elif e.kind == "warning":
+        elif e.kind is EventKind.WARNING:
             log.warning("warning: %s", e.detail)
             self.warnings[e.detail] = e.detail
-        elif e.kind in ("recording_started", "recording_stopped"):
+        elif e.kind in (EventKind.RECORDING_STARTED, EventKind.RECORDING_STOPPED):
             log.info("%s %s", e.kind, e.detail)
         if self.on_event:
             self.on_event(e)
@@ -131,7 +140,7 @@ class DeviceCore:
             self.warnings[source] = f"{source}: {message}"
 
     # -- what a technician reads -------------------------------------------------------
-    def status(self) -> dict:
+    def status(self) -> dict[str, Any]:
         r = self.recorder
         shown = self.controls.status()
         return {

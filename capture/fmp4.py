@@ -24,8 +24,8 @@ from fractions import Fraction
 
 import av
 
-from capture.audio_encoder import AudioFormat
-from capture.packets import Packet, Stream
+from base.formats import AudioFormat, VideoFormat
+from base.packets import Packet, Stream
 
 US = Fraction(1, 1_000_000)
 # frag_discont: each track's first fragment keeps its packets' decode time in ``tfdt`` (the
@@ -33,13 +33,6 @@ US = Fraction(1, 1_000_000)
 MOVFLAGS = (
     "frag_keyframe+empty_moov+default_base_moof+skip_trailer+frag_discont+use_metadata_tags"
 )
-
-
-@dataclass(frozen=True)
-class VideoFormat:
-    width: int
-    height: int
-    fps: int
 
 
 @dataclass(frozen=True)

@@ -8,9 +8,9 @@ import importlib.util
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from capture.audio_encoder import AudioFormat
+from base.clock import WallClock
+from base.formats import AudioFormat
 from capture.camera import CameraBackend, KernelClock, Picamera2Camera, capture_clock
-from capture.clock import WallClock
 from capture.config import Config
 from capture.microphone import MicrophoneBackend, PyAudioMicrophone
 from capture.overlay import Overlay

@@ -49,9 +49,11 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from capture.audio_encoder import AacEncoder, AudioFormat
-from capture.clock import Clock
-from capture.packets import Packet
+from base.clock import Clock
+from base.formats import AudioFormat
+from base.packets import Packet
+from capture.audio_encoder import AacEncoder
+from capture.faults import FaultReporter
 
 log = logging.getLogger("bwv.microphone")
 
@@ -156,11 +158,10 @@ class PyAudioMicrophone:
         self.device_name = device_name
         self.max_drift_us = max_drift_us
         self.drift_window = drift_window
-        self.on_fault = on_fault
+        self._faults = FaultReporter("microphone", log, on_fault)
         self.on_warning = on_warning
         self.time_sources = dict(time_sources)
         self.packets_delivered = 0
-        self.fault: str | None = None
         self.stats = MicrophoneStats()
         self.device_info: dict[str, Any] | None = None
         self._queue: queue.Queue[_Chunk | None] = queue.Queue(maxsize=max_queue_chunks)
@@ -408,12 +409,9 @@ class PyAudioMicrophone:
             except Exception:  # noqa: BLE001
                 log.exception("on_warning callback failed")
 
+    @property
+    def fault(self) -> str | None:
+        return self._faults.fault
+
     def _fail(self, reason: str) -> None:
-        log.error("microphone fault: %s", reason)
-        if self.fault is None:
-            self.fault = reason
-            if self.on_fault is not None:
-                try:
-                    self.on_fault(reason)
-                except Exception:  # noqa: BLE001
-                    log.exception("on_fault callback failed")
+        self._faults.report(reason)

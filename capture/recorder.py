@@ -16,15 +16,14 @@ import threading
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import Enum, StrEnum
 from pathlib import Path
 
-from capture.audio_encoder import AudioFormat
-from capture.clock import WallClock
-from capture.fmp4 import VideoFormat
-from capture.packets import Packet, Stream
+from base.clock import WallClock
+from base.formats import AudioFormat, VideoFormat
+from base.packets import Packet, Stream
+from base.sink import SegmentSink
 from capture.segment_writer import SegmentRecord, SegmentWriter
-from capture.sink import SegmentSink
 from pre_record.ring import RingBuffer
 
 # After a stop, wait at most this long (capture time) for the microphone to catch up.
@@ -51,13 +50,33 @@ class RecorderConfig:
     device_id: str = ""  # tagged into every segment's MP4
 
 
+class EventKind(StrEnum):
+    """What a recorder event says. A ``StrEnum``: it compares equal to, and prints as, its
+    value (``"fault"``), which is what the simulator's event log and ``bwv sim`` show."""
+
+    STATE = "state"  # ``state`` holds the new state
+    RECORDING_STARTED = "recording_started"  # ``detail``: the recording id
+    RECORDING_STOPPED = "recording_stopped"  # ``detail``: the recording id
+    FRAGMENT_WRITTEN = "fragment_written"  # ``detail``: "<recording id> <segment index>"
+    FAULT = "fault"  # ``source`` broke; ``detail`` says how
+    FAULT_CLEARED = "fault_cleared"  # ``source`` works again (``detail``: its name)
+    WARNING = "warning"  # ``source`` needs attention; ``detail`` says why
+    RECOVERED = "recovered"  # at start, a segment a crash left open; ``detail``: its path
+
+
+class FaultSource(StrEnum):
+    """Where a recorder fault or warning comes from."""
+
+    STORAGE = "storage"
+
+
 @dataclass(frozen=True)
 class Event:
-    # state | recording_started | recording_stopped | fragment_written | fault | fault_cleared
-    # | warning
-    kind: str
+    kind: EventKind
     at_us: int
     detail: str = ""
+    state: State | None = None  # set for ``EventKind.STATE``
+    source: FaultSource | None = None  # set for faults, cleared faults and warnings
 
 
 @dataclass
@@ -107,13 +126,14 @@ class Recorder:
         self._storage_fault = False
 
     # -- events ------------------------------------------------------------------------------
-    def _emit(self, kind: str, at_us: int, detail: str = "") -> None:
-        self._on_event(Event(kind, at_us, detail))
+    def _emit(self, kind: EventKind, at_us: int, detail: str = "",
+              source: FaultSource | None = None) -> None:
+        self._on_event(Event(kind, at_us, detail, source=source))
 
     def _set_state(self, state: State, at_us: int) -> None:
         if state is not self.state:
             self.state = state
-            self._emit("state", at_us, state.value)
+            self._on_event(Event(EventKind.STATE, at_us, state.value, state=state))
 
     # -- packets -----------------------------------------------------------------------------
     def on_packet(self, p: Packet) -> None:
@@ -213,7 +233,7 @@ class Recorder:
         self._writer = None
         self.current = None
         self.ring.keep_audio = self.cfg.audio_in_pre_record
-        self._emit("recording_stopped", at_us, rec.id)
+        self._emit(EventKind.RECORDING_STOPPED, at_us, rec.id)
         self._set_state(State.BUFFERING, at_us)
 
     # -- internals ---------------------------------------------------------------------------
@@ -227,14 +247,14 @@ class Recorder:
         self.recordings.append(rec)
         self.current = rec
         self._set_state(State.RECORDING, press_us)
-        self._emit("recording_started", press_us, rec.id)
+        self._emit(EventKind.RECORDING_STARTED, press_us, rec.id)
         self._open_writer(rec, self.ring.drain())
 
     def _open_writer(self, rec: Recording, backlog: list[Packet]) -> None:
         first_index = rec.writers[-1].next_segment_index if rec.writers else 0
         w = SegmentWriter(
-            self.sink, rec.id, self.cfg.video, self.cfg.audio, self.audio_extradata,
-            self.cfg.segment_us, self.wall,
+            sink=self.sink, recording_id=rec.id, video=self.cfg.video, audio=self.cfg.audio,
+            audio_extradata=self.audio_extradata, segment_us=self.cfg.segment_us, wall=self.wall,
             trigger={
                 "press_us": rec.press_us,
                 "pre_record_start_us": rec.pre_record_start_us,
@@ -243,7 +263,7 @@ class Recorder:
             first_segment_index=first_index,
             device_id=self.cfg.device_id,
             on_fragment=lambda seg: self._emit(
-                "fragment_written", seg.end_us, f"{rec.id} {seg.index}"
+                EventKind.FRAGMENT_WRITTEN, seg.end_us, f"{rec.id} {seg.index}"
             ),
         )
         rec.writers.append(w)
@@ -259,15 +279,17 @@ class Recorder:
         w.finish("storage_fault")
         self._writer = None
         self._storage_fault = True
-        self._emit("fault", at_us,
-                   f"storage: {w.failed.strerror}: recording paused, footage so far kept")
+        self._emit(EventKind.FAULT, at_us,
+                   f"storage: {w.failed.strerror}: recording paused, footage so far kept",
+                   FaultSource.STORAGE)
 
     def _try_resume(self, at_us: int) -> None:
         if self._free_bytes is not None and self._free_bytes() < self.cfg.resume_space_bytes:
             return
         assert self.current is not None
         self._storage_fault = False
-        self._emit("fault_cleared", at_us, "storage")
+        self._emit(EventKind.FAULT_CLEARED, at_us, FaultSource.STORAGE.value,
+                   FaultSource.STORAGE)
         self._open_writer(self.current, self.ring.drain())
 
     def _check_space(self, at_us: int) -> None:
@@ -275,7 +297,7 @@ class Recorder:
             return
         low = self._free_bytes() < self.cfg.low_space_bytes
         if low and not self._low_space:
-            self._emit("warning", at_us, "storage low")
+            self._emit(EventKind.WARNING, at_us, "storage low", FaultSource.STORAGE)
         self._low_space = low
 
     # -- inspection --------------------------------------------------------------------------

@@ -22,12 +22,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from capture.audio_encoder import AudioFormat
-from capture.clock import WallClock
-from capture.fmp4 import Blob, Fmp4Muxer, SegmentTags, VideoFormat
+from base.clock import WallClock
+from base.formats import AudioFormat, VideoFormat
+from base.packets import Packet, Stream
+from base.sink import SegmentInfo, SegmentSink
+from capture.fmp4 import Blob, Fmp4Muxer, SegmentTags
 from capture.h264 import parameter_sets
-from capture.packets import Packet, Stream
-from capture.sink import SegmentInfo, SegmentSink
 
 # Hold video at most this long waiting for audio to catch up before writing it anyway
 # (a microphone that stalls must not stall the picture).
@@ -63,14 +63,15 @@ class SegmentWriter:
 
     def __init__(
         self,
+        *,
         sink: SegmentSink,
         recording_id: str,
         video: VideoFormat,
         audio: AudioFormat | None,
-        audio_extradata: bytes,
+        audio_extradata: bytes = b"",
         segment_us: int,
         wall: WallClock,
-        trigger: dict | None = None,
+        trigger: dict[str, int | None] | None = None,
         on_fragment: Callable[[SegmentRecord], None] | None = None,
         first_segment_index: int = 0,
         device_id: str = "",

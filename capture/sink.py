@@ -1,41 +1,21 @@
-"""Where the segment writer's blobs go: the segment sink interface, and the plain-file sink.
+"""The plain-file sink: segments as playable MP4 files (for tests and the bench).
 
-A sink receives, per segment, one init blob and then fragments; ``write_fragment`` returns
-only once the fragment is durable. ``close_segment`` publishes the finished segment under its
-final name by atomic rename. The evidence sink (crypto/) implements the same interface and
-encrypts and signs; ``PlainFileSink`` writes playable MP4 files as they are.
+The segment sink interface (``SegmentSink``, ``SegmentInfo``) is in ``base.sink``; the
+evidence sink (``crypto.evidence``) implements it too, and encrypts and signs.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import BinaryIO
 
+from base.sink import SegmentInfo, SegmentSink
 from capture.fmp4 import whole_fragments_length
 from capture.storage import LocalStorage
 
+__all__ = ["PARTIAL", "PlainFileSink", "SegmentInfo", "SegmentSink", "segment_name"]
+
 PARTIAL = ".partial"
-
-
-@dataclass(frozen=True)
-class SegmentInfo:
-    recording_id: str
-    segment_index: int
-    start_us: int  # capture time of the segment's first video frame
-    wall_start_us: int
-    wall_quality: str  # "synced" | "unsynced"
-    trigger: dict = field(default_factory=dict)
-
-
-class SegmentSink(Protocol):
-    def open_segment(self, info: SegmentInfo) -> None: ...
-    def write_init(self, data: bytes) -> None: ...
-    def write_fragment(self, data: bytes, first_us: int, end_us: int) -> None: ...
-    def close_segment(self, end_us: int, wall_end_us: int) -> Path: ...
-    def abort_segment(self) -> Path | None: ...
-    def end_recording(self, recording_id: str, reason: str, end_us: int) -> None: ...
-    def recover(self) -> list[Path]: ...
 
 
 def segment_name(recording_id: str, index: int) -> str:

@@ -28,60 +28,34 @@ them (crypto/pending.py) and signs them at its next write or start with the true
 from __future__ import annotations
 
 import hashlib
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from nacl.public import PublicKey
 
-from capture.sink import SegmentInfo  # the segment writer's interface
+from base.sink import SegmentInfo  # the segment writer's interface
 from crypto import canonical
-from crypto.durable import append_durable, fsync_dir, rename_durable, truncate_durable
-from crypto.durable import write_atomic as _write_atomic
+from crypto.durable import append_durable, fsync_dir, rename_durable
 from crypto.identity import DeviceIdentity
+from crypto.layout import PARTIAL, REC_ID, SEG_EXT, SEGMENTS_DIR, UNSIGNED, segment_file_name
 from crypto.manifest import CHAIN_DIR, Chain, chunk_entry, end_fields, manifest_fields
 from crypto.pending import SUFFIX as PENDING_SUFFIX
 from crypto.pending import PendingEnd, PendingEnds
 from crypto.records import SignedRecord, sha256_hex
-from crypto.seal import (
-    SealFormatError,
-    SegmentContext,
-    SegmentEncryptor,
-    frame,
-    parse_segment,
-)
+from crypto.recovery import KnownPlain, RecoveredSegment, Recovery
+from crypto.seal import SegmentContext, SegmentEncryptor, frame
 from crypto.trail import TRAIL_NAME, TrailWriter
 
-SEGMENTS_DIR = "segments"
-SEG_EXT = ".bwvseg"
-PARTIAL = ".partial"
-UNSIGNED = ".unsigned"
-_REC_ID = re.compile(r"[A-Za-z0-9_-]{1,64}\Z")
-_PARTIAL_NAME = re.compile(r"([A-Za-z0-9_-]{1,64})_(\d{4,})\.bwvseg\.partial\Z")
-
-
-@dataclass(frozen=True)
-class RecoveredSegment:
-    """What ``recover()`` (or ``abort_segment()``) did with one partial segment."""
-
-    partial: Path
-    path: Path | None  # the stored segment, or None when nothing could be kept as one
-    recording_id: str | None
-    segment_index: int | None
-    signed_chunks: int  # chunks kept (signed in the trail), init included
-    truncated: bool  # no FINAL chunk
-    unsigned_path: Path | None  # where bytes past the signed chunks were set aside
-    unsigned_bytes: int
-
-
-def segment_file_name(recording_id: str, segment_index: int) -> str:
-    return f"{recording_id}_{segment_index:04d}{SEG_EXT}"
+__all__ = [
+    "PARTIAL", "SEG_EXT", "SEGMENTS_DIR", "UNSIGNED", "EvidenceSink", "RecoveredSegment",
+    "SegmentInfo", "segment_file_name",
+]
 
 
 @dataclass
 class _Open:
-    info: Any  # SegmentInfo, or any object with its fields (capture.sink.SegmentInfo)
+    info: SegmentInfo
     context: SegmentContext
     name: str
     partial: Path
@@ -114,18 +88,21 @@ class EvidenceSink:
         self.firmware_version = str(firmware_version)
         self.trail = TrailWriter(self.dir / TRAIL_NAME, identity, identity.public_key)
         self.chain = Chain(self.dir / CHAIN_DIR, chain_state_path, identity, identity.public_key)
+        self.recovery = Recovery(
+            self.segments_dir, identity, self.trail, self.chain, self.firmware_version
+        )
         self.last_recovery: list[RecoveredSegment] = []
         self._seg: _Open | None = None
         self._leftovers = False  # an abort failed (full disk): finish it before the next
         # what a full disk kept from being signed: signed at the next write or start
         self.pending = PendingEnds(Path(str(chain_state_path) + PENDING_SUFFIX))
-        self._known: dict[str, tuple[int, str, int]] = {}  # aborted partial -> plain hash
+        self._known: dict[str, KnownPlain] = {}  # aborted partial -> plain hash
 
     # -- the segment writer's interface ----------------------------------------------------
     def open_segment(self, info: SegmentInfo) -> None:
         if self._seg is not None:
             raise RuntimeError("a segment is already open")
-        if not (isinstance(info.recording_id, str) and _REC_ID.match(info.recording_id)):
+        if not (isinstance(info.recording_id, str) and REC_ID.match(info.recording_id)):
             raise ValueError("recording_id must be 1..64 characters of [A-Za-z0-9_-]")
         if not (isinstance(info.segment_index, int) and info.segment_index >= 0):
             raise ValueError("segment_index must be a non-negative integer")
@@ -231,7 +208,7 @@ class EvidenceSink:
         self._seg = None
         known = (len(seg.chunks), seg.plain.hexdigest(), seg.plain_size)
         try:
-            result = self._finish_partial(seg.partial, known, recovered=False)
+            result = self.recovery.finish_partial(seg.partial, known, recovered=False)
         except BaseException:
             self._leftovers = True  # an abort, not a crash: say so when it is signed
             self._known[seg.partial.name] = known
@@ -356,7 +333,9 @@ class EvidenceSink:
         results = []
         for p in sorted(self.segments_dir.glob("*" + SEG_EXT + PARTIAL)):
             aborted = p.name in self.pending.aborted  # by a full disk, not by a crash
-            results.append(self._finish_partial(p, self._known.get(p.name), not aborted))
+            results.append(
+                self.recovery.finish_partial(p, self._known.get(p.name), not aborted)
+            )
             if aborted:
                 self.pending.aborted.discard(p.name)
                 self._known.pop(p.name, None)
@@ -385,121 +364,6 @@ class EvidenceSink:
             if self.chain.state.next_seq != before and recording_id in self.pending.ends:
                 del self.pending.ends[recording_id]
                 self.pending.save()
-
-    def _set_aside(self, name: str, data: bytes) -> Path:
-        """Keep ``data`` in ``<name>.unsigned`` (or ``.unsigned.N``), never overwriting."""
-        i = 0
-        while True:
-            path = self.segments_dir / (name + UNSIGNED + (f".{i}" if i else ""))
-            if not path.exists():
-                _write_atomic(path, data, overwrite=False)
-                return path
-            if path.read_bytes() == data:
-                return path
-            i += 1
-
-    def _finish_partial(
-        self, partial: Path, known_plain: tuple[int, str, int] | None, recovered: bool
-    ) -> RecoveredSegment:
-        """Close a partial segment at its last signed chunk (see module docstring)."""
-        data = partial.read_bytes()
-        name = partial.name[: -len(PARTIAL)]
-        final = self.segments_dir / name
-        m = _PARTIAL_NAME.match(partial.name)
-        rec_hint = m.group(1) if m else None
-        try:
-            parsed = parse_segment(data)
-        except SealFormatError:
-            parsed = None
-        ctx = parsed.context if parsed else None
-        if (
-            parsed is None
-            or ctx is None
-            or ctx.device_id != self.identity.device_id
-            or ctx.key_id != self.identity.key_id
-            or segment_file_name(ctx.recording_id, ctx.segment_index) != name
-        ):
-            # not even a readable header of ours: nothing to sign; keep the bytes aside
-            aside = self._set_aside(name, data)
-            partial.unlink()
-            fsync_dir(self.segments_dir)
-            return RecoveredSegment(partial, None, rec_hint, None, 0, True, aside, len(data))
-        rec, idx = ctx.recording_id, ctx.segment_index
-        state = self.chain.state.recordings.get(rec)
-        if state is not None and idx in state.segments:
-            # the manifest was signed, only the rename was missing
-            rename_durable(partial, final)
-            signed = self.trail.records_for_segment(rec, idx)
-            truncated = not (signed and signed[-1].record["kind"] == "final")
-            return RecoveredSegment(
-                partial, final, rec, idx, len(parsed.chunks), truncated, None, 0
-            )
-        records = self.trail.records_for_segment(rec, idx)
-        kept: list[dict[str, Any]] = []
-        for i, r in enumerate(records):
-            rr = r.record
-            expected_kind = "init" if i == 0 else rr["kind"]
-            if (
-                rr["chunk"] != i
-                or i >= len(parsed.chunks)
-                or rr["kind"] != expected_kind
-                or (i > 0 and rr["kind"] == "init")
-                or sha256_hex(parsed.chunks[i]) != rr["cipher_sha256"]
-            ):
-                break
-            kept.append(rr)
-            if rr["kind"] == "final":
-                break
-        k = len(kept)
-        keep_len = parsed.offsets[k] if k < len(parsed.offsets) else parsed.end
-        tail = data[keep_len:]
-        unsigned_path = None
-        unsigned_tail = None
-        existing = self.segments_dir / (name + UNSIGNED)
-        if tail:
-            unsigned_path = self._set_aside(name, tail)
-            truncate_durable(partial, keep_len)
-        elif existing.exists():  # set aside by an earlier recovery that was cut short
-            unsigned_path = existing
-        if unsigned_path is not None:
-            aside = unsigned_path.read_bytes()
-            unsigned_tail = {
-                "file": unsigned_path.name,
-                "size": len(aside),
-                "sha256": sha256_hex(aside),
-            }
-        stored = data[:keep_len]
-        chunks = [chunk_entry(r) for r in kept]
-        if known_plain is not None and known_plain[0] == k:
-            plain_sha256: str | None = known_plain[1]
-        else:
-            plain_sha256 = None  # the key is gone: only the per-chunk hashes are known
-        plain_size = sum(c["plain_size"] for c in chunks)
-        end_us = chunks[-1]["end_us"] if chunks else ctx.start_us
-        fields = manifest_fields(
-            firmware_version=self.firmware_version,
-            recording_id=rec,
-            segment_index=idx,
-            start_us=ctx.start_us,
-            end_us=end_us,
-            wall_start_us=ctx.wall_start_us,
-            wall_end_us=ctx.wall_start_us + (end_us - ctx.start_us),
-            wall_quality=ctx.wall_quality,
-            trigger=ctx.trigger,
-            file=name,
-            header_sha256=parsed.header_sha256,
-            stored_sha256=sha256_hex(stored),
-            stored_size=len(stored),
-            plain_sha256=plain_sha256,
-            plain_size=plain_size,
-            chunks=chunks,
-            recovered=recovered,
-            unsigned_tail=unsigned_tail,
-        )
-        self.chain.append("manifest", fields)
-        rename_durable(partial, final)
-        truncated = not (chunks and chunks[-1]["kind"] == "final")
-        return RecoveredSegment(partial, final, rec, idx, k, truncated, unsigned_path, len(tail))
 
     def _end(self, recording_id: str, reason: str, end_us: int, recovered: bool) -> None:
         state = self.chain.state.recordings.get(recording_id)

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import BinaryIO, Protocol
 
 from crypto.durable import fsync_dir
-from crypto.evidence import SEG_EXT, SEGMENTS_DIR
+from crypto.layout import SEG_EXT, SEGMENTS_DIR
 from crypto.manifest import CHAIN_DIR, parse_chain_file_name
 from dock.protocol import canonical_json, segment_id_for
 from dock.receipts import Receipt, SignedReceipt, SignedUnsignedReceipt

@@ -28,7 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from capture.clock import Clock
+from base.clock import Clock
 from dock.client import DockClient, DockFull, DockRefused, DockUnavailable, TimeSync
 from dock.outbox import (  # noqa: F401 - ChainOutbox, Outbox, valid_receipts: used from here
     ChainOutbox,

@@ -2,7 +2,7 @@
 
 Modelled on gpiozero's pin factories, only smaller. Levels are electrical (``True`` = high);
 what "pressed" or "lit" means is the devices' business. Times are integer microseconds of the
-injected capture clock (:class:`capture.clock.Clock`): a backend timestamps each input edge
+injected capture clock (:class:`base.clock.Clock`): a backend timestamps each input edge
 when it happens and passes that time on, so nothing else in ``gpio`` reads a clock.
 """
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Literal, get_args
 
 from gpio.backend import PinBackend
-from gpio.devices import Button, ButtonEvent, Haptic, Led
+from gpio.devices import DEBOUNCE_S, HOLD_TO_STOP_S, Button, ButtonEvent, Haptic, Led
 from gpio.patterns import (
     BUZZ_FAULT,
     BUZZ_REMINDER,
@@ -56,8 +56,8 @@ class ControlsConfig:
     red_led_pin: int = 27
     green_led_pin: int = 22
     haptic_pin: int = 23
-    debounce_ms: int = 30
-    hold_to_stop_s: float = 3.0
+    debounce_s: float = DEBOUNCE_S
+    hold_to_stop_s: float = HOLD_TO_STOP_S
     reminder_interval_s: float = 120.0
     stealth: bool = False
     fault_buzz_interval_s: float = 10.0
@@ -67,12 +67,12 @@ class ControlsConfig:
         pins = (self.button_pin, self.red_led_pin, self.green_led_pin, self.haptic_pin)
         if len(set(pins)) != len(pins):
             raise ValueError(f"controls pins must be distinct, got {pins}")
-        if self.debounce_ms < 0:
-            raise ValueError("debounce_ms must be >= 0")
+        if self.debounce_s < 0:
+            raise ValueError("debounce_s must be >= 0")
         for name in ("hold_to_stop_s", "reminder_interval_s", "fault_buzz_interval_s"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be > 0")
-        if self.hold_to_stop_s * 1000 <= self.debounce_ms:
+        if self.hold_to_stop_s <= self.debounce_s:
             raise ValueError("hold_to_stop_s must be longer than the debounce")
 
 
@@ -117,7 +117,7 @@ class OfficerControls:
         self._button = Button(
             backend,
             cfg.button_pin,
-            debounce_ms=cfg.debounce_ms,
+            debounce_s=cfg.debounce_s,
             hold_s=cfg.hold_to_stop_s,
             active_low=cfg.button_active_low,
             start_us=start_us,

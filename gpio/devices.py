@@ -15,6 +15,12 @@ from gpio.patterns import LED_OFF, LED_ON, Pattern
 
 ButtonEventKind = Literal["press", "hold", "release"]
 
+# The officer's hold-to-stop: a recording stops only on a hold this long, so a knock cannot
+# end it. The one place the default is written: the configuration and the controls use it.
+HOLD_TO_STOP_S = 3.0
+# A button level counts once stable this long (seconds, as gpiozero's ``bounce_time``).
+DEBOUNCE_S = 0.030
+
 
 @dataclass(frozen=True, slots=True)
 class ButtonEvent:
@@ -27,7 +33,7 @@ class ButtonEvent:
 class Button:
     """A debounced push button: ``press``, one ``hold`` after ``hold_s``, ``release``.
 
-    A level counts only once it has been stable for ``debounce_ms``; shorter glitches are
+    A level counts only once it has been stable for ``debounce_s`` seconds; shorter glitches are
     ignored (also during a hold, which they do not interrupt). Events carry the time the
     debounced level *began* (the press instant, not the moment it was confirmed) and are
     returned by :meth:`tick` once they are certain, in time order. Edges are only queued by
@@ -41,18 +47,18 @@ class Button:
         backend: PinBackend,
         pin: int,
         *,
-        debounce_ms: int = 30,
-        hold_s: float = 3.0,
+        debounce_s: float = DEBOUNCE_S,
+        hold_s: float = HOLD_TO_STOP_S,
         active_low: bool = True,
         pull_up: bool | None = None,
         start_us: int = 0,
     ) -> None:
-        if debounce_ms < 0:
-            raise ValueError("debounce_ms must be >= 0")
+        if debounce_s < 0:
+            raise ValueError("debounce_s must be >= 0")
         if hold_s <= 0:
             raise ValueError("hold_s must be > 0")
         self.pin = pin
-        self._debounce_us = debounce_ms * 1000
+        self._debounce_us = round(debounce_s * 1_000_000)
         self._hold_us = round(hold_s * 1_000_000)
         self._pressed_level = not active_low
         backend.setup_input(pin, pull_up=active_low if pull_up is None else pull_up)

@@ -35,7 +35,7 @@ import logging
 import threading
 from typing import Any
 
-from capture.clock import Clock
+from base.clock import Clock
 from gpio.backend import EdgeCallback
 
 log = logging.getLogger("bwv.gpio")

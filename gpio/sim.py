@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from capture.clock import Clock
+from base.clock import Clock
 from gpio.backend import EdgeCallback
 
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 
-from capture.packets import Packet, Stream
+from base.packets import Packet, Stream
 
 
 @dataclass(frozen=True, slots=True)

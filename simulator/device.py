@@ -18,7 +18,7 @@ from capture.clock import OffsetWallClock, VirtualClock
 from capture.config import Config
 from capture.device import DeviceCore, controls_config, recorder_config
 from capture.overlay import Overlay
-from capture.recorder import Event, Recorder
+from capture.recorder import Event, EventKind, Recorder
 from capture.sink import PlainFileSink, SegmentSink
 from capture.storage import LocalStorage
 from gpio.controls import OfficerControls
@@ -64,7 +64,7 @@ class SimDevice:
         )
         self.core = DeviceCore(self.recorder, self.controls, on_event=self._event)
         for path in self.recovered:
-            self._event(Event("recovered", 0, str(path)))
+            self._event(Event(EventKind.RECOVERED, 0, str(path)))
         v = self.cfg.video
         self.camera = SimCamera(
             self.rcfg.video, v.bitrate, v.gop, Overlay(self.cfg.device_id), self.wall,

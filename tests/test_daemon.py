@@ -12,11 +12,11 @@ from nacl.public import PrivateKey
 
 from capture.clock import OffsetWallClock, VirtualClock
 from capture.config import from_dict
-from capture.daemon import STALL_US, Daemon, status_path
 from capture.fmp4 import VideoFormat
 from capture.hardware import Hardware
 from crypto.identity import DeviceIdentity
 from crypto.verify import verify_outbox
+from device_app.daemon import STALL_US, Daemon, status_path
 from gpio.sim import SimPinBackend
 from simulator.encoder import H264Encoder
 from tests.conftest import SMALL

@@ -383,7 +383,7 @@ def pins(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Ite
 
 
 def test_button_press_and_release_reach_the_button_with_their_times(pins: PinRig) -> None:
-    button = Button(pins.backend, 17, debounce_ms=30, hold_s=3.0)
+    button = Button(pins.backend, 17, debounce_s=0.030, hold_s=3.0)
     assert pins.level(17) is True  # pulled up: not pressed
     pins.drive(17, False, 1_000_000)
     pins.drive(17, True, 1_500_000)
@@ -394,7 +394,7 @@ def test_button_press_and_release_reach_the_button_with_their_times(pins: PinRig
 
 
 def test_button_glitch_is_filtered_and_hold_is_reported(pins: PinRig) -> None:
-    button = Button(pins.backend, 17, debounce_ms=30, hold_s=3.0)
+    button = Button(pins.backend, 17, debounce_s=0.030, hold_s=3.0)
     pins.drive(17, False, 1_000_000)
     pins.drive(17, True, 1_010_000)  # 10 ms: a knock, not a press
     pins.drive(17, False, 2_000_000)
@@ -424,7 +424,7 @@ def test_led_and_haptic_writes_reach_the_pins(pins: PinRig) -> None:
 
 
 def test_closed_backend_refuses_and_delivers_nothing(pins: PinRig) -> None:
-    button = Button(pins.backend, 17, debounce_ms=30, hold_s=3.0)
+    button = Button(pins.backend, 17, debounce_s=0.030, hold_s=3.0)
     pins.backend.close()
     with pytest.raises(RuntimeError):
         pins.backend.setup_output(5, False)

@@ -68,7 +68,7 @@ def test_edges_are_stamped_from_the_clock_on_the_libraries_thread(
 def test_a_glitch_gone_before_the_callback_runs_is_dropped(gpio_env: FakeRpiGpioEnv) -> None:
     clock = VirtualClock()
     backend = RpiGpioBackend(clock)
-    button = Button(backend, 17, debounce_ms=30)
+    button = Button(backend, 17, debounce_s=0.030)
     clock.set(1_000_000)
     gpio_env.board.pulse(17, 0)  # low and back high before RPi.GPIO's thread looked
     assert backend.glitches == 2

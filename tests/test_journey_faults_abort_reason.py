@@ -17,6 +17,7 @@ import pytest
 
 import crypto.evidence as evidence_mod
 import crypto.manifest as manifest_mod
+import crypto.recovery as recovery_mod
 import crypto.trail as trail_mod
 from capture.config import from_dict
 from crypto.verify import verify_outbox
@@ -49,7 +50,7 @@ def disk(monkeypatch):
     d = Disk()
     for mod, name in (
         (evidence_mod, "append_durable"),
-        (evidence_mod, "_write_atomic"),
+        (recovery_mod, "write_atomic"),
         (manifest_mod, "write_atomic"),
         (trail_mod, "append_durable"),
     ):

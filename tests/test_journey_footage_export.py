@@ -39,7 +39,8 @@ def _wall() -> int:
 def _writer(sink, recording_id: str) -> tuple[SegmentWriter, H264Encoder]:
     fmt = VideoFormat(128, 96, FPS)
     writer = SegmentWriter(
-        sink, recording_id, fmt, None, b"", 1_000_000, OffsetWallClock(ct.WALL0),
+        sink=sink, recording_id=recording_id, video=fmt, audio=None, segment_us=1_000_000,
+        wall=OffsetWallClock(ct.WALL0),
         trigger={"press_us": 0, "pre_record_start_us": 0, "press_frame": 0},
         device_id=DEVICE,
     )

@@ -18,17 +18,23 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from capture.clock import OffsetWallClock
+from base.clock import OffsetWallClock
+from base.packets import Packet, Stream
 from capture.config import Config
 from capture.device import DeviceCore, controls_config, recorder_config
 from capture.evidence_setup import open_evidence, outbox_dir
 from capture.hardware import Hardware
 from capture.notify import FrameWatchdog, Notifier, watchdog_interval_us
-from capture.packets import Packet, Stream
 from capture.recorder import Recorder
 from crypto.durable import write_atomic
 from gpio.controls import OfficerControls
+
+if TYPE_CHECKING:  # the shipper and its client load only when a dock is configured
+    from base.formats import AudioFormat
+    from dock.client import TimeSync
+    from dock.shipper import ShipperThread
 
 log = logging.getLogger("bwv.daemon")
 
@@ -95,7 +101,7 @@ class Daemon:
             self.core.warning("dock", w)
         interval = watchdog_interval_us() or 2_000_000
         self.watchdog = FrameWatchdog(self.notifier, interval, STALL_US)
-        self.shipper = None
+        self.shipper: ShipperThread | None = None
 
     # -- packets, from the camera's and microphone's threads --------------------------------
     def _packet(self, p: Packet) -> None:
@@ -123,7 +129,8 @@ class Daemon:
             return
         from crypto.identity import DeviceIdentity, IdentityError, load_dock_public_key
         from dock.client import DeviceCredentials, DockClient
-        from dock.shipper import ChainOutbox, Shipper, ShipperThread
+        from dock.outbox import ChainOutbox
+        from dock.shipper import Shipper, ShipperThread
 
         try:
             ident = DeviceIdentity.load(Path(self.cfg.keys.device_key), self.cfg.device_id)
@@ -134,7 +141,7 @@ class Daemon:
         client = DockClient(self.cfg.dock.url, DeviceCredentials(ident.device_id, ident, dock_key),
                             wall_clock=lambda: self.wall.wall_us(self.hw.clock.now_us()))
 
-        def on_time(sync) -> None:
+        def on_time(sync: TimeSync) -> None:
             now = self.hw.clock.now_us()
             offset = self.wall.resync(now, self.wall.wall_us(now) + sync.offset_us)
             log.info("wall clock set from the dock (corrected by %d µs)", offset)
@@ -201,7 +208,7 @@ class Daemon:
             self.stop()
 
 
-def _aac_extradata(fmt) -> bytes:
+def _aac_extradata(fmt: AudioFormat) -> bytes:
     from capture.audio_encoder import AacEncoder
 
     return AacEncoder(fmt).extradata
