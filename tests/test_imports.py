@@ -48,8 +48,11 @@ def third_party_pulled_in(module: str) -> set[str]:
 
 
 def modules_of(package: str) -> list[str]:
+    """The package's modules, subpackages' included; not ``__main__`` (a program, run by
+    ``python -m``, not imported)."""
     return sorted(
         m.name for m in pkgutil.walk_packages([str(ROOT / package)], prefix=f"{package}.")
+        if not m.name.endswith(".__main__")
     )
 
 

@@ -54,16 +54,16 @@ class RecordingRoom(VerifierState):
             if idx not in listed:
                 self.segments.append(
                     SegmentReport(
-                        rec_id,
-                        idx,
-                        MISSING,
-                        None,
-                        None,
-                        None,
-                        True,
-                        None,
-                        [],
-                        "neither manifest, file nor trail record of this segment is here",
+                        recording_id=rec_id,
+                        segment_index=idx,
+                        status=MISSING,
+                        file=None,
+                        manifest=None,
+                        manifest_seq=None,
+                        truncated=True,
+                        decrypted=None,
+                        chunks=[],
+                        detail="neither manifest, file nor trail record of this segment is here",
                     )
                 )
                 self.find(

@@ -36,7 +36,7 @@ class ChunkReport:
     detail: str = ""
 
 
-@dataclass
+@dataclass(kw_only=True)
 class SegmentReport:
     recording_id: str | None
     segment_index: int | None
