@@ -77,11 +77,9 @@ def keygen(out: Path) -> None:
     try:
         if not out.exists():
             out.mkdir(mode=DIR_MODE, parents=True)
-        write_atomic(key_path, bytes(sk).hex().encode() + b"\n", mode=SECRET_MODE,
-                     overwrite=False)
+        write_atomic(key_path, bytes(sk).hex().encode() + b"\n", mode=SECRET_MODE, overwrite=False)
         try:
-            write_atomic(pub_path, pub.hex().encode() + b"\n", mode=PUBLIC_MODE,
-                         overwrite=False)
+            write_atomic(pub_path, pub.hex().encode() + b"\n", mode=PUBLIC_MODE, overwrite=False)
         except BaseException:
             key_path.unlink(missing_ok=True)  # a private key without its public key: undo
             raise

@@ -23,10 +23,15 @@ def _load_config(path: Path | None, overrides: dict) -> object:
 
 
 @click.group(cls=GuardedGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("-v", "--verbose", count=True,
-              help="More log output (-vv for debug, and a traceback on an unexpected error).")
-@click.version_option(__version__, "-V", "--version", prog_name="bwv",
-                      message="%(prog)s %(version)s")
+@click.option(
+    "-v",
+    "--verbose",
+    count=True,
+    help="More log output (-vv for debug, and a traceback on an unexpected error).",
+)
+@click.version_option(
+    __version__, "-V", "--version", prog_name="bwv", message="%(prog)s %(version)s"
+)
 def main(verbose: int) -> None:
     """bwv: open body-worn video.
 
@@ -47,13 +52,19 @@ def main(verbose: int) -> None:
     """
     GuardedGroup.verbose = verbose
     level = logging.WARNING - 10 * verbose
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s",
-                        stream=sys.stderr)
+    logging.basicConfig(
+        level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
 
 
 @main.command()
-@click.option("--config", "config_path", type=click.Path(path_type=Path, dir_okay=False),
-              default=Path("/etc/bwv/bwv.toml"), show_default=True)
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=Path("/etc/bwv/bwv.toml"),
+    show_default=True,
+)
 def run(config_path: Path) -> None:
     """Run the camera daemon on the device's hardware (systemd's bwv.service runs this).
 
@@ -71,11 +82,19 @@ def run(config_path: Path) -> None:
 
 
 @main.group(invoke_without_command=True)
-@click.option("--config", "config_path", type=click.Path(path_type=Path, dir_okay=False),
-              help="TOML configuration file (defaults are used for what it does not set).")
-@click.option("--state", type=click.Path(path_type=Path, file_okay=False),
-              default=Path("sim-state"), show_default=True,
-              help="Where the simulated device keeps its storage.")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="TOML configuration file (defaults are used for what it does not set).",
+)
+@click.option(
+    "--state",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=Path("sim-state"),
+    show_default=True,
+    help="Where the simulated device keeps its storage.",
+)
 @click.pass_context
 def sim(ctx: click.Context, config_path: Path | None, state: Path) -> None:
     """Run the device on simulated hardware.
@@ -98,18 +117,37 @@ def sim(ctx: click.Context, config_path: Path | None, state: Path) -> None:
 
 
 @sim.command("raid")
-@click.option("--out", type=click.Path(path_type=Path, file_okay=False), required=True,
-              help="Folder for the recordings and summary.json.")
-@click.option("--pre-record", type=FiniteFloat(0.0, 3600.0),
-              help="Pre-record seconds (config: pre_record.seconds).")
-@click.option("--record", type=FiniteFloat(0.0, 86_400.0), default=20.0, show_default=True,
-              help="Seconds to record after the press before the officer holds to stop.")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path, file_okay=False),
+    required=True,
+    help="Folder for the recordings and summary.json.",
+)
+@click.option(
+    "--pre-record",
+    type=FiniteFloat(0.0, 3600.0),
+    help="Pre-record seconds (config: pre_record.seconds).",
+)
+@click.option(
+    "--record",
+    type=FiniteFloat(0.0, 86_400.0),
+    default=20.0,
+    show_default=True,
+    help="Seconds to record after the press before the officer holds to stop.",
+)
 @click.option("--size", help="Frame size WxH (config: video.width, video.height).")
 @click.option("--fps", type=int, help="Frames per second (config: video.fps).")
 @click.option("--realtime", is_flag=True, help="Run at the speed of the wall clock.")
 @click.pass_context
-def sim_raid(ctx: click.Context, out: Path, pre_record: float | None, record: float,
-             size: str | None, fps: int | None, realtime: bool) -> None:
+def sim_raid(
+    ctx: click.Context,
+    out: Path,
+    pre_record: float | None,
+    record: float,
+    size: str | None,
+    fps: int | None,
+    realtime: bool,
+) -> None:
     """A scripted raid on the simulated device, headless.
 
     Boots, buffers, presses once more than the pre-record window has passed, records,
@@ -145,12 +183,15 @@ def sim_raid(ctx: click.Context, out: Path, pre_record: float | None, record: fl
         sys.exit(2)
     if replaced:
         click.echo(f"bwv sim raid: replacing the earlier raid in {out}", err=True)
-    result = run_raid(cfg, out, RaidPlan(record_s=record), realtime=realtime,
-                      wall_epoch_us=time.time_ns() // 1000)
+    result = run_raid(
+        cfg, out, RaidPlan(record_s=record), realtime=realtime, wall_epoch_us=time.time_ns() // 1000
+    )
     for rec in result.summary["recordings"]:
-        click.echo(f"recording {rec['id']}: frames {rec['first_frame']}..{rec['last_frame']} "
-                   f"(press at frame {rec['press_frame']}), {len(rec['segments'])} segments, "
-                   f"{rec['dropped_frames']} dropped")
+        click.echo(
+            f"recording {rec['id']}: frames {rec['first_frame']}..{rec['last_frame']} "
+            f"(press at frame {rec['press_frame']}), {len(rec['segments'])} segments, "
+            f"{rec['dropped_frames']} dropped"
+        )
         for seg in rec["segments"]:
             click.echo(f"  {out / seg}")
     click.echo(f"summary: {out / 'summary.json'}")
@@ -178,17 +219,27 @@ def sim_record(ctx: click.Context, seconds: float) -> None:
 
 
 @main.command()
-@click.argument("paths", nargs=-1, required=True,
-                type=click.Path(exists=True, path_type=Path))
-@click.option("--device-pub", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="The device's Ed25519 public key (hex or base64). Not needed for a "
-                   "`bwv sim raid` folder, which holds it.")
-@click.option("--agency-key", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="The agency's X25519 private key: also decrypt and check the footage.")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option(
+    "--device-pub",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="The device's Ed25519 public key (hex or base64). Not needed for a "
+    "`bwv sim raid` folder, which holds it.",
+)
+@click.option(
+    "--agency-key",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="The agency's X25519 private key: also decrypt and check the footage.",
+)
 @click.option("--device-id", help="The device id the footage must carry.")
 @click.option("--json", "as_json", is_flag=True, help="Print the full report as JSON.")
-def verify(paths: tuple[Path, ...], device_pub: Path | None, agency_key: Path | None,
-           device_id: str | None, as_json: bool) -> None:
+def verify(
+    paths: tuple[Path, ...],
+    device_pub: Path | None,
+    agency_key: Path | None,
+    device_id: str | None,
+    as_json: bool,
+) -> None:
     """Check recorded evidence offline: signatures, hashes, the chain, the end records.
 
     PATHS are a device outbox (segments/, chain/, trail.jsonl), a `bwv sim raid` folder,
@@ -223,9 +274,14 @@ def config_check(path: Path) -> None:
 
 
 @config.command("show")
-@click.option("--config", "config_path", type=click.Path(path_type=Path, dir_okay=False),
-              default=None, help="The configuration file [default: /etc/bwv/bwv.toml if it "
-              "exists, else the built-in defaults].")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="The configuration file [default: /etc/bwv/bwv.toml if it "
+    "exists, else the built-in defaults].",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print it as JSON instead of TOML.")
 def config_show(config_path: Path | None, as_json: bool) -> None:
     """Print the effective configuration: the file's values with every default filled in
@@ -245,8 +301,11 @@ def config_show(config_path: Path | None, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(asdict(cfg), indent=2))
         return
-    origin = f"{source} with defaults filled in" if source else (
-        f"built-in defaults ({DEVICE_CONFIG} does not exist)")
+    origin = (
+        f"{source} with defaults filled in"
+        if source
+        else (f"built-in defaults ({DEVICE_CONFIG} does not exist)")
+    )
     click.echo(f"# bwv {__version__}: the effective configuration: {origin}")
     click.echo(to_toml(asdict(cfg)), nl=False)
 

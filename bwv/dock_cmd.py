@@ -131,12 +131,21 @@ def _open_for_serving(store_dir: Path):
 
 @dock.command()
 @STORE_OPTION
-@click.option("--listen", default=DEFAULT_LISTEN, show_default=True, metavar="HOST:PORT",
-              help="Address to listen on. 0.0.0.0:8443 to take cameras from the network.")
-@click.option("--log-format", type=click.Choice(["text", "json"]), default="text",
-              show_default=True,
-              help="The log on stderr: text lines, or JSON lines for a log collector (the "
-              "server's own lines too).")
+@click.option(
+    "--listen",
+    default=DEFAULT_LISTEN,
+    show_default=True,
+    metavar="HOST:PORT",
+    help="Address to listen on. 0.0.0.0:8443 to take cameras from the network.",
+)
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="The log on stderr: text lines, or JSON lines for a log collector (the "
+    "server's own lines too).",
+)
 def serve(store_dir: Path, listen: str, log_format: str) -> None:
     """Run the dock server on a store until stopped (Ctrl-C).
 
@@ -174,18 +183,22 @@ def serve(store_dir: Path, listen: str, log_format: str) -> None:
 
         dictConfig(config)
         logging.getLogger("bwv.dock").info(
-            "dock store %s, key id %s, listening on %s", facts["store"], facts["dock_key_id"],
-            facts["url"], extra={"event": "start", **facts})
+            "dock store %s, key id %s, listening on %s",
+            facts["store"],
+            facts["dock_key_id"],
+            facts["url"],
+            extra={"event": "start", **facts},
+        )
     else:
         click.echo(f"dock store:      {facts['store']}")
         click.echo(f"dock key id:     {facts['dock_key_id']}")
         click.echo(f"dock public key: {facts['dock_public_key']}  (pin it on each camera)")
         click.echo(f"admin token:     {facts['admin_token_file']}  (mode 0600; for /v1/admin)")
-        click.echo(f"listening on     {facts['url']}  (Ctrl-C stops; {facts['url']}/docs: "
-                   "the API)")
+        click.echo(f"listening on     {facts['url']}  (Ctrl-C stops; {facts['url']}/docs: the API)")
         sys.stdout.flush()
-    uvicorn.run(create_app(served), host=host, port=port, log_config=config, log_level="info",
-                http="h11")
+    uvicorn.run(
+        create_app(served), host=host, port=port, log_config=config, log_level="info", http="h11"
+    )
 
 
 # --------------------------------------------------------------------------- token
@@ -193,11 +206,20 @@ def serve(store_dir: Path, listen: str, log_format: str) -> None:
 
 @dock.command()
 @STORE_OPTION
-@click.option("--device", "device_id", metavar="DEVICE_ID",
-              help="The only camera the token can enrol (recommended). Without it, any id.")
-@click.option("--ttl", type=int, default=DEFAULT_TTL_S, show_default=True, metavar="SECONDS",
-              help="How long the token stays valid if unused (the same default as "
-              "POST /v1/admin/tokens).")
+@click.option(
+    "--device",
+    "device_id",
+    metavar="DEVICE_ID",
+    help="The only camera the token can enrol (recommended). Without it, any id.",
+)
+@click.option(
+    "--ttl",
+    type=int,
+    default=DEFAULT_TTL_S,
+    show_default=True,
+    metavar="SECONDS",
+    help="How long the token stays valid if unused (the same default as POST /v1/admin/tokens).",
+)
 def token(store_dir: Path, device_id: str | None, ttl: int) -> None:
     """Issue a one-time enrollment token for a technician.
 
@@ -244,8 +266,9 @@ def token(store_dir: Path, device_id: str | None, ttl: int) -> None:
 @dock.command()
 @STORE_OPTION
 @click.argument("device_id")
-@click.option("--reason", required=True,
-              help="Why, for the custody log (e.g. \"reported lost 2024-05-01\").")
+@click.option(
+    "--reason", required=True, help='Why, for the custody log (e.g. "reported lost 2024-05-01").'
+)
 def revoke(store_dir: Path, device_id: str, reason: str) -> None:
     """Revoke a camera for good: the dock refuses its requests and uploads from now on.
 
@@ -259,8 +282,9 @@ def revoke(store_dir: Path, device_id: str, reason: str) -> None:
         raise click.BadParameter(str(exc), param_hint="DEVICE_ID") from None
     reason = reason.strip()
     if not reason or len(reason) > 500 or any(ord(c) < 32 for c in reason):
-        raise click.BadParameter("give a reason on one line, at most 500 characters",
-                                 param_hint="--reason")
+        raise click.BadParameter(
+            "give a reason on one line, at most 500 characters", param_hint="--reason"
+        )
     from dock.store import StoreError
 
     store = open_store_or_fail(store_dir)
@@ -271,8 +295,10 @@ def revoke(store_dir: Path, device_id: str, reason: str) -> None:
                 f"no device {device_id!r} is enrolled at this dock (`bwv dock status` lists them)"
             )
         if before.revoked:
-            click.echo(f"device {device_id} was already revoked at "
-                       f"{when(before.revoked_at_us)} ({before.revoke_reason})")
+            click.echo(
+                f"device {device_id} was already revoked at "
+                f"{when(before.revoked_at_us)} ({before.revoke_reason})"
+            )
             return
         try:
             rec = store.revoke(device_id, reason, "technician", now_us())
@@ -280,8 +306,9 @@ def revoke(store_dir: Path, device_id: str, reason: str) -> None:
             raise DockUsageError(str(exc)) from None
     finally:
         store.close()
-    click.echo(f"device {device_id} revoked at {when(rec.revoked_at_us)}: the dock refuses "
-               "it from now on")
+    click.echo(
+        f"device {device_id} revoked at {when(rec.revoked_at_us)}: the dock refuses it from now on"
+    )
 
 
 # --------------------------------------------------------------------------- status
@@ -290,9 +317,13 @@ def revoke(store_dir: Path, device_id: str, reason: str) -> None:
 @dock.command()
 @STORE_OPTION
 @click.option("--json", "as_json", is_flag=True, help="Print everything as JSON.")
-@click.option("--verify", "reverify", is_flag=True,
-              help="Re-check every stored byte with the offline verifier (slow on a big "
-              "store). Without it, the state comes from the checks made on receipt.")
+@click.option(
+    "--verify",
+    "reverify",
+    is_flag=True,
+    help="Re-check every stored byte with the offline verifier (slow on a big "
+    "store). Without it, the state comes from the checks made on receipt.",
+)
 def status(store_dir: Path, as_json: bool, reverify: bool) -> None:
     """What the dock holds: cameras and recordings, and whether they are whole.
 
@@ -337,20 +368,41 @@ def status(store_dir: Path, as_json: bool, reverify: bool) -> None:
 @dock.command("export")
 @STORE_OPTION
 @click.argument("recording_id", metavar="RECORDING")
-@click.option("--out", type=click.Path(path_type=Path, file_okay=False), required=True,
-              help="Folder to write the recording into (made if missing; refused if it "
-              "holds an earlier export, unless --replace).")
-@click.option("--agency-key", type=click.Path(path_type=Path, dir_okay=False),
-              help="The agency's X25519 private key file (mode 0600): decrypt the footage "
-              "to playable MP4. Without it, the encrypted segments are exported.")
-@click.option("--device", "device_id", metavar="DEVICE_ID",
-              help="The camera that recorded it (needed only if two cameras used the id).")
-@click.option("--replace", is_flag=True,
-              help="OUT holds an earlier export: remove it (its report, manifests/, "
-              "segments/ and MP4 files; nothing else) and export afresh.")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path, file_okay=False),
+    required=True,
+    help="Folder to write the recording into (made if missing; refused if it "
+    "holds an earlier export, unless --replace).",
+)
+@click.option(
+    "--agency-key",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="The agency's X25519 private key file (mode 0600): decrypt the footage "
+    "to playable MP4. Without it, the encrypted segments are exported.",
+)
+@click.option(
+    "--device",
+    "device_id",
+    metavar="DEVICE_ID",
+    help="The camera that recorded it (needed only if two cameras used the id).",
+)
+@click.option(
+    "--replace",
+    is_flag=True,
+    help="OUT holds an earlier export: remove it (its report, manifests/, "
+    "segments/ and MP4 files; nothing else) and export afresh.",
+)
 @click.option("-q", "--quiet", is_flag=True, help="No per-segment progress on stderr.")
-def export_cmd(store_dir: Path, recording_id: str, out: Path, agency_key: Path | None,
-               device_id: str | None, replace: bool, quiet: bool) -> None:
+def export_cmd(
+    store_dir: Path,
+    recording_id: str,
+    out: Path,
+    agency_key: Path | None,
+    device_id: str | None,
+    replace: bool,
+    quiet: bool,
+) -> None:
     """Hand a recording over: its footage, signed records and a verification report.
 
     \b
@@ -386,13 +438,15 @@ def export_cmd(store_dir: Path, recording_id: str, out: Path, agency_key: Path |
             click.echo(msg, err=True)
 
     try:
-        result = export_recording(store_dir, recording_id, out, agency, progress,
-                                  device_id=device_id, replace=replace)
+        result = export_recording(
+            store_dir, recording_id, out, agency, progress, device_id=device_id, replace=replace
+        )
     except ExportError as exc:
         raise DockUsageError(str(exc)) from None
     except OSError as exc:
-        raise DockUsageError(f"cannot write the export: {exc.strerror} "
-                             f"({exc.filename or out})") from None
+        raise DockUsageError(
+            f"cannot write the export: {exc.strerror} ({exc.filename or out})"
+        ) from None
     if not print_export(result, out):
         sys.exit(EXIT_NOT_VERIFIED)
 

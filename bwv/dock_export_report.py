@@ -16,27 +16,37 @@ def print_export(result: ExportResult, out: Path) -> bool:
     if result.replaced:
         from dock.export_folder import describe
 
-        click.echo(f"started clean: removed the earlier export in {out} "
-                   f"({describe(result.replaced)})")
+        click.echo(
+            f"started clean: removed the earlier export in {out} ({describe(result.replaced)})"
+        )
     n = len(result.stored)
-    click.echo(f"recording {result.recording_id} from device {result.device_id}: "
-               f"{n} segment(s) held at the dock")
+    click.echo(
+        f"recording {result.recording_id} from device {result.device_id}: "
+        f"{n} segment(s) held at the dock"
+    )
     if result.decrypted:
         for p in result.segments:
             click.echo(f"  {p}")
     else:
-        click.echo("  NOT decrypted (no --agency-key): exported the encrypted segments as "
-                   f"stored, in {out / 'segments'}")
+        click.echo(
+            "  NOT decrypted (no --agency-key): exported the encrypted segments as "
+            f"stored, in {out / 'segments'}"
+        )
     for s in result.handed_over:
         if s.state == "empty":
             click.echo(f"  segment {s.index}: EMPTY, {s.detail}")
     click.echo(f"manifests: {out / 'manifests'} ({len(result.manifests)} chain record(s))")
     click.echo(f"report:    {result.report_path}")
     if result.ok:
-        click.echo("VERIFIED: authentic and complete"
-                   + (", every segment decrypted" if result.decrypted else "")
-                   + (f" ({len(result.empty)} empty segment(s) listed, not written)"
-                      if result.empty and result.decrypted else ""))
+        click.echo(
+            "VERIFIED: authentic and complete"
+            + (", every segment decrypted" if result.decrypted else "")
+            + (
+                f" ({len(result.empty)} empty segment(s) listed, not written)"
+                if result.empty and result.decrypted
+                else ""
+            )
+        )
         return True
     for problem in result.problems:
         click.echo(f"PROBLEM: {problem}", err=True)

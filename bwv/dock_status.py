@@ -46,8 +46,11 @@ def collect_status(store_dir: Path, reverify: bool = False) -> dict[str, Any]:
         recordings, holdings = scan_recordings(store)
         if reverify:
             for r in recordings:
-                recs = [x for x in holdings[r.device_id].records
-                        if x.fields.recording_id == r.recording_id]
+                recs = [
+                    x
+                    for x in holdings[r.device_id].records
+                    if x.fields.recording_id == r.recording_id
+                ]
                 report, _ = verify_recording(store, r.device_id, recs)
                 r.reverified = True
                 r.state, r.detail = reverified_state(report, r.recording_id)
@@ -55,20 +58,22 @@ def collect_status(store_dir: Path, reverify: bool = False) -> dict[str, Any]:
         for d in devices:
             h = holdings[d.device_id]
             chain = chain_report([r.held for r in h.records] + h.unreadable)
-            out_devices.append({
-                "device_id": d.device_id,
-                "key_id": d.key_id,
-                "state": "revoked" if d.revoked else "enrolled",
-                "enrolled_at_us": d.enrolled_at_us,
-                "revoked_at_us": d.revoked_at_us,
-                "revoke_reason": d.revoke_reason,
-                "time_offset_us": d.time_offset_us,
-                "time_synced_at_us": d.time_synced_at_us,
-                "records_held": len(h.records) + len(h.unreadable),
-                "segments_held": sum(1 for r in h.records if r.is_segment),
-                "unreadable_records": [x.seq for x in h.unreadable],
-                "chain": chain.to_json(),
-            })
+            out_devices.append(
+                {
+                    "device_id": d.device_id,
+                    "key_id": d.key_id,
+                    "state": "revoked" if d.revoked else "enrolled",
+                    "enrolled_at_us": d.enrolled_at_us,
+                    "revoked_at_us": d.revoked_at_us,
+                    "revoke_reason": d.revoke_reason,
+                    "time_offset_us": d.time_offset_us,
+                    "time_synced_at_us": d.time_synced_at_us,
+                    "records_held": len(h.records) + len(h.unreadable),
+                    "segments_held": sum(1 for r in h.records if r.is_segment),
+                    "unreadable_records": [x.seq for x in h.unreadable],
+                    "chain": chain.to_json(),
+                }
+            )
         return {
             "store": str(Path(store_dir).resolve()),
             "dock_key_id": store.dock_key_id,
@@ -80,8 +85,7 @@ def collect_status(store_dir: Path, reverify: bool = False) -> dict[str, Any]:
 
 
 def _camera_rows(devices: list[dict[str, Any]]) -> list[list[str]]:
-    rows = [["DEVICE", "KEY ID", "STATE", "TIME OFFSET", "SYNCED", "RECORDS", "SEGMENTS",
-             "CHAIN"]]
+    rows = [["DEVICE", "KEY ID", "STATE", "TIME OFFSET", "SYNCED", "RECORDS", "SEGMENTS", "CHAIN"]]
     for d in devices:
         state = d["state"]
         if d["revoked_at_us"] is not None:
@@ -89,21 +93,40 @@ def _camera_rows(devices: list[dict[str, Any]]) -> list[list[str]]:
         chain = _chain_text(d["chain"])
         if d["unreadable_records"]:
             chain += f"; unreadable {d['unreadable_records']}"
-        rows.append([d["device_id"], d["key_id"], state, _offset(d["time_offset_us"]),
-                     when(d["time_synced_at_us"]), str(d["records_held"]),
-                     str(d["segments_held"]), chain])
+        rows.append(
+            [
+                d["device_id"],
+                d["key_id"],
+                state,
+                _offset(d["time_offset_us"]),
+                when(d["time_synced_at_us"]),
+                str(d["records_held"]),
+                str(d["segments_held"]),
+                chain,
+            ]
+        )
     return rows
 
 
 def _recording_rows(recs: list[dict[str, Any]]) -> list[list[str]]:
     rows = [["RECORDING", "DEVICE", "STARTED", "SEGMENTS", "BYTES", "STATE", "DETAIL"]]
     for r in recs:
-        segs = str(r["segments"]) + (f"/{r['expected_segments']}"
-                                      if r["expected_segments"] is not None
-                                      and r["expected_segments"] != r["segments"] else "")
-        rows.append([r["recording_id"], r["device_id"], when(r["wall_start_us"]), segs,
-                     str(r["stored_bytes"]), r["state"], "" if r["state"] == "verified"
-                     else r["detail"]])
+        segs = str(r["segments"]) + (
+            f"/{r['expected_segments']}"
+            if r["expected_segments"] is not None and r["expected_segments"] != r["segments"]
+            else ""
+        )
+        rows.append(
+            [
+                r["recording_id"],
+                r["device_id"],
+                when(r["wall_start_us"]),
+                segs,
+                str(r["stored_bytes"]),
+                r["state"],
+                "" if r["state"] == "verified" else r["detail"],
+            ]
+        )
     return rows
 
 
@@ -114,8 +137,10 @@ def print_status(data: dict[str, Any]) -> bool:
     failed = [r for r in data["recordings"] if r["state"] == "failed"]
     click.echo(f"dock store {data['store']} (dock key id {data['dock_key_id']})")
     if not data["devices"]:
-        click.echo("no cameras enrolled yet: `bwv dock token --store DIR --device ID` gives "
-                   "a technician a one-time enrollment token")
+        click.echo(
+            "no cameras enrolled yet: `bwv dock token --store DIR --device ID` gives "
+            "a technician a one-time enrollment token"
+        )
         return False
     click.echo(f"\nCAMERAS ({len(data['devices'])})")
     for line in _table(_camera_rows(data["devices"])):
@@ -129,10 +154,15 @@ def print_status(data: dict[str, Any]) -> bool:
         click.echo(line)
     bad = [r for r in recs if r["state"] != "verified"]
     if bad:
-        click.echo(f"\n{len(bad)} recording(s) not verified: see STATE above "
-                   "(`bwv dock status --help` explains each)")
+        click.echo(
+            f"\n{len(bad)} recording(s) not verified: see STATE above "
+            "(`bwv dock status --help` explains each)"
+        )
     if failed:
-        click.echo(f"{len(failed)} recording(s) FAILED re-verification: stored bytes are not "
-                   "what the camera signed", err=True)
+        click.echo(
+            f"{len(failed)} recording(s) FAILED re-verification: stored bytes are not "
+            "what the camera signed",
+            err=True,
+        )
         return True
     return False

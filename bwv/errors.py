@@ -49,8 +49,10 @@ def one_line(exc: BaseException) -> str:
         text = f"{exc.filename}: {exc.strerror}" if exc.filename else exc.strerror
     else:
         detail = str(exc)
-        text = (f"unexpected {type(exc).__name__}{': ' + detail if detail else ''} "
-                "(a bug in bwv: please report it; -vv shows where it happened)")
+        text = (
+            f"unexpected {type(exc).__name__}{': ' + detail if detail else ''} "
+            "(a bug in bwv: please report it; -vv shows where it happened)"
+        )
     return " ".join(text.split())
 
 
@@ -72,9 +74,14 @@ class GuardedGroup(click.Group):
 
     verbose = 0  # set by the group's callback from -v
 
-    def main(self, args: Sequence[str] | None = None, prog_name: str | None = None,
-             complete_var: str | None = None, standalone_mode: bool = True,
-             **extra: Any) -> Any:
+    def main(
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
         argv = list(sys.argv[1:] if args is None else args)
         GuardedGroup.verbose = 0
         self._as_json = "--json" in (argv[: argv.index("--")] if "--" in argv else argv)
@@ -105,8 +112,9 @@ class FiniteFloat(click.ParamType):
     def __init__(self, low: float | None = None, high: float | None = None) -> None:
         self.low, self.high = low, high
 
-    def convert(self, value: Any, param: click.Parameter | None,
-                ctx: click.Context | None) -> float:
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> float:
         import math
 
         try:
@@ -116,6 +124,7 @@ class FiniteFloat(click.ParamType):
         if not math.isfinite(number):
             self.fail(f"{value!r} is not a finite number", param, ctx)
         if (self.low is not None and number < self.low) or (
-                self.high is not None and number > self.high):
+            self.high is not None and number > self.high
+        ):
             self.fail(f"{value!r} is not between {self.low:g} and {self.high:g}", param, ctx)
         return number

@@ -77,8 +77,9 @@ def _read_token(token: str | None) -> str | None:
     return sys.stdin.readline().strip()
 
 
-def _dock_url(cfg: Config, dock_url: str | None, token: str | None, dock_key: Path | None
-              ) -> str | None:
+def _dock_url(
+    cfg: Config, dock_url: str | None, token: str | None, dock_key: Path | None
+) -> str | None:
     """The dock to enrol at (None: no enrolment); a usage error for options that clash."""
     url = dock_url or (cfg.dock.url if token else None)
     if url and not token:
@@ -130,8 +131,9 @@ def _existing_key_id(key_path: Path) -> str:
         return "unknown"
 
 
-def _kept_identity(cfg: Config, key_path: Path, token: str | None, force: bool
-                   ) -> DeviceIdentity | None:
+def _kept_identity(
+    cfg: Config, key_path: Path, token: str | None, force: bool
+) -> DeviceIdentity | None:
     """The key made before, to enrol as it is; None when a new one is to be made. Without
     --token or --force an existing key is a refusal: it is never replaced silently."""
     if not os.path.lexists(key_path) or force:
@@ -183,8 +185,14 @@ def _check_can_change(req: _Request, daemon: DaemonStatus) -> None:
         raise _fail("nothing was changed:\n  " + "\n  ".join(problems))
 
 
-def _check_request(config_path: Path, agency_pub: Path, dock_url: str | None,
-                   token: str | None, dock_key: Path | None, force: bool) -> _Request:
+def _check_request(
+    config_path: Path,
+    agency_pub: Path,
+    dock_url: str | None,
+    token: str | None,
+    dock_key: Path | None,
+    force: bool,
+) -> _Request:
     """Everything checked, in the order a technician fixes it: the options, the agency key,
     --dock-key, an existing device key."""
     cfg = load_config(config_path)
@@ -214,8 +222,9 @@ def _device_identity(req: _Request) -> DeviceIdentity:
     """The key made before (a retry of the enrolment), or a new one."""
     if req.kept is None:
         return make_key(req.cfg, req.key_path)
-    click.echo(f"note: keeping this camera's device key (key id {req.kept.key_id}); "
-               "enrolling it", err=True)
+    click.echo(
+        f"note: keeping this camera's device key (key id {req.kept.key_id}); enrolling it", err=True
+    )
     return req.kept
 
 
@@ -233,9 +242,7 @@ def _pin_agency_key(req: _Request, identity: DeviceIdentity) -> None:
 
 def _print_identity(req: _Request, identity: DeviceIdentity) -> None:
     click.echo(f"device id:      {identity.device_id}")
-    click.echo(
-        f"device key id:  {identity.key_id}   (public key: {public_key_path(req.key_path)})"
-    )
+    click.echo(f"device key id:  {identity.key_id}   (public key: {public_key_path(req.key_path)})")
     click.echo(f"agency key id:  {key_id_of(req.agency_raw)}   (pinned at {req.agency_path})")
 
 

@@ -96,8 +96,7 @@ def _enrolled_dock_key(identity: DeviceIdentity, how: Enrolment) -> tuple[bytes,
         ) from None
     if got.device_id != identity.device_id or got.key_id != identity.key_id:
         raise CannotCheck(
-            "the dock enrolled another device or key than this one: "
-            f"{got.device_id} / {got.key_id}"
+            f"the dock enrolled another device or key than this one: {got.device_id} / {got.key_id}"
         )
     if len(got.dock_public_key) != 32:
         raise CannotCheck("the dock answered with a malformed key; nothing pinned")
@@ -112,8 +111,7 @@ def enrol_and_pin(identity: DeviceIdentity, how: Enrolment, dock_path: Path) -> 
         replaced = pin(dock_path, dock_key)
     except OSError as exc:
         raise CannotCheck(
-            f"enrolled, but the dock key could not be pinned at {dock_path}: "
-            f"{exc.strerror or exc}"
+            f"enrolled, but the dock key could not be pinned at {dock_path}: {exc.strerror or exc}"
         ) from None
     if replaced:
         click.echo(f"note: replaced the dock key pinned before (key id {replaced})", err=True)

@@ -60,8 +60,7 @@ def _sim_raid_keys(path: Path) -> tuple[Path, Path] | None:
         keys = json.loads(summary.read_text()).get("keys") or {}
         return path / keys["device_public_key"], path / keys["agency_private_key"]
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        raise InputError(f"{summary}: unreadable (not the summary `bwv sim raid` writes)") \
-            from None
+        raise InputError(f"{summary}: unreadable (not the summary `bwv sim raid` writes)") from None
 
 
 def _sim_state_keys(path: Path) -> tuple[Path, Path] | None:
@@ -76,8 +75,13 @@ def _sim_state_keys(path: Path) -> tuple[Path, Path] | None:
     return pub, agency if agency.is_file() else None
 
 
-def sim_folder_evidence(path: Path, device_id: str | None = None, *, outbox: str =
-                        "device/outbox", device_pub: Path | None = None) -> Evidence:
+def sim_folder_evidence(
+    path: Path,
+    device_id: str | None = None,
+    *,
+    outbox: str = "device/outbox",
+    device_pub: Path | None = None,
+) -> Evidence:
     """The evidence of a simulator's folder (``bwv sim raid``'s, or ``bwv sim``'s state
     folder once it has docked): what its dock (``path/dock``) holds for the device, in the
     outbox layout, with what stays on the device (its signature trail, anything not yet
@@ -97,8 +101,10 @@ def sim_folder_evidence(path: Path, device_id: str | None = None, *, outbox: str
             device_id = device_id or _sim_device_id(path, store, device_pub)
             for r in device_holdings(store, device_id).records if device_id else []:
                 got = outbox_files(store, device_id, [r])
-                keys = {"chain": manifest_key(device_id, r.held.segment_id),
-                        "segments": blob_key(device_id, r.held.segment_id)}
+                keys = {
+                    "chain": manifest_key(device_id, r.held.segment_id),
+                    "segments": blob_key(device_id, r.held.segment_id),
+                }
                 ev.add(got, {n: f"dock/objects/{keys[n.split('/', 1)[0]]}" for n in got})
         finally:
             store.close()
@@ -136,8 +142,7 @@ def _collect(paths: list[Path]) -> Evidence:
         try:
             _collect_one(ev, path)
         except OSError as exc:
-            raise InputError(f"cannot read {exc.filename or path}: {exc.strerror or exc}") \
-                from None
+            raise InputError(f"cannot read {exc.filename or path}: {exc.strerror or exc}") from None
     return ev
 
 
@@ -162,8 +167,13 @@ def _collect_one(ev: Evidence, path: Path) -> None:
 
 
 # -- the command -------------------------------------------------------------------------------
-def run_verify(paths: list[Path], device_pub: Path | None, agency_key: Path | None,
-               device_id: str | None, as_json: bool) -> int:
+def run_verify(
+    paths: list[Path],
+    device_pub: Path | None,
+    agency_key: Path | None,
+    device_id: str | None,
+    as_json: bool,
+) -> int:
     try:
         ev = _collect(paths)
     except InputError as exc:
@@ -179,8 +189,11 @@ def run_verify(paths: list[Path], device_pub: Path | None, agency_key: Path | No
     device_pub = device_pub or ev.device_pub
     agency_key = agency_key or ev.agency_key
     if device_pub is None:
-        fail("--device-pub is needed: the device's public key (device.key.pub, made by "
-             "`bwv provision` beside the device key)", as_json)
+        fail(
+            "--device-pub is needed: the device's public key (device.key.pub, made by "
+            "`bwv provision` beside the device key)",
+            as_json,
+        )
     try:
         pk = load_device_public_key(device_pub)
         sk = load_agency_private_key(agency_key) if agency_key else None
@@ -206,7 +219,7 @@ def rename_files(report: Report, real: dict[str, str]) -> None:
 
     def one(token: str) -> str:
         stem = token.rstrip(".")
-        return names[stem] + token[len(stem):] if stem in names else token
+        return names[stem] + token[len(stem) :] if stem in names else token
 
     def sub(text: str | None) -> str | None:
         return None if text is None else _NAME.sub(lambda m: one(m.group(0)), text)
@@ -220,20 +233,27 @@ def rename_files(report: Report, real: dict[str, str]) -> None:
 
 
 def _print(report: Report, decrypting: bool) -> None:
-    click.echo(f"device {report.device_id or '?'} key {report.key_id}"
-               + ("" if decrypting else " (footage not decrypted: no --agency-key)"))
+    click.echo(
+        f"device {report.device_id or '?'} key {report.key_id}"
+        + ("" if decrypting else " (footage not decrypted: no --agency-key)")
+    )
     for rec in report.recordings:
-        click.echo(f"recording {rec.recording_id}: {rec.status}"
-                   + (f" (ended: {rec.end_reason})" if rec.end_reason else ""))
+        click.echo(
+            f"recording {rec.recording_id}: {rec.status}"
+            + (f" (ended: {rec.end_reason})" if rec.end_reason else "")
+        )
     for seg in report.segments:
         bad = [c for c in seg.chunks if c.status != "authentic"]
-        click.echo(f"  segment {seg.recording_id} #{seg.segment_index}: {seg.status}"
-                   f"  {len(seg.chunks) - len(bad)}/{len(seg.chunks)} chunks authentic"
-                   + (f"  {seg.detail}" if seg.detail else ""))
+        click.echo(
+            f"  segment {seg.recording_id} #{seg.segment_index}: {seg.status}"
+            f"  {len(seg.chunks) - len(bad)}/{len(seg.chunks)} chunks authentic"
+            + (f"  {seg.detail}" if seg.detail else "")
+        )
         for c in bad:
             click.echo(f"    chunk {c.chunk} ({c.kind}): {c.status} {c.detail}".rstrip())
     for f in report.findings:
         where = f" [{f.file}]" if f.file else ""
         click.echo(f"  {f.kind}: {f.detail}{where}")
-    click.echo("VERIFIED: authentic and complete" if report.ok
-               else "NOT VERIFIED: see the findings above")
+    click.echo(
+        "VERIFIED: authentic and complete" if report.ok else "NOT VERIFIED: see the findings above"
+    )

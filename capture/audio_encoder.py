@@ -57,9 +57,7 @@ class AacEncoder:
         if pcm.ndim == 1:
             pcm = pcm[:, None]
         planar = (pcm.T.astype(np.float32) / 32768.0).copy(order="C")
-        frame = av.AudioFrame.from_ndarray(
-            planar, format="fltp", layout=self._ctx.layout.name
-        )
+        frame = av.AudioFrame.from_ndarray(planar, format="fltp", layout=self._ctx.layout.name)
         frame.sample_rate = self.fmt.sample_rate
         frame.pts = self._samples
         frame.time_base = Fraction(1, self.fmt.sample_rate)

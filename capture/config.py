@@ -154,56 +154,106 @@ def _check(ok: bool, key: str, message: str) -> None:
 
 def validate(cfg: Config) -> Config:
     v, a, p = cfg.video, cfg.audio, cfg.pre_record
-    _check(bool(cfg.device_id.strip()) and cfg.device_id.isprintable() and len(cfg.device_id) <= 64,
-           "device_id", "must be 1-64 printable characters")
-    _check(all(c.isalnum() or c in "-_." for c in cfg.device_id), "device_id",
-           f"may hold only letters, digits, '-', '_' and '.' (got {cfg.device_id!r})")
-    _check(320 <= v.width <= 4096 and v.width % 32 == 0, "video.width",
-           f"must be a multiple of 32 between 320 and 4096 (got {v.width})")
-    _check(240 <= v.height <= 2304 and v.height % 2 == 0, "video.height",
-           f"must be even and between 240 and 2304 (got {v.height})")
+    _check(
+        bool(cfg.device_id.strip()) and cfg.device_id.isprintable() and len(cfg.device_id) <= 64,
+        "device_id",
+        "must be 1-64 printable characters",
+    )
+    _check(
+        all(c.isalnum() or c in "-_." for c in cfg.device_id),
+        "device_id",
+        f"may hold only letters, digits, '-', '_' and '.' (got {cfg.device_id!r})",
+    )
+    _check(
+        320 <= v.width <= 4096 and v.width % 32 == 0,
+        "video.width",
+        f"must be a multiple of 32 between 320 and 4096 (got {v.width})",
+    )
+    _check(
+        240 <= v.height <= 2304 and v.height % 2 == 0,
+        "video.height",
+        f"must be even and between 240 and 2304 (got {v.height})",
+    )
     _check(1 <= v.fps <= 120, "video.fps", f"must be between 1 and 120 (got {v.fps})")
-    _check(100_000 <= v.bitrate <= 50_000_000, "video.bitrate",
-           f"must be between 100000 and 50000000 bit/s (got {v.bitrate})")
-    _check(1 <= v.gop <= 10 * v.fps, "video.gop",
-           f"must be between 1 and 10 s of frames ({10 * v.fps}) (got {v.gop})")
-    _check(a.sample_rate in (16_000, 22_050, 24_000, 32_000, 44_100, 48_000), "audio.sample_rate",
-           f"must be one of 16000, 22050, 24000, 32000, 44100, 48000 (got {a.sample_rate})")
+    _check(
+        100_000 <= v.bitrate <= 50_000_000,
+        "video.bitrate",
+        f"must be between 100000 and 50000000 bit/s (got {v.bitrate})",
+    )
+    _check(
+        1 <= v.gop <= 10 * v.fps,
+        "video.gop",
+        f"must be between 1 and 10 s of frames ({10 * v.fps}) (got {v.gop})",
+    )
+    _check(
+        a.sample_rate in (16_000, 22_050, 24_000, 32_000, 44_100, 48_000),
+        "audio.sample_rate",
+        f"must be one of 16000, 22050, 24000, 32000, 44100, 48000 (got {a.sample_rate})",
+    )
     _check(a.channels in (1, 2), "audio.channels", f"must be 1 or 2 (got {a.channels})")
-    _check(16_000 <= a.bitrate <= 320_000, "audio.bitrate",
-           f"must be between 16000 and 320000 (got {a.bitrate})")
-    _check(0 <= p.seconds <= 600, "pre_record.seconds",
-           f"must be >= 0 and <= 600 (got {p.seconds:g})")
+    _check(
+        16_000 <= a.bitrate <= 320_000,
+        "audio.bitrate",
+        f"must be between 16000 and 320000 (got {a.bitrate})",
+    )
+    _check(
+        0 <= p.seconds <= 600, "pre_record.seconds", f"must be >= 0 and <= 600 (got {p.seconds:g})"
+    )
     need_mb = (v.bitrate * (p.seconds + v.gop / v.fps)) / 8 / 1e6
-    _check(p.max_mb <= MAX_PRE_RECORD_MB, "pre_record.max_mb",
-           f"must be at most {MAX_PRE_RECORD_MB} (got {p.max_mb})")
-    _check(p.max_mb >= need_mb, "pre_record.max_mb",
-           f"must hold pre_record.seconds at video.bitrate: at least {need_mb:.0f} "
-           f"(got {p.max_mb})")
-    _check(1 <= cfg.segments.seconds <= 600, "segments.seconds",
-           f"must be between 1 and 600 (got {cfg.segments.seconds:g})")
-    _check(cfg.segments.seconds >= v.gop / v.fps, "segments.seconds",
-           "must be at least one GOP long")
+    _check(
+        p.max_mb <= MAX_PRE_RECORD_MB,
+        "pre_record.max_mb",
+        f"must be at most {MAX_PRE_RECORD_MB} (got {p.max_mb})",
+    )
+    _check(
+        p.max_mb >= need_mb,
+        "pre_record.max_mb",
+        f"must hold pre_record.seconds at video.bitrate: at least {need_mb:.0f} (got {p.max_mb})",
+    )
+    _check(
+        1 <= cfg.segments.seconds <= 600,
+        "segments.seconds",
+        f"must be between 1 and 600 (got {cfg.segments.seconds:g})",
+    )
+    _check(
+        cfg.segments.seconds >= v.gop / v.fps, "segments.seconds", "must be at least one GOP long"
+    )
     _check(bool(cfg.storage.dir), "storage.dir", "must not be empty")
-    _check(cfg.dock.url == "" or cfg.dock.url.startswith(("http://", "https://")), "dock.url",
-           f"must start with http:// or https:// (got {cfg.dock.url!r})")
+    _check(
+        cfg.dock.url == "" or cfg.dock.url.startswith(("http://", "https://")),
+        "dock.url",
+        f"must start with http:// or https:// (got {cfg.dock.url!r})",
+    )
     low = cfg.storage.low_space_minutes
-    _check(0 <= low <= MAX_LOW_SPACE_MINUTES, "storage.low_space_minutes",
-           f"must be between 0 and {MAX_LOW_SPACE_MINUTES:g} (got {low:g})")
+    _check(
+        0 <= low <= MAX_LOW_SPACE_MINUTES,
+        "storage.low_space_minutes",
+        f"must be between 0 and {MAX_LOW_SPACE_MINUTES:g} (got {low:g})",
+    )
     c = cfg.controls
-    _check(0 <= c.debounce_ms <= 500, "controls.debounce_ms",
-           f"must be between 0 and 500 (got {c.debounce_ms})")
-    _check(0.5 <= c.hold_to_stop_s <= 10, "controls.hold_to_stop_s",
-           f"must be between 0.5 and 10 (got {c.hold_to_stop_s:g})")
-    _check(10 <= c.reminder_interval_s <= 86_400, "controls.reminder_interval_s",
-           f"must be between 10 and 86400 (a day) (got {c.reminder_interval_s:g})")
+    _check(
+        0 <= c.debounce_ms <= 500,
+        "controls.debounce_ms",
+        f"must be between 0 and 500 (got {c.debounce_ms})",
+    )
+    _check(
+        0.5 <= c.hold_to_stop_s <= 10,
+        "controls.hold_to_stop_s",
+        f"must be between 0.5 and 10 (got {c.hold_to_stop_s:g})",
+    )
+    _check(
+        10 <= c.reminder_interval_s <= 86_400,
+        "controls.reminder_interval_s",
+        f"must be between 10 and 86400 (a day) (got {c.reminder_interval_s:g})",
+    )
     pins = [(f.name, getattr(cfg.pins, f.name)) for f in fields(cfg.pins)]
     for name, pin in pins:
         _check(2 <= pin <= 27, f"pins.{name}", f"must be a BCM GPIO number 2-27 (got {pin})")
     seen: dict[int, str] = {}
     for name, pin in pins:
-        _check(pin not in seen, f"pins.{name}",
-               f"pin {pin} is already used by pins.{seen.get(pin)}")
+        _check(
+            pin not in seen, f"pins.{name}", f"pin {pin} is already used by pins.{seen.get(pin)}"
+        )
         seen[pin] = name
     return cfg
 

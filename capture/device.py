@@ -36,9 +36,14 @@ SHOWN_STATE: dict[State, ShownState] = {
 def controls_config(cfg: Config) -> ControlsConfig:
     c, p = cfg.controls, cfg.pins
     return ControlsConfig(
-        button_pin=p.button, red_led_pin=p.red_led, green_led_pin=p.green_led,
-        haptic_pin=p.haptic, debounce_s=c.debounce_ms / 1000, hold_to_stop_s=c.hold_to_stop_s,
-        reminder_interval_s=c.reminder_interval_s, stealth=c.stealth,
+        button_pin=p.button,
+        red_led_pin=p.red_led,
+        green_led_pin=p.green_led,
+        haptic_pin=p.haptic,
+        debounce_s=c.debounce_ms / 1000,
+        hold_to_stop_s=c.hold_to_stop_s,
+        reminder_interval_s=c.reminder_interval_s,
+        stealth=c.stealth,
     )
 
 

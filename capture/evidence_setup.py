@@ -41,8 +41,9 @@ def open_evidence(cfg: Config, firmware_version: str) -> EvidenceSetup:
     k = cfg.keys
     warnings: list[str] = []
     if not Path(k.device_key).exists():
-        return EvidenceSetup(None, f"no device key at {k.device_key}: run `bwv provision`",
-                             warnings)
+        return EvidenceSetup(
+            None, f"no device key at {k.device_key}: run `bwv provision`", warnings
+        )
     try:
         identity = DeviceIdentity.load(Path(k.device_key), cfg.device_id)
         agency = load_agency_public_key(Path(k.agency_public_key))
@@ -56,9 +57,9 @@ def open_evidence(cfg: Config, firmware_version: str) -> EvidenceSetup:
     else:
         warnings.append(f"no dock key pinned at {k.dock_public_key}: cannot ship footage")
     try:
-        sink = EvidenceSink(outbox_dir(cfg), identity, agency, firmware_version,
-                            chain_state_path(cfg))
+        sink = EvidenceSink(
+            outbox_dir(cfg), identity, agency, firmware_version, chain_state_path(cfg)
+        )
     except (OSError, ValueError) as exc:
-        return EvidenceSetup(None, f"cannot open the evidence store: {exc}", warnings,
-                             identity)
+        return EvidenceSetup(None, f"cannot open the evidence store: {exc}", warnings, identity)
     return EvidenceSetup(sink, None, warnings, identity)

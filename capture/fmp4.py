@@ -30,9 +30,7 @@ from base.packets import Packet, Stream
 US = Fraction(1, 1_000_000)
 # frag_discont: each track's first fragment keeps its packets' decode time in ``tfdt`` (the
 # recording's timeline) instead of starting at 0; use_metadata_tags: our own tag names
-MOVFLAGS = (
-    "frag_keyframe+empty_moov+default_base_moof+skip_trailer+frag_discont+use_metadata_tags"
-)
+MOVFLAGS = "frag_keyframe+empty_moov+default_base_moof+skip_trailer+frag_discont+use_metadata_tags"
 
 
 @dataclass(frozen=True)
@@ -143,7 +141,9 @@ class Fmp4Muxer:
     ) -> None:
         self._sink = _Sink()
         self._container = av.open(
-            self._sink, "w", format="mp4",
+            self._sink,
+            "w",
+            format="mp4",
             # avoid_negative_ts would shift the first packet to 0: keep the timeline
             options={"movflags": MOVFLAGS, "flush_packets": "1", "avoid_negative_ts": "disabled"},
         )

@@ -65,21 +65,26 @@ class Hardware:
     pins: PinBackend
 
 
-def build_hardware(cfg: Config, wall: WallClock, on_fault: Callable[[str], None],
-                   on_warning: Callable[[str], None] | None = None,
-                   clock: KernelClock | None = None, pins: PinBackend | None = None) -> Hardware:
+def build_hardware(
+    cfg: Config,
+    wall: WallClock,
+    on_fault: Callable[[str], None],
+    on_warning: Callable[[str], None] | None = None,
+    clock: KernelClock | None = None,
+    pins: PinBackend | None = None,
+) -> Hardware:
     """``clock``: the daemon's one capture clock (the wall clock is anchored to it);
     ``pins``: used instead of RPi.GPIO's (``bwv selftest`` without that library)."""
     from gpio.rpi import RpiGpioBackend
 
     clock = clock or capture_clock()
-    camera = Picamera2Camera(cfg.video, Overlay(cfg.device_id), wall, clock,
-                             on_fault=on_fault)
+    camera = Picamera2Camera(cfg.video, Overlay(cfg.device_id), wall, clock, on_fault=on_fault)
     microphone = None
     if cfg.audio.enabled:
         a = cfg.audio
         microphone = PyAudioMicrophone(
-            AudioFormat(a.sample_rate, a.channels, a.bitrate), clock,
+            AudioFormat(a.sample_rate, a.channels, a.bitrate),
+            clock,
             device_name=a.device or None,
             on_fault=on_fault,
             on_warning=on_warning,

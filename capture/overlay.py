@@ -82,15 +82,24 @@ class Overlay:
         lay = layout(w, h, lines)
         x0, y0, x1, y1 = lay.box
         box = image[y0:y1, x0:x1]
-        box[...] = (
-            (box.astype(np.uint16) * (256 - BOX_ALPHA) + DARK * BOX_ALPHA) >> 8
-        ).astype(np.uint8)
+        box[...] = ((box.astype(np.uint16) * (256 - BOX_ALPHA) + DARK * BOX_ALPHA) >> 8).astype(
+            np.uint8
+        )
         for text, org in zip(lines, lay.origins, strict=True):
             if lay.thick > 1:  # a dark outline keeps big text crisp; small text it would eat
-                cv2.putText(image, text, org, FONT, lay.scale, _colour(image, DARK),
-                            lay.thick + 2, cv2.LINE_AA)
-            cv2.putText(image, text, org, FONT, lay.scale, _colour(image, TEXT),
-                        lay.thick, cv2.LINE_AA)
+                cv2.putText(
+                    image,
+                    text,
+                    org,
+                    FONT,
+                    lay.scale,
+                    _colour(image, DARK),
+                    lay.thick + 2,
+                    cv2.LINE_AA,
+                )
+            cv2.putText(
+                image, text, org, FONT, lay.scale, _colour(image, TEXT), lay.thick, cv2.LINE_AA
+            )
 
 
 def _colour(image: np.ndarray, v: int):

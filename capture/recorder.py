@@ -113,8 +113,9 @@ class Recorder:
         self._free_bytes = free_bytes
         self._on_event = on_event or (lambda e: None)
         self._new_id = new_id
-        self.ring = RingBuffer(cfg.pre_record_us, cfg.pre_record_max_bytes,
-                               keep_audio=cfg.audio_in_pre_record)
+        self.ring = RingBuffer(
+            cfg.pre_record_us, cfg.pre_record_max_bytes, keep_audio=cfg.audio_in_pre_record
+        )
         self.state = State.BOOTING
         self.recordings: list[Recording] = []
         self.current: Recording | None = None
@@ -126,8 +127,9 @@ class Recorder:
         self._storage_fault = False
 
     # -- events ------------------------------------------------------------------------------
-    def _emit(self, kind: EventKind, at_us: int, detail: str = "",
-              source: FaultSource | None = None) -> None:
+    def _emit(
+        self, kind: EventKind, at_us: int, detail: str = "", source: FaultSource | None = None
+    ) -> None:
         self._on_event(Event(kind, at_us, detail, source=source))
 
     def _set_state(self, state: State, at_us: int) -> None:
@@ -176,9 +178,7 @@ class Recorder:
                 return
         else:
             self.ring.push(p)
-        audio_done = self.cfg.audio is None or (
-            p.stream is Stream.AUDIO and p.pts_us >= stop_us
-        )
+        audio_done = self.cfg.audio is None or (p.stream is Stream.AUDIO and p.pts_us >= stop_us)
         if audio_done or (p.stream is Stream.VIDEO and p.pts_us >= stop_us + STOP_GRACE_US):
             self._finish(p.pts_us)
 
@@ -253,8 +253,13 @@ class Recorder:
     def _open_writer(self, rec: Recording, backlog: list[Packet]) -> None:
         first_index = rec.writers[-1].next_segment_index if rec.writers else 0
         w = SegmentWriter(
-            sink=self.sink, recording_id=rec.id, video=self.cfg.video, audio=self.cfg.audio,
-            audio_extradata=self.audio_extradata, segment_us=self.cfg.segment_us, wall=self.wall,
+            sink=self.sink,
+            recording_id=rec.id,
+            video=self.cfg.video,
+            audio=self.cfg.audio,
+            audio_extradata=self.audio_extradata,
+            segment_us=self.cfg.segment_us,
+            wall=self.wall,
             trigger={
                 "press_us": rec.press_us,
                 "pre_record_start_us": rec.pre_record_start_us,
@@ -279,17 +284,19 @@ class Recorder:
         w.finish("storage_fault")
         self._writer = None
         self._storage_fault = True
-        self._emit(EventKind.FAULT, at_us,
-                   f"storage: {w.failed.strerror}: recording paused, footage so far kept",
-                   FaultSource.STORAGE)
+        self._emit(
+            EventKind.FAULT,
+            at_us,
+            f"storage: {w.failed.strerror}: recording paused, footage so far kept",
+            FaultSource.STORAGE,
+        )
 
     def _try_resume(self, at_us: int) -> None:
         if self._free_bytes is not None and self._free_bytes() < self.cfg.resume_space_bytes:
             return
         assert self.current is not None
         self._storage_fault = False
-        self._emit(EventKind.FAULT_CLEARED, at_us, FaultSource.STORAGE.value,
-                   FaultSource.STORAGE)
+        self._emit(EventKind.FAULT_CLEARED, at_us, FaultSource.STORAGE.value, FaultSource.STORAGE)
         self._open_writer(self.current, self.ring.drain())
 
     def _check_space(self, at_us: int) -> None:

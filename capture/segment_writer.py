@@ -200,8 +200,9 @@ class SegmentWriter:
             wall_quality=self.wall.quality,
             trigger=self.trigger,
         )
-        tags = SegmentTags(info.wall_start_us, self.device_id, self.recording_id,
-                           info.segment_index)
+        tags = SegmentTags(
+            info.wall_start_us, self.device_id, self.recording_id, info.segment_index
+        )
         self._muxer = Fmp4Muxer(
             self.video, parameter_sets(first.data), self.audio, self.audio_extradata, tags
         )

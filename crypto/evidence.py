@@ -48,8 +48,14 @@ from crypto.seal import SegmentContext, SegmentEncryptor, frame
 from crypto.trail import TRAIL_NAME, TrailWriter
 
 __all__ = [
-    "PARTIAL", "SEG_EXT", "SEGMENTS_DIR", "UNSIGNED", "EvidenceSink", "RecoveredSegment",
-    "SegmentInfo", "segment_file_name",
+    "PARTIAL",
+    "SEG_EXT",
+    "SEGMENTS_DIR",
+    "UNSIGNED",
+    "EvidenceSink",
+    "RecoveredSegment",
+    "SegmentInfo",
+    "segment_file_name",
 ]
 
 
@@ -333,9 +339,7 @@ class EvidenceSink:
         results = []
         for p in sorted(self.segments_dir.glob("*" + SEG_EXT + PARTIAL)):
             aborted = p.name in self.pending.aborted  # by a full disk, not by a crash
-            results.append(
-                self.recovery.finish_partial(p, self._known.get(p.name), not aborted)
-            )
+            results.append(self.recovery.finish_partial(p, self._known.get(p.name), not aborted))
             if aborted:
                 self.pending.aborted.discard(p.name)
                 self._known.pop(p.name, None)

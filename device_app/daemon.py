@@ -70,8 +70,14 @@ class DaemonStats:
 
 
 class Daemon:
-    def __init__(self, cfg: Config, hw: Hardware, wall: OffsetWallClock, firmware: str,
-                 notifier: Notifier | None = None) -> None:
+    def __init__(
+        self,
+        cfg: Config,
+        hw: Hardware,
+        wall: OffsetWallClock,
+        firmware: str,
+        notifier: Notifier | None = None,
+    ) -> None:
         self.cfg = cfg
         self.hw = hw
         self.wall = wall
@@ -91,7 +97,9 @@ class Daemon:
                 log.warning("recovered a segment left open by a crash: %s", p.name)
             rcfg = recorder_config(cfg)
             recorder = Recorder(
-                rcfg, setup.sink, wall,
+                rcfg,
+                setup.sink,
+                wall,
                 audio_extradata=_aac_extradata(rcfg.audio) if rcfg.audio else b"",
                 free_bytes=lambda: _free_bytes(Path(cfg.storage.dir)),
                 on_event=lambda e: self.core.event(e),
@@ -138,16 +146,24 @@ class Daemon:
         except IdentityError as exc:
             self.core.warning("dock", f"not shipping: {exc}")
             return
-        client = DockClient(self.cfg.dock.url, DeviceCredentials(ident.device_id, ident, dock_key),
-                            wall_clock=lambda: self.wall.wall_us(self.hw.clock.now_us()))
+        client = DockClient(
+            self.cfg.dock.url,
+            DeviceCredentials(ident.device_id, ident, dock_key),
+            wall_clock=lambda: self.wall.wall_us(self.hw.clock.now_us()),
+        )
 
         def on_time(sync: TimeSync) -> None:
             now = self.hw.clock.now_us()
             offset = self.wall.resync(now, self.wall.wall_us(now) + sync.offset_us)
             log.info("wall clock set from the dock (corrected by %d µs)", offset)
 
-        shipper = Shipper(ChainOutbox(outbox_dir(self.cfg)), client, self.hw.clock,
-                          docked=self.docked, on_time=on_time)
+        shipper = Shipper(
+            ChainOutbox(outbox_dir(self.cfg)),
+            client,
+            self.hw.clock,
+            docked=self.docked,
+            on_time=on_time,
+        )
         self.shipper = ShipperThread(shipper).start()
 
     def docked(self) -> bool:
@@ -170,17 +186,19 @@ class Daemon:
     def write_status(self, now_us: int) -> None:
         st = self.core.status()
         shipper = self.shipper.shipper.state if self.shipper else None
-        st.update({
-            "updated_wall_us": time.time_ns() // 1000,
-            "pid": os.getpid(),
-            "frames_delivered": self.stats.frames,
-            "camera_dropped_frames": getattr(self.hw.camera, "dropped_frames", 0),
-            "shipper": {
-                "docked": self.docked() if self.shipper else False,
-                "shipped": shipper.shipped if shipper else 0,
-                "last_error": shipper.last_error if shipper else None,
-            },
-        })
+        st.update(
+            {
+                "updated_wall_us": time.time_ns() // 1000,
+                "pid": os.getpid(),
+                "frames_delivered": self.stats.frames,
+                "camera_dropped_frames": getattr(self.hw.camera, "dropped_frames", 0),
+                "shipper": {
+                    "docked": self.docked() if self.shipper else False,
+                    "shipped": shipper.shipped if shipper else 0,
+                    "last_error": shipper.last_error if shipper else None,
+                },
+            }
+        )
         try:
             write_atomic(status_path(self.cfg), json.dumps(st, indent=1).encode(), mode=0o640)
         except OSError as exc:
@@ -239,8 +257,9 @@ def run_daemon(cfg: Config) -> int:
     # wall time is anchored to the capture clock once; the dock corrects it later
     wall = OffsetWallClock(time.time_ns() // 1000 - clock.now_us())
     try:
-        hw = build_hardware(cfg, wall, lambda msg: log.error("hardware fault: %s", msg),
-                            clock=clock)
+        hw = build_hardware(
+            cfg, wall, lambda msg: log.error("hardware fault: %s", msg), clock=clock
+        )
     except (ImportError, RuntimeError) as exc:  # RPi.GPIO refuses to load off a Raspberry Pi
         raise DaemonSetupError(f"cannot set up the hardware: {exc}") from None
     daemon = Daemon(cfg, hw, wall, __version__)

@@ -98,7 +98,9 @@ def _stored_name(r: HeldRecord) -> str:
 
 
 def outbox_files(
-    store: DirectoryStore, device_id: str, records: list[HeldRecord],
+    store: DirectoryStore,
+    device_id: str,
+    records: list[HeldRecord],
     progress: Callable[[str], None] | None = None,
 ) -> dict[str, bytes]:
     """The records and their stored segments as ``{outbox-relative name: bytes}``: what
@@ -126,8 +128,10 @@ def outbox_files(
                 with contextlib.suppress(OSError), store.open_object(key) as f:
                     files[f"{SEGMENTS_DIR}/{tail['file']}"] = f.read()
             if progress:
-                progress(f"[{k}/{n_segs}] read segment {r.fields.segment_index} of "
-                         f"{r.fields.recording_id} from the dock ({r.held.stored_size} bytes)")
+                progress(
+                    f"[{k}/{n_segs}] read segment {r.fields.segment_index} of "
+                    f"{r.fields.recording_id} from the dock ({r.held.stored_size} bytes)"
+                )
     return files
 
 
@@ -172,8 +176,10 @@ def verify_recording(
         raise ExportError(f"no device {device_id!r} is enrolled at this dock")
     files = outbox_files(store, device_id, records, progress)
     if progress:
-        progress(f"verifying {len(records)} chain records and their segments"
-                 + (" (decrypting)" if agency_private_key is not None else ""))
+        progress(
+            f"verifying {len(records)} chain records and their segments"
+            + (" (decrypting)" if agency_private_key is not None else "")
+        )
     report = verify(
         files,
         device.public_key,
@@ -184,8 +190,10 @@ def verify_recording(
     )
     for f in report.findings:  # the camera shipped them: say that the dock has them
         if f.kind == "unsigned" and f.file in files and ".unsigned" in (f.file or ""):
-            f.detail = (f"{len(files[f.file])} bytes unsigned, received: set aside by the "
-                        "camera's recovery after the last signed chunk, never signed")
+            f.detail = (
+                f"{len(files[f.file])} bytes unsigned, received: set aside by the "
+                "camera's recovery after the last signed chunk, never signed"
+            )
     link = _link_to_predecessor(store, device_id, records[0], files)
     if link is not None:
         report.findings.append(link)
@@ -244,8 +252,7 @@ def _check_out(out: Path, store_dir: Path, replace: bool) -> None:
         )
 
 
-def _write_manifests(out: Path, records: list[HeldRecord], files: dict[str, bytes]
-                     ) -> list[Path]:
+def _write_manifests(out: Path, records: list[HeldRecord], files: dict[str, bytes]) -> list[Path]:
     mdir = out / MANIFESTS_DIR
     mdir.mkdir(exist_ok=True)
     manifests = []
@@ -316,9 +323,16 @@ def export_recording(
     handed: list[SegmentOut] = []
     for k, r in enumerate(by_index, 1):
         name = _stored_name(r)
-        got = hand_over(r.fields.segment_index or 0, name, r.fields.raw,
-                        files.get(f"{SEGMENTS_DIR}/{name}"), out, recording_id,
-                        agency_private_key, problems)
+        got = hand_over(
+            r.fields.segment_index or 0,
+            name,
+            r.fields.raw,
+            files.get(f"{SEGMENTS_DIR}/{name}"),
+            out,
+            recording_id,
+            agency_private_key,
+            problems,
+        )
         handed.append(got)
         if progress:
             what = f"{got.state}: " if got.state in (EMPTY, MISSING) else ""
@@ -327,8 +341,7 @@ def export_recording(
     report_json = report.to_json()
     report_json["export"] = export_listing(out, handed)
     report_path = out / REPORT_FILE
-    write_atomic(report_path, (json.dumps(report_json, indent=2, sort_keys=True) + "\n")
-                 .encode())
+    write_atomic(report_path, (json.dumps(report_json, indent=2, sort_keys=True) + "\n").encode())
     return ExportResult(
         recording_id=recording_id,
         device_id=dev,
@@ -338,8 +351,7 @@ def export_recording(
         report=report_json,
         ok=ok,
         report_path=report_path,
-        encrypted=[s.file for s in handed
-                   if s.state in (COPIED, EMPTY) and s.file is not None],
+        encrypted=[s.file for s in handed if s.state in (COPIED, EMPTY) and s.file is not None],
         problems=problems,
         decrypted=agency_private_key is not None,
         handed_over=handed,
@@ -408,4 +420,3 @@ __all__ = [
     "scan_recordings",
     "verify_recording",
 ]
-

@@ -43,8 +43,10 @@ EMPTY = "empty"  # no frame in it: listed, no MP4 written
 MISSING = "missing"  # the dock's stored copy is missing
 UNREADABLE = "undecryptable"  # nothing of it decrypts
 
-NO_FRAME = ("it holds no frame (the camera stopped it right after it began: a crash or a "
-            "full disk at that moment)")
+NO_FRAME = (
+    "it holds no frame (the camera stopped it right after it began: a crash or a "
+    "full disk at that moment)"
+)
 EMPTY_DETAIL = NO_FRAME + "; no MP4 written"
 
 
@@ -68,8 +70,9 @@ def earlier_export(out: Path) -> list[Path]:
     found = []
     for entry in sorted(out.iterdir()):
         name = entry.name
-        if (name in (REPORT_FILE, MANIFESTS_DIR, SEGMENTS_DIR)
-                or (_EXPORTED_MP4.fullmatch(name) and entry.is_file())):
+        if name in (REPORT_FILE, MANIFESTS_DIR, SEGMENTS_DIR) or (
+            _EXPORTED_MP4.fullmatch(name) and entry.is_file()
+        ):
             found.append(entry)
     return found
 
@@ -90,8 +93,7 @@ def clear_earlier_export(out: Path) -> list[str]:
 
 def describe(entries: list[Path] | list[str]) -> str:
     """``report.json, manifests/, segments/ and 3 MP4 files`` for a one-line message."""
-    shown = [e if isinstance(e, str) else e.name + ("/" if e.is_dir() else "")
-             for e in entries]
+    shown = [e if isinstance(e, str) else e.name + ("/" if e.is_dir() else "") for e in entries]
     names = [n for n in shown if not n.endswith(MP4_EXT)]
     mp4s = len(shown) - len(names)
     if mp4s:
@@ -125,10 +127,10 @@ def has_no_frame(manifest: dict[str, Any], plaintext: bytes | None = None) -> bo
     decrypted bytes are an MP4 header with no whole fragment after it."""
     chunks = manifest.get("chunks")
     if isinstance(chunks, list) and not any(
-            isinstance(c, dict) and c.get("kind") == "fragment" for c in chunks):
+        isinstance(c, dict) and c.get("kind") == "fragment" for c in chunks
+    ):
         return True
-    return (plaintext is not None and plaintext[4:8] == b"ftyp"
-            and fragment_count(plaintext) == 0)
+    return plaintext is not None and plaintext[4:8] == b"ftyp" and fragment_count(plaintext) == 0
 
 
 def export_listing(out: Path, segments: list[SegmentOut]) -> dict[str, Any]:
@@ -139,9 +141,16 @@ def export_listing(out: Path, segments: list[SegmentOut]) -> dict[str, Any]:
     }
 
 
-def hand_over(idx: int, stored_name: str, manifest: dict[str, Any], blob: bytes | None,
-              out: Path, recording_id: str, agency_private_key: PrivateKey | None,
-              problems: list[str]) -> SegmentOut:
+def hand_over(
+    idx: int,
+    stored_name: str,
+    manifest: dict[str, Any],
+    blob: bytes | None,
+    out: Path,
+    recording_id: str,
+    agency_private_key: PrivateKey | None,
+    problems: list[str],
+) -> SegmentOut:
     """Segment ``idx`` into ``out``: decrypted to MP4 (with the agency key) or its stored copy
     as ``segments/<stored_name>``; a segment without a frame is listed as empty, never
     written as a 0-frame MP4. Why a segment does not decrypt whole goes to ``problems``."""
@@ -169,5 +178,10 @@ def hand_over(idx: int, stored_name: str, manifest: dict[str, Any], blob: bytes 
         return SegmentOut(idx, EMPTY, detail=EMPTY_DETAIL, whole=whole)
     dst = out / f"{recording_id}_{idx:04d}{MP4_EXT}"
     write_atomic(dst, plain, mode=0o600)  # footage in the clear: for its holder only
-    return SegmentOut(idx, WRITTEN, dst, f"decrypted to {dst} ({len(plain)} bytes)"
-                      + ("" if whole else ", INCOMPLETE"), whole=whole)
+    return SegmentOut(
+        idx,
+        WRITTEN,
+        dst,
+        f"decrypted to {dst} ({len(plain)} bytes)" + ("" if whole else ", INCOMPLETE"),
+        whole=whole,
+    )

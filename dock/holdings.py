@@ -180,7 +180,8 @@ def summarise_recording(holdings: DeviceHoldings, recording_id: str) -> Recordin
         problems.append(f"segment {_ranges(missing)} not at the dock")
     if holes:
         problems.append(
-            "chain record " + _ranges(s for a, b in holes for s in range(a, b + 1))
+            "chain record "
+            + _ranges(s for a, b in holes for s in range(a, b + 1))
             + " not at the dock"
         )
     if breaks:
@@ -196,8 +197,9 @@ def summarise_recording(holdings: DeviceHoldings, recording_id: str) -> Recordin
     elif last_end.fields.raw.get("reason") != "stopped" or last_end.fields.raw.get("recovered"):
         state = ENDED_EARLY
         why = last_end.fields.raw.get("reason")
-        detail = f"ended: {why}" + (" (found open after a restart)"
-                                    if last_end.fields.raw.get("recovered") else "")
+        detail = f"ended: {why}" + (
+            " (found open after a restart)" if last_end.fields.raw.get("recovered") else ""
+        )
     else:
         state, detail = VERIFIED, "all segments and the end record held, chain unbroken"
     return RecordingSummary(
@@ -216,8 +218,9 @@ def summarise_recording(holdings: DeviceHoldings, recording_id: str) -> Recordin
     )
 
 
-def scan_recordings(store: DirectoryStore, device_ids: list[str] | None = None
-                    ) -> tuple[list[RecordingSummary], dict[str, DeviceHoldings]]:
+def scan_recordings(
+    store: DirectoryStore, device_ids: list[str] | None = None
+) -> tuple[list[RecordingSummary], dict[str, DeviceHoldings]]:
     """Every recording the dock holds (by device, then chain order), and the holdings."""
     ids = device_ids if device_ids is not None else [d.device_id for d in store.list_devices()]
     out: list[RecordingSummary] = []

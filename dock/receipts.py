@@ -121,6 +121,7 @@ class UploadState:
 
 # --------------------------------------------------------------------------- unsigned tails
 
+
 @dataclass(frozen=True)
 class UnsignedReceipt:
     """The dock's word that it holds a segment's set-aside unsigned bytes (the ``.unsigned``

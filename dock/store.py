@@ -140,8 +140,6 @@ class LogEntry:
         return d
 
 
-
-
 def chain_report(segments: list[HeldSegment]) -> ChainReport:
     segs = sorted(segments, key=lambda s: s.seq)
     gaps: list[tuple[int, int]] = []
@@ -326,4 +324,3 @@ def manifest_key(device_id: str, segment_id: str) -> str:
 def unsigned_key(device_id: str, segment_id: str) -> str:
     """A segment's set-aside unsigned bytes (dock/unsigned.py): beside it, never evidence."""
     return f"{device_id}/{segment_id}.unsigned"
-

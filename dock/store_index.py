@@ -54,7 +54,6 @@ CREATE TABLE IF NOT EXISTS custody_log(
 """
 
 
-
 class StoreIndex:
     """``root/index.sqlite3``, ``root/objects/``, ``root/staging/``: what every part of the
     embedded store shares."""
@@ -155,7 +154,6 @@ class StoreIndex:
 
     # -- custody log
 
-
     def _append_log(
         self,
         db: sqlite3.Connection,
@@ -202,7 +200,6 @@ class StoreIndex:
                 sha256=sha256,
                 detail=detail,
             )
-
 
     def custody_log(self, after: int = 0, limit: int = 1000) -> list[LogEntry]:
         rows = self._q(

@@ -22,7 +22,6 @@ from dock.verify import ManifestFields
 class SegmentUploads(StoreIndex):
     """Uploads of segments, and their commit as held segments."""
 
-
     def _receipt_of(self, device_id: str, segment_id: str) -> SignedReceipt | None:
         rows = self._q(
             "SELECT receipt FROM segments WHERE device_id=? AND segment_id=?",

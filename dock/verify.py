@@ -133,10 +133,20 @@ def default_verifier() -> SegmentVerifier:
 
 # findings that say something was changed, swapped or is unreadable: the stored bytes or
 # records are not what the camera signed
-TAMPER_KINDS = frozenset({
-    "altered", "substituted", "reordered", "duplicate", "chain_break", "malformed",
-    "misnamed", "unrecognized", "undecryptable", "torn",
-})
+TAMPER_KINDS = frozenset(
+    {
+        "altered",
+        "substituted",
+        "reordered",
+        "duplicate",
+        "chain_break",
+        "malformed",
+        "misnamed",
+        "unrecognized",
+        "undecryptable",
+        "torn",
+    }
+)
 # findings that say a recording was cut off (crash, full disk, power): what was signed is
 # there and verifies; it is the end that is not the officer's
 INTERRUPTED_KINDS = frozenset({"ended_early", "truncated", "unsigned"})

@@ -113,8 +113,10 @@ class RingBuffer:
 
     def stats(self) -> RingStats:
         oldest = self.oldest_video_us()
-        span = 0 if oldest is None or self._newest_video_us is None else (
-            self._newest_video_us - oldest
+        span = (
+            0
+            if oldest is None or self._newest_video_us is None
+            else (self._newest_video_us - oldest)
         )
         return RingStats(len(self._packets), self._bytes, span, self._dropped_for_bytes)
 

@@ -54,10 +54,13 @@ class SimDevice:
         self.recovered = self.sink.recover()
         self.microphone = (
             SimMicrophone(self.rcfg.audio, self._packet, start_us=self.boot_us)
-            if self.rcfg.audio else None
+            if self.rcfg.audio
+            else None
         )
         self.recorder = Recorder(
-            self.rcfg, self.sink, self.wall,
+            self.rcfg,
+            self.sink,
+            self.wall,
             audio_extradata=self.microphone.encoder.extradata if self.microphone else b"",
             free_bytes=self.storage.free_bytes,
             on_event=lambda e: self.core.event(e),
@@ -67,8 +70,14 @@ class SimDevice:
             self._event(Event(EventKind.RECOVERED, 0, str(path)))
         v = self.cfg.video
         self.camera = SimCamera(
-            self.rcfg.video, v.bitrate, v.gop, Overlay(self.cfg.device_id), self.wall,
-            self._packet, start_us=self.boot_us, drop_late=self.realtime,
+            self.rcfg.video,
+            v.bitrate,
+            v.gop,
+            Overlay(self.cfg.device_id),
+            self.wall,
+            self._packet,
+            start_us=self.boot_us,
+            drop_late=self.realtime,
         )
 
     def _packet(self, p) -> None:
@@ -124,6 +133,7 @@ def make_device(cfg: Config, state_dir: Path, realtime: bool = False, **kw) -> S
 
     keys = sim_keys(state_dir, cfg.device_id)
     storage = LocalStorage(state_dir / "outbox")
-    sink = EvidenceSink(storage.root, keys.identity, keys.agency_public, __version__,
-                        keys.chain_state_path)
+    sink = EvidenceSink(
+        storage.root, keys.identity, keys.agency_public, __version__, keys.chain_state_path
+    )
     return SimDevice(cfg, storage, realtime=realtime, sink=sink, keys=keys, **kw)

@@ -46,8 +46,15 @@ def visit_dock(dev: SimDevice, dock_dir: Path, clock: Clock | None = None) -> Do
             dock_key = bytes(load_dock_public_key(pinned))
         else:  # first visit: the technician enrolls the device and pins the dock's key
             token = issue_token(dock.store, wall_clock_us(), device_id=ident.device_id).token
-            got = enroll(server.url, ident.device_id, ident, ident.public_key, token,
-                         wall_clock=wall_clock_us, expected_dock_key=dock.public_key)
+            got = enroll(
+                server.url,
+                ident.device_id,
+                ident,
+                ident.public_key,
+                token,
+                wall_clock=wall_clock_us,
+                expected_dock_key=dock.public_key,
+            )
             dock_key = got.dock_public_key
             write_atomic(pinned, dock_key.hex().encode() + b"\n")
         creds = DeviceCredentials(ident.device_id, ident, dock_key)

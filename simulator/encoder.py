@@ -53,7 +53,11 @@ class H264Encoder:
         for p in packets:
             out.append(
                 Packet(
-                    Stream.VIDEO, p.pts, self._frame_us, bool(p.is_keyframe), bytes(p),
+                    Stream.VIDEO,
+                    p.pts,
+                    self._frame_us,
+                    bool(p.is_keyframe),
+                    bytes(p),
                     self._index_of_pts.pop(p.pts, None),
                 )
             )

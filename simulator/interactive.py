@@ -54,12 +54,15 @@ def terminal_problem(stdin: TextIO, stdout: TextIO) -> str | None:
     """Why ``bwv sim`` cannot run on these streams, or None."""
     if stdin.isatty() and stdout.isatty():
         return None
-    return ("bwv sim needs a terminal (it reads keys as they are pressed); "
-            "without one, run the scripted raid: bwv sim raid --out DIR")
+    return (
+        "bwv sim needs a terminal (it reads keys as they are pressed); "
+        "without one, run the scripted raid: bwv sim raid --out DIR"
+    )
 
 
-def run_interactive(cfg: Config, state: Path, term: Terminal | None = None,
-                    realtime: bool = True) -> None:
+def run_interactive(
+    cfg: Config, state: Path, term: Terminal | None = None, realtime: bool = True
+) -> None:
     """Run the simulator on ``term`` (default: this process's terminal, which must be one:
     :class:`NoTerminal` otherwise, raised before anything is made)."""
     if term is not None:
@@ -153,8 +156,12 @@ def status_parts(dev: SimDevice, stealth: bool) -> list[str]:
         parts.append(f"FAULT: {status.fault}")
     if stealth:
         parts.append("STEALTH")
-    parts += [f"red {ind.red}", f"green {ind.green}", f"haptic {ind.haptic}",
-              f"seg {len(dev.recorder.segment_paths())}"]
+    parts += [
+        f"red {ind.red}",
+        f"green {ind.green}",
+        f"haptic {ind.haptic}",
+        f"seg {len(dev.recorder.segment_paths())}",
+    ]
     if rec is not None:
         parts.append(f"rec {rec.id[:8]}")
     return parts
@@ -189,17 +196,23 @@ def _dock_and_explain(dev: SimDevice, state: Path, recs: list) -> list[str]:
         visit = visit_dock(dev, dock_dir)
     except Exception as exc:  # the simulator's exit: one line, never a traceback
         log.debug("dock visit failed", exc_info=True)
-        return [f"Could not dock ({exc}); the encrypted segments stay in "
-                f"{dev.storage.root / 'segments'}."]
-    lines.append(f"It shipped {visit.shipped} chain record(s) (segments and end records), "
-                 "each receipted by the dock.")
+        return [
+            f"Could not dock ({exc}); the encrypted segments stay in "
+            f"{dev.storage.root / 'segments'}."
+        ]
+    lines.append(
+        f"It shipped {visit.shipped} chain record(s) (segments and end records), "
+        "each receipted by the dock."
+    )
     lines += [f"PROBLEM: {p}" for p in visit.problems]
     bwv = _bwv_command()
     q = shlex.quote
     key = dev.keys.agency_private_path
     if recs:
-        lines.append("Export a recording (decrypted with the simulator's stand-in agency "
-                     f"key, {key}) and play it:")
+        lines.append(
+            "Export a recording (decrypted with the simulator's stand-in agency "
+            f"key, {key}) and play it:"
+        )
     for rec in recs:
         out = state / EXPORT_DIR / rec.id
         lines += [

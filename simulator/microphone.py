@@ -35,8 +35,9 @@ class SimMicrophone:
     def poll(self, now_us: int) -> None:
         """Deliver every chunk whose last sample was captured by ``now_us``."""
         while self._time(self._sample + self.chunk) <= now_us:
-            pcm = audio_chunk(self._sample, self.chunk, self.fmt.sample_rate, self.start_us,
-                              self._rng)
+            pcm = audio_chunk(
+                self._sample, self.chunk, self.fmt.sample_rate, self.start_us, self._rng
+            )
             if self.fmt.channels == 2:
                 pcm = np.repeat(pcm[:, None], 2, axis=1)
             t = self._time(self._sample)

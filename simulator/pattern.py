@@ -60,7 +60,7 @@ def draw_background(luma: np.ndarray, frame_index: int) -> None:
 def _luma(frame: np.ndarray) -> np.ndarray:
     if frame.ndim == 3:
         # BGR to luma, close enough for thresholding white against black
-        return (0.114 * frame[..., 0] + 0.587 * frame[..., 1] + 0.299 * frame[..., 2])
+        return 0.114 * frame[..., 0] + 0.587 * frame[..., 1] + 0.299 * frame[..., 2]
     return frame
 
 
@@ -86,8 +86,13 @@ def read_sync_square(frame: np.ndarray) -> bool:
 
 
 def audio_chunk(
-    start_sample: int, count: int, sample_rate: int, origin_us: int, rng: np.random.Generator,
-    noise_level: int = 60, burst_level: int = 12000,
+    start_sample: int,
+    count: int,
+    sample_rate: int,
+    origin_us: int,
+    rng: np.random.Generator,
+    noise_level: int = 60,
+    burst_level: int = 12000,
 ) -> np.ndarray:
     """int16 mono samples ``[start_sample, start_sample + count)`` of the microphone whose
     sample 0 was captured at ``origin_us``: quiet noise plus the 1 kHz burst at each whole

@@ -41,7 +41,8 @@ def prepare_out(out: Path) -> bool:
             raise RaidOutError(
                 f"{out} is not empty and not an earlier raid's folder"
                 + (f" (it holds {shown})" if foreign else "")
-                + ": give a new or empty folder")
+                + ": give a new or empty folder"
+            )
         for p in entries:
             if p.is_dir() and not p.is_symlink():
                 shutil.rmtree(p)
@@ -73,15 +74,15 @@ def _s(x: float) -> int:
     return int(round(x * 1_000_000))
 
 
-def run_raid(cfg: Config, out: Path, plan: RaidPlan, realtime: bool = False,
-             wall_epoch_us: int | None = None) -> RaidResult:
+def run_raid(
+    cfg: Config, out: Path, plan: RaidPlan, realtime: bool = False, wall_epoch_us: int | None = None
+) -> RaidResult:
     """``wall_epoch_us``: the wall-clock time at power-on (default: a fixed instant, so runs
     are reproducible)."""
     out.mkdir(parents=True, exist_ok=True)
     state = out / "device"
     extra = {} if wall_epoch_us is None else {"wall_epoch_us": wall_epoch_us}
-    dev: SimDevice = make_device(cfg, state, realtime=realtime, boot_us=_s(plan.boot_s),
-                                 **extra)
+    dev: SimDevice = make_device(cfg, state, realtime=realtime, boot_us=_s(plan.boot_s), **extra)
     hold_us = _s(cfg.controls.hold_to_stop_s)
     press_at = _s(plan.boot_s + cfg.pre_record.seconds + plan.settle_s)
     dev.run_until(press_at)
@@ -114,16 +115,16 @@ def _summarise(cfg: Config, out: Path, dev: SimDevice) -> RaidResult:
         "camera_dropped_frames": dev.camera.dropped,
     }
     if dev.keys is None:  # plain files: playable as they are
-        recordings = [_recording_entry(cfg, dev, rec, problems, _copy_plain(out, play, rec))
-                      for rec in dev.recorder.recordings]
+        recordings = [
+            _recording_entry(cfg, dev, rec, problems, _copy_plain(out, play, rec))
+            for rec in dev.recorder.recordings
+        ]
     else:
         recordings = _ship_and_export(cfg, out, play, dev, agency_sk, summary, problems)
     if len(recordings) != 1:
         problems.append(f"expected 1 recording, found {len(recordings)}")
     summary["recordings"] = recordings
-    summary["events"] = [
-        {"at_us": e.at_us, "kind": e.kind, "detail": e.detail} for e in dev.events
-    ]
+    summary["events"] = [{"at_us": e.at_us, "kind": e.kind, "detail": e.detail} for e in dev.events]
     summary["problems"] = problems
     summary["ok"] = not problems
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
@@ -140,15 +141,23 @@ def _copy_plain(out: Path, play: Path, rec: Recording) -> list[str]:
     return paths
 
 
-def _ship_and_export(cfg: Config, out: Path, play: Path, dev: SimDevice, agency_sk,
-                     summary: dict, problems: list[str]) -> list[dict]:
+def _ship_and_export(
+    cfg: Config,
+    out: Path,
+    play: Path,
+    dev: SimDevice,
+    agency_sk,
+    summary: dict,
+    problems: list[str],
+) -> list[dict]:
     """Dock, ship, verify at the dock, export: the evidence as an investigator gets it."""
     from dock.export import export_recording
     from simulator.docking import visit_dock
 
     assert dev.keys is not None
-    device_report = verify_outbox(dev.storage.root, dev.keys.identity.public_key, agency_sk,
-                                  device_id=cfg.device_id)
+    device_report = verify_outbox(
+        dev.storage.root, dev.keys.identity.public_key, agency_sk, device_id=cfg.device_id
+    )
     if not device_report.ok:
         problems.append("on the device, before docking: " + _findings(device_report))
     dock_dir = out / "dock"
@@ -163,25 +172,33 @@ def _ship_and_export(cfg: Config, out: Path, play: Path, dev: SimDevice, agency_
         if not exported.ok:
             problems.append(f"recording {rec.id}: export from the dock did not verify")
         evidence += [str(p.relative_to(out)) for p in exported.stored + exported.manifests]
-        recordings.append(_recording_entry(
-            cfg, dev, rec, problems, [str(p.relative_to(out)) for p in exported.segments]))
+        recordings.append(
+            _recording_entry(
+                cfg, dev, rec, problems, [str(p.relative_to(out)) for p in exported.segments]
+            )
+        )
     report = verify_sim_folder_report(out, dev)
     if not report.ok:
         problems.append("at the dock: " + _findings(report))
     trail = dev.storage.root / TRAIL_NAME
     evidence.append(str(trail.relative_to(out)))
-    summary.update({
-        "verified": report.ok,
-        "verification": report.to_json(),
-        "evidence": sorted(evidence),
-        "receipts": visit.receipts,
-        "dock": {"store": str(dock_dir.relative_to(out)), "url": visit.url,
-                 "time_offset_us": visit.time_offset_us},
-        "keys": {
-            "device_public_key": str(dev.keys.device_pub_path.relative_to(out)),
-            "agency_private_key": str(dev.keys.agency_private_path.relative_to(out)),
-        },
-    })
+    summary.update(
+        {
+            "verified": report.ok,
+            "verification": report.to_json(),
+            "evidence": sorted(evidence),
+            "receipts": visit.receipts,
+            "dock": {
+                "store": str(dock_dir.relative_to(out)),
+                "url": visit.url,
+                "time_offset_us": visit.time_offset_us,
+            },
+            "keys": {
+                "device_public_key": str(dev.keys.device_pub_path.relative_to(out)),
+                "agency_private_key": str(dev.keys.agency_private_path.relative_to(out)),
+            },
+        }
+    )
     return recordings
 
 
@@ -190,32 +207,37 @@ def verify_sim_folder_report(out: Path, dev: SimDevice):
 
     assert dev.keys is not None
     files = collect_sim_folder(out, dev.cfg.device_id)
-    return verify(files, dev.keys.identity.public_key, dev.keys.agency_private(),
-                  device_id=dev.cfg.device_id)
+    return verify(
+        files, dev.keys.identity.public_key, dev.keys.agency_private(), device_id=dev.cfg.device_id
+    )
 
 
 def _findings(report) -> str:
     return "; ".join(f"{f.kind}: {f.detail}" for f in report.findings[:5]) or "not ok"
 
 
-def _recording_entry(cfg: Config, dev: SimDevice, rec: Recording, problems: list[str],
-                     paths: list[str]) -> dict:
+def _recording_entry(
+    cfg: Config, dev: SimDevice, rec: Recording, problems: list[str], paths: list[str]
+) -> dict:
     segs = [s for s in rec.segments if s.path is not None and s.frames]
     frames = sum(s.frames for s in segs)
     first = segs[0].first_frame if segs else None
     last = segs[-1].last_frame if segs else None
     dropped = (last - first + 1 - frames) if segs else 0
     if len(paths) != len(segs):
-        problems.append(f"recording {rec.id}: {len(segs)} segments recorded, "
-                        f"{len(paths)} playable copies")
+        problems.append(
+            f"recording {rec.id}: {len(segs)} segments recorded, {len(paths)} playable copies"
+        )
     fps, gop = cfg.video.fps, cfg.video.gop
     pre_frames = int(round(cfg.pre_record.seconds * fps))
     if rec.press_frame is None or first is None:
         problems.append(f"recording {rec.id}: nothing recorded")
     else:
         if first > rec.press_frame - pre_frames:
-            problems.append(f"recording {rec.id}: pre-record short: first frame {first}, "
-                            f"press at frame {rec.press_frame}")
+            problems.append(
+                f"recording {rec.id}: pre-record short: first frame {first}, "
+                f"press at frame {rec.press_frame}"
+            )
         if first < rec.press_frame - pre_frames - gop:
             problems.append(f"recording {rec.id}: pre-record longer than one GOP extra")
         stop_frame = dev.camera.index_at(rec.stop_us or 0)

@@ -57,8 +57,9 @@ def _video(path: Path) -> tuple[list[tuple[float, int, bool]], float]:
         frames = []
         for f in _frames(c, vs):
             grey = f.to_ndarray(format="gray")
-            frames.append((float(f.pts * vs.time_base), read_frame_index(grey),
-                           read_sync_square(grey)))
+            frames.append(
+                (float(f.pts * vs.time_base), read_frame_index(grey), read_sync_square(grey))
+            )
     return frames, frame_dur
 
 

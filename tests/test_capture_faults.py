@@ -72,10 +72,21 @@ def test_killed_process_leaves_playable_segments_recovered_at_next_start(tmp_pat
     cfg_file = tmp_path / "bwv.toml"
     cfg_file.write_text(
         'device_id = "sim-kill"\n[video]\nwidth = 320\nheight = 240\nbitrate = 400000\n'
-        '[pre_record]\nseconds = 1.0\nmax_mb = 16\n[segments]\nseconds = 4.0\n'
+        "[pre_record]\nseconds = 1.0\nmax_mb = 16\n[segments]\nseconds = 4.0\n"
     )
-    cmd = [sys.executable, "-m", "bwv.cli", "sim", "--config", str(cfg_file), "--state",
-           str(state), "record", "--seconds", "600"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "bwv.cli",
+        "sim",
+        "--config",
+        str(cfg_file),
+        "--state",
+        str(state),
+        "record",
+        "--seconds",
+        "600",
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
     fragments: dict[int, int] = {}
     assert proc.stdout is not None
@@ -95,8 +106,9 @@ def test_killed_process_leaves_playable_segments_recovered_at_next_start(tmp_pat
     dev = make_device(load(cfg_file), state)
     assert not list(segments_dir.glob("*.partial"))
     assert len(dev.recovered) == 1
-    report = verify_outbox(state / "outbox", dev.keys.identity.public_key,
-                           dev.keys.agency_private())
+    report = verify_outbox(
+        state / "outbox", dev.keys.identity.public_key, dev.keys.agency_private()
+    )
     by_index = {s.segment_index: s for s in report.segments}
     assert all(s.status == "authentic" for s in report.segments), report.to_json()
     assert by_index[max(by_index)].truncated  # the segment the kill cut short says so
@@ -105,8 +117,7 @@ def test_killed_process_leaves_playable_segments_recovered_at_next_start(tmp_pat
     for s in sorted(report.segments, key=lambda s: s.segment_index):
         fragments_kept = sum(c.kind == "fragment" for c in s.chunks)
         assert fragments_kept >= fragments.get(s.segment_index, 0)
-        dec = decrypt_segment((state / "outbox" / s.file).read_bytes(),
-                              dev.keys.agency_private())
+        dec = decrypt_segment((state / "outbox" / s.file).read_bytes(), dev.keys.agency_private())
         out = tmp_path / f"{s.segment_index}.mp4"
         out.write_bytes(dec.plaintext)
         assert sorted(x["codec_type"] for x in ffprobe_streams(out)) == ["audio", "video"]
@@ -140,8 +151,19 @@ def test_bad_configuration_file_refused_at_startup_by_the_cli(tmp_path):
     bad = tmp_path / "bad.toml"
     bad.write_text("[pre_record]\nseconds = -1\n")
     r = subprocess.run(
-        [sys.executable, "-m", "bwv.cli", "sim", "--config", str(bad), "raid", "--out",
-         str(tmp_path / "out")], capture_output=True, text=True,
+        [
+            sys.executable,
+            "-m",
+            "bwv.cli",
+            "sim",
+            "--config",
+            str(bad),
+            "raid",
+            "--out",
+            str(tmp_path / "out"),
+        ],
+        capture_output=True,
+        text=True,
     )
     assert r.returncode != 0
     assert "pre_record.seconds" in r.stderr

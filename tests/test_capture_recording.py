@@ -32,8 +32,14 @@ def test_raid_reports_success_and_summary_keys(raid):
     _, out, result, rec, paths, _ = raid
     assert result.ok, result.problems
     summary = json.loads((out / "summary.json").read_text())
-    assert set(rec) >= {"id", "press_frame", "first_frame", "last_frame", "dropped_frames",
-                        "segments"}
+    assert set(rec) >= {
+        "id",
+        "press_frame",
+        "first_frame",
+        "last_frame",
+        "dropped_frames",
+        "segments",
+    }
     assert summary["recordings"][0]["id"] == rec["id"]
     assert len(paths) >= 3  # 2 s segments over ~10 s: the boundaries are exercised
 
@@ -101,8 +107,9 @@ def _whole_fragment_ends(data: bytes) -> list[int]:
     return ends
 
 
-@settings(max_examples=12, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(cut=st.floats(min_value=0.0, max_value=1.0))
 def test_segment_cut_at_any_byte_plays_up_to_its_last_whole_fragment(raid, tmp_path, cut):
     _, _, _, _, paths, rb = raid

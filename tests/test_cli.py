@@ -22,8 +22,23 @@ def test_every_command_explains_itself(args):
 
 def test_sim_raid_writes_summary_and_exits_zero(tmp_path):
     out = tmp_path / "raid"
-    r = CliRunner().invoke(main, ["sim", "raid", "--out", str(out), "--pre-record", "1",
-                                  "--record", "2", "--size", "320x240", "--fps", "15"])
+    r = CliRunner().invoke(
+        main,
+        [
+            "sim",
+            "raid",
+            "--out",
+            str(out),
+            "--pre-record",
+            "1",
+            "--record",
+            "2",
+            "--size",
+            "320x240",
+            "--fps",
+            "15",
+        ],
+    )
     assert r.exit_code == 0, r.output
     summary = json.loads((out / "summary.json").read_text())
     rec = summary["recordings"][0]
@@ -49,15 +64,28 @@ def test_config_check_prints_effective_config(tmp_path):
 def test_interactive_sim_without_a_terminal_refuses(tmp_path):
     # piped keys are no terminal: tests/test_journey_setup_interactive.py drives it in a pty
     r = subprocess.run(
-        [sys.executable, "-m", "bwv.cli", "sim", "--state", str(tmp_path), "--config",
-         str(_small_config(tmp_path))],
-        input=" q", capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "bwv.cli",
+            "sim",
+            "--state",
+            str(tmp_path),
+            "--config",
+            str(_small_config(tmp_path)),
+        ],
+        input=" q",
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert r.returncode == 2 and "bwv sim raid" in r.stderr, r.stderr
 
 
 def _small_config(tmp_path):
     f = tmp_path / "small.toml"
-    f.write_text('device_id = "sim-i"\n[video]\nwidth = 320\nheight = 240\nbitrate = 300000\n'
-                 '[pre_record]\nseconds = 1.0\nmax_mb = 8\n')
+    f.write_text(
+        'device_id = "sim-i"\n[video]\nwidth = 320\nheight = 240\nbitrate = 300000\n'
+        "[pre_record]\nseconds = 1.0\nmax_mb = 8\n"
+    )
     return f

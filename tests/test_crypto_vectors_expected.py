@@ -82,6 +82,6 @@ def test_the_stored_report_agrees_with_the_hand_written_verdicts() -> None:
     assert [f["kind"] for f in stored["findings"]] == intact["finding_kinds"]
     (recording,) = stored["recordings"]
     assert recording["status"] == intact["recording"]["status"]
-    assert [
-        [[c["kind"], c["status"]] for c in s["chunks"]] for s in stored["segments"]
-    ] == [s["chunks"] for s in intact["segments"]]
+    assert [[[c["kind"], c["status"]] for c in s["chunks"]] for s in stored["segments"]] == [
+        s["chunks"] for s in intact["segments"]
+    ]

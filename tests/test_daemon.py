@@ -70,13 +70,18 @@ def _daemon(tmp_path, provisioned=True):
     from capture.notify import Notifier
 
     keys = tmp_path / "keys"
-    cfg = from_dict({
-        **SMALL, "audio": {"enabled": False},
-        "storage": {"dir": str(tmp_path / "state"), "low_space_minutes": 0},
-        "keys": {"device_key": str(keys / "device.key"),
-                 "agency_public_key": str(keys / "agency.pub"),
-                 "dock_public_key": str(keys / "dock.pub")},
-    })
+    cfg = from_dict(
+        {
+            **SMALL,
+            "audio": {"enabled": False},
+            "storage": {"dir": str(tmp_path / "state"), "low_space_minutes": 0},
+            "keys": {
+                "device_key": str(keys / "device.key"),
+                "agency_public_key": str(keys / "agency.pub"),
+                "dock_public_key": str(keys / "dock.pub"),
+            },
+        }
+    )
     agency = PrivateKey.generate()
     if provisioned:
         DeviceIdentity.generate(keys / "device.key", cfg.device_id)
@@ -85,8 +90,13 @@ def _daemon(tmp_path, provisioned=True):
     pins = SimPinBackend(clock)
     cam = StepCamera(clock)
     sock = _notify_socket(tmp_path)
-    d = Daemon(cfg, Hardware(clock, cam, None, pins), OffsetWallClock(1_790_000_000 * S),
-               "test", Notifier(str(tmp_path / "notify")))
+    d = Daemon(
+        cfg,
+        Hardware(clock, cam, None, pins),
+        OffsetWallClock(1_790_000_000 * S),
+        "test",
+        Notifier(str(tmp_path / "notify")),
+    )
     d.start()
     return d, cfg, clock, cam, pins, sock, agency
 
@@ -132,9 +142,11 @@ def test_status_file_and_a_recording_through_the_button(tmp_path):
     _run(d, clock, cam, 1)
     assert json.loads(status_path(cfg).read_text())["state"] == "buffering"
     d.stop()
-    report = verify_outbox(tmp_path / "state" / "outbox",
-                           DeviceIdentity.load(tmp_path / "keys" / "device.key",
-                                               cfg.device_id).public_key, agency)
+    report = verify_outbox(
+        tmp_path / "state" / "outbox",
+        DeviceIdentity.load(tmp_path / "keys" / "device.key", cfg.device_id).public_key,
+        agency,
+    )
     assert report.ok, report.findings
     assert [r.status for r in report.recordings] == ["complete"]
 

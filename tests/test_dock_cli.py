@@ -47,7 +47,11 @@ def _record_real(sink, recording_id: str) -> None:
     fmt = VideoFormat(128, 96, FPS)
     enc = H264Encoder(fmt, 200_000, gop=FPS)
     writer = SegmentWriter(
-        sink=sink, recording_id=recording_id, video=fmt, audio=None, segment_us=1_000_000,
+        sink=sink,
+        recording_id=recording_id,
+        video=fmt,
+        audio=None,
+        segment_us=1_000_000,
         wall=OffsetWallClock(ct.WALL0),
         trigger={"press_us": 0, "pre_record_start_us": 0, "press_frame": 0},
     )
@@ -75,16 +79,30 @@ def docked(tmp_path_factory):
     cut = ct.Written("cut")
     ct.write_segment(sink, cut, 0, 1)
     sink.trail.close()
-    got = enroll(harness.url, DEVICE, ident, ident.public_key, harness.token(DEVICE),
-                 wall_clock=_wall, expected_dock_key=harness.public_key)
+    got = enroll(
+        harness.url,
+        DEVICE,
+        ident,
+        ident.public_key,
+        harness.token(DEVICE),
+        wall_clock=_wall,
+        expected_dock_key=harness.public_key,
+    )
     creds = DeviceCredentials(DEVICE, ident, got.dock_public_key)
     with DockClient(harness.url, creds, wall_clock=_wall) as client:
         reports = Shipper(ChainOutbox(root / "dev" / "outbox"), client, VirtualClock()).drain()
     assert [r.action for r in reports].count("shipped") == 3 + 1 + 2 + 1 + 1, reports
     agency_file = root / "agency.key"
     write_secret_key(agency_file, bytes(agency))
-    yield {"root": root, "store": store, "harness": harness, "agency": agency,
-           "agency_file": agency_file, "synth": synth, "ident": ident}
+    yield {
+        "root": root,
+        "store": store,
+        "harness": harness,
+        "agency": agency,
+        "agency_file": agency_file,
+        "synth": synth,
+        "ident": ident,
+    }
     harness.close()
 
 
@@ -102,8 +120,11 @@ def test_status_lists_the_camera_and_its_recordings(docked):
     dev_line = next(line for line in out.splitlines() if line.strip().startswith(DEVICE))
     assert docked["ident"].key_id in dev_line and "enrolled" in dev_line
     assert "whole (0..7)" in dev_line  # 8 chain records, no gap
-    rows = {line.split()[0]: line for line in out.splitlines()[1:]
-            if line.strip() and line.split()[0] in ("real", "synth", "cut")}
+    rows = {
+        line.split()[0]: line
+        for line in out.splitlines()[1:]
+        if line.strip() and line.split()[0] in ("real", "synth", "cut")
+    }
     assert " verified" in rows["real"] and " verified" in rows["synth"]
     assert "incomplete" in rows["cut"]
 
@@ -115,15 +136,21 @@ def test_status_lists_the_camera_and_its_recordings(docked):
     assert d["time_offset_us"] is not None  # the shipper synced time first
     recs = {r["recording_id"]: r for r in data["recordings"]}
     assert {k: (v["state"], v["segments"]) for k, v in recs.items()} == {
-        "real": ("verified", 3), "synth": ("verified", 2), "cut": ("incomplete", 1)}
+        "real": ("verified", 3),
+        "synth": ("verified", 2),
+        "cut": ("incomplete", 1),
+    }
     assert all(r["device_id"] == DEVICE for r in recs.values())
 
 
 def test_status_verify_rechecks_the_stored_bytes(docked):
     data = json.loads(run("status", "--store", docked["store"], "--json", "--verify").output)
     states = {r["recording_id"]: (r["state"], r["reverified"]) for r in data["recordings"]}
-    assert states == {"real": ("verified", True), "synth": ("verified", True),
-                      "cut": ("incomplete", True)}
+    assert states == {
+        "real": ("verified", True),
+        "synth": ("verified", True),
+        "cut": ("incomplete", True),
+    }
 
 
 def test_status_of_a_missing_store_fails_without_making_one(tmp_path):
@@ -138,8 +165,16 @@ def test_status_of_a_missing_store_fails_without_making_one(tmp_path):
 
 def test_export_with_the_agency_key_gives_playable_verified_mp4(docked, tmp_path):
     out = tmp_path / "handover"
-    res = run("export", "--store", docked["store"], "real", "--out", out,
-              "--agency-key", docked["agency_file"])
+    res = run(
+        "export",
+        "--store",
+        docked["store"],
+        "real",
+        "--out",
+        out,
+        "--agency-key",
+        docked["agency_file"],
+    )
     assert res.exit_code == 0, res.output
     assert "VERIFIED" in res.output
     mp4s = sorted(out.glob("*.mp4"))
@@ -151,8 +186,9 @@ def test_export_with_the_agency_key_gives_playable_verified_mp4(docked, tmp_path
             frames += sum(1 for _ in c.decode(video=0))
     assert frames == FRAMES
     assert sorted(p.name for p in (out / "manifests").iterdir()) == [
-        f"{s:012d}.{t}.json" for s, t in
-        [(0, "manifest"), (1, "manifest"), (2, "manifest"), (3, "end")]]
+        f"{s:012d}.{t}.json"
+        for s, t in [(0, "manifest"), (1, "manifest"), (2, "manifest"), (3, "end")]
+    ]
     report = json.loads((out / "report.json").read_text())
     assert report["ok"] and report["findings"] == []
     assert [s["decrypted"] for s in report["segments"]] == [True] * 3
@@ -165,17 +201,16 @@ def test_export_with_the_agency_key_gives_playable_verified_mp4(docked, tmp_path
 
 def test_export_recording_api_gives_the_plaintext_the_camera_wrote(docked, tmp_path):
     lines: list[str] = []
-    res = export_recording(docked["store"], "synth", tmp_path / "o", docked["agency"],
-                           lines.append)
+    res = export_recording(docked["store"], "synth", tmp_path / "o", docked["agency"], lines.append)
     assert res.ok and res.recording_id == "synth" and res.device_id == DEVICE
     written = docked["synth"]
-    assert [p.read_bytes() for p in res.segments] == [
-        b"".join(written.blobs[i]) for i in range(2)]
+    assert [p.read_bytes() for p in res.segments] == [b"".join(written.blobs[i]) for i in range(2)]
     # the dock's own stored copies, inside its store, as the manifests sign them
     assert all(p.is_relative_to(docked["store"]) for p in res.stored)
     signed = [json.loads(p.read_bytes())["record"] for p in res.manifests]
     assert [sha256_hex(p.read_bytes()) for p in res.stored] == [
-        r["stored_sha256"] for r in signed if r["type"] == "manifest"]
+        r["stored_sha256"] for r in signed if r["type"] == "manifest"
+    ]
     assert res.report["ok"] is True and res.report_path == tmp_path / "o" / "report.json"
     assert sum("read segment" in m for m in lines) == 2
     assert sum("decrypted to" in m for m in lines) == 2
@@ -196,8 +231,16 @@ def test_export_without_the_agency_key_gives_the_encrypted_segments(docked, tmp_
 
 
 def test_export_of_a_recording_without_its_end_exits_1(docked, tmp_path):
-    res = run("export", "--store", docked["store"], "cut", "--out", tmp_path / "cut",
-              "--agency-key", docked["agency_file"])
+    res = run(
+        "export",
+        "--store",
+        docked["store"],
+        "cut",
+        "--out",
+        tmp_path / "cut",
+        "--agency-key",
+        docked["agency_file"],
+    )
     assert res.exit_code == 1
     assert "NOT VERIFIED" in res.output and "cut_short" in res.output
     assert (tmp_path / "cut" / "cut_0000.mp4").exists()  # what there is, is still handed over
@@ -206,15 +249,24 @@ def test_export_of_a_recording_without_its_end_exits_1(docked, tmp_path):
 def test_export_with_the_wrong_agency_key_exits_1(docked, tmp_path):
     wrong = tmp_path / "wrong.key"
     write_secret_key(wrong, bytes(ct.agency_key("another agency")))
-    res = run("export", "--store", docked["store"], "synth", "--out", tmp_path / "w",
-              "--agency-key", wrong)
+    res = run(
+        "export",
+        "--store",
+        docked["store"],
+        "synth",
+        "--out",
+        tmp_path / "w",
+        "--agency-key",
+        wrong,
+    )
     assert res.exit_code == 1
     assert "does not open with this key" in res.output
     assert not list((tmp_path / "w").glob("*.mp4"))
 
 
-@pytest.mark.parametrize("rec_id", ["../store", "..", "a/b", "/etc/passwd", "real.mp4",
-                                    "real ", "", "x" * 65, "réal"])
+@pytest.mark.parametrize(
+    "rec_id", ["../store", "..", "a/b", "/etc/passwd", "real.mp4", "real ", "", "x" * 65, "réal"]
+)
 def test_export_refuses_what_is_not_a_recording_id(docked, tmp_path, rec_id):
     res = run("export", "--store", docked["store"], rec_id, "--out", tmp_path / "x")
     assert res.exit_code == 2
@@ -229,14 +281,16 @@ def test_export_errors_are_clear(docked, tmp_path):
     assert res.exit_code == 2 and "holds no recording 'nosuchrec'" in res.output
     res = run("export", "--store", tmp_path / "nostore", "real", "--out", tmp_path / "x")
     assert res.exit_code == 2 and "not a dock store" in res.output
-    res = run("export", "--store", docked["store"], "real", "--out",
-              docked["store"] / "objects" / "x")
+    res = run(
+        "export", "--store", docked["store"], "real", "--out", docked["store"] / "objects" / "x"
+    )
     assert res.exit_code == 2 and "inside the dock store" in res.output
     loose = tmp_path / "loose.key"
     loose.write_text(bytes(docked["agency"]).hex() + "\n")
     loose.chmod(0o644)
-    res = run("export", "--store", docked["store"], "real", "--out", tmp_path / "x",
-              "--agency-key", loose)
+    res = run(
+        "export", "--store", docked["store"], "real", "--out", tmp_path / "x", "--agency-key", loose
+    )
     assert res.exit_code == 2 and "agency key" in res.output and "chmod 600" in res.output
     assert bytes(docked["agency"]).hex() not in res.output
     assert not (tmp_path / "x").exists()
@@ -247,8 +301,15 @@ def test_export_errors_are_clear(docked, tmp_path):
 
 def _enroll(harness: DockHarness, device_id: str, token: str) -> None:
     ident = DeviceIdentity.from_seed(device_id, ct.seed(device_id + token[-4:]))
-    enroll(harness.url, device_id, ident, ident.public_key, token, wall_clock=_wall,
-           expected_dock_key=harness.public_key)
+    enroll(
+        harness.url,
+        device_id,
+        ident,
+        ident.public_key,
+        token,
+        wall_clock=_wall,
+        expected_dock_key=harness.public_key,
+    )
 
 
 def test_token_is_shown_once_and_enrols_once(docked):
@@ -283,19 +344,31 @@ def test_token_refuses_bad_arguments(docked, tmp_path):
 def test_revoke_then_status_shows_it_and_the_dock_refuses_the_camera(docked):
     token = run("token", "--store", docked["store"], "--device", "cam-lost-04").stdout.strip()
     ident = DeviceIdentity.from_seed("cam-lost-04", ct.seed("cam-lost-04"))
-    got = enroll(docked["harness"].url, "cam-lost-04", ident, ident.public_key, token,
-                 wall_clock=_wall, expected_dock_key=docked["harness"].public_key)
+    got = enroll(
+        docked["harness"].url,
+        "cam-lost-04",
+        ident,
+        ident.public_key,
+        token,
+        wall_clock=_wall,
+        expected_dock_key=docked["harness"].public_key,
+    )
     res = run("revoke", "--store", docked["store"], "cam-lost-04", "--reason", "reported lost")
     assert res.exit_code == 0 and "revoked" in res.output
-    line = next(x for x in run("status", "--store", docked["store"]).output.splitlines()
-                if "cam-lost-04" in x)
+    line = next(
+        x
+        for x in run("status", "--store", docked["store"]).output.splitlines()
+        if "cam-lost-04" in x
+    )
     assert "REVOKED" in line and "reported lost" in line
     data = json.loads(run("status", "--store", docked["store"], "--json").output)
     lost = next(d for d in data["devices"] if d["device_id"] == "cam-lost-04")
     assert lost["state"] == "revoked" and lost["revoke_reason"] == "reported lost"
     creds = DeviceCredentials("cam-lost-04", ident, got.dock_public_key)
-    with DockClient(docked["harness"].url, creds, wall_clock=_wall) as client, \
-            pytest.raises(DockRefused) as refused:
+    with (
+        DockClient(docked["harness"].url, creds, wall_clock=_wall) as client,
+        pytest.raises(DockRefused) as refused,
+    ):
         client.status()
     assert refused.value.status == 403
     again = run("revoke", "--store", docked["store"], "cam-lost-04", "--reason", "x")
@@ -319,9 +392,19 @@ def test_serve_says_where_the_keys_are_and_never_shows_them(tmp_path):
     port = _free_port()
     code = "import sys; from bwv.dock_cmd import dock; sys.exit(dock())"
     proc = subprocess.Popen(
-        [sys.executable, "-c", code, "serve", "--store", str(store), "--listen",
-         f"127.0.0.1:{port}"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [
+            sys.executable,
+            "-c",
+            code,
+            "serve",
+            "--store",
+            str(store),
+            "--listen",
+            f"127.0.0.1:{port}",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
         cwd=Path(__file__).resolve().parents[1],
     )
     try:
@@ -358,8 +441,9 @@ def test_serve_refuses_a_bad_listen_address(tmp_path):
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
-        res = run("serve", "--store", tmp_path / "s", "--listen",
-                  f"127.0.0.1:{busy.getsockname()[1]}")
+        res = run(
+            "serve", "--store", tmp_path / "s", "--listen", f"127.0.0.1:{busy.getsockname()[1]}"
+        )
     assert res.exit_code == 2 and "cannot listen" in res.output
 
 
@@ -385,9 +469,15 @@ def test_a_gap_and_a_tampered_object_are_reported_not_hidden(tmp_path):
         outbox = tmp_path / "dev" / "outbox"
         (outbox / "chain" / "000000000003.manifest.json").unlink()  # lost on the camera
         (outbox / "segments" / "holed_0001.bwvseg").unlink()
-        got = enroll(harness.url, ident.device_id, ident, ident.public_key,
-                     harness.token(ident.device_id), wall_clock=_wall,
-                     expected_dock_key=harness.public_key)
+        got = enroll(
+            harness.url,
+            ident.device_id,
+            ident,
+            ident.public_key,
+            harness.token(ident.device_id),
+            wall_clock=_wall,
+            expected_dock_key=harness.public_key,
+        )
         creds = DeviceCredentials(ident.device_id, ident, got.dock_public_key)
         with DockClient(harness.url, creds, wall_clock=_wall) as client:
             Shipper(ChainOutbox(outbox), client, VirtualClock()).drain()
@@ -407,20 +497,34 @@ def test_a_gap_and_a_tampered_object_are_reported_not_hidden(tmp_path):
     assert res.exit_code == 1 and "missing" in res.output and "NOT VERIFIED" in res.output
 
     # a stored object altered after the dock's receipt: only a re-check of the bytes sees it
-    (blob,) = [p for p in (store / "objects" / "cam-gap-05").glob("*.blob")
-               if p.stat().st_size and json.loads(
-                   p.with_suffix(".manifest").read_bytes())["record"]["recording_id"] == "whole"]
+    (blob,) = [
+        p
+        for p in (store / "objects" / "cam-gap-05").glob("*.blob")
+        if p.stat().st_size
+        and json.loads(p.with_suffix(".manifest").read_bytes())["record"]["recording_id"] == "whole"
+    ]
     blob.chmod(0o640)
     raw = bytearray(blob.read_bytes())
     raw[-1] ^= 1
     blob.write_bytes(bytes(raw))
-    assert {r["recording_id"]: r["state"] for r in json.loads(
-        run("status", "--store", store, "--json").output)["recordings"]}["whole"] == "verified"
+    assert {
+        r["recording_id"]: r["state"]
+        for r in json.loads(run("status", "--store", store, "--json").output)["recordings"]
+    }["whole"] == "verified"
     again = json.loads(run("status", "--store", store, "--json", "--verify").output)
     whole = next(r for r in again["recordings"] if r["recording_id"] == "whole")
     assert whole["state"] == "failed" and "altered" in whole["detail"]
     agency_file = tmp_path / "agency.key"
     write_secret_key(agency_file, bytes(agency))
-    res = run("export", "--store", store, "whole", "--out", tmp_path / "w", "-q",
-              "--agency-key", agency_file)
+    res = run(
+        "export",
+        "--store",
+        store,
+        "whole",
+        "--out",
+        tmp_path / "w",
+        "-q",
+        "--agency-key",
+        agency_file,
+    )
     assert res.exit_code == 1 and "altered" in res.output

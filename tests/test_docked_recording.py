@@ -24,8 +24,15 @@ def test_uploads_while_recording_cost_no_frame(tmp_path):
     try:
         ident = dev.keys.identity
         token = issue_token(dock.store, wall_clock_us(), device_id=ident.device_id).token
-        got = enroll(server.url, ident.device_id, ident, ident.public_key, token,
-                     wall_clock=wall_clock_us, expected_dock_key=dock.public_key)
+        got = enroll(
+            server.url,
+            ident.device_id,
+            ident,
+            ident.public_key,
+            token,
+            wall_clock=wall_clock_us,
+            expected_dock_key=dock.public_key,
+        )
         creds = DeviceCredentials(ident.device_id, ident, got.dock_public_key)
         outbox = ChainOutbox(dev.storage.root)
         with DockClient(server.url, creds, wall_clock=wall_clock_us) as client:

@@ -18,8 +18,19 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-FIRST_PARTY = {"base", "bwv", "bench", "capture", "crypto", "device_app", "dock", "gpio",
-               "pre_record", "simulator", "tests"}
+FIRST_PARTY = {
+    "base",
+    "bwv",
+    "bench",
+    "capture",
+    "crypto",
+    "device_app",
+    "dock",
+    "gpio",
+    "pre_record",
+    "simulator",
+    "tests",
+}
 HEAVY = {"av", "numpy", "cv2"}
 
 # What a fresh ``python -c`` already holds is left out; so are private helper modules
@@ -36,14 +47,20 @@ print(json.dumps(sorted(names)))
 def third_party_pulled_in(module: str) -> set[str]:
     out = subprocess.run(
         [sys.executable, "-c", _PROBE.format(module=module)],
-        capture_output=True, text=True, cwd=ROOT, timeout=120,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
     )
     assert out.returncode == 0, out.stderr
     names = set(json.loads(out.stdout))
     return {
-        n for n in names
-        if n not in sys.stdlib_module_names and n not in FIRST_PARTY
-        and not n.startswith("_") and n != "cython_runtime"
+        n
+        for n in names
+        if n not in sys.stdlib_module_names
+        and n not in FIRST_PARTY
+        and not n.startswith("_")
+        and n != "cython_runtime"
     }
 
 
@@ -51,7 +68,8 @@ def modules_of(package: str) -> list[str]:
     """The package's modules, subpackages' included; not ``__main__`` (a program, run by
     ``python -m``, not imported)."""
     return sorted(
-        m.name for m in pkgutil.walk_packages([str(ROOT / package)], prefix=f"{package}.")
+        m.name
+        for m in pkgutil.walk_packages([str(ROOT / package)], prefix=f"{package}.")
         if not m.name.endswith(".__main__")
     )
 

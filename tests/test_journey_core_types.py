@@ -76,8 +76,9 @@ def test_segment_writer_takes_keywords_only(tmp_path: Path) -> None:
     fmt, wall = VideoFormat(128, 96, 10), OffsetWallClock(0)
     with pytest.raises(TypeError):
         SegmentWriter(sink, "rec", fmt, None, b"", S, wall)  # type: ignore[misc]
-    w = SegmentWriter(sink=sink, recording_id="rec", video=fmt, audio=AudioFormat(),
-                      segment_us=S, wall=wall)
+    w = SegmentWriter(
+        sink=sink, recording_id="rec", video=fmt, audio=AudioFormat(), segment_us=S, wall=wall
+    )
     assert w.recording_id == "rec" and w.audio_extradata == b""
 
 
@@ -107,15 +108,20 @@ def test_configured_debounce_reaches_the_controls_in_seconds() -> None:
 
 def _float_literals(path: Path) -> list[float]:
     tree = ast.parse(path.read_text())
-    return [n.value for n in ast.walk(tree) if isinstance(n, ast.Constant)
-            and isinstance(n.value, float) and n.value == 3.0]
+    return [
+        n.value
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Constant) and isinstance(n.value, float) and n.value == 3.0
+    ]
 
 
 def test_hold_to_stop_is_written_once() -> None:
     assert HOLD_TO_STOP_S == 3.0
     assert Config().controls.hold_to_stop_s == ControlsConfig().hold_to_stop_s == HOLD_TO_STOP_S
-    places = {p: _float_literals(ROOT / p) for p in
-              ("capture/config.py", "gpio/controls.py", "gpio/devices.py")}
+    places = {
+        p: _float_literals(ROOT / p)
+        for p in ("capture/config.py", "gpio/controls.py", "gpio/devices.py")
+    }
     assert places == {"capture/config.py": [], "gpio/controls.py": [], "gpio/devices.py": [3.0]}
 
 

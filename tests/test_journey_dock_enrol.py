@@ -66,8 +66,9 @@ def test_a_mistyped_token_is_retried_with_the_same_key(tmp_path, harness):
     keys = tmp_path / "var" / "keys"
     good = harness.token(device_id)
 
-    r = run("provision", "--config", str(cfg), "--agency-pub", str(agency),
-            "--token", good[:-3] + "xyz")
+    r = run(
+        "provision", "--config", str(cfg), "--agency-pub", str(agency), "--token", good[:-3] + "xyz"
+    )
     assert r.exit_code == 2, r.output  # could not enrol
     # the reason is said once, plainly
     assert "refused the enrollment token: unknown, already used or expired" in r.output
@@ -95,8 +96,15 @@ def test_a_camera_provisioned_without_a_token_is_enrolled_later_with_its_key(tmp
     # provisioning again without a token still refuses, and says how to enrol
     r = run("provision", "--config", str(cfg), "--agency-pub", str(agency))
     assert r.exit_code != 0 and "run again with --token (the key is kept)" in r.output
-    r = run("provision", "--config", str(cfg), "--agency-pub", str(agency),
-            "--token", harness.token(device_id))
+    r = run(
+        "provision",
+        "--config",
+        str(cfg),
+        "--agency-pub",
+        str(agency),
+        "--token",
+        harness.token(device_id),
+    )
     assert r.exit_code == 0, r.output
     assert harness.dock.store.get_device(device_id).key_id == made.key_id
 
@@ -104,8 +112,15 @@ def test_a_camera_provisioned_without_a_token_is_enrolled_later_with_its_key(tmp
 def test_a_token_for_another_device_says_so(tmp_path, harness):
     device_id = f"cam-other-{os.getpid()}"
     cfg, agency = camera(tmp_path, device_id, harness.url)
-    r = run("provision", "--config", str(cfg), "--agency-pub", str(agency),
-            "--token", harness.token("cam-someone-else"))
+    r = run(
+        "provision",
+        "--config",
+        str(cfg),
+        "--agency-pub",
+        str(agency),
+        "--token",
+        harness.token("cam-someone-else"),
+    )
     assert r.exit_code == 2
     assert "refused the enrollment token: it was issued for another device id" in r.output
 
@@ -167,8 +182,11 @@ def test_tokens_from_the_cli_and_the_api_live_equally_long(tmp_path):
     now = 1_800_000_000_000_000
     h = DockHarness(store, clock=lambda: now)
     try:
-        r = httpx.post(f"{h.url}/v1/admin/tokens", json={},
-                       headers={"Authorization": f"Bearer {h.dock.admin_token}"})
+        r = httpx.post(
+            f"{h.url}/v1/admin/tokens",
+            json={},
+            headers={"Authorization": f"Bearer {h.dock.admin_token}"},
+        )
     finally:
         h.close()
     assert r.status_code == 201, r.text

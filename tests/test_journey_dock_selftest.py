@@ -34,12 +34,14 @@ def test_a_revoked_camera_fails_the_dock_check(tmp_path, harness):
     dock = by_name(run_selftest(cfg, factory(), options=SHORT, daemon=NOT_RUNNING))["dock"]
     assert dock.status == "PASS" and "not revoked" in dock.detail, dock
 
-    harness.dock.store.revoke(cfg.device_id, "reported lost", "technician",
-                              time.time_ns() // 1000)
+    harness.dock.store.revoke(cfg.device_id, "reported lost", "technician", time.time_ns() // 1000)
     r = invoke(cfg_path, factory(), SHORT)
     assert r.exit_code == 1, r.output
-    (line,) = [x for x in r.output.splitlines() if x.split()[1:3] not in (["dock", "key"],)
-               and x.split()[1:2] == ["dock"]]
+    (line,) = [
+        x
+        for x in r.output.splitlines()
+        if x.split()[1:3] not in (["dock", "key"],) and x.split()[1:2] == ["dock"]
+    ]
     assert line.startswith("FAIL") and "camera revoked at the dock" in line, line
     assert "NOT READY" in r.output.splitlines()[-1]
 

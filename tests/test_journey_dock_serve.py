@@ -51,9 +51,22 @@ def dock_process(store: Path, *args: str) -> Iterator[Served]:
     """`bwv dock serve` in its own process until the block ends; then its output is read."""
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "bwv.cli", "dock", "serve", "--store", str(store),
-         "--listen", f"127.0.0.1:{port}", *args],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "bwv.cli",
+            "dock",
+            "serve",
+            "--store",
+            str(store),
+            "--listen",
+            f"127.0.0.1:{port}",
+            *args,
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     served = Served(f"http://127.0.0.1:{port}", store)
     try:
@@ -88,14 +101,21 @@ def refuse_three_ways(url: str, store: Path) -> dict[str, str]:
     r = httpx.get(url + "/v1/admin/devices", headers={"Authorization": f"Bearer {wrong_admin}"})
     assert r.status_code == 401
 
-    r = httpx.post(url + "/v1/admin/tokens", json={"device_id": good.device_id},
-                   headers={"Authorization": f"Bearer {admin}"})
+    r = httpx.post(
+        url + "/v1/admin/tokens",
+        json={"device_id": good.device_id},
+        headers={"Authorization": f"Bearer {admin}"},
+    )
     token = r.json()["token"]
     enroll(url, good.device_id, good, good.public_key, token, wall_clock=now)
     impostor_seed = secrets.token_bytes(32)
     impostor = DeviceIdentity.from_seed(good.device_id, impostor_seed)
-    with DockClient(url, DeviceCredentials(good.device_id, impostor, dock_key),
-                    wall_clock=now) as client, pytest.raises(DockRefused, match="signature"):
+    with (
+        DockClient(
+            url, DeviceCredentials(good.device_id, impostor, dock_key), wall_clock=now
+        ) as client,
+        pytest.raises(DockRefused, match="signature"),
+    ):
         client.status()
     return {
         "wrong enrollment token": wrong_token,
@@ -149,7 +169,9 @@ def test_log_format_json_gives_json_lines_for_everything(tmp_path):
     assert {"uvicorn.error", "uvicorn.access", "bwv.dock"} <= {x["logger"] for x in lines}
     refusals = [x for x in lines if x.get("event") == "refused"]
     assert [(x["status"], x["code"]) for x in refusals] == [
-        (401, "bad_token"), (401, "admin_required"), (401, "bad_signature")
+        (401, "bad_token"),
+        (401, "admin_required"),
+        (401, "bad_signature"),
     ]
     assert [x["device_id"] for x in refusals] == ["cam-log-01", None, "cam-log-01"]
     assert all(x["remote"].startswith("127.0.0.1:") and x["reason"] for x in refusals)
@@ -198,8 +220,7 @@ def test_docs_use_only_local_assets(server):
             asset = httpx.get(server.url + u)
             assert asset.status_code == 200 and len(asset.content) > 100, u
     js = httpx.get(server.url + "/docs/assets/swagger-ui-bundle.js")
-    assert js.headers["content-type"].split(";")[0] in ("text/javascript",
-                                                          "application/javascript")
+    assert js.headers["content-type"].split(";")[0] in ("text/javascript", "application/javascript")
     assert b"SwaggerUIBundle" in js.content
 
 
@@ -223,8 +244,9 @@ def serve_cli(store: Path, monkeypatch) -> tuple[object, list]:
 
     ran: list = []
     monkeypatch.setattr(uvicorn, "run", lambda app, **kw: ran.append(kw))
-    r = CliRunner().invoke(main, ["dock", "serve", "--store", str(store),
-                                  "--listen", f"127.0.0.1:{free_port()}"])
+    r = CliRunner().invoke(
+        main, ["dock", "serve", "--store", str(store), "--listen", f"127.0.0.1:{free_port()}"]
+    )
     return r, ran
 
 

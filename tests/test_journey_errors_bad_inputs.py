@@ -46,12 +46,21 @@ class Row:
 ROWS = [
     # -- configuration files: not UTF-8, non-finite or huge numbers, a FIFO, a folder
     Row("config check", ("config", "check", "{latin1}"), "not UTF-8: byte 0xe9 at offset 16"),
-    Row("config check", ("config", "check", "{inf_low_space}"),
-        "storage.low_space_minutes: must be a finite number"),
-    Row("config check", ("config", "check", "{inf_reminder}"),
-        "controls.reminder_interval_s: must be a finite number"),
-    Row("config check", ("config", "check", "{huge_reminder}"),
-        "controls.reminder_interval_s: must be between"),
+    Row(
+        "config check",
+        ("config", "check", "{inf_low_space}"),
+        "storage.low_space_minutes: must be a finite number",
+    ),
+    Row(
+        "config check",
+        ("config", "check", "{inf_reminder}"),
+        "controls.reminder_interval_s: must be a finite number",
+    ),
+    Row(
+        "config check",
+        ("config", "check", "{huge_reminder}"),
+        "controls.reminder_interval_s: must be between",
+    ),
     Row("config check", ("config", "check", "{nan_pre_record}"), "pre_record.seconds"),
     Row("config check", ("config", "check", "{fifo}"), "not a regular file"),
     Row("config check", ("config", "check", "{missing}"), "cannot read"),
@@ -70,54 +79,94 @@ ROWS = [
     Row("run", ("run", "--config", "{storage_is_a_file}"), "is not a folder"),
     Row("run", ("run", "--config", "{device_config}"), "python3-picamera2"),
     Row("run", ("run", "--config", "{device_config}"), "install.sh"),
-    Row("provision", ("provision", "--config", "{latin1}", "--agency-pub", "{agency_pub}"),
-        "not UTF-8"),
-    Row("provision", ("provision", "--config", "{device_config}", "--agency-pub",
-                      "{small_order}"), "not a usable X25519 public key"),
+    Row(
+        "provision",
+        ("provision", "--config", "{latin1}", "--agency-pub", "{agency_pub}"),
+        "not UTF-8",
+    ),
+    Row(
+        "provision",
+        ("provision", "--config", "{device_config}", "--agency-pub", "{small_order}"),
+        "not a usable X25519 public key",
+    ),
     # -- the simulator: its configuration, its own key files
     Row("sim raid", ("sim", "--config", "{latin1}", "raid", "--out", "{new_dir}"), "not UTF-8"),
-    Row("sim raid", ("sim", "--config", "{inf_reminder}", "raid", "--out", "{new_dir}"),
-        "controls.reminder_interval_s"),
-    Row("sim record", ("sim", "--state", "{state_with_bad_key}", "record", "--seconds", "1"),
-        "device.key"),
-    Row("sim record", ("sim", "--config", "{fifo}", "--state", "{new_dir}", "record"),
-        "not a regular file"),
-    Row("sim record", ("sim", "--state", "{new_dir}", "record", "--seconds", "nan"),
-        "not a finite number"),
-    Row("sim record", ("sim", "--state", "{new_dir}", "record", "--seconds", "inf"),
-        "not a finite number"),
+    Row(
+        "sim raid",
+        ("sim", "--config", "{inf_reminder}", "raid", "--out", "{new_dir}"),
+        "controls.reminder_interval_s",
+    ),
+    Row(
+        "sim record",
+        ("sim", "--state", "{state_with_bad_key}", "record", "--seconds", "1"),
+        "device.key",
+    ),
+    Row(
+        "sim record",
+        ("sim", "--config", "{fifo}", "--state", "{new_dir}", "record"),
+        "not a regular file",
+    ),
+    Row(
+        "sim record",
+        ("sim", "--state", "{new_dir}", "record", "--seconds", "nan"),
+        "not a finite number",
+    ),
+    Row(
+        "sim record",
+        ("sim", "--state", "{new_dir}", "record", "--seconds", "inf"),
+        "not a finite number",
+    ),
     # -- verify: nothing checkable, unreadable inputs, unusable keys
     Row("verify", ("verify", "{empty_dir}"), "nothing checkable here"),
     Row("verify", ("verify", "{docs_dir}"), "nothing checkable here"),
     Row("verify", ("verify", "{lone_mp4}"), "nothing checkable here"),
-    Row("verify", ("verify", "--device-pub", "{device_pub}", "{lone_mp4}"),
-        "nothing checkable here"),
+    Row(
+        "verify", ("verify", "--device-pub", "{device_pub}", "{lone_mp4}"), "nothing checkable here"
+    ),
     Row("verify", ("verify", "--json", "{empty_dir}"), "nothing checkable here"),
     Row("verify", ("verify", "{fifo}"), "not a regular file"),
-    Row("verify", ("verify", "--device-pub", "{small_order}", "{outbox}"),
-        "not a usable Ed25519 public key"),
+    Row(
+        "verify",
+        ("verify", "--device-pub", "{small_order}", "{outbox}"),
+        "not a usable Ed25519 public key",
+    ),
     Row("verify", ("verify", "--json", "{outbox}"), "--device-pub is needed"),
     Row("verify", ("verify", "--json", "{missing}"), "does not exist"),
     # -- the dock's commands on what is not a dock store
     Row("dock status", ("dock", "status", "--store", "{empty_dir}"), "not a dock store"),
-    Row("dock status", ("dock", "status", "--json", "--store", "{empty_dir}"),
-        "not a dock store"),
-    Row("dock status", ("dock", "status", "--store", "{corrupt_store}"),
-        "cannot open the dock index"),
+    Row("dock status", ("dock", "status", "--json", "--store", "{empty_dir}"), "not a dock store"),
+    Row(
+        "dock status",
+        ("dock", "status", "--store", "{corrupt_store}"),
+        "cannot open the dock index",
+    ),
     Row("dock token", ("dock", "token", "--store", "{empty_dir}"), "not a dock store"),
-    Row("dock revoke", ("dock", "revoke", "--store", "{empty_dir}", "--reason", "lost", "cam1"),
-        "not a dock store"),
-    Row("dock export", ("dock", "export", "--store", "{empty_dir}", "rec1", "--out",
-                        "{new_dir}"), "not a dock store"),
+    Row(
+        "dock revoke",
+        ("dock", "revoke", "--store", "{empty_dir}", "--reason", "lost", "cam1"),
+        "not a dock store",
+    ),
+    Row(
+        "dock export",
+        ("dock", "export", "--store", "{empty_dir}", "rec1", "--out", "{new_dir}"),
+        "not a dock store",
+    ),
     Row("dock serve", ("dock", "serve", "--store", "{afile}"), "is a file"),
-    Row("dock serve", ("dock", "serve", "--store", "{new_dir}", "--listen", "nonsense"),
-        "expected HOST:PORT"),
+    Row(
+        "dock serve",
+        ("dock", "serve", "--store", "{new_dir}", "--listen", "nonsense"),
+        "expected HOST:PORT",
+    ),
     # -- the agency's key pair: never replaced, never into a file
-    Row("agency keygen", ("agency", "keygen", "--out", "{agency_dir}"),
-        "agency.key exists: not replacing"),
+    Row(
+        "agency keygen",
+        ("agency", "keygen", "--out", "{agency_dir}"),
+        "agency.key exists: not replacing",
+    ),
     Row("agency keygen", ("agency", "keygen", "--out", "{afile}"), "is a file"),
-    Row("sim raid", ("sim", "raid", "--out", "{new_dir}", "--record", "inf"),
-        "not a finite number"),
+    Row(
+        "sim raid", ("sim", "raid", "--out", "{new_dir}", "--record", "inf"), "not a finite number"
+    ),
 ]
 
 
@@ -142,10 +191,12 @@ def inputs(tmp_path_factory) -> dict[str, str]:
     """Bad inputs by name (paths), made once."""
     d = tmp_path_factory.mktemp("bad")
     storage = d / "var"
-    good = (f'device_id = "cam-1"\n[storage]\ndir = "{storage}"\n[keys]\n'
-            f'device_key = "{storage}/keys/device.key"\n'
-            f'agency_public_key = "{storage}/keys/agency.pub"\n'
-            f'dock_public_key = "{storage}/keys/dock.pub"\n')
+    good = (
+        f'device_id = "cam-1"\n[storage]\ndir = "{storage}"\n[keys]\n'
+        f'device_key = "{storage}/keys/device.key"\n'
+        f'agency_public_key = "{storage}/keys/agency.pub"\n'
+        f'dock_public_key = "{storage}/keys/dock.pub"\n'
+    )
     os.mkfifo(d / "fifo")
     from nacl.public import PrivateKey
     from nacl.signing import SigningKey
@@ -160,16 +211,19 @@ def inputs(tmp_path_factory) -> dict[str, str]:
         "missing": str(d / "no-such.toml"),
         "afile": _write(d / "afile", "not a folder\n"),
         "device_config": _write(d / "device.toml", good),
-        "storage_is_a_file": _write(d / "storage.toml",
-                                    good.replace(f'dir = "{storage}"', f'dir = "{d / "afile"}"')),
+        "storage_is_a_file": _write(
+            d / "storage.toml", good.replace(f'dir = "{storage}"', f'dir = "{d / "afile"}"')
+        ),
         "agency_pub": _write(d / "agency.pub", bytes(PrivateKey.generate().public_key).hex()),
         "small_order": _write(d / "small.pub", SMALL_ORDER + "\n"),
         "device_pub": _write(d / "device.pub", bytes(SigningKey.generate().verify_key).hex()),
         "empty_dir": str(d / "empty"),
         "docs_dir": _write(d / "docs" / "README.md", "# notes\n").rsplit("/", 1)[0],
         "lone_mp4": _write(d / "clip.mp4", b"\x00\x00\x00\x18ftypisom" + bytes(64)),
-        "outbox": _write(d / "outbox" / "chain" / "000000000000.manifest.json",
-                         '{"record":{"type":"manifest"}}\n').rsplit("/", 2)[0],
+        "outbox": _write(
+            d / "outbox" / "chain" / "000000000000.manifest.json",
+            '{"record":{"type":"manifest"}}\n',
+        ).rsplit("/", 2)[0],
         "corrupt_store": _write(d / "store" / "index.sqlite3", b"\x13" * 4096).rsplit("/", 1)[0],
         "state_with_bad_key": _bad_key_state(d / "state"),
         "agency_dir": _write(d / "agency" / "agency.key", "22" * 32 + "\n").rsplit("/", 1)[0],
@@ -188,15 +242,23 @@ def _args(row: Row, inputs: dict[str, str], tmp_path: Path) -> list[str]:
 @pytest.mark.parametrize("row", ROWS, ids=[r.id for r in ROWS])
 def test_bad_input_gives_one_error_line_and_exit_2(row, inputs, tmp_path):
     try:
-        p = subprocess.run([sys.executable, "-c", BOOT, *_args(row, inputs, tmp_path)],
-                           capture_output=True, text=True, timeout=60, cwd=tmp_path,
-                           stdin=subprocess.DEVNULL)
+        p = subprocess.run(
+            [sys.executable, "-c", BOOT, *_args(row, inputs, tmp_path)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=tmp_path,
+            stdin=subprocess.DEVNULL,
+        )
     except subprocess.TimeoutExpired:
         pytest.fail(f"bwv {row.id} hangs")
     assert "Traceback" not in p.stdout + p.stderr, p.stderr
     assert p.returncode == row.code, (p.returncode, p.stdout, p.stderr)
-    said = [line for line in p.stderr.splitlines()
-            if line.strip() and not line.startswith(("Usage: ", "Try '"))]
+    said = [
+        line
+        for line in p.stderr.splitlines()
+        if line.strip() and not line.startswith(("Usage: ", "Try '"))
+    ]
     assert len(said) == 1 and said[0].startswith("Error: "), p.stderr
     assert row.says in said[0], said[0]
     if "--json" in row.args:  # JSON on stdout on this path too
@@ -219,9 +281,13 @@ def test_every_command_has_a_row():
 
 
 def test_status_with_storage_dir_a_file_reports_a_fault_not_a_traceback(inputs, tmp_path):
-    p = subprocess.run([sys.executable, "-c", BOOT, "status", "--config",
-                        inputs["storage_is_a_file"]], capture_output=True, text=True,
-                       timeout=60, cwd=tmp_path)
+    p = subprocess.run(
+        [sys.executable, "-c", BOOT, "status", "--config", inputs["storage_is_a_file"]],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
     assert p.returncode == 1, p.stderr  # checked: a fault
     assert "Traceback" not in p.stdout + p.stderr
     assert f"storage: {inputs['afile']} is not a folder" in p.stdout

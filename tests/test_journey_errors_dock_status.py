@@ -80,8 +80,15 @@ def store(tmp_path_factory) -> Path:
     _disk_full(root / "dev", ident, agency)
     harness = DockHarness(root / "store")
     try:
-        got = enroll(harness.url, DEVICE, ident, ident.public_key, harness.token(DEVICE),
-                     wall_clock=_wall, expected_dock_key=harness.public_key)
+        got = enroll(
+            harness.url,
+            DEVICE,
+            ident,
+            ident.public_key,
+            harness.token(DEVICE),
+            wall_clock=_wall,
+            expected_dock_key=harness.public_key,
+        )
         creds = DeviceCredentials(DEVICE, ident, got.dock_public_key)
         with DockClient(harness.url, creds, wall_clock=_wall) as client:
             Shipper(ChainOutbox(root / "dev" / "outbox"), client, VirtualClock()).drain()
@@ -101,8 +108,7 @@ def _states(result) -> dict[str, str]:
 def test_interrupted_recordings_stay_ended_early_when_reverified(store):
     plain = status("--store", store, "--json")
     assert plain.exit_code == 0
-    assert _states(plain) == {"crashed": "ended_early", "full": "ended_early",
-                              "fine": "verified"}
+    assert _states(plain) == {"crashed": "ended_early", "full": "ended_early", "fine": "verified"}
     checked = status("--store", store, "--json", "--verify")
     assert checked.exit_code == 0, checked.output
     assert _states(checked) == _states(plain)

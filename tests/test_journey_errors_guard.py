@@ -19,7 +19,8 @@ def test_an_unexpected_error_is_one_line_and_exit_2(monkeypatch, tmp_path):
     assert r.exit_code == 2
     assert r.stderr.strip().splitlines() == [
         "Error: unexpected ZeroDivisionError: division by zero (a bug in bwv: please report "
-        "it; -vv shows where it happened)"]
+        "it; -vv shows where it happened)"
+    ]
     assert "Traceback" not in r.output
 
 

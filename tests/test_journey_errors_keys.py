@@ -74,13 +74,17 @@ def _camera(tmp_path: Path, agency_hex: str, dock_hex: str | None = None):
     (keys / "agency.pub").write_text(agency_hex + "\n")
     if dock_hex is not None:
         (keys / "dock.pub").write_text(dock_hex + "\n")
-    return from_dict({
-        "device_id": "cam-keys-1",
-        "storage": {"dir": str(tmp_path / "var")},
-        "keys": {"device_key": str(keys / "device.key"),
-                 "agency_public_key": str(keys / "agency.pub"),
-                 "dock_public_key": str(keys / "dock.pub")},
-    })
+    return from_dict(
+        {
+            "device_id": "cam-keys-1",
+            "storage": {"dir": str(tmp_path / "var")},
+            "keys": {
+                "device_key": str(keys / "device.key"),
+                "agency_public_key": str(keys / "agency.pub"),
+                "dock_public_key": str(keys / "dock.pub"),
+            },
+        }
+    )
 
 
 def test_the_daemon_refuses_to_record_with_a_low_order_agency_key(tmp_path):
@@ -110,9 +114,11 @@ def test_provision_refuses_it_with_exit_2(tmp_path):
 
     cfg = tmp_path / "bwv.toml"
     var = tmp_path / "var"
-    cfg.write_text(f'device_id = "cam-keys-2"\n[storage]\ndir = "{var}"\n[keys]\n'
-                   f'device_key = "{var}/device.key"\nagency_public_key = "{var}/agency.pub"\n'
-                   f'dock_public_key = "{var}/dock.pub"\n')
+    cfg.write_text(
+        f'device_id = "cam-keys-2"\n[storage]\ndir = "{var}"\n[keys]\n'
+        f'device_key = "{var}/device.key"\nagency_public_key = "{var}/agency.pub"\n'
+        f'dock_public_key = "{var}/dock.pub"\n'
+    )
     bad = tmp_path / "small.pub"
     bad.write_text(X25519_LOW_ORDER[1] + "\n")
     r = CliRunner().invoke(main, ["provision", "--config", str(cfg), "--agency-pub", str(bad)])

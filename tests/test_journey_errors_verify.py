@@ -37,8 +37,13 @@ def raid(tmp_path_factory) -> Path:
 
 
 def _findings(output: str) -> list[str]:
-    return [line.strip() for line in output.splitlines() if line.startswith("  ")
-            and not line.startswith("  segment") and not line.startswith("    ")]
+    return [
+        line.strip()
+        for line in output.splitlines()
+        if line.startswith("  ")
+        and not line.startswith("  segment")
+        and not line.startswith("    ")
+    ]
 
 
 def test_a_raid_folder_verifies_as_it_is(raid):
@@ -97,8 +102,9 @@ def test_findings_in_a_raid_folder_name_the_files_that_are_there(raid, tmp_path)
 
     copy = tmp_path / "raid"
     shutil.copytree(raid, copy)
-    blob = max((copy / "dock" / "objects" / "sim-test-01").glob("*.blob"),
-               key=lambda p: p.stat().st_size)
+    blob = max(
+        (copy / "dock" / "objects" / "sim-test-01").glob("*.blob"), key=lambda p: p.stat().st_size
+    )
     blob.chmod(0o600)
     data = bytearray(blob.read_bytes())
     data[len(data) // 2] ^= 0x01

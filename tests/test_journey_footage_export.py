@@ -39,7 +39,11 @@ def _wall() -> int:
 def _writer(sink, recording_id: str) -> tuple[SegmentWriter, H264Encoder]:
     fmt = VideoFormat(128, 96, FPS)
     writer = SegmentWriter(
-        sink=sink, recording_id=recording_id, video=fmt, audio=None, segment_us=1_000_000,
+        sink=sink,
+        recording_id=recording_id,
+        video=fmt,
+        audio=None,
+        segment_us=1_000_000,
         wall=OffsetWallClock(ct.WALL0),
         trigger={"press_us": 0, "pre_record_start_us": 0, "press_frame": 0},
         device_id=DEVICE,
@@ -77,8 +81,15 @@ def docked(tmp_path_factory):
     sink.trail.close()
 
     harness = DockHarness(root / "store")
-    got = enroll(harness.url, DEVICE, ident, ident.public_key, harness.token(DEVICE),
-                 wall_clock=_wall, expected_dock_key=harness.public_key)
+    got = enroll(
+        harness.url,
+        DEVICE,
+        ident,
+        ident.public_key,
+        harness.token(DEVICE),
+        wall_clock=_wall,
+        expected_dock_key=harness.public_key,
+    )
     creds = DeviceCredentials(DEVICE, ident, got.dock_public_key)
     with DockClient(harness.url, creds, wall_clock=_wall) as client:
         Shipper(ChainOutbox(root / "dev" / "outbox"), client, VirtualClock()).drain()
@@ -94,16 +105,22 @@ def run(*args: str | Path):
 
 def _plays(path: Path) -> int:
     """Frames ffmpeg decodes from ``path`` (it must accept the file)."""
-    probe = subprocess.run(["ffmpeg", "-v", "error", "-i", str(path), "-f", "null", "-"],
-                           capture_output=True, text=True)
+    probe = subprocess.run(
+        ["ffmpeg", "-v", "error", "-i", str(path), "-f", "null", "-"],
+        capture_output=True,
+        text=True,
+    )
     assert probe.returncode == 0, probe.stderr
     with av.open(str(path)) as c:
         return sum(1 for _ in c.decode(video=0))
 
 
 def _snapshot(folder: Path) -> dict[str, str]:
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 # --------------------------------------------------------------------------- point 7
@@ -111,8 +128,16 @@ def _snapshot(folder: Path) -> dict[str, str]:
 
 def test_a_segment_cut_right_after_it_began_is_listed_empty_not_handed_over(docked, tmp_path):
     out = tmp_path / "handover"
-    res = run("export", "--store", docked["store"], "crashed", "--out", out,
-              "--agency-key", docked["agency_file"])
+    res = run(
+        "export",
+        "--store",
+        docked["store"],
+        "crashed",
+        "--out",
+        out,
+        "--agency-key",
+        docked["agency_file"],
+    )
     assert "Traceback" not in res.output
     # every MP4 handed over plays; the empty segment is not among them
     mp4s = sorted(out.glob("*.mp4"))
@@ -126,7 +151,9 @@ def test_a_segment_cut_right_after_it_began_is_listed_empty_not_handed_over(dock
     listing = json.loads((out / "report.json").read_text())["export"]
     assert listing["empty_segments"] == [1]
     assert [(s["segment_index"], s["state"], s["file"]) for s in listing["segments"]] == [
-        (0, "written", "crashed_0000.mp4"), (1, "empty", None)]
+        (0, "written", "crashed_0000.mp4"),
+        (1, "empty", None),
+    ]
     # a crash cut the recording short: exported, and said so (not a failure to export)
     assert res.exit_code == 1 and "NOT VERIFIED" in res.output
 
@@ -136,7 +163,9 @@ def test_the_empty_segment_is_still_exported_as_evidence_without_the_key(docked,
     res = run("export", "--store", docked["store"], "crashed", "--out", out, "-q")
     assert "Traceback" not in res.output
     assert sorted(p.name for p in (out / "segments").iterdir()) == [
-        "crashed_0000.bwvseg", "crashed_0001.bwvseg"]
+        "crashed_0000.bwvseg",
+        "crashed_0001.bwvseg",
+    ]
     listing = json.loads((out / "report.json").read_text())["export"]
     assert listing["empty_segments"] == [1]
     assert listing["segments"][1]["file"] == "segments/crashed_0001.bwvseg"
@@ -146,8 +175,16 @@ def test_the_empty_segment_is_still_exported_as_evidence_without_the_key(docked,
 
 
 def test_a_whole_recording_lists_no_empty_segment(docked, tmp_path):
-    res = run("export", "--store", docked["store"], "whole", "--out", tmp_path / "w",
-              "--agency-key", docked["agency_file"])
+    res = run(
+        "export",
+        "--store",
+        docked["store"],
+        "whole",
+        "--out",
+        tmp_path / "w",
+        "--agency-key",
+        docked["agency_file"],
+    )
     assert res.exit_code == 0, res.output
     assert "EMPTY" not in res.output
     listing = json.loads((tmp_path / "w" / "report.json").read_text())["export"]
@@ -163,8 +200,16 @@ def test_export_into_a_folder_holding_an_earlier_export_is_refused(docked, tmp_p
     first = run("export", "--store", docked["store"], "crashed", "--out", out, "-q")
     assert "Traceback" not in first.output
     before = _snapshot(out)
-    again = run("export", "--store", docked["store"], "whole", "--out", out,
-                "--agency-key", docked["agency_file"])
+    again = run(
+        "export",
+        "--store",
+        docked["store"],
+        "whole",
+        "--out",
+        out,
+        "--agency-key",
+        docked["agency_file"],
+    )
     assert again.exit_code == 2
     lines = again.output.strip().splitlines()
     assert len(lines) == 1, again.output  # one clear line
@@ -180,16 +225,30 @@ def test_export_with_replace_starts_clean_and_says_so(docked, tmp_path):
     run("export", "--store", docked["store"], "crashed", "--out", out, "-q")
     assert (out / "segments" / "crashed_0001.bwvseg").exists()
     (out / "notes.txt").write_text("the investigator's own notes\n")
-    res = run("export", "--store", docked["store"], "whole", "--out", out,
-              "--agency-key", docked["agency_file"], "--replace")
+    res = run(
+        "export",
+        "--store",
+        docked["store"],
+        "whole",
+        "--out",
+        out,
+        "--agency-key",
+        docked["agency_file"],
+        "--replace",
+    )
     assert res.exit_code == 0, res.output
     assert "started clean: removed the earlier export" in res.output
     # only the new export is there (the old segments/ gone), and what was not an export stays
     names = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
-    assert names == ["manifests/000000000003.manifest.json",
-                     "manifests/000000000004.manifest.json",
-                     "manifests/000000000005.end.json",
-                     "notes.txt", "report.json", "whole_0000.mp4", "whole_0001.mp4"]
+    assert names == [
+        "manifests/000000000003.manifest.json",
+        "manifests/000000000004.manifest.json",
+        "manifests/000000000005.end.json",
+        "notes.txt",
+        "report.json",
+        "whole_0000.mp4",
+        "whole_0001.mp4",
+    ]
     assert json.loads((out / "report.json").read_text())["ok"] is True
 
 
@@ -197,8 +256,7 @@ def test_replace_removes_nothing_when_the_export_cannot_run(docked, tmp_path):
     out = tmp_path / "case-19"
     run("export", "--store", docked["store"], "whole", "--out", out, "-q")
     before = _snapshot(out)
-    res = run("export", "--store", docked["store"], "no-such-recording", "--out", out,
-              "--replace")
+    res = run("export", "--store", docked["store"], "no-such-recording", "--out", out, "--replace")
     assert res.exit_code == 2 and "no recording" in res.output
     assert _snapshot(out) == before
 

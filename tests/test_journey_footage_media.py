@@ -50,7 +50,10 @@ def _record(tmp_path: Path, seconds: float, **over) -> tuple[SimDevice, list[Pat
 def _probe(path: Path) -> dict:
     out = subprocess.run(
         ["ffprobe", "-v", "error", "-show_format", "-show_streams", "-of", "json", str(path)],
-        capture_output=True, text=True, check=True)
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return json.loads(out.stdout)
 
 
@@ -66,8 +69,7 @@ def _audio(path: Path) -> tuple[np.ndarray, int]:
 
 
 @pytest.mark.parametrize("channels,layout", [(1, "mono"), (2, "stereo")])
-def test_audio_track_has_the_configured_channels_and_carries_the_sound(
-        tmp_path, channels, layout):
+def test_audio_track_has_the_configured_channels_and_carries_the_sound(tmp_path, channels, layout):
     _, paths = _record(tmp_path, 2.5, audio={"channels": channels})
     bursts = [0] * channels
     for p in paths:
@@ -101,7 +103,7 @@ def test_overlay_is_bottom_right_and_reads_on_white_and_on_black(size):
     # in the bottom-right corner, as the README says: against the right and bottom edges
     assert x0 >= w // 2 and y0 >= h // 2, (x0, y0)
     assert x1 >= w - 1 - w // 40 and y1 >= h - 1 - h // 40, (x1, y1)
-    box_w, box_b = on_white[y0:y1 + 1, x0:x1 + 1], on_black[y0:y1 + 1, x0:x1 + 1]
+    box_w, box_b = on_white[y0 : y1 + 1, x0 : x1 + 1], on_black[y0 : y1 + 1, x0 : x1 + 1]
     # a dark backing over white: the box behind the text is dark, the text is bright on it
     assert np.median(box_w) < 110
     # the text: what is brighter than halfway from the box's backing to white
@@ -125,7 +127,7 @@ def test_overlay_keeps_clear_of_the_simulator_marks(size):
         marks = luma.copy()
         Overlay("sim-0001").draw(luma, WALL_US)
         assert np.array_equal(luma[:STRIP_ROWS], marks[:STRIP_ROWS])  # frame-index strip
-        assert np.array_equal(luma[h // 2:, : w // 2], marks[h // 2:, : w // 2])  # quarter
+        assert np.array_equal(luma[h // 2 :, : w // 2], marks[h // 2 :, : w // 2])  # quarter
         assert not np.array_equal(luma, marks)  # and it did draw
         if h >= 240:
             assert read_frame_index(luma) == 1234 and read_sync_square(luma) is square
@@ -179,8 +181,11 @@ def test_segments_say_when_and_by_which_camera_they_were_recorded(segments):
         # and the movie header's own creation time (whole seconds since 1904)
         ((body, _),) = list(_find(p.read_bytes(), ["moov", "mvhd"]))
         data = p.read_bytes()
-        created = (struct.unpack_from(">Q", data, body + 4)[0] if data[body] == 1
-                   else struct.unpack_from(">I", data, body + 4)[0])
+        created = (
+            struct.unpack_from(">Q", data, body + 4)[0]
+            if data[body] == 1
+            else struct.unpack_from(">I", data, body + 4)[0]
+        )
         assert created - 2_082_844_800 == int(expected.timestamp())
 
 
@@ -206,14 +211,16 @@ def test_every_segment_still_decodes_alone_and_stays_a_standard_fragmented_mp4(s
     for seg, p in zip(rec.segments, paths, strict=True):
         run = subprocess.run(
             ["ffmpeg", "-v", "error", "-i", str(p), "-map", "0", "-f", "null", "-"],
-            capture_output=True, text=True)
+            capture_output=True,
+            text=True,
+        )
         assert run.returncode == 0 and not run.stderr.strip(), run.stderr
         with av.open(str(p)) as c:
             assert sum(1 for _ in c.decode(video=0)) == seg.frames
         data = p.read_bytes()
         kinds = [k for k, _, _ in _boxes(data, 0, len(data))]
         assert kinds[:2] == ["ftyp", "moov"] and set(kinds[2:]) == {"moof", "mdat"}
-        ftyp = data[8:8 + struct.unpack_from(">I", data, 0)[0] - 8]
+        ftyp = data[8 : 8 + struct.unpack_from(">I", data, 0)[0] - 8]
         assert b"iso5" in ftyp  # the brand MSE and browsers play as fragmented MP4
         assert list(_find(data, ["moov", "mvex", "trex"]))
         # every fragment of every track says where it starts on the recording's timeline

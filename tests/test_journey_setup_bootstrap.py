@@ -39,8 +39,7 @@ def _make_target_setup(target: str) -> list[str]:
     """The set-up command `make TARGET` runs (from the Makefile itself, without running it)."""
     if shutil.which("make") is None:
         pytest.skip("make is not installed")
-    r = subprocess.run(["make", "-n", target], cwd=ROOT, capture_output=True, text=True,
-                       check=True)
+    r = subprocess.run(["make", "-n", target], cwd=ROOT, capture_output=True, text=True, check=True)
     lines = [ln for ln in r.stdout.splitlines() if "bootstrap.sh" in ln]
     assert len(lines) == 1, r.stdout
     return shlex.split(lines[0])
@@ -65,8 +64,14 @@ def sandbox(tmp_path):
 
     def run(cmd: list[str]) -> tuple[subprocess.CompletedProcess, list[str]]:
         log.unlink(missing_ok=True)
-        r = subprocess.run([str(repo / cmd[0]), *cmd[1:]], cwd=repo, env=env,
-                           capture_output=True, text=True, timeout=60)
+        r = subprocess.run(
+            [str(repo / cmd[0]), *cmd[1:]],
+            cwd=repo,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         return r, (log.read_text().splitlines() if log.exists() else [])
 
     return run
@@ -121,8 +126,9 @@ def test_set_up_says_what_it_does_step_by_step_then_nothing_when_done(sandbox):
     assert not any(" -m pip " in c for c in calls)
 
     tests, _ = sandbox(_make_target_setup("test"))
-    assert tests.stderr.startswith("bwv set-up: installing bwv, its dependencies and the "
-                                   "test tools")
+    assert tests.stderr.startswith(
+        "bwv set-up: installing bwv, its dependencies and the test tools"
+    )
 
 
 def test_set_up_refuses_an_unknown_option(sandbox):
@@ -137,13 +143,27 @@ def test_editable_install_prints_no_warning_block(tmp_path):
 
     assert int(setuptools.__version__.split(".")[0]) >= 77, "the dev extra installs it"
     src = tmp_path / "src"
-    shutil.copytree(ROOT, src, ignore=shutil.ignore_patterns(
-        ".*", "tests", "bench", "docs", "build", "*.egg-info", "__pycache__", "sim-*"))
+    shutil.copytree(
+        ROOT,
+        src,
+        ignore=shutil.ignore_patterns(
+            ".*", "tests", "bench", "docs", "build", "*.egg-info", "__pycache__", "sim-*"
+        ),
+    )
     r = subprocess.run(
-        [sys.executable, "-W", "default", "-c",
-         "import sys; from setuptools import build_meta as b; "
-         "print(b.build_editable(sys.argv[1]))", str(tmp_path / "wheel")],
-        cwd=src, capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-W",
+            "default",
+            "-c",
+            "import sys; from setuptools import build_meta as b; "
+            "print(b.build_editable(sys.argv[1]))",
+            str(tmp_path / "wheel"),
+        ],
+        cwd=src,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert r.returncode == 0, r.stderr
     assert "Editable installation" not in r.stdout + r.stderr

@@ -32,8 +32,10 @@ STATUS = "\r\x1b[K"
 
 def _small_config(tmp_path: Path) -> Path:
     f = tmp_path / "small.toml"
-    f.write_text('device_id = "sim-i"\n[video]\nwidth = 320\nheight = 240\nbitrate = 300000\n'
-                 '[pre_record]\nseconds = 1.0\nmax_mb = 8\n')
+    f.write_text(
+        'device_id = "sim-i"\n[video]\nwidth = 320\nheight = 240\nbitrate = 300000\n'
+        "[pre_record]\nseconds = 1.0\nmax_mb = 8\n"
+    )
     return f
 
 
@@ -47,9 +49,14 @@ def _status_lines(out: str) -> list[str]:
 
 def test_without_a_terminal_it_refuses_at_once_pointing_at_the_raid(tmp_path):
     state = tmp_path / "state"
-    r = subprocess.run([sys.executable, "-m", "bwv.cli", "sim", "--state", str(state)],
-                       stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60,
-                       cwd=ROOT)
+    r = subprocess.run(
+        [sys.executable, "-m", "bwv.cli", "sim", "--state", str(state)],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+    )
     assert r.returncode == 2
     assert r.stdout == ""  # no escape codes, no status lines
     lines = r.stderr.strip().splitlines()
@@ -95,9 +102,23 @@ def test_in_an_80_column_terminal_the_status_line_never_wraps(tmp_path):
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
     env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "bwv.cli", "sim", "--state", str(tmp_path / "state"),
-         "--config", str(_small_config(tmp_path))],
-        stdin=slave, stdout=slave, stderr=slave, cwd=ROOT, env=env, start_new_session=True)
+        [
+            sys.executable,
+            "-m",
+            "bwv.cli",
+            "sim",
+            "--state",
+            str(tmp_path / "state"),
+            "--config",
+            str(_small_config(tmp_path)),
+        ],
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        cwd=ROOT,
+        env=env,
+        start_new_session=True,
+    )
     os.close(slave)
     seen: list[str] = []
     deadline = time.monotonic() + 120

@@ -261,6 +261,7 @@ def test_the_check_sees_a_renamed_a_reordered_and_a_changed_default_parameter():
     for fake in (renamed, reordered, default, fewer):
         assert differences("outputframe", real, fake, {}), fake.__name__
     assert differences("outputframe", real, same, {}) == []
+
     # 1 is not True: a default of another type is another default
     def one(self, frame, keyframe=1, timestamp=None, packet=None, audio=False): ...
 

@@ -207,8 +207,14 @@ def enrol(cfg: Path, harness: DockHarness) -> None:
 
     c = load(cfg)
     ident = DeviceIdentity.load(Path(c.keys.device_key), c.device_id)
-    enroll(harness.url, c.device_id, ident, ident.public_key, harness.token(c.device_id),
-           wall_clock=lambda: time.time_ns() // 1000)
+    enroll(
+        harness.url,
+        c.device_id,
+        ident,
+        ident.public_key,
+        harness.token(c.device_id),
+        wall_clock=lambda: time.time_ns() // 1000,
+    )
 
 
 def make_camera(

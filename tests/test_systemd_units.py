@@ -31,8 +31,11 @@ def _installed_copy(unit: str, tmp_path: Path) -> Path:
 
 @pytest.mark.parametrize("unit", ["bwv.service", "bwv-dock.service"])
 def test_unit_passes_systemd_analyze_verify(unit, tmp_path):
-    r = subprocess.run(["systemd-analyze", "verify", str(_installed_copy(unit, tmp_path))],
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        ["systemd-analyze", "verify", str(_installed_copy(unit, tmp_path))],
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 0, r.stderr
     assert r.stderr.strip() == "", r.stderr
 
@@ -41,7 +44,8 @@ def test_unit_passes_systemd_analyze_verify(unit, tmp_path):
 def test_unit_exposure_is_at_most_2_5(unit, tmp_path):
     r = subprocess.run(
         ["systemd-analyze", "security", "--offline=true", str(_installed_copy(unit, tmp_path))],
-        capture_output=True, text=True,
+        capture_output=True,
+        text=True,
     )
     m = re.search(r"Overall exposure level for \S+: (\d+\.\d+)", r.stdout)
     assert m, r.stdout + r.stderr
@@ -50,6 +54,12 @@ def test_unit_exposure_is_at_most_2_5(unit, tmp_path):
 
 def test_capture_unit_is_notify_with_watchdog_and_dedicated_user():
     text = (UNITS / "bwv.service").read_text()
-    for line in ("Type=notify", "WatchdogSec=", "Restart=on-failure", "User=bwv",
-                 "StateDirectory=bwv", "DevicePolicy=closed"):
+    for line in (
+        "Type=notify",
+        "WatchdogSec=",
+        "Restart=on-failure",
+        "User=bwv",
+        "StateDirectory=bwv",
+        "DevicePolicy=closed",
+    ):
         assert line in text

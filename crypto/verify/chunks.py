@@ -95,4 +95,3 @@ def compare_chunks(
         )
     extras.sort(key=lambda c: c.position or 0)
     return [reports[j] for j in range(len(expected))] + extras
-

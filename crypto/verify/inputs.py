@@ -69,7 +69,6 @@ def is_evidence(name: str, data: bytes) -> bool:
     return classify(name, data) != "unknown"
 
 
-
 def load_segment(name: str, data: bytes, partial: bool) -> SegFile:
     try:
         parsed: ParsedSegment | None = parse_segment(data)

@@ -32,17 +32,17 @@ class LeftoverRoom(VerifierState):
             expected = [t.record for t in recs]
             if not cands:
                 rep = SegmentReport(
-                          recording_id=rec_id,
-                          segment_index=idx,
-                          status=MISSING,
-                          file=None,
-                          manifest=None,
-                          manifest_seq=None,
-                          truncated=True,
-                          decrypted=None,
-                          chunks=[ChunkReport(e["chunk"], None, e["kind"], MISSING) for e in expected],
-                          detail="signed in the trail, but neither file nor manifest given",
-                      )
+                    recording_id=rec_id,
+                    segment_index=idx,
+                    status=MISSING,
+                    file=None,
+                    manifest=None,
+                    manifest_seq=None,
+                    truncated=True,
+                    decrypted=None,
+                    chunks=[ChunkReport(e["chunk"], None, e["kind"], MISSING) for e in expected],
+                    detail="signed in the trail, but neither file nor manifest given",
+                )
                 self.find(
                     MISSING,
                     f"segment {rec_id}/{idx} is in the trail but neither its "
@@ -54,17 +54,17 @@ class LeftoverRoom(VerifierState):
                 f.used = True
                 assert f.parsed is not None
                 rep = SegmentReport(
-                          recording_id=rec_id,
-                          segment_index=idx,
-                          status=UNSIGNED,
-                          file=f.name,
-                          manifest=None,
-                          manifest_seq=None,
-                          truncated=True,
-                          decrypted=None,
-                          chunks=compare_chunks(f.parsed.chunks, expected, self.known_chunks),
-                          detail="no manifest: the segment was never closed, or its manifest is missing",
-                      )
+                    recording_id=rec_id,
+                    segment_index=idx,
+                    status=UNSIGNED,
+                    file=f.name,
+                    manifest=None,
+                    manifest_seq=None,
+                    truncated=True,
+                    decrypted=None,
+                    chunks=compare_chunks(f.parsed.chunks, expected, self.known_chunks),
+                    detail="no manifest: the segment was never closed, or its manifest is missing",
+                )
                 self.find(
                     UNSIGNED,
                     f"segment {rec_id}/{idx} has no manifest (chunks are "

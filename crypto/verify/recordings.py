@@ -86,9 +86,7 @@ class RecordingRoom(VerifierState):
                 )
             last_idx = max(last_idx, m.record["segment_index"])
 
-    def _end_records(
-        self, rec_id: str, ms: list[SignedRecord], ends: list[SignedRecord]
-    ) -> None:
+    def _end_records(self, rec_id: str, ms: list[SignedRecord], ends: list[SignedRecord]) -> None:
         """Each end record counts the manifests before it, and says why the recording ended."""
         for e in ends:
             er = e.record

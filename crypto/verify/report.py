@@ -72,4 +72,3 @@ class Report:
 
     def non_authentic(self) -> list[SegmentReport]:
         return [s for s in self.segments if s.status != AUTHENTIC]
-

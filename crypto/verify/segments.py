@@ -27,15 +27,15 @@ class SegmentRoom(TrailRoom):
         rec_id, idx = r["recording_id"], r["segment_index"]
         expected = r["chunks"]
         rep = SegmentReport(
-                  recording_id=rec_id,
-                  segment_index=idx,
-                  status=AUTHENTIC,
-                  file=None,
-                  manifest=self._chain_name(m),
-                  manifest_seq=m.seq,
-                  truncated=r["truncated"],
-                  decrypted=None,
-              )
+            recording_id=rec_id,
+            segment_index=idx,
+            status=AUTHENTIC,
+            file=None,
+            manifest=self._chain_name(m),
+            manifest_seq=m.seq,
+            truncated=r["truncated"],
+            decrypted=None,
+        )
         where = dict(recording_id=rec_id, segment_index=idx)
         by_name = [f for f in self.segfiles if not f.partial and basename(f.name) == r["file"]]
         by_hash = [

@@ -133,6 +133,7 @@ def _signed_by_others(report: Report, signers: set[tuple[str, str]]) -> Report:
     report.ok = False
     return report
 
+
 def verify_outbox(
     outbox: Path,
     device_public_key: bytes,

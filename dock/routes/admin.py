@@ -34,9 +34,7 @@ router = APIRouter(dependencies=[Depends(admin)])
     status_code=201,
 )
 def issue_token(req: TokenRequest, dock: DockDep) -> TokenResponse:
-    t = enroll_mod.issue_token(
-        dock.store, dock.clock(), device_id=req.device_id, ttl_s=req.ttl_s
-    )
+    t = enroll_mod.issue_token(dock.store, dock.clock(), device_id=req.device_id, ttl_s=req.ttl_s)
     return TokenResponse(token=t.token, device_id=t.device_id, expires_at_us=t.expires_at_us)
 
 

@@ -58,6 +58,4 @@ def _enroll(
 async def enroll(req: EnrollRequest, request: Request, dock: DockDep) -> EnrollResponse:
     body = await read_body(request)
     path = raw_path(request.scope)
-    return await run_in_threadpool(
-        _enroll, dock, req, request.method, path, request.headers, body
-    )
+    return await run_in_threadpool(_enroll, dock, req, request.method, path, request.headers, body)

@@ -51,9 +51,7 @@ def _expected(dock: Dock, device_id: str, segment_id: str) -> Expected:
     responses=RESPONSES,
     tags=["upload"],
 )
-def unsigned_status(
-    segment_id: HeldSegmentId, auth: AuthedDevice, dock: DockDep
-) -> dict[str, Any]:
+def unsigned_status(segment_id: HeldSegmentId, auth: AuthedDevice, dock: DockDep) -> dict[str, Any]:
     dev = auth.device.device_id
     return _tails(dock).state(dev, segment_id, _expected(dock, dev, segment_id)).to_json()
 
@@ -79,12 +77,16 @@ def append_unsigned(
     if auth.body_sha256 != digest:
         raise StoreError("chunk checksum mismatch: nothing was appended", 460, Code.CHECKSUM)
     dev = auth.device.device_id
-    return _tails(dock).append(
-        dev,
-        segment_id,
-        _expected(dock, dev, segment_id),
-        upload_offset,
-        auth.body,
-        dock.clock(),
-        lambda r: sign_unsigned_receipt(dock.key, r),
-    ).to_json()
+    return (
+        _tails(dock)
+        .append(
+            dev,
+            segment_id,
+            _expected(dock, dev, segment_id),
+            upload_offset,
+            auth.body,
+            dock.clock(),
+            lambda r: sign_unsigned_receipt(dock.key, r),
+        )
+        .to_json()
+    )

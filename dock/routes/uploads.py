@@ -48,8 +48,9 @@ def _manifest_of(dock: Dock, segment_id: str, req: CreateUpload) -> bytes:
     return manifest
 
 
-def _check_declared(dock: Dock, device_id: str, segment_id: str, req: CreateUpload,
-                    manifest: bytes) -> None:
+def _check_declared(
+    dock: Dock, device_id: str, segment_id: str, req: CreateUpload, manifest: bytes
+) -> None:
     """The manifest names this device, the declared size and hash, and a free seq."""
     try:
         f = dock.verifier.parse(manifest)
