@@ -153,7 +153,15 @@ def _check(ok: bool, key: str, message: str) -> None:
 
 
 def validate(cfg: Config) -> Config:
-    v, a, p = cfg.video, cfg.audio, cfg.pre_record
+    """``cfg`` if every value is in range; else ConfigError naming the first key that is not."""
+    _check_identity(cfg)
+    _check_media(cfg)
+    _check_buffers(cfg)
+    _check_controls(cfg)
+    return cfg
+
+
+def _check_identity(cfg: Config) -> None:
     _check(
         bool(cfg.device_id.strip()) and cfg.device_id.isprintable() and len(cfg.device_id) <= 64,
         "device_id",
@@ -164,6 +172,16 @@ def validate(cfg: Config) -> Config:
         "device_id",
         f"may hold only letters, digits, '-', '_' and '.' (got {cfg.device_id!r})",
     )
+    _check(bool(cfg.storage.dir), "storage.dir", "must not be empty")
+    _check(
+        cfg.dock.url == "" or cfg.dock.url.startswith(("http://", "https://")),
+        "dock.url",
+        f"must start with http:// or https:// (got {cfg.dock.url!r})",
+    )
+
+
+def _check_media(cfg: Config) -> None:
+    v, a = cfg.video, cfg.audio
     _check(
         320 <= v.width <= 4096 and v.width % 32 == 0,
         "video.width",
@@ -196,6 +214,10 @@ def validate(cfg: Config) -> Config:
         "audio.bitrate",
         f"must be between 16000 and 320000 (got {a.bitrate})",
     )
+
+
+def _check_buffers(cfg: Config) -> None:
+    v, p = cfg.video, cfg.pre_record
     _check(
         0 <= p.seconds <= 600, "pre_record.seconds", f"must be >= 0 and <= 600 (got {p.seconds:g})"
     )
@@ -218,18 +240,15 @@ def validate(cfg: Config) -> Config:
     _check(
         cfg.segments.seconds >= v.gop / v.fps, "segments.seconds", "must be at least one GOP long"
     )
-    _check(bool(cfg.storage.dir), "storage.dir", "must not be empty")
-    _check(
-        cfg.dock.url == "" or cfg.dock.url.startswith(("http://", "https://")),
-        "dock.url",
-        f"must start with http:// or https:// (got {cfg.dock.url!r})",
-    )
     low = cfg.storage.low_space_minutes
     _check(
         0 <= low <= MAX_LOW_SPACE_MINUTES,
         "storage.low_space_minutes",
         f"must be between 0 and {MAX_LOW_SPACE_MINUTES:g} (got {low:g})",
     )
+
+
+def _check_controls(cfg: Config) -> None:
     c = cfg.controls
     _check(
         0 <= c.debounce_ms <= 500,
@@ -255,7 +274,6 @@ def validate(cfg: Config) -> Config:
             pin not in seen, f"pins.{name}", f"pin {pin} is already used by pins.{seen.get(pin)}"
         )
         seen[pin] = name
-    return cfg
 
 
 def from_dict(data: dict[str, Any]) -> Config:

@@ -3,6 +3,8 @@ the trail and (with the agency key) its plaintext."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from crypto.records import SignedRecord, sha256_hex
 from crypto.seal import LEN, SegmentContext, decrypt_segment, parse_chunks
 from crypto.verify.chunks import compare_chunks
@@ -38,30 +40,7 @@ class SegmentRoom(TrailRoom):
         )
         where = dict(recording_id=rec_id, segment_index=idx)
         by_name = [f for f in self.segfiles if not f.partial and basename(f.name) == r["file"]]
-        by_hash = [
-            f
-            for f in self.segfiles
-            if f.sha256 == r["stored_sha256"] and len(f.data) == r["stored_size"]
-        ]
-        exact = next((f for f in by_name if f in by_hash), None)
-        if exact is None and by_hash:
-            exact = by_hash[0]
-            canon = canonical_segment_name(exact.name)
-            if canon is not None and canon != (rec_id, idx) and self.check_names:
-                rep.status = REORDERED if canon[0] == rec_id else SUBSTITUTED
-                self.find(
-                    rep.status,
-                    f"segment {rec_id}/{idx} is stored as {exact.name}",
-                    file=exact.name,
-                    **where,
-                )
-            elif self.check_names:
-                self.find(
-                    "misnamed",
-                    f"segment {rec_id}/{idx} ({r['file']}) is stored as {exact.name}",
-                    file=exact.name,
-                    **where,
-                )
+        exact = self._stored_file(rep, r, by_name)
         if exact is not None:
             exact.used = True
             rep.file = exact.name
@@ -105,6 +84,36 @@ class SegmentRoom(TrailRoom):
                 **where,
             )
         return rep
+
+    def _stored_file(
+        self, rep: SegmentReport, r: dict[str, Any], by_name: list[SegFile]
+    ) -> SegFile | None:
+        """The stored file whose bytes are exactly the manifest's (by name first, else by
+        hash alone: then a reordering, substitution or renaming is reported)."""
+        rec_id, idx = r["recording_id"], r["segment_index"]
+        by_hash = [
+            f
+            for f in self.segfiles
+            if f.sha256 == r["stored_sha256"] and len(f.data) == r["stored_size"]
+        ]
+        exact = next((f for f in by_name if f in by_hash), None)
+        if exact is not None or not by_hash:
+            return exact
+        exact = by_hash[0]
+        if not self.check_names:
+            return exact
+        where = dict(recording_id=rec_id, segment_index=idx, file=exact.name)
+        canon = canonical_segment_name(exact.name)
+        if canon is not None and canon != (rec_id, idx):
+            rep.status = REORDERED if canon[0] == rec_id else SUBSTITUTED
+            self.find(rep.status, f"segment {rec_id}/{idx} is stored as {exact.name}", **where)
+        else:
+            self.find(
+                "misnamed",
+                f"segment {rec_id}/{idx} ({r['file']}) is stored as {exact.name}",
+                **where,
+            )
+        return exact
 
     def _compare_file(self, rep: SegmentReport, m: SignedRecord, f: SegFile) -> None:
         """The stored file under the manifest's name is not the one it signs: say how."""
