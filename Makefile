@@ -1,5 +1,6 @@
 # The two commands of the README, and the rest. Each target sets itself up: `make sim` installs
-# bwv alone (needs only python3), `make test` also the test tools and what pyaudio builds with.
+# bwv alone (needs only python3), `make test` and `make lint` also the test tools and what
+# pyaudio builds with.
 SIM_OUT ?= sim-out
 PY := .venv/bin/python
 
@@ -25,9 +26,12 @@ test:
 bench: venv
 	$(PY) -m bench
 
-lint: venv
+# ruff, and mypy on the product packages ([tool.mypy] in pyproject.toml: strict on the core)
+lint:
+	@scripts/bootstrap.sh --with-test-tools
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
+	$(PY) -m mypy
 
 clean:
-	rm -rf .venv $(SIM_OUT) build .pytest_cache .ruff_cache .hypothesis
+	rm -rf .venv $(SIM_OUT) build .pytest_cache .ruff_cache .mypy_cache .hypothesis

@@ -18,12 +18,12 @@ from pathlib import Path
 
 import numpy as np
 
+from base.formats import AudioFormat, VideoFormat
 from bench import Context, Result, benchmark
-from capture.audio_encoder import AacEncoder, AudioFormat
+from capture.audio_encoder import AacEncoder
 from capture.clock import OffsetWallClock
 from capture.config import from_dict
 from capture.device import recorder_config
-from capture.fmp4 import VideoFormat
 from capture.packets import Packet, Stream
 from capture.recorder import Recorder
 from capture.sink import PlainFileSink

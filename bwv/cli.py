@@ -12,10 +12,10 @@ import click
 
 from bwv import __version__
 from bwv.errors import CannotCheck, FiniteFloat, GuardedGroup, bad_configuration
-from capture.config import ConfigError, load
+from capture.config import Config, ConfigError, load
 
 
-def _load_config(path: Path | None, overrides: dict) -> object:
+def _load_config(path: Path | None, overrides: dict[str, object]) -> Config:
     try:
         return load(path, overrides)
     except ConfigError as exc:
@@ -209,6 +209,7 @@ def sim_record(ctx: click.Context, seconds: float) -> None:
     line (for fault tests: kill it and restart it on the same --state)."""
     from simulator.raid import run_record
 
+    assert ctx.parent is not None  # a subcommand of `bwv sim`, which has --state
     state: Path = ctx.parent.params["state"]
     cfg = _load_config(ctx.obj.get("config"), {})
 

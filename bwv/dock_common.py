@@ -13,7 +13,7 @@ import click
 from dock.export import ExportError, open_store
 
 if TYPE_CHECKING:
-    from dock.store import DirectoryStore
+    from dock.store_sqlite import DirectoryStore
 
 EXIT_OK, EXIT_NOT_VERIFIED, EXIT_ERROR = 0, 1, 2
 

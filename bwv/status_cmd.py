@@ -282,8 +282,10 @@ def collect_status(cfg: Config, now_us: int | None = None) -> dict[str, Any]:
             warnings.append(err)
     faults = list(dict.fromkeys(faults))
     warnings = list(dict.fromkeys(warnings))
-    shipper = data.get("shipper") if isinstance(data.get("shipper"), dict) else {}
-    report = {
+    shipper = data.get("shipper")
+    if not isinstance(shipper, dict):
+        shipper = {}
+    report: dict[str, Any] = {
         "device_id": cfg.device_id,
         "daemon": {
             "running": daemon.running,

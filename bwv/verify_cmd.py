@@ -13,6 +13,7 @@ import re
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -24,6 +25,9 @@ from crypto.identity import (
     public_key_path,
 )
 from crypto.verify import Report, is_evidence, read_outbox, verify
+
+if TYPE_CHECKING:
+    from dock.store_sqlite import DirectoryStore
 
 EXIT_NOT_AUTHENTIC, EXIT_ERROR = EXIT_FOUND_WANTING, EXIT_CANNOT_CHECK
 NOTHING_CHECKABLE = (
@@ -63,9 +67,9 @@ def _sim_raid_keys(path: Path) -> tuple[Path, Path] | None:
         raise InputError(f"{summary}: unreadable (not the summary `bwv sim raid` writes)") from None
 
 
-def _sim_state_keys(path: Path) -> tuple[Path, Path] | None:
-    """(device public key, agency private key) of a simulator's state folder (``bwv sim
-    --state``, default sim-state): it keeps its keys beside its outbox."""
+def _sim_state_keys(path: Path) -> tuple[Path, Path | None] | None:
+    """(device public key, agency private key or None) of a simulator's state folder (``bwv
+    sim --state``, default sim-state): it keeps its keys beside its outbox."""
     from simulator.keys import AGENCY_KEY, DEVICE_KEY, keys_dir
 
     pub = public_key_path(keys_dir(path) / DEVICE_KEY)
@@ -91,21 +95,14 @@ def sim_folder_evidence(
     ev = Evidence()
     dock_dir = path / "dock"
     if (dock_dir / "dock.key").exists():
-        from dock.export import device_holdings, outbox_files
         from dock.keys import DOCK_KEY_FILE, load_or_create_signing_key
-        from dock.store import blob_key, manifest_key
         from dock.store_sqlite import DirectoryStore
 
         store = DirectoryStore(dock_dir, load_or_create_signing_key(dock_dir / DOCK_KEY_FILE))
         try:
             device_id = device_id or _sim_device_id(path, store, device_pub)
-            for r in device_holdings(store, device_id).records if device_id else []:
-                got = outbox_files(store, device_id, [r])
-                keys = {
-                    "chain": manifest_key(device_id, r.held.segment_id),
-                    "segments": blob_key(device_id, r.held.segment_id),
-                }
-                ev.add(got, {n: f"dock/objects/{keys[n.split('/', 1)[0]]}" for n in got})
+            if device_id:
+                _add_dock_holdings(ev, store, device_id)
         finally:
             store.close()
     files = read_outbox(path / outbox)
@@ -113,10 +110,25 @@ def sim_folder_evidence(
     return ev
 
 
-def _sim_device_id(path: Path, store, device_pub: Path | None) -> str | None:
+def _add_dock_holdings(ev: Evidence, store: DirectoryStore, device_id: str) -> None:
+    """What the dock holds for ``device_id``, in the outbox layout, named by its objects."""
+    from dock.export import device_holdings, outbox_files
+    from dock.store import blob_key, manifest_key
+
+    for r in device_holdings(store, device_id).records:
+        got = outbox_files(store, device_id, [r])
+        keys = {
+            "chain": manifest_key(device_id, r.held.segment_id),
+            "segments": blob_key(device_id, r.held.segment_id),
+        }
+        ev.add(got, {n: f"dock/objects/{keys[n.split('/', 1)[0]]}" for n in got})
+
+
+def _sim_device_id(path: Path, store: DirectoryStore, device_pub: Path | None) -> str | None:
     summary = path / "summary.json"
     if summary.is_file():
-        return json.loads(summary.read_text())["device_id"]
+        device_id: str = json.loads(summary.read_text())["device_id"]
+        return device_id
     if device_pub is None:
         return None
     raw = load_device_public_key(device_pub)

@@ -8,10 +8,12 @@ timestamps plays sound in step with the picture; the priming packet is dropped.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from fractions import Fraction
 
 import av
 import numpy as np
+from av.audio.stream import AudioStream
 
 from base.formats import AudioFormat
 from base.packets import Packet, Stream
@@ -67,8 +69,8 @@ class AacEncoder:
     def flush(self) -> list[Packet]:
         return self._wrap(self._ctx.encode(None))
 
-    def _wrap(self, packets) -> list[Packet]:
-        out = []
+    def _wrap(self, packets: Iterable[av.Packet[AudioStream]]) -> list[Packet]:
+        out: list[Packet] = []
         for p in packets:
             if p.pts is None or p.pts < 0:
                 continue  # the priming packet: decodes to nothing of ours

@@ -138,7 +138,9 @@ class CameraBackend(Protocol):
     """
 
     frames_delivered: int
-    fault: str | None
+
+    @property
+    def fault(self) -> str | None: ...
 
     def start(self, on_packet: PacketCallback) -> None: ...
 
@@ -258,7 +260,7 @@ class Picamera2Camera:
             )
             picam2.configure(config)
             main = picam2.camera_config["main"]
-            self.size = tuple(main["size"])  # type: ignore[assignment]
+            self.size = tuple(main["size"])
             if self.size != (v.width, v.height):
                 log.warning("camera gives %sx%s for the %sx%s asked", *self.size, v.width, v.height)
             encoder = H264Encoder(bitrate=v.bitrate, repeat=True, iperiod=v.gop, framerate=v.fps)
@@ -344,15 +346,25 @@ class Picamera2Camera:
         self._faults.report(reason)
 
 
-def _make_output(output_base: type, on_encoded: Callable[[Any, bool, int | None, bool], None]):
+def _make_output(
+    output_base: type, on_encoded: Callable[[Any, bool, int | None, bool], None]
+) -> object:
     """An instance of bwv's subclass of ``picamera2.outputs.Output`` (picamera2's encoders
     accept only ``Output`` instances, so the class is made once picamera2 is imported)."""
 
-    class BwvOutput(output_base):  # type: ignore[misc, valid-type]
+    # picamera2 has no type information: its Output is Any to mypy
+    class BwvOutput(output_base):  # type: ignore[misc]
         """Receives every encoded frame: ``outputframe(frame, keyframe, timestamp, packet,
         audio)`` as picamera2's ``Output`` defines it."""
 
-        def outputframe(self, frame, keyframe=True, timestamp=None, packet=None, audio=False):
+        def outputframe(
+            self,
+            frame: Any,
+            keyframe: bool = True,
+            timestamp: int | None = None,
+            packet: Any = None,
+            audio: bool = False,
+        ) -> None:
             on_encoded(frame, keyframe, timestamp, audio)
 
     return BwvOutput()

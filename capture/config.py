@@ -13,9 +13,14 @@ import stat
 import tomllib
 from dataclasses import dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
-from typing import Any, get_type_hints
+from typing import TYPE_CHECKING, Any, TypeVar, get_type_hints
 
 from gpio.devices import DEBOUNCE_S, HOLD_TO_STOP_S
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+    _Table = TypeVar("_Table", bound=DataclassInstance)
 
 MAX_CONFIG_BYTES = 1 << 20
 MAX_LOW_SPACE_MINUTES = 1e9
@@ -109,18 +114,18 @@ class Config:
     pins: PinsConfig = field(default_factory=PinsConfig)
 
 
-def _build(cls: type, data: dict[str, Any], prefix: str):
+def _build(cls: type[_Table], data: dict[str, Any], prefix: str) -> _Table:
     hints = get_type_hints(cls)
     known = {f.name for f in fields(cls)}
     for key in data:
         if key not in known:
             raise ConfigError(prefix + key, f"unknown key (known: {', '.join(sorted(known))})")
-    values = {}
+    values: dict[str, Any] = {}
     for f in fields(cls):
         if f.name not in data:
             continue
         key, value, typ = prefix + f.name, data[f.name], hints[f.name]
-        if is_dataclass(typ):
+        if isinstance(typ, type) and is_dataclass(typ):
             if not isinstance(value, dict):
                 raise ConfigError(key, "must be a table")
             values[f.name] = _build(typ, value, key + ".")

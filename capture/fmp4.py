@@ -23,6 +23,8 @@ from datetime import UTC, datetime
 from fractions import Fraction
 
 import av
+from av.audio.stream import AudioStream
+from av.video.stream import VideoStream
 
 from base.formats import AudioFormat, VideoFormat
 from base.packets import Packet, Stream
@@ -116,14 +118,14 @@ class _Sink:
     def __init__(self) -> None:
         self.buf = bytearray()
 
-    def write(self, b) -> int:
+    def write(self, b: bytes) -> int:
         self.buf += b
         return len(b)
 
     def tell(self) -> int:
         return len(self.buf)
 
-    def seek(self, *_args) -> int:
+    def seek(self, *_args: object) -> int:
         raise OSError("fragmented MP4 output is append-only")
 
 
@@ -154,7 +156,7 @@ class Fmp4Muxer:
         vs.time_base = Fraction(1, 90_000)
         vs.codec_context.extradata = video_extradata
         self._video = vs
-        self._audio = None
+        self._audio: AudioStream | None = None
         if audio is not None:
             ast = self._container.add_stream("aac", rate=audio.sample_rate)
             ast.codec_context.extradata = audio_extradata
@@ -166,14 +168,19 @@ class Fmp4Muxer:
         self._closed = False
 
     def add(self, packet: Packet, rel_pts_us: int) -> list[Blob]:
-        if packet.stream is Stream.AUDIO and self._audio is None:
+        stream: VideoStream | AudioStream
+        if packet.stream is Stream.VIDEO:
+            stream = self._video
+        elif self._audio is not None:
+            stream = self._audio
+        else:
             return []
         p = av.Packet(packet.data)
         p.pts = p.dts = rel_pts_us
         p.duration = packet.duration_us
         p.time_base = US
         p.is_keyframe = packet.keyframe
-        p.stream = self._video if packet.stream is Stream.VIDEO else self._audio
+        p.stream = stream
         self._container.mux_one(p)
         return self._take()
 

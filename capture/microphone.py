@@ -75,7 +75,9 @@ class MicrophoneBackend(Protocol):
     """
 
     packets_delivered: int
-    fault: str | None
+
+    @property
+    def fault(self) -> str | None: ...
 
     def start(self, on_packet: PacketCallback) -> None: ...
 
@@ -269,7 +271,7 @@ class PyAudioMicrophone:
                 inputs.append(info)
         for match in (
             lambda n: n == self.device_name,
-            lambda n: self.device_name.lower() in n.lower(),  # type: ignore[union-attr]
+            lambda n: self.device_name.lower() in n.lower(),
         ):
             found = [d for d in inputs if match(str(d["name"]))]
             if found:

@@ -102,5 +102,5 @@ class Overlay:
             )
 
 
-def _colour(image: np.ndarray, v: int):
+def _colour(image: np.ndarray, v: int) -> tuple[int, int, int] | int:
     return (v, v, v) if image.ndim == 3 else v

@@ -21,6 +21,7 @@ import hashlib
 import os
 import stat
 from pathlib import Path
+from typing import NoReturn
 
 from nacl import bindings
 from nacl.exceptions import CryptoError
@@ -126,7 +127,7 @@ class DeviceIdentity:
 
     __str__ = __repr__
 
-    def __reduce__(self):  # no pickling or copying of the secret by accident
+    def __reduce__(self) -> NoReturn:  # no pickling or copying of the secret by accident
         raise TypeError("DeviceIdentity cannot be pickled or copied")
 
 

@@ -76,11 +76,13 @@ class SignedRecord:
 
     @property
     def type(self) -> str:
-        return self.record["type"]
+        kind: str = self.record["type"]  # the schema checked it
+        return kind
 
     @property
     def seq(self) -> int:
-        return self.record["seq"]
+        seq: int = self.record["seq"]
+        return seq
 
 
 def sign_record(signer: Signer, record: dict[str, Any]) -> SignedRecord:

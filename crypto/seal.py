@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import struct
 from dataclasses import dataclass, field
+from typing import Any
 
 import nacl.bindings as sodium
 from nacl.exceptions import CryptoError
@@ -69,9 +70,9 @@ class SegmentContext:
     start_us: int
     wall_start_us: int
     wall_quality: str
-    trigger: dict = field(default_factory=dict)
+    trigger: dict[str, Any] = field(default_factory=dict)
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in CONTEXT_FIELDS}
 
 
@@ -94,8 +95,9 @@ class SegmentEncryptor:
 
     def __init__(self, agency_public_key: PublicKey, context: SegmentContext) -> None:
         key = sodium.crypto_secretstream_xchacha20poly1305_keygen()
-        self._state = sodium.crypto_secretstream_xchacha20poly1305_state()
-        stream_header = sodium.crypto_secretstream_xchacha20poly1305_init_push(self._state, key)
+        state = sodium.crypto_secretstream_xchacha20poly1305_state()
+        stream_header = sodium.crypto_secretstream_xchacha20poly1305_init_push(state, key)
+        self._state: sodium.crypto_secretstream_xchacha20poly1305_state | None = state
         sealed = SealedBox(agency_public_key).encrypt(key)
         del key  # the only copy left is in the stream state (and sealed to the agency)
         self.header = build_header(context, bytes(sealed), stream_header)
@@ -117,7 +119,8 @@ class SegmentEncryptor:
         st = self._state
         if st is not None:
             n = len(st.statebuf)
-            st.statebuf[0:n] = b"\x00" * n
+            # PyNaCl annotates statebuf as ByteString; it is a writable cffi char buffer
+            st.statebuf[0:n] = b"\x00" * n  # type: ignore[index]
         self._state = None
 
     def __repr__(self) -> str:
@@ -134,7 +137,7 @@ class ParsedSegment:
     ``problem`` why, if it stopped before the end of the data (a torn or damaged chunk)."""
 
     context: SegmentContext
-    context_raw: dict
+    context_raw: dict[str, Any]
     header: bytes
     sealed_key: bytes
     stream_header: bytes
@@ -148,7 +151,7 @@ class ParsedSegment:
         return hashlib.sha256(self.header).hexdigest()
 
 
-def parse_header(data: bytes) -> tuple[SegmentContext, dict, int]:
+def parse_header(data: bytes) -> tuple[SegmentContext, dict[str, Any], int]:
     """The context and the header's length; ``SealFormatError`` if it is not one."""
     if len(data) < len(MAGIC) + 6 or data[: len(MAGIC)] != MAGIC:
         raise SealFormatError("not a bwv stored segment (bad magic)")
@@ -170,7 +173,7 @@ def parse_header(data: bytes) -> tuple[SegmentContext, dict, int]:
     return SegmentContext(**ctx), ctx, end
 
 
-def _context_ok(ctx: dict) -> bool:
+def _context_ok(ctx: dict[str, Any]) -> bool:
     def is_int(v: object) -> bool:
         return isinstance(v, int) and not isinstance(v, bool)
 

@@ -12,8 +12,8 @@ from collections.abc import Callable
 
 import numpy as np
 
+from base.formats import VideoFormat
 from capture.clock import WallClock
-from capture.fmp4 import VideoFormat
 from capture.overlay import Overlay
 from capture.packets import Packet
 from simulator.encoder import H264Encoder

@@ -9,7 +9,7 @@ from fractions import Fraction
 import av
 import numpy as np
 
-from capture.fmp4 import VideoFormat
+from base.formats import VideoFormat
 from capture.packets import Packet, Stream
 
 
@@ -19,7 +19,7 @@ class H264Encoder:
         ctx.width, ctx.height = fmt.width, fmt.height
         ctx.pix_fmt = "yuv420p"
         ctx.time_base = Fraction(1, 1_000_000)
-        ctx.framerate = fmt.fps
+        ctx.framerate = Fraction(fmt.fps)
         ctx.gop_size = gop
         ctx.max_b_frames = 0
         ctx.bit_rate = bitrate

@@ -7,7 +7,8 @@ from collections.abc import Callable
 
 import numpy as np
 
-from capture.audio_encoder import AacEncoder, AudioFormat
+from base.formats import AudioFormat
+from capture.audio_encoder import AacEncoder
 from capture.packets import Packet
 from simulator.pattern import audio_chunk
 

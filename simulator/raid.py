@@ -223,7 +223,7 @@ def _recording_entry(
     frames = sum(s.frames for s in segs)
     first = segs[0].first_frame if segs else None
     last = segs[-1].last_frame if segs else None
-    dropped = (last - first + 1 - frames) if segs else 0
+    dropped = (last - first + 1 - frames) if first is not None and last is not None else 0
     if len(paths) != len(segs):
         problems.append(
             f"recording {rec.id}: {len(segs)} segments recorded, {len(paths)} playable copies"

@@ -10,9 +10,9 @@ import socket
 import numpy as np
 from nacl.public import PrivateKey
 
+from base.formats import VideoFormat
 from capture.clock import OffsetWallClock, VirtualClock
 from capture.config import from_dict
-from capture.fmp4 import VideoFormat
 from capture.hardware import Hardware
 from crypto.identity import DeviceIdentity
 from crypto.verify import verify_outbox

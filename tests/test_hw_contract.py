@@ -17,11 +17,11 @@ import av
 import numpy as np
 import pytest
 
-from capture.audio_encoder import AacEncoder, AudioFormat
+from base.formats import AudioFormat, VideoFormat
+from capture.audio_encoder import AacEncoder
 from capture.camera import KernelClock, Picamera2Camera
 from capture.clock import OffsetWallClock, VirtualClock
 from capture.config import VideoConfig
-from capture.fmp4 import VideoFormat
 from capture.h264 import parameter_sets
 from capture.microphone import PyAudioMicrophone
 from capture.overlay import Overlay

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from capture.audio_encoder import AudioFormat
+from base.formats import AudioFormat
 from capture.clock import VirtualClock
 from capture.microphone import PyAudioMicrophone, buffer_age_us
 from capture.packets import Packet

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from capture.audio_encoder import AudioFormat
+from base.formats import AudioFormat
 from capture.camera import capture_clock
 from capture.microphone import PyAudioMicrophone
 from capture.packets import Packet, Stream

@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from base.formats import VideoFormat
 from bwv.dock_cmd import dock
 from capture.clock import OffsetWallClock, VirtualClock
-from capture.fmp4 import VideoFormat
 from capture.segment_writer import SegmentWriter
 from crypto import testing as ct
 from crypto.identity import write_secret_key

@@ -15,12 +15,12 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from base.formats import AudioFormat, VideoFormat
 from bwv.selftest import SelftestOptions, run_selftest
 from bwv.selftest_cmd import selftest
 from bwv.status_cmd import DaemonStatus
-from capture.audio_encoder import AacEncoder, AudioFormat
+from capture.audio_encoder import AacEncoder
 from capture.config import load, with_changes
-from capture.fmp4 import VideoFormat
 from capture.hardware import Hardware
 from capture.packets import Packet
 from crypto.identity import DeviceIdentity

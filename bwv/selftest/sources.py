@@ -135,7 +135,8 @@ def _rms_dbfs(packets: list[Packet], cfg: Config) -> float | None:
     import av
     import numpy as np
 
-    from capture.audio_encoder import AacEncoder, AudioFormat
+    from base.formats import AudioFormat
+    from capture.audio_encoder import AacEncoder
 
     a = cfg.audio
     try:
