@@ -21,6 +21,7 @@ from dock.protocol import key_id
 from dock.store import Store
 from dock.store_sqlite import DirectoryStore
 from dock.verify import SegmentVerifier, default_verifier
+from dock.wall import WallLimits
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,7 @@ class DockConfig:
     max_json_bytes: int = 1 << 20
     max_manifest_bytes: int = 256 << 10
     max_segment_bytes: int = 16 << 30
+    wall: WallLimits = field(default_factory=WallLimits)  # dock/wall.py
 
 
 def wall_clock_us() -> int:

@@ -108,13 +108,17 @@ class BodyLimit:
         for name, value in scope.get("headers", []):
             if name == b"content-length":
                 if not value.isdigit() or len(value) > 18:
-                    await _send_problem(
-                        send, 400, Code.INVALID, "Content-Length is not a byte count"
+                    await send_problem(
+                        send, 400, Code.INVALID, "Content-Length is not a byte count", close=True
                     )
                     return
                 if int(value) > limit:
-                    await _send_problem(
-                        send, 413, Code.BODY_TOO_LARGE, f"request body larger than {limit} bytes"
+                    await send_problem(
+                        send,
+                        413,
+                        Code.BODY_TOO_LARGE,
+                        f"request body larger than {limit} bytes",
+                        close=True,
                     )
                     return
         seen = 0
@@ -131,18 +135,19 @@ class BodyLimit:
         await self.app(scope, counted, send)
 
 
-async def _send_problem(send: Send, status: int, code: str, detail: str) -> None:
+async def send_problem(
+    send: Send, status: int, code: str, detail: str, *, close: bool = False
+) -> None:
+    """Answer a refusal from an ASGI layer; ``close``: and close the connection (the
+    request's body was not read)."""
     body = Problem(detail=detail, code=code).model_dump_json().encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-            ],
-        }
-    )
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+    ]
+    if close:
+        headers.append((b"connection", b"close"))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
 

@@ -5,11 +5,14 @@ Requests. Every device request carries five headers::
     Bwv-Device     the device id
     Bwv-Timestamp  the device's idea of the dock's time, Unix microseconds
     Bwv-Nonce      32 lowercase hex digits, never reused
+    Content-Digest the body's SHA-256, RFC 9530: ``sha-256=:<base64 digest>:``
     Bwv-Signature  base64 Ed25519 signature, by the device key, of the request string
 
 The request string is ``request_string(...)``: a domain tag, method, raw path with query,
-SHA-256 of the body, device id, timestamp and nonce, one per line. The dock refuses a
-timestamp outside its window and a nonce it has seen (see ``dock/server.py``).
+the ``Content-Digest`` value, device id, timestamp and nonce, one per line. Since the body's
+digest is signed in the headers, the dock checks the signature before it reads a byte of the
+body, then checks the body against the digest as it streams in (dock/gate.py). The dock
+refuses a timestamp outside its window and a nonce it has seen within it.
 
 Answers. Every answer of the dock (errors included) carries ``Bwv-Dock-Signature``: the dock
 key's signature over ``response_string(status, request nonce, SHA-256 of body)``. Binding the
@@ -34,13 +37,14 @@ H_DEVICE = "Bwv-Device"
 H_TIMESTAMP = "Bwv-Timestamp"
 H_NONCE = "Bwv-Nonce"
 H_SIGNATURE = "Bwv-Signature"
+H_CONTENT_DIGEST = "Content-Digest"
 H_DOCK_SIGNATURE = "Bwv-Dock-Signature"
 H_DOCK_KEY = "Bwv-Dock-Key"
 # tus-style chunk headers
 H_UPLOAD_OFFSET = "Upload-Offset"
 H_UPLOAD_CHECKSUM = "Upload-Checksum"
 
-REQUEST_TAG = "bwv-dock-request-v1"
+REQUEST_TAG = "bwv-dock-request-v2"
 RESPONSE_TAG = "bwv-dock-response-v1"
 
 # Ids. Device ids follow the device configuration's rule (letters, digits, - _ .), starting
@@ -72,6 +76,9 @@ class Code:
     INVALID = "invalid"
     BODY_TOO_LARGE = "body_too_large"
     STORAGE = "storage"
+    BUSY = "busy"  # too many uploads of this device at once: retry shortly
+    QUOTA = "quota"  # too many open uploads, or declared bytes, for this device
+    TIMEOUT = "timeout"  # the body stalled
     # this segment: the dock will not take it as it is
     TOO_LARGE = "too_large"
     MANIFEST_INVALID = "manifest_invalid"
@@ -192,23 +199,50 @@ class SignedHeaders:
     timestamp_us: int
     nonce: str
     signature: bytes
+    content_digest: str  # the Content-Digest header's value (RFC 9530, sha-256)
 
     def as_dict(self) -> dict[str, str]:
         return {
             H_DEVICE: self.device_id,
             H_TIMESTAMP: str(self.timestamp_us),
             H_NONCE: self.nonce,
+            H_CONTENT_DIGEST: self.content_digest,
             H_SIGNATURE: b64e(self.signature),
         }
 
+    @property
+    def body_sha256(self) -> bytes:
+        """The body's SHA-256 as the headers declare it."""
+        return parse_content_digest(self.content_digest)
+
+
+def content_digest(body: bytes) -> str:
+    """``Content-Digest`` of ``body`` (RFC 9530): ``sha-256=:<base64 SHA-256>:``."""
+    return content_digest_of(hashlib.sha256(body).digest())
+
+
+def content_digest_of(sha256_digest: bytes) -> str:
+    return f"sha-256=:{b64e(sha256_digest)}:"
+
+
+def parse_content_digest(value: str | None) -> bytes:
+    """The SHA-256 a ``Content-Digest`` header declares: exactly ``sha-256=:<base64>:``."""
+    m = re.fullmatch(r"sha-256=:([A-Za-z0-9+/=]{1,100}):", value or "")
+    if m is None:
+        raise ProtocolError(f"{H_CONTENT_DIGEST}: must be sha-256=:<base64 SHA-256>:")
+    raw = b64d_or(m.group(1), H_CONTENT_DIGEST)
+    if len(raw) != 32:
+        raise ProtocolError(f"{H_CONTENT_DIGEST}: a sha-256 digest is 32 bytes")
+    return raw
+
 
 def request_string(
-    method: str, raw_path: str, body_sha256: str, device_id: str, timestamp_us: int, nonce: str
+    method: str, raw_path: str, digest_header: str, device_id: str, timestamp_us: int, nonce: str
 ) -> bytes:
     """What the device key signs for one request. ``raw_path`` is the path as sent, with
-    ``?query`` if any, before any percent-decoding."""
+    ``?query`` if any, before any percent-decoding; ``digest_header`` the Content-Digest."""
     return "\n".join(
-        [REQUEST_TAG, method.upper(), raw_path, body_sha256, device_id, str(timestamp_us), nonce]
+        [REQUEST_TAG, method.upper(), raw_path, digest_header, device_id, str(timestamp_us), nonce]
     ).encode()
 
 
@@ -222,23 +256,17 @@ def sign_request(
     nonce: str,
     body_sha256: str | None = None,
 ) -> SignedHeaders:
-    msg = request_string(
-        method, raw_path, body_sha256 or sha256_hex(body), device_id, timestamp_us, nonce
-    )
-    return SignedHeaders(device_id, timestamp_us, nonce, signer.sign(msg))
+    """Sign a request (``body_sha256``: the body's hash in hex, if already known)."""
+    digest = content_digest_of(bytes.fromhex(body_sha256)) if body_sha256 else content_digest(body)
+    msg = request_string(method, raw_path, digest, device_id, timestamp_us, nonce)
+    return SignedHeaders(device_id, timestamp_us, nonce, signer.sign(msg), digest)
 
 
 def parse_signed_headers(headers: Any) -> SignedHeaders:
     """Read the signing headers (any mapping with ``get``); ProtocolError names the fault."""
-    device_id = headers.get(H_DEVICE)
-    ts = headers.get(H_TIMESTAMP)
-    nonce = headers.get(H_NONCE)
-    sig = headers.get(H_SIGNATURE)
-    missing = [
-        h
-        for h, v in ((H_DEVICE, device_id), (H_TIMESTAMP, ts), (H_NONCE, nonce), (H_SIGNATURE, sig))
-        if not v
-    ]
+    named = (H_DEVICE, H_TIMESTAMP, H_NONCE, H_CONTENT_DIGEST, H_SIGNATURE)
+    device_id, ts, nonce, digest, sig = (headers.get(h) for h in named)
+    missing = [h for h, v in zip(named, (device_id, ts, nonce, digest, sig), strict=True) if not v]
     if missing:
         raise ProtocolError(f"unsigned request: missing header(s) {', '.join(missing)}")
     if not is_device_id(device_id):
@@ -247,10 +275,11 @@ def parse_signed_headers(headers: Any) -> SignedHeaders:
         raise ProtocolError(f"{H_TIMESTAMP}: must be an integer (Unix microseconds)")
     if not is_nonce(nonce):
         raise ProtocolError(f"{H_NONCE}: must be 32 lowercase hex digits")
+    parse_content_digest(digest)
     signature = b64d_or(sig, H_SIGNATURE)
     if len(signature) != 64:
         raise ProtocolError(f"{H_SIGNATURE}: an Ed25519 signature is 64 bytes")
-    return SignedHeaders(device_id, int(ts), nonce, signature)
+    return SignedHeaders(device_id, int(ts), nonce, signature, digest)
 
 
 def b64d_or(text: str, what: str) -> bytes:
@@ -265,13 +294,21 @@ def verify_request(
     h: SignedHeaders,
     method: str,
     raw_path: str,
-    body: bytes,
+    body: bytes | None,
     body_sha256: str | None = None,
 ) -> bool:
-    """Check a request's signature (``body_sha256``: the body's hash, if already known)."""
-    msg = request_string(
-        method, raw_path, body_sha256 or sha256_hex(body), h.device_id, h.timestamp_us, h.nonce
-    )
+    """Check a request's signature over its headers and, if ``body`` is given (or its hash,
+    ``body_sha256``), that the body is the one the signed Content-Digest names. With
+    ``body=None`` only the headers are checked: the body is checked as it streams in."""
+    if body is not None or body_sha256 is not None:
+        try:
+            declared = h.body_sha256
+        except ProtocolError:
+            return False
+        actual = bytes.fromhex(body_sha256) if body_sha256 else hashlib.sha256(body or b"").digest()
+        if declared != actual:
+            return False
+    msg = request_string(method, raw_path, h.content_digest, h.device_id, h.timestamp_us, h.nonce)
     return verify_detached(public_key, msg, h.signature)
 
 

@@ -26,15 +26,19 @@ from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
+from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Scope
 
+from dock.gate import DeviceGate
 from dock.instance import Dock, DockConfig, open_dock, wall_clock_us
 from dock.middleware import BodyLimit, SignResponses, add_exception_handlers
 from dock.pages import mount_pages
 from dock.refusals import LogRefusals
 from dock.routes import admin, enrollment, status, unsigned, uploads
 from dock.routes import time as time_routes
+from dock.strict import method_not_allowed
 from dock.verify import SegmentVerifier
+from dock.wall import WallLimits, uvicorn_options
 
 __all__ = [
     "Dock",
@@ -78,9 +82,11 @@ def create_app(dock: Dock) -> FastAPI:
         return cfg.max_json_bytes
 
     app.add_middleware(BodyLimit, limit_for=limit_for)
+    app.add_middleware(DeviceGate, dock=dock)  # authenticate before reading (dock/gate.py)
     app.add_middleware(SignResponses, key=dock.key)
     app.add_middleware(LogRefusals)  # outermost: sees every refusal, whoever made it
     add_exception_handlers(app)
+    app.add_exception_handler(HTTPException, method_not_allowed)  # the whole Allow
     mount_pages(app, dock.key_id)
     for router in ROUTERS:
         app.include_router(router)
@@ -104,14 +110,29 @@ def serve(
     dock = open_dock(Path(store_dir), verifier=verifier, config=config)
     log.info("dock key %s, store %s, listening on %s:%d", dock.key_id, store_dir, host, port)
     uvicorn.run(
-        create_app(dock), host=host, port=port, log_level=log_level, http="h11", **uvicorn_kw
+        create_app(dock),
+        host=host,
+        port=port,
+        log_level=log_level,
+        **{**uvicorn_options(dock.config.wall), **uvicorn_kw},  # slow clients cut (dock/wall.py)
     )
+
+
+def _limits_of(app: ASGIApp) -> WallLimits:
+    dock = getattr(getattr(app, "state", None), "dock", None)
+    return dock.config.wall if isinstance(dock, Dock) else WallLimits()
 
 
 class ServerThread:
     """A real uvicorn server in a thread, bound before it starts (port 0: any free port)."""
 
-    def __init__(self, app: ASGIApp, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        limits: WallLimits | None = None,
+    ) -> None:
         # IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY only on sockets that say so, and
         # without it every answer waits ~40 ms on Nagle and delayed ACKs
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
@@ -121,10 +142,9 @@ class ServerThread:
         config = uvicorn.Config(
             app,
             log_level="warning",
-            http="h11",
             lifespan="off",
             timeout_graceful_shutdown=2,
-            timeout_keep_alive=5,
+            **uvicorn_options(limits or _limits_of(app)),
         )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(

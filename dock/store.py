@@ -232,10 +232,23 @@ class Store(Protocol):
         ...
 
     def append_chunk(
-        self, device_id: str, segment_id: str, offset: int, data: bytes
+        self, device_id: str, segment_id: str, offset: int, data: bytes | Path
     ) -> UploadState:
-        """Append ``data`` at ``offset``, durably, before the new offset counts; refuses an
-        offset other than the one held, and bytes past the declared size."""
+        """Append ``data`` (bytes, or a file's) at ``offset``, durably, before the new offset
+        counts; refuses an offset other than the one held, and bytes past the declared size."""
+        ...
+
+    def spool_path(self, device_id: str, segment_id: str) -> Path:
+        """A fresh file beside the upload's staged bytes, to receive one chunk into."""
+        ...
+
+    def open_uploads(self, device_id: str) -> tuple[int, int]:
+        """How many uploads the device has open, and the bytes they declare."""
+        ...
+
+    def expire_uploads(self, now_us: int, max_age_us: int) -> int:
+        """Drop uploads created more than ``max_age_us`` ago, their staged bytes with them,
+        logging ``upload_expired`` for each; how many expired."""
         ...
 
     def manifest_of_upload(self, device_id: str, segment_id: str) -> bytes:

@@ -16,6 +16,8 @@ from dock.store_uploads import SegmentUploads
 
 __all__ = ["INDEX_FILE", "DirectoryStore"]
 
+NONCE_PURGE_EVERY_US = 60 * 1_000_000
+
 
 class DirectoryStore(SegmentUploads):
     """The embedded store: ``root/index.sqlite3``, ``root/objects/``, ``root/staging/``.
@@ -25,7 +27,7 @@ class DirectoryStore(SegmentUploads):
         self, root: Path, dock_key: SigningKey, objects: ObjectStore | None = None
     ) -> None:
         super().__init__(root, dock_key, objects)
-        self._nonce_inserts = 0
+        self._purge_nonces_at_us = 0
 
     # -- devices
 
@@ -145,9 +147,9 @@ class DirectoryStore(SegmentUploads):
 
     def use_nonce(self, device_id: str, nonce: str, now_us: int, keep_until_us: int) -> bool:
         with self._tx() as db:
-            self._nonce_inserts += 1
-            if self._nonce_inserts % 256 == 0:
+            if now_us >= self._purge_nonces_at_us:  # expired nonces go, once a minute
                 db.execute("DELETE FROM nonces WHERE keep_until_us < ?", (now_us,))
+                self._purge_nonces_at_us = now_us + NONCE_PURGE_EVERY_US
             cur = db.execute(
                 "INSERT OR IGNORE INTO nonces(device_id, nonce, keep_until_us) VALUES(?,?,?)",
                 (device_id, nonce, keep_until_us),

@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
+import shutil
 import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, BinaryIO
 
 from crypto.durable import fsync_dir
@@ -72,7 +75,7 @@ class SegmentUploads(StoreIndex):
             return UploadState(segment_id, size, 0, False)
 
     def append_chunk(
-        self, device_id: str, segment_id: str, offset: int, data: bytes
+        self, device_id: str, segment_id: str, offset: int, data: bytes | Path
     ) -> UploadState:
         with self._device(device_id):
             state = self.upload_state(device_id, segment_id)
@@ -86,9 +89,10 @@ class SegmentUploads(StoreIndex):
                 raise StoreError(
                     f"offset mismatch: the dock holds {state.offset} bytes", 409, Code.OFFSET
                 )
-            if offset + len(data) > state.size:
+            length = data.stat().st_size if isinstance(data, Path) else len(data)
+            if offset + length > state.size:
                 raise StoreError(
-                    f"chunk ends at {offset + len(data)}, past the declared size {state.size}",
+                    f"chunk ends at {offset + length}, past the declared size {state.size}",
                     413,
                     Code.OFFSET,
                 )
@@ -99,16 +103,61 @@ class SegmentUploads(StoreIndex):
             with open(path, "r+b") as f:
                 f.truncate(offset)  # cut off a torn append the index never counted
                 f.seek(offset)
-                f.write(data)
+                if isinstance(data, Path):
+                    with open(data, "rb") as src:
+                        shutil.copyfileobj(src, f, 1 << 20)
+                else:
+                    f.write(data)
                 f.flush()
                 os.fsync(f.fileno())
-            new = offset + len(data)
+            new = offset + length
             with self._tx() as db:
                 db.execute(
                     "UPDATE uploads SET offset=? WHERE device_id=? AND segment_id=?",
                     (new, device_id, segment_id),
                 )
             return UploadState(segment_id, state.size, new, False)
+
+    def spool_path(self, device_id: str, segment_id: str) -> Path:
+        """A fresh file name beside the upload's staged bytes, to receive one chunk into."""
+        staged = self._staged(device_id, segment_id)
+        staged.parent.mkdir(exist_ok=True)
+        return staged.with_name(f"{segment_id}.{secrets.token_hex(8)}.in")
+
+    def open_uploads(self, device_id: str) -> tuple[int, int]:
+        """How many uploads the device has open, and the bytes they declare."""
+        rows = self._q(
+            "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM uploads WHERE device_id=?",
+            (device_id,),
+        )
+        return int(rows[0][0]), int(rows[0][1])
+
+    def expire_uploads(self, now_us: int, max_age_us: int) -> int:
+        """Drop the uploads created more than ``max_age_us`` ago (abandoned), remove their
+        staged bytes and log ``upload_expired`` for each; how many expired."""
+        with self._tx() as db:
+            rows = db.execute(
+                "SELECT device_id, segment_id, size, offset, created_at_us FROM uploads"
+                " WHERE created_at_us < ?",
+                (now_us - max_age_us,),
+            ).fetchall()
+            for dev, seg, size, offset, created in rows:
+                db.execute("DELETE FROM uploads WHERE device_id=? AND segment_id=?", (dev, seg))
+                self._append_log(
+                    db,
+                    "dock",
+                    "upload_expired",
+                    now_us,
+                    device_id=dev,
+                    segment_id=seg,
+                    detail={"size": size, "received": offset, "created_at_us": created},
+                )
+        for dev, seg, *_ in rows:
+            staged = self._staged(dev, seg)
+            staged.unlink(missing_ok=True)
+            for spool in staged.parent.glob(f"{seg}.*.in"):
+                spool.unlink(missing_ok=True)
+        return len(rows)
 
     def _drop_upload(self, device_id: str, segment_id: str) -> None:
         with self._tx() as db:

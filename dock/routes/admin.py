@@ -20,10 +20,11 @@ from dock.routes.models import (
 )
 from dock.routes.status import device_status
 from dock.store import LogEntry
+from dock.strict import StrictJSONRoute
 
 log = logging.getLogger("bwv.dock")
 
-router = APIRouter(dependencies=[Depends(admin)])
+router = APIRouter(dependencies=[Depends(admin)], route_class=StrictJSONRoute)
 
 
 @router.post(

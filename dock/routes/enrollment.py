@@ -12,10 +12,11 @@ from dock.middleware import Refused
 from dock.protocol import Code, ProtocolError, parse_signed_headers, verify_request
 from dock.routes.deps import DockDep, raw_path, read_body
 from dock.routes.models import ERRORS, DockInfo, EnrollRequest, EnrollResponse
+from dock.strict import StrictJSONRoute
 
 log = logging.getLogger("bwv.dock")
 
-router = APIRouter()
+router = APIRouter(route_class=StrictJSONRoute)
 
 
 @router.get("/v1/dock", response_model=DockInfo, tags=["dock"])

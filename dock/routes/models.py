@@ -2,12 +2,28 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
+from fastapi import Header
 from pydantic import BaseModel, ConfigDict, Field
 
 from dock import enroll as enroll_mod
-from dock.protocol import DEVICE_ID_PATTERN, HEX64_PATTERN
+from dock.protocol import DEVICE_ID_PATTERN, H_UPLOAD_CHECKSUM, HEX64_PATTERN
+
+# what a request body model accepts: exactly its fields, of exactly their types (no boolean
+# for an integer, no number in a string); duplicate keys are refused before (dock.strict)
+STRICT = ConfigDict(extra="forbid", strict=True)
+
+UPLOAD_CHECKSUM_PATTERN = r"^sha256 [A-Za-z0-9+/]{43}=$"
+UploadChecksum = Annotated[
+    str,
+    Header(
+        alias=H_UPLOAD_CHECKSUM,
+        pattern=UPLOAD_CHECKSUM_PATTERN,
+        description='the chunk\'s SHA-256, tus style: "sha256 <base64 digest>" '
+        "(the same digest as the signed Content-Digest)",
+    ),
+]
 
 
 class Problem(BaseModel):
@@ -18,7 +34,7 @@ class Problem(BaseModel):
 
 
 ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": Problem} for code in (400, 401, 403, 404, 409, 413, 422)
+    code: {"model": Problem} for code in (400, 401, 403, 404, 408, 409, 413, 422, 429)
 }
 
 # a chunk's body (PATCH): raw bytes, tus-style
@@ -40,7 +56,7 @@ class DockInfo(BaseModel):
 
 
 class EnrollRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT
     device_id: str = Field(pattern=DEVICE_ID_PATTERN)
     public_key: str = Field(pattern=HEX64_PATTERN, description="Ed25519 public key, hex")
     token: str = Field(min_length=1, max_length=200, description="one-time enrollment token")
@@ -55,7 +71,7 @@ class EnrollResponse(BaseModel):
 
 
 class TimeRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT
     device_time_us: int = Field(ge=-(2**62), le=2**62, description="device wall clock, Unix µs")
 
 
@@ -66,7 +82,7 @@ class TimeResponse(BaseModel):
 
 
 class CreateUpload(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT
     manifest: str = Field(min_length=1, max_length=400_000, description="base64 manifest")
     size: int = Field(ge=0, le=2**62, description="stored blob size in bytes")
     sha256: str = Field(pattern=HEX64_PATTERN, description="stored blob SHA-256, hex")
@@ -152,7 +168,7 @@ class DeviceStatus(BaseModel):
 
 
 class TokenRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT
     device_id: str | None = Field(default=None, pattern=DEVICE_ID_PATTERN)
     ttl_s: int = Field(default=enroll_mod.DEFAULT_TTL_S, ge=1, le=enroll_mod.MAX_TTL_S)
 
@@ -164,7 +180,7 @@ class TokenResponse(BaseModel):
 
 
 class RevokeRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT
     reason: str = Field(min_length=1, max_length=500)
 
 

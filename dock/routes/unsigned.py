@@ -6,12 +6,12 @@
 
 from typing import Annotated, Any, cast
 
-from fastapi import APIRouter, Header
+from fastapi import APIRouter, Header, Request
 from fastapi import Path as PathParam
+from starlette.concurrency import run_in_threadpool
 
 from dock.instance import Dock
 from dock.protocol import (
-    H_UPLOAD_CHECKSUM,
     H_UPLOAD_OFFSET,
     SEGMENT_ID_PATTERN,
     Code,
@@ -19,8 +19,8 @@ from dock.protocol import (
     parse_chunk_checksum,
 )
 from dock.receipts import sign_unsigned_receipt
-from dock.routes.deps import AuthedDevice, DockDep
-from dock.routes.models import CHUNK_BODY, Problem, UnsignedStateModel
+from dock.routes.deps import AuthedDevice, DockDep, read_body
+from dock.routes.models import CHUNK_BODY, Problem, UnsignedStateModel, UploadChecksum
 from dock.store import StoreError
 from dock.store_sqlite import DirectoryStore
 from dock.unsigned import Expected, UnsignedTails, expected_unsigned
@@ -30,7 +30,7 @@ HeldSegmentId = Annotated[
 ]
 
 RESPONSES: dict[int | str, dict[str, Any]] = {
-    code: {"model": Problem} for code in (400, 401, 403, 404, 409, 413, 422, 460, 507)
+    code: {"model": Problem} for code in (400, 401, 403, 404, 408, 409, 413, 422, 429, 460, 507)
 }
 
 router = APIRouter()
@@ -63,11 +63,12 @@ def unsigned_status(segment_id: HeldSegmentId, auth: AuthedDevice, dock: DockDep
     tags=["upload"],
     openapi_extra=CHUNK_BODY,
 )
-def append_unsigned(
+async def append_unsigned(
     segment_id: HeldSegmentId,
+    request: Request,
     auth: AuthedDevice,
     upload_offset: Annotated[int, Header(alias=H_UPLOAD_OFFSET, ge=0, le=2**62)],
-    upload_checksum: Annotated[str, Header(alias=H_UPLOAD_CHECKSUM, max_length=200)],
+    upload_checksum: UploadChecksum,
     dock: DockDep,
 ) -> dict[str, Any]:
     try:
@@ -75,18 +76,27 @@ def append_unsigned(
     except ProtocolError as exc:
         raise StoreError(str(exc), 400, Code.INVALID) from None
     if auth.body_sha256 != digest:
-        raise StoreError("chunk checksum mismatch: nothing was appended", 460, Code.CHECKSUM)
-    dev = auth.device.device_id
-    return (
-        _tails(dock)
-        .append(
-            dev,
-            segment_id,
-            _expected(dock, dev, segment_id),
-            upload_offset,
-            auth.body,
-            dock.clock(),
-            lambda r: sign_unsigned_receipt(dock.key, r),
+        raise StoreError(
+            "chunk checksum mismatch: Upload-Checksum is not the signed Content-Digest",
+            460,
+            Code.CHECKSUM,
         )
-        .to_json()
-    )
+    dev = auth.device.device_id
+    body = await read_body(request)  # after authentication; dock.gate checks its digest
+
+    def append() -> dict[str, Any]:
+        return (
+            _tails(dock)
+            .append(
+                dev,
+                segment_id,
+                _expected(dock, dev, segment_id),
+                upload_offset,
+                body,
+                dock.clock(),
+                lambda r: sign_unsigned_receipt(dock.key, r),
+            )
+            .to_json()
+        )
+
+    return await run_in_threadpool(append)

@@ -2,14 +2,17 @@
 read where it stands, append chunks at ``Upload-Offset``, and complete it (verify, store,
 log, receipt: dock/receive.py)."""
 
+from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Response
+from fastapi import APIRouter, Header, Request, Response
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect
 
+from crypto.records import RecordError, verify_line
 from dock.instance import Dock
 from dock.middleware import Refused
 from dock.protocol import (
-    H_UPLOAD_CHECKSUM,
     H_UPLOAD_OFFSET,
     Code,
     ProtocolError,
@@ -25,11 +28,13 @@ from dock.routes.models import (
     CreateUpload,
     Problem,
     SignedReceiptModel,
+    UploadChecksum,
     UploadStateModel,
 )
+from dock.strict import StrictJSONRoute
 from dock.verify import ManifestError
 
-router = APIRouter()
+router = APIRouter(route_class=StrictJSONRoute)
 
 
 def _manifest_of(dock: Dock, segment_id: str, req: CreateUpload) -> bytes:
@@ -72,6 +77,34 @@ def _check_declared(
         )
 
 
+def _check_signed(public_key: bytes, device_id: str, manifest: bytes) -> None:
+    """The manifest is signed by the device's enrolled key (checked now, not at the end)."""
+    try:
+        verify_line(manifest, public_key, device_id, ("manifest", "end"))
+    except RecordError as exc:
+        raise Refused(
+            422, Code.MANIFEST_INVALID, f"manifest refused: {exc.reason}: {exc.detail}"
+        ) from None
+
+
+def _check_quota(dock: Dock, device_id: str, size: int) -> None:
+    """Expire abandoned uploads, then hold the device to its open uploads and bytes."""
+    wall = dock.config.wall
+    dock.store.expire_uploads(dock.clock(), wall.upload_expiry_s * 1_000_000)
+    count, declared = dock.store.open_uploads(device_id)
+    if count >= wall.max_open_uploads:
+        raise Refused(
+            429, Code.QUOTA, f"{count} uploads open (at most {wall.max_open_uploads}): finish some"
+        )
+    if declared + size > wall.max_declared_bytes:
+        raise Refused(
+            429,
+            Code.QUOTA,
+            f"open uploads would declare {declared + size} bytes "
+            f"(at most {wall.max_declared_bytes}): finish some",
+        )
+
+
 @router.post(
     "/v1/segments/{segment_id}", response_model=UploadStateModel, responses=ERRORS, tags=["upload"]
 )
@@ -85,8 +118,11 @@ def create_upload(
     dev = auth.device.device_id
     manifest = _manifest_of(dock, segment_id, req)
     _check_declared(dock, dev, segment_id, req, manifest)
+    _check_signed(auth.device.public_key, dev, manifest)
     store = dock.store
     existing = store.upload_state(dev, segment_id)
+    if existing is None:
+        _check_quota(dock, dev, req.size)
     state = store.begin_upload(dev, segment_id, manifest, req.size, req.sha256, dock.clock())
     response.status_code = 200 if existing else 201
     return state.to_json()
@@ -105,25 +141,62 @@ def upload_status(segment_id: SegmentId, auth: AuthedDevice, dock: DockDep) -> d
 @router.patch(
     "/v1/segments/{segment_id}",
     response_model=UploadStateModel,
-    responses={**ERRORS, 460: {"model": Problem, "description": "Checksum Mismatch"}},
+    responses={
+        **ERRORS,
+        408: {"model": Problem, "description": "the body stalled"},
+        429: {"model": Problem, "description": "too many chunks of this device at once"},
+        460: {"model": Problem, "description": "Checksum Mismatch"},
+    },
     tags=["upload"],
     openapi_extra=CHUNK_BODY,
 )
-def append_chunk(
+async def append_chunk(
     segment_id: SegmentId,
+    request: Request,
     auth: AuthedDevice,
     upload_offset: Annotated[int, Header(alias=H_UPLOAD_OFFSET, ge=0, le=2**62)],
-    upload_checksum: Annotated[str, Header(alias=H_UPLOAD_CHECKSUM, max_length=200)],
+    upload_checksum: UploadChecksum,
     dock: DockDep,
 ) -> dict[str, Any]:
+    """Append a chunk: its checksum is the signed Content-Digest's, the offset the one held
+    (both checked before the body is read); the body streams to disk, checked as it comes."""
     try:
         digest = parse_chunk_checksum(upload_checksum)
     except ProtocolError as exc:
         raise Refused(400, Code.INVALID, str(exc)) from None
     if auth.body_sha256 != digest:
-        raise Refused(460, Code.CHECKSUM, "chunk checksum mismatch: nothing was appended")
-    state = dock.store.append_chunk(auth.device.device_id, segment_id, upload_offset, auth.body)
-    return state.to_json()
+        raise Refused(
+            460,
+            Code.CHECKSUM,
+            "chunk checksum mismatch: Upload-Checksum is not the signed Content-Digest",
+        )
+    dev = auth.device.device_id
+    state = await run_in_threadpool(dock.store.upload_state, dev, segment_id)
+    if state is None:
+        raise Refused(404, Code.NOT_FOUND, "no upload with this segment id; create it first")
+    if state.complete:
+        raise Refused(409, Code.COMPLETE, "upload is already complete")
+    if state.offset != upload_offset:
+        raise Refused(409, Code.OFFSET, f"offset mismatch: the dock holds {state.offset} bytes")
+    spool = dock.store.spool_path(dev, segment_id)
+    try:
+        await _receive_to(request, spool)
+        appended = await run_in_threadpool(
+            dock.store.append_chunk, dev, segment_id, upload_offset, spool
+        )
+    finally:
+        spool.unlink(missing_ok=True)
+    return appended.to_json()
+
+
+async def _receive_to(request: Request, path: Path) -> None:
+    """Stream the request's body into ``path`` (dock.gate checks it as it comes)."""
+    try:
+        with open(path, "wb") as f:
+            async for block in request.stream():
+                f.write(block)
+    except ClientDisconnect:
+        raise Refused(400, Code.INVALID, "connection closed before the body was complete") from None
 
 
 @router.post(
