@@ -119,13 +119,11 @@ class SegmentUploads(StoreIndex):
             return UploadState(segment_id, state.size, new, False)
 
     def spool_path(self, device_id: str, segment_id: str) -> Path:
-        """A fresh file name beside the upload's staged bytes, to receive one chunk into."""
         staged = self._staged(device_id, segment_id)
         staged.parent.mkdir(exist_ok=True)
         return staged.with_name(f"{segment_id}.{secrets.token_hex(8)}.in")
 
     def open_uploads(self, device_id: str) -> tuple[int, int]:
-        """How many uploads the device has open, and the bytes they declare."""
         rows = self._q(
             "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM uploads WHERE device_id=?",
             (device_id,),
@@ -133,8 +131,6 @@ class SegmentUploads(StoreIndex):
         return int(rows[0][0]), int(rows[0][1])
 
     def expire_uploads(self, now_us: int, max_age_us: int) -> int:
-        """Drop the uploads created more than ``max_age_us`` ago (abandoned), remove their
-        staged bytes and log ``upload_expired`` for each; how many expired."""
         with self._tx() as db:
             rows = db.execute(
                 "SELECT device_id, segment_id, size, offset, created_at_us FROM uploads"

@@ -6,6 +6,7 @@ method a path does not take is answered with the ``Allow`` of every route on tha
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -13,7 +14,6 @@ from fastapi import Request, Response
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException
-from starlette.routing import Match
 
 from dock.middleware import Refused
 from dock.protocol import Code
@@ -56,14 +56,36 @@ class StrictJSONRoute(APIRoute):
         return strict
 
 
-def allowed_methods(request: Request) -> list[str]:
+_VERBS = frozenset({"get", "put", "post", "delete", "options", "head", "patch", "trace"})
+
+
+def _allow_table(app: Any) -> list[tuple[re.Pattern[str], frozenset[str]]]:
+    """Each path of the API's description, as a pattern, with the methods it takes."""
+    table: list[tuple[re.Pattern[str], frozenset[str]]] | None = getattr(
+        app.state, "allow_table", None
+    )
+    if table is None:
+        table = []
+        for path, ops in app.openapi()["paths"].items():
+            parts = re.split(r"\{[^/{}]+\}", path)
+            pattern = re.compile("[^/]+".join(re.escape(p) for p in parts))
+            methods = {m.upper() for m in ops if m in _VERBS}
+            if "GET" in methods:
+                methods.add("HEAD")
+            table.append((pattern, frozenset(methods)))
+        app.state.allow_table = table
+    return table
+
+
+def allowed_methods(request: Request, fallback: str = "") -> list[str]:
     """Every method some route of the app takes at this request's path."""
     methods: set[str] = set()
-    for route in request.app.routes:
-        match, _ = route.matches(request.scope)
-        if match != Match.NONE:
-            methods |= set(getattr(route, "methods", None) or ())
-    return sorted(methods | {"OPTIONS"}) if methods else []
+    for pattern, verbs in _allow_table(request.app):
+        if pattern.fullmatch(request.url.path):
+            methods |= verbs
+    if not methods:
+        methods = {m.strip() for m in fallback.split(",") if m.strip()}
+    return sorted(methods | {"OPTIONS"})
 
 
 async def method_not_allowed(request: Request, exc: Exception) -> Response:
@@ -73,7 +95,7 @@ async def method_not_allowed(request: Request, exc: Exception) -> Response:
         return JSONResponse(
             {"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers
         )
-    allow = ", ".join(allowed_methods(request))
+    allow = ", ".join(allowed_methods(request, (exc.headers or {}).get("Allow", "")))
     if request.method == "OPTIONS":
         return Response(status_code=204, headers={"Allow": allow})
     return JSONResponse(

@@ -5,21 +5,26 @@ forgets nonces once their timestamp window has passed."""
 
 from __future__ import annotations
 
+import dataclasses
 import secrets
 import socket
 import sqlite3
 import time
 
 import pytest
+from nacl.signing import SigningKey
 
 from dock.client import DockRefused
 from dock.protocol import (
     H_UPLOAD_CHECKSUM,
     H_UPLOAD_OFFSET,
+    KeySigner,
     chunk_checksum_header,
+    content_digest,
     segment_id_for,
     sha256_hex,
     sign_request,
+    verify_request,
 )
 from dock.server import DockConfig
 from dock.store_sqlite import INDEX_FILE
@@ -194,3 +199,13 @@ def test_nonces_expire_with_their_window_and_are_purged(tmp_path):
         assert kept == ["2" * 32]
     finally:
         h.close()
+
+
+def test_the_signature_covers_the_content_digest_so_headers_alone_authenticate():
+    dev = KeySigner(SigningKey(bytes(range(32))))
+    h = sign_request(dev, "PATCH", "/v1/segments/ab", b"chunk", "cam-1", 1, "0" * 32)
+    assert h.as_dict()["Content-Digest"] == content_digest(b"chunk")
+    assert verify_request(dev.public_key, h, "PATCH", "/v1/segments/ab", None)  # no body
+    swapped = dataclasses.replace(h, content_digest=content_digest(b"other"))
+    assert not verify_request(dev.public_key, swapped, "PATCH", "/v1/segments/ab", None)
+    assert not verify_request(dev.public_key, h, "PATCH", "/v1/segments/ab", b"other")

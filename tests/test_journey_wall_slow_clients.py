@@ -1,0 +1,109 @@
+"""Issue 12, points 4 and 8: hundreds of stalled connections (loopback only) do not keep a
+camera from uploading, nor ``/v1/dock`` from answering within a second; the dock cuts the
+ones that never finish their headers, and refuses unauthenticated bodies without reading
+them. The systemd unit gives the dock the file descriptors its connection cap needs."""
+
+from __future__ import annotations
+
+import configparser
+import resource
+import socket
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from dock.protocol import segment_id_for, sha256_hex
+from dock.server import DockConfig
+from dock.testing import DockHarness, OutboxDevice, random_bytes
+from dock.wall import WallLimits
+
+STALLED = 300  # connections that stop inside their headers
+UNSIGNED = 100  # connections that announce 8 MiB bodies, unsigned, and stop
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def fds():
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = 4 * (STALLED + UNSIGNED) + 256  # both ends are in this process
+    if hard != resource.RLIM_INFINITY and hard < want:
+        pytest.skip(f"needs {want} file descriptors (hard limit {hard})")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, want), hard))
+    yield
+    resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def wait_closed(s: socket.socket, deadline: float) -> bool:
+    """True once the dock has closed ``s`` (answers read past), False at ``deadline``."""
+    s.setblocking(False)
+    while time.monotonic() < deadline:
+        try:
+            got = s.recv(65536)
+        except BlockingIOError:
+            time.sleep(0.01)
+            continue
+        except ConnectionResetError:
+            return True
+        if not got:
+            return True
+    return False
+
+
+def test_stalled_connections_do_not_keep_a_camera_out(tmp_path, fds):
+    limits = WallLimits(header_timeout_s=3.0, body_timeout_s=3.0)
+    h = DockHarness(tmp_path / "dock", config=DockConfig(wall=limits))
+    sockets: list[socket.socket] = []
+    try:
+        dev = OutboxDevice(tmp_path / "dev", "cam-slow")
+        creds = h.enroll(dev)
+        addr = (h.server.host, h.server.port)
+        for i in range(STALLED):
+            s = socket.create_connection(addr, timeout=5)
+            s.sendall(b"GET /v1/dock HTTP/1.1\r\nHost: dock\r\nX-Slow-" + str(i).encode())
+            sockets.append(s)
+        unsigned = []
+        for _ in range(UNSIGNED):
+            s = socket.create_connection(addr, timeout=5)
+            s.sendall(
+                b"PATCH /v1/segments/" + b"a" * 64 + b" HTTP/1.1\r\nHost: dock\r\n"
+                b"Content-Length: 8388608\r\n\r\n" + b"x" * 4096
+            )
+            unsigned.append(s)
+        started = time.monotonic()
+
+        # while they are all held, /v1/dock answers within a second and a camera uploads
+        t0 = time.monotonic()
+        r = httpx.get(f"{h.url}/v1/dock", timeout=5)
+        assert r.status_code == 200
+        assert time.monotonic() - t0 < 1.0
+        blob = random_bytes(200_000, 3)
+        rec = dev.add_segment(blob)
+        sid = segment_id_for(rec.line)
+        with h.client(creds) as c:
+            c.create_upload(sid, rec.line, len(blob), sha256_hex(blob))
+            c.append(sid, 0, blob)
+            receipt = c.complete(sid)
+        assert receipt.receipt.segment_id == sid
+        assert time.monotonic() - started < limits.header_timeout_s  # all of that while held
+
+        # the unsigned bodies were refused without being read, their connections closed
+        deadline = time.monotonic() + 5
+        assert all(wait_closed(s, deadline) for s in unsigned)
+        # the stalled headers are cut after header_timeout_s
+        deadline = time.monotonic() + limits.header_timeout_s + 8
+        assert all(wait_closed(s, deadline) for s in sockets)
+        assert time.monotonic() - started >= limits.header_timeout_s * 0.9
+        sockets.extend(unsigned)
+    finally:
+        for s in sockets:
+            s.close()
+        h.close()
+
+
+def test_the_dock_unit_has_descriptors_for_its_connection_cap():
+    unit = configparser.ConfigParser(strict=False, interpolation=None)
+    unit.read(ROOT / "systemd" / "bwv-dock.service")
+    nofile = int(unit["Service"]["LimitNOFILE"])
+    assert nofile >= 2 * WallLimits().max_connections + 1024
