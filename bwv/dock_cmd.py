@@ -196,8 +196,15 @@ def serve(store_dir: Path, listen: str, log_format: str) -> None:
         click.echo(f"admin token:     {facts['admin_token_file']}  (mode 0600; for /v1/admin)")
         click.echo(f"listening on     {facts['url']}  (Ctrl-C stops; {facts['url']}/docs: the API)")
         sys.stdout.flush()
+    from dock.wall import uvicorn_options  # slow clients cut, connections capped
+
     uvicorn.run(
-        create_app(served), host=host, port=port, log_config=config, log_level="info", http="h11"
+        create_app(served),
+        host=host,
+        port=port,
+        log_config=config,
+        log_level="info",
+        **uvicorn_options(served.config.wall),
     )
 
 

@@ -43,7 +43,6 @@ def uvicorn_options(limits: WallLimits) -> dict[str, Any]:
     return {
         "http": slow_client_protocol(limits),
         "timeout_keep_alive": 5,
-        "limit_concurrency": limits.max_connections,
         "h11_max_incomplete_event_size": 16 << 10,  # request line and headers
     }
 

@@ -38,17 +38,18 @@ def fds():
 def wait_closed(s: socket.socket, deadline: float) -> bool:
     """True once the dock has closed ``s`` (answers read past), False at ``deadline``."""
     s.setblocking(False)
-    while time.monotonic() < deadline:
+    while True:  # (at least one look, even past the deadline)
         try:
             got = s.recv(65536)
         except BlockingIOError:
+            if time.monotonic() >= deadline:
+                return False
             time.sleep(0.01)
             continue
         except ConnectionResetError:
             return True
         if not got:
             return True
-    return False
 
 
 def test_stalled_connections_do_not_keep_a_camera_out(tmp_path, fds):
@@ -107,3 +108,29 @@ def test_the_dock_unit_has_descriptors_for_its_connection_cap():
     unit.read(ROOT / "systemd" / "bwv-dock.service")
     nofile = int(unit["Service"]["LimitNOFILE"])
     assert nofile >= 2 * WallLimits().max_connections + 1024
+
+
+def test_connections_past_the_cap_are_closed_on_arrival(tmp_path):
+    limits = WallLimits(header_timeout_s=60.0, max_connections=20)
+    h = DockHarness(tmp_path / "dock", config=DockConfig(wall=limits))
+    sockets: list[socket.socket] = []
+    try:
+        addr = (h.server.host, h.server.port)
+        sockets = [socket.create_connection(addr, timeout=5) for _ in range(30)]
+        deadline = time.monotonic() + 3  # far less than header_timeout_s: the cap did it
+        cut = [s for s in sockets if wait_closed(s, deadline)]
+        assert len(cut) == 10
+        for s in sockets:
+            s.close()
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:  # the dock sees them go, and has room again
+            try:
+                if httpx.get(f"{h.url}/v1/dock", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.05)
+        assert httpx.get(f"{h.url}/v1/dock", timeout=1).status_code == 200
+    finally:
+        for s in sockets:
+            s.close()
+        h.close()
