@@ -4,6 +4,7 @@ browser gets; the folders it accepts as a store."""
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import re
@@ -247,6 +248,7 @@ def serve_cli(store: Path, monkeypatch) -> tuple[object, list]:
     r = CliRunner().invoke(
         main, ["dock", "serve", "--store", str(store), "--listen", f"127.0.0.1:{free_port()}"]
     )
+    gc.collect()  # the app (and its store's index connection) goes now, not at a later GC
     return r, ran
 
 
