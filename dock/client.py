@@ -72,7 +72,8 @@ class DeviceCredentials:
 
 
 class DeviceAuth(httpx.Auth):
-    """Signs each request: method, raw path, body hash, device id, timestamp, nonce."""
+    """Signs each request: method, raw path, the body's Content-Digest (sent with it), device
+    id, timestamp, nonce; the dock checks the signature before it reads the body."""
 
     requires_request_body = True
 
