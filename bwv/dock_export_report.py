@@ -37,6 +37,9 @@ def print_export(result: ExportResult, out: Path) -> bool:
             click.echo(f"  segment {s.index}: EMPTY, {s.detail}")
     click.echo(f"manifests: {out / 'manifests'} ({len(result.manifests)} chain record(s))")
     click.echo(f"report:    {result.report_path}")
+    if result.zipped is not None:
+        click.echo(f"zip:       {result.zipped}")
+    click.echo(f"check it:  bwv verify {out} --device-pub {out / 'device.pub'}  (the same check)")
     if result.ok:
         click.echo(
             "VERIFIED: authentic and complete"

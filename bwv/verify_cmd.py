@@ -173,7 +173,14 @@ def run_verify(
     agency_key: Path | None,
     device_id: str | None,
     as_json: bool,
+    dock_pub: Path | None = None,
 ) -> int:
+    from crypto.verify.exhibit import is_exhibit
+
+    if len(paths) == 1 and is_exhibit(paths[0]):
+        from bwv.verify_exhibit import run_verify_exhibit
+
+        return run_verify_exhibit(paths[0], device_pub, dock_pub, device_id, as_json)
     try:
         ev = _collect(paths)
     except InputError as exc:

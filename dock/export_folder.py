@@ -30,6 +30,7 @@ from crypto.manifest import CHAIN_DIR
 from crypto.records import sha256_hex
 from crypto.seal import decrypt_segment
 from crypto.trail import TRAIL_NAME
+from crypto.verify.exhibit import PAPERS
 
 MANIFESTS_DIR = "manifests"
 REPORT_FILE = "report.json"
@@ -70,7 +71,7 @@ def earlier_export(out: Path) -> list[Path]:
     found = []
     for entry in sorted(out.iterdir()):
         name = entry.name
-        if name in (REPORT_FILE, MANIFESTS_DIR, SEGMENTS_DIR) or (
+        if name in (REPORT_FILE, MANIFESTS_DIR, SEGMENTS_DIR, *PAPERS) or (
             _EXPORTED_MP4.fullmatch(name) and entry.is_file()
         ):
             found.append(entry)

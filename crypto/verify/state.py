@@ -53,6 +53,7 @@ class VerifierState:
         self.trail_given = False
         self.chain: dict[int, tuple[str, SignedRecord]] = {}
         self.segfiles: list[SegFile] = []
+        self.plain_files: dict[str, bytes] = {}  # decrypted segments (.mp4) by name
         self.unsigned_files: dict[str, tuple[str, bytes]] = {}  # basename -> (name, data)
         self.known_chunks: dict[str, str] = {}  # cipher sha256 -> where it belongs
         self.manifest_by_stored: dict[str, SignedRecord] = {}
