@@ -78,7 +78,12 @@ class VerifierState:
             pass
 
     def _check_sequence(
-        self, recs: Mapping[int, Any], first: int, what: str, file: str | None
+        self,
+        recs: Mapping[int, Any],
+        first: int,
+        what: str,
+        file: str | None,
+        gap_kind: str = "gap",
     ) -> None:
         if not recs:
             return
@@ -88,7 +93,7 @@ class VerifierState:
             if s > before + 1:
                 a, b = before + 1, s - 1
                 self.find(
-                    "gap",
+                    gap_kind,
                     f"{what} records {a}..{b} are missing"
                     if a != b
                     else f"{what} record {a} is missing",
