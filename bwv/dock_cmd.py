@@ -394,6 +394,12 @@ def status(store_dir: Path, as_json: bool, reverify: bool) -> None:
     "segments/ and MP4 files; nothing else) and export afresh.",
 )
 @click.option("--zip", "zip_to", is_flag=True, help="Also write the exhibit as one file, OUT.zip.")
+@click.option(
+    "--trail",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="The camera's trail.jsonl (from its outbox): its lines that cover the recording "
+    "go into the exhibit (the dock does not hold the trail).",
+)
 @click.option("-q", "--quiet", is_flag=True, help="No per-segment progress on stderr.")
 def export_cmd(
     store_dir: Path,
@@ -403,6 +409,7 @@ def export_cmd(
     device_id: str | None,
     replace: bool,
     zip_to: bool,
+    trail: Path | None,
     quiet: bool,
 ) -> None:
     """Hand a recording over: its footage, signed records and a verification report.
@@ -453,6 +460,7 @@ def export_cmd(
             device_id=device_id,
             replace=replace,
             zip_to=zip_to,
+            trail=trail.read_bytes() if trail else None,
         )
     except ExportError as exc:
         raise DockUsageError(str(exc)) from None

@@ -39,7 +39,11 @@ def raid_evidence(path: Path, device_id: str) -> list[str]:
 def check_exhibits(
     exhibits: list[Path], public_key: bytes, device_id: str | None
 ) -> dict[Path, Report]:
-    return {ex: verify_exhibit(read_exhibit(ex), public_key, device_id) for ex in exhibits}
+    # a raid writes each exhibit with the camera's trail lines: one without them is wanting
+    return {
+        ex: verify_exhibit(read_exhibit(ex), public_key, device_id, require_trail=True)
+        for ex in exhibits
+    }
 
 
 def _wrong_anchor(report: Report) -> bool:

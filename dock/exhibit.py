@@ -19,6 +19,7 @@ from typing import Any
 from crypto.durable import write_atomic
 from crypto.identity import key_id_of
 from crypto.records import sha256_hex
+from crypto.trail import TRAIL_NAME
 from crypto.verify import Report
 from crypto.verify.exhibit import (
     CUSTODY,
@@ -46,6 +47,7 @@ class Papers:
     custody: list[dict[str, Any]] = field(default_factory=list)
     manifests: list[dict[str, Any]] = field(default_factory=list)  # the signed fields
     end: dict[str, Any] | None = None
+    trail: bytes = b""  # the camera's trail lines that cover the recording, if given
 
 
 def gather_papers(store: DirectoryStore, device_id: str, records: list[HeldRecord]) -> Papers:
@@ -77,6 +79,22 @@ def write_papers(out: Path, papers: Papers) -> None:
         write_atomic(out / ENROLLMENT, _json(papers.enrollment))
     write_atomic(out / RECEIPTS, b"".join(_line(r) for r in papers.receipts))
     write_atomic(out / CUSTODY, b"".join(_line(e) for e in papers.custody))
+    if papers.trail:
+        write_atomic(out / TRAIL_NAME, papers.trail)
+
+
+def trail_lines(trail: bytes, recording_id: str) -> bytes:
+    """The lines of a camera's ``trail.jsonl`` that sign chunks of ``recording_id``, exactly
+    as they are (a line that cannot be read is left out)."""
+    keep = []
+    for line in trail.splitlines(keepends=True):
+        try:
+            rec = json.loads(line)["record"]
+        except (ValueError, KeyError, TypeError):
+            continue
+        if isinstance(rec, dict) and rec.get("recording_id") == recording_id:
+            keep.append(line)
+    return b"".join(keep)
 
 
 def check_exhibit(path: Path, public_key: bytes, device_id: str | None = None) -> Report:

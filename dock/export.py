@@ -45,7 +45,7 @@ from crypto.evidence import SEGMENTS_DIR
 from crypto.manifest import CHAIN_DIR, chain_file_name
 from crypto.records import sha256_hex
 from crypto.verify import Finding, Report, verify
-from dock.exhibit import finish_exhibit, gather_papers, write_papers, zip_exhibit
+from dock.exhibit import finish_exhibit, gather_papers, trail_lines, write_papers, zip_exhibit
 from dock.export_folder import (
     COPIED,
     EMPTY,
@@ -325,6 +325,7 @@ def export_recording(
     device_id: str | None = None,
     replace: bool = False,
     zip_to: bool = False,
+    trail: bytes | None = None,
 ) -> ExportResult:
     """Export one recording from the dock store in ``store_dir`` into ``out``.
 
@@ -349,6 +350,7 @@ def export_recording(
         dev = holdings.device_id
         report, files = verify_recording(store, dev, records, agency_private_key, progress)
         papers = gather_papers(store, dev, records)
+        papers.trail = trail_lines(trail, recording_id) if trail else b""
         segs = [r for r in records if r.is_segment]
         stored = [object_path(store, blob_key(dev, r.held.segment_id)) for r in segs]
         stored = [p for p in stored if p.exists()]

@@ -171,7 +171,8 @@ def _ship_and_export(
     recordings, exhibits = [], []
     for rec in dev.recorder.recordings:
         exhibit = out / EXHIBITS_DIR / rec.id
-        exported = export_recording(dock_dir, rec.id, exhibit, agency_sk)
+        trail = (dev.storage.root / "trail.jsonl").read_bytes()  # stays on the camera
+        exported = export_recording(dock_dir, rec.id, exhibit, agency_sk, trail=trail)
         if not exported.ok:
             problems.append(f"recording {rec.id}: its exhibit does not verify")
         exhibits.append(str(exhibit.relative_to(out)))

@@ -158,3 +158,29 @@ def test_export_and_verify_agree_on_a_recording_that_did_not_end_well(docked, ke
     written = json.loads((out / "report.json").read_text())
     assert written["ok"] == rep["ok"] and written["findings"] == rep["findings"]
     assert (out / "segments" / "crashed_0001.bwvseg").exists()  # the empty one, as stored
+
+
+def test_the_camera_trail_lines_of_the_recording_go_into_the_exhibit(docked, keys, tmp_path):  # noqa: F811
+    trail = docked["store"].parent / "dev" / "outbox" / "trail.jsonl"
+    out = tmp_path / "with-trail"
+    args = ["export", "--store", docked["store"], "whole", "--out", out, "--trail", trail]
+    res = run(*args, "--agency-key", docked["agency_file"], "-q")
+    assert res.exit_code == 0, res.output
+    lines = (out / "trail.jsonl").read_bytes().splitlines(keepends=True)
+    assert lines and all(json.loads(ln)["record"]["recording_id"] == "whole" for ln in lines)
+    assert all(ln in trail.read_bytes().splitlines(keepends=True) for ln in lines)
+    assert bwv("verify", out, "--device-pub", keys / "device.pub").exit_code == 0
+    (out / "trail.jsonl").write_bytes(b"".join(lines[:2] + lines[3:]))  # one line dropped
+    code, rep = verify_json(out, "--device-pub", keys / "device.pub")
+    assert code == 1 and {f["kind"] for f in rep["findings"]} == {"trail_missing"}
+    again = run(*args, "--replace", "-q")  # an exhibit with its trail is not an outbox
+    assert again.exit_code == 0, again.output
+
+
+def test_an_exhibit_with_no_evidence_in_it_is_not_verified(keys, tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "EXHIBIT.md").write_text("# an exhibit label and nothing else\n")
+    res = bwv("verify", empty, "--device-pub", keys / "device.pub")
+    assert res.exit_code == 2 and "holds no evidence file" in res.output
+    assert "VERIFIED" not in res.output

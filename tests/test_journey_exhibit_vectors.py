@@ -68,3 +68,9 @@ def test_the_bundles_are_made_again_byte_for_byte(tmp_path):
         assert a == b, name
         for p in a:
             assert (HERE / name / p).read_bytes() == (copy / name / p).read_bytes(), (name, p)
+
+
+def test_the_exhibit_vectors_are_small():
+    """Twelve bundles and their source: small enough to read and to keep in the repository."""
+    total = sum(p.stat().st_size for p in HERE.rglob("*") if p.is_file())
+    assert total < 300_000

@@ -24,7 +24,8 @@ from typing import Any
 from nacl.exceptions import BadSignatureError
 from nacl.signing import VerifyKey
 
-from crypto.verify.inputs import read_outbox
+from crypto.manifest import parse_chain_file_name
+from crypto.verify.inputs import is_evidence, read_outbox
 from crypto.verify.report import Report
 from crypto.verify.verifier import verify
 
@@ -123,11 +124,10 @@ def evidence_of(files: dict[str, bytes]) -> dict[str, bytes]:
     return {n: d for n, d in files.items() if n not in PAPERS}
 
 
-def _first_seq(names: list[str], kind: str) -> int:
-    from crypto.manifest import parse_chain_file_name
-
+def _first_chain_seq(names: list[str]) -> int:
+    """The smallest chain seq among the bundle's record files (by name)."""
     seqs = [p[0] for n in names if (p := parse_chain_file_name(n.rsplit("/", 1)[-1]))]
-    return min(seqs, default=0) if kind == "chain" else 0
+    return min(seqs, default=0)
 
 
 def _first_trail_seq(data: bytes | None) -> int:
@@ -140,7 +140,10 @@ def _first_trail_seq(data: bytes | None) -> int:
 
 
 def verify_exhibit(
-    files: dict[str, bytes], device_public_key: bytes, device_id: str | None = None
+    files: dict[str, bytes],
+    device_public_key: bytes,
+    device_id: str | None = None,
+    require_trail: bool = False,
 ) -> Report:
     """The verifier on an exhibit's evidence: it holds one recording's chain records (so
     the chain is checked from the first of them) and, maybe, the trail lines covering it."""
@@ -150,9 +153,9 @@ def verify_exhibit(
         ev,
         device_public_key,
         device_id=device_id,
-        first_chain_seq=_first_seq(list(ev), "chain"),
+        first_chain_seq=_first_chain_seq(list(ev)),
         first_trail_seq=_first_trail_seq(trail),
-        require_trail=False,
+        require_trail=require_trail,
     )
     for f in report.findings:
         if f.kind == "unrecognized":
@@ -169,6 +172,8 @@ def verify_exhibit_path(
     """``bwv verify EXHIBIT``: the trust anchor is the device's key, or the dock's key that
     signed the enrollment in the bundle."""
     files = read_exhibit(path)
+    if not any(is_evidence(n, d) for n, d in evidence_of(files).items()):
+        raise ExhibitError(f"{path}: holds no evidence file (no signed record, no segment)")
     if device_public_key is None:
         if dock_public_key is None:
             raise ExhibitError("--device-pub or --dock-pub is needed: the key to trust")
