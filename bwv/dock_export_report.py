@@ -39,7 +39,10 @@ def print_export(result: ExportResult, out: Path) -> bool:
     click.echo(f"report:    {result.report_path}")
     if result.zipped is not None:
         click.echo(f"zip:       {result.zipped}")
-    click.echo(f"check it:  bwv verify {out} --device-pub {out / 'device.pub'}  (the same check)")
+    click.echo(
+        f"check it:  bwv verify {out} --device-pub DEVICE.pub  (the device's key as the "
+        "agency publishes it, or --dock-pub with this dock's key: the check below)"
+    )
     if result.ok:
         click.echo(
             "VERIFIED: authentic and complete"
