@@ -232,20 +232,29 @@ def sim_record(ctx: click.Context, seconds: float) -> None:
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="The agency's X25519 private key: also decrypt and check the footage.",
 )
+@click.option(
+    "--dock-pub",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="For an exhibit: the Ed25519 public key of the dock that enrolled the device "
+    "(instead of --device-pub): the exhibit's device.pub must be the key it enrolled.",
+)
 @click.option("--device-id", help="The device id the footage must carry.")
 @click.option("--json", "as_json", is_flag=True, help="Print the full report as JSON.")
 def verify(
     paths: tuple[Path, ...],
     device_pub: Path | None,
     agency_key: Path | None,
+    dock_pub: Path | None,
     device_id: str | None,
     as_json: bool,
 ) -> None:
     """Check recorded evidence offline: signatures, hashes, the chain, the end records.
 
     PATHS are a device outbox (segments/, chain/, trail.jsonl), a `bwv sim raid` folder,
-    or single files from an outbox. Reports per segment and per fragment what is
-    authentic, missing, altered, reordered, substituted or unsigned.
+    single files from an outbox, or an exhibit (a folder `bwv dock export` wrote, or its
+    .zip: its MP4s are checked fragment by fragment, no agency key needed). Reports per
+    segment and per fragment what is authentic, missing, altered, reordered, substituted
+    or unsigned.
 
     \b
     Exit status: 0  everything given is authentic and complete
@@ -254,7 +263,7 @@ def verify(
     """
     from bwv.verify_cmd import run_verify
 
-    sys.exit(run_verify(list(paths), device_pub, agency_key, device_id, as_json))
+    sys.exit(run_verify(list(paths), device_pub, agency_key, device_id, as_json, dock_pub))
 
 
 @main.group()

@@ -400,6 +400,13 @@ def status(store_dir: Path, as_json: bool, reverify: bool) -> None:
     help="OUT holds an earlier export: remove it (its report, manifests/, "
     "segments/ and MP4 files; nothing else) and export afresh.",
 )
+@click.option("--zip", "zip_to", is_flag=True, help="Also write the exhibit as one file, OUT.zip.")
+@click.option(
+    "--trail",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="The camera's trail.jsonl (from its outbox): its lines that cover the recording "
+    "go into the exhibit (the dock does not hold the trail).",
+)
 @click.option("-q", "--quiet", is_flag=True, help="No per-segment progress on stderr.")
 def export_cmd(
     store_dir: Path,
@@ -408,6 +415,8 @@ def export_cmd(
     agency_key: Path | None,
     device_id: str | None,
     replace: bool,
+    zip_to: bool,
+    trail: Path | None,
     quiet: bool,
 ) -> None:
     """Hand a recording over: its footage, signed records and a verification report.
@@ -418,8 +427,12 @@ def export_cmd(
                                MP4, plays in VLC, ffplay or a browser
       segments/*.bwvseg        (without --agency-key) the encrypted segments as stored
       manifests/*.json         the camera's signed manifests and end-of-recording record
-      report.json              the offline verifier's report on the dock's copies, and
-                               ("export") what became of each segment
+      device.pub, enrollment.json, receipts.jsonl, custody.jsonl   the device's key, the
+                               dock's signed enrollment of it, its receipts and log entries
+      EXHIBIT.md               the exhibit's label: what it is and how to verify it
+      report.json              the report `bwv verify OUT --device-pub P` gives on OUT
+                               (the verdict printed), and what became of each segment
+    It is an exhibit: anyone can check it with `bwv verify`.
     The report checks every segment against the camera's signatures and its chain. A
     segment the camera cut right after it began holds no frame: it is listed as empty,
     not written as an MP4 that would not play.
@@ -446,7 +459,15 @@ def export_cmd(
 
     try:
         result = export_recording(
-            store_dir, recording_id, out, agency, progress, device_id=device_id, replace=replace
+            store_dir,
+            recording_id,
+            out,
+            agency,
+            progress,
+            device_id=device_id,
+            replace=replace,
+            zip_to=zip_to,
+            trail=trail.read_bytes() if trail else None,
         )
     except ExportError as exc:
         raise DockUsageError(str(exc)) from None

@@ -37,6 +37,12 @@ def print_export(result: ExportResult, out: Path) -> bool:
             click.echo(f"  segment {s.index}: EMPTY, {s.detail}")
     click.echo(f"manifests: {out / 'manifests'} ({len(result.manifests)} chain record(s))")
     click.echo(f"report:    {result.report_path}")
+    if result.zipped is not None:
+        click.echo(f"zip:       {result.zipped}")
+    click.echo(
+        f"check it:  bwv verify {out} --device-pub DEVICE.pub  (the device's key as the "
+        "agency publishes it, or --dock-pub with this dock's key: the check below)"
+    )
     if result.ok:
         click.echo(
             "VERIFIED: authentic and complete"

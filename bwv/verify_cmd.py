@@ -46,6 +46,7 @@ class Evidence:
     real: dict[str, str] = field(default_factory=dict)  # verifier's name -> file on disk
     device_pub: Path | None = None  # found with the files (a simulator's folder holds it)
     agency_key: Path | None = None
+    exhibits: list[Path] = field(default_factory=list)  # a raid folder's exhibits, checked too
 
     def add(self, files: dict[str, bytes], real: dict[str, str] | None = None) -> None:
         self.files.update(files)
@@ -68,14 +69,16 @@ def _sim_raid_keys(path: Path) -> tuple[Path, Path] | None:
 
 
 def _sim_state_keys(path: Path) -> tuple[Path, Path | None] | None:
-    """(device public key, agency private key or None) of a simulator's state folder (``bwv
-    sim --state``, default sim-state): it keeps its keys beside its outbox."""
-    from simulator.keys import AGENCY_KEY, DEVICE_KEY, keys_dir
+    """(device public key, agency private key or None) of a simulator's state folder (``bwv sim
+    --state``, default sim-state): it keeps its keys beside its outbox."""
+    from simulator.keys import AGENCY_KEY, DEVICE_KEY, agency_dir_of, keys_dir
 
     pub = public_key_path(keys_dir(path) / DEVICE_KEY)
     if not (pub.is_file() and (path / "outbox").is_dir()):
         return None
-    agency = keys_dir(path) / AGENCY_KEY
+    agency = agency_dir_of(path) / AGENCY_KEY
+    if not agency.is_file():
+        agency = keys_dir(path) / AGENCY_KEY  # kept there by an earlier version
     return pub, agency if agency.is_file() else None
 
 
@@ -93,6 +96,7 @@ def sim_folder_evidence(
     The device is ``device_id``, else the raid's summary names it, else the dock's device
     whose key is ``device_pub``."""
     ev = Evidence()
+    held: set[str] = set()  # the dock's chain records, read or not: the device's copies are not
     dock_dir = path / "dock"
     if (dock_dir / "dock.key").exists():
         from dock.keys import DOCK_KEY_FILE, load_or_create_signing_key
@@ -102,26 +106,49 @@ def sim_folder_evidence(
         try:
             device_id = device_id or _sim_device_id(path, store, device_pub)
             if device_id:
-                _add_dock_holdings(ev, store, device_id)
+                held = _add_dock_holdings(ev, store, dock_dir, device_id)
         finally:
             store.close()
-    files = read_outbox(path / outbox)
+    files = {
+        n: d for n, d in read_outbox(path / outbox).items() if n.rsplit("/", 1)[-1] not in held
+    }
     ev.add(files, {n: f"{outbox}/{n}" for n in files})
     return ev
 
 
-def _add_dock_holdings(ev: Evidence, store: DirectoryStore, device_id: str) -> None:
-    """What the dock holds for ``device_id``, in the outbox layout, named by its objects."""
+def _add_dock_holdings(
+    ev: Evidence, store: DirectoryStore, dock_dir: Path, device_id: str
+) -> set[str]:
+    """What the dock holds for ``device_id``, in the outbox layout, named by its objects;
+    returns the chain file names the dock holds, read or not (the device's copies of those
+    are not evidence)."""
+    from crypto.manifest import chain_file_name
     from dock.export import device_holdings, outbox_files
     from dock.store import blob_key, manifest_key
 
-    for r in device_holdings(store, device_id).records:
+    held: set[str] = set()
+    holdings = device_holdings(store, device_id)
+    for r in holdings.records:
+        held.add(chain_file_name(r.seq, r.fields.record_type))
         got = outbox_files(store, device_id, [r])
         keys = {
             "chain": manifest_key(device_id, r.held.segment_id),
             "segments": blob_key(device_id, r.held.segment_id),
         }
         ev.add(got, {n: f"dock/objects/{keys[n.split('/', 1)[0]]}" for n in got})
+    for h in holdings.unreadable:  # still the dock's: checked
+        held |= {chain_file_name(h.seq, "manifest"), chain_file_name(h.seq, "end")}
+        _add_unreadable(ev, dock_dir, manifest_key(device_id, h.segment_id), h.seq)
+    return held
+
+
+def _add_unreadable(ev: Evidence, dock_dir: Path, key: str, seq: int) -> None:
+    """A chain record the dock holds but cannot parse: given to the verifier as it is, so
+    that it is reported (not silently replaced by another copy)."""
+    obj = dock_dir / "objects" / key
+    if obj.is_file():
+        name = f"chain/{seq:012d}.manifest.json"
+        ev.add({name: obj.read_bytes()}, {name: f"dock/objects/{key}"})
 
 
 def _sim_device_id(path: Path, store: DirectoryStore, device_pub: Path | None) -> str | None:
@@ -167,9 +194,12 @@ def _collect_one(ev: Evidence, path: Path) -> None:
     raid = _sim_raid_keys(path)
     state = _sim_state_keys(path) if raid is None else None
     if raid is not None:
+        from bwv.verify_raid import raid_exhibits
+
         ev.device_pub, ev.agency_key = raid
         sim = sim_folder_evidence(path)
         ev.add(sim.files, sim.real)
+        ev.exhibits += raid_exhibits(path)
     elif state is not None:
         ev.device_pub, ev.agency_key = state
         sim = sim_folder_evidence(path, outbox="outbox", device_pub=ev.device_pub)
@@ -185,7 +215,14 @@ def run_verify(
     agency_key: Path | None,
     device_id: str | None,
     as_json: bool,
+    dock_pub: Path | None = None,
 ) -> int:
+    from crypto.verify.exhibit import is_exhibit
+
+    if len(paths) == 1 and is_exhibit(paths[0]):
+        from bwv.verify_exhibit import run_verify_exhibit
+
+        return run_verify_exhibit(paths[0], device_pub, dock_pub, device_id, as_json)
     try:
         ev = _collect(paths)
     except InputError as exc:
@@ -213,6 +250,10 @@ def run_verify(
         fail(str(exc), as_json)
     report = verify(ev.files, pk, sk, device_id=device_id)
     rename_files(report, ev.real)
+    if ev.exhibits:
+        from bwv.verify_raid import report_with_exhibits
+
+        return report_with_exhibits(report, ev.exhibits, pk, device_id, as_json, sk is not None)
     if as_json:
         click.echo(json.dumps(report.to_json(), indent=2, sort_keys=True))
     else:

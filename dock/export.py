@@ -45,6 +45,7 @@ from crypto.evidence import SEGMENTS_DIR
 from crypto.manifest import CHAIN_DIR, chain_file_name
 from crypto.records import sha256_hex
 from crypto.verify import Finding, Report, verify
+from dock.exhibit import finish_exhibit, gather_papers, trail_lines, write_papers, zip_exhibit
 from dock.export_folder import (
     COPIED,
     EMPTY,
@@ -220,6 +221,7 @@ class ExportResult:
     decrypted: bool = False  # the agency key was given
     handed_over: list[SegmentOut] = field(default_factory=list)  # per segment, in order
     replaced: list[str] = field(default_factory=list)  # an earlier export's entries, removed
+    zipped: Path | None = None  # OUT.zip (with zip_to)
 
     @property
     def empty(self) -> list[int]:
@@ -278,6 +280,41 @@ def _report_problems(report: Report) -> list[str]:
     return problems
 
 
+def _hand_over_all(
+    by_index: list[HeldRecord],
+    files: dict[str, bytes],
+    out: Path,
+    recording_id: str,
+    agency_private_key: PrivateKey | None,
+    problems: list[str],
+    progress: Callable[[str], None] | None,
+) -> list[SegmentOut]:
+    """Each segment into ``out`` (``hand_over``); a segment with no frame keeps its stored
+    copy in ``segments/``: it is the evidence that the segment was signed."""
+    handed: list[SegmentOut] = []
+    for k, r in enumerate(by_index, 1):
+        name = _stored_name(r)
+        blob = files.get(f"{SEGMENTS_DIR}/{name}")
+        got = hand_over(
+            r.fields.segment_index or 0,
+            name,
+            r.fields.raw,
+            blob,
+            out,
+            recording_id,
+            agency_private_key,
+            problems,
+        )
+        if got.state == EMPTY and got.file is None and blob is not None:
+            (out / SEGMENTS_DIR).mkdir(exist_ok=True)
+            write_atomic(out / SEGMENTS_DIR / name, blob)
+        handed.append(got)
+        if progress:
+            what = f"{got.state}: " if got.state in (EMPTY, MISSING) else ""
+            progress(f"[{k}/{len(by_index)}] segment {got.index}: {what}{got.detail}")
+    return handed
+
+
 def export_recording(
     store_dir: Path,
     recording_id: str,
@@ -287,6 +324,8 @@ def export_recording(
     *,
     device_id: str | None = None,
     replace: bool = False,
+    zip_to: bool = False,
+    trail: bytes | None = None,
 ) -> ExportResult:
     """Export one recording from the dock store in ``store_dir`` into ``out``.
 
@@ -310,6 +349,8 @@ def export_recording(
         holdings, records = find_recording(store, recording_id, device_id)
         dev = holdings.device_id
         report, files = verify_recording(store, dev, records, agency_private_key, progress)
+        papers = gather_papers(store, dev, records)
+        papers.trail = trail_lines(trail, recording_id) if trail else b""
         segs = [r for r in records if r.is_segment]
         stored = [object_path(store, blob_key(dev, r.held.segment_id)) for r in segs]
         stored = [p for p in stored if p.exists()]
@@ -319,29 +360,19 @@ def export_recording(
     out.mkdir(parents=True, exist_ok=True)
     manifests = _write_manifests(out, records, files)
     problems = _report_problems(report)
+    n0 = len(problems)
     by_index = sorted(segs, key=lambda r: (r.fields.segment_index or 0, r.seq))
-    handed: list[SegmentOut] = []
-    for k, r in enumerate(by_index, 1):
-        name = _stored_name(r)
-        got = hand_over(
-            r.fields.segment_index or 0,
-            name,
-            r.fields.raw,
-            files.get(f"{SEGMENTS_DIR}/{name}"),
-            out,
-            recording_id,
-            agency_private_key,
-            problems,
-        )
-        handed.append(got)
-        if progress:
-            what = f"{got.state}: " if got.state in (EMPTY, MISSING) else ""
-            progress(f"[{k}/{len(by_index)}] segment {got.index}: {what}{got.detail}")
-    ok = report.ok and all(s.state != MISSING and s.whole for s in handed)
-    report_json = report.to_json()
-    report_json["export"] = export_listing(out, handed)
+    handed = _hand_over_all(
+        by_index, files, out, recording_id, agency_private_key, problems, progress
+    )
+    write_papers(out, papers)
+    extra = {"export": export_listing(out, handed), "dock_copies": report.to_json()}
+    exhibit = finish_exhibit(out, papers, recording_id, extra)  # what `bwv verify` says
+    problems = _report_problems(exhibit) + problems[n0:]  # and what did not decrypt
+    ok = exhibit.ok and all(s.state != MISSING and s.whole for s in handed)
+    report_json = exhibit.to_json() | extra
     report_path = out / REPORT_FILE
-    write_atomic(report_path, (json.dumps(report_json, indent=2, sort_keys=True) + "\n").encode())
+    zipped = zip_exhibit(out) if zip_to else None
     return ExportResult(
         recording_id=recording_id,
         device_id=dev,
@@ -356,6 +387,7 @@ def export_recording(
         decrypted=agency_private_key is not None,
         handed_over=handed,
         replaced=replaced,
+        zipped=zipped,
     )
 
 

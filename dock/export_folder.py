@@ -30,6 +30,7 @@ from crypto.manifest import CHAIN_DIR
 from crypto.records import sha256_hex
 from crypto.seal import decrypt_segment
 from crypto.trail import TRAIL_NAME
+from crypto.verify.exhibit import LABEL, PAPERS
 
 MANIFESTS_DIR = "manifests"
 REPORT_FILE = "report.json"
@@ -54,7 +55,8 @@ def not_an_export_folder(out: Path) -> str | None:
     """Why ``out`` must not be exported into (nor cleared): it is a camera's outbox or a dock
     store, whose ``segments/`` are evidence, not an earlier export."""
     out = Path(out)
-    if (out / TRAIL_NAME).exists() or (out / CHAIN_DIR).is_dir():
+    exhibit = (out / LABEL).is_file()  # an exhibit may hold the trail lines of its recording
+    if ((out / TRAIL_NAME).exists() and not exhibit) or (out / CHAIN_DIR).is_dir():
         return "is a camera's outbox (it has a signature trail or chain/)"
     if (out / "index.sqlite3").exists():
         return "is a dock store"
@@ -70,7 +72,7 @@ def earlier_export(out: Path) -> list[Path]:
     found = []
     for entry in sorted(out.iterdir()):
         name = entry.name
-        if name in (REPORT_FILE, MANIFESTS_DIR, SEGMENTS_DIR) or (
+        if name in (REPORT_FILE, MANIFESTS_DIR, SEGMENTS_DIR, TRAIL_NAME, *PAPERS) or (
             _EXPORTED_MP4.fullmatch(name) and entry.is_file()
         ):
             found.append(entry)

@@ -125,13 +125,20 @@ class SimDevice:
         self.core.shutdown()
 
 
-def make_device(cfg: Config, state_dir: Path, realtime: bool = False, **kw) -> SimDevice:
+def make_device(
+    cfg: Config,
+    state_dir: Path,
+    realtime: bool = False,
+    agency_dir: Path | None = None,
+    **kw,
+) -> SimDevice:
     """The simulated device as it ships: footage encrypted to the (simulated) agency and
-    signed by its own throwaway key, all kept in ``state_dir``."""
+    signed by its own throwaway key, kept in ``state_dir``; the stand-in agency's keys in
+    ``agency_dir`` (default: ``state_dir/agency``)."""
     from bwv import __version__
     from crypto.evidence import EvidenceSink
 
-    keys = sim_keys(state_dir, cfg.device_id)
+    keys = sim_keys(state_dir, cfg.device_id, agency_dir)
     storage = LocalStorage(state_dir / "outbox")
     sink = EvidenceSink(
         storage.root, keys.identity, keys.agency_public, __version__, keys.chain_state_path

@@ -219,6 +219,7 @@ def _dock_and_explain(dev: SimDevice, state: Path, recs: list) -> list[str]:
             f"  {bwv} dock export --store {q(str(dock_dir))} {rec.id} --out {q(str(out))} "
             f"--agency-key {q(str(key))}",
             f"  ffplay {q(str(out / f'{rec.id}_0000.mp4'))}",
+            f"  {bwv} verify {q(str(out))} --device-pub {q(str(dev.keys.device_pub_path))}",
         ]
     lines.append(f"Every recording the dock holds: {bwv} dock status --store {q(str(dock_dir))}")
     return lines

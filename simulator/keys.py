@@ -2,8 +2,10 @@
 
 A real device makes its key at provisioning and pins the agency's and the dock's public
 keys; the agency's private key never exists on a device. The simulator stands in for the
-agency too, so it keeps an agency key pair beside the device key, to decrypt what it
-recorded into playable copies. Nothing here is ever a real agency's key.
+agency too, so it keeps a stand-in agency key pair, to decrypt what it recorded into
+playable copies; it keeps it outside the simulated device's keys (``agency/`` beside the
+device's ``keys/``, or wherever the caller says: a raid's ``OUT/agency/``), as an agency
+would. Nothing here is ever a real agency's key.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from crypto.identity import (
 )
 
 KEYS_DIR = "keys"
+AGENCY_DIR = "agency"  # the stand-in agency's keys: not the device's
 DEVICE_KEY = "device.key"
 AGENCY_KEY = "agency.key"
 AGENCY_PUB = "agency.pub"
@@ -45,28 +48,38 @@ def keys_dir(state_dir: Path) -> Path:
     return Path(state_dir) / KEYS_DIR
 
 
-def sim_keys(state_dir: Path, device_id: str) -> SimKeys:
+def agency_dir_of(state_dir: Path) -> Path:
+    """Where the stand-in agency keeps its keys for a simulator's state folder."""
+    return Path(state_dir) / AGENCY_DIR
+
+
+def sim_keys(state_dir: Path, device_id: str, agency_dir: Path | None = None) -> SimKeys:
     """Load the simulated device's keys from ``state_dir``, making them the first time.
 
     A key file there that cannot be used raises ``IdentityError``: one line naming the file,
     and how to start afresh."""
+    agency = agency_dir or agency_dir_of(state_dir)
     try:
-        return _sim_keys(Path(state_dir), device_id)
+        return _sim_keys(Path(state_dir), device_id, agency)
     except OSError as exc:
         problem = f"{exc.filename or keys_dir(state_dir)}: {exc.strerror or exc}"
     except IdentityError as exc:
         problem = str(exc)
     raise IdentityError(
-        f"{problem} (one of the simulator's own keys, in {keys_dir(state_dir)}: remove "
-        "that folder to start with new ones)"
+        f"{problem} (one of the simulator's own keys, in {keys_dir(state_dir)} or {agency}: "
+        "remove those folders to start with new ones)"
     )
 
 
-def _sim_keys(state_dir: Path, device_id: str) -> SimKeys:
+def _sim_keys(state_dir: Path, device_id: str, agency_dir: Path) -> SimKeys:
     d = keys_dir(state_dir)
     d.mkdir(parents=True, exist_ok=True, mode=0o700)
     identity = DeviceIdentity.load_or_generate(d / DEVICE_KEY, device_id)
-    agency_sk_path, agency_pk_path = d / AGENCY_KEY, d / AGENCY_PUB
+    agency_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    agency_sk_path, agency_pk_path = agency_dir / AGENCY_KEY, agency_dir / AGENCY_PUB
+    for name in (AGENCY_KEY, AGENCY_PUB):  # an earlier version kept them with the device's
+        if (d / name).exists() and not (agency_dir / name).exists():
+            (d / name).replace(agency_dir / name)
     if not agency_sk_path.exists():
         sk = PrivateKey.generate()
         write_secret_key(agency_sk_path, bytes(sk))

@@ -11,12 +11,11 @@ from pathlib import Path
 
 from capture.config import Config
 from capture.recorder import Recording
-from crypto.trail import TRAIL_NAME
 from crypto.verify import verify, verify_outbox
 from simulator.device import SimDevice, make_device
 
 # what a raid writes into its --out folder
-RAID_ENTRIES = frozenset({"device", "dock", "recordings", "summary.json"})
+RAID_ENTRIES = frozenset({"agency", "device", "dock", "exhibits", "recordings", "summary.json"})
 
 
 class RaidOutError(Exception):
@@ -82,7 +81,9 @@ def run_raid(
     out.mkdir(parents=True, exist_ok=True)
     state = out / "device"
     extra = {} if wall_epoch_us is None else {"wall_epoch_us": wall_epoch_us}
-    dev: SimDevice = make_device(cfg, state, realtime=realtime, boot_us=_s(plan.boot_s), **extra)
+    dev: SimDevice = make_device(
+        cfg, state, realtime=realtime, agency_dir=out / "agency", boot_us=_s(plan.boot_s), **extra
+    )
     hold_us = _s(cfg.controls.hold_to_stop_s)
     press_at = _s(plan.boot_s + cfg.pre_record.seconds + plan.settle_s)
     dev.run_until(press_at)
@@ -100,8 +101,6 @@ def run_raid(
 
 def _summarise(cfg: Config, out: Path, dev: SimDevice) -> RaidResult:
     problems: list[str] = []
-    play = out / "recordings"
-    play.mkdir(exist_ok=True)
     agency_sk = dev.keys.agency_private() if dev.keys else None
     summary: dict = {
         "device_id": cfg.device_id,
@@ -115,12 +114,14 @@ def _summarise(cfg: Config, out: Path, dev: SimDevice) -> RaidResult:
         "camera_dropped_frames": dev.camera.dropped,
     }
     if dev.keys is None:  # plain files: playable as they are
+        play = out / "recordings"
+        play.mkdir(exist_ok=True)
         recordings = [
             _recording_entry(cfg, dev, rec, problems, _copy_plain(out, play, rec))
             for rec in dev.recorder.recordings
         ]
     else:
-        recordings = _ship_and_export(cfg, out, play, dev, agency_sk, summary, problems)
+        recordings = _ship_and_export(cfg, out, dev, agency_sk, summary, problems)
     if len(recordings) != 1:
         problems.append(f"expected 1 recording, found {len(recordings)}")
     summary["recordings"] = recordings
@@ -144,13 +145,14 @@ def _copy_plain(out: Path, play: Path, rec: Recording) -> list[str]:
 def _ship_and_export(
     cfg: Config,
     out: Path,
-    play: Path,
     dev: SimDevice,
     agency_sk,
     summary: dict,
     problems: list[str],
 ) -> list[dict]:
-    """Dock, ship, verify at the dock, export: the evidence as an investigator gets it."""
+    """Dock, ship, verify at the dock, export each recording as an exhibit: the evidence as
+    an investigator gets it."""
+    from bwv.verify_raid import EXHIBITS_DIR, raid_evidence
     from dock.export import export_recording
     from simulator.docking import visit_dock
 
@@ -166,12 +168,14 @@ def _ship_and_export(
     left = [p for p in (dev.storage.root / "segments").glob("*") if p.is_file()]
     if left:
         problems.append(f"{len(left)} files still on the device after docking")
-    recordings, evidence = [], []
+    recordings, exhibits = [], []
     for rec in dev.recorder.recordings:
-        exported = export_recording(dock_dir, rec.id, play, agency_sk)
+        exhibit = out / EXHIBITS_DIR / rec.id
+        trail = (dev.storage.root / "trail.jsonl").read_bytes()  # stays on the camera
+        exported = export_recording(dock_dir, rec.id, exhibit, agency_sk, trail=trail)
         if not exported.ok:
-            problems.append(f"recording {rec.id}: export from the dock did not verify")
-        evidence += [str(p.relative_to(out)) for p in exported.stored + exported.manifests]
+            problems.append(f"recording {rec.id}: its exhibit does not verify")
+        exhibits.append(str(exhibit.relative_to(out)))
         recordings.append(
             _recording_entry(
                 cfg, dev, rec, problems, [str(p.relative_to(out)) for p in exported.segments]
@@ -180,13 +184,12 @@ def _ship_and_export(
     report = verify_sim_folder_report(out, dev)
     if not report.ok:
         problems.append("at the dock: " + _findings(report))
-    trail = dev.storage.root / TRAIL_NAME
-    evidence.append(str(trail.relative_to(out)))
     summary.update(
         {
-            "verified": report.ok,
+            "verified": report.ok and not problems,
             "verification": report.to_json(),
-            "evidence": sorted(evidence),
+            "exhibits": exhibits,
+            "evidence": raid_evidence(out, cfg.device_id),
             "receipts": visit.receipts,
             "dock": {
                 "store": str(dock_dir.relative_to(out)),

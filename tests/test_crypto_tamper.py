@@ -283,10 +283,12 @@ def test_trail_line_deletion_duplication_and_reordering(outboxes, data):
     rep = _verify(files)
     assert not rep.ok and _mentions(rep, TRAIL_NAME)
     kinds = {f.kind for f in rep.findings}
-    want = {"delete": {"gap", "unsigned"}, "duplicate": {"duplicate"}, "swap": {"reordered"}}[op]
+    want = {"delete": {"trail_missing"}, "duplicate": {"duplicate"}, "swap": {"reordered"}}[op]
     assert want & kinds, (op, kinds)
-    if op == "delete":
-        assert any(f.seq == i for f in rep.findings)
+    if op == "delete":  # issue 10 point 7: a dropped line is trail_missing, not "unsigned"
+        assert any(f.seq == i and f.kind == "trail_missing" for f in rep.findings)
+        assert "unsigned" not in kinds and "gap" not in kinds
+        assert all(s.status == "authentic" for s in rep.segments)
 
 
 # -- garbage -------------------------------------------------------------------------------

@@ -80,10 +80,10 @@ def test_key_files_are_0600_and_key_material_never_shows(tmp_path, caplog):
     cfg = from_dict({**SMALL})
     result = run_raid(cfg, tmp_path, RaidPlan(record_s=1.0))
     assert result.ok, result.problems
-    keys = tmp_path / "device" / "keys"
-    for secret in ("device.key", "agency.key"):
-        assert stat.S_IMODE((keys / secret).stat().st_mode) == 0o600
-    secrets = [(keys / s).read_text().strip() for s in ("device.key", "agency.key")]
+    files = [tmp_path / "device" / "keys" / "device.key", tmp_path / "agency" / "agency.key"]
+    for secret in files:
+        assert stat.S_IMODE(secret.stat().st_mode) == 0o600
+    secrets = [p.read_text().strip() for p in files]
     summary = (tmp_path / "summary.json").read_text()
     shown = summary + caplog.text + repr(json.loads(summary))
     for secret in secrets:

@@ -128,7 +128,7 @@ def test_provision_refuses_it_with_exit_2(tmp_path):
 
 
 def test_the_simulator_refuses_its_own_bad_agency_key_in_one_line(tmp_path):
-    keys = tmp_path / "state" / "keys"
+    keys = tmp_path / "state" / "agency"  # the stand-in agency's, beside the device's keys
     sim_keys(tmp_path / "state", "sim-0001")  # made the first time
     (keys / "agency.pub").write_text(X25519_LOW_ORDER[1] + "\n")
     with pytest.raises(IdentityError) as exc:

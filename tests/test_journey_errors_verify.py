@@ -63,7 +63,7 @@ def test_nothing_checkable_is_exit_2_not_not_verified(raid, tmp_path, what):
         (target / "README.md").write_text("# notes\n")
         (target / "report.pdf").write_bytes(b"%PDF-1.4\n")
     else:
-        target = next((raid / "recordings").glob("*.mp4"))
+        target = next((raid / "exhibits").glob("*/*.mp4"))
     pub = raid / json.loads((raid / "summary.json").read_text())["keys"]["device_public_key"]
     for args in ([target], ["--device-pub", pub, target]):
         r = bwv("verify", *args)

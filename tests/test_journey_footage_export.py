@@ -236,20 +236,29 @@ def test_export_with_replace_starts_clean_and_says_so(docked, tmp_path):
         docked["agency_file"],
         "--replace",
     )
-    assert res.exit_code == 0, res.output
     assert "started clean: removed the earlier export" in res.output
     # only the new export is there (the old segments/ gone), and what was not an export stays
     names = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
     assert names == [
+        "EXHIBIT.md",
+        "custody.jsonl",
+        "device.pub",
+        "enrollment.json",
         "manifests/000000000003.manifest.json",
         "manifests/000000000004.manifest.json",
         "manifests/000000000005.end.json",
         "notes.txt",
+        "receipts.jsonl",
         "report.json",
         "whole_0000.mp4",
         "whole_0001.mp4",
     ]
-    assert json.loads((out / "report.json").read_text())["ok"] is True
+    # the exhibit is the folder: a file that is not part of it is named, as `bwv verify` would
+    assert res.exit_code == 1, res.output
+    assert "extra: " in res.output and "notes.txt" in res.output
+    report = json.loads((out / "report.json").read_text())
+    assert report["ok"] is False and [f["kind"] for f in report["findings"]] == ["extra"]
+    assert {s["status"] for s in report["segments"]} == {"authentic"}
 
 
 def test_replace_removes_nothing_when_the_export_cannot_run(docked, tmp_path):

@@ -170,7 +170,7 @@ def test_on_quit_it_prints_export_and_play_commands_that_work(small_cfg, tmp_pat
     assert len(exports) == 1 and len(plays) == 1, after
     args = shlex.split(exports[0])
     assert args[1:3] == ["dock", "export"]
-    assert "--agency-key" in args and str(state / "keys" / "agency.key") in args
+    assert "--agency-key" in args and str(state / "agency" / "agency.key") in args
 
     r = CliRunner().invoke(main, args[1:])
     assert r.exit_code == 0, r.output

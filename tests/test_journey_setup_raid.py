@@ -30,9 +30,9 @@ def test_a_second_raid_into_the_same_folder_replaces_the_first_and_verifies(tmp_
     summary = json.loads((out / "summary.json").read_text())
     assert summary["ok"] and summary["verified"]
     assert [r["id"] for r in summary["recordings"]] != [first_id]
-    assert len(list((out / "recordings").glob("*.mp4"))) == len(
+    assert len(list((out / "exhibits").glob("*/*.mp4"))) == len(
         summary["recordings"][0]["segments"]
-    )
+    )  # only the second raid's exhibit
 
     check = CliRunner().invoke(main, ["verify", str(out)])
     assert check.exit_code == 0, check.output

@@ -11,7 +11,7 @@ from typing import Any, BinaryIO
 from crypto.manifest import chain_file_name
 from crypto.records import RecordError, SignedRecord, verify_line
 from crypto.verify.inputs import basename
-from crypto.verify.report import ALTERED
+from crypto.verify.report import ALTERED, EQUIVOCATION
 from crypto.verify.state import RECORD_REASON, VerifierState
 
 
@@ -42,9 +42,11 @@ class ChainRoom(VerifierState):
                 other = self.chain[seq][0]
                 same = self.chain[seq][1].line == rec.line
                 self.find(
-                    "duplicate",
-                    f"chain record {seq} appears again (also in {other}"
-                    f"{', identical' if same else ', different content'})",
+                    "duplicate" if same else EQUIVOCATION,
+                    f"chain record {seq} appears again (also in {other}, identical)"
+                    if same
+                    else f"two different signed chain records {seq} (the other in {other}): "
+                    "the device key signed two histories",
                     file=name,
                     seq=seq,
                 )

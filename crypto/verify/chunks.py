@@ -42,12 +42,15 @@ def _lis(seq: list[int]) -> set[int]:
 
 
 def compare_chunks(
-    chunks: list[bytes], expected: list[dict[str, Any]], known: Mapping[str, str]
+    chunks: list[bytes],
+    expected: list[dict[str, Any]],
+    known: Mapping[str, str],
+    key: str = "cipher_sha256",
 ) -> list[ChunkReport]:
     """Line up the chunks found with the signed list: authentic, reordered, duplicated,
     missing, altered, substituted (known from elsewhere) or unsigned (extra)."""
     hashes = [sha256_hex(c) for c in chunks]
-    index = {e["cipher_sha256"]: j for j, e in enumerate(expected)}
+    index = {e[key]: j for j, e in enumerate(expected)}
     first_at: dict[int, int] = {}
     dups: list[int] = []
     pairs: list[tuple[int, int]] = []

@@ -13,6 +13,7 @@ from crypto.seal import ParsedSegment, SealFormatError, parse_segment
 
 SEG_EXT = ".bwvseg"
 PARTIAL_EXT = ".bwvseg.partial"
+PLAIN_EXT = ".mp4"  # a decrypted segment (init + fragments): checked by its plaintext hashes
 _UNSIGNED_NAME = re.compile(r"\.unsigned(\.\d+)?\Z")
 
 
@@ -48,6 +49,8 @@ def classify(name: str, data: bytes) -> str:
         return "segment"
     if base.endswith(PARTIAL_EXT):
         return "partial"
+    if base.endswith(PLAIN_EXT):
+        return "plain"
     if _UNSIGNED_NAME.search(base):
         return "unsigned"
     if parse_chain_file_name(base) is not None:
@@ -65,8 +68,9 @@ def classify(name: str, data: bytes) -> str:
 
 def is_evidence(name: str, data: bytes) -> bool:
     """Whether a file is one the verifier can check (a stored segment, set-aside bytes, a
-    chain record, the trail), by its name or its first bytes."""
-    return classify(name, data) != "unknown"
+    chain record, the trail), by its name or its first bytes. An MP4 alone is not: it is
+    checked only against the manifests that sign it."""
+    return classify(name, data) not in ("unknown", "plain")
 
 
 def load_segment(name: str, data: bytes, partial: bool) -> SegFile:

@@ -13,11 +13,14 @@ REORDERED = "reordered"
 SUBSTITUTED = "substituted"
 UNSIGNED = "unsigned"
 DUPLICATED = "duplicated"
+EQUIVOCATION = "equivocation"  # finding: two different signed records with one seq
+TRAIL_MISSING = "trail_missing"  # finding: trail lines that should be there are not
 
 
 @dataclass
 class Finding:
     kind: str  # altered, substituted, reordered, missing, unsigned, duplicate, gap,
+    #            equivocation, trail_missing, extra (an exhibit's),
     #            chain_break, torn, truncated, cut_short, ended_early, misnamed, malformed,
     #            unrecognized, no_trail, undecryptable
     detail: str

@@ -9,6 +9,7 @@ from crypto.records import SignedRecord, sha256_hex
 from crypto.seal import LEN, SegmentContext, decrypt_segment, parse_chunks
 from crypto.verify.chunks import compare_chunks
 from crypto.verify.inputs import SegFile, basename, canonical_segment_name
+from crypto.verify.plain import PlainRoom
 from crypto.verify.report import (
     ALTERED,
     AUTHENTIC,
@@ -23,7 +24,7 @@ from crypto.verify.report import (
 from crypto.verify.trail import TrailRoom
 
 
-class SegmentRoom(TrailRoom):
+class SegmentRoom(TrailRoom, PlainRoom):
     def _check_manifest(self, m: SignedRecord) -> SegmentReport:
         r = m.record
         rec_id, idx = r["recording_id"], r["segment_index"]
@@ -59,7 +60,9 @@ class SegmentRoom(TrailRoom):
                 )
         else:
             target = by_name[0] if by_name else None
-            if target is None:
+            if target is None and self._check_plain(rep, m):
+                pass
+            elif target is None:
                 rep.status = MISSING
                 rep.file = self.seg_prefix + r["file"]
                 rep.chunks = [ChunkReport(c["chunk"], None, c["kind"], MISSING) for c in expected]
@@ -70,7 +73,7 @@ class SegmentRoom(TrailRoom):
                 self._compare_file(rep, m, target)
         self._unsigned_tail(rep, m)
         self._cross_check_trail(rep, m)
-        if self.agency is not None and rep.status not in (MISSING,):
+        if self.agency is not None and rep.status not in (MISSING,) and not rep.decrypted:
             f = next((x for x in self.segfiles if x.name == rep.file), None)
             if f is not None:
                 self._decrypt(rep, m, f)

@@ -53,6 +53,7 @@ class VerifierState:
         self.trail_given = False
         self.chain: dict[int, tuple[str, SignedRecord]] = {}
         self.segfiles: list[SegFile] = []
+        self.plain_files: dict[str, bytes] = {}  # decrypted segments (.mp4) by name
         self.unsigned_files: dict[str, tuple[str, bytes]] = {}  # basename -> (name, data)
         self.known_chunks: dict[str, str] = {}  # cipher sha256 -> where it belongs
         self.manifest_by_stored: dict[str, SignedRecord] = {}
@@ -77,7 +78,12 @@ class VerifierState:
             pass
 
     def _check_sequence(
-        self, recs: Mapping[int, Any], first: int, what: str, file: str | None
+        self,
+        recs: Mapping[int, Any],
+        first: int,
+        what: str,
+        file: str | None,
+        gap_kind: str = "gap",
     ) -> None:
         if not recs:
             return
@@ -87,7 +93,7 @@ class VerifierState:
             if s > before + 1:
                 a, b = before + 1, s - 1
                 self.find(
-                    "gap",
+                    gap_kind,
                     f"{what} records {a}..{b} are missing"
                     if a != b
                     else f"{what} record {a} is missing",

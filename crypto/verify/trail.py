@@ -7,7 +7,15 @@ from typing import Any
 
 from crypto.records import SignedRecord
 from crypto.trail import read_trail
-from crypto.verify.report import ALTERED, AUTHENTIC, REORDERED, UNSIGNED, SegmentReport
+from crypto.verify.report import (
+    ALTERED,
+    AUTHENTIC,
+    EQUIVOCATION,
+    REORDERED,
+    TRAIL_MISSING,
+    UNSIGNED,
+    SegmentReport,
+)
 from crypto.verify.state import RECORD_REASON, VerifierState
 
 
@@ -51,9 +59,11 @@ class TrailRoom(VerifierState):
                     )
                 last = max(last, seq)
                 if seq in self.trail:
+                    same = self.trail[seq].line == rec.line
                     self.find(
-                        "duplicate",
-                        f"line {line_no}: trail seq {seq} appears again",
+                        "duplicate" if same else EQUIVOCATION,
+                        f"line {line_no}: trail seq {seq} appears again"
+                        + ("" if same else ", different: the device key signed two histories"),
                         file=name,
                         seq=seq,
                     )
@@ -77,7 +87,7 @@ class TrailRoom(VerifierState):
                     r["cipher_sha256"], f"{key[0]} segment {key[1]} chunk {key[2]}"
                 )
         name0 = trails[0][0] if trails else None
-        self._check_sequence(self.trail, self.first_trail_seq, "trail", name0)
+        self._check_sequence(self.trail, self.first_trail_seq, "trail", name0, TRAIL_MISSING)
 
     def _cross_check_trail(self, rep: SegmentReport, m: SignedRecord) -> None:
         if not self.trail_given:
@@ -89,8 +99,15 @@ class TrailRoom(VerifierState):
                 continue
             t = self.trail.get(c["trail_seq"])
             mismatch = None
-            if t is None:
-                mismatch = f"trail record {c['trail_seq']} is missing"
+            if t is None:  # the manifest still signs the chunk: it stays authentic
+                self.find(
+                    TRAIL_MISSING,
+                    f"chunk {c['chunk']}: trail record {c['trail_seq']} is not in the trail",
+                    file=self.trail_name,
+                    seq=c["trail_seq"],
+                    **where,
+                )
+                continue
             else:
                 tr = t.record
                 same = (

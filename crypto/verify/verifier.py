@@ -12,12 +12,13 @@ from nacl.public import PrivateKey
 from crypto.verify.chain import ChainRoom
 from crypto.verify.inputs import basename, classify, load_segment, read_outbox
 from crypto.verify.leftovers import LeftoverRoom
+from crypto.verify.plain import PlainRoom
 from crypto.verify.recordings import RecordingRoom
 from crypto.verify.report import ALTERED, AUTHENTIC, SUBSTITUTED, Finding, Report
 from crypto.verify.segments import SegmentRoom
 
 
-class _Verifier(ChainRoom, SegmentRoom, LeftoverRoom, RecordingRoom):
+class _Verifier(ChainRoom, SegmentRoom, PlainRoom, LeftoverRoom, RecordingRoom):
     def run(self) -> Report:
         trails, chains = [], []
         for name, data in self.files.items():
@@ -28,6 +29,8 @@ class _Verifier(ChainRoom, SegmentRoom, LeftoverRoom, RecordingRoom):
                 chains.append((name, data))
             elif kind in ("segment", "partial"):
                 self.segfiles.append(load_segment(name, data, kind == "partial"))
+            elif kind == "plain":
+                self.plain_files[name] = data
             elif kind == "unsigned":
                 self.unsigned_files[basename(name)] = (name, data)
             else:
@@ -48,6 +51,7 @@ class _Verifier(ChainRoom, SegmentRoom, LeftoverRoom, RecordingRoom):
             self.segments.append(self._check_manifest(m))
         self._trail_only_segments(manifests)
         self._leftover_files()
+        self._leftover_plain()
         recordings = self._recordings(manifests)
         self.segments.sort(key=lambda s: (s.recording_id or "", s.segment_index or 0, s.file or ""))
         ok = (

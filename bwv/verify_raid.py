@@ -1,0 +1,90 @@
+"""A ``bwv sim raid`` folder checked whole: the dock's copies and the device's trail (as
+``bwv verify`` reads any simulator folder), and every exhibit under ``OUT/exhibits/``.
+
+``raid_evidence`` lists exactly the files that check reads as evidence (``summary.json``'s
+``evidence``): changing, truncating, deleting or swapping any of them is found.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from bwv.errors import EXIT_FOUND_WANTING, EXIT_OK
+from crypto.verify import Report
+from crypto.verify.exhibit import evidence_of, is_exhibit, read_exhibit, verify_exhibit
+
+EXHIBITS_DIR = "exhibits"
+
+
+def raid_exhibits(path: Path) -> list[Path]:
+    d = Path(path) / EXHIBITS_DIR
+    return sorted(p for p in d.iterdir() if is_exhibit(p)) if d.is_dir() else []
+
+
+def raid_evidence(path: Path, device_id: str) -> list[str]:
+    """Every file ``bwv verify PATH`` reads as evidence, relative to PATH."""
+    from bwv.verify_cmd import sim_folder_evidence
+
+    path = Path(path)
+    names = set(sim_folder_evidence(path, device_id).real.values())
+    for ex in raid_exhibits(path):
+        rel = ex.relative_to(path).as_posix()
+        names |= {f"{rel}/{n}" for n in evidence_of(read_exhibit(ex))}
+    return sorted(names)
+
+
+def check_exhibits(
+    exhibits: list[Path], public_key: bytes, device_id: str | None
+) -> dict[Path, Report]:
+    # a raid writes each exhibit with the camera's trail lines: one without them is wanting
+    return {
+        ex: verify_exhibit(read_exhibit(ex), public_key, device_id, require_trail=True)
+        for ex in exhibits
+    }
+
+
+def _wrong_anchor(report: Report) -> bool:
+    """The key or device id given is not the evidence's (the verifier's one finding)."""
+    f = report.findings[0] if report.findings else None
+    return f is not None and f.kind == "substituted" and f.file is None and f.seq is None
+
+
+def report_with_exhibits(
+    report: Report,
+    exhibits: list[Path],
+    public_key: bytes,
+    device_id: str | None,
+    as_json: bool,
+    decrypting: bool,
+) -> int:
+    """Print the folder's report and each exhibit's; 0 only if all are VERIFIED."""
+    from bwv.verify_cmd import _print
+
+    if _wrong_anchor(report):  # one cause, one line: the exhibits would say the same
+        exhibits = []
+    checked = check_exhibits(exhibits, public_key, device_id)
+    ok = report.ok and all(r.ok for r in checked.values())
+    if as_json:
+        out = report.to_json() | {
+            "exhibits": {str(p): r.to_json() for p, r in checked.items()},
+            "ok": ok,
+            "dock_ok": report.ok,
+        }
+        click.echo(json.dumps(out, indent=2, sort_keys=True))
+    elif not checked:
+        _print(report, decrypting)
+    else:
+        click.echo("the dock's copies and the device's trail:")
+        _print(report, decrypting)
+        for p, r in checked.items():
+            click.echo(f"exhibit {p}:")
+            _print(r, decrypting=True)
+        click.echo(
+            "ALL VERIFIED: the dock's copies and every exhibit"
+            if ok
+            else "NOT VERIFIED: see the findings above"
+        )
+    return EXIT_OK if ok else EXIT_FOUND_WANTING
