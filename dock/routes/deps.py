@@ -26,6 +26,9 @@ from dock.protocol import (
 from dock.store import DeviceRecord
 
 FOREVER_US = 2**62
+BAD_SIGNATURE_DETAIL = (
+    "request signature does not verify: this device id is not enrolled with this key"
+)
 
 
 def get_dock(request: Request) -> Dock:
@@ -72,13 +75,11 @@ def authenticate(
     except ProtocolError as exc:
         raise Refused(401, Code.UNSIGNED, str(exc)) from None
     device = dock.store.get_device(h.device_id)
-    if device is None:
-        raise Refused(401, Code.UNKNOWN_DEVICE, f"unknown device {h.device_id!r}: enrol it first")
     digest = hashlib.sha256(body).digest()
-    if not verify_request(device.public_key, h, method, path, body, digest.hex()):
-        raise Refused(
-            401, Code.BAD_SIGNATURE, "request signature does not verify with the device's key"
-        )
+    if device is None or not verify_request(
+        device.public_key, h, method, path, body, digest.hex()
+    ):  # one answer for an unknown id and a wrong key: ids cannot be probed
+        raise Refused(401, Code.BAD_SIGNATURE, BAD_SIGNATURE_DETAIL)
     if device.revoked:
         raise Refused(403, Code.REVOKED, f"device {h.device_id} is revoked")
     now = dock.clock()
