@@ -356,6 +356,8 @@ def enroll(
         dock_key = expected_dock_key or first.key
         if dock_key is None:  # a test's transport, no TLS: the key in the answer
             dock_key = _answer_key(resp) or _published_dock_key(http)
+            if dock_fingerprint is not None and not FirstSeen(dock_fingerprint)(dock_key):
+                raise DockUnavailable("enroll: the dock's key is not the fingerprint given")
         _, body = check_answer(resp, dock_key)
     if body["dock_public_key"] != dock_key.hex():
         raise DockUnavailable("enroll: the dock names another key than the one it holds")

@@ -175,3 +175,32 @@ def test_unknown_and_enrolled_ids_get_the_same_answer_on_a_bad_signature(harness
         answers.append((r.status_code, r.content))
     assert answers[0] == answers[1]
     assert answers[0][0] == 401 and b"bad_signature" in answers[0][1]
+
+
+def test_bwv_dock_serve_speaks_https_to_cameras_and_keeps_its_admin_side_local(tmp_path):
+    """The real command: the cameras' port answers only TLS with the dock's key, the admin
+    side is a Unix socket only the dock's user may open, and it answers there alone."""
+    import socket
+    import stat
+
+    from tests.test_journey_dock_serve import dock_process
+
+    store = tmp_path / "s"
+    with dock_process(store) as served:
+        sock = store / "admin.sock"
+        assert stat.S_ISSOCK(sock.stat().st_mode) and stat.S_IMODE(sock.stat().st_mode) == 0o600
+        admin = (store / "admin.token").read_text().strip()
+        with served.admin() as http:
+            r = http.get("/v1/admin/devices", headers={"Authorization": f"Bearer {admin}"})
+        assert r.status_code == 200 and r.json() == []
+        with httpx.Client(verify=served.verify()) as cameras:
+            r = cameras.get(
+                served.url + "/v1/admin/devices", headers={"Authorization": f"Bearer {admin}"}
+            )
+        assert r.status_code == 404
+        host, port = served.url.removeprefix("https://").split(":")
+        with socket.create_connection((host, int(port)), timeout=5) as plain:
+            plain.sendall(b"GET /v1/dock HTTP/1.1\r\nHost: x\r\n\r\n")
+            answer = plain.recv(4096)
+        assert b"dock_public_key" not in answer  # no plain-HTTP answer where cameras connect
+    assert "dock fingerprint:" in served.stdout and "admin side on    unix:" in served.stdout
