@@ -11,6 +11,7 @@ import httpx
 import pytest
 from click.testing import CliRunner
 
+from bwv.cli import main
 from crypto.identity import DeviceIdentity
 from dock.client import DockRefused, enroll
 from dock.protocol import sign_request
@@ -51,8 +52,6 @@ def test_the_cameras_side_never_accepts_the_admin_token(harness):
 
 
 def test_serve_refuses_an_admin_side_on_the_network(tmp_path):
-    from bwv.cli import main
-
     r = CliRunner().invoke(
         main,
         ["dock", "serve", "--store", str(tmp_path / "s"), "--admin-listen", "0.0.0.0:8444"],
@@ -69,7 +68,7 @@ def test_every_token_is_bound_to_one_device_id(harness):
     r = httpx.post(harness.admin_url + "/v1/admin/tokens", json={}, headers=bearer)
     assert r.status_code == 422  # no device id: no token
     r = CliRunner().invoke(
-        __import__("bwv.cli", fromlist=["main"]).main,
+        main,
         ["dock", "token", "--store", str(harness.store_dir)],
     )
     assert r.exit_code == 2 and "--device" in r.output

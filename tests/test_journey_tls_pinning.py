@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from dock.client import DockClient, DockUnavailable, enroll
+from dock.enroll import issue_token
 from dock.server import ServerThread, create_app, open_dock
 from dock.testing import DockHarness, OutboxDevice
 from dock.tls import TLS_CERT_FILE, certificate_key, ensure_tls_files, pinned_to
@@ -105,9 +106,7 @@ def test_a_plain_http_dock_is_refused_by_the_camera(tmp_path):
     dev = OutboxDevice(tmp_path / "dev", "cam-plain-01")
     with ServerThread(create_app(dock)) as plain:
         assert plain.url.startswith("http://")
-        token = __import__("dock.enroll", fromlist=["issue_token"]).issue_token(
-            dock.store, _now(), device_id=dev.device_id
-        )
+        token = issue_token(dock.store, _now(), device_id=dev.device_id)
         for url in (plain.url, plain.url.replace("http://", "https://")):
             with pytest.raises(DockUnavailable):
                 enroll(
