@@ -8,8 +8,6 @@ printed; the only secret ever shown is a fresh enrollment token, once, by ``toke
 from __future__ import annotations
 
 import json
-import logging
-import socket
 import sys
 from pathlib import Path
 
@@ -25,11 +23,19 @@ from bwv.dock_common import (
     when,
 )
 from bwv.dock_export_report import print_export
+from bwv.dock_serve import (
+    announce,
+    check_bind,
+    open_for_serving,
+    parse_admin_listen,
+    parse_listen,
+    serve_facts,
+    tls_for_serving,
+)
 from bwv.dock_status import collect_status, print_status
 from dock.enroll import DEFAULT_TTL_S
 from dock.export import ExportError, check_device_id, export_recording
 
-DOCK_PUB_FILE = "dock.pub"
 DEFAULT_LISTEN = "127.0.0.1:8443"
 
 
@@ -49,7 +55,9 @@ def dock() -> None:
 
     \b
     On the dock machine (DIR is the store, e.g. /var/lib/bwv-dock):
-      bwv dock serve  --store DIR --listen 0.0.0.0:8443   run it (bwv-dock.service does)
+      bwv dock serve  --store DIR --listen 0.0.0.0:8443   run it (bwv-dock.service does):
+                                                          HTTPS for cameras; prints the key
+                                                          each camera pins (--dock-key)
       bwv dock token  --store DIR --device bwv-0042       one-time token to enrol a camera
       bwv dock status --store DIR                         cameras, recordings, gaps
       bwv dock export --store DIR REC --out DIR2 --agency-key agency.key
@@ -62,73 +70,6 @@ def dock() -> None:
 # --------------------------------------------------------------------------- serve
 
 
-def _parse_listen(value: str) -> tuple[str, int]:
-    host, sep, port_s = value.rpartition(":")
-    if not sep or not host or not port_s.isdigit():
-        raise click.BadParameter(
-            f"{value!r}: expected HOST:PORT, e.g. 127.0.0.1:8443 or [::]:8443",
-            param_hint="--listen",
-        )
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    port = int(port_s)
-    if not 1 <= port <= 65535:
-        raise click.BadParameter(f"port {port} is not in 1..65535", param_hint="--listen")
-    return host, port
-
-
-def _check_bind(host: str, port: int) -> None:
-    """Fail early, with a message, when the address cannot be listened on."""
-    try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except socket.gaierror as exc:
-        raise DockUsageError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
-    family, kind, proto, _, addr = infos[0]
-    with socket.socket(family, kind, proto) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind(addr)
-        except OSError as exc:
-            raise DockUsageError(
-                f"cannot listen on {host}:{port}: {exc.strerror} "
-                "(another dock running? choose another --listen)"
-            ) from None
-
-
-def _open_for_serving(store_dir: Path):
-    """The dock on ``store_dir`` (a new store if the folder is missing or empty), with
-    DIR/dock.pub written; a DockUsageError, in one line, if it cannot be."""
-    import sqlite3
-
-    from crypto.durable import write_atomic
-    from dock.keys import KeyFileError
-    from dock.server import open_dock
-    from dock.store import StoreError
-    from dock.storedir import StoreDirError, check_store_dir
-
-    try:
-        check_store_dir(store_dir)
-        if not store_dir.exists():
-            store_dir.mkdir(mode=0o700, parents=True)
-        dock = open_dock(store_dir)
-        text = dock.public_key.hex().encode() + b"\n"
-        pub_path = store_dir / DOCK_PUB_FILE
-        if not pub_path.exists() or pub_path.read_bytes() != text:
-            write_atomic(pub_path, text, mode=0o644)
-    except StoreDirError as exc:
-        raise DockUsageError(str(exc)) from None
-    except KeyFileError as exc:
-        raise DockUsageError(f"dock key: {exc}") from None
-    except (sqlite3.Error, StoreError) as exc:
-        raise DockUsageError(
-            f"{store_dir}: cannot open the dock's index ({exc}); nothing was changed: "
-            "restore the store from a backup"
-        ) from None
-    except OSError as exc:
-        raise DockUsageError(f"{store_dir}: cannot set up the store ({exc.strerror})") from None
-    return dock
-
-
 @dock.command()
 @STORE_OPTION
 @click.option(
@@ -136,7 +77,21 @@ def _open_for_serving(store_dir: Path):
     default=DEFAULT_LISTEN,
     show_default=True,
     metavar="HOST:PORT",
-    help="Address to listen on. 0.0.0.0:8443 to take cameras from the network.",
+    help="Where cameras connect (HTTPS only). 0.0.0.0:8443 to take cameras from the network.",
+)
+@click.option(
+    "--admin-listen",
+    default="unix",
+    show_default=True,
+    metavar="unix[:PATH]|HOST:PORT",
+    help="Where the admin side (/v1/admin/...) listens: a Unix socket (default: "
+    "STORE/admin.sock, mode 0600) or a loopback address such as 127.0.0.1:8444.",
+)
+@click.option(
+    "--tls-cert",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="A certificate for the dock's own key to serve instead of the one the dock makes "
+    "itself (STORE/tls.crt). It must hold the dock key: cameras pin that key.",
 )
 @click.option(
     "--log-format",
@@ -146,65 +101,57 @@ def _open_for_serving(store_dir: Path):
     help="The log on stderr: text lines, or JSON lines for a log collector (the "
     "server's own lines too).",
 )
-def serve(store_dir: Path, listen: str, log_format: str) -> None:
+def serve(
+    store_dir: Path, listen: str, admin_listen: str, tls_cert: Path | None, log_format: str
+) -> None:
     """Run the dock server on a store until stopped (Ctrl-C).
 
     bwv-dock.service runs this on a dock machine. The --store folder (DIR) must be a dock
     store, or empty or missing: any other folder is refused. The first start makes the
-    store there, with the dock's signing key (dock.key)
-    and the admin token (admin.token), both mode 0600 and never printed, and DIR/dock.pub,
-    the dock's public key. Copy dock.pub to each camera (keys.dock_public_key,
-    /var/lib/bwv/keys/dock.pub): the camera trusts answers and receipts signed by that key
-    only. admin.token is the bearer token for the HTTP admin API (/v1/admin/...).
+    store there, with the dock's signing key (dock.key), its TLS certificate for that same
+    key (tls.crt, tls.key) and the admin token (admin.token), secrets mode 0600 and never
+    printed, and DIR/dock.pub, the dock's public key.
+
+    Cameras connect over HTTPS only (TLS 1.3). Each camera pins the dock's key when it is
+    provisioned: `bwv provision --dock-key FINGERPRINT` with the fingerprint this command
+    prints (or the dock.pub file); the camera then talks to no other server, and trusts only
+    answers and receipts signed by that key.
+
+    The admin side (/v1/admin/...: tokens, revocation, devices, custody log; bearer token
+    admin.token) listens apart, on --admin-listen: never where cameras connect.
 
     Every refused request is logged (reason, device id, remote address; never a token or
-    key). http://HOST:PORT/ says what the server is; /docs is the API.
+    key). https://HOST:PORT/ says what the server is; /docs is the API.
     """
-    import uvicorn
+    from dock.server import run_dock, tcp_listener, unix_listener
 
-    from dock.keys import ADMIN_TOKEN_FILE
-    from dock.logging_setup import log_config
-    from dock.server import create_app
-
-    host, port = _parse_listen(listen)
-    served = _open_for_serving(store_dir)
-    _check_bind(host, port)
-    shown = f"[{host}]" if ":" in host else host
-    facts = {
-        "store": str(store_dir.resolve()),
-        "dock_key_id": served.key_id,
-        "dock_public_key": str((store_dir / DOCK_PUB_FILE).resolve()),
-        "admin_token_file": str((store_dir / ADMIN_TOKEN_FILE).resolve()),
-        "url": f"http://{shown}:{port}",
-    }
-    config = log_config(log_format)
-    if log_format == "json":
-        from logging.config import dictConfig
-
-        dictConfig(config)
-        logging.getLogger("bwv.dock").info(
-            "dock store %s, key id %s, listening on %s",
-            facts["store"],
-            facts["dock_key_id"],
-            facts["url"],
-            extra={"event": "start", **facts},
+    host, port = parse_listen(listen)
+    admin_sock_path, admin_host, admin_port = parse_admin_listen(admin_listen, store_dir)
+    served = open_for_serving(store_dir)
+    tls = tls_for_serving(store_dir, served, tls_cert)
+    check_bind(host, port)
+    if admin_sock_path is None:
+        check_bind(admin_host, admin_port)
+    facts = serve_facts(store_dir, served, host, port, admin_sock_path, admin_host, admin_port)
+    config = announce(facts, log_format)
+    try:
+        admin_sock = (
+            unix_listener(admin_sock_path)
+            if admin_sock_path is not None
+            else tcp_listener(admin_host, admin_port)
         )
-    else:
-        click.echo(f"dock store:      {facts['store']}")
-        click.echo(f"dock key id:     {facts['dock_key_id']}")
-        click.echo(f"dock public key: {facts['dock_public_key']}  (pin it on each camera)")
-        click.echo(f"admin token:     {facts['admin_token_file']}  (mode 0600; for /v1/admin)")
-        click.echo(f"listening on     {facts['url']}  (Ctrl-C stops; {facts['url']}/docs: the API)")
-        sys.stdout.flush()
-    from dock.wall import uvicorn_options  # slow clients cut, connections capped
-
-    uvicorn.run(
-        create_app(served),
-        host=host,
-        port=port,
+    except OSError as exc:
+        raise DockUsageError(
+            f"cannot listen on {facts['admin']} for the admin side: {exc.strerror or exc} "
+            "(choose another --admin-listen)"
+        ) from None
+    run_dock(
+        served,
+        tcp_listener(host, port),
+        admin_sock,
+        tls,
         log_config=config,
         log_level="info",
-        **uvicorn_options(served.config.wall),
     )
 
 
@@ -217,7 +164,8 @@ def serve(store_dir: Path, listen: str, log_format: str) -> None:
     "--device",
     "device_id",
     metavar="DEVICE_ID",
-    help="The only camera the token can enrol (recommended). Without it, any id.",
+    required=True,
+    help="The only camera the token can enrol (its device_id).",
 )
 @click.option(
     "--ttl",
@@ -227,37 +175,35 @@ def serve(store_dir: Path, listen: str, log_format: str) -> None:
     metavar="SECONDS",
     help="How long the token stays valid if unused (the same default as POST /v1/admin/tokens).",
 )
-def token(store_dir: Path, device_id: str | None, ttl: int) -> None:
+def token(store_dir: Path, device_id: str, ttl: int) -> None:
     """Issue a one-time enrollment token for a technician.
 
     Prints the token (alone, on stdout) once: the dock keeps only its hash, so it cannot be
     shown again. Give it only to the technician who enrols the camera, who enters it at
-    the camera's enrollment; the first enrollment that presents it uses it up, and it
-    expires after --ttl seconds. Issue one per camera, with --device.
+    the camera's enrollment; it enrols only the --device id, the first enrollment that
+    presents it uses it up, and it expires after --ttl seconds.
     """
     from dock.enroll import MAX_TTL_S, issue_token
 
-    if device_id is not None:
-        try:
-            check_device_id(device_id)
-        except ExportError as exc:
-            raise click.BadParameter(str(exc), param_hint="--device") from None
+    try:
+        check_device_id(device_id)
+    except ExportError as exc:
+        raise click.BadParameter(str(exc), param_hint="--device") from None
     if not 0 < ttl <= MAX_TTL_S:
         raise click.BadParameter(f"must be 1..{MAX_TTL_S} seconds", param_hint="--ttl")
     store = open_store_or_fail(store_dir)
     try:
-        if device_id is not None:
-            dev = store.get_device(device_id)
-            if dev is not None:
-                state = "revoked" if dev.revoked else "enrolled"
-                raise DockUsageError(
-                    f"device {device_id} is already {state} at this dock; a new camera "
-                    "needs a new device id"
-                )
+        dev = store.get_device(device_id)
+        if dev is not None:
+            state = "revoked" if dev.revoked else "enrolled"
+            raise DockUsageError(
+                f"device {device_id} is already {state} at this dock; a new camera "
+                "needs a new device id"
+            )
         issued = issue_token(store, now_us(), device_id=device_id, ttl_s=ttl)
     finally:
         store.close()
-    who = f"device {device_id}" if device_id else "ANY device id (no --device given)"
+    who = f"device {device_id}"
     click.echo(
         f"One-time enrollment token for {who}, valid until {when(issued.expires_at_us)}.\n"
         "Give it only to the technician enrolling the camera; it is not stored and is "

@@ -78,7 +78,7 @@ def _read_token(token: str | None) -> str | None:
 
 
 def _dock_url(
-    cfg: Config, dock_url: str | None, token: str | None, dock_key: Path | None
+    cfg: Config, dock_url: str | None, token: str | None, dock_key: str | None
 ) -> str | None:
     """The dock to enrol at (None: no enrolment); a usage error for options that clash."""
     url = dock_url or (cfg.dock.url if token else None)
@@ -86,9 +86,10 @@ def _dock_url(
         raise click.UsageError("--dock-url needs --token (the one-time enrolment token)")
     if token and not url:
         raise click.UsageError("--token needs --dock-url (or dock.url in the configuration)")
-    if url and not url.startswith(("http://", "https://")):
+    if url and not url.lower().startswith("https://"):
         raise click.BadParameter(
-            f"must start with http:// or https:// (got {url!r})", param_hint="--dock-url"
+            f"must start with https:// (a dock serves TLS only; got {url!r})",
+            param_hint="--dock-url",
         )
     if dock_key is not None and not token:
         raise click.UsageError("--dock-key is only used when enrolling (--token)")
@@ -114,14 +115,28 @@ def _check_agency_key(path: Path) -> bytes:
     return bytes(pk)
 
 
-def _expected_dock_key(dock_key: Path | None) -> bytes | None:
-    """The dock key given with --dock-key, checked (None if none was given)."""
-    if dock_key is None:
+def _dock_fingerprint(dock_key: str | None) -> str | None:
+    """--dock-key as `bwv dock serve` prints it (64 hex digits; or the key itself in hex)."""
+    raw = (dock_key or "").strip().lower().removeprefix("sha256:")
+    if len(raw) == 64 and all(c in "0123456789abcdef" for c in raw):
+        return raw
+    return None
+
+
+def _expected_dock_key(dock_key: str | None) -> bytes | None:
+    """The dock key given as a file with --dock-key, checked; None if none was given (or a
+    fingerprint was)."""
+    if dock_key is None or _dock_fingerprint(dock_key) is not None:
         return None
     try:
-        return bytes(load_dock_public_key(dock_key))
+        return bytes(load_dock_public_key(Path(dock_key)))
     except IdentityError as exc:
         raise _fail(f"refusing --dock-key: {exc}") from None
+    except OSError as exc:
+        raise _fail(
+            f"refusing --dock-key: {dock_key}: {exc.strerror} (give the dock's key file, or "
+            "the 64 hex digits `bwv dock serve` prints)"
+        ) from None
 
 
 def _existing_key_id(key_path: Path) -> str:
@@ -190,8 +205,9 @@ def _check_request(
     agency_pub: Path,
     dock_url: str | None,
     token: str | None,
-    dock_key: Path | None,
+    dock_key: str | None,
     force: bool,
+    trust_first_dock: bool = False,
 ) -> _Request:
     """Everything checked, in the order a technician fixes it: the options, the agency key,
     --dock-key, an existing device key."""
@@ -202,6 +218,15 @@ def _check_request(
     url = _dock_url(cfg, dock_url, token, dock_key)
     agency_raw = _check_agency_key(agency_pub)
     expected_dock = _expected_dock_key(dock_key)
+    fingerprint = _dock_fingerprint(dock_key)
+    if token and dock_key is None and not trust_first_dock:
+        raise click.UsageError(
+            "say which dock to trust: --dock-key KEY (the dock key `bwv dock serve` prints, "
+            "or its dock.pub file), or --trust-first-dock to take whichever dock answers "
+            "(selftest will warn about it)"
+        )
+    if trust_first_dock and dock_key is not None:
+        raise click.UsageError("--trust-first-dock and --dock-key: give only one")
     return _Request(
         cfg=cfg,
         config_path=config_path,
@@ -209,7 +234,11 @@ def _check_request(
         agency_path=Path(k.agency_public_key),
         dock_path=Path(k.dock_public_key),
         agency_raw=agency_raw,
-        enrolment=Enrolment(url, token, expected_dock) if url and token else None,
+        enrolment=(
+            Enrolment(url, token, expected_dock, trust_first_dock, fingerprint)
+            if url and token
+            else None
+        ),
         force=force,
         kept=_kept_identity(cfg, key_path, token, force),
     )
@@ -286,10 +315,16 @@ def _say_not_enrolled(req: _Request) -> None:
 )
 @click.option(
     "--dock-key",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="The dock's Ed25519 public key, given out of band: the dock must answer "
-    "with it. Without it the dock's key is taken on first use (compare the "
-    "printed key id with the dock's).",
+    metavar="KEY|FILE",
+    help="The dock's fingerprint as `bwv dock serve` prints it (64 hex digits), or its "
+    "dock.pub file: the camera talks only to the dock that holds it (its TLS certificate and "
+    "its signed answers).",
+)
+@click.option(
+    "--trust-first-dock",
+    is_flag=True,
+    help="No --dock-key: pin whichever dock answers (trust on first use). Compare the "
+    "printed key id with the dock's; `bwv selftest` warns about it.",
 )
 @click.option(
     "--force",
@@ -302,7 +337,8 @@ def provision(
     agency_pub: Path,
     dock_url: str | None,
     token: str | None,
-    dock_key: Path | None,
+    dock_key: str | None,
+    trust_first_dock: bool,
     force: bool,
 ) -> None:
     """Make this camera's key, pin the agency's key and, with --token, enrol at the dock.
@@ -312,7 +348,9 @@ def provision(
     that key is enrolled (a retry after a wrong token needs no --force); without --token
     the command refuses, unless --force replaces the key.
     """
-    req = _check_request(config_path, agency_pub, dock_url, token, dock_key, force)
+    req = _check_request(
+        config_path, agency_pub, dock_url, token, dock_key, force, trust_first_dock
+    )
     daemon = read_daemon_status(req.cfg)
     _check_can_change(req, daemon)
     identity = _device_identity(req)

@@ -1,7 +1,9 @@
 """``bwv provision --token``: enrol the camera's key at the dock and pin the dock's key.
 
-With ``--dock-key`` the dock must answer with that key; without, it is taken on first use and
-its key id is printed for the technician to compare with the dock's. The token is never
+With ``--dock-key`` the dock must hold that key (its TLS certificate and its signed answers);
+with ``--trust-first-dock`` instead, the key of whichever dock answers is taken on first use,
+its key id printed for the technician to compare with the dock's, and a marker left beside the
+pinned key (``FIRST_USE_SUFFIX``) for ``bwv selftest`` to warn about. The token is never
 printed; a refusal says what to do next, and that the keys made so far stay in place.
 """
 
@@ -18,6 +20,7 @@ from crypto.durable import write_atomic
 from crypto.identity import DeviceIdentity, IdentityError, key_id_of, load_public_key
 
 PUBLIC_MODE = 0o644
+FIRST_USE_SUFFIX = ".first-use"  # beside the pinned dock key: it was taken on first use
 
 
 @dataclass(frozen=True)
@@ -27,6 +30,12 @@ class Enrolment:
     url: str
     token: str
     expected_dock_key: bytes | None
+    trust_first_dock: bool = False
+    dock_fingerprint: str | None = None  # --dock-key as `bwv dock serve` prints it
+
+    @property
+    def pinned(self) -> bool:
+        return self.expected_dock_key is not None or self.dock_fingerprint is not None
 
 
 def pin(path: Path, raw: bytes) -> str | None:
@@ -67,8 +76,8 @@ def enroll_error(exc: Exception, url: str, expected: bool) -> click.ClickExcepti
         msg = f"the dock at {url} refused the enrolment ({exc.status}): {exc.detail}"
         return CannotCheck(msg + (f"; {hint}" if hint else ""))
     msg = f"cannot enrol at {url}: {exc}"
-    if expected and "not signed" in str(exc):
-        msg += " (the answer is not signed by the key in --dock-key: wrong dock, or wrong key file)"
+    if expected and ("not signed" in str(exc) or "pinned dock key" in str(exc)):
+        msg += " (that dock does not hold the key in --dock-key: wrong dock, or wrong key)"
     return CannotCheck(msg)
 
 
@@ -85,10 +94,12 @@ def _enrolled_dock_key(identity: DeviceIdentity, how: Enrolment) -> tuple[bytes,
             how.token,
             wall_clock=lambda: time.time_ns() // 1000,
             expected_dock_key=how.expected_dock_key,
+            dock_fingerprint=how.dock_fingerprint,
+            trust_first_dock=how.trust_first_dock,
             timeout=15.0,
         )
     except DockError as exc:
-        why = enroll_error(exc, how.url, how.expected_dock_key is not None).message
+        why = enroll_error(exc, how.url, how.pinned).message
         raise CannotCheck(
             f"{why}\nThe device key ({identity.key_id}) and the agency key are in "
             "place but the camera is NOT enrolled. Fix the cause and run this "
@@ -115,12 +126,25 @@ def enrol_and_pin(identity: DeviceIdentity, how: Enrolment, dock_path: Path) -> 
         ) from None
     if replaced:
         click.echo(f"note: replaced the dock key pinned before (key id {replaced})", err=True)
+    _mark_first_use(dock_path, not how.pinned)
     checked = (
         "checked against --dock-key"
-        if how.expected_dock_key
+        if how.pinned
         else (
-            "taken on first use: compare it with the dock key id `bwv dock status` shows "
-            "on the dock"
+            "TAKEN ON FIRST USE (--trust-first-dock): compare it with the dock key id "
+            "`bwv dock serve` shows on the dock"
         )
     )
     click.echo(f"dock key id:    {dock_key_id}   (pinned at {dock_path}; {checked})")
+
+
+def _mark_first_use(dock_path: Path, first_use: bool) -> None:
+    """Leave (or clear) the marker that says the pinned dock key was taken on first use."""
+    marker = dock_path.with_name(dock_path.name + FIRST_USE_SUFFIX)
+    try:
+        if first_use:
+            write_atomic(marker, b"taken on first use by bwv provision\n", mode=PUBLIC_MODE)
+        else:
+            marker.unlink(missing_ok=True)
+    except OSError as exc:
+        click.echo(f"note: could not update {marker}: {exc.strerror or exc}", err=True)

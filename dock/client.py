@@ -33,6 +33,7 @@ from dock.protocol import (
     verify_response,
 )
 from dock.receipts import SignedReceipt, UnsignedState, UploadState
+from dock.tls import FirstSeen, pinned_client_context, pinned_to
 
 
 class DockError(Exception):
@@ -132,10 +133,12 @@ class DockClient:
         self.credentials = credentials
         self.wall_clock = wall_clock
         self.offset_us = 0
+        self._plain = _plain_http(base_url, transport)
         self._http = httpx.Client(
             base_url=base_url,
             transport=transport,
             timeout=timeout,
+            verify=pinned_to(credentials.dock_public_key),
             auth=DeviceAuth(credentials.device_id, credentials.signer, self._dock_time_us),
         )
 
@@ -154,6 +157,8 @@ class DockClient:
     # -- plumbing
 
     def _call(self, method: str, path: str, **kw: Any) -> tuple[int, Any]:
+        if self._plain is not None:
+            raise DockUnavailable(self._plain)
         try:
             resp = self._http.request(method, path, **kw)
         except httpx.HTTPError as exc:
@@ -257,6 +262,14 @@ def _unsigned_state(body: Any) -> UnsignedState:
         raise DockUnavailable(str(exc)) from None
 
 
+def _plain_http(base_url: str, transport: httpx.BaseTransport | None) -> str | None:
+    """Why ``base_url`` is refused (a camera talks to its dock over HTTPS only), or None.
+    A test's own transport (no network) is taken as it is."""
+    if transport is not None or base_url.lower().startswith("https://"):
+        return None
+    return f"{base_url}: not https:// (a camera talks to its dock over TLS only)"
+
+
 def check_answer(resp: httpx.Response, dock_public_key: bytes) -> tuple[int, Any]:
     """The answer's status and JSON body, once its dock signature checks out."""
     nonce = resp.request.headers.get(H_NONCE, "")
@@ -303,36 +316,79 @@ def enroll(
     *,
     wall_clock: Callable[[], int],
     expected_dock_key: bytes | None = None,
+    dock_fingerprint: str | None = None,
+    trust_first_dock: bool = False,
     transport: httpx.BaseTransport | None = None,
     timeout: float = 30.0,
 ) -> Enrolled:
     """Provisioning: bind ``device_id`` to ``key`` at the dock with a technician's token.
 
-    With ``expected_dock_key`` (given out of band), the answer must be signed by it; without,
-    the dock key in the answer is taken on first use and must be pinned by the caller."""
+    With ``expected_dock_key`` (given out of band), or its ``dock_fingerprint`` (as ``bwv
+    dock serve`` prints it), the TLS handshake completes only with the dock that holds it,
+    and its answer must be signed by it. Without, only if ``trust_first_dock``: the key the
+    dock shows is taken on first use and must be pinned by the caller. The token is sent
+    only inside that TLS channel, with a fresh challenge from the dock, in a request signed
+    by the key being enrolled (a replayed request is refused)."""
+    if expected_dock_key is None and dock_fingerprint is None and not trust_first_dock:
+        raise ValueError("enroll needs expected_dock_key, or trust_first_dock=True")
+    plain = _plain_http(base_url, transport)
+    if plain is not None:
+        raise DockUnavailable(f"enroll: {plain}")
+    first = FirstSeen(dock_fingerprint)
+    verify = (
+        pinned_to(expected_dock_key)
+        if expected_dock_key is not None
+        else pinned_client_context(first)
+    )
     auth = DeviceAuth(device_id, signer, wall_clock)
-    with httpx.Client(base_url=base_url, transport=transport, timeout=timeout, auth=auth) as http:
-        payload = {"device_id": device_id, "public_key": bytes(public_key).hex(), "token": token}
+    with httpx.Client(
+        base_url=base_url, transport=transport, timeout=timeout, auth=auth, verify=verify
+    ) as http:
+        payload = {
+            "device_id": device_id,
+            "public_key": bytes(public_key).hex(),
+            "token": token,
+            "challenge": _challenge(http),
+        }
         try:
             resp = http.post("/v1/enroll", json=payload)
         except httpx.HTTPError as exc:
             raise DockUnavailable(f"enroll: {type(exc).__name__}: {exc}") from exc
-        dock_key = expected_dock_key
-        if dock_key is None:
-            try:
-                dock_key = bytes.fromhex(resp.json()["dock_public_key"])
-            except (ValueError, KeyError, TypeError):
-                # a refusal carries no key: check it against the dock's published key
-                dock_key = _published_dock_key(http)
+        dock_key = expected_dock_key or first.key
+        if dock_key is None:  # a test's transport, no TLS: the key in the answer
+            dock_key = _answer_key(resp) or _published_dock_key(http)
+            if dock_fingerprint is not None and not FirstSeen(dock_fingerprint)(dock_key):
+                raise DockUnavailable("enroll: the dock's key is not the fingerprint given")
         _, body = check_answer(resp, dock_key)
-    if expected_dock_key is not None and body["dock_public_key"] != expected_dock_key.hex():
-        raise DockUnavailable("enroll: the dock names another key than the pinned one")
+    if body["dock_public_key"] != dock_key.hex():
+        raise DockUnavailable("enroll: the dock names another key than the one it holds")
     return Enrolled(
         body["device_id"],
         body["key_id"],
         bytes.fromhex(body["dock_public_key"]),
         body["dock_key_id"],
     )
+
+
+def _challenge(http: httpx.Client) -> str:
+    """A fresh one-time challenge from the dock, for the enrollment to sign."""
+    try:
+        resp = http.post("/v1/enroll/challenge")
+        value = resp.json()["challenge"]
+    except httpx.HTTPError as exc:
+        raise DockUnavailable(f"enroll: {type(exc).__name__}: {exc}") from exc
+    except (ValueError, KeyError, TypeError):
+        raise DockUnavailable("enroll: the dock gave no challenge (not a bwv dock?)") from None
+    if not isinstance(value, str):
+        raise DockUnavailable("enroll: malformed challenge")
+    return value
+
+
+def _answer_key(resp: httpx.Response) -> bytes | None:
+    try:
+        return bytes.fromhex(resp.json()["dock_public_key"])
+    except (ValueError, KeyError, TypeError):
+        return None
 
 
 def _published_dock_key(http: httpx.Client) -> bytes:

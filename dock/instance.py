@@ -11,6 +11,7 @@ from pathlib import Path
 
 from nacl.signing import SigningKey
 
+from dock.enroll import Challenges
 from dock.keys import (
     ADMIN_TOKEN_FILE,
     DOCK_KEY_FILE,
@@ -49,6 +50,7 @@ class Dock:
     clock: Callable[[], int] = wall_clock_us
     config: DockConfig = field(default_factory=DockConfig)
     admin_token: str | None = None
+    challenges: Challenges = field(default_factory=Challenges)
 
     @property
     def public_key(self) -> bytes:

@@ -23,7 +23,7 @@ class KeyFileError(RuntimeError):
     pass
 
 
-def _write_secret(path: Path, data: bytes) -> None:
+def write_secret(path: Path, data: bytes) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.unlink(missing_ok=True)
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -48,7 +48,7 @@ def load_or_create_signing_key(path: Path) -> SigningKey:
     path = Path(path)
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
-        _write_secret(path, SigningKey.generate().encode().hex().encode() + b"\n")
+        write_secret(path, SigningKey.generate().encode().hex().encode() + b"\n")
     try:
         seed = bytes.fromhex(_read_secret(path).decode().strip())
     except (UnicodeDecodeError, ValueError):
@@ -63,5 +63,5 @@ def load_or_create_token(path: Path) -> str:
     path = Path(path)
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
-        _write_secret(path, secrets.token_urlsafe(32).encode() + b"\n")
+        write_secret(path, secrets.token_urlsafe(32).encode() + b"\n")
     return _read_secret(path).decode().strip()

@@ -10,17 +10,26 @@ Endpoints (all under ``/v1``; the OpenAPI description is at ``/openapi.json``):
 - ``PATCH /v1/segments/{segment_id}``    append a chunk at ``Upload-Offset`` with its checksum
 - ``POST /v1/segments/{segment_id}/complete``  verify, store, log, answer with a receipt
 - ``GET  /v1/status``                    the calling device's status (chain, gaps, revocation)
-- ``/v1/admin/...``                      tokens, revocation, device status, custody log
-  (``Authorization: Bearer <store/admin.token>``)
+
+The cameras' side is HTTPS only (TLS 1.3, the dock's own key: dock/tls.py). The admin side
+(``/v1/admin/...``: tokens, revocation, device status, custody log, with
+``Authorization: Bearer <store/admin.token>``) is another app on another listener, by default
+a Unix socket in the store (``create_admin_app``): the cameras' app has no admin route at all.
 
 Device requests are signed (dock/protocol.py); every answer carries the dock's signature over
 its status, body and the request's nonce. Refusals are 4xx with ``{"detail": "..."}``.
 """
 
+import asyncio
+import contextlib
 import logging
+import os
+import signal
 import socket
+import ssl
 import threading
 import time
+from collections.abc import Generator
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +46,7 @@ from dock.refusals import LogRefusals
 from dock.routes import admin, enrollment, status, unsigned, uploads
 from dock.routes import time as time_routes
 from dock.strict import method_not_allowed
+from dock.tls import TlsFiles, ensure_tls_files
 from dock.verify import SegmentVerifier
 from dock.wall import WallLimits, uvicorn_options
 
@@ -44,6 +54,7 @@ __all__ = [
     "Dock",
     "DockConfig",
     "ServerThread",
+    "create_admin_app",
     "create_app",
     "open_dock",
     "serve",
@@ -58,12 +69,29 @@ ROUTERS = (
     uploads.router,  # /v1/segments/{segment_id}[/complete]
     unsigned.router,  # /v1/segments/{segment_id}/unsigned
     status.router,  # GET /v1/status
-    admin.router,  # /v1/admin/...
 )
+ADMIN_ROUTERS = (admin.router,)  # /v1/admin/...: on the admin listener only
+
+
+def create_admin_app(dock: Dock) -> FastAPI:
+    """The admin side (``/v1/admin/...``), served apart from the cameras' side."""
+    app = FastAPI(
+        title="bwv dock admin",
+        version="1",
+        description="Enrollment tokens, revocation, devices and the custody log.",
+        docs_url=None,
+        redoc_url=None,
+    )
+    app.state.dock = dock
+    app.add_middleware(LogRefusals)
+    add_exception_handlers(app)
+    for router in ADMIN_ROUTERS:
+        app.include_router(router)
+    return app
 
 
 def create_app(dock: Dock) -> FastAPI:
-    """The dock's ASGI application for ``dock`` (no module-level state: the routers get the
+    """The cameras' ASGI application for ``dock`` (no module-level state: the routers get the
     dock from ``app.state.dock`` through ``Depends(dock.routes.deps.get_dock)``)."""
     cfg = dock.config
     app = FastAPI(
@@ -96,6 +124,93 @@ def create_app(dock: Dock) -> FastAPI:
 # --------------------------------------------------------------------------- running
 
 
+def _config(app: ASGIApp, tls: TlsFiles | None, **kw: Any) -> uvicorn.Config:
+    """A loaded uvicorn config; with ``tls``, HTTPS with TLS 1.3 only. h11, with the slow
+    clients cut and connections capped (dock/wall.py), unless ``kw`` says otherwise."""
+    config = uvicorn.Config(
+        app,
+        ssl_certfile=None if tls is None else str(tls.cert),
+        ssl_keyfile=None if tls is None else str(tls.key),
+        **{**uvicorn_options(_limits_of(app)), **kw},
+    )
+    config.load()
+    if config.ssl is not None:
+        config.ssl.minimum_version = ssl.TLSVersion.TLSv1_3
+    return config
+
+
+def _limits_of(app: ASGIApp) -> WallLimits:
+    dock = getattr(getattr(app, "state", None), "dock", None)
+    return dock.config.wall if isinstance(dock, Dock) else WallLimits()
+
+
+class _QuietServer(uvicorn.Server):
+    """A server among others in one loop: ``run_dock`` handles the signals, for all."""
+
+    def install_signal_handlers(self) -> None:  # uvicorn < 0.29
+        pass
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
+
+
+def unix_listener(path: Path) -> socket.socket:
+    """A Unix socket at ``path`` that only the dock's user can connect to (mode 0600)."""
+    path = Path(path)
+    path.unlink(missing_ok=True)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    old = os.umask(0o177)
+    try:
+        sock.bind(str(path))
+    finally:
+        os.umask(old)
+    return sock
+
+
+def tcp_listener(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    # IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY only on sockets that say so, and
+    # without it every answer waits ~40 ms on Nagle and delayed ACKs
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    return sock
+
+
+def run_dock(
+    dock: Dock,
+    camera_sock: socket.socket,
+    admin_sock: socket.socket | None,
+    tls: TlsFiles,
+    **uvicorn_kw: Any,
+) -> None:
+    """Serve the cameras (HTTPS) on ``camera_sock`` and the admin side (plain HTTP, local
+    only) on ``admin_sock`` until interrupted."""
+    servers = [(_QuietServer(_config(create_app(dock), tls, **uvicorn_kw)), camera_sock)]
+    if admin_sock is not None:
+        servers.append(
+            (_QuietServer(_config(create_admin_app(dock), None, **uvicorn_kw)), admin_sock)
+        )
+
+    def stop() -> None:
+        for server, _ in servers:
+            if server.should_exit:  # a second Ctrl-C: do not wait for open connections
+                server.force_exit = True
+            server.should_exit = True
+
+    async def serve_all() -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop)
+        tasks = [asyncio.create_task(server.serve(sockets=[sock])) for server, sock in servers]
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        stop()  # one stopped (or failed): stop the other too
+        await asyncio.gather(*tasks)
+
+    asyncio.run(serve_all())
+
+
 def serve(
     store_dir: Path,
     host: str = "127.0.0.1",
@@ -106,41 +221,49 @@ def serve(
     log_level: str = "info",
     **uvicorn_kw: Any,
 ) -> None:
-    """Run the dock on ``store_dir`` until interrupted (``bwv dock serve``)."""
+    """Run the dock on ``store_dir`` until interrupted: cameras on HTTPS ``host:port``, the
+    admin side on the Unix socket ``store_dir/admin.sock``."""
     dock = open_dock(Path(store_dir), verifier=verifier, config=config)
+    tls = ensure_tls_files(Path(store_dir), dock.key)
     log.info("dock key %s, store %s, listening on %s:%d", dock.key_id, store_dir, host, port)
-    uvicorn.run(
-        create_app(dock),
-        host=host,
-        port=port,
+    run_dock(
+        dock,
+        tcp_listener(host, port),
+        unix_listener(Path(store_dir) / ADMIN_SOCKET_FILE),
+        tls,
         log_level=log_level,
-        **{**uvicorn_options(dock.config.wall), **uvicorn_kw},  # slow clients cut (dock/wall.py)
+        **uvicorn_kw,
     )
 
 
-def _limits_of(app: ASGIApp) -> WallLimits:
-    dock = getattr(getattr(app, "state", None), "dock", None)
-    return dock.config.wall if isinstance(dock, Dock) else WallLimits()
+ADMIN_SOCKET_FILE = "admin.sock"
 
 
 class ServerThread:
-    """A real uvicorn server in a thread, bound before it starts (port 0: any free port)."""
+    """A real uvicorn server in a thread, bound before it starts (port 0: any free port);
+    with ``tls``, HTTPS (TLS 1.3 only); with ``unix``, on that Unix socket instead."""
 
     def __init__(
         self,
         app: ASGIApp,
         host: str = "127.0.0.1",
         port: int = 0,
+        *,
+        tls: TlsFiles | None = None,
+        unix: Path | None = None,
         limits: WallLimits | None = None,
     ) -> None:
-        # IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY only on sockets that say so, and
-        # without it every answer waits ~40 ms on Nagle and delayed ACKs
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind((host, port))
-        self.host, self.port = self.sock.getsockname()[:2]
-        config = uvicorn.Config(
+        self.unix = unix
+        if unix is not None:
+            self.sock = unix_listener(unix)
+            self.host, self.port = "localhost", 0
+        else:
+            self.sock = tcp_listener(host, port)
+            self.host, self.port = self.sock.getsockname()[:2]
+        self.scheme = "https" if tls is not None else "http"
+        config = _config(
             app,
+            tls,
             log_level="warning",
             lifespan="off",
             timeout_graceful_shutdown=2,
@@ -153,7 +276,9 @@ class ServerThread:
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        if self.unix is not None:
+            return "http://localhost"  # with httpx.HTTPTransport(uds=...)
+        return f"{self.scheme}://{self.host}:{self.port}"
 
     def start(self, timeout: float = 10.0) -> "ServerThread":
         self.thread.start()
@@ -164,8 +289,11 @@ class ServerThread:
             time.sleep(0.005)
         return self
 
-    def stop(self) -> None:
+    def stop(self, force: bool = False) -> None:
+        """Stop; with ``force``, without waiting for open connections (a dock going down:
+        a TLS connection cut mid-way may otherwise hold the shutdown for seconds)."""
         self.server.should_exit = True
+        self.server.force_exit = force
         self.thread.join(timeout=10)
         self.sock.close()
 

@@ -13,11 +13,14 @@ import contextlib
 import os
 import random
 import socket
+import ssl
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+import httpx
 from nacl.signing import SigningKey
 
 from crypto.identity import DeviceIdentity
@@ -26,7 +29,15 @@ from crypto.records import SignedRecord
 from dock.client import DeviceCredentials, DockClient, enroll
 from dock.enroll import issue_token
 from dock.protocol import sha256_hex
-from dock.server import DockConfig, ServerThread, create_app, open_dock, wall_clock_us
+from dock.server import (
+    DockConfig,
+    ServerThread,
+    create_admin_app,
+    create_app,
+    open_dock,
+    wall_clock_us,
+)
+from dock.tls import ensure_tls_files, pinned_to
 
 
 class OutboxDevice:
@@ -154,7 +165,7 @@ class FaultProxy:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"https://127.0.0.1:{self.port}"  # the dock's TLS passes through
 
     def __enter__(self) -> FaultProxy:
         t = threading.Thread(target=self._accept, name="fault-proxy", daemon=True)
@@ -263,8 +274,10 @@ def random_bytes(n: int, seed: int | None = 0) -> bytes:
 
 
 class DockHarness:
-    """A dock on a store directory, served on loopback; ``restart`` reopens it from disk on
-    the same port (a dock restarted mid-upload)."""
+    """A dock on a store directory, served on loopback as a real one is: the cameras' side
+    over HTTPS (``url``, its own certificate; ``verify`` pins its key) and the admin side
+    apart (``admin_url``, plain HTTP on loopback). ``restart`` reopens it from disk on the
+    same ports (a dock restarted mid-upload)."""
 
     def __init__(
         self,
@@ -276,31 +289,63 @@ class DockHarness:
         self.store_dir = Path(store_dir)
         self.clock = clock or wall_clock_us
         self.config = config
-        self.dock = open_dock(self.store_dir, clock=self.clock, config=config)
-        self.server = ServerThread(create_app(self.dock)).start()
         self._restarting = threading.Lock()
+        self._open()
+
+    def _open(self, port: int = 0, admin_port: int = 0) -> None:
+        self.dock = open_dock(self.store_dir, clock=self.clock, config=self.config)
+        tls = ensure_tls_files(self.store_dir, self.dock.key)
+        self.cert_path = tls.cert  # for tools that take a CA file (requests' verify=)
+        self.server = ServerThread(create_app(self.dock), port=port, tls=tls).start()
+        self.admin = ServerThread(create_admin_app(self.dock), port=admin_port).start()
 
     @property
     def url(self) -> str:
         return self.server.url
 
     @property
+    def admin_url(self) -> str:
+        return self.admin.url
+
+    @property
     def public_key(self) -> bytes:
         return self.dock.public_key
 
+    @property
+    def verify(self) -> ssl.SSLContext:
+        """For ``httpx``'s ``verify=``: the dock's key pinned (TLS 1.3)."""
+        return pinned_to(self.public_key)
+
+    def http(self, **kw: Any) -> httpx.Client:
+        """A plain httpx client for the cameras' side (the dock's key pinned, no signing)."""
+        return httpx.Client(base_url=self.url, verify=self.verify, **kw)
+
+    def raw_connection(self, timeout: float = 5.0) -> ssl.SSLSocket:
+        """A raw connection to the cameras' side, its TLS handshake done (the dock's key
+        pinned), for tests that write HTTP by hand. The dock's HTTP protocol (and its wall,
+        dock/wall.py) sees a connection only once the handshake is done."""
+        sock = socket.create_connection((self.server.host, self.server.port), timeout=timeout)
+        try:
+            return self.verify.wrap_socket(sock, server_hostname="localhost")
+        except BaseException:
+            sock.close()
+            raise
+
     def restart(self) -> None:
         with self._restarting:
-            port = self.server.port
-            self.server.stop()
-            self.dock.store.close()
-            self.dock = open_dock(self.store_dir, clock=self.clock, config=self.config)
-            self.server = ServerThread(create_app(self.dock), port=port).start()
+            port, admin_port = self.server.port, self.admin.port
+            self._stop()
+            self._open(port, admin_port)
 
-    def close(self) -> None:
-        self.server.stop()
+    def _stop(self) -> None:
+        self.server.stop(force=True)
+        self.admin.stop(force=True)
         self.dock.store.close()
 
-    def token(self, device_id: str | None = None) -> str:
+    def close(self) -> None:
+        self._stop()
+
+    def token(self, device_id: str) -> str:
         return issue_token(self.dock.store, self.clock(), device_id=device_id).token
 
     def enroll(self, device: OutboxDevice) -> DeviceCredentials:

@@ -2,7 +2,8 @@
 
 A real dock runs on its own machine; here it is the same dock server on loopback, with its
 store in ``dock_dir``. The simulated technician enrolls the device once (a one-time token,
-the dock key pinned in the device's key folder), then the device's shipper sends its
+the dock key pinned in the device's key folder: the TLS handshake and every answer are
+checked against it), then the device's shipper sends its
 finished segments, oldest first, and deletes each one only after the dock's signed receipt
 for its exact hash.
 """
@@ -20,6 +21,7 @@ from dock.client import DeviceCredentials, DockClient, enroll
 from dock.enroll import issue_token
 from dock.server import ServerThread, create_app, open_dock, wall_clock_us
 from dock.shipper import ChainOutbox, Shipper
+from dock.tls import ensure_tls_files
 from simulator.device import SimDevice
 
 DOCK_PUB = "dock.pub"
@@ -37,7 +39,8 @@ class DockVisit:
 def visit_dock(dev: SimDevice, dock_dir: Path, clock: Clock | None = None) -> DockVisit:
     assert dev.keys is not None, "the device must record evidence to ship it"
     dock = open_dock(dock_dir, clock=wall_clock_us)
-    server = ServerThread(create_app(dock)).start()
+    tls = ensure_tls_files(dock_dir, dock.key)  # over HTTPS, as a real dock
+    server = ServerThread(create_app(dock), tls=tls).start()
     try:
         visit = DockVisit(server.url)
         ident = dev.keys.identity

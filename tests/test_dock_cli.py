@@ -30,6 +30,7 @@ from dock.client import DeviceCredentials, DockClient, DockRefused, enroll
 from dock.export import ExportError, export_recording
 from dock.shipper import ChainOutbox, Shipper
 from dock.testing import DockHarness
+from dock.tls import pinned_to
 from simulator.encoder import H264Encoder
 from tests.conftest import ffprobe_streams
 
@@ -336,8 +337,13 @@ def test_token_is_shown_once_and_enrols_once(docked):
 
 def test_token_refuses_bad_arguments(docked, tmp_path):
     assert run("token", "--store", docked["store"], "--device", "../x").exit_code == 2
-    assert run("token", "--store", docked["store"], "--ttl", "0").exit_code == 2
-    res = run("token", "--store", tmp_path / "none")
+    assert (
+        run("token", "--store", docked["store"], "--device", "cam-x", "--ttl", "0").exit_code == 2
+    )
+    # a token is always bound to one device id (issue 12)
+    res = run("token", "--store", docked["store"])
+    assert res.exit_code == 2 and "--device" in res.output
+    res = run("token", "--store", tmp_path / "none", "--device", "cam-x")
     assert res.exit_code == 2 and "not a dock store" in res.output
 
 
@@ -416,9 +422,11 @@ def test_serve_says_where_the_keys_are_and_never_shows_them(tmp_path):
         deadline = time.monotonic() + 15
         while True:
             try:
-                info = httpx.get(f"http://127.0.0.1:{port}/v1/dock", timeout=2).json()
+                pinned = pinned_to(bytes.fromhex((store / "dock.pub").read_text().strip()))
+                url = f"https://127.0.0.1:{port}/v1/dock"
+                info = httpx.get(url, timeout=2, verify=pinned).json()
                 break
-            except httpx.TransportError:
+            except (httpx.TransportError, OSError, ValueError):
                 assert time.monotonic() < deadline and proc.poll() is None
                 time.sleep(0.05)
     finally:

@@ -34,6 +34,7 @@ from dock.receipts import SignedReceipt, sign_receipt
 from dock.server import DockConfig
 from dock.shipper import ChainOutbox, Shipper, ShipperConfig, ShipperThread
 from dock.testing import DockHarness, Fault, FaultProxy, OutboxDevice, random_bytes
+from dock.tls import pinned_to
 
 FAST = ShipperConfig(chunk_bytes=8 << 10, jitter=0.0, backoff_initial_s=1.0, backoff_max_s=30.0)
 _ids = iter(range(10**6))
@@ -189,7 +190,8 @@ def test_a_dock_that_is_not_the_pinned_one_gets_nothing_deleted(harness, tmp_pat
     dev.creds = dev.credentials(bytes(SigningKey.generate().verify_key))
     clock = VirtualClock()
     r = shipper_for(dev, harness.url, clock).step()
-    assert r.action == "failed" and "not signed by the pinned dock key" in r.detail
+    # refused in the TLS handshake: the dock's certificate does not hold the pinned key
+    assert r.action == "failed" and "pinned dock key" in r.detail
     assert list(dev.root.glob("segments/*.bwvseg"))
 
 
@@ -199,7 +201,7 @@ class ForgedReceipts(httpx.BaseTransport):
     (a dock whose answers check out but whose receipts do not)."""
 
     def __init__(self, dock_key: SigningKey) -> None:
-        self.inner = httpx.HTTPTransport()
+        self.inner = httpx.HTTPTransport(verify=pinned_to(bytes(dock_key.verify_key)))
         self.dock_key = dock_key
         self.forged = 0
 

@@ -92,7 +92,7 @@ def test_enrollment_tokens_are_one_time_bound_and_expire(store):
     store.enroll("cam-1", PUB, token_hash(t.token), 1)
     with pytest.raises(StoreError, match="used"):
         store.enroll("cam-1", PUB, token_hash(t.token), 2)
-    late = issue_token(store, 0, ttl_s=1)
+    late = issue_token(store, 0, device_id="cam-3", ttl_s=1)
     with pytest.raises(StoreError, match="expired"):
         store.enroll("cam-3", PUB, token_hash(late.token), 2_000_000)
     actions = [e.action for e in store.custody_log()]

@@ -10,6 +10,7 @@ from dock.client import DeviceCredentials, DockClient, enroll
 from dock.enroll import issue_token
 from dock.server import ServerThread, create_app, open_dock, wall_clock_us
 from dock.shipper import ChainOutbox, Shipper, ShipperThread
+from dock.tls import ensure_tls_files
 from simulator.device import make_device
 from tests.conftest import SMALL
 
@@ -20,7 +21,8 @@ def test_uploads_while_recording_cost_no_frame(tmp_path):
     cfg = from_dict({**SMALL, "segments": {"seconds": 1.0}})
     dev = make_device(cfg, tmp_path / "device")
     dock = open_dock(tmp_path / "dock", clock=wall_clock_us)
-    server = ServerThread(create_app(dock)).start()
+    tls = ensure_tls_files(tmp_path / "dock", dock.key)  # over HTTPS, as a real dock
+    server = ServerThread(create_app(dock), tls=tls).start()
     try:
         ident = dev.keys.identity
         token = issue_token(dock.store, wall_clock_us(), device_id=ident.device_id).token

@@ -65,7 +65,7 @@ def test_a_dock_url_that_is_not_http_is_refused(tmp_path):
     cam = Camera(tmp_path)
     r = cam.provision("--dock-url", "ftp://dock.local", "--token", "t0k3n")
     assert r.exit_code == 2
-    assert "must start with http:// or https://" in r.output
+    assert "must start with https://" in r.output
     assert "t0k3n" not in r.output
     assert not cam.key.exists()
 
@@ -74,7 +74,7 @@ def test_an_unusable_dock_key_file_is_refused_before_anything_is_made(tmp_path):
     cam = Camera(tmp_path)
     bad = tmp_path / "dock.pub.given"
     bad.write_text("not a key\n")
-    r = cam.provision("--dock-url", "http://127.0.0.1:9", "--token", "t", "--dock-key", str(bad))
+    r = cam.provision("--dock-url", "https://127.0.0.1:9", "--token", "t", "--dock-key", str(bad))
     assert r.exit_code == 2
     assert "refusing --dock-key" in r.output
     assert not cam.key.exists() and not cam.agency_pub.exists()
@@ -84,7 +84,7 @@ def test_an_unreadable_earlier_key_is_not_enrolled_and_not_replaced(tmp_path):
     cam = Camera(tmp_path)
     cam.key.parent.mkdir(parents=True)
     cam.key.write_text("garbage\n")
-    r = cam.provision("--dock-url", "http://127.0.0.1:9", "--token", "t")
+    r = cam.provision("--dock-url", "https://127.0.0.1:9", "--token", "t", "--trust-first-dock")
     assert r.exit_code == 2
     assert "cannot use the device key made before" in r.output
     assert "run again with --force" in r.output

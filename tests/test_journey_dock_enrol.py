@@ -67,7 +67,15 @@ def test_a_mistyped_token_is_retried_with_the_same_key(tmp_path, harness):
     good = harness.token(device_id)
 
     r = run(
-        "provision", "--config", str(cfg), "--agency-pub", str(agency), "--token", good[:-3] + "xyz"
+        "provision",
+        "--config",
+        str(cfg),
+        "--agency-pub",
+        str(agency),
+        "--token",
+        good[:-3] + "xyz",
+        "--dock-key",
+        harness.public_key.hex(),
     )
     assert r.exit_code == 2, r.output  # could not enrol
     # the reason is said once, plainly
@@ -77,7 +85,8 @@ def test_a_mistyped_token_is_retried_with_the_same_key(tmp_path, harness):
     first = DeviceIdentity.load(keys / "device.key", device_id)
 
     # the retry with the right token needs no --force, and enrols the key made the first time
-    r = run("provision", "--config", str(cfg), "--agency-pub", str(agency), "--token", good)
+    pin = ("--dock-key", harness.public_key.hex())
+    r = run("provision", "--config", str(cfg), "--agency-pub", str(agency), "--token", good, *pin)
     assert r.exit_code == 0, r.output
     assert f"keeping this camera's device key (key id {first.key_id})" in r.output
     assert harness.dock.store.get_device(device_id).key_id == first.key_id
@@ -104,6 +113,8 @@ def test_a_camera_provisioned_without_a_token_is_enrolled_later_with_its_key(tmp
         str(agency),
         "--token",
         harness.token(device_id),
+        "--dock-key",
+        harness.public_key.hex(),
     )
     assert r.exit_code == 0, r.output
     assert harness.dock.store.get_device(device_id).key_id == made.key_id
@@ -120,6 +131,8 @@ def test_a_token_for_another_device_says_so(tmp_path, harness):
         str(agency),
         "--token",
         harness.token("cam-someone-else"),
+        "--dock-key",
+        harness.public_key.hex(),
     )
     assert r.exit_code == 2
     assert "refused the enrollment token: it was issued for another device id" in r.output
@@ -183,8 +196,8 @@ def test_tokens_from_the_cli_and_the_api_live_equally_long(tmp_path):
     h = DockHarness(store, clock=lambda: now)
     try:
         r = httpx.post(
-            f"{h.url}/v1/admin/tokens",
-            json={},
+            f"{h.admin_url}/v1/admin/tokens",
+            json={"device_id": "cam-ttl-01"},
             headers={"Authorization": f"Bearer {h.dock.admin_token}"},
         )
     finally:
@@ -192,7 +205,7 @@ def test_tokens_from_the_cli_and_the_api_live_equally_long(tmp_path):
     assert r.status_code == 201, r.text
     api_ttl_us = r.json()["expires_at_us"] - now
 
-    r = run("dock", "token", "--store", str(store))
+    r = run("dock", "token", "--store", str(store), "--device", "cam-ttl-02")
     assert r.exit_code == 0, r.output
     db = sqlite3.connect(store / "index.sqlite3")
     try:

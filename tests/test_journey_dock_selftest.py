@@ -49,7 +49,7 @@ def test_a_revoked_camera_fails_the_dock_check(tmp_path, harness):
 def test_a_camera_unknown_to_the_dock_fails(tmp_path, harness):
     cfg = load(make_camera(tmp_path, harness.url, harness.public_key))
     dock = by_name(run_selftest(cfg, factory(), options=SHORT, daemon=NOT_RUNNING))["dock"]
-    assert dock.status == "FAIL" and "is not enrolled" in dock.detail, dock
+    assert dock.status == "FAIL" and "not enrolled there" in dock.detail, dock
 
 
 class _NoRpi(importlib.abc.MetaPathFinder):

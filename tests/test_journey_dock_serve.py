@@ -11,6 +11,7 @@ import re
 import secrets
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -29,6 +30,7 @@ from bwv.cli import main
 from crypto.identity import DeviceIdentity
 from dock.client import DeviceCredentials, DockClient, DockRefused, enroll
 from dock.server import ServerThread, create_app, open_dock
+from dock.tls import fingerprint, pinned_to
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -45,6 +47,14 @@ class Served:
     store: Path
     stderr: str = ""
     stdout: str = ""
+
+    def admin(self) -> httpx.Client:
+        """The admin side: the store's Unix socket (`bwv dock serve`'s default)."""
+        transport = httpx.HTTPTransport(uds=str(self.store / "admin.sock"))
+        return httpx.Client(transport=transport, base_url="http://dock")
+
+    def verify(self) -> ssl.SSLContext:
+        return pinned_to(bytes.fromhex((self.store / "dock.pub").read_text().strip()))
 
 
 @contextmanager
@@ -69,15 +79,16 @@ def dock_process(store: Path, *args: str) -> Iterator[Served]:
         stderr=subprocess.PIPE,
         text=True,
     )
-    served = Served(f"http://127.0.0.1:{port}", store)
+    served = Served(f"https://127.0.0.1:{port}", store)
     try:
         deadline = time.monotonic() + 60
         while True:  # wait until it answers (or died)
             assert proc.poll() is None, proc.communicate()
             try:
-                if httpx.get(served.url + "/v1/dock", timeout=2).status_code == 200:
+                r = httpx.get(served.url + "/v1/dock", timeout=2, verify=served.verify())
+                if r.status_code == 200:
                     break
-            except httpx.HTTPError:
+            except (httpx.HTTPError, OSError, ValueError):
                 pass
             assert time.monotonic() < deadline, "the dock did not start"
             threading.Event().wait(0.05)  # between two probes: the probe is the sync
@@ -87,28 +98,45 @@ def dock_process(store: Path, *args: str) -> Iterator[Served]:
         served.stdout, served.stderr = proc.communicate(timeout=30)
 
 
-def refuse_three_ways(url: str, store: Path) -> dict[str, str]:
+def refuse_three_ways(served: Served) -> dict[str, str]:
     """A wrong enrollment token, a wrong admin token and a badly signed request; the secrets
     that went over the wire (none may reach the log)."""
+    url, store = served.url, served.store
     now = lambda: time.time_ns() // 1000  # noqa: E731
     admin = (store / "admin.token").read_text().strip()
     dock_key = bytes.fromhex((store / "dock.pub").read_text().strip())
     good = DeviceIdentity.from_seed("cam-log-01", secrets.token_bytes(32))
     wrong_token = "bwv-enroll-" + secrets.token_urlsafe(24)
     with pytest.raises(DockRefused, match="token"):
-        enroll(url, good.device_id, good, good.public_key, wrong_token, wall_clock=now)
+        enroll(
+            url,
+            good.device_id,
+            good,
+            good.public_key,
+            wrong_token,
+            wall_clock=now,
+            expected_dock_key=dock_key,
+        )
 
     wrong_admin = "not-the-admin-token-" + secrets.token_hex(8)
-    r = httpx.get(url + "/v1/admin/devices", headers={"Authorization": f"Bearer {wrong_admin}"})
-    assert r.status_code == 401
-
-    r = httpx.post(
-        url + "/v1/admin/tokens",
-        json={"device_id": good.device_id},
-        headers={"Authorization": f"Bearer {admin}"},
-    )
+    with served.admin() as http:
+        r = http.get("/v1/admin/devices", headers={"Authorization": f"Bearer {wrong_admin}"})
+        assert r.status_code == 401
+        r = http.post(
+            "/v1/admin/tokens",
+            json={"device_id": good.device_id},
+            headers={"Authorization": f"Bearer {admin}"},
+        )
     token = r.json()["token"]
-    enroll(url, good.device_id, good, good.public_key, token, wall_clock=now)
+    enroll(
+        url,
+        good.device_id,
+        good,
+        good.public_key,
+        token,
+        wall_clock=now,
+        expected_dock_key=dock_key,
+    )
     impostor_seed = secrets.token_bytes(32)
     impostor = DeviceIdentity.from_seed(good.device_id, impostor_seed)
     with (
@@ -141,7 +169,7 @@ def assert_secret_free(log: str, secrets_: dict[str, str]) -> None:
 def test_every_refusal_is_logged_without_a_secret(tmp_path):
     store = tmp_path / "new-store"  # missing: it becomes a store (point 19)
     with dock_process(store) as served:
-        sent = refuse_three_ways(served.url, store)
+        sent = refuse_three_ways(served)
     log = served.stderr
     refusals = [line for line in log.splitlines() if " refused " in line]
     assert len(refusals) == 3, log
@@ -151,21 +179,26 @@ def test_every_refusal_is_logged_without_a_secret(tmp_path):
     assert "GET /v1/status" in signature and "bad_signature" in signature
     assert "device cam-log-01" in signature
     for line in refusals:
-        assert "from 127.0.0.1:" in line and line.split()[1] == "WARNING"
+        assert line.split()[1] == "WARNING"
+    for line in (enrol, signature):  # the cameras' side; the admin side is a Unix socket
+        assert "from 127.0.0.1:" in line
     # one format: uvicorn's lines look like the dock's (time, level, logger: message)
     pattern = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z (INFO|WARNING|ERROR) [\w.]+: ")
     assert all(pattern.match(line) for line in log.splitlines()), log
     assert any(" uvicorn.error: " in line for line in log.splitlines())
     assert any(" uvicorn.access: " in line for line in log.splitlines())
     assert_secret_free(log, sent)
-    assert_secret_free(served.stdout, sent)
+    # the dock's fingerprint is printed for the technician (it is no secret); nothing else
+    shown = fingerprint(bytes.fromhex((store / "dock.pub").read_text().strip()))
+    assert shown in served.stdout
+    assert_secret_free(served.stdout.replace(shown, ""), sent)
     assert "Traceback" not in log
 
 
 def test_log_format_json_gives_json_lines_for_everything(tmp_path):
     store = tmp_path / "store"
     with dock_process(store, "--log-format", "json") as served:
-        sent = refuse_three_ways(served.url, store)
+        sent = refuse_three_ways(served)
     lines = [json.loads(line) for line in served.stderr.splitlines()]  # every line is JSON
     assert {"uvicorn.error", "uvicorn.access", "bwv.dock"} <= {x["logger"] for x in lines}
     refusals = [x for x in lines if x.get("event") == "refused"]
@@ -175,11 +208,14 @@ def test_log_format_json_gives_json_lines_for_everything(tmp_path):
         (401, "bad_signature"),
     ]
     assert [x["device_id"] for x in refusals] == ["cam-log-01", None, "cam-log-01"]
-    assert all(x["remote"].startswith("127.0.0.1:") and x["reason"] for x in refusals)
+    assert all(x["reason"] for x in refusals)
+    cameras = [x for x in refusals if x["code"] != "admin_required"]  # admin: a Unix socket
+    assert all(x["remote"].startswith("127.0.0.1:") for x in cameras)
     assert served.stdout == ""  # the start-up facts are a JSON log line too
     (start,) = [x for x in lines if x.get("event") == "start"]
     assert start["dock_key_id"] and start["store"] == str(store.resolve())
-    assert_secret_free(served.stderr, sent)
+    assert start["dock_fingerprint"].startswith(start["dock_key_id"])  # to pin on cameras
+    assert_secret_free(served.stderr.replace(start["dock_fingerprint"], ""), sent)
 
 
 # -- point 18: the pages work offline ------------------------------------------------------------
@@ -240,11 +276,18 @@ def test_the_root_page_says_what_this_is(server):
 
 
 def serve_cli(store: Path, monkeypatch) -> tuple[object, list]:
-    """`bwv dock serve` up to the point where the server would run (uvicorn.run stubbed)."""
-    import uvicorn
+    """`bwv dock serve` up to the point where the server would run (run_dock stubbed)."""
+    import dock.server
 
     ran: list = []
-    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: ran.append(kw))
+
+    def run_dock(dock, camera_sock, admin_sock, tls, **kw) -> None:
+        ran.append(kw)
+        for sock in (camera_sock, admin_sock):
+            sock.close()
+        dock.store.close()
+
+    monkeypatch.setattr(dock.server, "run_dock", run_dock)
     r = CliRunner().invoke(
         main, ["dock", "serve", "--store", str(store), "--listen", f"127.0.0.1:{free_port()}"]
     )

@@ -11,21 +11,25 @@ from fastapi.testclient import TestClient
 from nacl.signing import SigningKey
 
 from dock.instance import Dock
-from dock.server import create_app, open_dock
+from dock.server import create_admin_app, create_app, open_dock
 from dock.store import Store
 from dock.store_sqlite import DirectoryStore
 
 DOCK = Path(__file__).resolve().parent.parent / "dock"
 
-# what the API offers (issue 9 changed none of it): path -> methods
+# what the cameras' API offers (issue 12 added the enrollment challenge): path -> methods
 API = {
     "/v1/dock": {"GET"},
     "/v1/enroll": {"POST"},
+    "/v1/enroll/challenge": {"POST"},
     "/v1/time": {"POST"},
     "/v1/segments/{segment_id}": {"GET", "POST", "PATCH"},
     "/v1/segments/{segment_id}/complete": {"POST"},
     "/v1/segments/{segment_id}/unsigned": {"GET", "PATCH"},
     "/v1/status": {"GET"},
+}
+# the admin side, apart (issue 12): its own app, on its own listener
+ADMIN_API = {
     "/v1/admin/tokens": {"POST"},
     "/v1/admin/devices": {"GET"},
     "/v1/admin/devices/{device_id}": {"GET"},
@@ -56,6 +60,9 @@ def test_the_api_offers_the_same_paths_and_methods(tmp_path):
         spec = client.get("/openapi.json").json()
     offered = {path: {m.upper() for m in ops} for path, ops in spec["paths"].items()}
     assert offered == API
+    with TestClient(create_admin_app(open_dock(tmp_path / "store"))) as client:
+        admin_spec = client.get("/openapi.json").json()
+    assert {p: {m.upper() for m in ops} for p, ops in admin_spec["paths"].items()} == ADMIN_API
     # one problem body for every refusal, whichever router refuses
     schemas = spec["components"]["schemas"]
     assert "Problem" in schemas and not [n for n in schemas if n.endswith("__Problem")]
@@ -64,6 +71,7 @@ def test_the_api_offers_the_same_paths_and_methods(tmp_path):
 def test_every_route_is_a_router_function_not_a_closure_in_create_app(tmp_path):
     routes = _api_routes(_app(tmp_path))
     assert {r.path for r in routes} == set(API)
+    routes += _api_routes(create_admin_app(open_dock(tmp_path / "store")))
     for r in routes:
         assert r.endpoint.__module__.startswith("dock.routes."), (r.path, r.endpoint.__module__)
         assert "<locals>" not in r.endpoint.__qualname__, (r.path, r.endpoint.__qualname__)
@@ -85,7 +93,8 @@ def test_a_dock_built_by_hand_is_served_through_the_dependency(tmp_path):
     dock = Dock(DirectoryStore(tmp_path / "s", key), key, admin_token=None)
     with TestClient(create_app(dock)) as client:
         info = client.get("/v1/dock").json()
-        refused = client.get("/v1/admin/devices", headers={"Authorization": "Bearer x"})
+    with TestClient(create_admin_app(dock)) as admin:
+        refused = admin.get("/v1/admin/devices", headers={"Authorization": "Bearer x"})
     assert info["dock_public_key"] == bytes(key.verify_key).hex()
     assert refused.status_code == 403 and refused.json()["code"] == "admin_required"
 

@@ -140,7 +140,11 @@ ROWS = [
         ("dock", "status", "--store", "{corrupt_store}"),
         "cannot open the dock index",
     ),
-    Row("dock token", ("dock", "token", "--store", "{empty_dir}"), "not a dock store"),
+    Row(
+        "dock token",
+        ("dock", "token", "--store", "{empty_dir}", "--device", "cam-1"),
+        "not a dock store",
+    ),
     Row(
         "dock revoke",
         ("dock", "revoke", "--store", "{empty_dir}", "--reason", "lost", "cam1"),

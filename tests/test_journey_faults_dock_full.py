@@ -27,6 +27,7 @@ from dock.client import DockClient
 from dock.protocol import H_DOCK_SIGNATURE, H_NONCE, verify_response
 from dock.shipper import ChainOutbox, Shipper, ShipperConfig
 from dock.testing import DockHarness, OutboxDevice, random_bytes
+from dock.tls import pinned_to
 
 FAST = ShipperConfig(chunk_bytes=16 << 10, jitter=0.0, backoff_initial_s=1.0, backoff_max_s=30.0)
 
@@ -35,7 +36,7 @@ class AnswerLog(httpx.HTTPTransport):
     """The device's transport, noting every answer: status and whether the dock signed it."""
 
     def __init__(self, dock_public_key: bytes) -> None:
-        super().__init__()
+        super().__init__(verify=pinned_to(dock_public_key))  # the dock's TLS, its key pinned
         self.dock_public_key = dock_public_key
         self.answers: list[tuple[str, int, bool]] = []
 

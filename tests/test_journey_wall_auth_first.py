@@ -9,6 +9,7 @@ import dataclasses
 import secrets
 import socket
 import sqlite3
+import ssl
 import time
 
 import pytest
@@ -50,8 +51,8 @@ def device(harness, tmp_path):
 
 
 def connect(harness) -> socket.socket:
-    s = socket.create_connection((harness.server.host, harness.server.port), timeout=5)
-    return s
+    """A raw connection to the dock, its TLS handshake done: the wall sees it from there."""
+    return harness.raw_connection(timeout=5)
 
 
 def head(method: str, path: str, headers: dict[str, str]) -> bytes:
@@ -71,8 +72,8 @@ def answer_and_close(s: socket.socket, deadline_s: float = 5.0) -> tuple[int, bo
             got = s.recv(65536)
         except TimeoutError:
             break
-        except ConnectionResetError:
-            closed = True
+        except (ConnectionResetError, ssl.SSLEOFError, ssl.SSLZeroReturnError):
+            closed = True  # a TCP reset, or TCP closed under the TLS session: closed
             break
         if not got:
             closed = True

@@ -37,7 +37,7 @@ def post_time(env, body: bytes) -> httpx.Response:
         secrets.token_hex(16),
     )
     headers = {**signed.as_dict(), "Content-Type": "application/json"}
-    return httpx.post(f"{h.url}/v1/time", content=body, headers=headers)
+    return httpx.post(f"{h.url}/v1/time", content=body, headers=headers, verify=h.verify)
 
 
 @pytest.mark.parametrize(
@@ -64,7 +64,7 @@ def test_a_well_formed_time_request_is_taken(env):
 
 
 def test_every_request_header_is_in_the_schema(env):
-    schema = httpx.get(f"{env[0].url}/openapi.json").json()
+    schema = httpx.get(f"{env[0].url}/openapi.json", verify=env[0].verify).json()
     patch = schema["paths"]["/v1/segments/{segment_id}"]["patch"]
     headers = {p["name"]: p for p in patch["parameters"] if p["in"] == "header"}
     assert set(headers) >= {
@@ -91,9 +91,9 @@ def test_every_request_header_is_in_the_schema(env):
 
 def test_options_and_wrong_methods_get_the_whole_allow(env):
     url = env[0].url
-    r = httpx.options(f"{url}/v1/segments/{'a' * 64}")
+    r = httpx.options(f"{url}/v1/segments/{'a' * 64}", verify=env[0].verify)
     assert r.status_code == 204
     assert r.headers["allow"] == "GET, HEAD, OPTIONS, PATCH, POST"
-    r = httpx.delete(f"{url}/v1/dock")
+    r = httpx.delete(f"{url}/v1/dock", verify=env[0].verify)
     assert r.status_code == 405
     assert r.headers["allow"] == "GET, HEAD, OPTIONS"

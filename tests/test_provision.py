@@ -196,13 +196,17 @@ def test_enrolment_at_a_real_dock_pins_its_key(tmp_path, harness):
     dev = Device(tmp_path, dock_url=harness.url)
     token = harness.token(dev.device_id)
     r = dev.provision("--token", token)  # --dock-url defaults to dock.url
+    assert r.exit_code == 2 and "--trust-first-dock" in r.output  # say which dock to trust
+    assert harness.dock.store.get_device(dev.device_id) is None
+    r = dev.provision("--token", token, "--trust-first-dock")
     assert r.exit_code == 0, r.output
     assert load_public_key(dev.dock_pub) == harness.public_key
     ident = DeviceIdentity.load(dev.key, dev.device_id)
     rec = harness.dock.store.get_device(dev.device_id)
     assert rec is not None and rec.key_id == ident.key_id
     assert f"dock key id:    {harness.dock.key_id}" in r.output
-    assert "taken on first use" in r.output
+    assert "TAKEN ON FIRST USE" in r.output
+    assert (dev.dock_pub.parent / "dock.pub.first-use").exists()  # for selftest to flag
     assert token not in r.output
     assert_no_secrets(r.output, dev)
 
@@ -230,34 +234,43 @@ def test_enrolment_against_the_wrong_dock_key_pins_nothing(tmp_path, harness):
     wrong.write_text(bytes(SigningKey.generate().verify_key).hex())
     r = dev.provision("--token", harness.token(dev.device_id), "--dock-key", str(wrong))
     assert r.exit_code != 0
-    assert "not signed by the key in --dock-key" in r.output
+    assert "does not hold the key in --dock-key" in r.output
     assert not dev.dock_pub.exists()
+    # nothing reached the dock: the TLS handshake was refused first
+    assert harness.dock.store.get_device(dev.device_id) is None
 
 
 def test_a_bad_token_says_what_to_do(tmp_path, harness):
     dev = Device(tmp_path, dock_url=harness.url)
-    r = dev.provision("--token", "-", input="bwv-enroll-not-a-real-token\n")
+    pin = ("--dock-key", harness.public_key.hex())
+    r = dev.provision("--token", "-", *pin, input="bwv-enroll-not-a-real-token\n")
     assert r.exit_code != 0
     assert "refused the enrollment token" in r.output and "ask for a new one" in r.output
     assert "NOT enrolled" in r.output and "no --force needed" in r.output
     assert not dev.dock_pub.exists()
     assert harness.dock.store.get_device(dev.device_id) is None
     # and the advice works: the same command with a good token
-    r = dev.provision("--token", harness.token(dev.device_id))
+    r = dev.provision("--token", harness.token(dev.device_id), *pin)
     assert r.exit_code == 0, r.output
     assert load_public_key(dev.dock_pub) == harness.public_key
 
 
 def test_an_unreachable_dock(tmp_path):
-    dev = Device(tmp_path, dock_url="http://127.0.0.1:9")
-    r = dev.provision("--token", "bwv-enroll-x")
+    dev = Device(tmp_path, dock_url="https://127.0.0.1:9")
+    r = dev.provision("--token", "bwv-enroll-x", "--trust-first-dock")
     assert r.exit_code != 0
-    assert "cannot enrol at http://127.0.0.1:9" in r.output
+    assert "cannot enrol at https://127.0.0.1:9" in r.output
+
+
+def test_a_plain_http_dock_url_is_refused(tmp_path):
+    dev = Device(tmp_path, dock_url="http://127.0.0.1:9")
+    r = dev.provision("--token", "bwv-enroll-x", "--trust-first-dock")
+    assert r.exit_code == 2 and "https://" in r.output
 
 
 def test_option_mistakes_are_usage_errors(tmp_path):
     dev = Device(tmp_path)
-    r = dev.provision("--dock-url", "http://127.0.0.1:9")
+    r = dev.provision("--dock-url", "https://127.0.0.1:9")
     assert r.exit_code == 2 and "--token" in r.output
     r = dev.provision("--token", "t")  # and no dock.url in the configuration
     assert r.exit_code == 2 and "--dock-url" in r.output

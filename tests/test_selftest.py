@@ -214,6 +214,7 @@ def enrol(cfg: Path, harness: DockHarness) -> None:
         ident.public_key,
         harness.token(c.device_id),
         wall_clock=lambda: time.time_ns() // 1000,
+        expected_dock_key=harness.public_key,
     )
 
 
@@ -440,9 +441,13 @@ def test_dock_checks(tmp_path, harness):
     assert dock.status == "FAIL" and "wrong dock" in dock.detail
     assert harness.dock.key_id in dock.detail
 
-    cfg = load(make_camera(subdir(tmp_path, "x"), "http://127.0.0.1:9", harness.public_key))
+    cfg = load(make_camera(subdir(tmp_path, "x"), "https://127.0.0.1:9", harness.public_key))
     dock = by_name(run_selftest(cfg, factory(), options=SHORT, daemon=NOT_RUNNING))["dock"]
     assert dock.status == "FAIL" and "unreachable" in dock.detail
+    # a dock.url in plain HTTP is refused outright: a dock serves TLS only
+    cfg = load(make_camera(subdir(tmp_path, "y"), "http://127.0.0.1:9", harness.public_key))
+    dock = by_name(run_selftest(cfg, factory(), options=SHORT, daemon=NOT_RUNNING))["dock"]
+    assert dock.status == "FAIL" and "https://" in dock.detail
 
 
 def test_no_dock_configured_is_only_a_warning(tmp_path):

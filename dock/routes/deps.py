@@ -29,6 +29,10 @@ from dock.protocol import (
 )
 from dock.store import DeviceRecord
 
+BAD_SIGNATURE_DETAIL = (
+    "request signature does not verify: this device id is not enrolled with this key"
+)
+
 
 def get_dock(request: Request) -> Dock:
     """The dock this app serves (``create_app`` puts it in ``app.state.dock``)."""
@@ -75,12 +79,9 @@ def authenticate(dock: Dock, method: str, path: str, headers: Any, window: bool)
     except ProtocolError as exc:
         raise Refused(401, Code.UNSIGNED, str(exc)) from None
     device = dock.store.get_device(h.device_id)
-    if device is None:
-        raise Refused(401, Code.UNKNOWN_DEVICE, f"unknown device {h.device_id!r}: enrol it first")
-    if not verify_request(device.public_key, h, method, path, None):
-        raise Refused(
-            401, Code.BAD_SIGNATURE, "request signature does not verify with the device's key"
-        )
+    if device is None or not verify_request(device.public_key, h, method, path, None):
+        # one answer for an unknown id and a wrong key: ids cannot be probed
+        raise Refused(401, Code.BAD_SIGNATURE, BAD_SIGNATURE_DETAIL)
     if device.revoked:
         raise Refused(403, Code.REVOKED, f"device {h.device_id} is revoked")
     now = dock.clock()

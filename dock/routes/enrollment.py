@@ -1,5 +1,6 @@
 """The dock's key (``GET /v1/dock``) and enrollment (``POST /v1/enroll``): a device binds
-its id to its key with a one-time token, in a request signed by that key."""
+its id to its key with a one-time token bound to that id, in a request signed by that key
+over a fresh one-time challenge from the dock (``POST /v1/enroll/challenge``)."""
 
 import logging
 
@@ -11,7 +12,13 @@ from dock.instance import Dock
 from dock.middleware import Refused
 from dock.protocol import Code, ProtocolError, parse_signed_headers, verify_request
 from dock.routes.deps import DockDep, raw_path, read_body
-from dock.routes.models import ERRORS, DockInfo, EnrollRequest, EnrollResponse
+from dock.routes.models import (
+    ERRORS,
+    ChallengeResponse,
+    DockInfo,
+    EnrollRequest,
+    EnrollResponse,
+)
 from dock.strict import StrictJSONRoute
 
 log = logging.getLogger("bwv.dock")
@@ -22,6 +29,15 @@ router = APIRouter(route_class=StrictJSONRoute)
 @router.get("/v1/dock", response_model=DockInfo, tags=["dock"])
 def dock_info(dock: DockDep) -> DockInfo:
     return DockInfo(dock_public_key=dock.public_key.hex(), dock_key_id=dock.key_id)
+
+
+@router.post(
+    "/v1/enroll/challenge", response_model=ChallengeResponse, tags=["device"], status_code=201
+)
+def enroll_challenge(dock: DockDep) -> ChallengeResponse:
+    """A fresh challenge, good once for ``CHALLENGE_TTL_S``: the enrollment signs it."""
+    value = dock.challenges.issue(dock.clock())
+    return ChallengeResponse(challenge=value, expires_in_s=enroll_mod.CHALLENGE_TTL_S)
 
 
 def _enroll(
@@ -36,8 +52,11 @@ def _enroll(
         raise Refused(401, Code.BAD_SIGNATURE, "signing header names another device than the body")
     if not verify_request(pub, h, method, path, body):
         raise Refused(401, Code.BAD_SIGNATURE, "request not signed by the key being enrolled")
-    # no nonce kept: the token is one-time, so a replayed enrollment is refused
     now = dock.clock()
+    if not dock.challenges.take(req.challenge, now):
+        raise Refused(
+            401, Code.REPLAYED, "enrollment challenge unknown, used or expired: ask for a new one"
+        )
     rec = dock.store.enroll(req.device_id, pub, enroll_mod.token_hash(req.token), now)
     log.info("enrolled device %s (key %s)", rec.device_id, rec.key_id)
     return EnrollResponse(

@@ -60,6 +60,14 @@ class EnrollRequest(BaseModel):
     device_id: str = Field(pattern=DEVICE_ID_PATTERN)
     public_key: str = Field(pattern=HEX64_PATTERN, description="Ed25519 public key, hex")
     token: str = Field(min_length=1, max_length=200, description="one-time enrollment token")
+    challenge: str = Field(
+        pattern="^[0-9a-f]{64}$", description="from POST /v1/enroll/challenge, used once"
+    )
+
+
+class ChallengeResponse(BaseModel):
+    challenge: str
+    expires_in_s: int
 
 
 class EnrollResponse(BaseModel):
@@ -169,13 +177,13 @@ class DeviceStatus(BaseModel):
 
 class TokenRequest(BaseModel):
     model_config = STRICT
-    device_id: str | None = Field(default=None, pattern=DEVICE_ID_PATTERN)
+    device_id: str = Field(pattern=DEVICE_ID_PATTERN)
     ttl_s: int = Field(default=enroll_mod.DEFAULT_TTL_S, ge=1, le=enroll_mod.MAX_TTL_S)
 
 
 class TokenResponse(BaseModel):
     token: str
-    device_id: str | None
+    device_id: str
     expires_at_us: int
 
 
