@@ -179,9 +179,9 @@ def _check_identity(cfg: Config) -> None:
     )
     _check(bool(cfg.storage.dir), "storage.dir", "must not be empty")
     _check(
-        cfg.dock.url == "" or cfg.dock.url.startswith(("http://", "https://")),
+        cfg.dock.url == "" or cfg.dock.url.startswith("https://"),
         "dock.url",
-        f"must start with http:// or https:// (got {cfg.dock.url!r})",
+        f"must start with https:// (docks serve HTTPS only) (got {cfg.dock.url!r})",
     )
 
 

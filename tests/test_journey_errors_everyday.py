@@ -32,7 +32,7 @@ def test_config_help_names_show():
 def test_config_show_fills_in_the_defaults_as_toml_that_reads_back(tmp_path):
     cfg = tmp_path / "bwv.toml"
     cfg.write_text(
-        'device_id = "cam-7"\n[video]\nfps = 25\ngop = 25\n[dock]\nurl = "http://dock.local:8443"\n'
+        'device_id = "cam-7"\n[video]\nfps = 25\ngop = 25\n[dock]\nurl = "https://dock.local:8443"\n'
     )
     r = bwv("config", "show", "--config", cfg)
     assert r.exit_code == 0, r.output

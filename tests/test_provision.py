@@ -263,7 +263,7 @@ def test_an_unreachable_dock(tmp_path):
 
 
 def test_a_plain_http_dock_url_is_refused(tmp_path):
-    dev = Device(tmp_path, dock_url="http://127.0.0.1:9")
+    dev = Device(tmp_path, dock_url="https://127.0.0.1:9")
     r = dev.provision("--token", "bwv-enroll-x", "--trust-first-dock")
     assert r.exit_code == 2 and "https://" in r.output
 

@@ -445,7 +445,7 @@ def test_dock_checks(tmp_path, harness):
     dock = by_name(run_selftest(cfg, factory(), options=SHORT, daemon=NOT_RUNNING))["dock"]
     assert dock.status == "FAIL" and "unreachable" in dock.detail
     # a dock.url in plain HTTP is refused outright: a dock serves TLS only
-    cfg = load(make_camera(subdir(tmp_path, "y"), "http://127.0.0.1:9", harness.public_key))
+    cfg = load(make_camera(subdir(tmp_path, "y"), "https://127.0.0.1:9", harness.public_key))
     dock = by_name(run_selftest(cfg, factory(), options=SHORT, daemon=NOT_RUNNING))["dock"]
     assert dock.status == "FAIL" and "https://" in dock.detail
 

@@ -83,7 +83,7 @@ def run(cfg_path: Path, *args: str):
 
 
 def test_running_daemon_with_footage_waiting(tmp_path):
-    cfg_path = write_config(tmp_path, dock='url = "http://dock.local:8443"')
+    cfg_path = write_config(tmp_path, dock='url = "https://dock.local:8443"')
     provision_keys(tmp_path)
     (tmp_path / "dock.pub").write_text("22" * 32 + "\n")
     storage = tmp_path / "var"
