@@ -10,7 +10,7 @@ unsigned bytes, under a type of its own. Each is canonical JSON signed by the do
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
-from typing import Any
+from typing import Any, ClassVar, Self
 
 from nacl.signing import SigningKey
 
@@ -44,37 +44,48 @@ class Receipt:
         return canonical_json(asdict(self))
 
 
-@dataclass(frozen=True)
-class SignedReceipt:
-    receipt: Receipt
+class _Signed:
+    """A receipt with the dock's signature over its canonical JSON; the subclasses name the
+    receipt's class (and so its ``type``)."""
+
+    receipt_class: ClassVar[type[Receipt] | type[UnsignedReceipt]]
+    receipt: Any
     signature: bytes
 
     def to_json(self) -> dict[str, Any]:
         return {"receipt": asdict(self.receipt), "signature": b64e(self.signature)}
 
     @classmethod
-    def from_json(cls, obj: Any) -> SignedReceipt:
+    def from_json(cls, obj: Any) -> Self:
         if not isinstance(obj, dict) or not isinstance(obj.get("receipt"), dict):
             raise ProtocolError("receipt: expected {receipt: {...}, signature: ...}")
-        names = {f.name for f in fields(Receipt)}
-        r = obj["receipt"]
-        if set(r) != names:
+        if set(obj["receipt"]) != {f.name for f in fields(cls.receipt_class)}:
             raise ProtocolError("receipt: unexpected or missing fields")
         try:
-            receipt = Receipt(**r)
+            receipt = cls.receipt_class(**obj["receipt"])
         except TypeError as exc:
             raise ProtocolError(f"receipt: {exc}") from None
         sig = obj.get("signature")
         if not isinstance(sig, str):
             raise ProtocolError("receipt: signature missing")
-        return cls(receipt, b64d_or(sig, "receipt signature"))
+        return cls(receipt, b64d_or(sig, "receipt signature"))  # type: ignore[call-arg]
 
     def verify(self, dock_public_key: bytes) -> bool:
+        """Signed by ``dock_public_key``, and of the receipt's own type (so one kind of
+        receipt never stands for the other)."""
+        wanted: str = self.receipt_class.type  # the class default: the kind's own type
         return (
-            self.receipt.type == RECEIPT_TYPE
+            self.receipt.type == wanted
             and self.receipt.dock_key_id == key_id(dock_public_key)
             and verify_detached(dock_public_key, self.receipt.payload(), self.signature)
         )
+
+
+@dataclass(frozen=True)
+class SignedReceipt(_Signed):
+    receipt_class: ClassVar[type[Receipt]] = Receipt
+    receipt: Receipt
+    signature: bytes
 
 
 def sign_receipt(key: SigningKey, receipt: Receipt) -> SignedReceipt:
@@ -84,15 +95,16 @@ def sign_receipt(key: SigningKey, receipt: Receipt) -> SignedReceipt:
 # --------------------------------------------------------------------------- uploads
 
 
-@dataclass(frozen=True)
-class UploadState:
-    """Where an upload stands at the dock (tus-style: the offset is what the dock holds)."""
+class _State:
+    """Where an upload stands at the dock (tus-style: the offset is what the dock holds);
+    the subclasses name the signed receipt's class."""
 
+    signed_class: ClassVar[type[SignedReceipt] | type[SignedUnsignedReceipt]]
     segment_id: str
     size: int
     offset: int
     complete: bool
-    receipt: SignedReceipt | None = None
+    receipt: Any
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -104,19 +116,30 @@ class UploadState:
         }
 
     @classmethod
-    def from_json(cls, obj: Any) -> UploadState:
+    def from_json(cls, obj: Any) -> Self:
         try:
             receipt = obj.get("receipt")
-            state = cls(
+            return cls(  # type: ignore[call-arg]
                 str(obj["segment_id"]),
                 int(obj["size"]),
                 int(obj["offset"]),
                 bool(obj["complete"]),
-                SignedReceipt.from_json(receipt) if receipt else None,
+                cls.signed_class.from_json(receipt) if receipt else None,
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ProtocolError(f"upload state: {exc}") from None
-        return state
+
+
+@dataclass(frozen=True)
+class UploadState(_State):
+    """Where a segment's upload stands."""
+
+    signed_class: ClassVar[type[SignedReceipt]] = SignedReceipt
+    segment_id: str
+    size: int
+    offset: int
+    complete: bool
+    receipt: SignedReceipt | None = None
 
 
 # --------------------------------------------------------------------------- unsigned tails
@@ -144,34 +167,10 @@ class UnsignedReceipt:
 
 
 @dataclass(frozen=True)
-class SignedUnsignedReceipt:
+class SignedUnsignedReceipt(_Signed):
+    receipt_class: ClassVar[type[UnsignedReceipt]] = UnsignedReceipt
     receipt: UnsignedReceipt
     signature: bytes
-
-    def to_json(self) -> dict[str, Any]:
-        return {"receipt": asdict(self.receipt), "signature": b64e(self.signature)}
-
-    @classmethod
-    def from_json(cls, obj: Any) -> SignedUnsignedReceipt:
-        if not isinstance(obj, dict) or not isinstance(obj.get("receipt"), dict):
-            raise ProtocolError("receipt: expected {receipt: {...}, signature: ...}")
-        if set(obj["receipt"]) != {f.name for f in fields(UnsignedReceipt)}:
-            raise ProtocolError("receipt: unexpected or missing fields")
-        try:
-            receipt = UnsignedReceipt(**obj["receipt"])
-        except TypeError as exc:
-            raise ProtocolError(f"receipt: {exc}") from None
-        sig = obj.get("signature")
-        if not isinstance(sig, str):
-            raise ProtocolError("receipt: signature missing")
-        return cls(receipt, b64d_or(sig, "receipt signature"))
-
-    def verify(self, dock_public_key: bytes) -> bool:
-        return (
-            self.receipt.type == UNSIGNED_RECEIPT_TYPE
-            and self.receipt.dock_key_id == key_id(dock_public_key)
-            and verify_detached(dock_public_key, self.receipt.payload(), self.signature)
-        )
 
 
 def sign_unsigned_receipt(key: SigningKey, receipt: UnsignedReceipt) -> SignedUnsignedReceipt:
@@ -179,34 +178,12 @@ def sign_unsigned_receipt(key: SigningKey, receipt: UnsignedReceipt) -> SignedUn
 
 
 @dataclass(frozen=True)
-class UnsignedState:
+class UnsignedState(_State):
     """Where the upload of a segment's unsigned bytes stands (the offset the dock holds)."""
 
+    signed_class: ClassVar[type[SignedUnsignedReceipt]] = SignedUnsignedReceipt
     segment_id: str
     size: int
     offset: int
     complete: bool
     receipt: SignedUnsignedReceipt | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "segment_id": self.segment_id,
-            "size": self.size,
-            "offset": self.offset,
-            "complete": self.complete,
-            "receipt": self.receipt.to_json() if self.receipt else None,
-        }
-
-    @classmethod
-    def from_json(cls, obj: Any) -> UnsignedState:
-        try:
-            receipt = obj.get("receipt")
-            return cls(
-                str(obj["segment_id"]),
-                int(obj["size"]),
-                int(obj["offset"]),
-                bool(obj["complete"]),
-                SignedUnsignedReceipt.from_json(receipt) if receipt else None,
-            )
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise ProtocolError(f"upload state: {exc}") from None
