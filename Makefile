@@ -13,9 +13,11 @@ venv:
 sim: venv
 	@.venv/bin/bwv sim raid --out $(SIM_OUT) --pre-record 10 --record 15
 	@echo
-	@echo "Recordings are in $(SIM_OUT)/recordings (summary: $(SIM_OUT)/summary.json)."
-	@echo "Play one with:  ffplay $(SIM_OUT)/recordings/<id>_0000.mp4   (or open it in a browser)"
+	@echo "Each recording is an exhibit: $(SIM_OUT)/exhibits/<id>/ (MP4s, signed records, EXHIBIT.md)."
+	@echo "Play one with:  ffplay $(SIM_OUT)/exhibits/<id>/<id>_0000.mp4   (or open it in a browser)"
 	@echo "Check the evidence:  .venv/bin/bwv verify $(SIM_OUT)"
+	@echo "Check one exhibit as an investigator would:"
+	@echo "  .venv/bin/bwv verify $(SIM_OUT)/exhibits/<id> --device-pub $(SIM_OUT)/device/keys/device.key.pub"
 	@echo "What the dock holds: .venv/bin/bwv dock status --store $(SIM_OUT)/dock"
 
 test:
