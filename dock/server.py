@@ -129,6 +129,7 @@ def _config(app: ASGIApp, tls: TlsFiles | None, **kw: Any) -> uvicorn.Config:
     clients cut and connections capped (dock/wall.py), unless ``kw`` says otherwise."""
     config = uvicorn.Config(
         app,
+        loop="asyncio",  # DockServer bounds the TLS handshake through asyncio's create_server
         ssl_certfile=None if tls is None else str(tls.cert),
         ssl_keyfile=None if tls is None else str(tls.key),
         **{**uvicorn_options(_limits_of(app)), **kw},
@@ -144,7 +145,37 @@ def _limits_of(app: ASGIApp) -> WallLimits:
     return dock.config.wall if isinstance(dock, Dock) else WallLimits()
 
 
-class _QuietServer(uvicorn.Server):
+class DockServer(uvicorn.Server):
+    """uvicorn's server, with the TLS handshake bounded: a client that stalls in it is cut
+    after ``handshake_timeout_s`` (uvicorn leaves asyncio's 60 s default, and its protocol,
+    where dock/wall.py cuts slow headers and caps connections, only sees a connection once
+    the handshake is done)."""
+
+    def __init__(self, config: uvicorn.Config, handshake_timeout_s: float) -> None:
+        super().__init__(config)
+        self.handshake_timeout_s = handshake_timeout_s
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        loop = asyncio.get_running_loop()
+        timeout = self.handshake_timeout_s
+        base = type(loop).create_server  # the loop's own method, whatever else is patched
+
+        async def bounded(*args: Any, **kw: Any) -> asyncio.Server:
+            if kw.get("ssl") is not None:
+                kw.setdefault("ssl_handshake_timeout", timeout)
+            return await base(loop, *args, **kw)
+
+        # for uvicorn's call in startup only; servers starting side by side in one loop
+        # (cameras' and admin side) each call the loop's own method, so none wraps another
+        loop.create_server = bounded  # type: ignore[method-assign]
+        try:
+            await super().startup(sockets)
+        finally:
+            if vars(loop).get("create_server") is bounded:
+                del loop.create_server
+
+
+class _QuietServer(DockServer):
     """A server among others in one loop: ``run_dock`` handles the signals, for all."""
 
     def install_signal_handlers(self) -> None:  # uvicorn < 0.29
@@ -187,10 +218,16 @@ def run_dock(
 ) -> None:
     """Serve the cameras (HTTPS) on ``camera_sock`` and the admin side (plain HTTP, local
     only) on ``admin_sock`` until interrupted."""
-    servers = [(_QuietServer(_config(create_app(dock), tls, **uvicorn_kw)), camera_sock)]
+    handshake_s = dock.config.wall.header_timeout_s
+    servers = [
+        (_QuietServer(_config(create_app(dock), tls, **uvicorn_kw), handshake_s), camera_sock)
+    ]
     if admin_sock is not None:
         servers.append(
-            (_QuietServer(_config(create_admin_app(dock), None, **uvicorn_kw)), admin_sock)
+            (
+                _QuietServer(_config(create_admin_app(dock), None, **uvicorn_kw), handshake_s),
+                admin_sock,
+            )
         )
 
     def stop() -> None:
@@ -269,7 +306,7 @@ class ServerThread:
             timeout_graceful_shutdown=2,
             **uvicorn_options(limits or _limits_of(app)),
         )
-        self.server = uvicorn.Server(config)
+        self.server = DockServer(config, (limits or _limits_of(app)).header_timeout_s)
         self.thread = threading.Thread(
             target=self.server.run, kwargs={"sockets": [self.sock]}, name="dock-server", daemon=True
         )

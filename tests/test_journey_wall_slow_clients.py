@@ -138,3 +138,26 @@ def test_connections_past_the_cap_are_closed_on_arrival(tmp_path):
         for s in sockets:
             s.close()
         h.close()
+
+
+def test_a_client_stalled_in_the_tls_handshake_is_cut_too(tmp_path):
+    """A connection that never sends its ClientHello is closed after header_timeout_s, as a
+    connection stalled in its headers is (not after asyncio's 60 s default), and meanwhile
+    a camera still gets its answer."""
+    limits = WallLimits(header_timeout_s=2.0)
+    h = DockHarness(tmp_path / "dock", config=DockConfig(wall=limits))
+    sockets: list[socket.socket] = []
+    try:
+        addr = (h.server.host, h.server.port)
+        held_from = time.monotonic()
+        sockets = [socket.create_connection(addr, timeout=5) for _ in range(20)]  # no TLS
+        assert httpx.get(f"{h.url}/v1/dock", verify=h.verify, timeout=5).status_code == 200
+        early = time.monotonic() + limits.header_timeout_s * 0.5
+        assert not any(wait_closed(s, early) for s in sockets[:1])  # not cut at once
+        deadline = held_from + limits.header_timeout_s + 8
+        assert all(wait_closed(s, deadline) for s in sockets)
+        assert time.monotonic() - held_from >= limits.header_timeout_s * 0.9
+    finally:
+        for s in sockets:
+            s.close()
+        h.close()
