@@ -15,7 +15,7 @@ import json
 import secrets
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 
@@ -193,7 +193,7 @@ class DockClient:
             f"/v1/segments/{segment_id}",
             json={"manifest": b64e(manifest), "size": size, "sha256": sha256},
         )
-        return _state(body)
+        return _state(UploadState, body)
 
     def upload_state(self, segment_id: str) -> UploadState | None:
         try:
@@ -202,12 +202,16 @@ class DockClient:
             if exc.status == 404:
                 return None
             raise
-        return _state(body)
+        return _state(UploadState, body)
 
     def append(self, segment_id: str, offset: int, chunk: bytes) -> UploadState:
+        return _state(UploadState, self._patch_chunk(f"/v1/segments/{segment_id}", offset, chunk))
+
+    def _patch_chunk(self, path: str, offset: int, chunk: bytes) -> Any:
+        """PATCH one chunk at ``offset`` with its checksum (tus-style); the answer's body."""
         _, body = self._call(
             "PATCH",
-            f"/v1/segments/{segment_id}",
+            path,
             content=chunk,
             headers={
                 H_UPLOAD_OFFSET: str(offset),
@@ -215,7 +219,7 @@ class DockClient:
                 "Content-Type": "application/offset+octet-stream",
             },
         )
-        return _state(body)
+        return body
 
     def complete(self, segment_id: str) -> SignedReceipt:
         _, body = self._call("POST", f"/v1/segments/{segment_id}/complete")
@@ -227,37 +231,25 @@ class DockClient:
     def unsigned_state(self, segment_id: str) -> UnsignedState:
         """Where the upload of a held segment's set-aside unsigned bytes stands."""
         _, body = self._call("GET", f"/v1/segments/{segment_id}/unsigned")
-        return _unsigned_state(body)
+        return _state(UnsignedState, body)
 
     def append_unsigned(self, segment_id: str, offset: int, chunk: bytes) -> UnsignedState:
         """Append a chunk of them; the last one completes the upload (and brings the
         dock's receipt, of its own type: these bytes are never signed evidence)."""
-        _, body = self._call(
-            "PATCH",
-            f"/v1/segments/{segment_id}/unsigned",
-            content=chunk,
-            headers={
-                H_UPLOAD_OFFSET: str(offset),
-                H_UPLOAD_CHECKSUM: chunk_checksum_header(chunk),
-                "Content-Type": "application/offset+octet-stream",
-            },
-        )
-        return _unsigned_state(body)
+        body = self._patch_chunk(f"/v1/segments/{segment_id}/unsigned", offset, chunk)
+        return _state(UnsignedState, body)
 
     def status(self) -> dict[str, Any]:
         return self._call("GET", "/v1/status")[1]
 
 
-def _state(body: Any) -> UploadState:
-    try:
-        return UploadState.from_json(body)
-    except ProtocolError as exc:
-        raise DockUnavailable(str(exc)) from None
+S = TypeVar("S", UploadState, UnsignedState)
 
 
-def _unsigned_state(body: Any) -> UnsignedState:
+def _state(kind: type[S], body: Any) -> S:
+    """The dock's answer as an upload state of ``kind``; a malformed one: DockUnavailable."""
     try:
-        return UnsignedState.from_json(body)
+        return kind.from_json(body)
     except ProtocolError as exc:
         raise DockUnavailable(str(exc)) from None
 
