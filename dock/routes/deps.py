@@ -24,6 +24,7 @@ from dock.protocol import (
     SEGMENT_ID_PATTERN,
     Code,
     ProtocolError,
+    parse_chunk_checksum,
     parse_signed_headers,
     verify_request,
 )
@@ -55,6 +56,21 @@ AUTHED_STATE = "bwv_authed"  # where dock.gate.DeviceGate leaves the authenticat
 class Authed:
     device: DeviceRecord
     body_sha256: bytes  # as the signed Content-Digest declares it (dock.gate checks the body)
+
+
+def check_chunk_checksum(upload_checksum: str, auth: Authed) -> None:
+    """A chunk's ``Upload-Checksum`` must be the signed Content-Digest (both checked before
+    the body is read; dock.gate checks the body against the digest as it comes)."""
+    try:
+        digest = parse_chunk_checksum(upload_checksum)
+    except ProtocolError as exc:
+        raise Refused(400, Code.INVALID, str(exc)) from None
+    if auth.body_sha256 != digest:
+        raise Refused(
+            460,
+            Code.CHECKSUM,
+            "chunk checksum mismatch: Upload-Checksum is not the signed Content-Digest",
+        )
 
 
 async def read_body(request: Request) -> bytes:

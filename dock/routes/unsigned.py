@@ -14,14 +14,10 @@ from dock.instance import Dock
 from dock.protocol import (
     H_UPLOAD_OFFSET,
     SEGMENT_ID_PATTERN,
-    Code,
-    ProtocolError,
-    parse_chunk_checksum,
 )
 from dock.receipts import sign_unsigned_receipt
-from dock.routes.deps import AuthedDevice, DockDep, read_body
+from dock.routes.deps import AuthedDevice, DockDep, check_chunk_checksum, read_body
 from dock.routes.models import CHUNK_BODY, Problem, UnsignedStateModel, UploadChecksum
-from dock.store import StoreError
 from dock.store_sqlite import DirectoryStore
 from dock.unsigned import Expected, UnsignedTails, expected_unsigned
 
@@ -71,16 +67,7 @@ async def append_unsigned(
     upload_checksum: UploadChecksum,
     dock: DockDep,
 ) -> dict[str, Any]:
-    try:
-        digest = parse_chunk_checksum(upload_checksum)
-    except ProtocolError as exc:
-        raise StoreError(str(exc), 400, Code.INVALID) from None
-    if auth.body_sha256 != digest:
-        raise StoreError(
-            "chunk checksum mismatch: Upload-Checksum is not the signed Content-Digest",
-            460,
-            Code.CHECKSUM,
-        )
+    check_chunk_checksum(upload_checksum, auth)
     dev = auth.device.device_id
     body = await read_body(request)  # after authentication; dock.gate checks its digest
 

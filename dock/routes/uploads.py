@@ -17,11 +17,10 @@ from dock.protocol import (
     Code,
     ProtocolError,
     b64d,
-    parse_chunk_checksum,
     segment_id_for,
 )
 from dock.receive import receive_segment
-from dock.routes.deps import AuthedDevice, DockDep, SegmentId
+from dock.routes.deps import AuthedDevice, DockDep, SegmentId, check_chunk_checksum
 from dock.routes.models import (
     CHUNK_BODY,
     ERRORS,
@@ -160,16 +159,7 @@ async def append_chunk(
 ) -> dict[str, Any]:
     """Append a chunk: its checksum is the signed Content-Digest's, the offset the one held
     (both checked before the body is read); the body streams to disk, checked as it comes."""
-    try:
-        digest = parse_chunk_checksum(upload_checksum)
-    except ProtocolError as exc:
-        raise Refused(400, Code.INVALID, str(exc)) from None
-    if auth.body_sha256 != digest:
-        raise Refused(
-            460,
-            Code.CHECKSUM,
-            "chunk checksum mismatch: Upload-Checksum is not the signed Content-Digest",
-        )
+    check_chunk_checksum(upload_checksum, auth)
     dev = auth.device.device_id
     state = await run_in_threadpool(dock.store.upload_state, dev, segment_id)
     if state is None:
