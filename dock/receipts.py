@@ -44,6 +44,7 @@ class Receipt:
         return canonical_json(asdict(self))
 
 
+@dataclass(frozen=True)
 class _Signed:
     """A receipt with the dock's signature over its canonical JSON; the subclasses name the
     receipt's class (and so its ``type``)."""
@@ -68,7 +69,7 @@ class _Signed:
         sig = obj.get("signature")
         if not isinstance(sig, str):
             raise ProtocolError("receipt: signature missing")
-        return cls(receipt, b64d_or(sig, "receipt signature"))  # type: ignore[call-arg]
+        return cls(receipt, b64d_or(sig, "receipt signature"))
 
     def verify(self, dock_public_key: bytes) -> bool:
         """Signed by ``dock_public_key``, and of the receipt's own type (so one kind of
@@ -85,7 +86,6 @@ class _Signed:
 class SignedReceipt(_Signed):
     receipt_class: ClassVar[type[Receipt]] = Receipt
     receipt: Receipt
-    signature: bytes
 
 
 def sign_receipt(key: SigningKey, receipt: Receipt) -> SignedReceipt:
@@ -95,6 +95,7 @@ def sign_receipt(key: SigningKey, receipt: Receipt) -> SignedReceipt:
 # --------------------------------------------------------------------------- uploads
 
 
+@dataclass(frozen=True)
 class _State:
     """Where an upload stands at the dock (tus-style: the offset is what the dock holds);
     the subclasses name the signed receipt's class."""
@@ -104,7 +105,7 @@ class _State:
     size: int
     offset: int
     complete: bool
-    receipt: Any
+    receipt: Any = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -119,7 +120,7 @@ class _State:
     def from_json(cls, obj: Any) -> Self:
         try:
             receipt = obj.get("receipt")
-            return cls(  # type: ignore[call-arg]
+            return cls(
                 str(obj["segment_id"]),
                 int(obj["size"]),
                 int(obj["offset"]),
@@ -135,10 +136,6 @@ class UploadState(_State):
     """Where a segment's upload stands."""
 
     signed_class: ClassVar[type[SignedReceipt]] = SignedReceipt
-    segment_id: str
-    size: int
-    offset: int
-    complete: bool
     receipt: SignedReceipt | None = None
 
 
@@ -170,7 +167,6 @@ class UnsignedReceipt:
 class SignedUnsignedReceipt(_Signed):
     receipt_class: ClassVar[type[UnsignedReceipt]] = UnsignedReceipt
     receipt: UnsignedReceipt
-    signature: bytes
 
 
 def sign_unsigned_receipt(key: SigningKey, receipt: UnsignedReceipt) -> SignedUnsignedReceipt:
@@ -182,8 +178,4 @@ class UnsignedState(_State):
     """Where the upload of a segment's unsigned bytes stands (the offset the dock holds)."""
 
     signed_class: ClassVar[type[SignedUnsignedReceipt]] = SignedUnsignedReceipt
-    segment_id: str
-    size: int
-    offset: int
-    complete: bool
     receipt: SignedUnsignedReceipt | None = None
