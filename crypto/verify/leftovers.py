@@ -31,17 +31,11 @@ class LeftoverRoom(VerifierState):
             ]
             expected = [t.record for t in recs]
             if not cands:
-                rep = SegmentReport(
-                    recording_id=rec_id,
-                    segment_index=idx,
-                    status=MISSING,
-                    file=None,
-                    manifest=None,
-                    manifest_seq=None,
-                    truncated=True,
-                    decrypted=None,
-                    chunks=[ChunkReport(e["chunk"], None, e["kind"], MISSING) for e in expected],
-                    detail="signed in the trail, but neither file nor manifest given",
+                rep = SegmentReport.missing(
+                    rec_id,
+                    idx,
+                    "signed in the trail, but neither file nor manifest given",
+                    [ChunkReport(e["chunk"], None, e["kind"], MISSING) for e in expected],
                 )
                 self.find(
                     MISSING,

@@ -23,6 +23,7 @@ from crypto.verify.report import (
     UNSIGNED,
     ChunkReport,
     SegmentReport,
+    worst_status,
 )
 from crypto.verify.state import VerifierState
 
@@ -149,13 +150,7 @@ class PlainRoom(VerifierState):
         if self._holds_other(rep, r, name, pieces):
             return True
         statuses = {c.status for c in bad}
-        rep.status = (
-            SUBSTITUTED
-            if SUBSTITUTED in statuses
-            else REORDERED
-            if REORDERED in statuses
-            else ALTERED
-        )
+        rep.status = worst_status(statuses)
         for c in bad:
             label = f"fragment {c.chunk}" if c.chunk else "init" if c.chunk == 0 else "extra"
             pos = f" at position {c.position}" if c.chunk is None else ""

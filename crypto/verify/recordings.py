@@ -53,17 +53,10 @@ class RecordingRoom(VerifierState):
         for idx in range(min(want, max(indices, default=0) + MAX_MISSING_LISTED) + 1):
             if idx not in listed:
                 self.segments.append(
-                    SegmentReport(
-                        recording_id=rec_id,
-                        segment_index=idx,
-                        status=MISSING,
-                        file=None,
-                        manifest=None,
-                        manifest_seq=None,
-                        truncated=True,
-                        decrypted=None,
-                        chunks=[],
-                        detail="neither manifest, file nor trail record of this segment is here",
+                    SegmentReport.missing(
+                        rec_id,
+                        idx,
+                        "neither manifest, file nor trail record of this segment is here",
                     )
                 )
                 self.find(

@@ -39,6 +39,15 @@ class ChunkReport:
     detail: str = ""
 
 
+def worst_status(statuses: set[str]) -> str:
+    """A segment's status from its chunks' that are not authentic: substituted before
+    reordered before altered."""
+    for status in (SUBSTITUTED, REORDERED):
+        if status in statuses:
+            return status
+    return ALTERED
+
+
 @dataclass(kw_only=True)
 class SegmentReport:
     recording_id: str | None
@@ -51,6 +60,28 @@ class SegmentReport:
     decrypted: bool | None  # None: no agency key given
     chunks: list[ChunkReport] = field(default_factory=list)
     detail: str = ""
+
+    @classmethod
+    def missing(
+        cls,
+        recording_id: str | None,
+        segment_index: int | None,
+        detail: str,
+        chunks: list[ChunkReport] | None = None,
+    ) -> SegmentReport:
+        """A segment that is not here (neither its file nor its manifest)."""
+        return cls(
+            recording_id=recording_id,
+            segment_index=segment_index,
+            status=MISSING,
+            file=None,
+            manifest=None,
+            manifest_seq=None,
+            truncated=True,
+            decrypted=None,
+            chunks=chunks or [],
+            detail=detail,
+        )
 
 
 @dataclass

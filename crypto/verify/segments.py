@@ -20,6 +20,7 @@ from crypto.verify.report import (
     UNSIGNED,
     ChunkReport,
     SegmentReport,
+    worst_status,
 )
 from crypto.verify.trail import TrailRoom
 
@@ -218,13 +219,7 @@ class SegmentRoom(TrailRoom, PlainRoom):
         r = m.record
         where = dict(recording_id=r["recording_id"], segment_index=r["segment_index"])
         statuses = {c.status for c in rep.chunks}
-        rep.status = (
-            SUBSTITUTED
-            if SUBSTITUTED in statuses
-            else REORDERED
-            if REORDERED in statuses
-            else ALTERED
-        )
+        rep.status = worst_status(statuses)
         bad = [c for c in rep.chunks if c.status != AUTHENTIC]
         if header_sha != r["header_sha256"]:
             self.find(
