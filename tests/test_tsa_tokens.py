@@ -190,3 +190,72 @@ def test_serial_numbers_never_repeat(tmp_path: Path) -> None:
                 serials.append(token_serial(token))
     assert len(set(serials)) == len(serials) == 12
     assert serials == sorted(serials)
+
+
+def _chained_tsa(state_dir: Path, intermediate_is_ca: bool = True) -> bytes:
+    """Make the TSA in ``state_dir`` sign under root -> intermediate -> TSA, the token
+    carrying the intermediate (openssl's `certs`: it sends that SET unsorted); the root."""
+    import datetime as dt
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    from tsa.init import _key_usage
+
+    state = init_state(state_dir).state
+    now = dt.datetime.now(dt.UTC)
+    keys = [ec.generate_private_key(ec.SECP256R1()) for _ in range(3)]
+
+    def cert(subject: str, issuer: str, i: int, by: int, ca: bool, tsa: bool = False):
+        b = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
+            .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer)]))
+            .public_key(keys[i].public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(days=1))
+            .not_valid_after(now + dt.timedelta(days=30))
+            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+            .add_extension(_key_usage(cert_sign=ca), critical=True)
+        )
+        if tsa:
+            eku = x509.ExtendedKeyUsage([ExtendedKeyUsageOID.TIME_STAMPING])
+            b = b.add_extension(eku, critical=True)
+        return b.sign(keys[by], hashes.SHA256()).public_bytes(serialization.Encoding.PEM)
+
+    root = cert("root", "root", 0, 0, True)
+    state.path("ca.pem").write_bytes(root)
+    state.path("ica.pem").write_bytes(cert("intermediate", "root", 1, 0, intermediate_is_ca))
+    state.path("tsa.pem").write_bytes(cert("tsa", "intermediate", 2, 1, False, tsa=True))
+    state.path("tsa.key").write_bytes(
+        keys[2].private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    cnf = state.path("openssl.cnf")
+    cnf.write_text(cnf.read_text() + f"certs = {state.dir}/ica.pem\n")
+    return root
+
+
+def test_a_tsa_under_an_intermediate_ca_verifies(tmp_path: Path, tsa) -> None:
+    """As public TSAs sign: the token carries the intermediate, the verifier holds the root."""
+    root = _chained_tsa(tmp_path / "tsa")
+    with running_tsa(tmp_path) as (url, _):
+        token = TsaClient(url).timestamp(DIGEST)
+    assert verify_token(token, DIGEST, root) > 0
+    with pytest.raises(TokenError) as caught:
+        verify_token(token, DIGEST, tsa[1])
+    assert caught.value.reason == "untrusted"
+
+
+def test_an_intermediate_that_is_no_ca_breaks_the_chain(tmp_path: Path) -> None:
+    root = _chained_tsa(tmp_path / "tsa", intermediate_is_ca=False)
+    with running_tsa(tmp_path) as (url, _):
+        token = TsaClient(url).timestamp(DIGEST)
+    with pytest.raises(TokenError) as caught:
+        verify_token(token, DIGEST, root)
+    assert caught.value.reason == "untrusted"
