@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import logging
 import re
 import threading
 import time
@@ -43,6 +44,8 @@ from witness.state import (
     write_fork,
     write_latest,
 )
+
+log = logging.getLogger("bwv.witness")
 
 MAX_PROOF_LINES = 63
 OLD_LINE = re.compile(r"old (0|[1-9][0-9]{0,18})")
@@ -224,9 +227,14 @@ class Witness:
         else:
             old = held.checkpoint
             if not verify_consistency(old.size, cp.size, old.root, cp.root, req.proof):
-                fork = old.size == cp.size and old.root != cp.root
+                if old.size == cp.size and old.root == cp.root:  # only the proof is wrong
+                    return Answer(422, "a proof between equal checkpoints must be empty\n")
+                fork = old.size == cp.size
                 reason = "fork: same size, another root" if fork else "inconsistent proof"
-                self._keep_evidence(held, req, cp, reason)
+                path = self._keep_evidence(held, req, cp, reason)
+                log.warning(
+                    "%s: refused size %d (%s); evidence: %s", cp.origin, cp.size, reason, path
+                )
                 return Answer(
                     422, f"not consistent with the checkpoint of size {old.size}: {reason}\n"
                 )
@@ -238,9 +246,10 @@ class Witness:
         note = (text + "\n" + "".join(x + "\n" for x in [*log_lines, line])).encode()
         write_latest(self.state, cp.origin, note)  # durable before the answer
         self._held[cp.origin] = Held(cp, note, time_s)
+        log.info("%s: cosigned size %d", cp.origin, cp.size)
         return Answer(200, line + "\n")
 
-    def _keep_evidence(self, held: Held, req: Request, cp: Checkpoint, reason: str) -> None:
+    def _keep_evidence(self, held: Held, req: Request, cp: Checkpoint, reason: str) -> Path:
         ev = ForkEvidence(
             origin=cp.origin,
             reason=reason,
@@ -250,4 +259,4 @@ class Witness:
             proof=req.proof_lines,
             received_at=int(self.clock()),
         )
-        write_fork(self.state, ev, cp.size)
+        return write_fork(self.state, ev, cp.size)
