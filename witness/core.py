@@ -122,7 +122,7 @@ class Witness:
         self._guard = threading.Lock()
         self._held: dict[str, Held | None] = {}
         self._logs: dict[str, list[NoteVerifier]] = {}
-        self._logs_mtime: int | None = None
+        self._logs_mtime: tuple[int, int, int] | None = None
         self._reload_logs()
         for origin in self._logs:
             self.held(origin)  # a damaged state refuses to start, never starts empty
@@ -134,7 +134,8 @@ class Witness:
     # -- state ---------------------------------------------------------------------------
     def _reload_logs(self) -> None:
         try:
-            mtime = (self.state / LOGS_FILE).stat().st_mtime_ns
+            st = (self.state / LOGS_FILE).stat()
+            mtime: tuple[int, int, int] | None = (st.st_ino, st.st_mtime_ns, st.st_size)
         except FileNotFoundError:
             mtime = None
         with self._guard:
@@ -150,6 +151,10 @@ class Witness:
 
     def held(self, origin: str) -> Held | None:
         """The latest checkpoint cosigned for ``origin`` (its cosignature checked once)."""
+        with self._lock(origin):  # never caches a file read while a newer one is written
+            return self._held_locked(origin)
+
+    def _held_locked(self, origin: str) -> Held | None:
         if origin in self._held:
             return self._held[origin]
         note = read_latest(self.state, origin)
@@ -215,7 +220,7 @@ class Witness:
         sigs: list[Signature],
         verifiers: list[NoteVerifier],
     ) -> Answer:
-        held = self.held(cp.origin)
+        held = self._held_locked(cp.origin)
         held_size = 0 if held is None else held.checkpoint.size
         if req.old_size != held_size:
             return Answer(409, f"{held_size}\n", SIZE_CONTENT_TYPE)
