@@ -21,11 +21,14 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from nacl.public import PrivateKey
 from nacl.signing import SigningKey
 
 from crypto.identity import DeviceIdentity
 from crypto.manifest import Chain, end_fields, manifest_fields
 from crypto.records import SignedRecord
+from crypto.seal import agency_key_id
+from crypto.testing import seed
 from dock.client import DeviceCredentials, DockClient, enroll
 from dock.enroll import issue_token
 from dock.protocol import sha256_hex
@@ -39,12 +42,22 @@ from dock.server import (
 )
 from dock.tls import ensure_tls_files, pinned_to
 
+# the agency key id OutboxDevice's manifests name: of crypto.testing.agency_key()'s public key
+TEST_AGENCY_KEY_ID = agency_key_id(PrivateKey(seed("agency")).public_key)
+
 
 class OutboxDevice:
     """Writes what the device's outbox holds: signed chain records and stored blobs."""
 
-    def __init__(self, root: Path, device_id: str, seed: bytes | None = None) -> None:
+    def __init__(
+        self,
+        root: Path,
+        device_id: str,
+        seed: bytes | None = None,
+        agency_key_id: str = TEST_AGENCY_KEY_ID,
+    ) -> None:
         self.root = Path(root)
+        self.agency_key_id = agency_key_id  # what its manifests say the blobs are sealed to
         self.root.mkdir(parents=True, exist_ok=True)
         key = SigningKey(seed) if seed else SigningKey.generate()
         self.identity = DeviceIdentity(device_id, key)
@@ -94,6 +107,7 @@ class OutboxDevice:
                 wall_quality="unsynced",
                 trigger={},
                 file=name,
+                agency_key_id=self.agency_key_id,
                 header_sha256=sha256_hex(stored[:64]),
                 stored_sha256=sha256_hex(stored),
                 stored_size=len(stored),

@@ -39,7 +39,7 @@ def _keys() -> tuple[DeviceIdentity, PrivateKey]:
 def _end_record(ident: DeviceIdentity) -> dict:
     return {
         "type": "end",
-        "v": 1,
+        "v": 2,
         "device_id": ident.device_id,
         "key_id": ident.key_id,
         "seq": 0,
