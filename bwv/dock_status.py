@@ -7,8 +7,16 @@ from typing import Any
 
 import click
 
-from bwv.dock_common import open_store_or_fail, when
+from bwv.dock_common import DockUsageError, open_store_or_fail, when
+from dock.agency import NOT_CONFIGURED, AgencyKeyError, pinned_agency_key_id
 from dock.export import scan_recordings, verify_recording
+
+
+def _agency_key_id(store_dir: Path) -> str | None:
+    try:
+        return pinned_agency_key_id(store_dir)
+    except AgencyKeyError as exc:
+        raise DockUsageError(str(exc)) from None
 
 
 def _offset(us: int | None) -> str:
@@ -77,6 +85,7 @@ def collect_status(store_dir: Path, reverify: bool = False) -> dict[str, Any]:
         return {
             "store": str(Path(store_dir).resolve()),
             "dock_key_id": store.dock_key_id,
+            "agency_key_id": _agency_key_id(Path(store_dir)),
             "devices": out_devices,
             "recordings": [r.to_json() for r in recordings],
         }
@@ -136,6 +145,8 @@ def print_status(data: dict[str, Any]) -> bool:
     on stderr): the command exits 1."""
     failed = [r for r in data["recordings"] if r["state"] == "failed"]
     click.echo(f"dock store {data['store']} (dock key id {data['dock_key_id']})")
+    agency = data.get("agency_key_id")
+    click.echo(f"agency key id {agency}" if agency else f"agency key: {NOT_CONFIGURED}")
     if not data["devices"]:
         click.echo(
             "no cameras enrolled yet: `bwv dock token --store DIR --device ID` gives "

@@ -29,6 +29,7 @@ from crypto.manifest import Chain, end_fields, manifest_fields
 from crypto.records import SignedRecord
 from crypto.seal import agency_key_id
 from crypto.testing import seed
+from dock.agency import pin_agency_key
 from dock.client import DeviceCredentials, DockClient, enroll
 from dock.enroll import issue_token
 from dock.protocol import sha256_hex
@@ -299,8 +300,12 @@ class DockHarness:
         *,
         clock: Callable[[], int] | None = None,
         config: DockConfig | None = None,
+        agency_public_key: bytes | None = None,
     ) -> None:
         self.store_dir = Path(store_dir)
+        if agency_public_key is not None:  # as `bwv dock serve --agency-pub` pins it
+            self.store_dir.mkdir(parents=True, exist_ok=True)
+            pin_agency_key(self.store_dir, agency_public_key)
         self.clock = clock or wall_clock_us
         self.config = config
         self._restarting = threading.Lock()
