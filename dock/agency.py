@@ -77,7 +77,7 @@ def agency_refusal(
 ) -> tuple[str, str] | None:
     """(code, reason) if the segment is not sealed to the agency key ``expected`` (None: no
     key pinned, nothing checked): its signed manifest, and its stored header when ``blob``
-    (read from its start, left at its start) is given."""
+    (read from its start, then rewound) is given."""
     if expected is None or fields.record_type != "manifest":
         return None
     signed = fields.raw.get("agency_key_id")
@@ -88,6 +88,7 @@ def agency_refusal(
         )
     if blob is None:
         return None
+    blob.seek(0)
     head = blob.read(_HEADER_MAX)
     blob.seek(0)
     try:
