@@ -307,7 +307,8 @@ def status(store_dir: Path, as_json: bool, reverify: bool) -> None:
                    shipping, or it was cut off
       ended_early  ended by a fault (full disk) or a crash, not by the officer; what the
                    camera signed is all there (a segment may end early, its tail unsigned)
-      failed       (--verify) stored bytes or records are not what the camera signed
+      failed       (--verify) stored bytes or records are not what the camera signed,
+                   or a segment is sealed to another agency key than the pinned one
     Reads the store directly; no server needed.
 
     \b

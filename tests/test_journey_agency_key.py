@@ -232,3 +232,23 @@ def test_the_pinned_agency_key_is_not_replaced_silently(tmp_path):
     assert r.exit_code == 2
     assert f"pinned to agency key {kid(REAL)}, not {kid(SUBSTITUTE)}" in r.output
     assert "Traceback" not in r.output
+
+
+def test_a_dock_pinned_late_finds_what_it_took_sealed_elsewhere(tmp_path):
+    """Without a pinned key the dock takes the footage (and says it cannot check); once
+    pinned, `bwv dock status --verify` finds the segments sealed to another key."""
+    outbox = _record(tmp_path / "cam", SUBSTITUTE)
+    harness = DockHarness(tmp_path / "dock")
+    try:
+        reports = _ship(harness, outbox, "cam-swapped")
+        assert [r.action for r in reports].count("shipped") == 3  # 2 segments, the end
+    finally:
+        harness.close()
+    store = str(tmp_path / "dock")
+    r = CliRunner().invoke(main, ["dock", "status", "--store", store, "--verify", "--json"])
+    assert r.exit_code == 0, r.output  # nothing to check it against
+    DockHarness(tmp_path / "dock", agency_public_key=bytes(REAL.public_key)).close()
+    r = CliRunner().invoke(main, ["dock", "status", "--store", store, "--verify", "--json"])
+    assert r.exit_code == 1, r.output
+    (rec,) = json.loads(r.output)["recordings"]
+    assert rec["state"] == "failed" and "wrong_agency_key" in rec["detail"]
