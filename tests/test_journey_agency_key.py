@@ -252,3 +252,26 @@ def test_a_dock_pinned_late_finds_what_it_took_sealed_elsewhere(tmp_path):
     assert r.exit_code == 1, r.output
     (rec,) = json.loads(r.output)["recordings"]
     assert rec["state"] == "failed" and "wrong_agency_key" in rec["detail"]
+
+
+def test_a_raid_pins_the_agency_key_at_its_dock_and_verify_out_uses_out_agency(tmp_path):
+    from capture.config import from_dict
+    from simulator.raid import RaidPlan, run_raid
+    from tests.conftest import SMALL
+
+    out = tmp_path / "out"
+    assert run_raid(from_dict(SMALL), out, RaidPlan(record_s=1.0)).ok
+    s = json.loads((out / "summary.json").read_text())
+    agency_key = out / s["keys"]["agency_private_key"]
+    assert agency_key.parent == out / "agency"
+    pinned = (out / s["dock"]["store"] / "agency.pub").read_text()
+    assert pinned == (out / "agency" / "agency.pub").read_text()
+    assert CliRunner().invoke(main, ["verify", str(out)]).exit_code == 0
+    # another agency key in OUT/agency: every segment is sealed to a key that is not it
+    write_secret_key(agency_key, bytes(SUBSTITUTE))
+    r = CliRunner().invoke(main, ["verify", str(out), "--json"])
+    assert r.exit_code == 1, r.output
+    rep = json.loads(r.output)
+    assert "wrong_agency_key" in {f["kind"] for f in rep["findings"]}
+    (exhibit,) = rep["exhibits"].values()
+    assert "wrong_agency_key" in {f["kind"] for f in exhibit["findings"]}
