@@ -230,7 +230,14 @@ def sim_record(ctx: click.Context, seconds: float) -> None:
 @click.option(
     "--agency-key",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="The agency's X25519 private key: also decrypt and check the footage.",
+    help="The agency's X25519 private key: also decrypt and check the footage, and that "
+    "it is sealed to this agency (else wrong_agency_key).",
+)
+@click.option(
+    "--agency-pub",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="The agency's X25519 public key (agency.pub): check that every segment is sealed "
+    "to it (else wrong_agency_key), without decrypting.",
 )
 @click.option(
     "--dock-pub",
@@ -244,6 +251,7 @@ def verify(
     paths: tuple[Path, ...],
     device_pub: Path | None,
     agency_key: Path | None,
+    agency_pub: Path | None,
     dock_pub: Path | None,
     device_id: str | None,
     as_json: bool,
@@ -263,7 +271,11 @@ def verify(
     """
     from bwv.verify_cmd import run_verify
 
-    sys.exit(run_verify(list(paths), device_pub, agency_key, device_id, as_json, dock_pub))
+    sys.exit(
+        run_verify(
+            list(paths), device_pub, agency_key, device_id, as_json, dock_pub, agency_pub=agency_pub
+        )
+    )
 
 
 @main.group()

@@ -94,6 +94,13 @@ def dock() -> None:
     "itself (STORE/tls.crt). It must hold the dock key: cameras pin that key.",
 )
 @click.option(
+    "--agency-pub",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="The agency's X25519 public key (agency.pub, as `bwv agency keygen` made it), "
+    "pinned in the store (STORE/agency.pub) on first use: segments sealed to another "
+    "agency key are refused (wrong_agency_key). Later starts use the pinned key.",
+)
+@click.option(
     "--log-format",
     type=click.Choice(["text", "json"]),
     default="text",
@@ -102,7 +109,12 @@ def dock() -> None:
     "server's own lines too).",
 )
 def serve(
-    store_dir: Path, listen: str, admin_listen: str, tls_cert: Path | None, log_format: str
+    store_dir: Path,
+    listen: str,
+    admin_listen: str,
+    tls_cert: Path | None,
+    agency_pub: Path | None,
+    log_format: str,
 ) -> None:
     """Run the dock server on a store until stopped (Ctrl-C).
 
@@ -120,6 +132,10 @@ def serve(
     The admin side (/v1/admin/...: tokens, revocation, devices, custody log; bearer token
     admin.token) listens apart, on --admin-listen: never where cameras connect.
 
+    The dock refuses footage sealed to another agency key than --agency-pub's (a camera
+    given a substitute agency.pub: code wrong_agency_key). Without a pinned agency key it
+    cannot check that, and says so here and in `bwv dock status`.
+
     Every refused request is logged (reason, device id, remote address; never a token or
     key). https://HOST:PORT/ says what the server is; /docs is the API.
     """
@@ -127,7 +143,7 @@ def serve(
 
     host, port = parse_listen(listen)
     admin_sock_path, admin_host, admin_port = parse_admin_listen(admin_listen, store_dir)
-    served = open_for_serving(store_dir)
+    served = open_for_serving(store_dir, agency_pub)
     tls = tls_for_serving(store_dir, served, tls_cert)
     check_bind(host, port)
     if admin_sock_path is None:
@@ -291,7 +307,8 @@ def status(store_dir: Path, as_json: bool, reverify: bool) -> None:
                    shipping, or it was cut off
       ended_early  ended by a fault (full disk) or a crash, not by the officer; what the
                    camera signed is all there (a segment may end early, its tail unsigned)
-      failed       (--verify) stored bytes or records are not what the camera signed
+      failed       (--verify) stored bytes or records are not what the camera signed,
+                   or a segment is sealed to another agency key than the pinned one
     Reads the store directly; no server needed.
 
     \b

@@ -54,12 +54,15 @@ def check_bind(host: str, port: int) -> None:
             ) from None
 
 
-def open_for_serving(store_dir: Path):
+def open_for_serving(store_dir: Path, agency_pub: Path | None = None):
     """The dock on ``store_dir`` (a new store if the folder is missing or empty), with
-    DIR/dock.pub written; a DockUsageError, in one line, if it cannot be."""
+    DIR/dock.pub written and the agency key ``agency_pub`` pinned (dock/agency.py); a
+    DockUsageError, in one line, if it cannot be."""
     import sqlite3
 
     from crypto.durable import write_atomic
+    from crypto.identity import IdentityError, load_agency_public_key
+    from dock.agency import AgencyKeyError, pin_agency_key
     from dock.keys import KeyFileError
     from dock.server import open_dock
     from dock.store import StoreError
@@ -67,9 +70,12 @@ def open_for_serving(store_dir: Path):
 
     try:
         check_store_dir(store_dir)
+        agency = bytes(load_agency_public_key(agency_pub)) if agency_pub else None
         if not store_dir.exists():
             store_dir.mkdir(mode=0o700, parents=True)
         dock = open_dock(store_dir)
+        if agency is not None:  # pinned once the folder is a store
+            dock.agency_key_id = pin_agency_key(store_dir, agency)
         text = dock.public_key.hex().encode() + b"\n"
         pub_path = store_dir / DOCK_PUB_FILE
         if not pub_path.exists() or pub_path.read_bytes() != text:
@@ -78,6 +84,8 @@ def open_for_serving(store_dir: Path):
         raise DockUsageError(str(exc)) from None
     except KeyFileError as exc:
         raise DockUsageError(f"dock key: {exc}") from None
+    except (IdentityError, AgencyKeyError) as exc:
+        raise DockUsageError(f"agency key: {exc}") from None
     except (sqlite3.Error, StoreError) as exc:
         raise DockUsageError(
             f"{store_dir}: cannot open the dock's index ({exc}); nothing was changed: "
@@ -140,6 +148,7 @@ def serve_facts(
         "dock_key_id": served.key_id,
         "dock_fingerprint": fingerprint(served.public_key),
         "dock_public_key": str((store_dir / DOCK_PUB_FILE).resolve()),
+        "agency_key_id": served.agency_key_id or "",
         "admin_token_file": str((store_dir / ADMIN_TOKEN_FILE).resolve()),
         "url": f"https://{shown}:{port}",
         "admin": admin,
@@ -148,6 +157,7 @@ def serve_facts(
 
 def announce(facts: dict[str, str], log_format: str) -> dict[str, Any]:
     """Say what is served where (text on stdout, or a JSON log line); the log config."""
+    from dock.agency import NOT_CONFIGURED
     from dock.logging_setup import log_config
 
     config = log_config(log_format)
@@ -171,6 +181,7 @@ def announce(facts: dict[str, str], log_format: str) -> dict[str, Any]:
         "                 pin it on each camera: bwv provision --dock-key FINGERPRINT ... "
         f"(or give it {facts['dock_public_key']})"
     )
+    click.echo(f"agency key id:   {facts['agency_key_id'] or NOT_CONFIGURED}")
     click.echo(f"admin token:     {facts['admin_token_file']}  (mode 0600; for /v1/admin)")
     click.echo(f"admin side on    {facts['admin']}  (this machine only)")
     click.echo(

@@ -7,8 +7,25 @@ from typing import Any
 
 import click
 
-from bwv.dock_common import open_store_or_fail, when
+from bwv.dock_common import DockUsageError, open_store_or_fail, when
+from crypto.identity import load_agency_public_key
+from dock.agency import AGENCY_PUB_FILE, NOT_CONFIGURED, AgencyKeyError, pinned_agency_key_id
 from dock.export import scan_recordings, verify_recording
+
+
+def _agency_public_key(store_dir: Path) -> bytes | None:
+    """The pinned agency key: ``--verify`` also finds segments sealed to another one (taken
+    in before it was pinned)."""
+    if _agency_key_id(store_dir) is None:
+        return None
+    return bytes(load_agency_public_key(store_dir / AGENCY_PUB_FILE))
+
+
+def _agency_key_id(store_dir: Path) -> str | None:
+    try:
+        return pinned_agency_key_id(store_dir)
+    except AgencyKeyError as exc:
+        raise DockUsageError(str(exc)) from None
 
 
 def _offset(us: int | None) -> str:
@@ -41,6 +58,7 @@ def collect_status(store_dir: Path, reverify: bool = False) -> dict[str, Any]:
     from dock.verify import reverified_state
 
     store = open_store_or_fail(store_dir)
+    agency = _agency_public_key(Path(store_dir)) if reverify else None
     try:
         devices = store.list_devices()
         recordings, holdings = scan_recordings(store)
@@ -51,7 +69,7 @@ def collect_status(store_dir: Path, reverify: bool = False) -> dict[str, Any]:
                     for x in holdings[r.device_id].records
                     if x.fields.recording_id == r.recording_id
                 ]
-                report, _ = verify_recording(store, r.device_id, recs)
+                report, _ = verify_recording(store, r.device_id, recs, agency_public_key=agency)
                 r.reverified = True
                 r.state, r.detail = reverified_state(report, r.recording_id)
         out_devices = []
@@ -77,6 +95,7 @@ def collect_status(store_dir: Path, reverify: bool = False) -> dict[str, Any]:
         return {
             "store": str(Path(store_dir).resolve()),
             "dock_key_id": store.dock_key_id,
+            "agency_key_id": _agency_key_id(Path(store_dir)),
             "devices": out_devices,
             "recordings": [r.to_json() for r in recordings],
         }
@@ -136,6 +155,8 @@ def print_status(data: dict[str, Any]) -> bool:
     on stderr): the command exits 1."""
     failed = [r for r in data["recordings"] if r["state"] == "failed"]
     click.echo(f"dock store {data['store']} (dock key id {data['dock_key_id']})")
+    agency = data.get("agency_key_id")
+    click.echo(f"agency key id {agency}" if agency else f"agency key: {NOT_CONFIGURED}")
     if not data["devices"]:
         click.echo(
             "no cameras enrolled yet: `bwv dock token --store DIR --device ID` gives "

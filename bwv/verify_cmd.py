@@ -16,11 +16,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
+from nacl.public import PublicKey
 
 from bwv.errors import EXIT_CANNOT_CHECK, EXIT_FOUND_WANTING, EXIT_OK, fail
 from crypto.identity import (
     IdentityError,
     load_agency_private_key,
+    load_agency_public_key,
     load_device_public_key,
     public_key_path,
 )
@@ -216,13 +218,16 @@ def run_verify(
     device_id: str | None,
     as_json: bool,
     dock_pub: Path | None = None,
+    *,
+    agency_pub: Path | None = None,
 ) -> int:
     from crypto.verify.exhibit import is_exhibit
 
     if len(paths) == 1 and is_exhibit(paths[0]):
         from bwv.verify_exhibit import run_verify_exhibit
 
-        return run_verify_exhibit(paths[0], device_pub, dock_pub, device_id, as_json)
+        agency = agency_public_key_of(agency_pub, agency_key, as_json)
+        return run_verify_exhibit(paths[0], device_pub, dock_pub, device_id, as_json, agency)
     try:
         ev = _collect(paths)
     except InputError as exc:
@@ -248,17 +253,32 @@ def run_verify(
         sk = load_agency_private_key(agency_key) if agency_key else None
     except IdentityError as exc:
         fail(str(exc), as_json)
-    report = verify(ev.files, pk, sk, device_id=device_id)
+    apk = agency_public_key_of(agency_pub, None, as_json) or (sk.public_key if sk else None)
+    report = verify(ev.files, pk, sk, device_id=device_id, agency_public_key=apk)
     rename_files(report, ev.real)
     if ev.exhibits:
         from bwv.verify_raid import report_with_exhibits
 
-        return report_with_exhibits(report, ev.exhibits, pk, device_id, as_json, sk is not None)
+        return report_with_exhibits(
+            report, ev.exhibits, pk, device_id, as_json, sk is not None, agency_public_key=apk
+        )
     if as_json:
         click.echo(json.dumps(report.to_json(), indent=2, sort_keys=True))
     else:
         _print(report, decrypting=sk is not None)
     return EXIT_OK if report.ok else EXIT_NOT_AUTHENTIC
+
+
+def agency_public_key_of(
+    agency_pub: Path | None, agency_key: Path | None, as_json: bool
+) -> PublicKey | None:
+    """The agency's public key, from --agency-pub or (its public half) --agency-key."""
+    try:
+        if agency_pub is not None:
+            return load_agency_public_key(agency_pub)
+        return load_agency_private_key(agency_key).public_key if agency_key else None
+    except IdentityError as exc:
+        fail(str(exc), as_json)
 
 
 _NAME = re.compile(r"[\w./-]+")

@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 
 import click
+from nacl.public import PublicKey
 
 from bwv.errors import EXIT_FOUND_WANTING, EXIT_OK
 from crypto.verify import Report
@@ -37,11 +38,16 @@ def raid_evidence(path: Path, device_id: str) -> list[str]:
 
 
 def check_exhibits(
-    exhibits: list[Path], public_key: bytes, device_id: str | None
+    exhibits: list[Path],
+    public_key: bytes,
+    device_id: str | None,
+    agency_public_key: PublicKey | None = None,
 ) -> dict[Path, Report]:
     # a raid writes each exhibit with the camera's trail lines: one without them is wanting
     return {
-        ex: verify_exhibit(read_exhibit(ex), public_key, device_id, require_trail=True)
+        ex: verify_exhibit(
+            read_exhibit(ex), public_key, device_id, True, agency_public_key=agency_public_key
+        )
         for ex in exhibits
     }
 
@@ -59,13 +65,14 @@ def report_with_exhibits(
     device_id: str | None,
     as_json: bool,
     decrypting: bool,
+    agency_public_key: PublicKey | None = None,
 ) -> int:
     """Print the folder's report and each exhibit's; 0 only if all are VERIFIED."""
     from bwv.verify_cmd import _print
 
     if _wrong_anchor(report):  # one cause, one line: the exhibits would say the same
         exhibits = []
-    checked = check_exhibits(exhibits, public_key, device_id)
+    checked = check_exhibits(exhibits, public_key, device_id, agency_public_key)
     ok = report.ok and all(r.ok for r in checked.values())
     if as_json:
         out = report.to_json() | {

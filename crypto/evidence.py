@@ -130,6 +130,7 @@ class EvidenceSink:
             trigger=trigger,
         )
         enc = SegmentEncryptor(self.agency_pk, ctx)
+        ctx = enc.context  # with the agency key id of the key it seals to
         f = open(partial, "xb")  # noqa: SIM115 - held while the segment is open
         try:
             append_durable(f, enc.header)
@@ -183,6 +184,7 @@ class EvidenceSink:
             wall_quality=seg.context.wall_quality,
             trigger=seg.context.trigger,
             file=seg.name,
+            agency_key_id=seg.context.agency_key_id,
             header_sha256=sha256_hex(seg.enc.header),
             stored_sha256=seg.stored.hexdigest(),
             stored_size=seg.stored_size,

@@ -2,7 +2,7 @@
 
 A signed record is one line (crypto/FORMAT.md, "Signed records")::
 
-    canonical({"record": R, "sig": hex(Ed25519(b"bwv:" + R.type + b":v1\\0" + canonical(R)))})
+    canonical({"record": R, "sig": hex(Ed25519(b"bwv:" + R.type + b":v2\\0" + canonical(R)))})
     + b"\\n"
 
 The record's hash (what the next record names as ``prev_sha256``) is SHA-256 of the whole
@@ -25,7 +25,7 @@ from nacl.signing import VerifyKey
 
 from crypto import canonical
 
-VERSION = 1
+VERSION = 2  # v1 was never deployed: readers refuse it (a record with "v": 1 is "schema")
 TYPES = ("trail", "manifest", "end")
 CHUNK_KINDS = ("init", "fragment", "final")
 MAX_LINE = 1 << 20  # no record is anywhere near this; bounds what a reader takes in
@@ -44,7 +44,7 @@ _TAIL = b',"sig":"' + b"0" * 128 + b'"}\n'
 
 def domain(record_type: str) -> bytes:
     """The domain-separation prefix signed before the canonical record."""
-    return b"bwv:" + record_type.encode("ascii") + b":v1\x00"
+    return b"bwv:" + record_type.encode("ascii") + b":v2\x00"
 
 
 def sha256_hex(data: bytes) -> str:
@@ -246,6 +246,7 @@ MANIFEST: dict[str, Check] = {
     "wall_quality": _str,
     "trigger": _obj,
     "file": _match(_FILE),
+    "agency_key_id": _match(_KEY_ID),  # the agency X25519 key the segment key is sealed to
     "header_sha256": _hex64,
     "stored_sha256": _hex64,
     "stored_size": _nat,
@@ -280,12 +281,16 @@ def _problems(record: dict[str, Any], spec: dict[str, Check]) -> list[str]:
 
 
 def validate(record: Any) -> None:
-    """``RecordError("schema", ...)`` unless ``record`` is a well-formed v1 record."""
+    """``RecordError("schema", ...)`` unless ``record`` is a well-formed v2 record."""
     if not isinstance(record, dict):
         raise RecordError("schema", "record is not an object")
     spec = SCHEMAS.get(record.get("type"))  # type: ignore[arg-type]
     if spec is None:
         raise RecordError("schema", "unknown record type")
+    if "v" in record and record["v"] != VERSION:
+        raise RecordError(
+            "schema", f"format version {record['v']!r}: this reader knows version {VERSION} only"
+        )
     problems = _problems(record, spec)
     if problems:
         raise RecordError("schema", "; ".join(problems[:5]))

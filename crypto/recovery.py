@@ -163,6 +163,7 @@ class Recovery:
             wall_quality=ctx.wall_quality,
             trigger=ctx.trigger,
             file=name,
+            agency_key_id=ctx.agency_key_id,  # the header's: what its segment key is sealed to
             header_sha256=parsed.header_sha256,
             stored_sha256=sha256_hex(stored),
             stored_size=len(stored),

@@ -2,7 +2,7 @@
 
 Stored segment file (crypto/FORMAT.md, "Stored segment file")::
 
-    "BWVSEG" | version u16 BE (=1) | context length u32 BE | context (canonical JSON)
+    "BWVSEG" | version u16 BE (=2) | context length u32 BE | context (canonical JSON)
     | sealed segment key (80 bytes: SealedBox to the agency's X25519 key)
     | secretstream header (24 bytes)
     | chunks: ciphertext length u32 BE | ciphertext (secretstream XChaCha20-Poly1305)
@@ -19,8 +19,9 @@ decrypt: only the agency's private key opens the sealed key.
 from __future__ import annotations
 
 import hashlib
+import re
 import struct
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import nacl.bindings as sodium
@@ -30,7 +31,7 @@ from nacl.public import PrivateKey, PublicKey, SealedBox
 from crypto import canonical
 
 MAGIC = b"BWVSEG"
-VERSION = 1
+VERSION = 2  # v1 was never deployed: readers refuse it
 MAX_CONTEXT = 4096
 SEALED_KEY_BYTES = 32 + 48  # key + crypto_box_SEALBYTES
 HEADER_BYTES = sodium.crypto_secretstream_xchacha20poly1305_HEADERBYTES  # 24
@@ -39,6 +40,12 @@ TAG_MESSAGE = sodium.crypto_secretstream_xchacha20poly1305_TAG_MESSAGE
 TAG_FINAL = sodium.crypto_secretstream_xchacha20poly1305_TAG_FINAL
 LEN = struct.Struct(">I")
 MAX_CHUNK = 0xFFFF_FFFF
+_KEY_ID = re.compile(r"[0-9a-f]{16}\Z")
+
+
+def agency_key_id(agency_public_key: PublicKey | bytes) -> str:
+    """The agency key id: first 16 hex digits of SHA-256 of the 32-byte X25519 public key."""
+    return hashlib.sha256(bytes(agency_public_key)).hexdigest()[:16]
 
 
 class SealFormatError(ValueError):
@@ -54,6 +61,7 @@ CONTEXT_FIELDS = (
     "wall_start_us",
     "wall_quality",
     "trigger",
+    "agency_key_id",
 )
 
 
@@ -71,6 +79,7 @@ class SegmentContext:
     wall_start_us: int
     wall_quality: str
     trigger: dict[str, Any] = field(default_factory=dict)
+    agency_key_id: str = ""  # of the agency key the segment key is sealed to (set when sealing)
 
     def to_dict(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in CONTEXT_FIELDS}
@@ -94,6 +103,14 @@ class SegmentEncryptor:
     """Encrypts one segment's blobs. Holds the segment key's stream state in memory only."""
 
     def __init__(self, agency_public_key: PublicKey, context: SegmentContext) -> None:
+        kid = agency_key_id(agency_public_key)
+        if context.agency_key_id not in ("", kid):
+            raise ValueError(
+                f"the context names agency key {context.agency_key_id}, the segment key "
+                f"would be sealed to {kid}"
+            )
+        self.context = replace(context, agency_key_id=kid)  # the header signs what it seals to
+        context = self.context
         key = sodium.crypto_secretstream_xchacha20poly1305_keygen()
         state = sodium.crypto_secretstream_xchacha20poly1305_state()
         stream_header = sodium.crypto_secretstream_xchacha20poly1305_init_push(state, key)
@@ -157,7 +174,9 @@ def parse_header(data: bytes) -> tuple[SegmentContext, dict[str, Any], int]:
         raise SealFormatError("not a bwv stored segment (bad magic)")
     version, n = struct.unpack_from(">HI", data, len(MAGIC))
     if version != VERSION:
-        raise SealFormatError(f"unknown stored segment version {version}")
+        raise SealFormatError(
+            f"stored segment format version {version}: this reader knows version {VERSION} only"
+        )
     if n > MAX_CONTEXT:
         raise SealFormatError("context length out of range")
     pos = len(MAGIC) + 6
@@ -182,6 +201,8 @@ def _context_ok(ctx: dict[str, Any]) -> bool:
         and all(is_int(ctx[k]) for k in ("segment_index", "start_us", "wall_start_us"))
         and isinstance(ctx["wall_quality"], str)
         and isinstance(ctx["trigger"], dict)
+        and isinstance(ctx["agency_key_id"], str)
+        and bool(_KEY_ID.match(ctx["agency_key_id"]))
     )
 
 

@@ -169,9 +169,11 @@ def verify_recording(
     records: list[HeldRecord],
     agency_private_key: PrivateKey | None = None,
     progress: Callable[[str], None] | None = None,
+    agency_public_key: bytes | None = None,
 ) -> tuple[Report, dict[str, bytes]]:
     """crypto.verify on the dock's copies of one recording's records (outbox layout), plus
-    the link of its first record to the one before it."""
+    the link of its first record to the one before it (``agency_public_key``: the agency
+    key the segments must be sealed to, when no private key is given)."""
     device = store.get_device(device_id)
     if device is None:
         raise ExportError(f"no device {device_id!r} is enrolled at this dock")
@@ -188,6 +190,7 @@ def verify_recording(
         device_id=device_id,
         first_chain_seq=records[0].seq,
         require_trail=False,
+        agency_public_key=agency_public_key,
     )
     for f in report.findings:  # the camera shipped them: say that the dock has them
         if f.kind == "unsigned" and f.file in files and ".unsigned" in (f.file or ""):

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from nacl.signing import SigningKey
 
+from dock.agency import pinned_agency_key_id
 from dock.enroll import Challenges
 from dock.keys import (
     ADMIN_TOKEN_FILE,
@@ -51,6 +52,7 @@ class Dock:
     config: DockConfig = field(default_factory=DockConfig)
     admin_token: str | None = None
     challenges: Challenges = field(default_factory=Challenges)
+    agency_key_id: str | None = None  # the pinned agency key (dock/agency.py); None: none
 
     @property
     def public_key(self) -> bytes:
@@ -81,4 +83,5 @@ def open_dock(
         clock,
         config or DockConfig(),
         token,
+        agency_key_id=pinned_agency_key_id(store_dir),
     )

@@ -87,6 +87,7 @@ class Code:
     SEQ_REUSED = "seq_reused"
     CHAIN_BREAK = "chain_break"
     VERIFICATION = "verification_failed"
+    WRONG_AGENCY_KEY = "wrong_agency_key"  # sealed to another agency key than the dock's
     # the upload's state moved: ask the dock where it stands
     NOT_FOUND = "not_found"
     OFFSET = "offset_mismatch"
@@ -96,7 +97,16 @@ class Code:
     LOST = "upload_lost"
 
     SEGMENT = frozenset(
-        {TOO_LARGE, MANIFEST_INVALID, OTHER_DEVICE, MISMATCH, SEQ_REUSED, CHAIN_BREAK, VERIFICATION}
+        {
+            TOO_LARGE,
+            MANIFEST_INVALID,
+            OTHER_DEVICE,
+            MISMATCH,
+            SEQ_REUSED,
+            CHAIN_BREAK,
+            VERIFICATION,
+            WRONG_AGENCY_KEY,
+        }
     )
     REREAD = frozenset({NOT_FOUND, OFFSET, CHECKSUM, INCOMPLETE, COMPLETE, LOST})
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from dock.agency import agency_refusal
 from dock.instance import Dock
 from dock.middleware import Refused
 from dock.protocol import Code
@@ -46,6 +47,11 @@ def receive_segment(dock: Dock, device: DeviceRecord, segment_id: str) -> Signed
                 else Code.VERIFICATION
             )
             raise Refused(422, code, "segment failed verification: " + "; ".join(result.problems))
+        refused = agency_refusal(dock.agency_key_id, result.fields, blob)
+        if refused is not None:
+            store.reject_upload(dev, segment_id, [refused[1]], now)
+            log.warning("refused segment %s of %s: %s", segment_id[:16], dev, refused[1])
+            raise Refused(422, refused[0], f"segment refused: {refused[1]}")
 
         def sign(fields_: dict[str, Any]) -> SignedReceipt:
             return sign_receipt(dock.key, Receipt(**fields_))

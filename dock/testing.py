@@ -21,11 +21,15 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from nacl.public import PrivateKey
 from nacl.signing import SigningKey
 
 from crypto.identity import DeviceIdentity
 from crypto.manifest import Chain, end_fields, manifest_fields
 from crypto.records import SignedRecord
+from crypto.seal import agency_key_id
+from crypto.testing import seed
+from dock.agency import pin_agency_key
 from dock.client import DeviceCredentials, DockClient, enroll
 from dock.enroll import issue_token
 from dock.protocol import sha256_hex
@@ -39,12 +43,22 @@ from dock.server import (
 )
 from dock.tls import ensure_tls_files, pinned_to
 
+# the agency key id OutboxDevice's manifests name: of crypto.testing.agency_key()'s public key
+TEST_AGENCY_KEY_ID = agency_key_id(PrivateKey(seed("agency")).public_key)
+
 
 class OutboxDevice:
     """Writes what the device's outbox holds: signed chain records and stored blobs."""
 
-    def __init__(self, root: Path, device_id: str, seed: bytes | None = None) -> None:
+    def __init__(
+        self,
+        root: Path,
+        device_id: str,
+        seed: bytes | None = None,
+        agency_key_id: str = TEST_AGENCY_KEY_ID,
+    ) -> None:
         self.root = Path(root)
+        self.agency_key_id = agency_key_id  # what its manifests say the blobs are sealed to
         self.root.mkdir(parents=True, exist_ok=True)
         key = SigningKey(seed) if seed else SigningKey.generate()
         self.identity = DeviceIdentity(device_id, key)
@@ -94,6 +108,7 @@ class OutboxDevice:
                 wall_quality="unsynced",
                 trigger={},
                 file=name,
+                agency_key_id=self.agency_key_id,
                 header_sha256=sha256_hex(stored[:64]),
                 stored_sha256=sha256_hex(stored),
                 stored_size=len(stored),
@@ -285,8 +300,12 @@ class DockHarness:
         *,
         clock: Callable[[], int] | None = None,
         config: DockConfig | None = None,
+        agency_public_key: bytes | None = None,
     ) -> None:
         self.store_dir = Path(store_dir)
+        if agency_public_key is not None:  # as `bwv dock serve --agency-pub` pins it
+            self.store_dir.mkdir(parents=True, exist_ok=True)
+            pin_agency_key(self.store_dir, agency_public_key)
         self.clock = clock or wall_clock_us
         self.config = config
         self._restarting = threading.Lock()

@@ -17,6 +17,7 @@ from pathlib import Path
 from capture.clock import Clock, MonotonicClock
 from crypto.durable import write_atomic
 from crypto.identity import load_dock_public_key
+from dock.agency import pin_agency_key
 from dock.client import DeviceCredentials, DockClient, enroll
 from dock.enroll import issue_token
 from dock.server import ServerThread, create_app, open_dock, wall_clock_us
@@ -38,6 +39,9 @@ class DockVisit:
 
 def visit_dock(dev: SimDevice, dock_dir: Path, clock: Clock | None = None) -> DockVisit:
     assert dev.keys is not None, "the device must record evidence to ship it"
+    dock_dir.mkdir(parents=True, exist_ok=True)
+    # the dock knows the agency's key from the agency, not from the camera
+    pin_agency_key(dock_dir, bytes(dev.keys.agency_private().public_key))
     dock = open_dock(dock_dir, clock=wall_clock_us)
     tls = ensure_tls_files(dock_dir, dock.key)  # over HTTPS, as a real dock
     server = ServerThread(create_app(dock), tls=tls).start()

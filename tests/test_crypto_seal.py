@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import struct
+from dataclasses import replace
 
 import pytest
 from hypothesis import given, settings
@@ -15,6 +17,7 @@ from crypto.seal import (
     SealFormatError,
     SegmentContext,
     SegmentEncryptor,
+    agency_key_id,
     decrypt_segment,
     frame,
     parse_segment,
@@ -50,7 +53,7 @@ def test_round_trip(blobs):
     d = decrypt_segment(stored, agency)
     assert d.error is None and d.final and not d.truncated
     assert d.blobs == blobs
-    assert d.context == CTX
+    assert d.context == replace(CTX, agency_key_id=agency_key_id(agency.public_key))
     seg = parse_segment(stored)
     assert len(seg.chunks) == len(blobs) + 1
     assert [len(c) for c in seg.chunks] == [len(b) + ABYTES for b in blobs] + [ABYTES]
@@ -130,3 +133,23 @@ def test_garbage_is_a_format_error_not_a_crash(data):
 
 def test_length_prefix_is_big_endian_u32():
     assert frame(b"a" * 17) == LEN.pack(17) + b"a" * 17 == b"\x00\x00\x00\x11" + b"a" * 17
+
+
+def test_the_header_signs_the_agency_key_it_is_sealed_to():
+    """Format v2: the context names the agency key id (SHA-256 of the 32-byte X25519 public
+    key, 16 hex digits) of the key the segment key is sealed to."""
+    agency = agency_key()
+    stored = _seal([b"x"], agency)
+    ctx = parse_segment(stored).context
+    want = hashlib.sha256(bytes(agency.public_key)).hexdigest()[:16]
+    assert ctx.agency_key_id == want
+    other = PrivateKey.generate()
+    with pytest.raises(ValueError, match="agency key"):
+        SegmentEncryptor(other.public_key, replace(CTX, agency_key_id=want))
+
+
+def test_a_version_1_segment_is_refused_with_its_version():
+    stored = bytearray(_seal([b"x"], agency_key()))
+    stored[6:8] = struct.pack(">H", 1)
+    with pytest.raises(SealFormatError, match="version 1: this reader knows version 2 only"):
+        parse_segment(bytes(stored))

@@ -20,7 +20,7 @@ from crypto import canonical
 from crypto.identity import DeviceIdentity, key_id_of, load_public_key
 from crypto.records import domain, sign_record, verify_line
 from crypto.seal import decrypt_segment
-from crypto.testing import WALL0, S, make_sink, seed, write_recording
+from crypto.testing import WALL0, S, Written, make_sink, seed, write_recording, write_segment
 from crypto.verify import check_chain_record, main, read_outbox, verify, verify_outbox
 
 VECTORS = Path(__file__).parent / "vectors"
@@ -28,6 +28,7 @@ REC = VECTORS / "recording"
 DEVICE_ID = "bwv-vector-01"
 RECORDING_ID = "0123456789abcdef0123456789abcdef"
 HAND_WRITTEN = ("EXPECTED.md", "expected_verdicts.json")  # test_crypto_vectors_expected.py
+WRONG_AGENCY = "outbox_wrong_agency_key"  # segment 1 sealed to a substitute agency key
 
 
 def _keys() -> tuple[DeviceIdentity, PrivateKey]:
@@ -39,7 +40,7 @@ def _keys() -> tuple[DeviceIdentity, PrivateKey]:
 def _end_record(ident: DeviceIdentity) -> dict:
     return {
         "type": "end",
-        "v": 1,
+        "v": 2,
         "device_id": ident.device_id,
         "key_id": ident.key_id,
         "seq": 0,
@@ -90,6 +91,8 @@ def regenerate(tmp: Path) -> None:
     written = write_recording(sink, RECORDING_ID, segments=2, fragments=2, size=96)
     sink.close()
     shutil.copytree(tmp / "outbox", REC / "outbox")
+    substitute = PrivateKey(seed("vector substitute agency"))
+    _wrong_agency_outbox(tmp / "swap", ident, agency, substitute)
     (REC / "keys.json").write_text(
         json.dumps(
             {
@@ -101,6 +104,7 @@ def regenerate(tmp: Path) -> None:
                 "key_id": ident.key_id,
                 "agency_secret_hex": bytes(agency).hex(),
                 "agency_public_hex": bytes(agency.public_key).hex(),
+                "substitute_agency_public_hex": bytes(substitute.public_key).hex(),
             },
             indent=2,
         )
@@ -144,6 +148,21 @@ def regenerate(tmp: Path) -> None:
         )
         + "\n"
     )
+
+
+def _wrong_agency_outbox(
+    tmp: Path, ident: DeviceIdentity, agency: PrivateKey, substitute: PrivateKey
+) -> None:
+    """The same recording, the device sealing segment 1 to ``substitute`` (a swapped
+    agency.pub): every record is validly signed by the device."""
+    sink = make_sink(tmp, ident, agency, firmware="bwv-vector")
+    written = Written(RECORDING_ID)
+    for i in range(2):
+        sink.agency_pk = (substitute if i == 1 else agency).public_key
+        write_segment(sink, written, i, fragments=2, size=96)
+    sink.end_recording(RECORDING_ID, "stopped", 10 * S + 4 * S)
+    sink.close()
+    shutil.copytree(tmp / "outbox", REC / WRONG_AGENCY)
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -27,7 +27,9 @@ def _keys() -> tuple[DeviceIdentity, PrivateKey]:
 def _changed(files: dict[str, bytes], changes: list[dict[str, Any]]) -> dict[str, bytes]:
     files = dict(files)
     for ch in changes:
-        if "delete" in ch:
+        if "outbox" in ch:  # another outbox of the same recording instead
+            files = read_outbox(REC / ch["outbox"])
+        elif "delete" in ch:
             del files[ch["delete"]]
         elif "swap" in ch:
             a, b = ch["swap"]

@@ -32,7 +32,12 @@ import json
 import sys
 from pathlib import Path
 
-from crypto.identity import IdentityError, load_agency_private_key, load_device_public_key
+from crypto.identity import (
+    IdentityError,
+    load_agency_private_key,
+    load_agency_public_key,
+    load_device_public_key,
+)
 from crypto.verify.chain import RecordCheck, check_chain_record
 from crypto.verify.inputs import is_evidence, read_outbox
 from crypto.verify.report import (
@@ -81,15 +86,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("outbox", type=Path, help="directory with segments/, chain/, trail.jsonl")
     ap.add_argument("--device-pub", type=Path, required=True, help="device public key file")
     ap.add_argument("--agency-key", type=Path, help="agency X25519 private key (optional)")
+    ap.add_argument("--agency-pub", type=Path, help="agency X25519 public key (optional)")
     ap.add_argument("--device-id", help="expected device id")
     args = ap.parse_args(argv)
     try:
         pk = load_device_public_key(args.device_pub)
         sk = load_agency_private_key(args.agency_key) if args.agency_key else None
+        apk = load_agency_public_key(args.agency_pub) if args.agency_pub else None
     except IdentityError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    report = verify_outbox(args.outbox, pk, sk, device_id=args.device_id)
+    report = verify_outbox(args.outbox, pk, sk, device_id=args.device_id, agency_public_key=apk)
     json.dump(report.to_json(), sys.stdout, indent=2, sort_keys=True)
     print()
     return 0 if report.ok else 1

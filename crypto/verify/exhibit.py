@@ -22,6 +22,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from nacl.exceptions import BadSignatureError
+from nacl.public import PublicKey
 from nacl.signing import VerifyKey
 
 from crypto.manifest import parse_chain_file_name
@@ -144,6 +145,7 @@ def verify_exhibit(
     device_public_key: bytes,
     device_id: str | None = None,
     require_trail: bool = False,
+    agency_public_key: PublicKey | None = None,
 ) -> Report:
     """The verifier on an exhibit's evidence: it holds one recording's chain records (so
     the chain is checked from the first of them) and, maybe, the trail lines covering it."""
@@ -156,6 +158,7 @@ def verify_exhibit(
         first_chain_seq=_first_chain_seq(list(ev)),
         first_trail_seq=_first_trail_seq(trail),
         require_trail=require_trail,
+        agency_public_key=agency_public_key,
     )
     for f in report.findings:
         if f.kind == "unrecognized":
@@ -168,6 +171,7 @@ def verify_exhibit_path(
     device_public_key: bytes | None = None,
     dock_public_key: bytes | None = None,
     device_id: str | None = None,
+    agency_public_key: PublicKey | None = None,
 ) -> Report:
     """``bwv verify EXHIBIT``: the trust anchor is the device's key, or the dock's key that
     signed the enrollment in the bundle."""
@@ -178,4 +182,4 @@ def verify_exhibit_path(
         if dock_public_key is None:
             raise ExhibitError("--device-pub or --dock-pub is needed: the key to trust")
         device_public_key = device_key_from_enrollment(files, dock_public_key)
-    return verify_exhibit(files, device_public_key, device_id)
+    return verify_exhibit(files, device_public_key, device_id, agency_public_key=agency_public_key)

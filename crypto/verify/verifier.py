@@ -7,8 +7,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from nacl.public import PrivateKey
+from nacl.public import PrivateKey, PublicKey
 
+from crypto.verify.agency import check_agency_keys, expected_agency_key_id
 from crypto.verify.chain import ChainRoom
 from crypto.verify.inputs import basename, classify, load_segment, read_outbox
 from crypto.verify.leftovers import LeftoverRoom
@@ -82,11 +83,17 @@ def verify(
     first_trail_seq: int = 0,
     check_names: bool = True,
     require_trail: bool = True,
+    agency_public_key: PublicKey | bytes | None = None,
 ) -> Report:
-    """Verify files given as ``{name: bytes}`` (names relative to the outbox)."""
+    """Verify files given as ``{name: bytes}`` (names relative to the outbox). The agency's
+    key (private, or ``agency_public_key`` alone) also checks what each segment is sealed
+    to (crypto/verify/agency.py)."""
     agency = agency_private_key
     if agency is not None and not isinstance(agency, PrivateKey):
         agency = PrivateKey(bytes(agency))
+    if agency_public_key is None and agency is not None:
+        agency_public_key = agency.public_key
+    agency_kid = expected_agency_key_id(agency_public_key)
 
     def run(dev: str | None) -> tuple[Report, _Verifier]:
         v = _Verifier(
@@ -99,7 +106,9 @@ def verify(
             check_names,
             require_trail,
         )
-        return v.run(), v
+        rep = v.run()
+        check_agency_keys(rep, files, agency_kid)
+        return rep, v
 
     report, loose = run(None)
     seen = loose.devices_seen

@@ -10,6 +10,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
 from crypto.records import RecordError, verify_line
+from dock.agency import agency_refusal
 from dock.instance import Dock
 from dock.middleware import Refused
 from dock.protocol import (
@@ -118,6 +119,9 @@ def create_upload(
     manifest = _manifest_of(dock, segment_id, req)
     _check_declared(dock, dev, segment_id, req, manifest)
     _check_signed(auth.device.public_key, dev, manifest)
+    refused = agency_refusal(dock.agency_key_id, dock.verifier.parse(manifest))
+    if refused is not None:  # before a byte of footage is sent
+        raise Refused(422, refused[0], f"segment refused: {refused[1]}")
     store = dock.store
     existing = store.upload_state(dev, segment_id)
     if existing is None:

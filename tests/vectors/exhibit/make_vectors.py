@@ -5,7 +5,9 @@
 
 ``source/`` holds signed recordings made with fixed TEST keys (``keys.json``): device A's
 outbox (recording ``vec-r1``: 3 segments of 2 fragments, then ``vec-r2``), another history
-signed by device A's key (``fork``: a cloned card), and device B's outbox (``vec-b1``).
+signed by device A's key (``fork``: a cloned card), device B's outbox (``vec-b1``), and
+``vec-r1`` made again by device A with segment 1 sealed to a substitute agency key (``swap``:
+a swapped ``agency.pub``).
 Sealing is randomised, so ``source/`` is stored, not remade by the tests. From it the bundles
 are made deterministically: ``pristine/`` (the exhibit of ``vec-r1``: its MP4s, decrypted
 with the test agency key, its signed records, its trail lines, its device key and the test
@@ -49,6 +51,7 @@ VECTORS = (
     "altered_trail_line",
     "forked_chain",
     "extra_file",
+    "wrong_agency_key",
 )
 
 
@@ -58,6 +61,7 @@ def keys() -> dict[str, bytes]:
         "device_b": seed("exhibit vector device b"),
         "agency": seed("exhibit vector agency"),
         "dock": seed("exhibit vector dock"),
+        "substitute_agency": seed("exhibit vector substitute agency"),
     }
 
 
@@ -69,13 +73,18 @@ def box(kind: bytes, payload: bytes) -> bytes:
     return (8 + len(payload)).to_bytes(4, "big") + kind + payload
 
 
-def _record(root: Path, who: str, recordings: list[tuple[str, int, str]]) -> None:
+def _record(
+    root: Path, who: str, recordings: list[tuple[str, int, str]], swapped: int | None = None
+) -> None:
+    """``swapped``: the index of the segment sealed to the substitute agency key."""
     agency = PrivateKey(keys()["agency"])
+    substitute = PrivateKey(keys()["substitute_agency"])
     sink = EvidenceSink(
         root / "outbox", ident(who), bytes(agency.public_key), "bwv-vector", root / "chain.json"
     )
     for rec, segments, label in recordings:
         for i in range(segments):
+            sink.agency_pk = (substitute if i == swapped else agency).public_key
             info = segment_info(rec, i, seg_us=2 * S)
             sink.open_segment(info)
             tag = f"{label}/{i}"
@@ -99,6 +108,7 @@ def make_source() -> None:
     _record(SOURCE / "a", "a", [(R1, 3, "r1"), (R2, 1, "r2")])
     _record(SOURCE / "fork", "a", [(RF, 1, "fork")])
     _record(SOURCE / "b", "b", [(RB, 1, "b1")])
+    _record(SOURCE / "swap", "a", [(R1, 3, "r1")], swapped=1)
     (SOURCE / "keys.json").write_text(
         json.dumps(
             {
@@ -112,9 +122,13 @@ def make_source() -> None:
 
 
 # -- the bundles -----------------------------------------------------------------------
+def agency_key() -> PrivateKey:
+    return PrivateKey(keys()["agency"])
+
+
 def _plain(outbox: Path, rec: str, idx: int) -> bytes:
     data = (outbox / "segments" / f"{rec}_{idx:04d}.bwvseg").read_bytes()
-    d = decrypt_segment(data, PrivateKey(keys()["agency"]))
+    d = decrypt_segment(data, agency_key())
     assert d.error is None, d.error
     return d.plaintext
 
@@ -144,14 +158,19 @@ def enrollment() -> dict:
     return body | {"entry_hash": h, "signature": base64.b64encode(sig).decode()}
 
 
-def pristine(dst: Path) -> None:
-    a = SOURCE / "a" / "outbox"
+def pristine(dst: Path, source: str = "a") -> None:
+    a = SOURCE / source / "outbox"
     (dst / "manifests").mkdir(parents=True)
     for p in sorted((a / "chain").iterdir()):
         if json.loads(p.read_bytes())["record"]["recording_id"] == R1:
             shutil.copyfile(p, dst / "manifests" / p.name)
     for i in range(3):
-        (dst / f"{R1}_{i:04d}.mp4").write_bytes(_plain(a, R1, i))
+        name = f"{R1}_{i:04d}.bwvseg"
+        if decrypt_segment((a / "segments" / name).read_bytes(), agency_key()).error is None:
+            (dst / f"{R1}_{i:04d}.mp4").write_bytes(_plain(a, R1, i))
+        else:  # sealed to another key: the agency cannot open it, so it is exported as stored
+            (dst / "segments").mkdir(exist_ok=True)
+            shutil.copyfile(a / "segments" / name, dst / "segments" / name)
     trail = [line for _, line in split_lines((a / "trail.jsonl").read_bytes())]
     mine = [ln for ln in trail if json.loads(ln)["record"]["recording_id"] == R1]
     (dst / "trail.jsonl").write_bytes(b"".join(mine))
@@ -221,9 +240,10 @@ def tamper(name: str, d: Path) -> None:
 def make_bundles(out: Path) -> None:
     for name in VECTORS:
         shutil.rmtree(out / name, ignore_errors=True)
-        pristine(out / name)
+        pristine(out / name, "swap" if name == "wrong_agency_key" else "a")
         tamper(name, out / name)
     (out / "device_a.pub").write_text(ident("a").public_key.hex() + "\n")
+    (out / "agency.pub").write_text(bytes(agency_key().public_key).hex() + "\n")
     dock_pub = SigningKey(keys()["dock"]).verify_key.encode().hex()
     (out / "dock.pub").write_text(dock_pub + "\n")
 
