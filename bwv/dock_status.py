@@ -9,6 +9,7 @@ import click
 
 from bwv.dock_common import open_store_or_fail, when
 from dock.export import scan_recordings, verify_recording
+from dock.holdings import recording_records
 
 
 def _offset(us: int | None) -> str:
@@ -46,11 +47,7 @@ def collect_status(store_dir: Path, reverify: bool = False) -> dict[str, Any]:
         recordings, holdings = scan_recordings(store)
         if reverify:
             for r in recordings:
-                recs = [
-                    x
-                    for x in holdings[r.device_id].records
-                    if x.fields.recording_id == r.recording_id
-                ]
+                recs = recording_records(holdings[r.device_id].records, r.recording_id)
                 report, _ = verify_recording(store, r.device_id, recs)
                 r.reverified = True
                 r.state, r.detail = reverified_state(report, r.recording_id)

@@ -123,6 +123,7 @@ def _add_dock_holdings(
     returns the chain file names the dock holds, read or not (the device's copies of those
     are not evidence)."""
     from crypto.manifest import chain_file_name
+    from crypto.records import CHAIN_TYPES
     from dock.export import device_holdings, outbox_files
     from dock.store import blob_key, manifest_key
 
@@ -137,7 +138,7 @@ def _add_dock_holdings(
         }
         ev.add(got, {n: f"dock/objects/{keys[n.split('/', 1)[0]]}" for n in got})
     for h in holdings.unreadable:  # still the dock's: checked
-        held |= {chain_file_name(h.seq, "manifest"), chain_file_name(h.seq, "end")}
+        held |= {chain_file_name(h.seq, t) for t in CHAIN_TYPES}
         _add_unreadable(ev, dock_dir, manifest_key(device_id, h.segment_id), h.seq)
     return held
 

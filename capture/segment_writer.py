@@ -198,6 +198,7 @@ class SegmentWriter:
             start_us=first.pts_us,
             wall_start_us=self.wall.wall_us(first.pts_us),
             wall_quality=self.wall.quality,
+            clock_sync_seq=getattr(self.wall, "last_sync_seq", None),
             trigger=self.trigger,
         )
         tags = SegmentTags(
