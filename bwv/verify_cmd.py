@@ -25,6 +25,7 @@ from crypto.identity import (
     public_key_path,
 )
 from crypto.verify import Report, is_evidence, read_outbox, verify
+from crypto.verify.timecheck import recorded_between, wall_claim
 
 if TYPE_CHECKING:
     from dock.store_sqlite import DirectoryStore
@@ -47,6 +48,7 @@ class Evidence:
     device_pub: Path | None = None  # found with the files (a simulator's folder holds it)
     agency_key: Path | None = None
     exhibits: list[Path] = field(default_factory=list)  # a raid folder's exhibits, checked too
+    dock_public_key: bytes | None = None  # the simulator's dock's: checks its time answers
 
     def add(self, files: dict[str, bytes], real: dict[str, str] | None = None) -> None:
         self.files.update(files)
@@ -102,7 +104,9 @@ def sim_folder_evidence(
         from dock.keys import DOCK_KEY_FILE, load_or_create_signing_key
         from dock.store_sqlite import DirectoryStore
 
-        store = DirectoryStore(dock_dir, load_or_create_signing_key(dock_dir / DOCK_KEY_FILE))
+        dock_key = load_or_create_signing_key(dock_dir / DOCK_KEY_FILE)
+        ev.dock_public_key = bytes(dock_key.verify_key)
+        store = DirectoryStore(dock_dir, dock_key)
         try:
             device_id = device_id or _sim_device_id(path, store, device_pub)
             if device_id:
@@ -147,9 +151,10 @@ def _add_unreadable(ev: Evidence, dock_dir: Path, key: str, seq: int) -> None:
     """A chain record the dock holds but cannot parse: given to the verifier as it is, so
     that it is reported (not silently replaced by another copy)."""
     obj = dock_dir / "objects" / key
-    if obj.is_file():
-        name = f"chain/{seq:012d}.manifest.json"
-        ev.add({name: obj.read_bytes()}, {name: f"dock/objects/{key}"})
+    name = f"chain/{seq:012d}.manifest.json"
+    # gone although the dock's index holds it (the chain's tail, maybe): empty, reported torn
+    data = obj.read_bytes() if obj.is_file() else b""
+    ev.add({name: data}, {name: f"dock/objects/{key}"})
 
 
 def _sim_device_id(path: Path, store: DirectoryStore, device_pub: Path | None) -> str | None:
@@ -249,7 +254,8 @@ def run_verify(
         sk = load_agency_private_key(agency_key) if agency_key else None
     except IdentityError as exc:
         fail(str(exc), as_json)
-    report = verify(ev.files, pk, sk, device_id=device_id)
+    dock_pk = _dock_key(dock_pub, as_json) if dock_pub else ev.dock_public_key
+    report = verify(ev.files, pk, sk, device_id=device_id, dock_public_key=dock_pk)
     rename_files(report, ev.real)
     if ev.exhibits:
         from bwv.verify_raid import report_with_exhibits
@@ -260,6 +266,15 @@ def run_verify(
     else:
         _print(report, decrypting=sk is not None)
     return EXIT_OK if report.ok else EXIT_NOT_AUTHENTIC
+
+
+def _dock_key(path: Path, as_json: bool) -> bytes:
+    from crypto.identity import load_dock_public_key
+
+    try:
+        return bytes(load_dock_public_key(path))
+    except IdentityError as exc:
+        fail(str(exc), as_json)
 
 
 _NAME = re.compile(r"[\w./-]+")
@@ -296,6 +311,7 @@ def _print(report: Report, decrypting: bool) -> None:
             f"recording {rec.recording_id}: {rec.status}"
             + (f" (ended: {rec.end_reason})" if rec.end_reason else "")
         )
+        click.echo(f"recording {rec.recording_id}: {recorded_between(rec)}; {wall_claim(rec)}")
     for seg in report.segments:
         bad = [c for c in seg.chunks if c.status != "authentic"]
         click.echo(
