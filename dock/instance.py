@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from nacl.signing import SigningKey
 
@@ -51,6 +52,7 @@ class Dock:
     config: DockConfig = field(default_factory=DockConfig)
     admin_token: str | None = None
     challenges: Challenges = field(default_factory=Challenges)
+    tsa: Any = None  # stamps time answers: ``timestamp(sha256) -> token`` (dock/routes/time.py)
 
     @property
     def public_key(self) -> bytes:

@@ -4,7 +4,7 @@ dock/gate.py lets it).
 
 The answer ``A`` (``dock_time_answer``) is signed by the dock key over its dock JSON
 encoding (``canonical_json``), and, when the dock has a time-stamping authority configured
-(``Dock.tsa``: anything with ``timestamp(sha256 digest) -> token DER``), carries an RFC 3161
+(``dock_tsa``: anything with ``timestamp(sha256 digest) -> token DER``), carries an RFC 3161
 token over SHA-256(json(A)): what lets a device apply a correction over its step limit. A
 TSA that does not answer leaves the token out (the device then keeps a large correction
 from its clock, and says so); the answer itself is never held up.
@@ -44,6 +44,21 @@ def dock_time_answer(
     }
 
 
+def dock_tsa(dock: Any) -> Any:
+    """The dock's TSA: its own (``Dock.tsa``), else the one its transparency log uses for
+    checkpoints (``dock.translog.config.tsa_url``), else None."""
+    tsa = getattr(dock, "tsa", None)
+    if tsa is not None:
+        return tsa
+    config = getattr(getattr(dock, "translog", None), "config", None)
+    url = getattr(config, "tsa_url", None)
+    if not url:
+        return None
+    from tsa.client import TsaClient  # lazily: a dock without a TSA never loads it
+
+    return TsaClient(url)
+
+
 def _tsa_token(tsa: Any, digest: bytes) -> bytes | None:
     if tsa is None:
         return None
@@ -64,7 +79,7 @@ def dock_time(req: TimeRequest, auth: AuthedDevice, dock: DockDep) -> TimeRespon
         auth.device.device_id, req.nonce, req.device_time_us, now, dock.key_id
     )
     body = canonical_json(answer)
-    token = _tsa_token(getattr(dock, "tsa", None), hashlib.sha256(body).digest())
+    token = _tsa_token(dock_tsa(dock), hashlib.sha256(body).digest())
     return TimeResponse(
         answer=answer,
         signature=b64e(dock.key.sign(body).signature),
