@@ -15,8 +15,9 @@ about the device's clock changes silently:
   wall clock keeps the refusal (``OffsetWallClock.refused``) for ``bwv status`` and the
   selftest to show.
 
-A record that cannot be written (a full disk) leaves the clock as it is: no correction is
-ever applied that the chain does not hold.
+A ``time_sync`` that cannot be written (a full disk) leaves the clock as it is: no
+correction is ever applied that the chain does not hold (a ``clock_step`` that cannot be
+written after it is logged; its ``time_sync`` already says the step was applied).
 """
 
 from __future__ import annotations
@@ -122,16 +123,19 @@ class ClockKeeper:
         before = self.wall.wall_us(now)
         step_seq = None
         if large:
-            step, _ = self.chain.append(
-                "clock_step",
-                clock_step_fields(
-                    capture_us=now,
-                    from_wall_us=before,
-                    to_wall_us=before + sync.offset_us,
-                    time_sync_seq=rec.seq,
-                ),
-            )
-            step_seq = step.seq
+            try:
+                step, _ = self.chain.append(
+                    "clock_step",
+                    clock_step_fields(
+                        capture_us=now,
+                        from_wall_us=before,
+                        to_wall_us=before + sync.offset_us,
+                        time_sync_seq=rec.seq,
+                    ),
+                )
+                step_seq = step.seq
+            except OSError as exc:  # the signed time_sync says it is applied: it is
+                log.error("clock step not recorded (%s); its time_sync says it", exc)
         self.wall.resync(now, before + sync.offset_us, rec.seq)
         if self.warn is not None:
             self.warn(None)

@@ -20,7 +20,7 @@ from fastapi import APIRouter
 
 from dock.protocol import b64e, canonical_json
 from dock.routes.deps import AuthedDevice, DockDep
-from dock.routes.models import ERRORS, TimeRequest, TimeResponse
+from dock.routes.models import ERRORS, TimeAnswer, TimeRequest, TimeResponse
 from dock.strict import StrictJSONRoute
 
 log = logging.getLogger("bwv.dock")
@@ -81,7 +81,7 @@ def dock_time(req: TimeRequest, auth: AuthedDevice, dock: DockDep) -> TimeRespon
     body = canonical_json(answer)
     token = _tsa_token(dock_tsa(dock), hashlib.sha256(body).digest())
     return TimeResponse(
-        answer=answer,
+        answer=TimeAnswer(**answer),
         signature=b64e(dock.key.sign(body).signature),
         tsa_token=b64e(token) if token is not None else None,
     )
