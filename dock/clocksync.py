@@ -160,6 +160,8 @@ class ClockKeeper:
     def _why_not(self, sync: TimeSync) -> str | None:
         """Why a correction over the step limit may not be applied (None: it may)."""
         limit_s = self.policy.max_step_us / 1e6
+        if len(sync.nonce) != 32:  # the token must stamp an answer to this device's nonce
+            return "the dock's answer is bound to no nonce of this camera's"
         if sync.tsa_token is None:
             return f"the dock's answer carries no RFC 3161 token (over the {limit_s:g} s limit)"
         if self.policy.tsa_ca_pem is None:

@@ -4,6 +4,7 @@ the recorder's manifests from two threads without handing a sequence number out 
 
 from __future__ import annotations
 
+import json
 import threading
 from pathlib import Path
 
@@ -129,3 +130,60 @@ def test_the_chain_takes_records_from_two_threads(tmp_path):
     assert rebuilt.state.next_seq == 120 == chain.state.next_seq
     assert rebuilt.state.prev_sha256 == chain.state.prev_sha256
     assert isinstance(rebuilt.state, ChainState)
+
+
+def _dock_answering(dock_key, answer_for):
+    """A transport standing in for a dock that signs every answer (its HTTP signature is
+    right): ``answer_for(request body)`` gives the time answer it signs into the body."""
+    import httpx
+
+    from dock.protocol import H_DOCK_SIGNATURE, H_NONCE, b64e, canonical_json, sign_response
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        a = answer_for(json.loads(request.content))
+        body = canonical_json(
+            {
+                "answer": a,
+                "signature": b64e(dock_key.sign(canonical_json(a)).signature),
+                "tsa_token": None,
+            }
+        )
+        sig = sign_response(dock_key, 200, request.headers[H_NONCE], body)
+        return httpx.Response(200, content=body, headers={H_DOCK_SIGNATURE: sig})
+
+    return httpx.MockTransport(handle)
+
+
+def test_an_answer_to_another_nonce_is_no_answer(tmp_path):
+    """A dock replaying an old answer (an old token with it) cannot have it taken: the
+    answer must be signed over the nonce this camera just sent."""
+    import pytest
+    from nacl.signing import SigningKey
+
+    from dock.client import DeviceCredentials, DockClient, DockUnavailable
+    from dock.protocol import key_id
+    from dock.routes.time import dock_time_answer
+
+    dock_key = SigningKey(b"k" * 32)
+    ident = device_identity()
+    creds = DeviceCredentials(ident.device_id, ident, bytes(dock_key.verify_key))
+    kid = key_id(bytes(dock_key.verify_key))
+
+    def honest(req):
+        return dock_time_answer(ident.device_id, req["nonce"], req["device_time_us"], 5, kid)
+
+    def replayed(req):
+        return dock_time_answer(ident.device_id, "0" * 32, req["device_time_us"], 5, kid)
+
+    with DockClient(
+        "https://d", creds, wall_clock=lambda: 1, transport=_dock_answering(dock_key, honest)
+    ) as c:
+        sync = c.sync_time()
+        assert sync.dock_time_us == 5 and len(sync.nonce) == 32 and sync.nonce != "0" * 32
+    with (
+        DockClient(
+            "https://d", creds, wall_clock=lambda: 1, transport=_dock_answering(dock_key, replayed)
+        ) as c,
+        pytest.raises(DockUnavailable, match="not for this request"),
+    ):
+        c.sync_time()
