@@ -8,14 +8,20 @@ import json
 import threading
 from pathlib import Path
 
+import httpx
+import pytest
 from click.testing import CliRunner
 from nacl.public import PrivateKey
+from nacl.signing import SigningKey
 
 from bwv.provision_cmd import provision
 from bwv.status_cmd import status
 from crypto.manifest import Chain, ChainState, end_fields, time_sync_fields
 from crypto.testing import device_identity
+from dock.client import DeviceCredentials, DockClient, DockUnavailable
 from dock.clockstate import CLOCK_STATE, write_clock_state
+from dock.protocol import H_DOCK_SIGNATURE, H_NONCE, b64e, canonical_json, key_id, sign_response
+from dock.routes.time import dock_time_answer
 
 
 def _config(tmp: Path) -> Path:
@@ -135,9 +141,6 @@ def test_the_chain_takes_records_from_two_threads(tmp_path):
 def _dock_answering(dock_key, answer_for):
     """A transport standing in for a dock that signs every answer (its HTTP signature is
     right): ``answer_for(request body)`` gives the time answer it signs into the body."""
-    import httpx
-
-    from dock.protocol import H_DOCK_SIGNATURE, H_NONCE, b64e, canonical_json, sign_response
 
     def handle(request: httpx.Request) -> httpx.Response:
         a = answer_for(json.loads(request.content))
@@ -157,13 +160,6 @@ def _dock_answering(dock_key, answer_for):
 def test_an_answer_to_another_nonce_is_no_answer(tmp_path):
     """A dock replaying an old answer (an old token with it) cannot have it taken: the
     answer must be signed over the nonce this camera just sent."""
-    import pytest
-    from nacl.signing import SigningKey
-
-    from dock.client import DeviceCredentials, DockClient, DockUnavailable
-    from dock.protocol import key_id
-    from dock.routes.time import dock_time_answer
-
     dock_key = SigningKey(b"k" * 32)
     ident = device_identity()
     creds = DeviceCredentials(ident.device_id, ident, bytes(dock_key.verify_key))
