@@ -235,3 +235,36 @@ def test_a_token_for_another_time_than_the_docks_is_refused(dock, tmp_path):
         [out] = dock_visit(dock, dev, creds, ClockPolicy(tsa_ca_pem=ca_pem), tmp_path / "s")
     assert not out.applied and "token's time" in (out.refused or "")
     assert dev.wall.quality == "unsynced"
+
+
+def test_a_step_back_while_recording_leaves_the_open_segment_on_its_own_clock(dock, tmp_path):
+    """A camera a month fast, docked while it records: the TSA-backed step back applies to
+    the segments after it; the segment it cut through keeps the clock it started on (its
+    wall end is not a month before its start), and nothing is time_inconsistent."""
+    from tsa.client import TsaClient
+    from tsa.testing import running_tsa
+
+    dev = camera(tmp_path, wall_behind_us=-30 * DAY)  # a month fast
+    creds = enrol(dock, dev)
+    t = dev.now_us + 3 * S
+    dev.run_until(t)
+    dev.button(down=True)
+    dev.run_until(t + S // 10)
+    dev.button(down=False)
+    dev.run_until(t + 3 * S)  # mid-segment (2 s segments)
+    with running_tsa(tmp_path) as (url, ca_pem):
+        dock.dock.tsa = TsaClient(url)
+        [out] = dock_visit(dock, dev, creds, ClockPolicy(tsa_ca_pem=ca_pem), tmp_path / "s")
+    assert out.applied and out.clock_step_seq is not None and out.offset_us < -29 * DAY
+    dev.run_until(dev.now_us + 4 * S)
+    dev.button(down=True)
+    dev.run_until(dev.now_us + S)
+    dev.button(down=False)
+    dev.run_until(dev.now_us + S)
+    dock.dock_clock.fixed_us = dev.wall.wall_us(dev.now_us)
+    dock_visit(dock, dev, creds, ClockPolicy(), tmp_path / "s")
+    manifests = [r for r in held_records(dock, dev) if r["type"] == "manifest"]
+    assert all(m["wall_end_us"] >= m["wall_start_us"] for m in manifests)
+    assert {m["clock_sync_seq"] for m in manifests} == {None, out.time_sync_seq}
+    report = dock_report(dock, dev)
+    assert report.ok, [f.detail for f in report.findings]
