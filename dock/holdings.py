@@ -160,12 +160,19 @@ def _ranges(nums: Iterable[int]) -> str:
 
 def recording_records(records: list[HeldRecord], recording_id: str) -> list[HeldRecord]:
     """The records of ``recording_id`` and the device's time records signed among them (a
-    time sync while it recorded: part of its stretch of the chain), by seq."""
+    time sync while it recorded: part of its stretch of the chain), by seq; with the time
+    records right before it (the sync the camera took before it recorded: its lower bound
+    in time), as long as no other record comes between."""
     mine = [r for r in records if r.fields.recording_id == recording_id]
     if not mine:
         return []
     lo, hi = mine[0].seq, mine[-1].seq
     timed = [r for r in records if r.fields.recording_id is None and lo < r.seq < hi]
+    by_seq = {r.seq: r for r in records}
+    s = lo - 1
+    while s in by_seq and by_seq[s].fields.recording_id is None:
+        timed.append(by_seq[s])
+        s -= 1
     return sorted(mine + timed, key=lambda r: r.seq)
 
 

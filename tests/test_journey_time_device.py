@@ -22,7 +22,7 @@ from crypto.verify import verify
 from dock.client import DeviceCredentials, DockClient, TimeSync, enroll
 from dock.clockstate import CLOCK_STATE, read_clock_state
 from dock.clocksync import ClockKeeper, ClockPolicy, SyncOutcome
-from dock.export import device_holdings, outbox_files
+from dock.export import device_holdings, find_recording, outbox_files, verify_recording
 from dock.server import wall_clock_us
 from dock.shipper import ChainOutbox, Shipper
 from dock.testing import DockHarness
@@ -192,6 +192,14 @@ def test_a_small_correction_is_applied_and_recorded(dock, tmp_path):
     bounded = [r for r in report.recordings if r.recorded_after_us is not None]
     assert len(bounded) == 1 and bounded[0].recorded_after_us == sync["dock_time_us"]
     assert json.dumps(report.to_json())  # the bounds go into the JSON report
+    # the recording's exhibit carries the sync right before it: its lower bound too
+    rec_id = after[0]["recording_id"]
+    _, records = find_recording(dock.dock.store, rec_id)
+    assert records[0].seq == sync["seq"]
+    alone, _ = verify_recording(dock.dock.store, dev.keys.identity.device_id, records)
+    assert alone.ok, [f.detail for f in alone.findings]
+    [bounded_alone] = alone.recordings
+    assert bounded_alone.recorded_after_us == sync["dock_time_us"]
 
 
 def test_a_true_large_step_backed_by_the_pinned_tsa_is_applied_as_a_clock_step(dock, tmp_path):
