@@ -62,18 +62,29 @@ class OffsetWallClock:
     """Wall time = ``epoch_at_zero_us + capture_us``: capture zero anchored to a wall instant.
 
     ``resync`` re-anchors it (the dock tells the device its time); ``quality`` says whether
-    that has happened.
+    that has happened, ``last_sync_seq`` which signed ``time_sync`` record (its chain seq) the
+    correction it carries comes from (None: never synced since it was anchored), and
+    ``refused`` why the last correction offered was not applied (None: it was, or none was
+    offered): a device that keeps its clock against a dock's word says so.
     """
 
     epoch_at_zero_us: int
     quality: str = "unsynced"
+    last_sync_seq: int | None = None
+    refused: str | None = None
 
     def wall_us(self, capture_us: int) -> int:
         return self.epoch_at_zero_us + capture_us
 
-    def resync(self, capture_us: int, true_wall_us: int) -> int:
+    def resync(self, capture_us: int, true_wall_us: int, sync_seq: int | None = None) -> int:
         """Re-anchor on a trusted time; returns the offset that was corrected (µs)."""
         offset = true_wall_us - self.wall_us(capture_us)
         self.epoch_at_zero_us += offset
         self.quality = "synced"
+        self.last_sync_seq = sync_seq
+        self.refused = None
         return offset
+
+    def refuse(self, why: str) -> None:
+        """A correction was offered and not applied: the clock stays as it is."""
+        self.refused = why

@@ -21,6 +21,7 @@ class SegmentInfo:
     wall_start_us: int
     wall_quality: str  # "synced" | "unsynced"
     trigger: dict[str, Any] = field(default_factory=dict)
+    clock_sync_seq: int | None = None  # the time_sync whose correction the wall carries
 
 
 class SegmentSink(Protocol):

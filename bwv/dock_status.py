@@ -11,6 +11,7 @@ from bwv.dock_common import DockUsageError, open_store_or_fail, when
 from crypto.identity import load_agency_public_key
 from dock.agency import AGENCY_PUB_FILE, NOT_CONFIGURED, AgencyKeyError, pinned_agency_key_id
 from dock.export import scan_recordings, verify_recording
+from dock.holdings import recording_records
 
 
 def _agency_public_key(store_dir: Path) -> bytes | None:
@@ -64,11 +65,7 @@ def collect_status(store_dir: Path, reverify: bool = False) -> dict[str, Any]:
         recordings, holdings = scan_recordings(store)
         if reverify:
             for r in recordings:
-                recs = [
-                    x
-                    for x in holdings[r.device_id].records
-                    if x.fields.recording_id == r.recording_id
-                ]
+                recs = recording_records(holdings[r.device_id].records, r.recording_id)
                 report, _ = verify_recording(store, r.device_id, recs, agency_public_key=agency)
                 r.reverified = True
                 r.state, r.detail = reverified_state(report, r.recording_id)

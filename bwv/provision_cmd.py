@@ -32,6 +32,7 @@ import click
 from bwv.errors import CannotCheck
 from bwv.provision_aside import make_key
 from bwv.provision_enrol import Enrolment, enrol_and_pin, pin
+from bwv.provision_time import pin_tsa_ca, read_tsa_ca
 from bwv.status_cmd import DaemonStatus, config_option, load_config, read_daemon_status
 from capture.config import Config
 from capture.evidence_setup import chain_state_path, outbox_dir
@@ -275,6 +276,15 @@ def _print_identity(req: _Request, identity: DeviceIdentity) -> None:
     click.echo(f"agency key id:  {key_id_of(req.agency_raw)}   (pinned at {req.agency_path})")
 
 
+def _pin_tsa(req: _Request, pem: bytes) -> None:
+    target = Path(req.cfg.keys.tsa_ca)
+    try:
+        digest = pin_tsa_ca(target, pem)
+    except OSError as exc:
+        raise _fail(f"the TSA CA could not be pinned at {target}: {exc.strerror or exc}") from None
+    click.echo(f"TSA CA sha256:  {digest[:16]}   (pinned at {target})")
+
+
 def _enrol(req: _Request, enrolment: Enrolment, identity: DeviceIdentity) -> None:
     """Enrol at the dock; note it when the camera ships to another dock than this one."""
     enrol_and_pin(identity, enrolment, req.dock_path)
@@ -327,6 +337,12 @@ def _say_not_enrolled(req: _Request) -> None:
     "printed key id with the dock's; `bwv selftest` warns about it.",
 )
 @click.option(
+    "--tsa-ca",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="The time-stamping authority's CA certificate (PEM), pinned at keys.tsa_ca: a "
+    "clock correction over clock.max_step_s is applied only with a token it vouches for.",
+)
+@click.option(
     "--force",
     is_flag=True,
     help="Replace an existing device key. The old key, its public key and the "
@@ -340,6 +356,7 @@ def provision(
     dock_key: str | None,
     trust_first_dock: bool,
     force: bool,
+    tsa_ca: Path | None = None,
 ) -> None:
     """Make this camera's key, pin the agency's key and, with --token, enrol at the dock.
 
@@ -351,11 +368,14 @@ def provision(
     req = _check_request(
         config_path, agency_pub, dock_url, token, dock_key, force, trust_first_dock
     )
+    tsa_pem = read_tsa_ca(tsa_ca) if tsa_ca is not None else None
     daemon = read_daemon_status(req.cfg)
     _check_can_change(req, daemon)
     identity = _device_identity(req)
     _pin_agency_key(req, identity)
     _print_identity(req, identity)
+    if tsa_pem is not None:
+        _pin_tsa(req, tsa_pem)
     if req.enrolment is not None:
         _enrol(req, req.enrolment, identity)
     else:

@@ -246,6 +246,14 @@ def key_facts(cfg: Config) -> dict[str, Any]:
     return out
 
 
+def _clock_facts(storage_dir: Path) -> dict[str, Any]:
+    """The last time sync with the dock (dock/clockstate.py), and its warning if refused."""
+    from dock.clockstate import CLOCK_STATE, clock_warning, read_clock_state
+
+    state = read_clock_state(storage_dir / CLOCK_STATE)
+    return {"last_sync": state, "warning": clock_warning(state)}
+
+
 # -- the report -----------------------------------------------------------------------------------
 
 
@@ -280,6 +288,9 @@ def collect_status(cfg: Config, now_us: int | None = None) -> dict[str, Any]:
     for err in (outbox["error"], upload["error"]):
         if err:
             warnings.append(err)
+    clock = _clock_facts(storage_dir)
+    if clock["warning"]:
+        warnings.append(clock["warning"])
     faults = list(dict.fromkeys(faults))
     warnings = list(dict.fromkeys(warnings))
     shipper = data.get("shipper")
@@ -310,6 +321,7 @@ def collect_status(cfg: Config, now_us: int | None = None) -> dict[str, Any]:
         "last_upload": upload,
         "storage": storage,
         "keys": keys,
+        "clock": clock,
         "faults": faults,
         "warnings": warnings,
     }

@@ -27,6 +27,7 @@ from crypto.identity import (
     public_key_path,
 )
 from crypto.verify import Report, is_evidence, read_outbox, verify
+from crypto.verify.timecheck import recorded_between, wall_claim
 
 if TYPE_CHECKING:
     from dock.store_sqlite import DirectoryStore
@@ -49,6 +50,7 @@ class Evidence:
     device_pub: Path | None = None  # found with the files (a simulator's folder holds it)
     agency_key: Path | None = None
     exhibits: list[Path] = field(default_factory=list)  # a raid folder's exhibits, checked too
+    dock_public_key: bytes | None = None  # the simulator's dock's: checks its time answers
 
     def add(self, files: dict[str, bytes], real: dict[str, str] | None = None) -> None:
         self.files.update(files)
@@ -104,7 +106,9 @@ def sim_folder_evidence(
         from dock.keys import DOCK_KEY_FILE, load_or_create_signing_key
         from dock.store_sqlite import DirectoryStore
 
-        store = DirectoryStore(dock_dir, load_or_create_signing_key(dock_dir / DOCK_KEY_FILE))
+        dock_key = load_or_create_signing_key(dock_dir / DOCK_KEY_FILE)
+        ev.dock_public_key = bytes(dock_key.verify_key)
+        store = DirectoryStore(dock_dir, dock_key)
         try:
             device_id = device_id or _sim_device_id(path, store, device_pub)
             if device_id:
@@ -125,6 +129,7 @@ def _add_dock_holdings(
     returns the chain file names the dock holds, read or not (the device's copies of those
     are not evidence)."""
     from crypto.manifest import chain_file_name
+    from crypto.records import CHAIN_TYPES
     from dock.export import device_holdings, outbox_files
     from dock.store import blob_key, manifest_key
 
@@ -139,7 +144,7 @@ def _add_dock_holdings(
         }
         ev.add(got, {n: f"dock/objects/{keys[n.split('/', 1)[0]]}" for n in got})
     for h in holdings.unreadable:  # still the dock's: checked
-        held |= {chain_file_name(h.seq, "manifest"), chain_file_name(h.seq, "end")}
+        held |= {chain_file_name(h.seq, t) for t in CHAIN_TYPES}
         _add_unreadable(ev, dock_dir, manifest_key(device_id, h.segment_id), h.seq)
     return held
 
@@ -148,9 +153,10 @@ def _add_unreadable(ev: Evidence, dock_dir: Path, key: str, seq: int) -> None:
     """A chain record the dock holds but cannot parse: given to the verifier as it is, so
     that it is reported (not silently replaced by another copy)."""
     obj = dock_dir / "objects" / key
-    if obj.is_file():
-        name = f"chain/{seq:012d}.manifest.json"
-        ev.add({name: obj.read_bytes()}, {name: f"dock/objects/{key}"})
+    name = f"chain/{seq:012d}.manifest.json"
+    # gone although the dock's index holds it (the chain's tail, maybe): empty, reported torn
+    data = obj.read_bytes() if obj.is_file() else b""
+    ev.add({name: data}, {name: f"dock/objects/{key}"})
 
 
 def _sim_device_id(path: Path, store: DirectoryStore, device_pub: Path | None) -> str | None:
@@ -254,7 +260,10 @@ def run_verify(
     except IdentityError as exc:
         fail(str(exc), as_json)
     apk = agency_public_key_of(agency_pub, None, as_json) or (sk.public_key if sk else None)
-    report = verify(ev.files, pk, sk, device_id=device_id, agency_public_key=apk)
+    dock_pk = _dock_key(dock_pub, as_json) if dock_pub else ev.dock_public_key
+    report = verify(
+        ev.files, pk, sk, device_id=device_id, agency_public_key=apk, dock_public_key=dock_pk
+    )
     rename_files(report, ev.real)
     if ev.exhibits:
         from bwv.verify_raid import report_with_exhibits
@@ -277,6 +286,15 @@ def agency_public_key_of(
         if agency_pub is not None:
             return load_agency_public_key(agency_pub)
         return load_agency_private_key(agency_key).public_key if agency_key else None
+    except IdentityError as exc:
+        fail(str(exc), as_json)
+
+
+def _dock_key(path: Path, as_json: bool) -> bytes:
+    from crypto.identity import load_dock_public_key
+
+    try:
+        return bytes(load_dock_public_key(path))
     except IdentityError as exc:
         fail(str(exc), as_json)
 
@@ -315,6 +333,7 @@ def _print(report: Report, decrypting: bool) -> None:
             f"recording {rec.recording_id}: {rec.status}"
             + (f" (ended: {rec.end_reason})" if rec.end_reason else "")
         )
+        click.echo(f"recording {rec.recording_id}: {recorded_between(rec)}; {wall_claim(rec)}")
     for seg in report.segments:
         bad = [c for c in seg.chunks if c.status != "authentic"]
         click.echo(

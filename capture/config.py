@@ -74,11 +74,17 @@ class KeysConfig:
     device_key: str = "/var/lib/bwv/keys/device.key"  # made by `bwv provision`, mode 0600
     agency_public_key: str = "/var/lib/bwv/keys/agency.pub"  # footage is sealed to it
     dock_public_key: str = "/var/lib/bwv/keys/dock.pub"  # receipts and time are signed by it
+    tsa_ca: str = "/var/lib/bwv/keys/tsa-ca.pem"  # `bwv provision --tsa-ca`: the TSA's CA
 
 
 @dataclass(frozen=True)
 class DockConfig:
     url: str = ""  # e.g. "http://dock.local:8443"; "" = not enrolled: nothing is shipped
+
+
+@dataclass(frozen=True)
+class ClockConfig:
+    max_step_s: float = 5.0  # a larger correction needs the dock's RFC 3161 token (tsa_ca)
 
 
 @dataclass(frozen=True)
@@ -110,6 +116,7 @@ class Config:
     storage: StorageConfig = field(default_factory=StorageConfig)
     keys: KeysConfig = field(default_factory=KeysConfig)
     dock: DockConfig = field(default_factory=DockConfig)
+    clock: ClockConfig = field(default_factory=ClockConfig)
     controls: ControlsConfig = field(default_factory=ControlsConfig)
     pins: PinsConfig = field(default_factory=PinsConfig)
 
@@ -178,6 +185,11 @@ def _check_identity(cfg: Config) -> None:
         f"may hold only letters, digits, '-', '_' and '.' (got {cfg.device_id!r})",
     )
     _check(bool(cfg.storage.dir), "storage.dir", "must not be empty")
+    _check(
+        0 <= cfg.clock.max_step_s <= 86_400,
+        "clock.max_step_s",
+        f"must be between 0 and 86400 (a day) (got {cfg.clock.max_step_s:g})",
+    )
     _check(
         cfg.dock.url == "" or cfg.dock.url.startswith("https://"),
         "dock.url",

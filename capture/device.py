@@ -144,6 +144,10 @@ class DeviceCore:
             log.warning("%s: %s", source, message)
             self.warnings[source] = f"{source}: {message}"
 
+    def clear_warning(self, source: str) -> None:
+        with self._lock:
+            self.warnings.pop(source, None)
+
     # -- what a technician reads -------------------------------------------------------
     def status(self) -> dict[str, Any]:
         r = self.recorder

@@ -95,6 +95,7 @@ class SegmentWriter:
         self._aq: deque[Packet] = deque()
         self._muxer: Fmp4Muxer | None = None
         self._seg: SegmentRecord | None = None
+        self._basis: tuple[int, int, int | None] = (0, 0, None)  # the open segment's clock
         self._frag_first_us: int | None = None
         self._last_audio_us: int | None = None
         self._last_video_us: int | None = None
@@ -198,6 +199,7 @@ class SegmentWriter:
             start_us=first.pts_us,
             wall_start_us=self.wall.wall_us(first.pts_us),
             wall_quality=self.wall.quality,
+            clock_sync_seq=getattr(self.wall, "last_sync_seq", None),
             trigger=self.trigger,
         )
         tags = SegmentTags(
@@ -210,6 +212,7 @@ class SegmentWriter:
             self._next_index, None, first.pts_us, first.pts_us, None, None, 0, False
         )
         self._next_index += 1
+        self._basis = (info.start_us, info.wall_start_us, info.clock_sync_seq)
         self.sink.open_segment(info)
 
     def _deliver(self, blobs: list[Blob]) -> None:
@@ -229,12 +232,20 @@ class SegmentWriter:
             return
         self._deliver(self._muxer.close())
         seg = self._seg
-        seg.path = self.sink.close_segment(seg.end_us, self.wall.wall_us(seg.end_us))
+        seg.path = self.sink.close_segment(seg.end_us, self._wall_end(seg.end_us))
         seg.complete = True
         self.stats.segments.append(seg)
         self._seg = None
         self._muxer = None
         self._frag_first_us = None
+
+    def _wall_end(self, end_us: int) -> int:
+        """The segment's wall end on the clock it started on: a correction applied while it
+        recorded (another ``clock_sync_seq``) moves the segments after it, not this one."""
+        start_us, wall_start_us, sync_seq = self._basis
+        if getattr(self.wall, "last_sync_seq", None) == sync_seq:
+            return self.wall.wall_us(end_us)
+        return wall_start_us + (end_us - start_us)
 
     def _fail(self, exc: OSError) -> None:
         self.failed = exc

@@ -73,6 +73,7 @@ class _Open:
     plain: Any = field(default_factory=hashlib.sha256)
     plain_size: int = 0
     broken: bool = False  # a write failed: the stream cannot go on; abort_segment()
+    clock_sync_seq: int | None = None  # the time_sync the wall clock carried at its start
 
 
 class EvidenceSink:
@@ -141,6 +142,8 @@ class EvidenceSink:
             partial.unlink(missing_ok=True)  # a header at most: no footage in it yet
             raise
         seg = _Open(info, ctx, name, partial, f, enc)
+        sync_seq = getattr(info, "clock_sync_seq", None)
+        seg.clock_sync_seq = sync_seq if isinstance(sync_seq, int) else None
         seg.stored.update(enc.header)
         seg.stored_size = len(enc.header)
         self._seg = seg
@@ -193,6 +196,7 @@ class EvidenceSink:
             chunks=seg.chunks,
             recovered=False,
             unsigned_tail=None,
+            clock_sync_seq=seg.clock_sync_seq,
         )
         seg.enc.forget()
         seg.f.close()

@@ -1,4 +1,5 @@
-"""The device's chain: signed manifests (one per segment) and end-of-recording records.
+"""The device's chain: signed manifests (one per segment), end-of-recording records, and the
+device's time records (``time_sync``, ``clock_step``: crypto/records.py).
 
 One chain per device, across recordings and reboots: every chain record has a device-wide
 sequence number ``seq`` (0, 1, 2, ...; never reused) and names the SHA-256 of the previous
@@ -10,23 +11,36 @@ The chain state (next seq, hash of the last record, the recordings still open) i
 state, so a power cut between the two leaves a record the state does not know yet; opening
 the chain adopts such records (they are signed by this device and link to the state's last
 record), so a sequence number is never handed out twice.
+
+The recorder's thread signs manifests and end records while the shipper's signs time
+records: ``Chain.append`` hands out a sequence number and writes its record under one lock.
 """
 
 from __future__ import annotations
 
 import re
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from crypto import canonical
 from crypto.durable import write_atomic
-from crypto.records import VERSION, RecordError, SignedRecord, Signer, sign_record, verify_line
+from crypto.records import (
+    CHAIN_TYPES,
+    TIME_TYPES,
+    VERSION,
+    RecordError,
+    SignedRecord,
+    Signer,
+    sign_record,
+    verify_line,
+)
 
 CHAIN_DIR = "chain"
 STATE_VERSION = 1
 KEEP_ENDED = 16  # ended recordings remembered (a recording paused by a full disk resumes)
-_CHAIN_NAME = re.compile(r"(\d{12})\.(manifest|end)\.json\Z")
+_CHAIN_NAME = re.compile(r"(\d{12})\.(manifest|end|time_sync|clock_step)\.json\Z")
 
 
 class ChainStateError(Exception):
@@ -59,6 +73,8 @@ class ChainState:
         r = rec.record
         self.next_seq = r["seq"] + 1
         self.prev_sha256 = rec.sha256
+        if r["type"] in TIME_TYPES:  # of no recording
+            return
         state = self.recordings.pop(r["recording_id"], None) or RecordingState()
         self.recordings[r["recording_id"]] = state  # most recent last
         state.end_us = r["end_us"]
@@ -130,6 +146,7 @@ class Chain:
         self.public_key = public_key
         self.adopted: list[int] = []  # records found on disk that the state did not know
         self.rebuilt = False  # the state file was missing and was rebuilt from chain/
+        self._lock = threading.Lock()  # one seq, one record: the recorder's and shipper's
         if self.state_path.exists():
             self.state = ChainState.from_bytes(self.state_path.read_bytes(), self.state_path)
             self._adopt_newer()
@@ -151,7 +168,7 @@ class Chain:
     def _read(self, path: Path) -> SignedRecord:
         try:
             return verify_line(
-                path.read_bytes(), self.public_key, self.signer.device_id, ("manifest", "end")
+                path.read_bytes(), self.public_key, self.signer.device_id, CHAIN_TYPES
             )
         except RecordError as exc:
             raise ChainStateError(
@@ -185,7 +202,12 @@ class Chain:
 
     # -- appending -------------------------------------------------------------------------
     def append(self, record_type: str, fields: dict[str, Any]) -> tuple[SignedRecord, Path]:
-        """Sign ``fields`` as the next chain record, write its file, then the state."""
+        """Sign ``fields`` as the next chain record, write its file, then the state (under
+        the chain's lock: any thread may append)."""
+        with self._lock:
+            return self._append(record_type, fields)
+
+    def _append(self, record_type: str, fields: dict[str, Any]) -> tuple[SignedRecord, Path]:
         record = {
             "type": record_type,
             "v": VERSION,
@@ -242,6 +264,7 @@ def manifest_fields(
     chunks: list[dict[str, Any]],
     recovered: bool,
     unsigned_tail: dict[str, Any] | None,
+    clock_sync_seq: int | None = None,
 ) -> dict[str, Any]:
     truncated = not (chunks and chunks[-1]["kind"] == "final")
     return {
@@ -265,6 +288,7 @@ def manifest_fields(
         "truncated": truncated,
         "recovered": recovered,
         "unsigned_tail": unsigned_tail,
+        "clock_sync_seq": clock_sync_seq,
     }
 
 
@@ -284,4 +308,42 @@ def end_fields(
         "end_us": end_us,
         "segment_count": segment_count,
         "recovered": recovered,
+    }
+
+
+def time_sync_fields(
+    *,
+    capture_us: int,
+    device_wall_us: int,
+    nonce: str,
+    dock_time_us: int,
+    dock_key_id: str,
+    dock_signature: str,
+    offset_us: int,
+    applied: bool,
+    tsa_token: str | None,
+) -> dict[str, Any]:
+    """A dock's signed time answer, as the device records it (crypto/records.py)."""
+    return {
+        "capture_us": capture_us,
+        "device_wall_us": device_wall_us,
+        "nonce": nonce,
+        "dock_time_us": dock_time_us,
+        "dock_key_id": dock_key_id,
+        "dock_signature": dock_signature,
+        "offset_us": offset_us,
+        "applied": applied,
+        "tsa_token": tsa_token,
+    }
+
+
+def clock_step_fields(
+    *, capture_us: int, from_wall_us: int, to_wall_us: int, time_sync_seq: int
+) -> dict[str, Any]:
+    """A correction over the step limit that was applied (the ``time_sync`` it applies)."""
+    return {
+        "capture_us": capture_us,
+        "from_wall_us": from_wall_us,
+        "to_wall_us": to_wall_us,
+        "time_sync_seq": time_sync_seq,
     }

@@ -1,4 +1,6 @@
-"""Signed records: trail records, manifests and end-of-recording records.
+"""Signed records: trail records, manifests, end-of-recording records, and the device's
+time records (``time_sync``: a dock's signed time answer and what the device did with it;
+``clock_step``: a correction over the step limit that was applied).
 
 A signed record is one line (crypto/FORMAT.md, "Signed records")::
 
@@ -26,12 +28,16 @@ from nacl.signing import VerifyKey
 from crypto import canonical
 
 VERSION = 2  # v1 was never deployed: readers refuse it (a record with "v": 1 is "schema")
-TYPES = ("trail", "manifest", "end")
+TYPES = ("trail", "manifest", "end", "time_sync", "clock_step")
+CHAIN_TYPES = ("manifest", "end", "time_sync", "clock_step")  # the chain's records
+TIME_TYPES = ("time_sync", "clock_step")  # chain records of no recording
 CHUNK_KINDS = ("init", "fragment", "final")
 MAX_LINE = 1 << 20  # no record is anywhere near this; bounds what a reader takes in
 
 _HEX64 = re.compile(r"[0-9a-f]{64}\Z")
 _HEX128 = re.compile(r"[0-9a-f]{128}\Z")
+_HEX32 = re.compile(r"[0-9a-f]{32}\Z")
+_HEX_DER = re.compile(r"(?:[0-9a-f]{2}){1,16384}\Z")  # an RFC 3161 token, DER, as hex
 _KEY_ID = re.compile(r"[0-9a-f]{16}\Z")
 _NAME = re.compile(r"[A-Za-z0-9._-]{1,64}\Z")
 _FILE = re.compile(r"[A-Za-z0-9._-]{1,160}\Z")
@@ -256,6 +262,7 @@ MANIFEST: dict[str, Check] = {
     "truncated": _bool,
     "recovered": _bool,
     "unsigned_tail": _opt(_fields(UNSIGNED_TAIL)),
+    "clock_sync_seq": _opt(_nat),
 }
 
 END: dict[str, Check] = {
@@ -268,11 +275,45 @@ END: dict[str, Check] = {
     "recovered": _bool,
 }
 
-SCHEMAS: dict[str, dict[str, Check]] = {"trail": TRAIL, "manifest": MANIFEST, "end": END}
+TIME_SYNC: dict[str, Check] = {
+    **COMMON,
+    "capture_us": _int,
+    "device_wall_us": _int,
+    "nonce": _match(_HEX32),
+    "dock_time_us": _int,
+    "dock_key_id": _match(_KEY_ID),
+    "dock_signature": _match(_HEX128),
+    "offset_us": _int,
+    "applied": _bool,
+    "tsa_token": _opt(_match(_HEX_DER)),
+}
+
+CLOCK_STEP: dict[str, Check] = {
+    **COMMON,
+    "capture_us": _int,
+    "from_wall_us": _int,
+    "to_wall_us": _int,
+    "time_sync_seq": _nat,
+}
+
+SCHEMAS: dict[str, dict[str, Check]] = {
+    "trail": TRAIL,
+    "manifest": MANIFEST,
+    "end": END,
+    "time_sync": TIME_SYNC,
+    "clock_step": CLOCK_STEP,
+}
+
+
+# fields a reader takes as null when absent: the device always signs them, but records
+# signed before they existed (the v1 vectors) lack them
+MAY_BE_ABSENT = frozenset({"clock_sync_seq"})
 
 
 def _problems(record: dict[str, Any], spec: dict[str, Check]) -> list[str]:
-    problems = [f"missing field {k!r}" for k in spec if k not in record]
+    problems = [
+        f"missing field {k!r}" for k in spec if k not in record and k not in MAY_BE_ABSENT
+    ]
     problems += [f"unexpected field {k!r}" for k in record if k not in spec]
     problems += [
         f"bad value for {k!r}" for k, check in spec.items() if k in record and not check(record[k])

@@ -33,7 +33,7 @@ from gpio.controls import OfficerControls
 
 if TYPE_CHECKING:  # the shipper and its client load only when a dock is configured
     from base.formats import AudioFormat
-    from dock.client import TimeSync
+    from dock.clocksync import ClockKeeper
     from dock.shipper import ShipperThread
 
 log = logging.getLogger("bwv.daemon")
@@ -137,6 +137,7 @@ class Daemon:
             return
         from crypto.identity import DeviceIdentity, IdentityError, load_dock_public_key
         from dock.client import DeviceCredentials, DockClient
+        from dock.clocksync import shipper_on_time
         from dock.outbox import ChainOutbox
         from dock.shipper import Shipper, ShipperThread
 
@@ -152,19 +153,49 @@ class Daemon:
             wall_clock=lambda: self.wall.wall_us(self.hw.clock.now_us()),
         )
 
-        def on_time(sync: TimeSync) -> None:
-            now = self.hw.clock.now_us()
-            offset = self.wall.resync(now, self.wall.wall_us(now) + sync.offset_us)
-            log.info("wall clock set from the dock (corrected by %d µs)", offset)
-
+        keeper = self._clock_keeper()
+        if keeper is None:
+            return
         shipper = Shipper(
             ChainOutbox(outbox_dir(self.cfg)),
             client,
             self.hw.clock,
             docked=self.docked,
-            on_time=on_time,
+            on_time=shipper_on_time(keeper, client),
         )
         self.shipper = ShipperThread(shipper).start()
+
+    def _clock_keeper(self) -> ClockKeeper | None:
+        """What takes the dock's time answers: each is signed into the chain, and the wall
+        clock is corrected only as dock/clocksync.py allows (a refusal is a warning)."""
+        from dock.clockstate import CLOCK_STATE
+        from dock.clocksync import ClockKeeper, ClockPolicy
+
+        if self.sink is None:
+            return None
+        tsa_ca = Path(self.cfg.keys.tsa_ca)
+        try:
+            ca_pem = tsa_ca.read_bytes() if tsa_ca.is_file() else None
+        except OSError as exc:
+            self.core.warning("clock", f"cannot read the TSA CA {tsa_ca}: {exc.strerror}")
+            ca_pem = None
+        policy = ClockPolicy(
+            max_step_us=round(self.cfg.clock.max_step_s * 1_000_000), tsa_ca_pem=ca_pem
+        )
+        return ClockKeeper(
+            self.sink.chain,
+            self.wall,
+            self.hw.clock,
+            policy,
+            warn=self._clock_warning,
+            state_path=Path(self.cfg.storage.dir) / CLOCK_STATE,
+        )
+
+    def _clock_warning(self, msg: str | None) -> None:
+        if msg is not None:
+            self.core.warning("clock", msg)
+        else:
+            self.core.clear_warning("clock")
 
     def docked(self) -> bool:
         return not self.hw.pins.read(self.cfg.pins.dock_detect)  # the dock pulls it low
@@ -192,6 +223,11 @@ class Daemon:
                 "pid": os.getpid(),
                 "frames_delivered": self.stats.frames,
                 "camera_dropped_frames": getattr(self.hw.camera, "dropped_frames", 0),
+                "clock": {
+                    "quality": self.wall.quality,
+                    "sync_seq": self.wall.last_sync_seq,
+                    "refused": self.wall.refused,
+                },
                 "shipper": {
                     "docked": self.docked() if self.shipper else False,
                     "shipped": shipper.shipped if shipper else 0,

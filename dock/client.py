@@ -26,10 +26,14 @@ from dock.protocol import (
     H_UPLOAD_OFFSET,
     ProtocolError,
     Signer,
+    b64d_or,
     b64e,
+    canonical_json,
     chunk_checksum_header,
+    key_id,
     parse_chunk_checksum,
     sign_request,
+    verify_detached,
     verify_response,
 )
 from dock.receipts import SignedReceipt, UnsignedState, UploadState
@@ -109,12 +113,46 @@ class DeviceAuth(httpx.Auth):
         yield request
 
 
+TIME_ANSWER_TYPE = "bwv-dock-time-v1"
+_TIME_ANSWER_KEYS = {"type", "device_id", "nonce", "device_time_us", "dock_time_us", "dock_key_id"}
+
+
 @dataclass(frozen=True)
 class TimeSync:
+    """A dock's time answer, checked: signed by the pinned dock key over this device's fresh
+    nonce (``answer_bytes`` is what it signed, and what a TSA token stamps)."""
+
     dock_time_us: int  # the dock's clock when it answered
     device_time_us: int  # the device's wall clock when it asked
-    offset_us: int  # dock − device, as the dock recorded it
+    offset_us: int  # dock − device
     round_trip_us: int  # how long the answer took (the offset is good to about half that)
+    nonce: str = ""  # the device's nonce (32 hex), sent with the request and signed back
+    device_id: str = ""
+    dock_key_id: str = ""
+    signature: bytes = b""  # Ed25519 by the dock key over ``answer_bytes``
+    tsa_token: bytes | None = None  # RFC 3161 token (DER) over SHA-256(answer_bytes), if any
+
+    def answer(self) -> dict[str, Any]:
+        """The answer ``A`` the dock signed (dock/routes/time.py)."""
+        return {
+            "type": TIME_ANSWER_TYPE,
+            "device_id": self.device_id,
+            "nonce": self.nonce,
+            "device_time_us": self.device_time_us,
+            "dock_time_us": self.dock_time_us,
+            "dock_key_id": self.dock_key_id,
+        }
+
+    @property
+    def answer_bytes(self) -> bytes:
+        return canonical_json(self.answer())
+
+
+def _int_field(obj: dict[str, Any], key: str) -> int:
+    v = obj[key]
+    if not isinstance(v, int) or isinstance(v, bool):
+        raise ValueError(f"{key} is not an integer")
+    return v
 
 
 class DockClient:
@@ -168,21 +206,51 @@ class DockClient:
     # -- the protocol
 
     def sync_time(self) -> TimeSync:
-        """Ask the dock its time (signed, bound to this request) and adopt the offset."""
+        """Ask the dock its time with a fresh nonce; the answer must be signed by the pinned
+        dock key, for this device and this nonce. Adopts the offset for request stamps only:
+        the device's wall clock is the caller's to correct (dock/clocksync.py)."""
+        nonce = secrets.token_hex(16)
         device_now = self.wall_clock()
-        _, body = self._call("POST", "/v1/time", json={"device_time_us": device_now})
-        try:
-            sync = TimeSync(
-                int(body["dock_time_us"]),
-                int(body["device_time_us"]),
-                int(body["offset_us"]),
-                self.wall_clock() - device_now,
-            )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise DockUnavailable(f"time: malformed answer ({exc})") from None
-        if sync.device_time_us != device_now:
-            raise DockUnavailable("time: the answer is not for this request")
+        _, body = self._call(
+            "POST", "/v1/time", json={"device_time_us": device_now, "nonce": nonce}
+        )
+        round_trip = self.wall_clock() - device_now
+        sync = self._time_sync(body, nonce, device_now, round_trip)
         self.offset_us = sync.offset_us
+        return sync
+
+    def _time_sync(self, body: Any, nonce: str, device_now: int, round_trip: int) -> TimeSync:
+        creds = self.credentials
+        try:
+            a = body["answer"]
+            if not isinstance(a, dict) or set(a) != _TIME_ANSWER_KEYS:
+                raise ValueError("the answer's fields are not a time answer's")
+            token = body["tsa_token"]
+            sync = TimeSync(
+                dock_time_us=_int_field(a, "dock_time_us"),
+                device_time_us=_int_field(a, "device_time_us"),
+                offset_us=_int_field(a, "dock_time_us") - _int_field(a, "device_time_us"),
+                round_trip_us=round_trip,
+                nonce=str(a["nonce"]),
+                device_id=str(a["device_id"]),
+                dock_key_id=str(a["dock_key_id"]),
+                signature=b64d_or(str(body["signature"]), "time signature"),
+                tsa_token=None if token is None else b64d_or(str(token), "time token"),
+            )
+        except (KeyError, TypeError, ValueError, ProtocolError) as exc:
+            raise DockUnavailable(f"time: malformed answer ({exc})") from None
+        if a["type"] != TIME_ANSWER_TYPE or sync.answer() != a:
+            raise DockUnavailable("time: not a time answer")
+        if (sync.nonce, sync.device_time_us, sync.device_id) != (
+            nonce,
+            device_now,
+            creds.device_id,
+        ):
+            raise DockUnavailable("time: the answer is not for this request")
+        if sync.dock_key_id != key_id(creds.dock_public_key) or not verify_detached(
+            creds.dock_public_key, sync.answer_bytes, sync.signature
+        ):
+            raise DockUnavailable("time: the answer is not signed by the pinned dock key")
         return sync
 
     def create_upload(

@@ -68,7 +68,7 @@ def gather_papers(store: DirectoryStore, device_id: str, records: list[HeldRecor
             p.receipts.append(state.receipt.to_json())
         if r.is_segment:
             p.manifests.append(dict(r.fields.raw))
-        else:
+        elif r.fields.record_type == "end":
             p.end = dict(r.fields.raw)
     return p
 

@@ -158,6 +158,24 @@ def _ranges(nums: Iterable[int]) -> str:
     return ", ".join(parts)
 
 
+def recording_records(records: list[HeldRecord], recording_id: str) -> list[HeldRecord]:
+    """The records of ``recording_id`` and the device's time records signed among them (a
+    time sync while it recorded: part of its stretch of the chain), by seq; with the time
+    records right before it (the sync the camera took before it recorded: its lower bound
+    in time), as long as no other record comes between."""
+    mine = [r for r in records if r.fields.recording_id == recording_id]
+    if not mine:
+        return []
+    lo, hi = mine[0].seq, mine[-1].seq
+    timed = [r for r in records if r.fields.recording_id is None and lo < r.seq < hi]
+    by_seq = {r.seq: r for r in records}
+    s = lo - 1
+    while s in by_seq and by_seq[s].fields.recording_id is None:
+        timed.append(by_seq[s])
+        s -= 1
+    return sorted(mine + timed, key=lambda r: r.seq)
+
+
 def summarise_recording(holdings: DeviceHoldings, recording_id: str) -> RecordingSummary | None:
     """The state of ``recording_id`` from the records the dock holds (each was verified on
     receipt: signature, stored hash, link to the record before it)."""
@@ -165,7 +183,7 @@ def summarise_recording(holdings: DeviceHoldings, recording_id: str) -> Recordin
     if not mine:
         return None
     segs = [r for r in mine if r.is_segment]
-    ends = [r for r in mine if not r.is_segment]
+    ends = [r for r in mine if r.fields.record_type == "end"]
     indices = sorted({r.fields.segment_index for r in segs if r.fields.segment_index is not None})
     lo, hi = mine[0].seq, mine[-1].seq
     expected = ends[-1].fields.raw.get("segment_count") if ends else None
@@ -230,7 +248,7 @@ def scan_recordings(
         all_holdings[dev] = holdings
         seen: list[str] = []
         for r in holdings.records:
-            if r.fields.recording_id not in seen:
+            if r.fields.recording_id is not None and r.fields.recording_id not in seen:
                 seen.append(r.fields.recording_id)
         for rec_id in seen:
             s = summarise_recording(holdings, rec_id)
@@ -255,7 +273,7 @@ def find_recording(
     found = []
     for dev in devices:
         holdings = device_holdings(store, dev)
-        mine = [r for r in holdings.records if r.fields.recording_id == recording_id]
+        mine = recording_records(holdings.records, recording_id)
         if mine:
             found.append((holdings, mine))
     if not found:

@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from nacl.signing import SigningKey
 
@@ -53,6 +54,7 @@ class Dock:
     admin_token: str | None = None
     challenges: Challenges = field(default_factory=Challenges)
     agency_key_id: str | None = None  # the pinned agency key (dock/agency.py); None: none
+    tsa: Any = None  # stamps time answers: ``timestamp(sha256) -> token`` (dock/routes/time.py)
 
     @property
     def public_key(self) -> bytes:

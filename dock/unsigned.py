@@ -70,7 +70,7 @@ def expected_unsigned(
         int(tail["size"]),
         str(tail["sha256"]),
         fields.seq,
-        fields.recording_id,
+        str(fields.recording_id),  # a manifest's: always set
         fields.segment_index,
     )
 

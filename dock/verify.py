@@ -6,7 +6,8 @@ the stored blob hashes to what the record names, and that the record names as it
 predecessor the record the dock holds for the previous sequence number.
 
 An upload is one chain record (crypto/manifest.py: a segment's manifest, or the end record
-of a recording, which has no stored blob: its upload is empty) and the stored blob.
+of a recording, or one of the device's time records, ``time_sync`` and ``clock_step``: these
+have no stored blob, their upload is empty) and the stored blob.
 
 ``SegmentVerifier`` is the interface the server uses; ``ChainRecordVerifier`` implements it
 with crypto/records.py. Another manifest format plugs in by implementing the interface.
@@ -17,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO, Protocol
 
-from crypto.records import RecordError, parse_line, validate
+from crypto.records import CHAIN_TYPES, RecordError, parse_line, validate
 from crypto.verify import Report, check_chain_record
 from dock.protocol import sha256_hex
 
@@ -32,10 +33,11 @@ class ManifestError(ValueError):
 class ManifestFields:
     """What the dock needs from a chain record (``raw`` keeps every field the device signed)."""
 
-    record_type: str  # "manifest" (a segment) or "end" (a recording's end: no blob)
+    record_type: str  # "manifest" (a segment), "end" (a recording's end), "time_sync" or
+    #                   "clock_step" (the device's time records): only a manifest has a blob
     device_id: str
     key_id: str
-    recording_id: str
+    recording_id: str | None  # None: a time record (of no recording)
     segment_index: int | None
     seq: int  # device-wide, never reused
     stored_sha256: str  # hash of the stored (encrypted) blob, lowercase hex
@@ -74,7 +76,7 @@ class ChainRecordVerifier:
     """crypto/'s signed chain records (manifest and end; crypto/FORMAT.md), checked with
     crypto.verify.check_chain_record, the per-record check crypto/ provides for the dock."""
 
-    types = ("manifest", "end")
+    types = CHAIN_TYPES
 
     def parse(self, manifest: bytes) -> ManifestFields:
         try:
@@ -89,7 +91,7 @@ class ChainRecordVerifier:
             record_type=record["type"],
             device_id=record["device_id"],
             key_id=record["key_id"],
-            recording_id=record["recording_id"],
+            recording_id=record.get("recording_id"),
             segment_index=record["segment_index"] if segment else None,
             seq=record["seq"],
             stored_sha256=record["stored_sha256"] if segment else EMPTY_SHA256,
@@ -115,13 +117,13 @@ class ChainRecordVerifier:
                 manifest, device_public_key, previous_manifest_sha256, stored, f.device_id
             )
             return VerifyResult(check.ok, check.problems, f, check.gap)
-        # an end record has no stored file: its upload must be empty
+        # an end or time record has no stored file: its upload must be empty
         check = check_chain_record(
             manifest, device_public_key, previous_manifest_sha256, None, f.device_id
         )
         problems = list(check.problems)
         if stored.read(1):
-            problems.append("an end record's upload carries bytes")
+            problems.append(f"the {f.record_type} record's upload carries bytes")
         return VerifyResult(not problems, tuple(problems), f, check.gap)
 
 

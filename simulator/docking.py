@@ -16,9 +16,11 @@ from pathlib import Path
 
 from capture.clock import Clock, MonotonicClock
 from crypto.durable import write_atomic
+from crypto.evidence import EvidenceSink
 from crypto.identity import load_dock_public_key
 from dock.agency import pin_agency_key
-from dock.client import DeviceCredentials, DockClient, enroll
+from dock.client import DeviceCredentials, DockClient, TimeSync, enroll
+from dock.clocksync import ClockKeeper, ClockPolicy, shipper_on_time
 from dock.enroll import issue_token
 from dock.server import ServerThread, create_app, open_dock, wall_clock_us
 from dock.shipper import ChainOutbox, Shipper
@@ -35,9 +37,27 @@ class DockVisit:
     shipped: int = 0
     problems: list[str] = field(default_factory=list)
     time_offset_us: int | None = None
+    clock_warnings: list[str] = field(default_factory=list)  # corrections the device refused
 
 
-def visit_dock(dev: SimDevice, dock_dir: Path, clock: Clock | None = None) -> DockVisit:
+@dataclass
+class _DeviceClock:
+    """The simulated device's capture clock, as a ``Clock``."""
+
+    dev: SimDevice
+
+    def now_us(self) -> int:
+        return self.dev.now_us
+
+
+def visit_dock(
+    dev: SimDevice,
+    dock_dir: Path,
+    clock: Clock | None = None,
+    *,
+    tsa_ca_pem: bytes | None = None,
+) -> DockVisit:
+    """``tsa_ca_pem``: the TSA CA the device pinned (a clock step over 5 s needs it)."""
     assert dev.keys is not None, "the device must record evidence to ship it"
     dock_dir.mkdir(parents=True, exist_ok=True)
     # the dock knows the agency's key from the agency, not from the camera
@@ -66,11 +86,20 @@ def visit_dock(dev: SimDevice, dock_dir: Path, clock: Clock | None = None) -> Do
             write_atomic(pinned, dock_key.hex().encode() + b"\n")
         creds = DeviceCredentials(ident.device_id, ident, dock_key)
         outbox = ChainOutbox(dev.storage.root)
-        with DockClient(server.url, creds, wall_clock=wall_clock_us) as client:
+        assert isinstance(dev.sink, EvidenceSink)
+        device_wall = lambda: dev.wall.wall_us(dev.now_us)  # noqa: E731 - the device's clock
+        with DockClient(server.url, creds, wall_clock=device_wall) as client:
+            keeper = ClockKeeper(
+                dev.sink.chain,
+                dev.wall,
+                _DeviceClock(dev),
+                ClockPolicy(tsa_ca_pem=tsa_ca_pem),
+                warn=lambda msg: visit.clock_warnings.append(msg) if msg else None,
+            )
 
-            def on_time(sync) -> None:
+            def on_time(sync: TimeSync) -> None:
                 visit.time_offset_us = sync.offset_us
-                dev.wall.resync(dev.now_us, dev.wall.wall_us(dev.now_us) + sync.offset_us)
+                shipper_on_time(keeper, client)(sync)
 
             # HTTP happens in real time, so the shipper's backoff does too
             shipper = Shipper(outbox, client, clock or MonotonicClock(), on_time=on_time)

@@ -146,9 +146,11 @@ def test_raid_ships_to_the_dock_and_its_evidence_verifies(raid):
     _, out, result, rec, paths, _ = raid
     s = result.summary
     assert s["verified"] is True and s["verification"]["ok"]
-    # one receipt per chain record: every segment manifest and the end record
+    # one receipt per chain record: every segment manifest, the end record, the time sync
     manifests = [x for x in s["verification"]["segments"]]
-    assert len(s["receipts"]) == len(manifests) + 1
+    syncs = s["verification"]["time_syncs"]
+    assert len(syncs) == 1  # the dock visit's, signed into the camera's chain
+    assert len(s["receipts"]) == len(manifests) + 1 + len(syncs)
     assert not list((out / "device" / "outbox" / "segments").iterdir())  # all shipped
     assert all((out / p).is_file() for p in s["evidence"])
     assert any(p.startswith("dock/objects/") for p in s["evidence"])

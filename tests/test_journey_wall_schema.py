@@ -59,8 +59,10 @@ def test_a_time_request_of_the_wrong_type_or_with_a_key_twice_is_refused(env, bo
 
 
 def test_a_well_formed_time_request_is_taken(env):
-    r = post_time(env, b'{"device_time_us": %d}' % (time.time_ns() // 1000))
+    body = b'{"device_time_us": %d, "nonce": "%s"}' % (time.time_ns() // 1000, b"0" * 32)
+    r = post_time(env, body)
     assert r.status_code == 200, r.text
+    assert r.json()["answer"]["nonce"] == "0" * 32  # the answer is bound to the nonce sent
 
 
 def test_every_request_header_is_in_the_schema(env):

@@ -27,8 +27,8 @@ MAY_IMPORT: dict[str, set[str]] = {
     "tlog": {"base"},
     "witness": {"base", "crypto", "tlog"},
     "capture": {"base", "pre_record", "gpio", "crypto"},
-    "dock": {"base", "crypto", "capture"},
-    "device_app": {"base", "pre_record", "gpio", "crypto", "capture", "dock"},
+    "dock": {"base", "crypto", "capture", "tsa"},
+    "device_app": {"base", "pre_record", "gpio", "crypto", "capture", "dock", "tsa"},
 }
 PACKAGES = set(MAY_IMPORT) | FRONT_ENDS
 

@@ -11,6 +11,7 @@ from bwv.selftest.dock_check import check_dock
 from bwv.selftest.hardware import hardware_checks
 from bwv.selftest.model import Check, SelftestOptions
 from bwv.selftest.setup_checks import check_clock, check_config, check_keys, check_storage
+from bwv.selftest.time_sync import check_time_sync
 from bwv.status_cmd import DaemonStatus, read_daemon_status
 from capture.config import Config
 
@@ -55,6 +56,7 @@ def run_selftest(
         threading.Event().wait(0.02)
         readings = (start, clock.now_us())
     checks.append(check_clock(*readings, wall_us()))
+    checks.append(check_time_sync(cfg))
     checks += hw_checks
     checks.append(check_dock(cfg, opts))
     return checks

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any, BinaryIO
 
 from crypto.manifest import chain_file_name
-from crypto.records import RecordError, SignedRecord, verify_line
+from crypto.records import CHAIN_TYPES, RecordError, SignedRecord, verify_line
 from crypto.verify.inputs import basename
 from crypto.verify.report import ALTERED, EQUIVOCATION
 from crypto.verify.state import RECORD_REASON, VerifierState
@@ -19,7 +19,7 @@ class ChainRoom(VerifierState):
     def _read_chain(self, chains: list[tuple[str, bytes]]) -> None:
         for name, data in chains:
             try:
-                rec = verify_line(data, self.pk, self.device_id, ("manifest", "end"))
+                rec = verify_line(data, self.pk, self.device_id, CHAIN_TYPES)
             except RecordError as exc:
                 if exc.reason == "foreign":
                     self._note_other_signer(data)
@@ -94,11 +94,12 @@ def check_chain_record(
     stored: bytes | BinaryIO | None = None,
     device_id: str | None = None,
 ) -> RecordCheck:
-    """Check a manifest or end record: signature, device, the link to the previous record
-    (``previous_sha256``: the SHA-256 of the previous record's file, if held) and, for a
-    manifest, that ``stored`` (bytes or a binary file, read to its end) is what it signs."""
+    """Check a chain record (manifest, end, time_sync, clock_step): signature, device, the
+    link to the previous record (``previous_sha256``: the SHA-256 of the previous record's
+    file, if held) and, for a manifest, that ``stored`` (bytes or a binary file, read to its
+    end) is what it signs."""
     try:
-        rec = verify_line(bytes(line), device_public_key, device_id, ("manifest", "end"))
+        rec = verify_line(bytes(line), device_public_key, device_id, CHAIN_TYPES)
     except RecordError as exc:
         return RecordCheck(False, (f"{exc.reason}: {exc.detail}",), None, None, False)
     r = rec.record

@@ -63,6 +63,8 @@ def classify(name: str, data: bytes) -> str:
         return "trail"
     if b'"type":"manifest"' in data[:8192] or b'"type":"end"' in data[:4096]:
         return "chain"
+    if b'"type":"time_sync"' in data[:40960] or b'"type":"clock_step"' in data[:4096]:
+        return "chain"
     return "unknown"
 
 

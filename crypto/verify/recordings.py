@@ -18,7 +18,7 @@ class RecordingRoom(VerifierState):
     ) -> list[RecordingReport]:
         ids = (
             {k[0] for k in manifests}
-            | {rec.record["recording_id"] for _, rec in self.chain.values()}
+            | {r for _, rec in self.chain.values() if (r := rec.record.get("recording_id"))}
             | {s.recording_id for s in self.segments if s.recording_id is not None}
         )
         out = []

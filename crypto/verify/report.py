@@ -15,6 +15,7 @@ UNSIGNED = "unsigned"
 DUPLICATED = "duplicated"
 EQUIVOCATION = "equivocation"  # finding: two different signed records with one seq
 TRAIL_MISSING = "trail_missing"  # finding: trail lines that should be there are not
+TIME_INCONSISTENT = "time_inconsistent"  # finding: a claimed wall time outside its bounds
 
 
 @dataclass
@@ -22,7 +23,7 @@ class Finding:
     kind: str  # altered, substituted, reordered, missing, unsigned, duplicate, gap,
     #            equivocation, trail_missing, extra (an exhibit's),
     #            chain_break, torn, truncated, cut_short, ended_early, misnamed, malformed,
-    #            unrecognized, no_trail, undecryptable
+    #            unrecognized, no_trail, undecryptable, time_inconsistent
     detail: str
     file: str | None = None
     recording_id: str | None = None
@@ -90,6 +91,14 @@ class RecordingReport:
     status: str
     end_reason: str | None
     segments: list[int]
+    # what the device's clock said, and the bounds the time records give (crypto/verify/
+    # timecheck.py): recorded after T0 (a dock-signed sync), before T1 (an RFC 3161 time)
+    wall_start_us: int | None = None
+    wall_end_us: int | None = None
+    wall_quality: str | None = None
+    clock_sync_seq: int | None = None
+    recorded_after_us: int | None = None
+    recorded_before_us: int | None = None
 
 
 @dataclass
@@ -100,6 +109,7 @@ class Report:
     segments: list[SegmentReport]
     recordings: list[RecordingReport]
     findings: list[Finding]
+    time_syncs: list[dict[str, Any]] = field(default_factory=list)  # the device's, checked
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

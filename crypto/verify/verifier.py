@@ -17,9 +17,10 @@ from crypto.verify.plain import PlainRoom
 from crypto.verify.recordings import RecordingRoom
 from crypto.verify.report import ALTERED, AUTHENTIC, SUBSTITUTED, Finding, Report
 from crypto.verify.segments import SegmentRoom
+from crypto.verify.timecheck import TimeRoom
 
 
-class _Verifier(ChainRoom, SegmentRoom, PlainRoom, LeftoverRoom, RecordingRoom):
+class _Verifier(ChainRoom, SegmentRoom, PlainRoom, LeftoverRoom, RecordingRoom, TimeRoom):
     def run(self) -> Report:
         trails, chains = [], []
         for name, data in self.files.items():
@@ -54,13 +55,16 @@ class _Verifier(ChainRoom, SegmentRoom, PlainRoom, LeftoverRoom, RecordingRoom):
         self._leftover_files()
         self._leftover_plain()
         recordings = self._recordings(manifests)
+        time_syncs = self._check_time(manifests, recordings)
         self.segments.sort(key=lambda s: (s.recording_id or "", s.segment_index or 0, s.file or ""))
         ok = (
             not self.findings
             and all(s.status == AUTHENTIC and not s.truncated for s in self.segments)
             and all(r.status == "complete" for r in recordings)
         )
-        return Report(ok, self.device_id, self.key_id, self.segments, recordings, self.findings)
+        return Report(
+            ok, self.device_id, self.key_id, self.segments, recordings, self.findings, time_syncs
+        )
 
     def _segment_prefix(self) -> str:
         """How the caller names files in the segments directory ("segments/" in an outbox),
@@ -84,10 +88,12 @@ def verify(
     check_names: bool = True,
     require_trail: bool = True,
     agency_public_key: PublicKey | bytes | None = None,
+    dock_public_key: bytes | None = None,
 ) -> Report:
     """Verify files given as ``{name: bytes}`` (names relative to the outbox). The agency's
     key (private, or ``agency_public_key`` alone) also checks what each segment is sealed
-    to (crypto/verify/agency.py)."""
+    to (crypto/verify/agency.py); ``dock_public_key`` checks the dock's signatures in the
+    device's time records."""
     agency = agency_private_key
     if agency is not None and not isinstance(agency, PrivateKey):
         agency = PrivateKey(bytes(agency))
@@ -106,6 +112,7 @@ def verify(
             check_names,
             require_trail,
         )
+        v.dock_pk = bytes(dock_public_key) if dock_public_key is not None else None
         rep = v.run()
         check_agency_keys(rep, files, agency_kid)
         return rep, v

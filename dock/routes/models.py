@@ -81,12 +81,26 @@ class EnrollResponse(BaseModel):
 class TimeRequest(BaseModel):
     model_config = STRICT
     device_time_us: int = Field(ge=-(2**62), le=2**62, description="device wall clock, Unix µs")
+    nonce: str = Field(
+        pattern="^[0-9a-f]{32}$", description="the device's fresh nonce: the answer is bound to it"
+    )
+
+
+class TimeAnswer(BaseModel):
+    type: str = Field(description='"bwv-dock-time-v1"')
+    device_id: str
+    nonce: str = Field(description="the device's nonce, as sent")
+    device_time_us: int = Field(description="the device's wall clock, as sent")
+    dock_time_us: int = Field(description="the dock's clock when it answered, Unix µs")
+    dock_key_id: str
 
 
 class TimeResponse(BaseModel):
-    dock_time_us: int
-    device_time_us: int
-    offset_us: int = Field(description="dock time − device time")
+    answer: TimeAnswer
+    signature: str = Field(description="base64 Ed25519 by the dock key over canonical(answer)")
+    tsa_token: str | None = Field(
+        description="base64 RFC 3161 token over SHA-256(canonical(answer)); null: no TSA"
+    )
 
 
 class CreateUpload(BaseModel):

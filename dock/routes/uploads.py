@@ -9,7 +9,7 @@ from fastapi import APIRouter, Header, Request, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
-from crypto.records import RecordError, verify_line
+from crypto.records import CHAIN_TYPES, RecordError, verify_line
 from dock.agency import agency_refusal
 from dock.instance import Dock
 from dock.middleware import Refused
@@ -80,7 +80,7 @@ def _check_declared(
 def _check_signed(public_key: bytes, device_id: str, manifest: bytes) -> None:
     """The manifest is signed by the device's enrolled key (checked now, not at the end)."""
     try:
-        verify_line(manifest, public_key, device_id, ("manifest", "end"))
+        verify_line(manifest, public_key, device_id, CHAIN_TYPES)
     except RecordError as exc:
         raise Refused(
             422, Code.MANIFEST_INVALID, f"manifest refused: {exc.reason}: {exc.detail}"
