@@ -311,9 +311,7 @@ MAY_BE_ABSENT = frozenset({"clock_sync_seq"})
 
 
 def _problems(record: dict[str, Any], spec: dict[str, Check]) -> list[str]:
-    problems = [
-        f"missing field {k!r}" for k in spec if k not in record and k not in MAY_BE_ABSENT
-    ]
+    problems = [f"missing field {k!r}" for k in spec if k not in record and k not in MAY_BE_ABSENT]
     problems += [f"unexpected field {k!r}" for k in record if k not in spec]
     problems += [
         f"bad value for {k!r}" for k, check in spec.items() if k in record and not check(record[k])
