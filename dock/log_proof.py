@@ -71,9 +71,7 @@ def read_witness_keys(path: Path) -> tuple[str, ...]:
         return ()
     except (OSError, UnicodeDecodeError) as exc:
         raise WitnessKeysError(f"{path}: cannot read the pinned witness keys ({exc})") from None
-    return tuple(
-        line for raw in text.splitlines() if (line := raw.split("#", 1)[0].strip())
-    )
+    return tuple(line for raw in text.splitlines() if (line := raw.split("#", 1)[0].strip()))
 
 
 def load_policy(path: Path, quorum: int) -> WitnessPolicy:

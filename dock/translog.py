@@ -141,8 +141,10 @@ class DockLog:
         tree = self._open_tree()
         if tree.size:
             mine = self.store.log_leaves(tree.size - 2, 1)
-            if not mine or mine[0].index != tree.size - 1 or mine[0].hash != tree.leaf_hash(
-                tree.size - 1
+            if (
+                not mine
+                or mine[0].index != tree.size - 1
+                or mine[0].hash != tree.leaf_hash(tree.size - 1)
             ):
                 raise LogError(
                     f"{self.dir}: the log's leaf {tree.size - 1} is not the store's: "
@@ -229,9 +231,7 @@ class DockLog:
         for w in self.config.witnesses:
             if w.name in missing:
                 lines += self._ask_witness(tree, w.url, w.vkey, cp, body)
-        save_witness_sizes(
-            self.store_dir, {n: s.size for n, s in self.health.witnesses.items()}
-        )
+        save_witness_sizes(self.store_dir, {n: s.size for n, s in self.health.witnesses.items()})
         if not lines:
             return cp
         cosigned = StoredCheckpoint(cp.size, add_signatures(cp.note, lines), cp.token)

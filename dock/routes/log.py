@@ -65,9 +65,7 @@ def checkpoint_token(dock: DockDep) -> Response:
     return Response(cp.token, media_type=TOKEN_TYPE)
 
 
-@router.get(
-    "/v1/log/proof/{index}", response_model=LogProofModel, responses=ERRORS, tags=["log"]
-)
+@router.get("/v1/log/proof/{index}", response_model=LogProofModel, responses=ERRORS, tags=["log"])
 def proof(index: Annotated[int, PathParam(ge=0, le=2**62)], dock: DockDep) -> dict[str, Any]:
     got = _log(dock.translog).proof(index)
     if got is None:
