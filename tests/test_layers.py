@@ -24,6 +24,7 @@ MAY_IMPORT: dict[str, set[str]] = {
     "gpio": {"base"},
     "crypto": {"base"},
     "tlog": {"base"},
+    "witness": {"base", "crypto", "tlog"},
     "capture": {"base", "pre_record", "gpio", "crypto"},
     "dock": {"base", "crypto", "capture"},
     "device_app": {"base", "pre_record", "gpio", "crypto", "capture", "dock"},
