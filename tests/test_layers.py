@@ -25,8 +25,9 @@ MAY_IMPORT: dict[str, set[str]] = {
     "crypto": {"base"},
     "tlog": {"base"},
     "witness": {"base", "crypto", "tlog"},
+    "tsa": {"base", "crypto"},
     "capture": {"base", "pre_record", "gpio", "crypto"},
-    "dock": {"base", "crypto", "capture"},
+    "dock": {"base", "crypto", "capture", "tlog", "witness", "tsa"},
     "device_app": {"base", "pre_record", "gpio", "crypto", "capture", "dock"},
 }
 PACKAGES = set(MAY_IMPORT) | FRONT_ENDS
