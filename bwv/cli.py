@@ -326,8 +326,8 @@ def _register() -> None:
     from bwv.provision_cmd import provision
     from bwv.selftest_cmd import selftest
     from bwv.status_cmd import status
-    from bwv.witness_cmd import witness
     from bwv.tsa_cmd import tsa
+    from bwv.witness_cmd import witness
 
     for command in (dock, provision, selftest, status):
         main.add_command(command)

@@ -144,10 +144,10 @@ def tsa_check(url: str, ca: Path, timeout: float, as_json: bool) -> None:
     answer (unreachable) or an unreadable CA file."""
     import secrets
 
+    from cryptography import x509
+
     from tsa.client import TsaClient, TsaError
     from tsa.verify import TokenError, verify_token
-
-    from cryptography import x509
 
     digest = secrets.token_bytes(32)
     try:

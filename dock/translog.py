@@ -282,30 +282,29 @@ class DockLog:
 
     def _add_checkpoint(self, tree: Any, url: str, cp: StoredCheckpoint, old: int) -> list[str]:
         """C2SP tlog-witness add-checkpoint from ``old``; a 409 names the size the witness
-        holds (``old_size``): once more from that one."""
-        if self._witness_client is not None:
-            client = self._witness_client(url)
-        else:
-            from witness.client import WitnessClient
+        holds: once more from that one (a witness ahead of this checkpoint is an error)."""
+        from witness.client import WitnessClient, WitnessConflict
 
-            client = WitnessClient(url)
-        for _ in range(3):
-            try:
-                lines: list[str] = client.add_checkpoint(
-                    cp.note, old, tree.consistency_proof(old, cp.size)
-                )
-                return lines
-            except Exception as exc:
-                named = getattr(exc, "old_size", None)
-                if named is None:
-                    raise
-                if not 0 <= int(named) <= cp.size or int(named) == old:
-                    raise LogError(
-                        f"the witness holds a checkpoint of size {named}, which this log's "
-                        f"checkpoint of size {cp.size} cannot extend"
-                    ) from None
-                old = int(named)
-        raise LogError("the witness keeps naming another size")
+        client = (self._witness_client or WitnessClient)(url)
+        try:
+            for _ in range(3):
+                try:
+                    lines: list[str] = client.add_checkpoint(
+                        cp.note, old, tree.consistency_proof(old, cp.size)
+                    )
+                    return lines
+                except WitnessConflict as exc:
+                    if not 0 <= exc.size <= cp.size or exc.size == old:
+                        raise LogError(
+                            f"the witness holds a checkpoint of size {exc.size}, which this "
+                            f"log's checkpoint of size {cp.size} cannot extend"
+                        ) from None
+                    old = exc.size
+            raise LogError("the witness keeps naming another size")
+        finally:
+            close = getattr(client, "close", None)
+            if close is not None and self._witness_client is None:
+                close()
 
     # -- proofs
 

@@ -23,14 +23,9 @@ from tlog.checkpoint import Checkpoint
 from tlog.cosignature import CosignatureSigner
 from tlog.merkle import verify_consistency
 from tlog.note import NoteVerifier, add_signatures, open_note, split_note
+from witness.client import WitnessConflict
 
 FAST = ShipperConfig(chunk_bytes=8 << 10, jitter=0.0, witness_retry_s=30.0)
-
-
-class Conflict(Exception):
-    def __init__(self, old_size: int) -> None:
-        super().__init__(f"409: the witness holds size {old_size}")
-        self.old_size = old_size
 
 
 class FakeWitness:
@@ -58,7 +53,7 @@ class FakeWitness:
         text, _ = open_note(note, [self.dock])
         cp = Checkpoint.parse(text)
         if old_size != self.size:
-            raise Conflict(self.size)
+            raise WitnessConflict(self.size)
         if old_size and not verify_consistency(old_size, cp.size, self.root, cp.root, proof):
             raise ValueError("inconsistent")
         self.size, self.root = cp.size, cp.root
