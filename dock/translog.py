@@ -460,3 +460,21 @@ def sync_quietly(dlog: DockLog | None) -> None:
         dlog.sync()
     except Exception as exc:
         log.error("transparency log: cannot issue a checkpoint: %s", exc, exc_info=True)
+
+
+def background_sync(dlog: DockLog | None, interval_s: float = 2.0) -> Callable[[], None]:
+    """Keep the log's checkpoint up to date while the dock serves (entries appended by
+    commands run beside it, witnesses that were away); the function that stops it."""
+    stop = threading.Event()
+    if dlog is None:
+        return stop.set
+
+    def run() -> None:
+        while not stop.wait(interval_s):
+            try:
+                dlog.refresh()
+            except Exception as exc:
+                log.error("transparency log: cannot issue a checkpoint: %s", exc)
+
+    threading.Thread(target=run, name="bwv-dock-log", daemon=True).start()
+    return stop.set
