@@ -200,8 +200,8 @@ class DockLog:
         again (at most every ``witness_retry_s``)."""
         cp = self._latest
         behind = self._tree is None or self.store.log_size() > self._tree.size
-        retry = cp is not None and time.monotonic() >= self._witness_retry_at
-        if behind or (retry and self._missing_witnesses(cp)):
+        due = time.monotonic() >= self._witness_retry_at
+        if behind or (cp is not None and due and self._missing_witnesses(cp)):
             return self.sync()
         return cp
 
