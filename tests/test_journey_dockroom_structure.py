@@ -27,6 +27,11 @@ API = {
     "/v1/segments/{segment_id}/complete": {"POST"},
     "/v1/segments/{segment_id}/unsigned": {"GET", "PATCH"},
     "/v1/status": {"GET"},
+    # issue 11: the transparency log, public
+    "/v1/log/checkpoint": {"GET"},
+    "/v1/log/checkpoint.tsr": {"GET"},
+    "/v1/log/proof/{index}": {"GET"},
+    "/v1/log/status": {"GET"},
 }
 # the admin side, apart (issue 12): its own app, on its own listener
 ADMIN_API = {
