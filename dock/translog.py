@@ -389,7 +389,18 @@ def log_status(
 
 def stored_log_status(store_dir: Path, store: LeafSource) -> dict[str, Any]:
     """The log's status read from the store directory (no server needed)."""
-    config = load_log_config(store_dir)
+    from dock.checkpoints import LogConfigError
+
+    try:
+        config = load_log_config(store_dir)
+    except LogConfigError as exc:
+        status = stored_log_status_of(store_dir, store, LogConfig())
+        status["notes"].insert(0, str(exc))
+        return status
+    return stored_log_status_of(store_dir, store, config)
+
+
+def stored_log_status_of(store_dir: Path, store: LeafSource, config: LogConfig) -> dict[str, Any]:
     cp = latest_checkpoint(store_dir)
     cosigned: list[str] = []
     if cp is not None:
