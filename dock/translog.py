@@ -112,6 +112,11 @@ class DockLog:
         with self._lock:
             if self._lock_fd is None:
                 self._lock_fd = try_lock(self.store_dir)
+                if self._lock_fd is not None:  # what another process left is ours now
+                    self._latest = latest_checkpoint(self.store_dir)
+                    sizes = load_witness_sizes(self.store_dir)
+                    for name, state in self.health.witnesses.items():
+                        state.size = sizes.get(name, 0)
             return self._lock_fd is not None
 
     def close(self) -> None:
