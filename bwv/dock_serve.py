@@ -54,15 +54,17 @@ def check_bind(host: str, port: int) -> None:
             ) from None
 
 
-def open_for_serving(store_dir: Path, agency_pub: Path | None = None):
+def open_for_serving(store_dir: Path, log_config: Any = None, agency_pub: Path | None = None):
     """The dock on ``store_dir`` (a new store if the folder is missing or empty), with
-    DIR/dock.pub written and the agency key ``agency_pub`` pinned (dock/agency.py); a
-    DockUsageError, in one line, if it cannot be."""
+    DIR/dock.pub written, the agency key ``agency_pub`` pinned (dock/agency.py), and its log's
+    configuration kept when ``log_config`` is given, the log's lock taken; a DockUsageError,
+    in one line, if it cannot be."""
     import sqlite3
 
     from crypto.durable import write_atomic
     from crypto.identity import IdentityError, load_agency_public_key
     from dock.agency import AgencyKeyError, pin_agency_key
+    from dock.checkpoints import LogConfigError
     from dock.keys import KeyFileError
     from dock.server import open_dock
     from dock.store import StoreError
@@ -73,14 +75,23 @@ def open_for_serving(store_dir: Path, agency_pub: Path | None = None):
         agency = bytes(load_agency_public_key(agency_pub)) if agency_pub else None
         if not store_dir.exists():
             store_dir.mkdir(mode=0o700, parents=True)
+        if log_config is not None:
+            from dock.checkpoints import save_log_config
+
+            save_log_config(store_dir, log_config)
         dock = open_dock(store_dir)
         if agency is not None:  # pinned once the folder is a store
             dock.agency_key_id = pin_agency_key(store_dir, agency)
+        if dock.translog is not None and not dock.translog.acquire():
+            raise DockUsageError(
+                f"{store_dir}: another dock process holds this store's log "
+                "(another `bwv dock serve` on this store?)"
+            )
         text = dock.public_key.hex().encode() + b"\n"
         pub_path = store_dir / DOCK_PUB_FILE
         if not pub_path.exists() or pub_path.read_bytes() != text:
             write_atomic(pub_path, text, mode=0o644)
-    except StoreDirError as exc:
+    except (StoreDirError, LogConfigError) as exc:
         raise DockUsageError(str(exc)) from None
     except KeyFileError as exc:
         raise DockUsageError(f"dock key: {exc}") from None
@@ -183,6 +194,10 @@ def announce(facts: dict[str, str], log_format: str) -> dict[str, Any]:
     )
     click.echo(f"agency key id:   {facts['agency_key_id'] or NOT_CONFIGURED}")
     click.echo(f"admin token:     {facts['admin_token_file']}  (mode 0600; for /v1/admin)")
+    if "log_origin" in facts:
+        from bwv.dock_log_cmd import echo_log_facts
+
+        echo_log_facts(facts)
     click.echo(f"admin side on    {facts['admin']}  (this machine only)")
     click.echo(
         f"listening on     {facts['url']}  (HTTPS, TLS 1.3; Ctrl-C stops; "

@@ -8,6 +8,7 @@ from typing import Any
 import click
 
 from bwv.dock_common import DockUsageError, open_store_or_fail, when
+from bwv.dock_log_cmd import print_log_status
 from crypto.identity import load_agency_public_key
 from dock.agency import AGENCY_PUB_FILE, NOT_CONFIGURED, AgencyKeyError, pinned_agency_key_id
 from dock.export import scan_recordings, verify_recording
@@ -55,6 +56,7 @@ def _table(rows: list[list[str]], indent: str = "  ") -> list[str]:
 
 def collect_status(store_dir: Path, reverify: bool = False) -> dict[str, Any]:
     """What ``bwv dock status --json`` prints."""
+    from dock.log_status import stored_log_status
     from dock.store import chain_report
     from dock.verify import reverified_state
 
@@ -95,6 +97,7 @@ def collect_status(store_dir: Path, reverify: bool = False) -> dict[str, Any]:
             "agency_key_id": _agency_key_id(Path(store_dir)),
             "devices": out_devices,
             "recordings": [r.to_json() for r in recordings],
+            "log": stored_log_status(Path(store_dir), store),
         }
     finally:
         store.close()
@@ -154,6 +157,8 @@ def print_status(data: dict[str, Any]) -> bool:
     click.echo(f"dock store {data['store']} (dock key id {data['dock_key_id']})")
     agency = data.get("agency_key_id")
     click.echo(f"agency key id {agency}" if agency else f"agency key: {NOT_CONFIGURED}")
+    if data.get("log") is not None:
+        print_log_status(data["log"])
     if not data["devices"]:
         click.echo(
             "no cameras enrolled yet: `bwv dock token --store DIR --device ID` gives "

@@ -23,11 +23,11 @@ MAY_IMPORT: dict[str, set[str]] = {
     "pre_record": {"base"},
     "gpio": {"base"},
     "crypto": {"base"},
-    "tsa": {"base", "crypto"},
     "tlog": {"base"},
     "witness": {"base", "crypto", "tlog"},
+    "tsa": {"base", "crypto"},
     "capture": {"base", "pre_record", "gpio", "crypto"},
-    "dock": {"base", "crypto", "capture", "tsa"},
+    "dock": {"base", "crypto", "capture", "tlog", "witness", "tsa"},
     "device_app": {"base", "pre_record", "gpio", "crypto", "capture", "dock", "tsa"},
 }
 PACKAGES = set(MAY_IMPORT) | FRONT_ENDS
