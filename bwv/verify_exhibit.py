@@ -11,6 +11,7 @@ import click
 from bwv.errors import EXIT_FOUND_WANTING, EXIT_OK, fail
 from crypto.identity import IdentityError, load_device_public_key, load_dock_public_key
 from crypto.verify.exhibit import ExhibitError, verify_exhibit_path
+from crypto.verify.log import LogTrust
 
 
 def run_verify_exhibit(
@@ -19,6 +20,7 @@ def run_verify_exhibit(
     dock_pub: Path | None,
     device_id: str | None,
     as_json: bool,
+    trust: LogTrust | None = None,
 ) -> int:
     if device_pub is None and dock_pub is None:
         fail(
@@ -33,7 +35,7 @@ def run_verify_exhibit(
     except IdentityError as exc:
         fail(str(exc), as_json)
     try:
-        report = verify_exhibit_path(path, pk, dk, device_id)
+        report = verify_exhibit_path(path, pk, dk, device_id, trust)
     except ExhibitError as exc:
         if not exc.wanting:
             fail(str(exc), as_json)

@@ -15,6 +15,7 @@ import click
 from bwv.errors import EXIT_FOUND_WANTING, EXIT_OK
 from crypto.verify import Report
 from crypto.verify.exhibit import evidence_of, is_exhibit, read_exhibit, verify_exhibit
+from crypto.verify.log import LogTrust
 
 EXHIBITS_DIR = "exhibits"
 
@@ -37,13 +38,27 @@ def raid_evidence(path: Path, device_id: str) -> list[str]:
 
 
 def check_exhibits(
-    exhibits: list[Path], public_key: bytes, device_id: str | None
+    exhibits: list[Path], public_key: bytes, device_id: str | None, trust: LogTrust | None = None
 ) -> dict[Path, Report]:
     # a raid writes each exhibit with the camera's trail lines: one without them is wanting
     return {
-        ex: verify_exhibit(read_exhibit(ex), public_key, device_id, require_trail=True)
+        ex: verify_exhibit(read_exhibit(ex), public_key, device_id, require_trail=True, trust=trust)
         for ex in exhibits
     }
+
+
+def audit_raid_dock(report: Report, path: Path, trust: LogTrust | None) -> None:
+    """The raid's dock store against the witnessed log: its findings join the report."""
+    from dock.log_audit import audit_store
+
+    store = Path(path) / "dock"
+    if trust is None or not (store / "log").is_dir():
+        return
+    audit = audit_store(store, trust)
+    report.findings += audit.findings
+    report.log = {"checked": True, "store": audit.to_json()}
+    if not audit.ok:
+        report.ok = False
 
 
 def _wrong_anchor(report: Report) -> bool:
@@ -59,13 +74,21 @@ def report_with_exhibits(
     device_id: str | None,
     as_json: bool,
     decrypting: bool,
+    trust: LogTrust | None = None,
+    folder: Path | None = None,
 ) -> int:
-    """Print the folder's report and each exhibit's; 0 only if all are VERIFIED."""
+    """Print the folder's report and each exhibit's; 0 only if all are VERIFIED. The
+    witness trust is the one given, else the raid's ``summary.json`` names it."""
     from bwv.verify_cmd import _print
+    from bwv.verify_log import raid_trust
 
+    if trust is None and folder is not None:
+        trust = raid_trust(folder)
+    if folder is not None and not _wrong_anchor(report):
+        audit_raid_dock(report, folder, trust)
     if _wrong_anchor(report):  # one cause, one line: the exhibits would say the same
         exhibits = []
-    checked = check_exhibits(exhibits, public_key, device_id)
+    checked = check_exhibits(exhibits, public_key, device_id, trust)
     ok = report.ok and all(r.ok for r in checked.values())
     if as_json:
         out = report.to_json() | {

@@ -434,10 +434,17 @@ class Holdings:
     custody: set[str]  # entry_hash of each custody-log entry held
 
 
-def audit_leaves(leaves: list[bytes], held: Holdings) -> list[Finding]:
+def audit_leaves(
+    leaves: list[bytes], held: Holdings, device_keys: Mapping[str, bytes] | None = None
+) -> list[Finding]:
     """Every leaf must be in the store, or (a record) explained by a custody event; two
-    different records for one device seq are ``equivocation``."""
+    different records for one device seq are ``equivocation``. With ``device_keys`` (device
+    id -> public key) a record leaf must carry the device's valid signature (else
+    ``altered``: only what the camera signed counts as a second history)."""
     parsed = [parse_leaf(i, d) for i, d in enumerate(leaves)]
+    if device_keys is not None:
+        bad = [p.index for p in parsed if not _signed_leaf(p, leaves[p.index], device_keys)]
+        parsed = [Leaf(p.index, "unknown") if p.index in bad else p for p in parsed]
     explained = _explained(parsed)
     findings: list[Finding] = []
     by_seq: dict[tuple[str, int], Leaf] = {}
@@ -471,6 +478,21 @@ def audit_leaves(leaves: list[bytes], held: Holdings) -> list[Finding]:
         else:
             findings.append(Finding(ALTERED, f"log leaf {leaf.index}: not a bwv log leaf"))
     return findings
+
+
+def _signed_leaf(leaf: Leaf, data: bytes, keys: Mapping[str, bytes]) -> bool:
+    if leaf.kind != "record":
+        return True
+    from crypto.records import RecordError, verify_line
+
+    key = keys.get(leaf.device_id or "")
+    if key is None:
+        return True  # a device the caller does not know: its records are not judged here
+    try:
+        verify_line(data[len(RECORD_LEAF) :], key, leaf.device_id)
+    except RecordError:
+        return False
+    return True
 
 
 def _withheld_record(leaf: Leaf) -> Finding:
@@ -548,3 +570,52 @@ def missing_from(
         for s, leaf in sorted(logged.items())
         if s not in have
     ]
+
+
+# -- the hook the verifier calls ---------------------------------------------------------------
+def chain_records(files: Mapping[str, bytes]) -> dict[int, str]:
+    """seq -> name of every chain record file among ``files`` (by its name)."""
+    from crypto.manifest import parse_chain_file_name
+
+    out: dict[int, str] = {}
+    for name in files:
+        p = parse_chain_file_name(name.rsplit("/", 1)[-1])
+        if p is not None:
+            out.setdefault(p[0], name)
+    return out
+
+
+def _claims(files: Mapping[str, bytes], records: Mapping[int, str]) -> dict[str, list[Any]]:
+    """recording id -> [its records' seqs, its latest claimed wall time (µs) or None]."""
+    from crypto.records import RecordError, parse_line
+
+    out: dict[str, list[Any]] = {}
+    for seq, name in records.items():
+        try:
+            r, _ = parse_line(files[name])
+        except RecordError:
+            continue
+        entry = out.setdefault(str(r.get("recording_id")), [[], None])
+        entry[0].append(seq)
+        walls = [w for w in (r.get("wall_start_us"), r.get("wall_end_us")) if isinstance(w, int)]
+        if walls:
+            entry[1] = max([*walls, *([entry[1]] if entry[1] is not None else [])])
+    return out
+
+
+def apply_log(report: Any, files: Mapping[str, bytes], trust: LogTrust | None) -> LogCheck:
+    """Check ``files``' chain records against the witnessed log; add the findings and the
+    log's summary (``report.log``) to ``report``."""
+    if trust is None or not trust.given:
+        return LogCheck(False)
+    records = chain_records(files)
+    check = check_records_logged(files, records, trust)
+    claims = _claims(files, records)
+    bounds = upper_bounds({k: v[0] for k, v in claims.items()}, check)
+    walls = {k: v[1] for k, v in claims.items() if v[1] is not None}
+    check.findings += time_findings(walls, bounds)
+    report.findings += check.findings
+    report.log = check.to_json() | {"upper_bounds_us": bounds}
+    if check.findings:
+        report.ok = False
+    return check

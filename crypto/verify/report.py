@@ -100,6 +100,7 @@ class Report:
     segments: list[SegmentReport]
     recordings: list[RecordingReport]
     findings: list[Finding]
+    log: dict[str, Any] | None = None  # what the witnessed log says (crypto/verify/log.py)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

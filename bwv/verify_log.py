@@ -1,0 +1,117 @@
+"""``bwv verify`` and the witnessed log: the trust the user gives (``--witness-key``,
+``--checkpoint``, ``--tsa-ca``, or a raid's ``summary.json`` ``witness`` object), a dock
+store checked against it, and what the report prints about the log."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+
+from bwv.errors import EXIT_FOUND_WANTING, EXIT_OK, fail
+from crypto.verify.log import LogTrust, LogTrustError, read_witness_keys
+
+
+def load_trust(
+    witness_keys: tuple[str, ...],
+    checkpoint: Path | None,
+    tsa_ca: Path | None,
+    dock_key: bytes | None,
+    as_json: bool,
+) -> LogTrust | None:
+    """The log trust from the command line (None: no witness key given)."""
+    if not witness_keys:
+        if checkpoint is not None:
+            fail(
+                "--checkpoint needs --witness-key: the witness key it must be cosigned by", as_json
+            )
+        return None
+    try:
+        keys = read_witness_keys(witness_keys)
+        cp = checkpoint.read_bytes() if checkpoint else None
+        ca = tsa_ca.read_bytes() if tsa_ca else None
+    except LogTrustError as exc:
+        fail(str(exc), as_json)
+    except OSError as exc:
+        fail(f"cannot read {exc.filename}: {exc.strerror}", as_json)
+    return LogTrust(keys, cp, dock_key, ca)
+
+
+def raid_trust(path: Path, tsa_ca: bytes | None = None) -> LogTrust | None:
+    """The trust a ``bwv sim raid`` folder names in ``summary.json``'s ``witness`` object
+    (its witness's key and the checkpoint fetched from it after the raid)."""
+    try:
+        w = json.loads((path / "summary.json").read_text()).get("witness")
+        if not w:
+            return None
+        keys = read_witness_keys([str(path / w["public_key"])])
+        cp = (path / w["checkpoint"]).read_bytes()
+        ca_name = w.get("tsa_ca")
+        ca = tsa_ca or ((path / ca_name).read_bytes() if ca_name else None)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, LogTrustError):
+        return None
+    return LogTrust(keys, cp, None, ca)
+
+
+def print_log(log: dict[str, Any] | None) -> None:
+    """One line on what the witnessed log says (nothing when it was not checked)."""
+    if not log or not log.get("checked"):
+        return
+    cps = log.get("checkpoints") or []
+    for c in cps:
+        click.echo(f"log {c['origin']} size {c['size']}: cosigned by {', '.join(c['witnesses'])}")
+    if log.get("time_note"):
+        click.echo(f"  trusted time: {log['time_note']}")
+    for rec, t1 in sorted((log.get("upper_bounds_us") or {}).items()):
+        if t1 is not None:
+            click.echo(f"  recording {rec}: recorded before {_utc(t1)} (RFC 3161, UTC)")
+
+
+def _utc(us: int) -> str:
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(us / 1e6, UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+
+
+def run_verify_store(path: Path, trust: LogTrust | None, as_json: bool) -> int:
+    """``bwv verify STORE``: the dock store against the witnessed checkpoint."""
+    from dock.log_audit import audit_store
+
+    if trust is None:
+        fail(
+            f"{path} is a dock store: give --witness-key (and --checkpoint, fetched from the "
+            "witness) to check it against its witnessed log",
+            as_json,
+        )
+    try:
+        audit = audit_store(path, trust)
+    except Exception as exc:  # noqa: BLE001 - an unreadable store: one line, exit 2
+        fail(f"{path}: cannot check the store: {exc}", as_json)
+    if as_json:
+        click.echo(json.dumps(audit.to_json(), indent=2, sort_keys=True, default=str))
+    else:
+        print_audit(audit)
+    return EXIT_OK if audit.ok else EXIT_FOUND_WANTING
+
+
+def print_audit(audit: Any) -> None:
+    cp = audit.checkpoint
+    if cp is not None:
+        click.echo(
+            f"log {cp.origin}: witnessed size {cp.size} (cosigned by "
+            f"{', '.join(cp.witnesses)}), the store's log holds {audit.log_size}"
+        )
+    for rec, r in sorted(audit.recordings.items()):
+        click.echo(
+            f"recording {rec} (device {r['device_id']}): {r['records']} records in the log: "
+            f"{r['status']}"
+        )
+    for f in audit.findings:
+        click.echo(f"  {f.kind}: {f.detail}")
+    click.echo(
+        "VERIFIED: every leaf the witness saw is held or explained"
+        if audit.ok
+        else "NOT VERIFIED: see the findings above"
+    )
