@@ -23,6 +23,7 @@ MAY_IMPORT: dict[str, set[str]] = {
     "pre_record": {"base"},
     "gpio": {"base"},
     "crypto": {"base"},
+    "tlog": {"base"},
     "capture": {"base", "pre_record", "gpio", "crypto"},
     "dock": {"base", "crypto", "capture"},
     "device_app": {"base", "pre_record", "gpio", "crypto", "capture", "dock"},
