@@ -22,10 +22,10 @@ MAY_IMPORT: dict[str, set[str]] = {
     "base": set(),
     "pre_record": {"base"},
     "gpio": {"base"},
-    "crypto": {"base"},
+    "crypto": {"base", "tlog"},
     "tlog": {"base"},
     "capture": {"base", "pre_record", "gpio", "crypto"},
-    "dock": {"base", "crypto", "capture"},
+    "dock": {"base", "crypto", "capture", "tlog"},
     "device_app": {"base", "pre_record", "gpio", "crypto", "capture", "dock"},
 }
 PACKAGES = set(MAY_IMPORT) | FRONT_ENDS

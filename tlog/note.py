@@ -68,7 +68,7 @@ def parse_vkey(vkey: str) -> tuple[str, int, int, bytes]:
     """(name, key id, signature type, public key) of a vkey, its key id checked."""
     if not isinstance(vkey, str):
         raise NoteError("a verifier key is text")
-    parts = vkey.split("+")
+    parts = vkey.split("+", 2)  # the base64 key may hold "+"
     if len(parts) != 3:
         raise NoteError("malformed verifier key (expected <name>+<key id>+<key>)")
     name, hex_id, material = parts

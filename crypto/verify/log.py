@@ -93,9 +93,9 @@ def read_witness_keys(values: Iterable[str]) -> tuple[str, ...]:
 
 def dock_vkey(name: str, public_key: bytes) -> str:
     """The C2SP signed-note vkey of the dock's Ed25519 key under the log's origin."""
-    keyhash = hashlib.sha256(name.encode() + b"\n\x01" + bytes(public_key)).digest()[:4]
-    key = base64.b64encode(b"\x01" + bytes(public_key)).decode()
-    return f"{name}+{keyhash.hex()}+{key}"
+    from tlog.note import format_vkey
+
+    return format_vkey(name, 0x01, bytes(public_key))
 
 
 # -- checkpoints -------------------------------------------------------------------------------
