@@ -11,6 +11,7 @@ from pathlib import Path
 
 from nacl.signing import SigningKey
 
+from dock.checkpoints import LogConfig
 from dock.enroll import Challenges
 from dock.keys import (
     ADMIN_TOKEN_FILE,
@@ -21,6 +22,7 @@ from dock.keys import (
 from dock.protocol import key_id
 from dock.store import Store
 from dock.store_sqlite import DirectoryStore
+from dock.translog import DockLog
 from dock.verify import SegmentVerifier, default_verifier
 from dock.wall import WallLimits
 
@@ -51,6 +53,7 @@ class Dock:
     config: DockConfig = field(default_factory=DockConfig)
     admin_token: str | None = None
     challenges: Challenges = field(default_factory=Challenges)
+    translog: DockLog | None = None  # the transparency log (dock/translog.py)
 
     @property
     def public_key(self) -> bytes:
@@ -68,17 +71,21 @@ def open_dock(
     verifier: SegmentVerifier | None = None,
     config: DockConfig | None = None,
     admin_api: bool = True,
+    log_config: LogConfig | None = None,
 ) -> Dock:
-    """The embedded dock on ``store_dir``: its key and admin token are made on first use."""
+    """The embedded dock on ``store_dir``: its key and admin token are made on first use.
+    Its transparency log uses ``log_config`` (default: the one kept in the store)."""
     store_dir = Path(store_dir)
     store_dir.mkdir(parents=True, exist_ok=True)
     key = load_or_create_signing_key(store_dir / DOCK_KEY_FILE)
     token = load_or_create_token(store_dir / ADMIN_TOKEN_FILE) if admin_api else None
+    store = DirectoryStore(store_dir, key)
     return Dock(
-        DirectoryStore(store_dir, key),
+        store,
         key,
         verifier or default_verifier(),
         clock,
         config or DockConfig(),
         token,
+        translog=DockLog(store_dir, key, store, log_config),
     )

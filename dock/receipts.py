@@ -9,14 +9,15 @@ unsigned bytes, under a type of its own. Each is canonical JSON signed by the do
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any, ClassVar, Self
 
 from nacl.signing import SigningKey
 
 from dock.protocol import ProtocolError, b64d_or, b64e, canonical_json, key_id, verify_detached
 
-RECEIPT_TYPE = "bwv-dock-receipt-v1"
+# v2: the receipt names its record's leaf in the dock's transparency log (``leaf_index``)
+RECEIPT_TYPE = "bwv-dock-receipt-v2"
 UNSIGNED_RECEIPT_TYPE = "bwv-dock-unsigned-receipt-v1"
 
 
@@ -36,6 +37,7 @@ class Receipt:
     received_at_us: int  # dock's wall-clock time
     log_index: int  # the custody-log entry that records the arrival
     log_entry_hash: str
+    leaf_index: int  # the record's leaf in the dock's transparency log (dock/leaves.py)
     gap_before: bool  # the dock does not hold this segment's predecessor
     dock_key_id: str
     type: str = RECEIPT_TYPE
@@ -84,8 +86,30 @@ class _Signed:
 
 @dataclass(frozen=True)
 class SignedReceipt(_Signed):
+    """A segment's receipt; ``proof`` (outside the signed receipt: it changes as the log
+    grows) is the record leaf's inclusion proof in a checkpoint of the dock's log, as
+    ``{"leaf_index", "tree_size", "inclusion": [base64], "checkpoint": note text,
+    "tsa_token": base64 | null}`` (dock/translog.py makes it, dock/log_proof.py checks it)."""
+
     receipt_class: ClassVar[type[Receipt]] = Receipt
     receipt: Receipt
+    proof: dict[str, Any] | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        out = super().to_json()
+        if self.proof is not None:
+            out["proof"] = self.proof
+        return out
+
+    @classmethod
+    def from_json(cls, obj: Any) -> Self:
+        signed = super().from_json(obj)
+        proof = obj.get("proof")
+        if proof is None:
+            return signed
+        if not isinstance(proof, dict):
+            raise ProtocolError("receipt: proof must be an object")
+        return replace(signed, proof=proof)
 
 
 def sign_receipt(key: SigningKey, receipt: Receipt) -> SignedReceipt:

@@ -11,6 +11,7 @@ from dock.middleware import Refused
 from dock.protocol import Code
 from dock.receipts import Receipt, SignedReceipt, sign_receipt
 from dock.store import DeviceRecord, StoreError
+from dock.translog import sync_quietly, with_proof
 from dock.verify import ManifestError
 
 log = logging.getLogger("bwv.dock")
@@ -23,7 +24,7 @@ def receive_segment(dock: Dock, device: DeviceRecord, segment_id: str) -> Signed
     with store.completing(dev, segment_id) as blob:
         state = store.upload_state(dev, segment_id)  # another request may have finished it
         if state is not None and state.complete and state.receipt is not None:
-            return state.receipt
+            return with_proof(dock.translog, state.receipt)
         manifest = store.manifest_of_upload(dev, segment_id)
         now = dock.clock()
         try:
@@ -56,6 +57,9 @@ def receive_segment(dock: Dock, device: DeviceRecord, segment_id: str) -> Signed
             if exc.status == 409:
                 store.reject_upload(dev, segment_id, [str(exc)], now)
             raise
+    # the record's leaf is in the store: a checkpoint that includes it, then its proof
+    sync_quietly(dock.translog)
+    receipt = with_proof(dock.translog, receipt)
     log.info(
         "received segment %s of %s (seq %d, %d bytes)%s",
         segment_id[:16],

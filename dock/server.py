@@ -10,6 +10,8 @@ Endpoints (all under ``/v1``; the OpenAPI description is at ``/openapi.json``):
 - ``PATCH /v1/segments/{segment_id}``    append a chunk at ``Upload-Offset`` with its checksum
 - ``POST /v1/segments/{segment_id}/complete``  verify, store, log, answer with a receipt
 - ``GET  /v1/status``                    the calling device's status (chain, gaps, revocation)
+- ``GET  /v1/log/checkpoint``            the transparency log's latest checkpoint (public)
+- ``GET  /v1/log/proof/{index}``         a leaf's inclusion proof in it (public)
 
 The cameras' side is HTTPS only (TLS 1.3, the dock's own key: dock/tls.py). The admin side
 (``/v1/admin/...``: tokens, revocation, device status, custody log, with
@@ -44,6 +46,7 @@ from dock.middleware import BodyLimit, SignResponses, add_exception_handlers
 from dock.pages import mount_pages
 from dock.refusals import LogRefusals
 from dock.routes import admin, enrollment, status, unsigned, uploads
+from dock.routes import log as log_routes
 from dock.routes import time as time_routes
 from dock.strict import method_not_allowed
 from dock.tls import TlsFiles, ensure_tls_files
@@ -69,6 +72,7 @@ ROUTERS = (
     uploads.router,  # /v1/segments/{segment_id}[/complete]
     unsigned.router,  # /v1/segments/{segment_id}/unsigned
     status.router,  # GET /v1/status
+    log_routes.router,  # GET /v1/log/checkpoint, /v1/log/proof/{index} (public)
 )
 ADMIN_ROUTERS = (admin.router,)  # /v1/admin/...: on the admin listener only
 

@@ -38,6 +38,7 @@ from dock.outbox import (  # noqa: F401 - ChainOutbox, Outbox, valid_receipts: u
     _open_blob,
     valid_receipts,
 )
+from dock.log_proof import WitnessPolicy, check_proof
 from dock.protocol import Code, segment_id_for
 from dock.receipts import SignedReceipt, UnsignedState, UploadState
 
@@ -59,15 +60,21 @@ class ShipperConfig:
     resync_time_s: float = 3600.0  # ask the dock's time again this often while docked
     idle_poll_s: float = 10.0  # the thread looks at the outbox this often when idle
     max_rounds: int = 8  # offset re-reads within one attempt before giving up on it
+    witness_retry_s: float = 30.0  # ask again for a witnessed proof of a kept segment
 
 
 class ReceiptInvalid(DockUnavailable):
     """An answer that is not a valid receipt for this segment's exact bytes."""
 
 
+class ReceiptUnwitnessed(Exception):
+    """A valid receipt whose proof does not (yet) show the record in a checkpoint cosigned
+    by the pinned witnesses: the segment stays, and is asked about again later."""
+
+
 @dataclass(frozen=True)
 class StepReport:
-    action: str  # shipped | idle | waiting | undocked | failed | refused | vanished
+    action: str  # shipped | idle | waiting | undocked | failed | refused | vanished | unwitnessed
     segment: str | None = None  # the segment's manifest file name
     detail: str = ""
     retry_at_us: int | None = None  # for waiting/failed: when the next attempt is due
@@ -83,6 +90,10 @@ class ShipperState:
     bytes_sent: int = 0
     last_error: str | None = None
     refused: dict[str, str] = field(default_factory=dict)  # manifest name -> dock's reason
+    witnessed: bool = False  # the camera pins witnesses: deletes wait for their cosignature
+    # shipped, but kept: the receipt's proof is not (yet) witnessed: name -> why, next try
+    unwitnessed: dict[str, str] = field(default_factory=dict)
+    unwitnessed_retry_us: dict[str, int] = field(default_factory=dict)
 
 
 class Shipper:
@@ -98,9 +109,12 @@ class Shipper:
         docked: Callable[[], bool] = lambda: True,
         on_time: Callable[[TimeSync], None] | None = None,
         rng: random.Random | None = None,
+        witnesses: WitnessPolicy | None = None,
     ) -> None:
         """``docked`` says whether the camera sits in its dock; ``on_time`` receives each
-        time sync (the daemon re-anchors its wall clock with it: capture/clock.py)."""
+        time sync (the daemon re-anchors its wall clock with it: capture/clock.py);
+        ``witnesses``: the pinned witnesses whose cosignature a delete waits for (none: a
+        receipt alone, "unwitnessed")."""
         self.outbox = outbox
         self.client = client
         self.clock = clock
@@ -108,7 +122,8 @@ class Shipper:
         self.docked = docked
         self.on_time = on_time
         self.rng = rng or random.Random(0)
-        self.state = ShipperState()
+        self.witnesses = witnesses or WitnessPolicy()
+        self.state = ShipperState(witnessed=self.witnesses.witnessed)
         self._reconciled = False
 
     # -- scheduling
@@ -125,12 +140,15 @@ class Shipper:
         segment: OutboxSegment | None = None
         try:
             self._sync_time(now)
-            pending = [s for s in self.outbox.finished() if s.name not in self.state.refused]
+            pending, later = self._pending(now)
             if not pending:
+                if later is not None:
+                    return StepReport("waiting", retry_at_us=later)
                 return StepReport("idle")
             segment = pending[0]
             receipt, sent = self._ship(segment)
             sent += self._ship_unsigned(segment)
+            self._check_witnessed(segment, receipt)
             self._check_unchanged(segment, receipt)
             self.outbox.delete(segment, receipt)
         except FileNotFoundError:
@@ -139,6 +157,8 @@ class Shipper:
                 segment.name if segment else None,
                 "segment left the outbox while being shipped",
             )
+        except ReceiptUnwitnessed as exc:
+            return self._unwitnessed(segment, str(exc), now)
         except DockRefused as exc:
             return self._refused(segment, exc, now)
         except DockFull as exc:
@@ -147,6 +167,8 @@ class Shipper:
             return self._failed(segment, str(exc), now)
         self.state.failures = 0
         self.state.last_error = None
+        self.state.unwitnessed.pop(segment.name, None)
+        self.state.unwitnessed_retry_us.pop(segment.name, None)
         self.state.shipped += 1
         self.state.bytes_sent += sent
         log.info(
@@ -163,7 +185,7 @@ class Shipper:
         for _ in range(max_steps):
             r = self.step()
             reports.append(r)
-            if r.action not in ("shipped", "refused", "vanished"):
+            if r.action not in ("shipped", "refused", "vanished", "unwitnessed"):
                 break
         return reports
 
@@ -182,6 +204,44 @@ class Shipper:
 
     def retry_refused(self) -> None:
         self.state.refused.clear()
+
+    def _pending(self, now: int) -> tuple[list[OutboxSegment], int | None]:
+        """The records to ship now, oldest first, and when the next kept one (shipped, not
+        yet witnessed) is due again (None: none waits)."""
+        st = self.state
+        pending, later = [], None
+        for s in self.outbox.finished():
+            if s.name in st.refused:
+                continue
+            due = st.unwitnessed_retry_us.get(s.name)
+            if due is not None and due > now:
+                later = due if later is None else min(later, due)
+                continue
+            pending.append(s)
+        return pending, later
+
+    def _check_witnessed(self, seg: OutboxSegment, r: SignedReceipt) -> None:
+        """With witnesses pinned: the receipt's proof puts this record in a checkpoint of the
+        pinned dock, cosigned by the quorum of pinned witnesses (dock/log_proof.py)."""
+        if not self.witnesses.witnessed:
+            return
+        why = check_proof(
+            r.proof,
+            r.receipt.leaf_index,
+            seg.manifest_path.read_bytes(),
+            self.client.credentials.dock_public_key,
+            self.witnesses,
+        )
+        if why is not None:
+            raise ReceiptUnwitnessed(why)
+
+    def _unwitnessed(self, segment: OutboxSegment | None, why: str, now: int) -> StepReport:
+        assert segment is not None
+        retry = now + int(self.config.witness_retry_s * 1_000_000)
+        self.state.unwitnessed[segment.name] = why
+        self.state.unwitnessed_retry_us[segment.name] = retry
+        log.warning("%s shipped but kept: %s; asking again later", segment.name, why)
+        return StepReport("unwitnessed", segment.name, why, retry)
 
     def _backoff_us(self) -> int:
         c = self.config
@@ -412,7 +472,7 @@ class ShipperThread:
             except Exception:  # never let the thread die silently; report and back off
                 log.exception("shipper step failed")
                 r = StepReport("failed")
-            if r.action in ("shipped", "refused", "vanished"):
+            if r.action in ("shipped", "refused", "vanished", "unwitnessed"):
                 continue
             delay = self.shipper.config.idle_poll_s
             if r.retry_at_us is not None:

@@ -16,6 +16,7 @@ from typing import Any, BinaryIO
 from nacl.signing import SigningKey
 
 from dock.custody import COLUMNS, append_entry, entry_of_row
+from dock.leaves import LEAF_COLUMNS, Leaf, append_leaf, custody_leaf, leaf_of_row
 from dock.objects import DirectoryObjects
 from dock.protocol import Code, is_device_id, is_segment_id, key_id
 from dock.store import HeldSegment, LogEntry, ObjectStore, StoreError, storage_failure
@@ -51,6 +52,9 @@ CREATE TABLE IF NOT EXISTS custody_log(
     idx INTEGER PRIMARY KEY, at_us INTEGER NOT NULL, actor TEXT NOT NULL,
     action TEXT NOT NULL, device_id TEXT, segment_id TEXT, sha256 TEXT, detail TEXT NOT NULL,
     prev_hash TEXT NOT NULL, entry_hash TEXT NOT NULL, signature TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS log_leaves(
+    idx INTEGER PRIMARY KEY, kind TEXT NOT NULL, ref TEXT NOT NULL, data BLOB NOT NULL,
+    leaf_hash BLOB NOT NULL);
 """
 
 
@@ -166,7 +170,7 @@ class StoreIndex:
         sha256: str | None = None,
         detail: dict[str, Any] | None = None,
     ) -> LogEntry:
-        return append_entry(
+        entry = append_entry(
             db,
             self._key,
             actor,
@@ -177,6 +181,8 @@ class StoreIndex:
             sha256=sha256,
             detail=detail,
         )
+        append_leaf(db, custody_leaf(entry))  # in the same transaction: never one alone
+        return entry
 
     def log(
         self,
@@ -200,6 +206,23 @@ class StoreIndex:
                 sha256=sha256,
                 detail=detail,
             )
+
+    def log_leaves(self, after: int = -1, limit: int = 10_000) -> list[Leaf]:
+        rows = self._q(
+            f"SELECT {LEAF_COLUMNS} FROM log_leaves WHERE idx>? ORDER BY idx LIMIT ?",
+            (after, limit),
+        )
+        return [leaf_of_row(r) for r in rows]
+
+    def log_size(self) -> int:
+        return int(self._q("SELECT COUNT(*) FROM log_leaves")[0][0])
+
+    def record_leaf_index(self, device_id: str, segment_id: str) -> int | None:
+        rows = self._q(
+            "SELECT idx FROM log_leaves WHERE kind='record' AND ref=?",
+            (f"{device_id}/{segment_id}",),
+        )
+        return int(rows[0][0]) if rows else None
 
     def custody_log(self, after: int = 0, limit: int = 1000) -> list[LogEntry]:
         rows = self._q(

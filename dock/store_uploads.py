@@ -18,6 +18,7 @@ from crypto.durable import fsync_dir
 from dock.protocol import Code
 from dock.receipts import SignedReceipt, UploadState
 from dock.store import LogEntry, StoreError, blob_key, manifest_key
+from dock.leaves import append_leaf, record_leaf
 from dock.store_index import StoreIndex
 from dock.verify import ManifestFields
 
@@ -199,6 +200,8 @@ class SegmentUploads(StoreIndex):
         self._check_chain(device_id, segment_id, fields)
         self._publish(device_id, segment_id, manifest)
         with self._tx() as db:
+            # the record's leaf, then its custody entries' leaves: one transaction
+            leaf_index = append_leaf(db, record_leaf(device_id, segment_id, manifest))
             entry = self._log_arrival(db, device_id, segment_id, fields, size, now_us)
             receipt = sign(
                 {
@@ -211,6 +214,7 @@ class SegmentUploads(StoreIndex):
                     "received_at_us": now_us,
                     "log_index": entry.index,
                     "log_entry_hash": entry.entry_hash,
+                    "leaf_index": leaf_index,
                     "gap_before": gap_before,
                     "dock_key_id": self.dock_key_id,
                 }

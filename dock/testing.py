@@ -26,6 +26,7 @@ from nacl.signing import SigningKey
 from crypto.identity import DeviceIdentity
 from crypto.manifest import Chain, end_fields, manifest_fields
 from crypto.records import SignedRecord
+from dock.checkpoints import LogConfig
 from dock.client import DeviceCredentials, DockClient, enroll
 from dock.enroll import issue_token
 from dock.protocol import sha256_hex
@@ -285,15 +286,21 @@ class DockHarness:
         *,
         clock: Callable[[], int] | None = None,
         config: DockConfig | None = None,
+        log_config: LogConfig | None = None,
     ) -> None:
+        """``log_config``: the witnesses and TSA the dock's log asks (default: those kept in
+        the store, none for a new one)."""
         self.store_dir = Path(store_dir)
         self.clock = clock or wall_clock_us
         self.config = config
+        self.log_config = log_config
         self._restarting = threading.Lock()
         self._open()
 
     def _open(self, port: int = 0, admin_port: int = 0) -> None:
-        self.dock = open_dock(self.store_dir, clock=self.clock, config=self.config)
+        self.dock = open_dock(
+            self.store_dir, clock=self.clock, config=self.config, log_config=self.log_config
+        )
         tls = ensure_tls_files(self.store_dir, self.dock.key)
         self.cert_path = tls.cert  # for tools that take a CA file (requests' verify=)
         self.server = ServerThread(create_app(self.dock), port=port, tls=tls).start()
@@ -340,6 +347,8 @@ class DockHarness:
     def _stop(self) -> None:
         self.server.stop(force=True)
         self.admin.stop(force=True)
+        if self.dock.translog is not None:
+            self.dock.translog.close()
         self.dock.store.close()
 
     def close(self) -> None:

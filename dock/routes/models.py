@@ -106,14 +106,26 @@ class ReceiptModel(BaseModel):
     received_at_us: int
     log_index: int
     log_entry_hash: str
+    leaf_index: int = Field(description="the record's leaf in the dock's transparency log")
     gap_before: bool
     dock_key_id: str
     type: str
 
 
+class LogProofModel(BaseModel):
+    leaf_index: int
+    tree_size: int
+    inclusion: list[str] = Field(description="RFC 9162 inclusion proof, base64 hashes")
+    checkpoint: str = Field(description="the checkpoint (C2SP signed note, with cosignatures)")
+    tsa_token: str | None = Field(description="RFC 3161 token over SHA-256(checkpoint body)")
+
+
 class SignedReceiptModel(BaseModel):
     receipt: ReceiptModel
     signature: str = Field(description="base64 Ed25519 by the dock key over canonical receipt")
+    proof: LogProofModel | None = Field(
+        default=None, description="the record in a checkpoint of the dock's log (not signed)"
+    )
 
 
 class UploadStateModel(BaseModel):
@@ -173,6 +185,11 @@ class DeviceStatus(BaseModel):
     time_offset_us: int | None
     time_synced_at_us: int | None
     chain: ChainModel
+    log: dict[str, Any] | None = Field(
+        default=None,
+        description="the dock's transparency log: size, witnesses, TSA, and what it lacks "
+        "(unwitnessed, untimestamped)",
+    )
 
 
 class TokenRequest(BaseModel):

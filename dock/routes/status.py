@@ -27,4 +27,7 @@ def device_status(store: Store, device: DeviceRecord) -> DeviceStatus:
 
 @router.get("/v1/status", response_model=DeviceStatus, responses=ERRORS, tags=["device"])
 def status(auth: AuthedDevice, dock: DockDep) -> DeviceStatus:
-    return device_status(dock.store, auth.device)
+    out = device_status(dock.store, auth.device)
+    if dock.translog is not None:
+        out.log = dock.translog.status()
+    return out

@@ -2,6 +2,7 @@
 read where it stands, append chunks at ``Upload-Offset``, and complete it (verify, store,
 log, receipt: dock/receive.py)."""
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -19,6 +20,7 @@ from dock.protocol import (
     b64d,
     segment_id_for,
 )
+from dock.receipts import UploadState
 from dock.receive import receive_segment
 from dock.routes.deps import AuthedDevice, DockDep, SegmentId, check_chunk_checksum
 from dock.routes.models import (
@@ -31,6 +33,7 @@ from dock.routes.models import (
     UploadStateModel,
 )
 from dock.strict import StrictJSONRoute
+from dock.translog import with_proof
 from dock.verify import ManifestError
 
 router = APIRouter(route_class=StrictJSONRoute)
@@ -124,7 +127,15 @@ def create_upload(
         _check_quota(dock, dev, req.size)
     state = store.begin_upload(dev, segment_id, manifest, req.size, req.sha256, dock.clock())
     response.status_code = 200 if existing else 201
-    return state.to_json()
+    return _with_proof(dock, state).to_json()
+
+
+def _with_proof(dock: Dock, state: UploadState) -> UploadState:
+    """A complete upload's state with a fresh proof for its receipt (a device that kept a
+    segment for want of a witnessed checkpoint asks again)."""
+    if state.receipt is None:
+        return state
+    return replace(state, receipt=with_proof(dock.translog, state.receipt))
 
 
 @router.get(
@@ -134,7 +145,7 @@ def upload_status(segment_id: SegmentId, auth: AuthedDevice, dock: DockDep) -> d
     state = dock.store.upload_state(auth.device.device_id, segment_id)
     if state is None:
         raise Refused(404, Code.NOT_FOUND, "no upload with this segment id")
-    return state.to_json()
+    return _with_proof(dock, state).to_json()
 
 
 @router.patch(
@@ -202,7 +213,7 @@ def complete(segment_id: SegmentId, auth: AuthedDevice, dock: DockDep) -> dict[s
         raise Refused(404, Code.NOT_FOUND, "no upload with this segment id")
     if state.complete:
         assert state.receipt is not None
-        return state.receipt.to_json()
+        return with_proof(dock.translog, state.receipt).to_json()
     if state.offset != state.size:
         raise Refused(
             409, Code.INCOMPLETE, f"upload incomplete: {state.offset} of {state.size} bytes"

@@ -1,0 +1,427 @@
+"""The dock's transparency log: an RFC 9162 Merkle tree of every chain record it accepts and
+every custody-log entry it appends (dock/leaves.py), published as C2SP checkpoints.
+
+The store writes each leaf in the same index transaction as what it records; ``DockLog.sync``
+then brings the tree (``STORE/log/tree``, a ``tlog.store.LogStore``) up to the store's leaves,
+and issues a checkpoint for the new size: its body (origin ``bwv-dock/<dock key id>``, size,
+root) signed as a C2SP signed note by the dock key, time-stamped by the configured RFC 3161
+TSA (the token over SHA-256 of the body), and sent to each configured witness with the
+consistency proof from the size it last cosigned (C2SP tlog-witness); the cosignatures it
+answers with are added to the note, which is kept (dock/checkpoints.py).
+
+The tree is only ever a copy of the store's leaves in their order: after a crash it is cut
+back to its last whole leaf and caught up again from the store, so a checkpoint never names
+a tree that is not a prefix of the next one. One process appends at a time (``STORE/log/lock``:
+``bwv dock serve`` holds it while it runs; a command run beside it leaves the checkpoint to
+it).
+
+``proof_for_record`` gives a record's inclusion proof for an exhibit, from the store alone.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+import logging
+import os
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from nacl.signing import SigningKey
+
+from dock.checkpoints import (
+    TREE_DIR,
+    LogConfig,
+    StoredCheckpoint,
+    latest_checkpoint,
+    load_log_config,
+    load_witness_sizes,
+    log_dir,
+    origin_for,
+    save_checkpoint,
+    save_witness_sizes,
+    try_lock,
+)
+from dock.leaves import Leaf
+
+log = logging.getLogger("bwv.dock.log")
+
+CATCH_UP_BATCH = 10_000
+
+
+class LeafSource(Protocol):
+    """What the log needs from the store (dock.store_index.StoreIndex has it)."""
+
+    dock_key_id: str
+
+    def log_leaves(self, after: int = -1, limit: int = 10_000) -> list[Leaf]: ...
+    def log_size(self) -> int: ...
+
+
+class LogError(RuntimeError):
+    """The log cannot go on: its tree disagrees with the store, or another process holds it."""
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+@dataclass
+class WitnessState:
+    name: str
+    url: str
+    size: int = 0  # the tree size it last cosigned
+    last_error: str | None = None
+
+
+@dataclass
+class LogHealth:
+    tsa_error: str | None = None
+    witnesses: dict[str, WitnessState] = field(default_factory=dict)
+
+
+class DockLog:
+    """The dock's log on ``store_dir/log``; appends only while it holds the log's lock."""
+
+    def __init__(
+        self,
+        store_dir: Path,
+        key: SigningKey,
+        store: LeafSource,
+        config: LogConfig | None = None,
+    ) -> None:
+        self.store_dir = Path(store_dir)
+        self.dir = log_dir(self.store_dir)
+        self.key = key
+        self.store = store
+        self.config = config if config is not None else load_log_config(self.store_dir)
+        self.origin = origin_for(store.dock_key_id)
+        self._lock = threading.RLock()
+        self._lock_fd: int | None = None
+        self._tree: Any = None
+        self._latest: StoredCheckpoint | None = latest_checkpoint(self.store_dir)
+        sizes = load_witness_sizes(self.store_dir)
+        self.health = LogHealth(
+            witnesses={
+                w.name: WitnessState(w.name, w.url, sizes.get(w.name, 0))
+                for w in self.config.witnesses
+            }
+        )
+
+    # -- the lock and the tree
+
+    def acquire(self) -> bool:
+        """Take the log's lock for this process (True), or say another holds it (False)."""
+        with self._lock:
+            if self._lock_fd is None:
+                self._lock_fd = try_lock(self.store_dir)
+            return self._lock_fd is not None
+
+    def close(self) -> None:
+        with self._lock:
+            if self._tree is not None:
+                self._tree.close()
+                self._tree = None
+            if self._lock_fd is not None:
+                os.close(self._lock_fd)
+                self._lock_fd = None
+
+    def _open_tree(self) -> Any:
+        if self._tree is None:
+            from tlog.store import LogStore
+
+            self._tree = LogStore(self.dir / TREE_DIR)
+        return self._tree
+
+    def _catch_up(self) -> Any:
+        """Bring the tree up to the store's leaves (checking they agree where they meet)."""
+        tree = self._open_tree()
+        if tree.size:
+            mine = self.store.log_leaves(tree.size - 2, 1)
+            if (
+                not mine
+                or mine[0].index != tree.size - 1
+                or mine[0].hash != tree.leaf_hash(tree.size - 1)
+            ):
+                raise LogError(
+                    f"{self.dir}: the log's leaf {tree.size - 1} is not the store's: "
+                    "the log and the store disagree"
+                )
+        while batch := self.store.log_leaves(tree.size - 1, CATCH_UP_BATCH):
+            if batch[0].index != tree.size:
+                raise LogError(f"the store's leaves skip from {tree.size} to {batch[0].index}")
+            tree.extend([leaf.data for leaf in batch])
+        return tree
+
+    # -- checkpoints
+
+    @property
+    def latest(self) -> StoredCheckpoint | None:
+        return self._latest
+
+    def sync(self) -> StoredCheckpoint | None:
+        """Catch the tree up and, if it grew, issue, stamp, sign and get cosigned a new
+        checkpoint; retry witnesses that have not cosigned the latest. The latest checkpoint
+        (None: nothing logged yet, or another process holds the log)."""
+        with self._lock:
+            if not self.acquire():
+                return self._latest
+            tree = self._catch_up()
+            size = tree.size
+            if size == 0:
+                return self._latest
+            latest = self._latest
+            if latest is not None and latest.size > size:
+                raise LogError(
+                    f"the latest checkpoint names {latest.size} leaves, the store holds {size}"
+                )
+            if latest is None or latest.size < size:
+                self._latest = self._issue(tree, size)
+            elif self._missing_witnesses(latest):
+                self._latest = self._cosign(tree, latest)
+            return self._latest
+
+    def _issue(self, tree: Any, size: int) -> StoredCheckpoint:
+        from tlog.checkpoint import Checkpoint
+        from tlog.note import NoteSigner, sign_note
+
+        body = Checkpoint(self.origin, size, tree.root(size)).body()
+        note = sign_note(body, [NoteSigner(self.origin, self.key)])
+        cp = StoredCheckpoint(size, note, self._timestamp(body))
+        save_checkpoint(self.store_dir, cp)  # signed and kept before any witness sees it
+        log.info("log checkpoint %d", size)
+        return self._cosign(tree, cp) if self.config.witnesses else cp
+
+    def _timestamp(self, body: str) -> bytes | None:
+        cfg = self.config
+        if not cfg.tsa_url:
+            return None
+        digest = hashlib.sha256(body.encode()).digest()
+        try:
+            from tsa.client import TsaClient
+
+            token: bytes = TsaClient(cfg.tsa_url).timestamp(digest)
+            if cfg.tsa_ca_pem is not None:
+                from tsa.verify import verify_token
+
+                verify_token(token, digest, cfg.tsa_ca_pem)
+        except Exception as exc:  # any failure of the TSA: the checkpoint goes without
+            self.health.tsa_error = f"{type(exc).__name__}: {exc}"
+            log.warning("TSA %s: no token for this checkpoint: %s", cfg.tsa_url, exc)
+            return None
+        self.health.tsa_error = None
+        return token
+
+    def _missing_witnesses(self, cp: StoredCheckpoint) -> list[str]:
+        from tlog.note import split_note
+
+        _, sigs = split_note(cp.note)
+        names = {s.name for s in sigs}
+        return [w.name for w in self.config.witnesses if w.name not in names]
+
+    def _cosign(self, tree: Any, cp: StoredCheckpoint) -> StoredCheckpoint:
+        from tlog.note import add_signatures, split_note
+
+        body, _ = split_note(cp.note)
+        missing = set(self._missing_witnesses(cp))
+        lines: list[str] = []
+        for w in self.config.witnesses:
+            if w.name in missing:
+                lines += self._ask_witness(tree, w.url, w.vkey, cp, body)
+        save_witness_sizes(self.store_dir, {n: s.size for n, s in self.health.witnesses.items()})
+        if not lines:
+            return cp
+        cosigned = StoredCheckpoint(cp.size, add_signatures(cp.note, lines), cp.token)
+        save_checkpoint(self.store_dir, cosigned)
+        return cosigned
+
+    def _ask_witness(
+        self, tree: Any, url: str, vkey: str, cp: StoredCheckpoint, body: str
+    ) -> list[str]:
+        """The witness's valid cosignature lines for ``cp`` ([] and noted when none)."""
+        from tlog.cosignature import CosignatureVerifier
+        from witness.client import WitnessClient, WitnessConflict
+
+        verifier = CosignatureVerifier.from_vkey(vkey)
+        state = self.health.witnesses[verifier.name]
+        client = WitnessClient(url)
+        old = min(state.size, cp.size)
+        try:
+            for _ in range(3):  # a 409 names the size the witness holds: once more from it
+                try:
+                    got = client.add_checkpoint(cp.note, old, tree.consistency_proof(old, cp.size))
+                    break
+                except WitnessConflict as exc:
+                    named = int(getattr(exc, "old_size", exc.args[0] if exc.args else -1))
+                    if not 0 <= named <= cp.size or named == old:
+                        raise LogError(
+                            f"the witness holds a checkpoint of size {named} this log cannot "
+                            f"extend to {cp.size}"
+                        ) from None
+                    old = named
+            else:
+                raise LogError("the witness keeps naming another size")
+        except Exception as exc:  # an unreachable or refusing witness: the next sync retries
+            state.last_error = f"{type(exc).__name__}: {exc}"
+            log.warning("witness %s (%s): no cosignature: %s", state.name, url, exc)
+            return []
+        valid = [line for line in got if verifier.verify(body, line) is not None]
+        if not valid:
+            state.last_error = "answered without a valid cosignature"
+            return []
+        state.size, state.last_error = cp.size, None
+        return valid
+
+    # -- proofs
+
+    def proof(self, leaf_index: int) -> dict[str, Any] | None:
+        """The leaf's inclusion proof in the latest checkpoint (None: not in it yet)."""
+        with self._lock:
+            cp = self._latest
+            if cp is None or not 0 <= leaf_index < cp.size or self._tree is None:
+                return None
+            if self._tree.size < cp.size:
+                return None
+            inclusion = self._tree.inclusion_proof(leaf_index, cp.size)
+        return {
+            "leaf_index": leaf_index,
+            "tree_size": cp.size,
+            "inclusion": [b64(h) for h in inclusion],
+            "checkpoint": cp.note.decode(),
+            "tsa_token": b64(cp.token) if cp.token is not None else None,
+        }
+
+    def status(self) -> dict[str, Any]:
+        """What ``bwv dock status`` and ``GET /v1/log/checkpoint``'s caller learn of it."""
+        cp = self._latest
+        cosigned = []
+        if cp is not None:
+            missing = set(self._missing_witnesses(cp))
+            cosigned = [w.name for w in self.config.witnesses if w.name not in missing]
+        return log_status(
+            self.origin,
+            self.store.log_size(),
+            cp,
+            self.config,
+            cosigned,
+            self.health,
+        )
+
+
+def log_status(
+    origin: str,
+    leaves: int,
+    cp: StoredCheckpoint | None,
+    config: LogConfig,
+    cosigned: list[str],
+    health: LogHealth | None = None,
+) -> dict[str, Any]:
+    witnesses = []
+    for w in config.witnesses:
+        st = health.witnesses.get(w.name) if health else None
+        witnesses.append(
+            {
+                "name": w.name,
+                "url": w.url,
+                "cosigned_latest": w.name in cosigned,
+                "last_error": st.last_error if st else None,
+            }
+        )
+    notes = []
+    if not config.witnesses:
+        notes.append("no witness configured: checkpoints are signed by this dock alone")
+    if not config.tsa_url:
+        notes.append("no TSA configured: checkpoints carry no trusted time")
+    return {
+        "origin": origin,
+        "leaves": leaves,
+        "checkpoint_size": cp.size if cp else None,
+        "checkpoint_timestamped": bool(cp and cp.token),
+        "witnesses": witnesses,
+        "tsa_url": config.tsa_url,
+        "unwitnessed": not config.witnesses,
+        "untimestamped": not config.tsa_url,
+        "notes": notes,
+    }
+
+
+def stored_log_status(store_dir: Path, store: LeafSource) -> dict[str, Any]:
+    """The log's status read from the store directory (no server needed)."""
+    config = load_log_config(store_dir)
+    cp = latest_checkpoint(store_dir)
+    cosigned: list[str] = []
+    if cp is not None:
+        with contextlib.suppress(Exception):
+            from tlog.note import split_note
+
+            names = {s.name for s in split_note(cp.note)[1]}
+            cosigned = [w.name for w in config.witnesses if w.name in names]
+    return log_status(origin_for(store.dock_key_id), store.log_size(), cp, config, cosigned)
+
+
+def sync_if_free(store_dir: Path, key: SigningKey, store: LeafSource) -> StoredCheckpoint | None:
+    """For a command run on the store: issue the checkpoint its entries need, unless a
+    running dock holds the log (it will)."""
+    dlog = DockLog(store_dir, key, store)
+    try:
+        if not dlog.acquire():
+            return None
+        return dlog.sync()
+    finally:
+        dlog.close()
+
+
+# --------------------------------------------------------------------------- for exhibits
+
+
+def proof_for_record(
+    store: Any, device_id: str, seq: int, tree_size: int | None = None
+) -> dict[str, Any] | None:
+    """The inclusion proof of the device's chain record ``seq`` for an exhibit, from the
+    store's leaves alone: ``{"record_sha256", "leaf_index", "tree_size", "inclusion":
+    [base64]}`` in the tree of ``tree_size`` leaves (default: the latest checkpoint's, as
+    ``latest_checkpoint(store.root)`` gives it), or None if the record is not in it."""
+    from tlog.merkle import inclusion_proof
+
+    held = store.held_segment(device_id, seq=seq)
+    if held is None:
+        return None
+    segment_id = held.segment_id
+    index = store.record_leaf_index(device_id, segment_id)
+    if tree_size is None:
+        cp = latest_checkpoint(store.root)
+        tree_size = cp.size if cp else None
+    if index is None or tree_size is None or index >= tree_size:
+        return None
+    hashes = [leaf.hash for leaf in store.log_leaves(-1, tree_size)]
+    return {
+        "record_sha256": segment_id,
+        "leaf_index": index,
+        "tree_size": tree_size,
+        "inclusion": [b64(h) for h in inclusion_proof(index, tree_size, hashes)],
+    }
+
+
+def with_proof(dlog: DockLog | None, receipt: Any) -> Any:
+    """``receipt`` (a ``SignedReceipt``) with its record's proof in the latest checkpoint
+    (as it was, without one, when the log has none yet)."""
+    from dataclasses import replace
+
+    if dlog is None or receipt is None:
+        return receipt
+    proof = dlog.proof(receipt.receipt.leaf_index)
+    return receipt if proof is None else replace(receipt, proof=proof)
+
+
+def sync_quietly(dlog: DockLog | None) -> None:
+    """Issue the checkpoint the latest leaves need; a failure is logged, never raised (the
+    receipt goes without a proof, and the next sync catches up)."""
+    if dlog is None:
+        return
+    try:
+        dlog.sync()
+    except Exception as exc:
+        log.error("transparency log: cannot issue a checkpoint: %s", exc)
