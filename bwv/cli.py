@@ -357,10 +357,12 @@ def _register() -> None:
     from bwv.provision_cmd import provision
     from bwv.selftest_cmd import selftest
     from bwv.status_cmd import status
+    from bwv.tsa_cmd import tsa
 
     for command in (dock, provision, selftest, status):
         main.add_command(command)
     main.add_command(agency)
+    main.add_command(tsa)
 
 
 _register()

@@ -30,6 +30,7 @@ FIRST_PARTY = {
     "pre_record",
     "simulator",
     "tests",
+    "tsa",
 }
 HEAVY = {"av", "numpy", "cv2"}
 
@@ -124,6 +125,14 @@ def test_the_shipper_needs_no_media_library(module: str, httpx_and_its_own: set[
     assert not pulled & HEAVY
     assert pulled <= {"nacl"} | httpx_and_its_own
     assert "nacl" in pulled
+
+
+@pytest.mark.parametrize("module", ["tsa", *modules_of("tsa")])
+def test_trusted_time_loads_its_libraries_only_when_used(module: str) -> None:
+    """tsa/ (the RFC 3161 client, the token check, the TSA itself) imports the standard
+    library alone: ``cryptography``, ``rfc3161-client`` and ``httpx`` load when a token is
+    asked for or checked, so a camera that imports the check does not pay for them at start."""
+    assert third_party_pulled_in(module) == NOTHING
 
 
 def test_the_probe_sees_a_heavy_import() -> None:

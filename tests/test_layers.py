@@ -24,6 +24,7 @@ MAY_IMPORT: dict[str, set[str]] = {
     "gpio": {"base"},
     "crypto": {"base", "tlog"},
     "tlog": {"base"},
+    "tsa": {"base", "crypto"},
     "capture": {"base", "pre_record", "gpio", "crypto"},
     "dock": {"base", "crypto", "capture", "tlog"},
     "device_app": {"base", "pre_record", "gpio", "crypto", "capture", "dock"},
