@@ -7,15 +7,13 @@ witness key then says the records are not shown in a witnessed log."""
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from crypto.durable import write_atomic
-from crypto.verify.log import CHECKPOINT, CHECKPOINT_TSR, PROOFS, RECORD_LEAF
+from crypto.verify.log import CHECKPOINT, CHECKPOINT_TSR, PROOFS
 
 LOG_DIR = "log"
 
@@ -42,39 +40,22 @@ class LogPapers:
         return origin, size, names
 
 
-def gather_log_papers(store_dir: Path, lines: dict[int, bytes]) -> LogPapers | None:
-    """The log papers for the chain records ``lines`` (seq -> the record's exact bytes)."""
-    log_dir = Path(store_dir) / LOG_DIR
-    cp_path = log_dir / "checkpoint"
-    if not cp_path.is_file():
-        return None
-    from tlog.checkpoint import Checkpoint
-    from tlog.merkle import leaf_hash
-    from tlog.store import LogStore
+def gather_log_papers(store: Any, device_id: str, seqs: list[int]) -> LogPapers | None:
+    """The log papers for the device's chain records ``seqs``: the latest checkpoint the
+    dock keeps and each record's inclusion proof in it (dock/translog.py)."""
+    from dock.checkpoints import latest_checkpoint
+    from dock.translog import proof_for_record
 
-    note = cp_path.read_bytes()
-    tsr_path = log_dir / "checkpoint.tsr"
-    tsr = tsr_path.read_bytes() if tsr_path.is_file() else None
-    body = note.decode("utf-8").partition("\n\n")[0] + "\n"
-    size = Checkpoint.parse(body).size
-    log = LogStore(log_dir)
-    index = {bytes(log.leaf_hash(i)): i for i in range(min(size, log.size))}
-    papers = LogPapers(note, tsr)
-    for seq, line in sorted(lines.items()):
-        i = index.get(bytes(leaf_hash(RECORD_LEAF + line)))
-        if i is None:
+    cp = latest_checkpoint(store.root)
+    if cp is None:
+        return None
+    papers = LogPapers(cp.note, cp.token)
+    for seq in sorted(seqs):
+        proof = proof_for_record(store, device_id, seq, cp.size)
+        if proof is None:
             papers.unlogged.append(seq)
-            continue
-        papers.proofs.append(
-            {
-                "record_sha256": hashlib.sha256(line).hexdigest(),
-                "leaf_index": i,
-                "tree_size": size,
-                "inclusion": [
-                    base64.b64encode(bytes(h)).decode() for h in log.inclusion_proof(i, size)
-                ],
-            }
-        )
+        else:
+            papers.proofs.append(proof)
     return papers
 
 

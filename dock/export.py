@@ -268,16 +268,6 @@ def _write_manifests(out: Path, records: list[HeldRecord], files: dict[str, byte
     return manifests
 
 
-def _record_lines(records: list[HeldRecord], files: dict[str, bytes]) -> dict[int, bytes]:
-    """seq -> the exact bytes of each chain record read from the store."""
-    out = {}
-    for r in records:
-        data = files.get(f"{CHAIN_DIR}/{chain_file_name(r.seq, r.fields.record_type)}")
-        if data is not None:
-            out[r.seq] = data
-    return out
-
-
 def _report_problems(report: Report) -> list[str]:
     problems = [
         f"{f.kind}: {f.detail}" + (f" [{f.file}]" if f.file else "") for f in report.findings
@@ -362,7 +352,7 @@ def export_recording(
         report, files = verify_recording(store, dev, records, agency_private_key, progress)
         papers = gather_papers(store, dev, records)
         papers.trail = trail_lines(trail, recording_id) if trail else b""
-        papers.log = gather_log_papers(store_dir, _record_lines(records, files))
+        papers.log = gather_log_papers(store, dev, [r.seq for r in records])
         segs = [r for r in records if r.is_segment]
         stored = [object_path(store, blob_key(dev, r.held.segment_id)) for r in segs]
         stored = [p for p in stored if p.exists()]

@@ -3,8 +3,9 @@
 
 1. The checkpoint: the one fetched from the witness (``LogTrust.checkpoint``), else the
    store's own ``log/checkpoint``; either must be cosigned by a witness key given.
-2. The store's log (``STORE/log``, a ``tlog.store.LogStore``) rebuilt to the checkpoint's
-   size must hash to its root: else the dock's log was rewritten (``withheld``).
+2. The store's log leaves (the index's ``log_leaves``, dock/leaves.py; ``STORE/log/tree`` is
+   a copy of them) rebuilt to the checkpoint's size must hash to its root: else the dock's
+   log was rewritten or cut back (``withheld``).
 3. Every leaf up to that size: a chain record the store holds, or one a logged custody
    event explains; a custody entry the store's custody log holds (``withheld`` else); two
    records for one device seq are ``equivocation``; seqs a device signed that never reached
@@ -57,14 +58,6 @@ class StoreAudit:
         }
 
 
-def _leaf_data(log: Any, i: int) -> bytes:
-    for name in ("leaf_data", "leaf", "read_leaf"):
-        fn = getattr(log, name, None)
-        if fn is not None:
-            return bytes(fn(i))
-    raise TypeError("the log store does not keep its leaves' data")
-
-
 def held_by(store: Any) -> tuple[Holdings, dict[str, bytes]]:
     """What ``store`` holds (record SHA-256s, custody entry hashes) and each device's key."""
     from dock.holdings import device_holdings
@@ -100,11 +93,11 @@ def audit_store(store_dir: Path, trust: LogTrust) -> StoreAudit:
     audit = StoreAudit(cp, None, findings)
     if cp is None:
         return audit
-    leaves = _rebuilt(store_dir, cp, audit)
-    if leaves is None:
-        return audit
     store = open_store(store_dir)
     try:
+        leaves = _rebuilt(store, cp, audit)
+        if leaves is None:
+            return audit
         held, keys = held_by(store)
     finally:
         store.close()
@@ -113,29 +106,27 @@ def audit_store(store_dir: Path, trust: LogTrust) -> StoreAudit:
     return audit
 
 
-def _rebuilt(store_dir: Path, cp: Witnessed, audit: StoreAudit) -> list[bytes] | None:
-    """The log's leaves up to the checkpoint's size, when they hash to its root."""
+def _rebuilt(store: Any, cp: Witnessed, audit: StoreAudit) -> list[bytes] | None:
+    """The store's log leaves up to the checkpoint's size, when they hash to its root (the
+    tree is rebuilt from the store's leaves, as the dock builds it: dock/leaves.py)."""
     from tlog.merkle import leaf_hash, root_from_hashes
-    from tlog.store import LogStore
 
-    log_dir = store_dir / LOG_DIR
-    if not log_dir.is_dir():
-        audit.findings.append(
-            Finding(WITHHELD, f"the store has no log ({log_dir}): the witness saw {cp.size} leaves")
-        )
-        return None
-    log = LogStore(log_dir)
-    audit.log_size = log.size
-    if log.size < cp.size:
+    leaves: list[bytes] = []
+    while len(leaves) < cp.size:
+        batch = store.log_leaves(len(leaves) - 1, min(10_000, cp.size - len(leaves)))
+        if not batch:
+            break
+        leaves += [bytes(leaf.data) for leaf in batch]
+    audit.log_size = int(store.log_size())
+    if len(leaves) < cp.size:
         audit.findings.append(
             Finding(
                 WITHHELD,
-                f"the dock's log holds {log.size} leaves; the witness cosigned {cp.size}: "
+                f"the dock's log holds {len(leaves)} leaves; the witness cosigned {cp.size}: "
                 "the log was cut back",
             )
         )
         return None
-    leaves = [_leaf_data(log, i) for i in range(cp.size)]
     if root_from_hashes([leaf_hash(d) for d in leaves]) != cp.root:
         audit.findings.append(
             Finding(
