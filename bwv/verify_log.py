@@ -36,7 +36,13 @@ def load_trust(
         fail(str(exc), as_json)
     except OSError as exc:
         fail(f"cannot read {exc.filename}: {exc.strerror}", as_json)
-    return LogTrust(keys, cp, dock_key, ca)
+    return LogTrust(keys, cp, dock_key, ca, _token_time())
+
+
+def _token_time():
+    from tsa.verify import verify_token
+
+    return verify_token
 
 
 def raid_trust(path: Path, tsa_ca: bytes | None = None) -> LogTrust | None:
@@ -52,7 +58,7 @@ def raid_trust(path: Path, tsa_ca: bytes | None = None) -> LogTrust | None:
         ca = tsa_ca or ((path / ca_name).read_bytes() if ca_name else None)
     except (OSError, ValueError, KeyError, TypeError, AttributeError, LogTrustError):
         return None
-    return LogTrust(keys, cp, None, ca)
+    return LogTrust(keys, cp, None, ca, _token_time())
 
 
 def print_log(log: dict[str, Any] | None) -> None:

@@ -26,7 +26,7 @@ MAY_IMPORT: dict[str, set[str]] = {
     "tlog": {"base"},
     "tsa": {"base", "crypto"},
     "capture": {"base", "pre_record", "gpio", "crypto"},
-    "dock": {"base", "crypto", "capture", "tlog"},
+    "dock": {"base", "crypto", "capture", "tlog", "tsa"},
     "device_app": {"base", "pre_record", "gpio", "crypto", "capture", "dock"},
 }
 PACKAGES = set(MAY_IMPORT) | FRONT_ENDS

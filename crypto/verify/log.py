@@ -25,7 +25,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -60,6 +60,9 @@ class LogTrust:
     checkpoint: bytes | None = None
     dock_key: bytes | None = None
     tsa_ca: bytes | None = None
+    # tsa.verify.verify_token (token, digest, CA PEM) -> genTime µs: given by the front end
+    # (crypto does not import tsa, which builds on crypto)
+    token_time: Callable[[bytes, bytes, bytes], int] | None = None
 
     @property
     def given(self) -> bool:
@@ -285,9 +288,7 @@ def check_records_logged(
     for seq, name in sorted(records.items()):
         _check_one(res, seq, name, files[name], proofs, by_size)
     if bundle is not None:
-        res.tsa_time_us, res.time_note = checkpoint_time(
-            bundle, files.get(CHECKPOINT_TSR), trust.tsa_ca
-        )
+        res.tsa_time_us, res.time_note = checkpoint_time(bundle, files.get(CHECKPOINT_TSR), trust)
     return res
 
 
@@ -344,19 +345,15 @@ def _check_one(
 
 
 # -- trusted time -----------------------------------------------------------------------------
-def checkpoint_time(
-    cp: Witnessed, token: bytes | None, tsa_ca: bytes | None
-) -> tuple[int | None, str]:
+def checkpoint_time(cp: Witnessed, token: bytes | None, trust: LogTrust) -> tuple[int | None, str]:
     """(RFC 3161 genTime of the checkpoint in µs, or None; why not, when None)."""
     if token is None:
         return None, "the dock's checkpoint carries no RFC 3161 timestamp (no TSA configured)"
-    if tsa_ca is None:
+    if trust.tsa_ca is None or trust.token_time is None:
         return None, "no --tsa-ca given: the checkpoint's RFC 3161 timestamp is not checked"
-    from tsa.verify import verify_token
-
     digest = hashlib.sha256(cp.body.encode()).digest()
     try:
-        return int(verify_token(token, digest, tsa_ca)), ""
+        return int(trust.token_time(token, digest, trust.tsa_ca)), ""
     except Exception as exc:  # noqa: BLE001 - TokenError or a malformed token
         return None, f"the checkpoint's RFC 3161 timestamp does not verify: {exc}"
 
