@@ -54,7 +54,10 @@ def audit_raid_dock(report: Report, path: Path, trust: LogTrust | None) -> None:
     store = Path(path) / "dock"
     if trust is None or not (store / "log").is_dir():
         return
-    audit = audit_store(store, trust)
+    from crypto.verify.inputs import read_outbox
+
+    outbox = Path(path) / "device" / "outbox"
+    audit = audit_store(store, trust, read_outbox(outbox) if outbox.is_dir() else None)
     report.findings += audit.findings
     report.log = {"checked": True, "store": audit.to_json()}
     if not audit.ok:

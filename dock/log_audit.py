@@ -27,6 +27,7 @@ from crypto.verify.log import (
     audit_leaves,
     open_checkpoint,
     parse_leaf,
+    second_histories,
     seq_gaps,
 )
 from crypto.verify.report import Finding
@@ -78,8 +79,12 @@ def held_by(store: Any) -> tuple[Holdings, dict[str, bytes]]:
     return Holdings(records, custody), keys
 
 
-def audit_store(store_dir: Path, trust: LogTrust) -> StoreAudit:
-    """Check the store in ``store_dir`` against the witnessed checkpoint."""
+def audit_store(
+    store_dir: Path, trust: LogTrust, outbox: dict[str, bytes] | None = None
+) -> StoreAudit:
+    """Check the store in ``store_dir`` against the witnessed checkpoint; with ``outbox``
+    (a camera's outbox files by name) also that none of its chain records is a second
+    history of a seq the log holds."""
     from dock.holdings import open_store
 
     store_dir = Path(store_dir)
@@ -102,6 +107,9 @@ def audit_store(store_dir: Path, trust: LogTrust) -> StoreAudit:
     finally:
         store.close()
     audit.findings += audit_leaves(leaves, held, keys) + seq_gaps(leaves)
+    if outbox:
+        lines = [d for n, d in sorted(outbox.items()) if n.startswith("chain/")]
+        audit.findings += second_histories(lines, leaves, "the camera's outbox")
     audit.recordings = _summary(leaves, audit.findings)
     return audit
 

@@ -616,3 +616,27 @@ def apply_log(report: Any, files: Mapping[str, bytes], trust: LogTrust | None) -
     if check.findings:
         report.ok = False
     return check
+
+
+def second_histories(lines: Iterable[bytes], leaves: list[bytes], what: str) -> list[Finding]:
+    """Chain records (``lines``, e.g. a camera's outbox) whose device and seq the witnessed
+    log holds as another record: the camera signed two histories (rolled back)."""
+    logged = device_seqs(leaves)
+    out = []
+    for line in lines:
+        mine = parse_leaf(-1, RECORD_LEAF + bytes(line))
+        if mine.kind != "record" or mine.device_id is None or mine.seq is None:
+            continue
+        other = logged.get(mine.device_id, {}).get(mine.seq)
+        if other is not None and other.sha256 != mine.sha256:
+            out.append(
+                Finding(
+                    EQUIVOCATION,
+                    f"device {mine.device_id} seq {mine.seq}: {what} holds a record the "
+                    f"witnessed log has as another (log leaf {other.index}, recording "
+                    f"{other.recording_id}): the camera signed two histories (rolled back?)",
+                    recording_id=mine.recording_id,
+                    seq=mine.seq,
+                )
+            )
+    return out
