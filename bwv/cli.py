@@ -358,11 +358,13 @@ def _register() -> None:
     from bwv.selftest_cmd import selftest
     from bwv.status_cmd import status
     from bwv.tsa_cmd import tsa
+    from bwv.witness_cmd import witness
 
     for command in (dock, provision, selftest, status):
         main.add_command(command)
     main.add_command(agency)
     main.add_command(tsa)
+    main.add_command(witness)
 
 
 _register()

@@ -120,6 +120,9 @@ def test_vkey_manglings_are_refused() -> None:
     for i in range(len(b)):
         with pytest.raises(NoteError):
             NoteVerifier.from_vkey(b[:i] + chr(ord(b[i]) + 1) + b[i + 1 :])
+    # github.com/transparency-dev/formats note/note_cosigv1_test.go: a "+" in the key itself
+    plus = "TEST+7997405c+AQcC+FTVKf0jlTdHDY3rbevmnKxxPjigCXlVtGe6RIr6"
+    assert NoteVerifier.from_vkey(plus).vkey == plus
     for bad in (
         "PeterNeumann+cc469956+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TWBADKEY==",
         "PeterNeumann+173116ae+ZRpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW",

@@ -25,8 +25,9 @@ MAY_IMPORT: dict[str, set[str]] = {
     "crypto": {"base", "tlog"},
     "tlog": {"base"},
     "tsa": {"base", "crypto"},
+    "witness": {"base", "crypto", "tlog"},
     "capture": {"base", "pre_record", "gpio", "crypto"},
-    "dock": {"base", "crypto", "capture", "tlog", "tsa"},
+    "dock": {"base", "crypto", "capture", "tlog", "tsa", "witness"},
     "device_app": {"base", "pre_record", "gpio", "crypto", "capture", "dock"},
 }
 PACKAGES = set(MAY_IMPORT) | FRONT_ENDS

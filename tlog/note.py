@@ -68,10 +68,10 @@ def parse_vkey(vkey: str) -> tuple[str, int, int, bytes]:
     """(name, key id, signature type, public key) of a vkey, its key id checked."""
     if not isinstance(vkey, str):
         raise NoteError("a verifier key is text")
-    parts = vkey.split("+", 2)  # the base64 key may hold "+"
-    if len(parts) != 3:
+    name, sep1, rest = vkey.partition("+")
+    hex_id, sep2, material = rest.partition("+")  # base64 may hold "+" itself
+    if not (sep1 and sep2):
         raise NoteError("malformed verifier key (expected <name>+<key id>+<key>)")
-    name, hex_id, material = parts
     try:
         ident = int(hex_id, 16)
         raw = base64.b64decode(material, validate=True)
