@@ -183,9 +183,10 @@ def sim_raid(
         sys.exit(2)
     if replaced:
         click.echo(f"bwv sim raid: replacing the earlier raid in {out}", err=True)
-    result = run_raid(
-        cfg, out, RaidPlan(record_s=record), realtime=realtime, wall_epoch_us=time.time_ns() // 1000
-    )
+    plan = RaidPlan(record_s=record)
+    now_us = time.time_ns() // 1000
+    epoch = now_us if realtime else now_us - plan.lasts_us(cfg)  # over before it docks
+    result = run_raid(cfg, out, plan, realtime=realtime, wall_epoch_us=epoch)
     for rec in result.summary["recordings"]:
         click.echo(
             f"recording {rec['id']}: frames {rec['first_frame']}..{rec['last_frame']} "

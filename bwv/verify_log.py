@@ -65,11 +65,19 @@ def print_log(log: dict[str, Any] | None) -> None:
     """One line on what the witnessed log says (nothing when it was not checked)."""
     if not log or not log.get("checked"):
         return
-    cps = log.get("checkpoints") or []
-    for c in cps:
+    seen: set[tuple[str, int, str]] = set()
+    for c in log.get("checkpoints") or []:
+        if (c["origin"], c["size"], c["root"]) in seen:
+            continue
+        seen.add((c["origin"], c["size"], c["root"]))
         click.echo(f"log {c['origin']} size {c['size']}: cosigned by {', '.join(c['witnesses'])}")
     if log.get("time_note"):
         click.echo(f"  trusted time: {log['time_note']}")
+    for rec, r in sorted(((log.get("store") or {}).get("recordings") or {}).items()):
+        click.echo(
+            f"  recording {rec} (device {r['device_id']}): {r['records']} records in the "
+            f"witnessed log: {r['status']}"
+        )
     for rec, t1 in sorted((log.get("upper_bounds_us") or {}).items()):
         if t1 is not None:
             click.echo(f"  recording {rec}: recorded before {_utc(t1)} (RFC 3161, UTC)")

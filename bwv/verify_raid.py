@@ -59,7 +59,8 @@ def audit_raid_dock(report: Report, path: Path, trust: LogTrust | None) -> None:
     outbox = Path(path) / "device" / "outbox"
     audit = audit_store(store, trust, read_outbox(outbox) if outbox.is_dir() else None)
     report.findings += audit.findings
-    report.log = {"checked": True, "store": audit.to_json()}
+    cps = [audit.checkpoint.to_json()] if audit.checkpoint else []
+    report.log = {"checked": True, "checkpoints": cps, "store": audit.to_json()}
     if not audit.ok:
         report.ok = False
 

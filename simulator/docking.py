@@ -69,7 +69,9 @@ def visit_dock(dev: SimDevice, dock_dir: Path, clock: Clock | None = None) -> Do
                 dev.wall.resync(dev.now_us, dev.wall.wall_us(dev.now_us) + sync.offset_us)
 
             # HTTP happens in real time, so the shipper's backoff does too
-            shipper = Shipper(outbox, client, clock or MonotonicClock(), on_time=on_time)
+            shipper = Shipper(
+                outbox, client, clock or MonotonicClock(), on_time=on_time, witnesses=_pinned(dev)
+            )
             for report in shipper.drain():
                 if report.action == "shipped":
                     visit.shipped += 1
@@ -83,3 +85,13 @@ def visit_dock(dev: SimDevice, dock_dir: Path, clock: Clock | None = None) -> Do
     finally:
         server.stop()
         dock.store.close()
+
+
+def _pinned(dev: SimDevice):
+    """The witness keys the camera pinned (``keys/witnesses``): it deletes a segment only
+    once a checkpoint they cosigned includes its record. None: it pinned none."""
+    from dock.log_proof import load_policy
+
+    assert dev.keys is not None
+    path = dev.keys.device_pub_path.parent / "witnesses"
+    return load_policy(path, 1) if path.is_file() else None
