@@ -275,9 +275,29 @@ def revoke(store_dir: Path, device_id: str, reason: str) -> None:
     "reverify",
     is_flag=True,
     help="Re-check every stored byte with the offline verifier (slow on a big "
-    "store). Without it, the state comes from the checks made on receipt.",
+    "store), and the store against its witnessed log. Without it, the state comes from "
+    "the checks made on receipt.",
 )
-def status(store_dir: Path, as_json: bool, reverify: bool) -> None:
+@click.option(
+    "--witness-key",
+    "witness_keys",
+    multiple=True,
+    help="With --verify: a witness's public key (vkey, or a file of them) the log's "
+    "checkpoint must be cosigned by [default: the witnesses the dock is configured with].",
+)
+@click.option(
+    "--checkpoint",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="With --verify: the witness's latest checkpoint (`bwv witness latest`) "
+    "[default: the dock's own latest checkpoint].",
+)
+def status(
+    store_dir: Path,
+    as_json: bool,
+    reverify: bool,
+    witness_keys: tuple[str, ...],
+    checkpoint: Path | None,
+) -> None:
     """What the dock holds: cameras and recordings, and whether they are whole.
 
     \b
@@ -295,10 +315,14 @@ def status(store_dir: Path, as_json: bool, reverify: bool) -> None:
     Reads the store directly; no server needed.
 
     \b
-    Exit status: 0  shown (and with --verify: nothing altered)
-                 1  --verify found a recording whose stored bytes are not what was signed
+    Exit status: 0  shown (and with --verify: nothing altered, nothing withheld)
+                 1  --verify found a recording whose stored bytes are not what was signed,
+                    or a leaf of the witnessed log the store does not hold (withheld)
                  2  the store cannot be read (with --json: {"error": ...})
     """
+    from bwv.verify_log import load_trust, print_status_log, status_log
+
+    trust = load_trust(witness_keys, checkpoint, None, None, as_json)
     try:
         data = collect_status(store_dir, reverify)
     except click.ClickException as exc:
@@ -307,11 +331,18 @@ def status(store_dir: Path, as_json: bool, reverify: bool) -> None:
         from bwv.errors import fail
 
         fail(exc.format_message(), as_json, exc.exit_code)
+    log_bad = False
+    if reverify:
+        data["log"] = status_log(store_dir, trust)
+        log_bad = data["log"].get("ok") is False
     if as_json:
         failed = [r for r in data["recordings"] if r["state"] == "failed"]
-        click.echo(json.dumps(data, indent=2, sort_keys=True))
-        sys.exit(EXIT_NOT_VERIFIED if failed else EXIT_OK)
-    if print_status(data):
+        click.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
+        sys.exit(EXIT_NOT_VERIFIED if failed or log_bad else EXIT_OK)
+    failed_any = print_status(data)
+    if reverify:
+        print_status_log(data["log"])
+    if failed_any or log_bad:
         sys.exit(EXIT_NOT_VERIFIED)
 
 

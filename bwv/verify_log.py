@@ -129,3 +129,50 @@ def print_audit(audit: Any) -> None:
         if audit.ok
         else "NOT VERIFIED: see the findings above"
     )
+
+
+def store_trust(store_dir: Path, trust: LogTrust | None) -> LogTrust | None:
+    """The trust given, else the witnesses the dock is configured with (their keys, the
+    store's own latest checkpoint): weaker, the dock's operator chose them."""
+    if trust is not None:
+        return trust
+    from dock.checkpoints import load_log_config
+
+    try:
+        witnesses = load_log_config(Path(store_dir)).witnesses
+    except ValueError:
+        return None
+    return LogTrust(tuple(w.vkey for w in witnesses), None) if witnesses else None
+
+
+def status_log(store_dir: Path, trust: LogTrust | None) -> dict[str, Any]:
+    """``bwv dock status --verify``: the store against its witnessed log."""
+    from dock.log_audit import audit_store
+
+    trust = store_trust(store_dir, trust)
+    if trust is None:
+        return {"checked": False, "note": "no witness: give --witness-key (and --checkpoint)"}
+    try:
+        audit = audit_store(Path(store_dir), trust)
+    except Exception as exc:  # noqa: BLE001 - an unreadable log: said, not raised
+        return {"checked": False, "ok": False, "note": f"the log cannot be read: {exc}"}
+    out = audit.to_json() | {"checked": True}
+    out["findings"] = [dict(f.__dict__) for f in audit.findings]
+    return out
+
+
+def print_status_log(log: dict[str, Any]) -> None:
+    if not log.get("checked"):
+        click.echo(f"log: not checked ({log.get('note', '')})")
+        return
+    cp = log.get("checkpoint")
+    if cp:
+        click.echo(
+            f"log {cp['origin']}: witnessed size {cp['size']} (cosigned by "
+            f"{', '.join(cp['witnesses'])}), the store's log holds {log.get('log_size')}"
+        )
+    for rec, r in sorted((log.get("recordings") or {}).items()):
+        click.echo(f"  recording {rec}: {r['records']} records in the log: {r['status']}")
+    for f in log.get("findings") or []:
+        click.echo(f"  {f['kind']}: {f['detail']}")
+    click.echo("log: every leaf the witness saw is held" if log["ok"] else "log: NOT VERIFIED")

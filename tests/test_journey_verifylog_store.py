@@ -179,3 +179,21 @@ def test_a_checkpoint_the_witness_did_not_cosign_is_unwitnessed(shipped):
     own = (store / "log" / "checkpoint").read_bytes()  # the dock's, not cosigned
     audit = audit_store(store, LogTrust((WITNESS.vkey,), own, dock_pub))
     assert [f.kind for f in audit.findings] == ["unwitnessed"] and not audit.ok
+
+
+def test_dock_status_verify_checks_the_store_against_the_witness(shipped):
+    store, tmp, dock_pub = shipped
+    args = [
+        "dock", "status", "--store", str(store), "--verify",
+        "--witness-key", str(tmp / "witness.vkey"), "--checkpoint", str(tmp / "checkpoint"),
+    ]  # fmt: skip
+    ok = CliRunner().invoke(main, args)  # its stand-in segments fail re-verification
+    assert "cosigned by watchdog.example" in ok.output
+    assert "log: every leaf the witness saw is held" in ok.output
+    assert json.loads(CliRunner().invoke(main, [*args, "--json"]).output)["log"]["ok"] is True
+    _delete_recording(store, "recB", rewrite_log=False)
+    got = CliRunner().invoke(main, args)
+    assert got.exit_code == 1, got.output
+    assert "withheld: device cam-op seq 3" in got.output and "log: NOT VERIFIED" in got.output
+    js = CliRunner().invoke(main, [*args, "--json"])
+    assert js.exit_code == 1 and json.loads(js.output)["log"]["ok"] is False
