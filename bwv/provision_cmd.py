@@ -63,6 +63,7 @@ class _Request:
     enrolment: Enrolment | None  # None: no --token, the camera is not enrolled
     force: bool
     kept: DeviceIdentity | None  # the key made before, enrolled as it is (a retry)
+    witness_keys: tuple[str, ...] = ()  # to pin at keys.witnesses (none given: left as is)
 
 
 # -- checking everything before changing anything ---------------------------------------------
@@ -139,6 +140,35 @@ def _expected_dock_key(dock_key: str | None) -> bytes | None:
         ) from None
 
 
+def _witness_keys(given: tuple[str, ...], quorum: int) -> tuple[str, ...]:
+    """--witness-key values (a vkey, or a file of vkey lines), each checked."""
+    from dock.log_proof import WitnessKeysError, WitnessPolicy, read_witness_keys
+
+    vkeys: list[str] = []
+    try:
+        for value in given:
+            value = value.strip()
+            if value.count("+") < 2 and Path(value).is_file():
+                vkeys += read_witness_keys(Path(value))
+            else:
+                vkeys.append(value)
+        vkeys = list(dict.fromkeys(vkeys))
+        if vkeys:
+            WitnessPolicy(tuple(vkeys), min(quorum, len(vkeys))).check()
+    except WitnessKeysError as exc:
+        raise click.BadParameter(
+            f"{exc} (give the witness's verifier key as `bwv witness vkey` prints it, or a "
+            "file of them)",
+            param_hint="--witness-key",
+        ) from None
+    if vkeys and quorum > len(vkeys):
+        raise click.BadParameter(
+            f"keys.witness_quorum is {quorum}, but only {len(vkeys)} witness key(s) given",
+            param_hint="--witness-key",
+        )
+    return tuple(vkeys)
+
+
 def _existing_key_id(key_path: Path) -> str:
     try:
         return key_id_of(load_public_key(public_key_path(key_path)))
@@ -208,6 +238,7 @@ def _check_request(
     dock_key: str | None,
     force: bool,
     trust_first_dock: bool = False,
+    witness_key: tuple[str, ...] = (),
 ) -> _Request:
     """Everything checked, in the order a technician fixes it: the options, the agency key,
     --dock-key, an existing device key."""
@@ -241,6 +272,7 @@ def _check_request(
         ),
         force=force,
         kept=_kept_identity(cfg, key_path, token, force),
+        witness_keys=_witness_keys(witness_key, k.witness_quorum),
     )
 
 
@@ -267,6 +299,27 @@ def _pin_agency_key(req: _Request, identity: DeviceIdentity) -> None:
         ) from None
     if replaced:
         click.echo(f"note: replaced the agency key pinned before (key id {replaced})", err=True)
+
+
+def _pin_witnesses(req: _Request) -> None:
+    """Pin the witnesses whose cosignature a delete waits for (keys.witnesses)."""
+    from crypto.durable import write_atomic
+
+    path = Path(req.cfg.keys.witnesses)
+    if not req.witness_keys:
+        if not path.exists():
+            click.echo(
+                "witnesses:      none pinned: unwitnessed (footage is deleted on the dock's "
+                "receipt alone; --witness-key pins one)"
+            )
+        return
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(path, "".join(v + "\n" for v in req.witness_keys).encode())
+    except OSError as exc:
+        raise _fail(f"cannot pin the witness keys at {path}: {exc.strerror or exc}") from None
+    names = ", ".join(v.split("+", 1)[0] for v in req.witness_keys)
+    click.echo(f"witnesses:      {names}   (pinned at {path})")
 
 
 def _print_identity(req: _Request, identity: DeviceIdentity) -> None:
@@ -327,6 +380,15 @@ def _say_not_enrolled(req: _Request) -> None:
     "printed key id with the dock's; `bwv selftest` warns about it.",
 )
 @click.option(
+    "--witness-key",
+    "witness_key",
+    multiple=True,
+    metavar="VKEY|FILE",
+    help="A witness's verifier key (as `bwv witness vkey` prints it), or a file of them, "
+    "pinned at keys.witnesses (repeatable): the camera deletes footage only once "
+    "keys.witness_quorum of them have cosigned the dock's checkpoint that holds it.",
+)
+@click.option(
     "--force",
     is_flag=True,
     help="Replace an existing device key. The old key, its public key and the "
@@ -339,6 +401,7 @@ def provision(
     token: str | None,
     dock_key: str | None,
     trust_first_dock: bool,
+    witness_key: tuple[str, ...],
     force: bool,
 ) -> None:
     """Make this camera's key, pin the agency's key and, with --token, enrol at the dock.
@@ -349,13 +412,14 @@ def provision(
     the command refuses, unless --force replaces the key.
     """
     req = _check_request(
-        config_path, agency_pub, dock_url, token, dock_key, force, trust_first_dock
+        config_path, agency_pub, dock_url, token, dock_key, force, trust_first_dock, witness_key
     )
     daemon = read_daemon_status(req.cfg)
     _check_can_change(req, daemon)
     identity = _device_identity(req)
     _pin_agency_key(req, identity)
     _print_identity(req, identity)
+    _pin_witnesses(req)
     if req.enrolment is not None:
         _enrol(req, req.enrolment, identity)
     else:

@@ -5,7 +5,8 @@ The daemon (``bwv run``) writes ``<storage.dir>/status.json`` atomically every s
     {"updated_wall_us": int, "pid": int, "state": str, "recording": str | null,
      "faults": [str], "warnings": [str], "stealth": bool, "indicator": str,
      "frames_delivered": int, "camera_dropped_frames": int,
-     "shipper": {"docked": bool, "shipped": int, "last_error": str | null}}
+     "shipper": {"docked": bool, "shipped": int, "last_error": str | null,
+                 "witnessed": bool, "unwitnessed": {manifest name: why kept}}}
 
 A file that is missing, unreadable, older than :data:`STALE_AFTER_S` seconds, or written by
 a process that is gone means the daemon is not running. The facts on the disk are reported
@@ -305,7 +306,9 @@ def collect_status(cfg: Config, now_us: int | None = None) -> dict[str, Any]:
             "docked": shipper.get("docked") if daemon.running else None,
             "shipped": shipper.get("shipped") if daemon.running else None,
             "last_error": shipper.get("last_error") if daemon.running else None,
+            "kept_unwitnessed": dict(shipper.get("unwitnessed") or {}) if daemon.running else {},
         },
+        "witnesses": witness_facts(cfg),
         "outbox": outbox,
         "last_upload": upload,
         "storage": storage,
@@ -315,6 +318,42 @@ def collect_status(cfg: Config, now_us: int | None = None) -> dict[str, Any]:
     }
     report["ok"] = daemon.running and not faults
     return report
+
+
+def witness_facts(cfg: Config) -> dict[str, Any]:
+    """The witnesses the camera pins (keys.witnesses): without any, a receipt alone lets
+    footage be deleted ("unwitnessed")."""
+    from dock.log_proof import WitnessKeysError, read_witness_keys
+
+    path = Path(cfg.keys.witnesses)
+    try:
+        vkeys = read_witness_keys(path)
+        error = None
+    except WitnessKeysError as exc:
+        vkeys, error = (), str(exc)
+    return {
+        "path": str(path),
+        "pinned": [v.split("+", 1)[0] for v in vkeys],
+        "quorum": cfg.keys.witness_quorum,
+        "unwitnessed": not vkeys,
+        "error": error,
+    }
+
+
+def _witness_line(w: dict[str, Any], kept: dict[str, str]) -> list[str]:
+    if w["error"]:
+        return [f"witnesses:    {w['error']}"]
+    if w["unwitnessed"]:
+        return [
+            "witnesses:    none pinned: unwitnessed (footage is deleted on the dock's receipt "
+            "alone; pin one with bwv provision --witness-key)"
+        ]
+    out = [
+        f"witnesses:    {', '.join(w['pinned'])} (a delete waits for {w['quorum']} "
+        "cosignature(s))"
+    ]
+    out += [f"  - kept, not yet witnessed: {name}: {why}" for name, why in sorted(kept.items())]
+    return out
 
 
 def _size(n: int | None) -> str:
@@ -383,6 +422,8 @@ def render_text(r: dict[str, Any], now_us: int) -> str:
         )
     else:
         lines.append(f"dock:         {s['dock_url']}")
+    if s["dock_url"]:
+        lines += _witness_line(r["witnesses"], s.get("kept_unwitnessed") or {})
     lines.append(
         "last upload:  " + (_when(up["at_wall_us"], now_us) if up["at_wall_us"] else "never")
     )

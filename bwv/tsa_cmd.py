@@ -144,19 +144,25 @@ def tsa_check(url: str, ca: Path, timeout: float, as_json: bool) -> None:
     answer (unreachable) or an unreadable CA file."""
     import secrets
 
+    from cryptography import x509
+
     from tsa.client import TsaClient, TsaError
     from tsa.verify import TokenError, verify_token
 
     digest = secrets.token_bytes(32)
     try:
         ca_pem = ca.read_bytes()
+        x509.load_pem_x509_certificate(ca_pem)
+    except OSError as exc:
+        fail(f"{ca}: {exc.strerror}", as_json)
+    except ValueError:
+        fail(f"{ca}: not a PEM certificate (give the TSA's DIR/ca.pem)", as_json)
+    try:
         start = time.perf_counter()
         before_us = time.time_ns() // 1000
         token = TsaClient(url, timeout).timestamp(digest)
         took_ms = (time.perf_counter() - start) * 1000
         gen_us = verify_token(token, digest, ca_pem)
-    except OSError as exc:
-        fail(f"{ca}: {exc.strerror}", as_json)
     except TsaError as exc:
         fail(str(exc), as_json, EXIT_CANNOT_CHECK if exc.kind == "unreachable" else 1)
     except TokenError as exc:

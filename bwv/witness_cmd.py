@@ -148,8 +148,9 @@ def serve(state: Path, listen: str) -> None:
 
     host, port = parse_listen(listen)
     try:
+        Witness(state)  # the key and the state are usable: say why not before anything
         lock = StateLock(state)
-        w = Witness(state)
+        w = Witness(state)  # read again under the lock
     except (StateError, OSError) as exc:
         raise _state_error(exc) from None
     try:

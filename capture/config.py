@@ -74,6 +74,8 @@ class KeysConfig:
     device_key: str = "/var/lib/bwv/keys/device.key"  # made by `bwv provision`, mode 0600
     agency_public_key: str = "/var/lib/bwv/keys/agency.pub"  # footage is sealed to it
     dock_public_key: str = "/var/lib/bwv/keys/dock.pub"  # receipts and time are signed by it
+    witnesses: str = "/var/lib/bwv/keys/witnesses"  # pinned witness vkeys, one a line
+    witness_quorum: int = 1  # witnesses whose cosignature a delete waits for
 
 
 @dataclass(frozen=True)
@@ -183,6 +185,8 @@ def _check_identity(cfg: Config) -> None:
         "dock.url",
         f"must start with https:// (docks serve HTTPS only) (got {cfg.dock.url!r})",
     )
+    q = cfg.keys.witness_quorum
+    _check(1 <= q <= 16, "keys.witness_quorum", f"must be 1..16 (got {q})")
 
 
 def _check_media(cfg: Config) -> None:

@@ -137,13 +137,15 @@ class Daemon:
             return
         from crypto.identity import DeviceIdentity, IdentityError, load_dock_public_key
         from dock.client import DeviceCredentials, DockClient
+        from dock.log_proof import WitnessKeysError, load_policy
         from dock.outbox import ChainOutbox
         from dock.shipper import Shipper, ShipperThread
 
         try:
             ident = DeviceIdentity.load(Path(self.cfg.keys.device_key), self.cfg.device_id)
             dock_key = bytes(load_dock_public_key(Path(self.cfg.keys.dock_public_key)))
-        except IdentityError as exc:
+            witnesses = load_policy(Path(self.cfg.keys.witnesses), self.cfg.keys.witness_quorum)
+        except (IdentityError, WitnessKeysError) as exc:
             self.core.warning("dock", f"not shipping: {exc}")
             return
         client = DockClient(
@@ -163,6 +165,7 @@ class Daemon:
             self.hw.clock,
             docked=self.docked,
             on_time=on_time,
+            witnesses=witnesses,
         )
         self.shipper = ShipperThread(shipper).start()
 
@@ -196,6 +199,8 @@ class Daemon:
                     "docked": self.docked() if self.shipper else False,
                     "shipped": shipper.shipped if shipper else 0,
                     "last_error": shipper.last_error if shipper else None,
+                    "witnessed": shipper.witnessed if shipper else None,
+                    "unwitnessed": dict(shipper.unwitnessed) if shipper else {},
                 },
             }
         )

@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from nacl.signing import SigningKey
 
@@ -72,9 +73,11 @@ def open_dock(
     config: DockConfig | None = None,
     admin_api: bool = True,
     log_config: LogConfig | None = None,
+    witness_client: Callable[[str], Any] | None = None,
 ) -> Dock:
     """The embedded dock on ``store_dir``: its key and admin token are made on first use.
-    Its transparency log uses ``log_config`` (default: the one kept in the store)."""
+    Its transparency log uses ``log_config`` (default: the one kept in the store), and
+    ``witness_client`` to reach its witnesses (tests; default: witness.client)."""
     store_dir = Path(store_dir)
     store_dir.mkdir(parents=True, exist_ok=True)
     key = load_or_create_signing_key(store_dir / DOCK_KEY_FILE)
@@ -87,5 +90,5 @@ def open_dock(
         clock,
         config or DockConfig(),
         token,
-        translog=DockLog(store_dir, key, store, log_config),
+        translog=DockLog(store_dir, key, store, log_config, witness_client),
     )

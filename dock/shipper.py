@@ -30,6 +30,7 @@ from pathlib import Path
 
 from base.clock import Clock
 from dock.client import DockClient, DockFull, DockRefused, DockUnavailable, TimeSync
+from dock.log_proof import WitnessPolicy, check_proof
 from dock.outbox import (  # noqa: F401 - ChainOutbox, Outbox, valid_receipts: used from here
     ChainOutbox,
     Outbox,
@@ -38,7 +39,6 @@ from dock.outbox import (  # noqa: F401 - ChainOutbox, Outbox, valid_receipts: u
     _open_blob,
     valid_receipts,
 )
-from dock.log_proof import WitnessPolicy, check_proof
 from dock.protocol import Code, segment_id_for
 from dock.receipts import SignedReceipt, UnsignedState, UploadState
 

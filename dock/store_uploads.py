@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from crypto.durable import fsync_dir
+from dock.leaves import append_leaf, record_leaf
 from dock.protocol import Code
 from dock.receipts import SignedReceipt, UploadState
 from dock.store import LogEntry, StoreError, blob_key, manifest_key
-from dock.leaves import append_leaf, record_leaf
 from dock.store_index import StoreIndex
 from dock.verify import ManifestFields
 

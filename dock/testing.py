@@ -287,19 +287,26 @@ class DockHarness:
         clock: Callable[[], int] | None = None,
         config: DockConfig | None = None,
         log_config: LogConfig | None = None,
+        witness_client: Callable[[str], Any] | None = None,
     ) -> None:
         """``log_config``: the witnesses and TSA the dock's log asks (default: those kept in
-        the store, none for a new one)."""
+        the store, none for a new one); ``witness_client(url)``: how it reaches them
+        (default: over HTTP, witness.client)."""
         self.store_dir = Path(store_dir)
         self.clock = clock or wall_clock_us
         self.config = config
         self.log_config = log_config
+        self.witness_client = witness_client
         self._restarting = threading.Lock()
         self._open()
 
     def _open(self, port: int = 0, admin_port: int = 0) -> None:
         self.dock = open_dock(
-            self.store_dir, clock=self.clock, config=self.config, log_config=self.log_config
+            self.store_dir,
+            clock=self.clock,
+            config=self.config,
+            log_config=self.log_config,
+            witness_client=self.witness_client,
         )
         tls = ensure_tls_files(self.store_dir, self.dock.key)
         self.cert_path = tls.cert  # for tools that take a CA file (requests' verify=)

@@ -26,6 +26,8 @@ import hashlib
 import logging
 import os
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -50,6 +52,7 @@ from dock.leaves import Leaf
 log = logging.getLogger("bwv.dock.log")
 
 CATCH_UP_BATCH = 10_000
+WITNESS_RETRY_S = 5.0  # a witness that did not cosign the latest is asked again this often
 
 
 class LeafSource(Protocol):
@@ -92,8 +95,14 @@ class DockLog:
         key: SigningKey,
         store: LeafSource,
         config: LogConfig | None = None,
+        witness_client: Callable[[str], Any] | None = None,
     ) -> None:
+        """``witness_client(url)``: what speaks tlog-witness to a witness (default:
+        ``witness.client.WitnessClient``)."""
         self.store_dir = Path(store_dir)
+        self._witness_client = witness_client
+        self.witness_retry_s = WITNESS_RETRY_S
+        self._witness_retry_at = 0.0
         self.dir = log_dir(self.store_dir)
         self.key = key
         self.store = store
@@ -180,9 +189,21 @@ class DockLog:
                 )
             if latest is None or latest.size < size:
                 self._latest = self._issue(tree, size)
-            elif self._missing_witnesses(latest):
+            elif self._missing_witnesses(latest) and time.monotonic() >= self._witness_retry_at:
                 self._latest = self._cosign(tree, latest)
+            if self._latest is not None and self._missing_witnesses(self._latest):
+                self._witness_retry_at = time.monotonic() + self.witness_retry_s
             return self._latest
+
+    def refresh(self) -> StoredCheckpoint | None:
+        """``sync`` when there is something to do: leaves the tree lacks, or a witness to ask
+        again (at most every ``witness_retry_s``)."""
+        cp = self._latest
+        behind = self._tree is None or self.store.log_size() > self._tree.size
+        retry = cp is not None and time.monotonic() >= self._witness_retry_at
+        if behind or (retry and self._missing_witnesses(cp)):
+            return self.sync()
+        return cp
 
     def _issue(self, tree: Any, size: int) -> StoredCheckpoint:
         from tlog.checkpoint import Checkpoint
@@ -243,27 +264,11 @@ class DockLog:
     ) -> list[str]:
         """The witness's valid cosignature lines for ``cp`` ([] and noted when none)."""
         from tlog.cosignature import CosignatureVerifier
-        from witness.client import WitnessClient, WitnessConflict
 
         verifier = CosignatureVerifier.from_vkey(vkey)
         state = self.health.witnesses[verifier.name]
-        client = WitnessClient(url)
-        old = min(state.size, cp.size)
         try:
-            for _ in range(3):  # a 409 names the size the witness holds: once more from it
-                try:
-                    got = client.add_checkpoint(cp.note, old, tree.consistency_proof(old, cp.size))
-                    break
-                except WitnessConflict as exc:
-                    named = int(getattr(exc, "old_size", exc.args[0] if exc.args else -1))
-                    if not 0 <= named <= cp.size or named == old:
-                        raise LogError(
-                            f"the witness holds a checkpoint of size {named} this log cannot "
-                            f"extend to {cp.size}"
-                        ) from None
-                    old = named
-            else:
-                raise LogError("the witness keeps naming another size")
+            got = self._add_checkpoint(tree, url, cp, min(state.size, cp.size))
         except Exception as exc:  # an unreachable or refusing witness: the next sync retries
             state.last_error = f"{type(exc).__name__}: {exc}"
             log.warning("witness %s (%s): no cosignature: %s", state.name, url, exc)
@@ -274,6 +279,32 @@ class DockLog:
             return []
         state.size, state.last_error = cp.size, None
         return valid
+
+    def _add_checkpoint(self, tree: Any, url: str, cp: StoredCheckpoint, old: int) -> list[str]:
+        """C2SP tlog-witness add-checkpoint from ``old``; a 409 names the size the witness
+        holds: once more from that one (a witness ahead of this checkpoint is an error)."""
+        from witness.client import WitnessClient, WitnessConflict
+
+        client = (self._witness_client or WitnessClient)(url)
+        try:
+            for _ in range(3):
+                try:
+                    lines: list[str] = client.add_checkpoint(
+                        cp.note, old, tree.consistency_proof(old, cp.size)
+                    )
+                    return lines
+                except WitnessConflict as exc:
+                    if not 0 <= exc.size <= cp.size or exc.size == old:
+                        raise LogError(
+                            f"the witness holds a checkpoint of size {exc.size}, which this "
+                            f"log's checkpoint of size {cp.size} cannot extend"
+                        ) from None
+                    old = exc.size
+            raise LogError("the witness keeps naming another size")
+        finally:
+            close = getattr(client, "close", None)
+            if close is not None and self._witness_client is None:
+                close()
 
     # -- proofs
 
@@ -406,12 +437,16 @@ def proof_for_record(
 
 
 def with_proof(dlog: DockLog | None, receipt: Any) -> Any:
-    """``receipt`` (a ``SignedReceipt``) with its record's proof in the latest checkpoint
-    (as it was, without one, when the log has none yet)."""
+    """``receipt`` (a ``SignedReceipt``) with its record's proof in the latest checkpoint,
+    brought up to date first (as it was, without one, when the log has none yet)."""
     from dataclasses import replace
 
     if dlog is None or receipt is None:
         return receipt
+    try:
+        dlog.refresh()
+    except Exception as exc:
+        log.error("transparency log: cannot issue a checkpoint: %s", exc, exc_info=True)
     proof = dlog.proof(receipt.receipt.leaf_index)
     return receipt if proof is None else replace(receipt, proof=proof)
 
@@ -424,4 +459,4 @@ def sync_quietly(dlog: DockLog | None) -> None:
     try:
         dlog.sync()
     except Exception as exc:
-        log.error("transparency log: cannot issue a checkpoint: %s", exc)
+        log.error("transparency log: cannot issue a checkpoint: %s", exc, exc_info=True)

@@ -2,7 +2,10 @@
 # Make .venv with bwv installed, saying what it does step by step.
 #
 #   scripts/bootstrap.sh                    bwv and what it runs on (make sim): needs only
-#                                           python3; every dependency comes as a wheel
+#                                           python3 and the openssl command (the raid's
+#                                           time-stamping authority signs with `openssl ts`;
+#                                           Debian has it wherever ca-certificates is);
+#                                           every Python dependency comes as a wheel
 #   scripts/bootstrap.sh --with-test-tools  also the test tools and pyaudio (make test), with
 #                                           what they need from apt: ffmpeg (ffprobe),
 #                                           portaudio19-dev, gcc and python3-dev (pyaudio has
@@ -24,6 +27,7 @@ esac
 
 need_apt=()
 python3 -c 'import ensurepip, venv' 2>/dev/null || need_apt+=(python3-venv)
+command -v openssl >/dev/null || need_apt+=(openssl)
 if [ "$with_tests" -eq 1 ]; then
   command -v ffprobe >/dev/null || need_apt+=(ffmpeg)
   [ -e /usr/include/portaudio.h ] || need_apt+=(portaudio19-dev)

@@ -176,6 +176,13 @@ ROWS = [
     Row(
         "sim raid", ("sim", "raid", "--out", "{new_dir}", "--record", "inf"), "not a finite number"
     ),
+    # -- the time-stamping authority (tsa/)
+    Row("tsa init", ("tsa", "init", "--state", "{afile}"), "is a file"),
+    Row("tsa init", ("tsa", "init", "--json", "--state", "{docs_dir}"), "not a TSA state folder"),
+    Row("tsa serve", ("tsa", "serve", "--state", "{empty_dir}"), "not a TSA state folder"),
+    Row("tsa serve", ("tsa", "serve", "--state", "{afile}"), "is a file"),
+    Row("tsa serve", ("tsa", "serve", "--state", "{new_dir}", "--listen", "x"), "HOST:PORT"),
+    Row("tsa check", ("tsa", "check", "--url", "http://127.0.0.1:9/", "--ca", "{afile}"), "PEM"),
 ]
 
 

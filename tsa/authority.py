@@ -126,6 +126,8 @@ class TsaState:
 
     def check(self) -> None:
         """A TsaStateError unless the folder holds a whole TSA."""
+        if self.dir.exists() and not self.dir.is_dir():
+            raise TsaStateError(f"{self.dir}: is a file, not a TSA state folder")
         if not self.dir.is_dir():
             raise TsaStateError(f"{self.dir}: no such folder (run `bwv tsa init --state DIR`)")
         missing = self.missing()

@@ -87,7 +87,8 @@ class TsaClient:
 
 
 def token_from_reply(reply: bytes, digest_sha256: bytes, nonce: int, url: str = "the TSA") -> bytes:
-    """The token in a DER TimeStampResp, checked as the module's docstring says."""
+    """The token in a DER TimeStampResp, checked as the module's docstring says (its
+    certificates SET put in DER order when a TSA sent it unsorted: not a signed part)."""
     try:
         parts = der.reply_parts(reply)
     except der.DerError as exc:
@@ -99,16 +100,17 @@ def token_from_reply(reply: bytes, digest_sha256: bytes, nonce: int, url: str = 
     from rfc3161_client import decode_timestamp_response
 
     try:
-        info = decode_timestamp_response(der.wrap_token(parts.token)).tst_info
+        token = der.with_sorted_certificates(parts.token)  # DER, as strict parsers want it
+        info = decode_timestamp_response(der.wrap_token(token)).tst_info
         got_nonce, imprint = info.nonce, info.message_imprint
         algorithm = imprint.hash_algorithm.dotted_string
-    except ValueError as exc:
+    except (ValueError, der.DerError) as exc:
         raise TsaError("malformed", f"{url}: the token does not parse ({exc})") from None
     if got_nonce != nonce:
         raise TsaError("malformed", f"{url}: the token's nonce is not the query's")
     if algorithm != "2.16.840.1.101.3.4.2.1" or imprint.message != digest_sha256:
         raise TsaError("malformed", f"{url}: the token is for another digest than the query's")
-    return parts.token
+    return token
 
 
 def describe_refusal(parts: der.ReplyParts) -> str:

@@ -139,3 +139,33 @@ def reply_parts(reply: bytes) -> ReplyParts:
 def wrap_token(token: bytes) -> bytes:
     """A granted TimeStampResp around ``token`` (for libraries that read whole replies)."""
     return encode(SEQUENCE, encode(SEQUENCE, encode_int(0)) + token)
+
+
+def sorted_set(elements: list[bytes]) -> list[bytes]:
+    """X.690 11.6: a SET OF's encodings in ascending order, compared as octet strings with
+    the shorter padded with zero octets at its end."""
+    width = max((len(e) for e in elements), default=0)
+    return sorted(elements, key=lambda e: e.ljust(width, b"\x00"))
+
+
+def with_sorted_certificates(token: bytes) -> bytes:
+    """``token`` with its SignedData's ``certificates`` SET in DER order.
+
+    Some TSAs (``openssl ts`` with a chain among them) send that SET unsorted, which strict
+    DER parsers refuse. The SET is not covered by the signature (RFC 5652 5.4: only the
+    signed attributes are), so reordering it changes nothing that is checked."""
+    info = read_whole(token, SEQUENCE)
+    parts = children(info.value)
+    if len(parts) != 2 or parts[1].tag != 0xA0:
+        raise DerError("not a ContentInfo with content")
+    signed = read_whole(parts[1].value, SEQUENCE)
+    fields = children(signed.value)
+    out = []
+    for f in fields:
+        raw = f.raw(signed.value)
+        if f.tag == 0xA0:  # certificates [0] IMPLICIT CertificateSet
+            certs = [c.raw(f.value) for c in children(f.value)]
+            raw = encode(0xA0, b"".join(sorted_set(certs)))
+        out.append(raw)
+    content = encode(SEQUENCE, b"".join(out))
+    return encode(SEQUENCE, parts[0].raw(info.value) + encode(0xA0, content))

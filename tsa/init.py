@@ -58,7 +58,7 @@ def init_state(state_dir: Path, name: str = "bwv TSA") -> InitResult:
             )
         return InitResult(state, False, ca_fingerprint(state.ca_pem))
     if state.dir.exists() and not state.dir.is_dir():
-        raise TsaStateError(f"{state.dir}: exists and is not a folder")
+        raise TsaStateError(f"{state.dir}: is a file, not a folder")
     parent = state.dir.resolve().parent
     parent.mkdir(parents=True, exist_ok=True)
     build = Path(tempfile.mkdtemp(prefix=f".{state.dir.name}.init-", dir=parent))

@@ -7,7 +7,8 @@ order (each failure is a ``TokenError`` with its own ``reason``):
    message imprint and a GeneralizedTime genTime;
 2. ``untrusted``: the signer's certificate (carried in the token) was issued by the given
    CA's certificate (its signature verifies under the CA's key, its issuer is the CA's
-   subject) and both were valid at genTime;
+   subject), directly or through CA certificates the token carries, and all of them were
+   valid at genTime;
 3. ``not_a_tsa``: that certificate's extended key usage is critical and is timeStamping
    (RFC 3161 2.3);
 4. ``bad_signature``: the CMS signature verifies (signed attributes, the content digest, the
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
     from cryptography.x509 import Certificate
     from rfc3161_client import TimeStampResponse
 
+MAX_INTERMEDIATES = 4
 REASONS = ("malformed", "untrusted", "not_a_tsa", "bad_signature", "wrong_digest")
 _GENTIME = re.compile(rb"(\d{14})(?:\.(\d{1,6}))?Z")
 
@@ -55,8 +57,8 @@ def verify_token(token: bytes, digest_sha256: bytes, ca_pem: bytes) -> int:
     gen_time_us = gen_time_of(token)
     if int(response.tst_info.gen_time.timestamp()) != gen_time_us // 1_000_000:
         raise TokenError("malformed", "the token's genTime cannot be read consistently")
-    signer = _signer_certificate(response)
-    _check_issued_by(signer, ca, gen_time_us)
+    signer, certs = _signer_certificate(response)
+    _check_chain(signer, certs, ca, gen_time_us)
     _check_timestamping(signer)
     _check_signature(response, ca, digest_sha256)
     return gen_time_us
@@ -78,7 +80,7 @@ def _parse(token: bytes) -> TimeStampResponse:
     from rfc3161_client.verify import SHA256_OID
 
     try:
-        der.read_whole(token, der.SEQUENCE)
+        token = der.with_sorted_certificates(token)  # what openssl sends unsorted
         response = decode_timestamp_response(der.wrap_token(token))
         info = response.tst_info
         algorithm = info.message_imprint.hash_algorithm.dotted_string
@@ -123,7 +125,8 @@ def tst_info_der(token: bytes) -> bytes:
     return der.read_whole(encap[1].value, der.OCTET_STRING).value
 
 
-def _signer_certificate(response: TimeStampResponse) -> Certificate:
+def _signer_certificate(response: TimeStampResponse) -> tuple[Certificate, list[Certificate]]:
+    """The signer's certificate and all those the token carries."""
     from cryptography import x509
 
     signed = response.signed_data
@@ -138,25 +141,59 @@ def _signer_certificate(response: TimeStampResponse) -> Certificate:
         ) from None
     for cert in certs:
         if cert.issuer == infos[0].issuer and cert.serial_number == infos[0].serial_number:
-            return cert
+            return cert, certs
     raise TokenError("untrusted", "the token does not carry its signer's certificate")
 
 
-def _check_issued_by(signer: Certificate, ca: Certificate, gen_time_us: int) -> None:
+def _check_chain(
+    signer: Certificate, carried: list[Certificate], ca: Certificate, gen_time_us: int
+) -> None:
+    """``signer`` is issued by ``ca``, directly or through CA certificates the token carries
+    (at most ``MAX_INTERMEDIATES``), each valid at genTime."""
+    at = dt.datetime.fromtimestamp(gen_time_us / 1e6, dt.UTC)
+    if not _is_ca(ca):
+        raise TokenError("untrusted", "the certificate given as the CA is not a CA's")
+    cert, chain = signer, [signer]
+    while not _issued_by(cert, ca):
+        parent = next(
+            (c for c in carried if c not in chain and _is_ca(c) and _issued_by(cert, c)), None
+        )
+        if parent is None or len(chain) > MAX_INTERMEDIATES:
+            raise TokenError(
+                "untrusted",
+                f"the TSA certificate ({signer.subject.rfc4514_string()}) is not issued by the "
+                f"given CA ({ca.subject.rfc4514_string()})",
+            )
+        cert = parent
+        chain.append(parent)
+    for c in (*chain, ca):
+        if not c.not_valid_before_utc <= at <= c.not_valid_after_utc:
+            what = "TSA" if c is signer else "CA"
+            raise TokenError(
+                "untrusted",
+                f"the {what} certificate {c.subject.rfc4514_string()} was not valid at genTime",
+            )
+
+
+def _issued_by(child: Certificate, parent: Certificate) -> bool:
     from cryptography.exceptions import InvalidSignature
 
+    if child.issuer != parent.subject:
+        return False
     try:
-        signer.verify_directly_issued_by(ca)
+        child.verify_directly_issued_by(parent)
     except (ValueError, TypeError, InvalidSignature):
-        raise TokenError(
-            "untrusted",
-            f"the TSA certificate ({signer.subject.rfc4514_string()}) is not issued by the "
-            f"given CA ({ca.subject.rfc4514_string()})",
-        ) from None
-    at = dt.datetime.fromtimestamp(gen_time_us / 1e6, dt.UTC)
-    for cert, what in ((signer, "TSA"), (ca, "CA")):
-        if not cert.not_valid_before_utc <= at <= cert.not_valid_after_utc:
-            raise TokenError("untrusted", f"the {what} certificate was not valid at genTime")
+        return False
+    return True
+
+
+def _is_ca(cert: Certificate) -> bool:
+    from cryptography import x509
+
+    try:
+        return bool(cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca)
+    except x509.ExtensionNotFound:
+        return False
 
 
 def _check_timestamping(signer: Certificate) -> None:

@@ -78,7 +78,35 @@ def check_keys(cfg: Config) -> list[Check]:
             out.append(Check("dock key", "PASS", f"pinned, key id {kid}", {"key_id": kid}))
         except IdentityError as exc:
             out.append(Check("dock key", "FAIL", f"{exc} (the daemon refuses to record)"))
+    out.append(check_witnesses(cfg))
     return out
+
+
+def check_witnesses(cfg: Config) -> Check:
+    """The witnesses pinned (keys.witnesses): none is allowed (the camera deletes on the
+    dock's receipt alone) and said: "unwitnessed"."""
+    from dock.log_proof import WitnessKeysError, load_policy
+
+    k = cfg.keys
+    try:
+        policy = load_policy(Path(k.witnesses), k.witness_quorum)
+    except WitnessKeysError as exc:
+        return Check("witnesses", "FAIL", f"{exc} (the camera does not ship)")
+    if not policy.witnessed:
+        return Check(
+            "witnesses",
+            "PASS",
+            f"none pinned at {k.witnesses}: unwitnessed (footage is deleted on the dock's "
+            "receipt alone; bwv provision --witness-key pins one)",
+            {"unwitnessed": True},
+        )
+    names = ", ".join(v.split("+", 1)[0] for v in policy.vkeys)
+    return Check(
+        "witnesses",
+        "PASS",
+        f"{names}: a delete waits for {policy.quorum} cosignature(s)",
+        {"unwitnessed": False, "quorum": policy.quorum},
+    )
 
 
 # -- storage -------------------------------------------------------------------------------
