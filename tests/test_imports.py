@@ -30,6 +30,8 @@ FIRST_PARTY = {
     "pre_record",
     "simulator",
     "tests",
+    "tlog",
+    "witness",
     "tsa",
 }
 HEAVY = {"av", "numpy", "cv2"}
@@ -99,7 +101,7 @@ EXPECTED: dict[str, set[str]] = {
     "capture.evidence_setup": {"nacl"},
 }
 CRYPTO = modules_of("crypto")
-DEVICE_DOCK = ["dock.client", "dock.outbox", "dock.shipper"]
+DEVICE_DOCK = ["dock.client", "dock.outbox", "dock.shipper", "witness.client"]
 
 
 @pytest.mark.parametrize("module", sorted(EXPECTED))
@@ -110,6 +112,13 @@ def test_core_module_pulls_in_only_its_own(module: str) -> None:
 @pytest.mark.parametrize("module", CRYPTO)
 def test_crypto_needs_pynacl_alone(module: str) -> None:
     """Signing, sealing and verifying evidence: PyNaCl and nothing else (no codec library)."""
+    assert third_party_pulled_in(module) <= {"nacl"}
+
+
+@pytest.mark.parametrize("module", modules_of("tlog"))
+def test_the_log_primitives_need_pynacl_alone(module: str) -> None:
+    """The Merkle tree, notes, checkpoints, cosignatures (the camera checks its receipts'
+    proofs with them): PyNaCl and nothing else."""
     assert third_party_pulled_in(module) <= {"nacl"}
 
 

@@ -221,3 +221,36 @@ def test_cosign_verify_and_open_together() -> None:
         open_note(add_signatures(note, [bad_line]), verifiers)
     text, sigs = split_note(cosigned)
     assert text == body and [s.name for s in sigs] == ["example.com/log", "witness.example/w1"]
+
+
+def test_open_cosigned_asks_for_the_log_and_a_quorum_of_witnesses() -> None:
+    from tlog.witnessed import NotWitnessed, open_cosigned
+
+    log = NoteSigner("bwv-dock/0123456789abcdef", SigningKey(b"\x01" * 32))
+    w1 = CosignatureSigner("w1.example/w", SigningKey(b"\x02" * 32))
+    w2 = CosignatureSigner("w2.example/w", SigningKey(b"\x03" * 32))
+    body = Checkpoint(log.name, 3, b"\x07" * 32).body()
+    note = sign_note(body, [log])
+    one = add_signatures(note, [w1.cosign(body, 1700000001)])
+    both = add_signatures(one, [w2.cosign(body, 1700000002)])
+    got = open_cosigned(both, log.vkey, [w1.vkey, w2.vkey], quorum=2)
+    assert got.checkpoint.size == 3 and got.text == body
+    assert got.cosigned == {"w1.example/w": 1700000001, "w2.example/w": 1700000002}
+    assert open_cosigned(one, log.vkey, [w1.vkey, w2.vkey], quorum=1).cosigned == {
+        "w1.example/w": 1700000001
+    }
+    with pytest.raises(NotWitnessed):
+        open_cosigned(one, log.vkey, [w1.vkey, w2.vkey], quorum=2)
+    with pytest.raises(NotWitnessed):
+        open_cosigned(note, log.vkey, [w1.vkey], quorum=1)
+    assert open_cosigned(note, log.vkey, [], quorum=0).checkpoint.size == 3
+    # cosigned by the witness, but not signed by the log: refused
+    impostor = NoteSigner(log.name, SigningKey(b"\x04" * 32))
+    forged = add_signatures(sign_note(body, [impostor]), [w1.cosign(body, 1700000001)])
+    with pytest.raises(NoteError, match="log"):
+        open_cosigned(forged, log.vkey, [w1.vkey], quorum=1)
+    # a cosignature of another checkpoint does not count
+    other = Checkpoint(log.name, 4, b"\x08" * 32).body()
+    moved = add_signatures(note, [w1.cosign(other, 1700000001)])
+    with pytest.raises(NoteError):
+        open_cosigned(moved, log.vkey, [w1.vkey], quorum=1)

@@ -130,3 +130,28 @@ def test_every_acknowledged_leaf_survives_kill_9(tmp_path: Path) -> None:
             assert store.root() == root_from_hashes(
                 [leaf_hash(b"leaf %d" % i) for i in range(store.size)]
             )
+
+
+def test_proofs_come_from_cached_subtrees_not_the_whole_tree(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A root or a proof in a tree of 5,000 leaves costs a few dozen hashes, not thousands."""
+    import tlog.store as store_mod
+
+    store = LogStore(tmp_path / "log")
+    store.extend([b"leaf %d" % i for i in range(5000)])
+    calls = 0
+    real = store_mod.node_hash
+
+    def counting(left: bytes, right: bytes) -> bytes:
+        nonlocal calls
+        calls += 1
+        return real(left, right)
+
+    monkeypatch.setattr(store_mod, "node_hash", counting)
+    store.root()
+    store.root(4321)
+    store.inclusion_proof(1234, 4999)
+    store.consistency_proof(1000, 5000)
+    assert calls < 100
+    store.close()

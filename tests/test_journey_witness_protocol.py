@@ -113,6 +113,13 @@ def test_the_answer_codes(setup) -> None:
     bad = log.proof(4)
     bad[0] = bytes([bad[0][0] ^ 1]) + bad[0][1:]
     assert post(url, request_body(good, 4, bad)).status_code == 422
+    # 422: a proof between equal checkpoints (not a fork: no evidence kept)
+    kept = sorted((state / "forks").iterdir())  # the flipped proof above: kept as suspect
+    assert len(kept) == 1
+    assert post(url, request_body(log.note(4), 4, [b"\0" * 32])).status_code == 422
+    assert sorted((state / "forks").iterdir()) == kept
+    # 413: a body far larger than any request
+    assert post(url, b"old 4\n" + b"A" * (70 << 10)).status_code == 413
     # none of this moved the witness
     assert post(url, request_body(good, 4, log.proof(4))).status_code == 200
     with pytest.raises(WitnessRefused) as refused:

@@ -77,7 +77,7 @@ def parse_vkey(vkey: str) -> tuple[str, int, int, bytes]:
         raw = base64.b64decode(material, validate=True)
     except (ValueError, binascii.Error):
         raw = b""
-    if len(hex_id) != 8 or not all(c in "0123456789abcdefABCDEF" for c in hex_id):
+    if len(hex_id) != 8 or not all(c in "0123456789abcdef" for c in hex_id):
         raw = b""
     if not valid_name(name) or len(raw) < 2:
         raise NoteError("malformed verifier key")

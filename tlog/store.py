@@ -239,7 +239,11 @@ class LogStore:
                 entries += ENTRY.pack(h, off, len(d))
                 off += len(d)
             _append(data_fd, data_start, b"".join(datas))
-            _append(leaves_fd, entries_start, bytes(entries))
+            try:
+                _append(leaves_fd, entries_start, bytes(entries))
+            except OSError:
+                os.ftruncate(data_fd, data_start)  # no data without its entry
+                raise
             first = self.size
             self._entries += entries
             for h in hashes:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import logging
 import re
 import threading
 import time
@@ -43,6 +44,8 @@ from witness.state import (
     write_fork,
     write_latest,
 )
+
+log = logging.getLogger("bwv.witness")
 
 MAX_PROOF_LINES = 63
 OLD_LINE = re.compile(r"old (0|[1-9][0-9]{0,18})")
@@ -119,7 +122,7 @@ class Witness:
         self._guard = threading.Lock()
         self._held: dict[str, Held | None] = {}
         self._logs: dict[str, list[NoteVerifier]] = {}
-        self._logs_mtime: int | None = None
+        self._logs_mtime: tuple[int, int, int] | None = None
         self._reload_logs()
         for origin in self._logs:
             self.held(origin)  # a damaged state refuses to start, never starts empty
@@ -131,7 +134,8 @@ class Witness:
     # -- state ---------------------------------------------------------------------------
     def _reload_logs(self) -> None:
         try:
-            mtime = (self.state / LOGS_FILE).stat().st_mtime_ns
+            st = (self.state / LOGS_FILE).stat()
+            mtime: tuple[int, int, int] | None = (st.st_ino, st.st_mtime_ns, st.st_size)
         except FileNotFoundError:
             mtime = None
         with self._guard:
@@ -147,6 +151,10 @@ class Witness:
 
     def held(self, origin: str) -> Held | None:
         """The latest checkpoint cosigned for ``origin`` (its cosignature checked once)."""
+        with self._lock(origin):  # never caches a file read while a newer one is written
+            return self._held_locked(origin)
+
+    def _held_locked(self, origin: str) -> Held | None:
         if origin in self._held:
             return self._held[origin]
         note = read_latest(self.state, origin)
@@ -212,7 +220,7 @@ class Witness:
         sigs: list[Signature],
         verifiers: list[NoteVerifier],
     ) -> Answer:
-        held = self.held(cp.origin)
+        held = self._held_locked(cp.origin)
         held_size = 0 if held is None else held.checkpoint.size
         if req.old_size != held_size:
             return Answer(409, f"{held_size}\n", SIZE_CONTENT_TYPE)
@@ -224,9 +232,14 @@ class Witness:
         else:
             old = held.checkpoint
             if not verify_consistency(old.size, cp.size, old.root, cp.root, req.proof):
-                fork = old.size == cp.size and old.root != cp.root
+                if old.size == cp.size and old.root == cp.root:  # only the proof is wrong
+                    return Answer(422, "a proof between equal checkpoints must be empty\n")
+                fork = old.size == cp.size
                 reason = "fork: same size, another root" if fork else "inconsistent proof"
-                self._keep_evidence(held, req, cp, reason)
+                path = self._keep_evidence(held, req, cp, reason)
+                log.warning(
+                    "%s: refused size %d (%s); evidence: %s", cp.origin, cp.size, reason, path
+                )
                 return Answer(
                     422, f"not consistent with the checkpoint of size {old.size}: {reason}\n"
                 )
@@ -238,9 +251,10 @@ class Witness:
         note = (text + "\n" + "".join(x + "\n" for x in [*log_lines, line])).encode()
         write_latest(self.state, cp.origin, note)  # durable before the answer
         self._held[cp.origin] = Held(cp, note, time_s)
+        log.info("%s: cosigned size %d", cp.origin, cp.size)
         return Answer(200, line + "\n")
 
-    def _keep_evidence(self, held: Held, req: Request, cp: Checkpoint, reason: str) -> None:
+    def _keep_evidence(self, held: Held, req: Request, cp: Checkpoint, reason: str) -> Path:
         ev = ForkEvidence(
             origin=cp.origin,
             reason=reason,
@@ -250,4 +264,4 @@ class Witness:
             proof=req.proof_lines,
             received_at=int(self.clock()),
         )
-        write_fork(self.state, ev, cp.size)
+        return write_fork(self.state, ev, cp.size)
