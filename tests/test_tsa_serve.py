@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
+import pytest
 from click.testing import CliRunner
 
 from bwv.cli import main
@@ -198,3 +199,27 @@ def test_the_tsa_survives_kill_9_at_random_moments(tmp_path: Path) -> None:
     assert len(set(serials)) == len(serials), serials
     assert serials == sorted(serials)
     assert int((state / "serial").read_text(), 16) >= max(serials)
+
+
+def test_a_moved_state_folder_still_serves(tmp_path: Path) -> None:
+    """openssl.cnf names the folder where init made it; the server uses where it is now."""
+    init(tmp_path / "made-here")
+    (tmp_path / "made-here").rename(tmp_path / "tsa")
+    with running_tsa(tmp_path) as (url, ca_pem):
+        digest = hashlib.sha256(b"moved").digest()
+        assert verify_token(TsaClient(url).timestamp(digest), digest, ca_pem) > 0
+
+
+def test_a_tsa_that_cannot_sign_says_so_in_one_line(tmp_path: Path, caplog) -> None:
+    init(tmp_path / "tsa")
+    (tmp_path / "tsa" / "tsa.key").write_text("not a key\n")
+    with running_tsa(tmp_path) as (url, _), caplog.at_level("ERROR", logger="bwv.tsa"):
+        r = httpx.post(url, content=b"x", headers=QUERY)
+        assert r.status_code == 500
+        assert r.text == "the TSA could not make a reply (its log says why)\n"
+        with pytest.raises(TsaError) as caught:
+            TsaClient(url).timestamp(hashlib.sha256(b"x").digest())
+    assert caught.value.kind == "refused" and "HTTP 500" in str(caught.value)
+    said = [r.getMessage() for r in caplog.records]
+    assert said and all(m.startswith("no reply: openssl ts -reply failed") for m in said)
+    assert "Traceback" not in caplog.text

@@ -259,3 +259,39 @@ def test_an_intermediate_that_is_no_ca_breaks_the_chain(tmp_path: Path) -> None:
     with pytest.raises(TokenError) as caught:
         verify_token(token, DIGEST, root)
     assert caught.value.reason == "untrusted"
+
+
+@pytest.mark.parametrize(
+    ("kind", "body", "says"),
+    [
+        ("text/html", b"<html>hello</html>", "answered text/html, not application/timestamp"),
+        ("application/timestamp-reply", bytes(2 << 20), "answered over 1 MiB"),
+        ("application/timestamp-reply", b"\x30\x03\x02\x01", "not an RFC 3161 reply"),
+    ],
+)
+def test_a_web_server_that_is_no_tsa_gives_no_token(kind: str, body: bytes, says: str) -> None:
+    """A URL that answers 200, but not with a time-stamp reply (a captive portal, a wrong
+    port, a broken proxy)."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    class Other(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802
+            self.rfile.read(int(self.headers["Content-Length"]))
+            self.send_response(200)
+            self.send_header("Content-Type", kind)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    with HTTPServer(("127.0.0.1", 0), Other) as server:
+        thread = threading.Thread(target=server.handle_request)
+        thread.start()
+        with pytest.raises(TsaError) as caught:
+            TsaClient(f"http://127.0.0.1:{server.server_address[1]}/").timestamp(DIGEST)
+        thread.join(timeout=30)
+    assert caught.value.kind == "malformed"
+    assert says in str(caught.value)

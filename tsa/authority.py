@@ -62,12 +62,8 @@ class TsaBusy(TsaStateError):
 
 
 class ReplyError(Exception):
-    """``openssl ts -reply`` gave no reply: the query was not a TimeStampReq (``bad_query``)
-    or openssl itself failed (its message, one line)."""
-
-    def __init__(self, message: str, bad_query: bool) -> None:
-        super().__init__(message)
-        self.bad_query = bad_query
+    """``openssl ts -reply`` made no reply (an unreadable key or configuration: its message,
+    one line). A query it cannot read is not one: openssl answers it with a rejection."""
 
 
 def openssl_config(state_dir: Path) -> str:
@@ -198,14 +194,22 @@ class Authority:
         or a refusal with its PKIStatus): raises ReplyError when it makes none."""
         with self._lock, self._scratch() as work:
             serial = self.reserve_serial()
-            config = self.state.path(CONFIG_FILE).read_text(encoding="utf-8")
-            config, n = re.subn(r"(?m)^\s*serial\s*=.*$", f"serial = {work / SERIAL_FILE}", config)
-            if n == 0:
-                raise ReplyError(f"{self.state.path(CONFIG_FILE)}: no `serial =` line", False)
             write_serial(work / SERIAL_FILE, serial - 1)  # openssl adds one
-            (work / CONFIG_FILE).write_text(config, encoding="utf-8")
+            (work / CONFIG_FILE).write_text(self._config_for(work), encoding="utf-8")
             (work / "query.tsq").write_bytes(query)
             return self._run_openssl(work)
+
+    def _config_for(self, work: Path) -> str:
+        """DIR/openssl.cnf with ``dir`` where the folder is now (it may have moved since
+        init) and ``serial`` the scratch copy in ``work``."""
+        config = self.state.path(CONFIG_FILE).read_text(encoding="utf-8")
+        here = str(self.state.dir.resolve())
+        config = re.sub(r"(?m)^[ \t]*dir[ \t]*=.*$", lambda _: f"dir = {here}", config)
+        serial = str(work / SERIAL_FILE)
+        config, n = re.subn(r"(?m)^[ \t]*serial[ \t]*=.*$", lambda _: f"serial = {serial}", config)
+        if n == 0:
+            raise ReplyError(f"{self.state.path(CONFIG_FILE)}: no `serial =` line")
+        return config
 
     def _run_openssl(self, work: Path) -> bytes:
         argv = [
@@ -218,15 +222,14 @@ class Authority:
                 argv, capture_output=True, timeout=self.timeout_s, stdin=subprocess.DEVNULL
             )
         except subprocess.TimeoutExpired:
-            raise ReplyError(f"openssl ts -reply took over {self.timeout_s:g} s", False) from None
+            raise ReplyError(f"openssl ts -reply took over {self.timeout_s:g} s") from None
         out = work / "reply.tsr"
         if done.returncode == 0 and out.is_file() and out.stat().st_size > 0:
             return out.read_bytes()
-        err = done.stderr.decode("utf-8", "replace")
-        bad_query = "d2i_TS_REQ" in err or "TS_REQ" in err or "asn1" in err.lower()
-        first = next((ln.strip() for ln in err.splitlines() if ln.strip()), "no message")
-        return_code = done.returncode
-        raise ReplyError(f"openssl ts -reply failed (exit {return_code}): {first}", bad_query)
+        lines = done.stderr.decode("utf-8", "replace").splitlines()
+        errors = [ln.strip() for ln in lines if ":error:" in ln and "no value" not in ln]
+        said = errors[-1] if errors else next((ln for ln in lines if ln.strip()), "no message")
+        raise ReplyError(f"openssl ts -reply failed (exit {done.returncode}): {said}")
 
     @contextlib.contextmanager
     def _scratch(self) -> Iterator[Path]:

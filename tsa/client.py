@@ -58,19 +58,22 @@ class TsaClient:
     def _post(self, query: bytes) -> bytes:
         import httpx
 
+        headers = {"Content-Type": QUERY_TYPE, "Accept": REPLY_TYPE}
         try:
-            r = httpx.post(
-                self.url,
-                content=query,
-                headers={"Content-Type": QUERY_TYPE, "Accept": REPLY_TYPE},
-                timeout=self.timeout,
-            )
-        except httpx.HTTPError as exc:
+            with httpx.stream(
+                "POST", self.url, content=query, headers=headers, timeout=self.timeout
+            ) as r:
+                body = b""
+                for chunk in r.iter_bytes():
+                    body += chunk
+                    if len(body) > MAX_REPLY_BYTES:
+                        raise TsaError("malformed", f"the TSA at {self.url} answered over 1 MiB")
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:
             raise TsaError(
                 "unreachable", f"the TSA at {self.url} did not answer ({_say(exc)})"
             ) from None
         if r.status_code != 200:
-            detail = " ".join(r.text[:200].split()) if r.content else ""
+            detail = " ".join(body[:200].decode("utf-8", "replace").split())
             raise TsaError(
                 "refused",
                 f"the TSA at {self.url} refused the query: HTTP {r.status_code}"
@@ -81,9 +84,7 @@ class TsaClient:
             raise TsaError(
                 "malformed", f"the TSA at {self.url} answered {kind or 'no type'}, not {REPLY_TYPE}"
             )
-        if len(r.content) > MAX_REPLY_BYTES:
-            raise TsaError("malformed", f"the TSA at {self.url} answered over 1 MiB")
-        return r.content
+        return body
 
 
 def token_from_reply(reply: bytes, digest_sha256: bytes, nonce: int, url: str = "the TSA") -> bytes:

@@ -2,8 +2,8 @@
 
 ``POST /`` with ``Content-Type: application/timestamp-query`` and a body of at most
 ``MAX_QUERY_BYTES`` is answered ``200`` with ``application/timestamp-reply`` (a granted token,
-or a refusal with its PKIStatus, as ``openssl ts -reply`` made it). A body that is not a
-time-stamp query: ``400``; a wrong type ``415``; too long ``413``; another method ``405``;
+or a refusal with its PKIStatus, as ``openssl ts -reply`` made it: bytes that are no query
+get a rejection, badDataFormat). A wrong type ``415``; too long ``413``; another method ``405``;
 ``GET /`` says what this is. Errors are one line of text, never a traceback.
 
 Replies are made one at a time (``Authority.reply`` holds a lock); a client that stalls is cut
@@ -54,13 +54,8 @@ class _Handler(BaseHTTPRequestHandler):
             return self._text(400, "the query was cut short")
         try:
             reply = self.server.authority.reply(query)
-        except ReplyError as exc:
-            if exc.bad_query:
-                return self._text(400, "not an RFC 3161 time-stamp query")
-            log.error("%s", exc)
-            return self._text(500, "the TSA could not make a reply (its log says why)")
-        except OSError as exc:
-            log.error("cannot make a reply: %s", exc)
+        except (ReplyError, OSError) as exc:
+            log.error("no reply: %s", exc)
             return self._text(500, "the TSA could not make a reply (its log says why)")
         self._send(200, REPLY_TYPE, reply)
 
