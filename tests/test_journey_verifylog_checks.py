@@ -257,3 +257,53 @@ def test_a_recording_deleted_from_the_camera_before_it_shipped_shows_in_the_log(
     found = seq_gaps(_leaves(log))
     assert [(f.kind, f.seq) for f in found] == [("withheld", 2)]
     assert "2..3" in found[0].detail
+
+
+# -- the upper time bound ----------------------------------------------------------------------
+def _stamped(tmp_path, files, tsa_url):
+    from tsa.client import TsaClient
+
+    log = DockLog(tmp_path / "log")
+    for _, line in _chain(files):
+        log.add(line)
+    ex = _exhibit(files, "recA", log)
+    body = ex[CHECKPOINT].decode().partition("\n\n")[0] + "\n"
+    ex["log/checkpoint.tsr"] = TsaClient(tsa_url).timestamp(hashlib.sha256(body.encode()).digest())
+    return ex
+
+
+def test_t1_is_the_rfc3161_time_of_the_checkpoint_that_includes_the_recording(tmp_path):
+    from tsa.testing import running_tsa
+    from tsa.verify import verify_token
+
+    files = _outbox(tmp_path / "cam", "recA")
+    with running_tsa(tmp_path) as (url, ca):
+        ex = _stamped(tmp_path, files, url)
+    trust = LogTrust((WITNESS.vkey,), None, None, ca, verify_token)
+    report = verify_exhibit(ex, DEV.public_key, trust=trust)
+    assert report.ok, report.findings  # recorded in 2023, stamped now
+    t1 = report.log["upper_bounds_us"]["recA"]
+    body = ex[CHECKPOINT].decode().partition("\n\n")[0] + "\n"
+    assert t1 == verify_token(ex["log/checkpoint.tsr"], hashlib.sha256(body.encode()).digest(), ca)
+    other_ca = LogTrust((WITNESS.vkey,), None, None, b"not a CA", verify_token)
+    unchecked = verify_exhibit(ex, DEV.public_key, trust=other_ca)
+    assert unchecked.log["upper_bounds_us"]["recA"] is None
+    assert "does not verify" in unchecked.log["time_note"]
+
+
+def test_a_recording_claiming_a_wall_time_after_t1_is_time_inconsistent(tmp_path):
+    files = _outbox(tmp_path / "cam", "recA")
+    log = DockLog(tmp_path / "log")
+    for _, line in _chain(files):
+        log.add(line)
+    ex = _exhibit(files, "recA", log)
+    ex["log/checkpoint.tsr"] = b"token"
+    t1 = 1_600_000_000_000_000  # 2020: before the camera's clock says it recorded
+
+    def stamped_in_2020(token: bytes, digest: bytes, ca: bytes) -> int:
+        return t1
+
+    trust = LogTrust((WITNESS.vkey,), None, None, b"ca", stamped_in_2020)
+    report = verify_exhibit(ex, DEV.public_key, trust=trust)
+    assert [(f.kind, f.recording_id) for f in report.findings] == [("time_inconsistent", "recA")]
+    assert not report.ok
