@@ -263,6 +263,15 @@ def run_verify(
         return report_with_exhibits(
             report, ev.exhibits, pk, device_id, as_json, sk is not None, trust, paths[0]
         )
+    if trust is not None:
+        from bwv.verify_raid import audit_raid_dock
+
+        if not audit_raid_dock(report, paths[0], trust):
+            click.echo(
+                "note: the log is not checked: no dock store with a log here (give the "
+                "dock's store, an exhibit, or a `bwv sim` folder)",
+                err=True,
+            )
     if as_json:
         click.echo(json.dumps(report.to_json(), indent=2, sort_keys=True))
     else:

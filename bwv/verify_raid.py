@@ -47,22 +47,27 @@ def check_exhibits(
     }
 
 
-def audit_raid_dock(report: Report, path: Path, trust: LogTrust | None) -> None:
-    """The raid's dock store against the witnessed log: its findings join the report."""
+def audit_raid_dock(report: Report, path: Path, trust: LogTrust | None) -> bool:
+    """A simulator folder's dock store (``bwv sim raid``'s or ``bwv sim``'s) against the
+    witnessed log, with the camera's outbox: its findings join the report. False when
+    there is no dock log to check."""
     from dock.log_audit import audit_store
 
     store = Path(path) / "dock"
     if trust is None or not (store / "log").is_dir():
-        return
+        return False
     from crypto.verify.inputs import read_outbox
 
     outbox = Path(path) / "device" / "outbox"
+    if not outbox.is_dir():
+        outbox = Path(path) / "outbox"
     audit = audit_store(store, trust, read_outbox(outbox) if outbox.is_dir() else None)
     report.findings += audit.findings
     cps = [audit.checkpoint.to_json()] if audit.checkpoint else []
     report.log = {"checked": True, "checkpoints": cps, "store": audit.to_json()}
     if not audit.ok:
         report.ok = False
+    return True
 
 
 def _wrong_anchor(report: Report) -> bool:
