@@ -25,6 +25,9 @@ STATE_OPTION = click.option(
 
 
 def _state_error(exc: Exception) -> CannotCheck:
+    if isinstance(exc, OSError) and exc.strerror:
+        where = f"{exc.filename}: " if exc.filename else ""
+        return CannotCheck(f"{where}{exc.strerror}")
     return CannotCheck(" ".join(str(exc).split()))
 
 

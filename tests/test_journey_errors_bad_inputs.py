@@ -183,6 +183,40 @@ ROWS = [
     Row("tsa serve", ("tsa", "serve", "--state", "{afile}"), "is a file"),
     Row("tsa serve", ("tsa", "serve", "--state", "{new_dir}", "--listen", "x"), "HOST:PORT"),
     Row("tsa check", ("tsa", "check", "--url", "http://127.0.0.1:9/", "--ca", "{afile}"), "PEM"),
+    # -- the witness: its state folder, its key, the logs it is given
+    Row("witness keygen", ("witness", "keygen", "--state", "{afile}", "--name", "w"), "is a file"),
+    Row(
+        "witness keygen",
+        ("witness", "keygen", "--state", "{new_dir}", "--name", "a b"),
+        "is not a key name",
+    ),
+    Row("witness vkey", ("witness", "vkey", "--state", "{empty_dir}"), "no witness key"),
+    Row(
+        "witness add-log",
+        ("witness", "add-log", "--state", "{empty_dir}", "--origin", "o", "--vkey", "x"),
+        "malformed verifier key",
+    ),
+    Row(
+        "witness add-log",
+        ("witness", "add-log", "--state", "{empty_dir}", "--dock-pub", "{small_order}"),
+        "not a usable Ed25519 public key",
+    ),
+    Row("witness serve", ("witness", "serve", "--state", "{empty_dir}"), "no witness key"),
+    Row(
+        "witness serve",
+        ("witness", "serve", "--state", "{new_dir}", "--listen", "nonsense"),
+        "expected HOST:PORT",
+    ),
+    Row(
+        "witness latest",
+        ("witness", "latest", "--state", "{empty_dir}", "--log", "o"),
+        "no witness key",
+    ),
+    Row(
+        "witness latest",
+        ("witness", "latest", "--url", "http://127.0.0.1:9", "--log", "o"),
+        "witness http://127.0.0.1:9",
+    ),
 ]
 
 
