@@ -13,6 +13,7 @@ after ``IO_TIMEOUT_S``.
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -118,7 +119,12 @@ class TsaHttpServer(ThreadingHTTPServer):
         return f"http://{shown}:{port}/"
 
     def handle_error(self, request: object, client_address: object) -> None:
-        log.exception("request from %s failed", client_address)
+        """One line (a client that went away is no error of ours); the traceback only at
+        debug level (``bwv -vv``)."""
+        exc = sys.exc_info()[1]
+        level = logging.INFO if isinstance(exc, ConnectionError) else logging.ERROR
+        log.log(level, "request from %s failed: %s", client_address, exc)
+        log.debug("where it failed", exc_info=True)
 
 
 def open_server(state_dir: Path, host: str, port: int) -> TsaHttpServer:
