@@ -23,6 +23,13 @@ from bwv.dock_common import (
     when,
 )
 from bwv.dock_export_report import print_export
+from bwv.dock_log_cmd import (
+    checkpoint_now,
+    echo_log_facts,
+    log_config_of,
+    log_facts,
+    log_options,
+)
 from bwv.dock_serve import (
     announce,
     check_bind,
@@ -101,8 +108,16 @@ def dock() -> None:
     help="The log on stderr: text lines, or JSON lines for a log collector (the "
     "server's own lines too).",
 )
+@log_options
 def serve(
-    store_dir: Path, listen: str, admin_listen: str, tls_cert: Path | None, log_format: str
+    store_dir: Path,
+    listen: str,
+    admin_listen: str,
+    tls_cert: Path | None,
+    log_format: str,
+    witness: tuple[str, ...],
+    tsa_url: str | None,
+    tsa_ca: Path | None,
 ) -> None:
     """Run the dock server on a store until stopped (Ctrl-C).
 
@@ -120,19 +135,27 @@ def serve(
     The admin side (/v1/admin/...: tokens, revocation, devices, custody log; bearer token
     admin.token) listens apart, on --admin-listen: never where cameras connect.
 
+    The dock keeps a transparency log of every record and custody entry (STORE/log/): each
+    checkpoint is signed by the dock key, time-stamped by --tsa and cosigned by each
+    --witness (kept in the store: later starts use them unless given again). Anyone can
+    fetch it: GET /v1/log/checkpoint, /v1/log/proof/INDEX.
+
     Every refused request is logged (reason, device id, remote address; never a token or
     key). https://HOST:PORT/ says what the server is; /docs is the API.
     """
     from dock.server import run_dock, tcp_listener, unix_listener
+    from dock.translog import background_sync
 
     host, port = parse_listen(listen)
     admin_sock_path, admin_host, admin_port = parse_admin_listen(admin_listen, store_dir)
-    served = open_for_serving(store_dir)
+    log_config = log_config_of(witness, tsa_url, tsa_ca)
+    served = open_for_serving(store_dir, log_config)
     tls = tls_for_serving(store_dir, served, tls_cert)
     check_bind(host, port)
     if admin_sock_path is None:
         check_bind(admin_host, admin_port)
     facts = serve_facts(store_dir, served, host, port, admin_sock_path, admin_host, admin_port)
+    facts.update(log_facts(store_dir, served.key_id, served.public_key))
     config = announce(facts, log_format)
     try:
         admin_sock = (
@@ -145,14 +168,49 @@ def serve(
             f"cannot listen on {facts['admin']} for the admin side: {exc.strerror or exc} "
             "(choose another --admin-listen)"
         ) from None
-    run_dock(
-        served,
-        tcp_listener(host, port),
-        admin_sock,
-        tls,
-        log_config=config,
-        log_level="info",
-    )
+    stop_sync = background_sync(served.translog)
+    try:
+        run_dock(
+            served,
+            tcp_listener(host, port),
+            admin_sock,
+            tls,
+            log_config=config,
+            log_level="info",
+        )
+    finally:
+        stop_sync()
+        if served.translog is not None:
+            served.translog.close()
+
+
+# --------------------------------------------------------------------------- init
+
+
+@dock.command()
+@STORE_OPTION
+@log_options
+def init(
+    store_dir: Path, witness: tuple[str, ...], tsa_url: str | None, tsa_ca: Path | None
+) -> None:
+    """Make a dock store (or open one) and set who vouches for its log, without serving.
+
+    Prints the dock's key fingerprint (cameras pin it) and its log's origin and key (a
+    witness operator adds them: bwv witness add-log --origin ORIGIN --vkey KEY). With
+    --witness and --tsa, the store keeps them for `bwv dock serve`.
+    """
+    from dock.tls import fingerprint
+
+    served = open_for_serving(store_dir, log_config_of(witness, tsa_url, tsa_ca))
+    try:
+        click.echo(f"dock store:      {store_dir.resolve()}")
+        click.echo(f"dock key id:     {served.key_id}")
+        click.echo(f"dock fingerprint: {fingerprint(served.public_key)}")
+        echo_log_facts(log_facts(store_dir, served.key_id, served.public_key))
+    finally:
+        if served.translog is not None:
+            served.translog.close()
+        served.store.close()
 
 
 # --------------------------------------------------------------------------- token
@@ -201,6 +259,7 @@ def token(store_dir: Path, device_id: str, ttl: int) -> None:
                 "needs a new device id"
             )
         issued = issue_token(store, now_us(), device_id=device_id, ttl_s=ttl)
+        checkpoint_now(store_dir, store)
     finally:
         store.close()
     who = f"device {device_id}"
@@ -257,6 +316,7 @@ def revoke(store_dir: Path, device_id: str, reason: str) -> None:
             rec = store.revoke(device_id, reason, "technician", now_us())
         except StoreError as exc:
             raise DockUsageError(str(exc)) from None
+        checkpoint_now(store_dir, store)
     finally:
         store.close()
     click.echo(

@@ -54,9 +54,10 @@ def check_bind(host: str, port: int) -> None:
             ) from None
 
 
-def open_for_serving(store_dir: Path):
+def open_for_serving(store_dir: Path, log_config: Any = None):
     """The dock on ``store_dir`` (a new store if the folder is missing or empty), with
-    DIR/dock.pub written; a DockUsageError, in one line, if it cannot be."""
+    DIR/dock.pub written, and its log's configuration kept when ``log_config`` is given, the
+    log's lock taken; a DockUsageError, in one line, if it cannot be."""
     import sqlite3
 
     from crypto.durable import write_atomic
@@ -69,7 +70,16 @@ def open_for_serving(store_dir: Path):
         check_store_dir(store_dir)
         if not store_dir.exists():
             store_dir.mkdir(mode=0o700, parents=True)
+        if log_config is not None:
+            from dock.checkpoints import save_log_config
+
+            save_log_config(store_dir, log_config)
         dock = open_dock(store_dir)
+        if dock.translog is not None and not dock.translog.acquire():
+            raise DockUsageError(
+                f"{store_dir}: another dock process holds this store's log "
+                "(another `bwv dock serve` on this store?)"
+            )
         text = dock.public_key.hex().encode() + b"\n"
         pub_path = store_dir / DOCK_PUB_FILE
         if not pub_path.exists() or pub_path.read_bytes() != text:
@@ -172,6 +182,10 @@ def announce(facts: dict[str, str], log_format: str) -> dict[str, Any]:
         f"(or give it {facts['dock_public_key']})"
     )
     click.echo(f"admin token:     {facts['admin_token_file']}  (mode 0600; for /v1/admin)")
+    if "log_origin" in facts:
+        from bwv.dock_log_cmd import echo_log_facts
+
+        echo_log_facts(facts)
     click.echo(f"admin side on    {facts['admin']}  (this machine only)")
     click.echo(
         f"listening on     {facts['url']}  (HTTPS, TLS 1.3; Ctrl-C stops; "

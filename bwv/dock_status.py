@@ -8,6 +8,7 @@ from typing import Any
 import click
 
 from bwv.dock_common import open_store_or_fail, when
+from bwv.dock_log_cmd import print_log_status
 from dock.export import scan_recordings, verify_recording
 
 
@@ -38,6 +39,7 @@ def _table(rows: list[list[str]], indent: str = "  ") -> list[str]:
 def collect_status(store_dir: Path, reverify: bool = False) -> dict[str, Any]:
     """What ``bwv dock status --json`` prints."""
     from dock.store import chain_report
+    from dock.translog import stored_log_status
     from dock.verify import reverified_state
 
     store = open_store_or_fail(store_dir)
@@ -79,6 +81,7 @@ def collect_status(store_dir: Path, reverify: bool = False) -> dict[str, Any]:
             "dock_key_id": store.dock_key_id,
             "devices": out_devices,
             "recordings": [r.to_json() for r in recordings],
+            "log": stored_log_status(Path(store_dir), store),
         }
     finally:
         store.close()
@@ -136,6 +139,8 @@ def print_status(data: dict[str, Any]) -> bool:
     on stderr): the command exits 1."""
     failed = [r for r in data["recordings"] if r["state"] == "failed"]
     click.echo(f"dock store {data['store']} (dock key id {data['dock_key_id']})")
+    if data.get("log") is not None:
+        print_log_status(data["log"])
     if not data["devices"]:
         click.echo(
             "no cameras enrolled yet: `bwv dock token --store DIR --device ID` gives "

@@ -109,10 +109,9 @@ def check_proof(
 ) -> str | None:
     """None when ``proof`` shows the record in a checkpoint signed by the dock and cosigned
     by the quorum of pinned witnesses; else why not, in words for the device's status."""
-    from tlog.checkpoint import Checkpoint
-    from tlog.cosignature import CosignatureVerifier
     from tlog.merkle import verify_inclusion
-    from tlog.note import NoteError, NoteVerifier, open_note, split_note
+    from tlog.note import NoteError, NoteVerifier
+    from tlog.witnessed import NotWitnessed, open_cosigned
 
     if not isinstance(proof, dict):
         return "the receipt carries no proof"
@@ -124,27 +123,18 @@ def check_proof(
     if not isinstance(note, str) or not 0 <= leaf_index < size:
         return "the proof names no checkpoint that holds the leaf"
     origin = origin_for(key_id(dock_public_key))
+    quorum = policy.quorum if policy.witnessed else 0
     try:
-        text, _ = open_note(note.encode(), [NoteVerifier(origin, dock_public_key)])
-        cp = Checkpoint.parse(text)
+        cp = open_cosigned(
+            note.encode(), NoteVerifier(origin, dock_public_key), policy.vkeys, quorum
+        ).checkpoint
+    except NotWitnessed as exc:
+        return f"the checkpoint is {exc}"
     except (NoteError, ValueError) as exc:
-        return f"the checkpoint is not signed by the pinned dock ({exc})"
+        return f"the checkpoint is not signed by the pinned dock and witnesses ({exc})"
     if cp.origin != origin or cp.size != size:
         return "the checkpoint is not the dock's log at the proof's size"
     leaf = record_leaf("", "", record_line).data
     if not verify_inclusion(leaf_hash(leaf), leaf_index, size, inclusion, cp.root):
         return "the inclusion proof does not put this record in the checkpoint"
-    if not policy.witnessed:
-        return None
-    _, sigs = split_note(note.encode())
-    cosigned = set()
-    for vkey in policy.vkeys:
-        v = CosignatureVerifier.from_vkey(vkey)
-        if any(s.name == v.name and v.verify(text, s.line) is not None for s in sigs):
-            cosigned.add(vkey)
-    if len(cosigned) < policy.quorum:
-        return (
-            f"the checkpoint is cosigned by {len(cosigned)} of the pinned witnesses "
-            f"({policy.quorum} needed)"
-        )
     return None

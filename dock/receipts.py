@@ -1,9 +1,11 @@
 """What the dock signs for a device to keep, and where an upload stands.
 
 A receipt (``Receipt``, signed: ``SignedReceipt``) is the dock's word that it holds a
-segment, named by its hashes and its custody-log entry: what a device needs before deleting
-it. An unsigned-tail receipt (``UnsignedReceipt``) says the same of a segment's set-aside
-unsigned bytes, under a type of its own. Each is canonical JSON signed by the dock key.
+segment, named by its hashes, its custody-log entry and its leaf in the dock's transparency
+log: what a device needs before deleting it (with the leaf's proof, ``SignedReceipt.proof``,
+when the device pins witnesses). An unsigned-tail receipt (``UnsignedReceipt``) says the
+same of a segment's set-aside unsigned bytes, under a type of its own. Each is canonical
+JSON signed by the dock key.
 ``UploadState`` and ``UnsignedState`` are the tus-style answers: the offset the dock holds.
 """
 

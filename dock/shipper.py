@@ -7,9 +7,12 @@ the device, waking when a segment closes or the camera is docked.
 
 Per segment: create the upload (idempotent: the id is the manifest's hash), ask the offset,
 append the rest in checksummed chunks, complete, check the receipt (dock key, device,
-segment id, manifest hash, stored hash and size of the bytes sent), hash the local file
-again right before the delete (a file changed since its upload stays, and is reported), keep
-the receipt, delete the segment. A segment whose manifest names set-aside unsigned bytes
+segment id, manifest hash, stored hash and size of the bytes sent), with witnesses pinned
+check its proof (dock/log_proof.py: the record in a checkpoint of the pinned dock cosigned by
+the quorum of pinned witnesses; otherwise the segment stays, reported as unwitnessed, and is
+asked about again after ``witness_retry_s``), hash the local file again right before the
+delete (a file changed since its upload stays, and is reported), keep the receipt, delete
+the segment. A segment whose manifest names set-aside unsigned bytes
 (``unsigned_tail``: what a crash left after the last signed chunk) ships them next, as their
 own kind of upload (dock/unsigned.py), deleted on the dock's receipt for them. Any fault
 leaves the segment where it is; the next attempt resumes at the dock's offset, after an

@@ -5,6 +5,8 @@
 - ``FaultProxy``: a TCP proxy on loopback that cuts chosen connections after a chosen number
   of bytes in either direction (a connection dropped mid-request or mid-answer), and can run
   a callback (restart the dock) when a chosen connection opens.
+- ``DockHarness``: a real dock on loopback; ``witnessed_dock``: one whose transparency log a
+  real witness cosigns and a real RFC 3161 TSA time-stamps (off by default elsewhere).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import random
 import socket
 import ssl
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -380,3 +382,48 @@ class DockHarness:
         self, creds: DeviceCredentials, url: str | None = None, timeout: float = 10.0
     ) -> DockClient:
         return DockClient(url or self.url, creds, wall_clock=wall_clock_us, timeout=timeout)
+
+
+@dataclass(frozen=True)
+class Vouchers:
+    """Who vouches for a ``witnessed_dock``'s log: a real witness and a real TSA on loopback."""
+
+    witness_url: str
+    witness_vkey: str  # what a camera pins (bwv provision --witness-key)
+    witness_state: Path
+    tsa_url: str | None
+    tsa_ca_pem: bytes | None
+    origin: str  # the dock log's origin
+
+
+@contextlib.contextmanager
+def witnessed_dock(
+    root: Path, *, tsa: bool = True, witness_name: str = "watchdog.test/w1", **kw: Any
+) -> Iterator[tuple[DockHarness, Vouchers]]:
+    """A ``DockHarness`` on ``root/dock`` whose log is cosigned by bwv's own witness
+    (``root/witness``, served on loopback) and, with ``tsa``, time-stamped by bwv's own RFC
+    3161 TSA (``root/tsa``); both stop with the block."""
+    from dock.checkpoints import LogConfig, WitnessConfig, origin_for
+    from dock.keys import DOCK_KEY_FILE, load_or_create_signing_key
+    from dock.log_proof import dock_note_vkey
+    from dock.protocol import key_id
+    from tsa.testing import running_tsa
+    from witness.core import Witness
+    from witness.server import WitnessServerThread
+    from witness.state import add_log, keygen
+
+    root = Path(root)
+    store = root / "dock"
+    store.mkdir(parents=True, exist_ok=True)
+    pub = bytes(load_or_create_signing_key(store / DOCK_KEY_FILE).verify_key)
+    origin = origin_for(key_id(pub))
+    wstate = root / "witness"
+    signer = keygen(wstate, witness_name)
+    add_log(wstate, origin, dock_note_vkey(pub))
+    with contextlib.ExitStack() as stack:
+        tsa_url, ca = stack.enter_context(running_tsa(root)) if tsa else (None, None)
+        served = stack.enter_context(WitnessServerThread(Witness(wstate)))
+        config = LogConfig((WitnessConfig(served.url, signer.vkey),), tsa_url, ca)
+        harness = DockHarness(store, log_config=config, **kw)
+        stack.callback(harness.close)
+        yield harness, Vouchers(served.url, signer.vkey, wstate, tsa_url, ca, origin)

@@ -189,19 +189,22 @@ class DockLog:
                 )
             if latest is None or latest.size < size:
                 self._latest = self._issue(tree, size)
-            elif self._missing_witnesses(latest) and time.monotonic() >= self._witness_retry_at:
+            elif self._missing_witnesses(latest) and self._witnesses_due():
                 self._latest = self._cosign(tree, latest)
-            if self._latest is not None and self._missing_witnesses(self._latest):
-                self._witness_retry_at = time.monotonic() + self.witness_retry_s
             return self._latest
+
+    def _witnesses_due(self) -> bool:
+        """A witness that failed is asked again only after ``witness_retry_s`` (so that an
+        unreachable one does not hold up every upload); the checkpoints issued meanwhile
+        are the dock's alone, and the next one asked for covers them."""
+        return time.monotonic() >= self._witness_retry_at
 
     def refresh(self) -> StoredCheckpoint | None:
         """``sync`` when there is something to do: leaves the tree lacks, or a witness to ask
         again (at most every ``witness_retry_s``)."""
         cp = self._latest
         behind = self._tree is None or self.store.log_size() > self._tree.size
-        retry = cp is not None and time.monotonic() >= self._witness_retry_at
-        if behind or (retry and self._missing_witnesses(cp)):
+        if behind or (cp is not None and self._witnesses_due() and self._missing_witnesses(cp)):
             return self.sync()
         return cp
 
@@ -214,7 +217,7 @@ class DockLog:
         cp = StoredCheckpoint(size, note, self._timestamp(body))
         save_checkpoint(self.store_dir, cp)  # signed and kept before any witness sees it
         log.info("log checkpoint %d", size)
-        return self._cosign(tree, cp) if self.config.witnesses else cp
+        return self._cosign(tree, cp) if self.config.witnesses and self._witnesses_due() else cp
 
     def _timestamp(self, body: str) -> bytes | None:
         cfg = self.config
@@ -249,10 +252,15 @@ class DockLog:
         body, _ = split_note(cp.note)
         missing = set(self._missing_witnesses(cp))
         lines: list[str] = []
+        failed = 0
         for w in self.config.witnesses:
             if w.name in missing:
-                lines += self._ask_witness(tree, w.url, w.vkey, cp, body)
+                got = self._ask_witness(tree, w.url, w.vkey, cp, body)
+                failed += not got
+                lines += got
         save_witness_sizes(self.store_dir, {n: s.size for n, s in self.health.witnesses.items()})
+        if failed:  # not asked again before a while: an unreachable one holds nothing up
+            self._witness_retry_at = time.monotonic() + self.witness_retry_s
         if not lines:
             return cp
         cosigned = StoredCheckpoint(cp.size, add_signatures(cp.note, lines), cp.token)
@@ -460,3 +468,21 @@ def sync_quietly(dlog: DockLog | None) -> None:
         dlog.sync()
     except Exception as exc:
         log.error("transparency log: cannot issue a checkpoint: %s", exc, exc_info=True)
+
+
+def background_sync(dlog: DockLog | None, interval_s: float = 2.0) -> Callable[[], None]:
+    """Keep the log's checkpoint up to date while the dock serves (entries appended by
+    commands run beside it, witnesses that were away); the function that stops it."""
+    stop = threading.Event()
+    if dlog is None:
+        return stop.set
+
+    def run() -> None:
+        while not stop.wait(interval_s):
+            try:
+                dlog.refresh()
+            except Exception as exc:
+                log.error("transparency log: cannot issue a checkpoint: %s", exc)
+
+    threading.Thread(target=run, name="bwv-dock-log", daemon=True).start()
+    return stop.set

@@ -271,3 +271,13 @@ def test_check_proof_needs_the_quorum_and_the_pinned_dock(witnessed, tmp_path):
     assert "does not put this record" in check_proof(
         r.proof, r.receipt.leaf_index, line + b" ", pub, WitnessPolicy((w.vkey,))
     )
+
+
+def test_an_unreachable_witness_is_not_asked_on_every_upload(witnessed, tmp_path):
+    witnessed.witness.down = True
+    witnessed.dock.translog.witness_retry_s = 3600.0
+    dev = device(witnessed, tmp_path, "cam-away", segments=3)
+    sh, _ = shipper(witnessed, dev, None)
+    steps(sh)
+    assert witnessed.witness.calls == 1  # then the dock signs alone until it is due again
+    assert witnessed.dock.translog.latest.size == witnessed.dock.store.log_size()

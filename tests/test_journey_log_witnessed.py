@@ -10,21 +10,15 @@ import json
 import pytest
 
 from capture.clock import VirtualClock
-from dock.checkpoints import LogConfig, WitnessConfig, latest_checkpoint, log_dir, origin_for
+from dock.checkpoints import latest_checkpoint, log_dir
 from dock.client import DockClient
-from dock.keys import load_or_create_signing_key
-from dock.log_proof import WitnessPolicy, dock_note_vkey
+from dock.log_proof import WitnessPolicy
 from dock.outbox import ChainOutbox
-from dock.protocol import key_id
 from dock.shipper import Shipper, ShipperConfig
-from dock.testing import DockHarness, OutboxDevice, random_bytes
+from dock.testing import OutboxDevice, random_bytes, witnessed_dock
 from tlog.note import split_note
-from tsa.testing import running_tsa
 from tsa.verify import verify_token
 from witness.client import WitnessClient
-from witness.core import Witness
-from witness.server import WitnessServerThread
-from witness.state import add_log, keygen
 
 
 def _wall() -> int:
@@ -35,21 +29,14 @@ def _wall() -> int:
 
 @pytest.fixture
 def world(tmp_path):
-    store = tmp_path / "dock"
-    store.mkdir()
-    pub = bytes(load_or_create_signing_key(store / "dock.key").verify_key)
-    origin = origin_for(key_id(pub))
-    wstate = tmp_path / "witness"
-    signer = keygen(wstate, "watchdog.example/w1")
-    add_log(wstate, origin, dock_note_vkey(pub))
-    with running_tsa(tmp_path) as (tsa_url, ca_pem), WitnessServerThread(Witness(wstate)) as ws:
-        cfg = LogConfig((WitnessConfig(ws.url, signer.vkey),), tsa_url, ca_pem)
-        h = DockHarness(store, log_config=cfg)
-        h.witness_url, h.witness_vkey, h.ca_pem, h.origin = ws.url, signer.vkey, ca_pem, origin
-        try:
-            yield h
-        finally:
-            h.close()
+    with witnessed_dock(tmp_path) as (h, v):
+        h.witness_url, h.witness_vkey, h.ca_pem, h.origin = (
+            v.witness_url,
+            v.witness_vkey,
+            v.tsa_ca_pem,
+            v.origin,
+        )
+        yield h
 
 
 def ship(h, root, name, segments=2):
@@ -73,7 +60,7 @@ def test_checkpoints_are_cosigned_by_the_witness_and_time_stamped(world, tmp_pat
     assert list((dev.root / "segments").iterdir()) == []
     cp = latest_checkpoint(world.store_dir)
     body, sigs = split_note(cp.note)
-    assert {s.name for s in sigs} == {world.origin, "watchdog.example/w1"}
+    assert {s.name for s in sigs} == {world.origin, "watchdog.test/w1"}
     # the witness holds the same checkpoint, and says so to anyone who asks
     with WitnessClient(world.witness_url) as wc:
         held = wc.latest(world.origin)
@@ -97,4 +84,4 @@ def test_a_dock_that_forgot_what_the_witness_holds_catches_up_on_its_409(world, 
     dev, reports = ship(world, tmp_path, "cam-b", segments=1)
     assert [r.action for r in reports].count("shipped") == len(dev.records)
     sigs = split_note(latest_checkpoint(world.store_dir).note)[1]
-    assert "watchdog.example/w1" in {s.name for s in sigs}
+    assert "watchdog.test/w1" in {s.name for s in sigs}
