@@ -393,15 +393,15 @@ def status(
         fail(exc.format_message(), as_json, exc.exit_code)
     log_bad = False
     if reverify:
-        data["log"] = status_log(store_dir, trust)
-        log_bad = data["log"].get("ok") is False
+        data["witnessed"] = status_log(store_dir, trust)
+        log_bad = data["witnessed"].get("ok") is False
     if as_json:
         failed = [r for r in data["recordings"] if r["state"] == "failed"]
         click.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
         sys.exit(EXIT_NOT_VERIFIED if failed or log_bad else EXIT_OK)
     failed_any = print_status(data)
     if reverify:
-        print_status_log(data["log"])
+        print_status_log(data["witnessed"])
     if failed_any or log_bad:
         sys.exit(EXIT_NOT_VERIFIED)
 

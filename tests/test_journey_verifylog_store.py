@@ -190,10 +190,10 @@ def test_dock_status_verify_checks_the_store_against_the_witness(shipped):
     ok = CliRunner().invoke(main, args)  # its stand-in segments fail re-verification
     assert "cosigned by watchdog.example" in ok.output
     assert "log: every leaf the witness saw is held" in ok.output
-    assert json.loads(CliRunner().invoke(main, [*args, "--json"]).output)["log"]["ok"] is True
+    assert json.loads(CliRunner().invoke(main, [*args, "--json"]).output)["witnessed"]["ok"] is True
     _delete_recording(store, "recB", rewrite_log=False)
     got = CliRunner().invoke(main, args)
     assert got.exit_code == 1, got.output
     assert "withheld: device cam-op seq 3" in got.output and "log: NOT VERIFIED" in got.output
     js = CliRunner().invoke(main, [*args, "--json"])
-    assert js.exit_code == 1 and json.loads(js.output)["log"]["ok"] is False
+    assert js.exit_code == 1 and json.loads(js.output)["witnessed"]["ok"] is False
