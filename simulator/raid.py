@@ -183,6 +183,7 @@ def _ship_and_export(
     dock_dir = out / "dock"
     with running_authorities(out, dock_dir) as auth:
         pin_witness(dev.keys.device_pub_path.parent, auth.witness_vkey)
+        # the camera pins the TSA's CA too (auth.tsa_ca_pem) once visit_dock takes it
         visit = visit_dock(dev, dock_dir)
         origin, _ = dock_log_identity(dock_dir)
         if fetch_latest(auth, origin) is None:
