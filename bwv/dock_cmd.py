@@ -7,7 +7,6 @@ printed; the only secret ever shown is a fresh enrollment token, once, by ``toke
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -39,7 +38,8 @@ from bwv.dock_serve import (
     serve_facts,
     tls_for_serving,
 )
-from bwv.dock_status import collect_status, print_status
+from bwv.dock_status import collect_status
+from bwv.verify_log import status_witness_options
 from dock.enroll import DEFAULT_TTL_S
 from dock.export import ExportError, check_device_id, export_recording
 
@@ -338,19 +338,7 @@ def revoke(store_dir: Path, device_id: str, reason: str) -> None:
     "store), and the store against its witnessed log. Without it, the state comes from "
     "the checks made on receipt.",
 )
-@click.option(
-    "--witness-key",
-    "witness_keys",
-    multiple=True,
-    help="With --verify: a witness's public key (vkey, or a file of them) the log's "
-    "checkpoint must be cosigned by [default: the witnesses the dock is configured with].",
-)
-@click.option(
-    "--checkpoint",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="With --verify: the witness's latest checkpoint (`bwv witness latest`) "
-    "[default: the dock's own latest checkpoint].",
-)
+@status_witness_options
 def status(
     store_dir: Path,
     as_json: bool,
@@ -380,7 +368,7 @@ def status(
                     or a leaf of the witnessed log the store does not hold (withheld)
                  2  the store cannot be read (with --json: {"error": ...})
     """
-    from bwv.verify_log import load_trust, print_status_log, status_log
+    from bwv.verify_log import load_trust, status_with_log
 
     trust = load_trust(witness_keys, checkpoint, None, None, as_json)
     try:
@@ -391,19 +379,7 @@ def status(
         from bwv.errors import fail
 
         fail(exc.format_message(), as_json, exc.exit_code)
-    log_bad = False
-    if reverify:
-        data["witnessed"] = status_log(store_dir, trust)
-        log_bad = data["witnessed"].get("ok") is False
-    if as_json:
-        failed = [r for r in data["recordings"] if r["state"] == "failed"]
-        click.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
-        sys.exit(EXIT_NOT_VERIFIED if failed or log_bad else EXIT_OK)
-    failed_any = print_status(data)
-    if reverify:
-        print_status_log(data["witnessed"])
-    if failed_any or log_bad:
-        sys.exit(EXIT_NOT_VERIFIED)
+    sys.exit(status_with_log(data, store_dir, trust if reverify else None, reverify, as_json))
 
 
 # --------------------------------------------------------------------------- export

@@ -176,3 +176,41 @@ def print_status_log(log: dict[str, Any]) -> None:
     for f in log.get("findings") or []:
         click.echo(f"  {f['kind']}: {f['detail']}")
     click.echo("log: every leaf the witness saw is held" if log["ok"] else "log: NOT VERIFIED")
+
+
+def status_witness_options(f: Any) -> Any:
+    """``bwv dock status``'s ``--witness-key`` and ``--checkpoint`` (used with --verify)."""
+    f = click.option(
+        "--checkpoint",
+        type=click.Path(exists=True, dir_okay=False, path_type=Path),
+        help="With --verify: the witness's latest checkpoint (`bwv witness latest`) "
+        "[default: the dock's own latest checkpoint].",
+    )(f)
+    return click.option(
+        "--witness-key",
+        "witness_keys",
+        multiple=True,
+        help="With --verify: a witness's public key (vkey, or a file of them) the log's "
+        "checkpoint must be cosigned by [default: the witnesses the dock is configured with].",
+    )(f)
+
+
+def status_with_log(
+    data: dict[str, Any], store_dir: Path, trust: LogTrust | None, reverify: bool, as_json: bool
+) -> int:
+    """Print ``bwv dock status`` (with --verify: and the store against its witnessed log,
+    ``data["witnessed"]``); the exit status."""
+    from bwv.dock_status import print_status
+
+    log_bad = False
+    if reverify:
+        data["witnessed"] = status_log(store_dir, trust)
+        log_bad = data["witnessed"].get("ok") is False
+    failed = any(r["state"] == "failed" for r in data["recordings"])
+    if as_json:
+        click.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
+        return EXIT_FOUND_WANTING if failed or log_bad else EXIT_OK
+    failed = print_status(data)
+    if reverify:
+        print_status_log(data["witnessed"])
+    return EXIT_FOUND_WANTING if failed or log_bad else EXIT_OK
