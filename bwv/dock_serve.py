@@ -61,6 +61,7 @@ def open_for_serving(store_dir: Path, log_config: Any = None):
     import sqlite3
 
     from crypto.durable import write_atomic
+    from dock.checkpoints import LogConfigError
     from dock.keys import KeyFileError
     from dock.server import open_dock
     from dock.store import StoreError
@@ -84,7 +85,7 @@ def open_for_serving(store_dir: Path, log_config: Any = None):
         pub_path = store_dir / DOCK_PUB_FILE
         if not pub_path.exists() or pub_path.read_bytes() != text:
             write_atomic(pub_path, text, mode=0o644)
-    except StoreDirError as exc:
+    except (StoreDirError, LogConfigError) as exc:
         raise DockUsageError(str(exc)) from None
     except KeyFileError as exc:
         raise DockUsageError(f"dock key: {exc}") from None

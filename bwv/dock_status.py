@@ -38,8 +38,8 @@ def _table(rows: list[list[str]], indent: str = "  ") -> list[str]:
 
 def collect_status(store_dir: Path, reverify: bool = False) -> dict[str, Any]:
     """What ``bwv dock status --json`` prints."""
+    from dock.log_status import stored_log_status
     from dock.store import chain_report
-    from dock.translog import stored_log_status
     from dock.verify import reverified_state
 
     store = open_store_or_fail(store_dir)

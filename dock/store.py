@@ -14,7 +14,9 @@ become objects and, in one index transaction, the segment row, its custody-log e
 its receipt are written.
 
 The custody log is append-only and hash-chained: each entry holds the hash of the one before
-it and is signed by the dock key (dock/custody.py; ``verify_custody_log`` replays it).
+it and is signed by the dock key (dock/custody.py; ``verify_custody_log`` replays it). Every
+custody entry and every chain record the dock accepts is also a leaf of the dock's
+transparency log, written in the same transaction (dock/leaves.py, dock/translog.py).
 """
 
 from __future__ import annotations
@@ -318,6 +320,24 @@ class Store(Protocol):
 
     def custody_log(self, after: int = 0, limit: int = 1000) -> list[LogEntry]:
         """Up to ``limit`` entries after index ``after``, in order."""
+        ...
+
+    # -- the transparency log's leaves (dock/leaves.py), written with what they record
+
+    def log_leaves(self, after: int = -1, limit: int = 10_000) -> list[Any]:
+        """Up to ``limit`` leaves (``dock.leaves.Leaf``) after index ``after``, in order."""
+        ...
+
+    def log_leaf_hashes(self, size: int) -> list[bytes]:
+        """The hashes of leaves ``0 .. size-1``."""
+        ...
+
+    def log_size(self) -> int:
+        """How many leaves the store holds."""
+        ...
+
+    def record_leaf_index(self, device_id: str, segment_id: str) -> int | None:
+        """The leaf of the device's chain record ``segment_id``, or None."""
         ...
 
     def close(self) -> None: ...

@@ -214,6 +214,10 @@ class StoreIndex:
         )
         return [leaf_of_row(r) for r in rows]
 
+    def log_leaf_hashes(self, size: int) -> list[bytes]:
+        rows = self._q("SELECT leaf_hash FROM log_leaves WHERE idx<? ORDER BY idx", (size,))
+        return [bytes(r[0]) for r in rows]
+
     def log_size(self) -> int:
         return int(self._q("SELECT COUNT(*) FROM log_leaves")[0][0])
 

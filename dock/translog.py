@@ -21,14 +21,12 @@ it).
 from __future__ import annotations
 
 import base64
-import contextlib
 import hashlib
 import logging
 import os
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -48,6 +46,7 @@ from dock.checkpoints import (
     try_lock,
 )
 from dock.leaves import Leaf
+from dock.log_status import LogHealth, WitnessState, log_status
 
 log = logging.getLogger("bwv.dock.log")
 
@@ -70,20 +69,6 @@ class LogError(RuntimeError):
 
 def b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
-
-
-@dataclass
-class WitnessState:
-    name: str
-    url: str
-    size: int = 0  # the tree size it last cosigned
-    last_error: str | None = None
-
-
-@dataclass
-class LogHealth:
-    tsa_error: str | None = None
-    witnesses: dict[str, WitnessState] = field(default_factory=dict)
 
 
 class DockLog:
@@ -350,57 +335,6 @@ class DockLog:
         )
 
 
-def log_status(
-    origin: str,
-    leaves: int,
-    cp: StoredCheckpoint | None,
-    config: LogConfig,
-    cosigned: list[str],
-    health: LogHealth | None = None,
-) -> dict[str, Any]:
-    witnesses = []
-    for w in config.witnesses:
-        st = health.witnesses.get(w.name) if health else None
-        witnesses.append(
-            {
-                "name": w.name,
-                "url": w.url,
-                "cosigned_latest": w.name in cosigned,
-                "last_error": st.last_error if st else None,
-            }
-        )
-    notes = []
-    if not config.witnesses:
-        notes.append("no witness configured: checkpoints are signed by this dock alone")
-    if not config.tsa_url:
-        notes.append("no TSA configured: checkpoints carry no trusted time")
-    return {
-        "origin": origin,
-        "leaves": leaves,
-        "checkpoint_size": cp.size if cp else None,
-        "checkpoint_timestamped": bool(cp and cp.token),
-        "witnesses": witnesses,
-        "tsa_url": config.tsa_url,
-        "unwitnessed": not config.witnesses,
-        "untimestamped": not config.tsa_url,
-        "notes": notes,
-    }
-
-
-def stored_log_status(store_dir: Path, store: LeafSource) -> dict[str, Any]:
-    """The log's status read from the store directory (no server needed)."""
-    config = load_log_config(store_dir)
-    cp = latest_checkpoint(store_dir)
-    cosigned: list[str] = []
-    if cp is not None:
-        with contextlib.suppress(Exception):
-            from tlog.note import split_note
-
-            names = {s.name for s in split_note(cp.note)[1]}
-            cosigned = [w.name for w in config.witnesses if w.name in names]
-    return log_status(origin_for(store.dock_key_id), store.log_size(), cp, config, cosigned)
-
-
 def sync_if_free(store_dir: Path, key: SigningKey, store: LeafSource) -> StoredCheckpoint | None:
     """For a command run on the store: issue the checkpoint its entries need, unless a
     running dock holds the log (it will)."""
@@ -435,7 +369,9 @@ def proof_for_record(
         tree_size = cp.size if cp else None
     if index is None or tree_size is None or index >= tree_size:
         return None
-    hashes = [leaf.hash for leaf in store.log_leaves(-1, tree_size)]
+    hashes = store.log_leaf_hashes(tree_size)
+    if len(hashes) < tree_size:
+        return None
     return {
         "record_sha256": segment_id,
         "leaf_index": index,
@@ -451,12 +387,19 @@ def with_proof(dlog: DockLog | None, receipt: Any) -> Any:
 
     if dlog is None or receipt is None:
         return receipt
+    refresh_quietly(dlog)
+    proof = dlog.proof(receipt.receipt.leaf_index)
+    return receipt if proof is None else replace(receipt, proof=proof)
+
+
+def refresh_quietly(dlog: DockLog | None) -> None:
+    """``DockLog.refresh``, a failure logged, never raised."""
+    if dlog is None:
+        return
     try:
         dlog.refresh()
     except Exception as exc:
         log.error("transparency log: cannot issue a checkpoint: %s", exc, exc_info=True)
-    proof = dlog.proof(receipt.receipt.leaf_index)
-    return receipt if proof is None else replace(receipt, proof=proof)
 
 
 def sync_quietly(dlog: DockLog | None) -> None:

@@ -94,6 +94,7 @@ def _receipt(**kw) -> Receipt:
         "received_at_us": 5,
         "log_index": 7,
         "log_entry_hash": "c" * 64,
+        "leaf_index": 11,
         "gap_before": False,
         "dock_key_id": key_id(PUB),
     }

@@ -27,6 +27,11 @@ API = {
     "/v1/segments/{segment_id}/complete": {"POST"},
     "/v1/segments/{segment_id}/unsigned": {"GET", "PATCH"},
     "/v1/status": {"GET"},
+    # issue 11: the transparency log, public
+    "/v1/log/checkpoint": {"GET"},
+    "/v1/log/checkpoint.tsr": {"GET"},
+    "/v1/log/proof/{index}": {"GET"},
+    "/v1/log/status": {"GET"},
 }
 # the admin side, apart (issue 12): its own app, on its own listener
 ADMIN_API = {
@@ -107,7 +112,7 @@ def _store_methods() -> list[str]:
 
 def test_the_store_interface_is_documented_once_and_implemented_as_declared():
     names = _store_methods()
-    assert len(names) == 22
+    assert len(names) == 26  # issue 11: the transparency log's leaves
     for name in names:
         declared = getattr(Store, name)
         assert inspect.getdoc(declared), f"Store.{name} says nothing"

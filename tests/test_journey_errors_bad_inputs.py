@@ -161,6 +161,8 @@ ROWS = [
         "not a dock store",
     ),
     Row("dock serve", ("dock", "serve", "--store", "{afile}"), "is a file"),
+    Row("dock init", ("dock", "init", "--store", "{afile}"), "is a file"),
+    Row("dock init", ("dock", "init", "--store", "{new_dir}", "--witness", "x"), "URL=VKEY"),
     Row(
         "dock serve",
         ("dock", "serve", "--store", "{new_dir}", "--listen", "nonsense"),

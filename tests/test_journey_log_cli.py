@@ -79,3 +79,14 @@ def test_a_command_run_with_no_dock_running_issues_the_checkpoint(tmp_path):
     cp = latest_checkpoint(store)
     assert leaves == 1 and cp is not None and cp.size == leaves  # the token_issued entry
     open_note(cp.note, [NoteVerifier(origin, pub)])
+
+
+def test_a_damaged_log_configuration_is_one_line_not_a_traceback(tmp_path):
+    store = tmp_path / "store"
+    run("init", "--store", str(store))
+    (store / "log" / "config.json").write_text("{not json")
+    r = run("init", "--store", str(store))
+    assert r.exit_code == 2 and "config.json: unreadable" in r.output
+    assert "Traceback" not in r.output
+    r = run("status", "--store", str(store))
+    assert r.exit_code == 0 and "config.json: unreadable" in r.output

@@ -195,3 +195,13 @@ def test_the_openapi_lists_the_log_routes(harness):
     with httpx.Client(base_url=harness.url, verify=harness.verify) as http:
         paths = http.get("/openapi.json").json()["paths"]
     assert {"/v1/log/checkpoint", "/v1/log/proof/{index}"} <= set(paths)
+
+
+def test_a_device_status_says_what_the_log_lacks(harness, tmp_path):
+    from dock.client import DockClient
+
+    dev = new_device(harness, tmp_path, "cam-status", segments=1)
+    with DockClient(harness.url, dev.creds, wall_clock=_wall) as client:
+        log = client.status()["log"]
+    assert log["origin"] == f"bwv-dock/{harness.dock.key_id}"
+    assert log["unwitnessed"] is True and log["untimestamped"] is True

@@ -23,7 +23,7 @@ from dock.middleware import Refused
 from dock.protocol import Code
 from dock.routes.deps import DockDep
 from dock.routes.models import ERRORS, LogProofModel
-from dock.translog import DockLog, sync_quietly
+from dock.translog import DockLog, refresh_quietly
 
 router = APIRouter()
 
@@ -45,7 +45,7 @@ def _log(dlog: DockLog | None) -> DockLog:
 )
 async def checkpoint(dock: DockDep) -> Response:
     dlog = _log(dock.translog)
-    await run_in_threadpool(sync_quietly, dlog)
+    await run_in_threadpool(refresh_quietly, dlog)  # brought up to date first
     cp = dlog.latest
     if cp is None:
         raise Refused(404, Code.NOT_FOUND, "the log has no checkpoint yet")
