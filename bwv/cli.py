@@ -183,9 +183,10 @@ def sim_raid(
         sys.exit(2)
     if replaced:
         click.echo(f"bwv sim raid: replacing the earlier raid in {out}", err=True)
-    result = run_raid(
-        cfg, out, RaidPlan(record_s=record), realtime=realtime, wall_epoch_us=time.time_ns() // 1000
-    )
+    plan = RaidPlan(record_s=record)
+    now_us = time.time_ns() // 1000
+    epoch = now_us if realtime else now_us - plan.lasts_us(cfg)  # over before it docks
+    result = run_raid(cfg, out, plan, realtime=realtime, wall_epoch_us=epoch)
     for rec in result.summary["recordings"]:
         click.echo(
             f"recording {rec['id']}: frames {rec['first_frame']}..{rec['last_frame']} "
@@ -246,6 +247,24 @@ def sim_record(ctx: click.Context, seconds: float) -> None:
     "(instead of --device-pub): the exhibit's device.pub must be the key it enrolled.",
 )
 @click.option("--device-id", help="The device id the footage must carry.")
+@click.option(
+    "--witness-key",
+    "witness_keys",
+    multiple=True,
+    help="A witness's public key (a C2SP vkey, or a file of vkey lines; repeatable): every "
+    "record must be in the dock's log as a checkpoint cosigned by it shows.",
+)
+@click.option(
+    "--checkpoint",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="The latest checkpoint fetched from the witness (`bwv witness latest`).",
+)
+@click.option(
+    "--tsa-ca",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="The time-stamping authority's CA certificate (PEM): read the checkpoints' "
+    "RFC 3161 times (the latest each recording can have been made).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the full report as JSON.")
 def verify(
     paths: tuple[Path, ...],
@@ -254,6 +273,9 @@ def verify(
     agency_pub: Path | None,
     dock_pub: Path | None,
     device_id: str | None,
+    witness_keys: tuple[str, ...],
+    checkpoint: Path | None,
+    tsa_ca: Path | None,
     as_json: bool,
 ) -> None:
     """Check recorded evidence offline: signatures, hashes, the chain, the end records.
@@ -270,10 +292,27 @@ def verify(
                  2  the check could not run (bad arguments, unreadable keys)
     """
     from bwv.verify_cmd import run_verify
+    from bwv.verify_log import load_trust
 
+    dock_key = None
+    if dock_pub is not None:
+        from crypto.identity import IdentityError, load_dock_public_key
+
+        try:
+            dock_key = bytes(load_dock_public_key(dock_pub))
+        except IdentityError:
+            dock_key = None  # said by the check that needs it
+    trust = load_trust(witness_keys, checkpoint, tsa_ca, dock_key, as_json)
     sys.exit(
         run_verify(
-            list(paths), device_pub, agency_key, device_id, as_json, dock_pub, agency_pub=agency_pub
+            list(paths),
+            device_pub,
+            agency_key,
+            device_id,
+            as_json,
+            dock_pub,
+            trust,
+            agency_pub=agency_pub,
         )
     )
 

@@ -7,7 +7,6 @@ printed; the only secret ever shown is a fresh enrollment token, once, by ``toke
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -39,7 +38,8 @@ from bwv.dock_serve import (
     serve_facts,
     tls_for_serving,
 )
-from bwv.dock_status import collect_status, print_status
+from bwv.dock_status import collect_status
+from bwv.verify_log import status_witness_options
 from dock.enroll import DEFAULT_TTL_S
 from dock.export import ExportError, check_device_id, export_recording
 
@@ -347,9 +347,17 @@ def revoke(store_dir: Path, device_id: str, reason: str) -> None:
     "reverify",
     is_flag=True,
     help="Re-check every stored byte with the offline verifier (slow on a big "
-    "store). Without it, the state comes from the checks made on receipt.",
+    "store), and the store against its witnessed log. Without it, the state comes from "
+    "the checks made on receipt.",
 )
-def status(store_dir: Path, as_json: bool, reverify: bool) -> None:
+@status_witness_options
+def status(
+    store_dir: Path,
+    as_json: bool,
+    reverify: bool,
+    witness_keys: tuple[str, ...],
+    checkpoint: Path | None,
+) -> None:
     """What the dock holds: cameras and recordings, and whether they are whole.
 
     \b
@@ -368,10 +376,14 @@ def status(store_dir: Path, as_json: bool, reverify: bool) -> None:
     Reads the store directly; no server needed.
 
     \b
-    Exit status: 0  shown (and with --verify: nothing altered)
-                 1  --verify found a recording whose stored bytes are not what was signed
+    Exit status: 0  shown (and with --verify: nothing altered, nothing withheld)
+                 1  --verify found a recording whose stored bytes are not what was signed,
+                    or a leaf of the witnessed log the store does not hold (withheld)
                  2  the store cannot be read (with --json: {"error": ...})
     """
+    from bwv.verify_log import load_trust, status_with_log
+
+    trust = load_trust(witness_keys, checkpoint, None, None, as_json)
     try:
         data = collect_status(store_dir, reverify)
     except click.ClickException as exc:
@@ -380,12 +392,7 @@ def status(store_dir: Path, as_json: bool, reverify: bool) -> None:
         from bwv.errors import fail
 
         fail(exc.format_message(), as_json, exc.exit_code)
-    if as_json:
-        failed = [r for r in data["recordings"] if r["state"] == "failed"]
-        click.echo(json.dumps(data, indent=2, sort_keys=True))
-        sys.exit(EXIT_NOT_VERIFIED if failed else EXIT_OK)
-    if print_status(data):
-        sys.exit(EXIT_NOT_VERIFIED)
+    sys.exit(status_with_log(data, store_dir, trust if reverify else None, reverify, as_json))
 
 
 # --------------------------------------------------------------------------- export

@@ -30,6 +30,7 @@ from crypto.verify import Report, is_evidence, read_outbox, verify
 from crypto.verify.timecheck import recorded_between, wall_claim
 
 if TYPE_CHECKING:
+    from crypto.verify.log import LogTrust
     from dock.store_sqlite import DirectoryStore
 
 EXIT_NOT_AUTHENTIC, EXIT_ERROR = EXIT_FOUND_WANTING, EXIT_CANNOT_CHECK
@@ -224,16 +225,22 @@ def run_verify(
     device_id: str | None,
     as_json: bool,
     dock_pub: Path | None = None,
+    trust: LogTrust | None = None,
     *,
     agency_pub: Path | None = None,
 ) -> int:
     from crypto.verify.exhibit import is_exhibit
+    from dock.holdings import is_store
 
     if len(paths) == 1 and is_exhibit(paths[0]):
         from bwv.verify_exhibit import run_verify_exhibit
 
         agency = agency_public_key_of(agency_pub, agency_key, as_json)
-        return run_verify_exhibit(paths[0], device_pub, dock_pub, device_id, as_json, agency)
+        return run_verify_exhibit(paths[0], device_pub, dock_pub, device_id, as_json, agency, trust)
+    if len(paths) == 1 and is_store(paths[0]):
+        from bwv.verify_log import run_verify_store
+
+        return run_verify_store(paths[0], trust, as_json)
     try:
         ev = _collect(paths)
     except InputError as exc:
@@ -269,8 +276,25 @@ def run_verify(
         from bwv.verify_raid import report_with_exhibits
 
         return report_with_exhibits(
-            report, ev.exhibits, pk, device_id, as_json, sk is not None, agency_public_key=apk
+            report,
+            ev.exhibits,
+            pk,
+            device_id,
+            as_json,
+            sk is not None,
+            agency_public_key=apk,
+            trust=trust,
+            folder=paths[0],
         )
+    if trust is not None:
+        from bwv.verify_raid import audit_raid_dock
+
+        if not audit_raid_dock(report, paths[0], trust):
+            click.echo(
+                "note: the log is not checked: no dock store with a log here (give the "
+                "dock's store, an exhibit, or a `bwv sim` folder)",
+                err=True,
+            )
     if as_json:
         click.echo(json.dumps(report.to_json(), indent=2, sort_keys=True))
     else:
@@ -346,6 +370,9 @@ def _print(report: Report, decrypting: bool) -> None:
     for f in report.findings:
         where = f" [{f.file}]" if f.file else ""
         click.echo(f"  {f.kind}: {f.detail}{where}")
+    from bwv.verify_log import print_log
+
+    print_log(report.log)
     click.echo(
         "VERIFIED: authentic and complete" if report.ok else "NOT VERIFIED: see the findings above"
     )

@@ -12,6 +12,7 @@ from nacl.public import PublicKey
 from bwv.errors import EXIT_FOUND_WANTING, EXIT_OK, fail
 from crypto.identity import IdentityError, load_device_public_key, load_dock_public_key
 from crypto.verify.exhibit import ExhibitError, verify_exhibit_path
+from crypto.verify.log import LogTrust
 
 
 def run_verify_exhibit(
@@ -21,6 +22,7 @@ def run_verify_exhibit(
     device_id: str | None,
     as_json: bool,
     agency_public_key: PublicKey | None = None,
+    trust: LogTrust | None = None,
 ) -> int:
     if device_pub is None and dock_pub is None:
         fail(
@@ -35,7 +37,9 @@ def run_verify_exhibit(
     except IdentityError as exc:
         fail(str(exc), as_json)
     try:
-        report = verify_exhibit_path(path, pk, dk, device_id, agency_public_key)
+        report = verify_exhibit_path(
+            path, pk, dk, device_id, agency_public_key=agency_public_key, trust=trust
+        )
     except ExhibitError as exc:
         if not exc.wanting:
             fail(str(exc), as_json)

@@ -16,6 +16,7 @@ from nacl.public import PublicKey
 from bwv.errors import EXIT_FOUND_WANTING, EXIT_OK
 from crypto.verify import Report
 from crypto.verify.exhibit import evidence_of, is_exhibit, read_exhibit, verify_exhibit
+from crypto.verify.log import LogTrust
 
 EXHIBITS_DIR = "exhibits"
 
@@ -42,14 +43,43 @@ def check_exhibits(
     public_key: bytes,
     device_id: str | None,
     agency_public_key: PublicKey | None = None,
+    trust: LogTrust | None = None,
 ) -> dict[Path, Report]:
     # a raid writes each exhibit with the camera's trail lines: one without them is wanting
     return {
         ex: verify_exhibit(
-            read_exhibit(ex), public_key, device_id, True, agency_public_key=agency_public_key
+            read_exhibit(ex),
+            public_key,
+            device_id,
+            require_trail=True,
+            agency_public_key=agency_public_key,
+            trust=trust,
         )
         for ex in exhibits
     }
+
+
+def audit_raid_dock(report: Report, path: Path, trust: LogTrust | None) -> bool:
+    """A simulator folder's dock store (``bwv sim raid``'s or ``bwv sim``'s) against the
+    witnessed log, with the camera's outbox: its findings join the report. False when
+    there is no dock log to check."""
+    from dock.log_audit import audit_store
+
+    store = Path(path) / "dock"
+    if trust is None or not (store / "log").is_dir():
+        return False
+    from crypto.verify.inputs import read_outbox
+
+    outbox = Path(path) / "device" / "outbox"
+    if not outbox.is_dir():
+        outbox = Path(path) / "outbox"
+    audit = audit_store(store, trust, read_outbox(outbox) if outbox.is_dir() else None)
+    report.findings += audit.findings
+    cps = [audit.checkpoint.to_json()] if audit.checkpoint else []
+    report.log = {"checked": True, "checkpoints": cps, "store": audit.to_json()}
+    if not audit.ok:
+        report.ok = False
+    return True
 
 
 def _wrong_anchor(report: Report) -> bool:
@@ -66,13 +96,21 @@ def report_with_exhibits(
     as_json: bool,
     decrypting: bool,
     agency_public_key: PublicKey | None = None,
+    trust: LogTrust | None = None,
+    folder: Path | None = None,
 ) -> int:
-    """Print the folder's report and each exhibit's; 0 only if all are VERIFIED."""
+    """Print the folder's report and each exhibit's; 0 only if all are VERIFIED. The
+    witness trust is the one given, else the raid's ``summary.json`` names it."""
     from bwv.verify_cmd import _print
+    from bwv.verify_log import raid_trust
 
+    if trust is None and folder is not None:
+        trust = raid_trust(folder)
+    if folder is not None and not _wrong_anchor(report):
+        audit_raid_dock(report, folder, trust)
     if _wrong_anchor(report):  # one cause, one line: the exhibits would say the same
         exhibits = []
-    checked = check_exhibits(exhibits, public_key, device_id, agency_public_key)
+    checked = check_exhibits(exhibits, public_key, device_id, agency_public_key, trust)
     ok = report.ok and all(r.ok for r in checked.values())
     if as_json:
         out = report.to_json() | {

@@ -32,6 +32,7 @@ from crypto.verify.exhibit import (
     read_exhibit,
     verify_exhibit,
 )
+from dock.exhibit_log import LogPapers, label_lines, write_log_papers
 from dock.holdings import HeldRecord
 from dock.store_sqlite import DirectoryStore
 
@@ -48,6 +49,7 @@ class Papers:
     manifests: list[dict[str, Any]] = field(default_factory=list)  # the signed fields
     end: dict[str, Any] | None = None
     trail: bytes = b""  # the camera's trail lines that cover the recording, if given
+    log: LogPapers | None = None  # the witnessed checkpoint and inclusion proofs
 
 
 def gather_papers(store: DirectoryStore, device_id: str, records: list[HeldRecord]) -> Papers:
@@ -81,6 +83,7 @@ def write_papers(out: Path, papers: Papers) -> None:
     write_atomic(out / CUSTODY, b"".join(_line(e) for e in papers.custody))
     if papers.trail:
         write_atomic(out / TRAIL_NAME, papers.trail)
+    write_log_papers(out, papers.log)
 
 
 def trail_lines(trail: bytes, recording_id: str) -> bytes:
@@ -165,6 +168,7 @@ def label(out: Path, papers: Papers, recording_id: str, report: Report) -> str:
         f"- duration: {(end - start) / 1e6:.3f} s" if start and end else "- duration: ?",
         f"- pre-record: {pre:.3f} s" if pre is not None else "- pre-record: ?",
         f"- ended: {(papers.end or {}).get('reason', 'no end record')}",
+        *label_lines(papers.log),
         "",
         "## Files",
         "",

@@ -46,6 +46,7 @@ from crypto.manifest import CHAIN_DIR, chain_file_name
 from crypto.records import sha256_hex
 from crypto.verify import Finding, Report, verify
 from dock.exhibit import finish_exhibit, gather_papers, trail_lines, write_papers, zip_exhibit
+from dock.exhibit_log import gather_log_papers
 from dock.export_folder import (
     COPIED,
     EMPTY,
@@ -354,6 +355,7 @@ def export_recording(
         report, files = verify_recording(store, dev, records, agency_private_key, progress)
         papers = gather_papers(store, dev, records)
         papers.trail = trail_lines(trail, recording_id) if trail else b""
+        papers.log = gather_log_papers(store, dev, [r.seq for r in records])
         segs = [r for r in records if r.is_segment]
         stored = [object_path(store, blob_key(dev, r.held.segment_id)) for r in segs]
         stored = [p for p in stored if p.exists()]

@@ -33,6 +33,7 @@ from crypto.trail import TRAIL_NAME
 from crypto.verify.exhibit import LABEL, PAPERS
 
 MANIFESTS_DIR = "manifests"
+LOG_DIR = "log"  # the exhibit's log papers (dock/exhibit_log.py)
 REPORT_FILE = "report.json"
 MP4_EXT = ".mp4"
 _EXPORTED_MP4 = re.compile(r"[A-Za-z0-9_-]{1,64}_[0-9]{4,}\.mp4")
@@ -72,7 +73,7 @@ def earlier_export(out: Path) -> list[Path]:
     found = []
     for entry in sorted(out.iterdir()):
         name = entry.name
-        if name in (REPORT_FILE, MANIFESTS_DIR, SEGMENTS_DIR, TRAIL_NAME, *PAPERS) or (
+        if name in (REPORT_FILE, MANIFESTS_DIR, SEGMENTS_DIR, TRAIL_NAME, LOG_DIR, *PAPERS) or (
             _EXPORTED_MP4.fullmatch(name) and entry.is_file()
         ):
             found.append(entry)

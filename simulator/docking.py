@@ -102,7 +102,9 @@ def visit_dock(
                 shipper_on_time(keeper, client)(sync)
 
             # HTTP happens in real time, so the shipper's backoff does too
-            shipper = Shipper(outbox, client, clock or MonotonicClock(), on_time=on_time)
+            shipper = Shipper(
+                outbox, client, clock or MonotonicClock(), on_time=on_time, witnesses=_pinned(dev)
+            )
             for report in shipper.drain():
                 if report.action == "shipped":
                     visit.shipped += 1
@@ -116,3 +118,13 @@ def visit_dock(
     finally:
         server.stop()
         dock.store.close()
+
+
+def _pinned(dev: SimDevice):
+    """The witness keys the camera pinned (``keys/witnesses``): it deletes a segment only
+    once a checkpoint they cosigned includes its record. None: it pinned none."""
+    from dock.log_proof import load_policy
+
+    assert dev.keys is not None
+    path = dev.keys.device_pub_path.parent / "witnesses"
+    return load_policy(path, 1) if path.is_file() else None

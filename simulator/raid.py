@@ -13,9 +13,18 @@ from capture.config import Config
 from capture.recorder import Recording
 from crypto.verify import verify, verify_outbox
 from simulator.device import SimDevice, make_device
+from simulator.raid_log import (
+    Authorities,
+    dock_log_identity,
+    fetch_latest,
+    pin_witness,
+    running_authorities,
+)
 
 # what a raid writes into its --out folder
-RAID_ENTRIES = frozenset({"agency", "device", "dock", "exhibits", "recordings", "summary.json"})
+RAID_ENTRIES = frozenset(
+    {"agency", "device", "dock", "exhibits", "recordings", "summary.json", "tsa", "witness"}
+)
 
 
 class RaidOutError(Exception):
@@ -57,6 +66,15 @@ class RaidPlan:
     record_s: float = 20.0
     boot_s: float = 1.0
     settle_s: float = 1.5  # press this long after the pre-record window has filled
+
+    def lasts_us(self, cfg: Config) -> int:
+        """How long the raid lasts on the camera's clock, power-on to shutdown (and a
+        second): a raid simulated faster than real time starts that long before now, so
+        that its recording is over, by the wall clock, when the camera docks and the dock's
+        log is time-stamped (RFC 3161 time is real)."""
+        held = cfg.controls.hold_to_stop_s + 0.2 + 1.0
+        lasts = self.boot_s + cfg.pre_record.seconds + self.settle_s + self.record_s + held
+        return _s(lasts + 1.0)
 
 
 @dataclass
@@ -163,7 +181,12 @@ def _ship_and_export(
     if not device_report.ok:
         problems.append("on the device, before docking: " + _findings(device_report))
     dock_dir = out / "dock"
-    visit = visit_dock(dev, dock_dir)
+    with running_authorities(out, dock_dir) as auth:
+        pin_witness(dev.keys.device_pub_path.parent, auth.witness_vkey)
+        visit = visit_dock(dev, dock_dir, tsa_ca_pem=auth.tsa_ca_pem)
+        origin, _ = dock_log_identity(dock_dir)
+        if fetch_latest(auth, origin) is None:
+            problems.append("the witness holds no checkpoint of the dock's log")
     problems += visit.problems
     left = [p for p in (dev.storage.root / "segments").glob("*") if p.is_file()]
     if left:
@@ -184,6 +207,8 @@ def _ship_and_export(
     report = verify_sim_folder_report(out, dev)
     if not report.ok:
         problems.append("at the dock: " + _findings(report))
+    summary["witness"] = auth.summary(origin)
+    problems += _witnessed_problems(out, auth, dev)
     summary.update(
         {
             "verified": report.ok and not problems,
@@ -203,6 +228,27 @@ def _ship_and_export(
         }
     )
     return recordings
+
+
+def _witnessed_problems(out: Path, auth: Authorities, dev: SimDevice) -> list[str]:
+    """The dock's store and the exhibits against the witness's latest checkpoint, as
+    ``bwv verify OUT`` checks them."""
+    from bwv.verify_raid import check_exhibits, raid_exhibits
+    from crypto.verify.inputs import read_outbox
+    from dock.log_audit import audit_store
+
+    assert dev.keys is not None
+    trust = auth.trust()
+    if trust is None:
+        return []  # said already: the witness holds no checkpoint
+    audit = audit_store(out / "dock", trust, read_outbox(dev.storage.root))
+    problems = [f"the dock against the witness: {f.kind}: {f.detail}" for f in audit.findings]
+    pk = dev.keys.identity.public_key
+    agency = dev.keys.agency_private().public_key
+    checked = check_exhibits(raid_exhibits(out), pk, dev.cfg.device_id, agency, trust)
+    for ex, rep in checked.items():
+        problems += [f"{ex.name} against the witness: {f.kind}: {f.detail}" for f in rep.findings]
+    return problems
 
 
 def verify_sim_folder_report(out: Path, dev: SimDevice):

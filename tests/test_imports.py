@@ -30,9 +30,9 @@ FIRST_PARTY = {
     "pre_record",
     "simulator",
     "tests",
-    "tsa",
     "tlog",
     "witness",
+    "tsa",
 }
 HEAVY = {"av", "numpy", "cv2"}
 

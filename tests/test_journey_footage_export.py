@@ -244,6 +244,8 @@ def test_export_with_replace_starts_clean_and_says_so(docked, tmp_path):
         "custody.jsonl",
         "device.pub",
         "enrollment.json",
+        "log/checkpoint",  # the dock's log: its checkpoint, a proof per record
+        "log/proofs.jsonl",
         "manifests/000000000003.manifest.json",
         "manifests/000000000004.manifest.json",
         "manifests/000000000005.end.json",

@@ -27,6 +27,7 @@ from nacl.signing import VerifyKey
 
 from crypto.manifest import parse_chain_file_name
 from crypto.verify.inputs import is_evidence, read_outbox
+from crypto.verify.log import LOG_PAPERS, LogTrust, apply_log
 from crypto.verify.report import Report
 from crypto.verify.verifier import verify
 
@@ -36,7 +37,7 @@ DEVICE_PUB = "device.pub"
 ENROLLMENT = "enrollment.json"
 RECEIPTS = "receipts.jsonl"
 CUSTODY = "custody.jsonl"
-PAPERS = (LABEL, REPORT, DEVICE_PUB, ENROLLMENT, RECEIPTS, CUSTODY)
+PAPERS = (LABEL, REPORT, DEVICE_PUB, ENROLLMENT, RECEIPTS, CUSTODY, *LOG_PAPERS)
 MAX_ZIP_MEMBER = 1 << 32
 EXTRA = "extra"  # finding: a file in the bundle that is neither evidence nor one of its papers
 
@@ -146,9 +147,12 @@ def verify_exhibit(
     device_id: str | None = None,
     require_trail: bool = False,
     agency_public_key: PublicKey | None = None,
+    trust: LogTrust | None = None,
+    dock_public_key: bytes | None = None,
 ) -> Report:
     """The verifier on an exhibit's evidence: it holds one recording's chain records (so
-    the chain is checked from the first of them) and, maybe, the trail lines covering it."""
+    the chain is checked from the first of them) and, maybe, the trail lines covering it;
+    with ``trust`` (the witness keys) each record must be in the witnessed log."""
     ev = evidence_of(files)
     trail = next((d for n, d in ev.items() if n.endswith(".jsonl")), None)
     report = verify(
@@ -159,10 +163,12 @@ def verify_exhibit(
         first_trail_seq=_first_trail_seq(trail),
         require_trail=require_trail,
         agency_public_key=agency_public_key,
+        dock_public_key=dock_public_key,
     )
     for f in report.findings:
         if f.kind == "unrecognized":
             f.kind, f.detail = EXTRA, "a file that is not part of the exhibit"
+    apply_log(report, {**ev, **{n: files[n] for n in LOG_PAPERS if n in files}}, trust)
     return report
 
 
@@ -172,6 +178,7 @@ def verify_exhibit_path(
     dock_public_key: bytes | None = None,
     device_id: str | None = None,
     agency_public_key: PublicKey | None = None,
+    trust: LogTrust | None = None,
 ) -> Report:
     """``bwv verify EXHIBIT``: the trust anchor is the device's key, or the dock's key that
     signed the enrollment in the bundle."""
@@ -182,4 +189,11 @@ def verify_exhibit_path(
         if dock_public_key is None:
             raise ExhibitError("--device-pub or --dock-pub is needed: the key to trust")
         device_public_key = device_key_from_enrollment(files, dock_public_key)
-    return verify_exhibit(files, device_public_key, device_id, agency_public_key=agency_public_key)
+    return verify_exhibit(
+        files,
+        device_public_key,
+        device_id,
+        agency_public_key=agency_public_key,
+        trust=trust,
+        dock_public_key=dock_public_key,
+    )

@@ -110,9 +110,13 @@ class Report:
     recordings: list[RecordingReport]
     findings: list[Finding]
     time_syncs: list[dict[str, Any]] = field(default_factory=list)  # the device's, checked
+    log: dict[str, Any] | None = None  # what the witnessed log says (crypto/verify/log.py)
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        out = asdict(self)
+        if self.log is None:  # not checked: the report is as it was without a log
+            del out["log"]
+        return out
 
     def non_authentic(self) -> list[SegmentReport]:
         return [s for s in self.segments if s.status != AUTHENTIC]

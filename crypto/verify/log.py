@@ -1,0 +1,622 @@
+"""The log room: what the dock's transparency log, countersigned by a witness, says about
+the evidence (docs/spec-parts/F.md).
+
+Given the witness's public key(s) (``LogTrust.witness_keys``, C2SP vkeys) and, maybe, the
+latest checkpoint fetched from the witness (``LogTrust.checkpoint``):
+
+- a checkpoint is trusted only when a witness key given cosigned it (else ``unwitnessed``)
+  and, when the dock's key is given, the dock signed it (else ``altered``);
+- every chain record of an exhibit must be shown included in a trusted checkpoint by its
+  inclusion proof (``log/proofs.jsonl``): none is ``withheld``, a broken one ``altered``;
+- two trusted checkpoints of one log and one size with different roots are ``equivocation``;
+- ``audit_leaves`` checks a dock's whole log (its leaves up to the witnessed size) against
+  what the store holds: a record or custody entry the log has but the store does not, with
+  no custody event explaining it, is ``withheld``; two different records for one device
+  sequence number are ``equivocation`` (two histories: a camera rolled back);
+- ``upper_bound_us`` is T1, the RFC 3161 time of a checkpoint including a record: the
+  recording existed before it.
+
+The log's primitives (``tlog``) and RFC 3161 (``tsa``) are imported lazily: the camera does
+not load them, and a verifier given no witness key never needs them.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from crypto.verify.report import ALTERED, EQUIVOCATION, Finding
+from crypto.verify.timecheck import apply_upper_bounds
+
+WITHHELD = "withheld"  # the log shows it exists; it is not here, nor explained
+UNWITNESSED = "unwitnessed"  # no valid cosignature by a witness key given
+TIME_INCONSISTENT = "time_inconsistent"  # a claimed wall time outside its bounds
+
+RECORD_LEAF = b"bwv:log-record:v2\0"
+CUSTODY_LEAF = b"bwv:log-custody:v2\0"
+CHECKPOINT = "log/checkpoint"
+CHECKPOINT_TSR = "log/checkpoint.tsr"
+PROOFS = "log/proofs.jsonl"
+LOG_PAPERS = (CHECKPOINT, CHECKPOINT_TSR, PROOFS)
+# custody actions that explain a record the log has and the store no longer holds
+EXPLAINING_ACTIONS = frozenset({"retention_deleted", "retention-deleted", "deleted", "purged"})
+
+
+class LogTrustError(Exception):
+    """A witness key or checkpoint given cannot be read (exit 2)."""
+
+
+@dataclass(frozen=True)
+class LogTrust:
+    """What the verifier trusts about the log: the witness keys, the checkpoint fetched from
+    the witness (optional), the dock's Ed25519 public key (optional) and the TSA's CA
+    certificate(s) in PEM (optional: without it no trusted time is read)."""
+
+    witness_keys: tuple[str, ...] = ()
+    checkpoint: bytes | None = None
+    dock_key: bytes | None = None
+    tsa_ca: bytes | None = None
+    # tsa.verify.verify_token (token, digest, CA PEM) -> genTime µs: given by the front end
+    # (crypto does not import tsa, which builds on crypto)
+    token_time: Callable[[bytes, bytes, bytes], int] | None = None
+
+    @property
+    def given(self) -> bool:
+        return bool(self.witness_keys)
+
+
+def read_witness_keys(values: Iterable[str]) -> tuple[str, ...]:
+    """Witness vkeys from ``--witness-key`` values: a vkey itself, or a file of vkey lines
+    (blank lines and ``#`` comments skipped)."""
+    from tlog.cosignature import CosignatureVerifier
+
+    keys: list[str] = []
+    for v in values:
+        p = Path(v)
+        try:
+            lines = p.read_text().splitlines() if "+" not in v and p.is_file() else [v]
+        except (OSError, UnicodeDecodeError) as exc:
+            raise LogTrustError(f"{v}: cannot read the witness key file: {exc}") from None
+        for line in (s.strip() for s in lines):
+            if not line or line.startswith("#"):
+                continue
+            try:
+                CosignatureVerifier.from_vkey(line)
+            except Exception:  # noqa: BLE001 - any malformed vkey: one clear line
+                raise LogTrustError(f"{v}: not a witness public key (a C2SP vkey)") from None
+            keys.append(line)
+    if not keys:
+        raise LogTrustError("no witness public key in " + ", ".join(values))
+    return tuple(keys)
+
+
+def dock_vkey(name: str, public_key: bytes) -> str:
+    """The C2SP signed-note vkey of the dock's Ed25519 key under the log's origin."""
+    from tlog.note import format_vkey
+
+    return format_vkey(name, 0x01, bytes(public_key))
+
+
+# -- checkpoints -------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Witnessed:
+    """A checkpoint note, checked: cosigned by ``witnesses`` (names of the keys given)."""
+
+    origin: str
+    size: int
+    root: bytes
+    body: str
+    note: bytes
+    witnesses: tuple[str, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "origin": self.origin,
+            "size": self.size,
+            "root": base64.b64encode(self.root).decode(),
+            "witnesses": list(self.witnesses),
+        }
+
+
+def _split_note(note: bytes) -> tuple[str, list[str]]:
+    text = note.decode("utf-8")
+    body, sep, sigs = text.partition("\n\n")
+    if not sep:
+        raise ValueError("no signature block")
+    return body + "\n", [s for s in sigs.split("\n") if s]
+
+
+def _cosigners(body: str, sig_lines: list[str], keys: tuple[str, ...]) -> tuple[str, ...]:
+    from tlog.cosignature import CosignatureVerifier
+
+    names = []
+    for vkey in keys:
+        v = CosignatureVerifier.from_vkey(vkey)
+        for line in sig_lines:
+            try:
+                ok = v.verify(body, line) is not None or v.verify(body, line + "\n") is not None
+            except Exception:  # noqa: BLE001 - another key's line, or a malformed one
+                ok = False
+            if ok:
+                names.append(vkey.split("+", 1)[0])
+                break
+    return tuple(names)
+
+
+def open_checkpoint(
+    note: bytes | None, trust: LogTrust, what: str
+) -> tuple[Witnessed | None, list[Finding]]:
+    """Check a checkpoint note: readable, signed by the dock (when its key is given),
+    cosigned by a witness key given. Returns it (None if unreadable or not cosigned) and the
+    findings, naming the note as ``what``."""
+    from tlog.checkpoint import Checkpoint
+
+    if note is None:
+        return None, [Finding(UNWITNESSED, f"{what}: no checkpoint of the dock's log")]
+    try:
+        body, sigs = _split_note(note)
+        cp = Checkpoint.parse(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        return None, [Finding(ALTERED, f"{what}: not a checkpoint note ({exc})", file=what)]
+    except Exception as exc:  # noqa: BLE001 - the parser's own error class
+        return None, [Finding(ALTERED, f"{what}: not a checkpoint note ({exc})", file=what)]
+    findings: list[Finding] = []
+    if trust.dock_key is not None and not _dock_signed(note, cp.origin, trust.dock_key):
+        findings.append(
+            Finding(ALTERED, f"{what}: not signed by the dock key given ({cp.origin})", file=what)
+        )
+    names = _cosigners(body, sigs, trust.witness_keys)
+    w = Witnessed(cp.origin, cp.size, bytes(cp.root), body, note, names)
+    if not names:
+        findings.append(
+            Finding(
+                UNWITNESSED,
+                f"{what}: checkpoint {cp.origin} size {cp.size} carries no valid cosignature "
+                "by the witness key(s) given",
+                file=what,
+            )
+        )
+        return None, findings
+    return (None if findings else w), findings
+
+
+def _dock_signed(note: bytes, origin: str, public_key: bytes) -> bool:
+    from tlog.note import NoteVerifier, open_note
+
+    try:
+        _, names = open_note(note, [NoteVerifier.from_vkey(dock_vkey(origin, public_key))])
+    except Exception:  # noqa: BLE001 - NoteError or a malformed note: not signed
+        return False
+    return origin in names
+
+
+def compare_checkpoints(bundle: Witnessed, given: Witnessed, what: str) -> list[Finding]:
+    """Two trusted checkpoints of one log: one size, one root (else two histories)."""
+    if bundle.origin != given.origin:
+        return [
+            Finding(
+                "substituted",
+                f"{what}: checkpoint of log {bundle.origin}, the witness's is {given.origin}",
+                file=what,
+            )
+        ]
+    if bundle.size == given.size and bundle.root != given.root:
+        return [
+            Finding(
+                EQUIVOCATION,
+                f"{what}: the dock's log {bundle.origin} has two trees of size {bundle.size} "
+                "(the exhibit's root is not the witness's): the log forked",
+                file=what,
+            )
+        ]
+    return []
+
+
+# -- an exhibit's records in the log -----------------------------------------------------------
+@dataclass
+class LogCheck:
+    """What the log says about a set of records: findings, the trusted checkpoint(s), and
+    per included record (by seq) its leaf index and the checkpoint size proving it."""
+
+    checked: bool
+    findings: list[Finding] = field(default_factory=list)
+    checkpoints: list[Witnessed] = field(default_factory=list)
+    included: dict[int, tuple[int, int]] = field(default_factory=dict)  # seq -> (leaf, size)
+    tsa_time_us: int | None = None  # RFC 3161 time of the exhibit's checkpoint (T1)
+    time_note: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "checked": self.checked,
+            "checkpoints": [c.to_json() for c in self.checkpoints],
+            "included": {str(k): list(v) for k, v in sorted(self.included.items())},
+            "tsa_time_us": self.tsa_time_us,
+            "time_note": self.time_note,
+        }
+
+
+def record_leaf(line: bytes) -> bytes:
+    from tlog.merkle import leaf_hash
+
+    return bytes(leaf_hash(RECORD_LEAF + bytes(line)))
+
+
+def read_proofs(data: bytes | None) -> tuple[dict[str, dict[str, Any]], list[Finding]]:
+    out: dict[str, dict[str, Any]] = {}
+    bad: list[Finding] = []
+    for n, line in enumerate((data or b"").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            p = json.loads(line)
+            entry = {
+                "leaf_index": int(p["leaf_index"]),
+                "tree_size": int(p["tree_size"]),
+                "inclusion": [base64.b64decode(h, validate=True) for h in p["inclusion"]],
+            }
+            out[str(p["record_sha256"])] = entry
+        except (ValueError, KeyError, TypeError) as exc:
+            bad.append(Finding(ALTERED, f"line {n}: not an inclusion proof ({exc})", file=PROOFS))
+    return out, bad
+
+
+def check_records_logged(
+    files: Mapping[str, bytes], records: Mapping[int, str], trust: LogTrust
+) -> LogCheck:
+    """Every chain record (``records``: seq -> its name in ``files``) must be included in a
+    trusted checkpoint: the bundle's ``log/checkpoint`` or the witness's given."""
+    if not trust.given:
+        return LogCheck(False)
+    res = LogCheck(True)
+    bundle, f1 = open_checkpoint(files.get(CHECKPOINT), trust, CHECKPOINT)
+    given, f2 = (None, [])
+    if trust.checkpoint is not None:
+        given, f2 = open_checkpoint(trust.checkpoint, trust, "the witness's checkpoint")
+    res.findings += f1 + f2
+    if bundle and given:
+        res.findings += compare_checkpoints(bundle, given, CHECKPOINT)
+    res.checkpoints = [c for c in (bundle, given) if c is not None]
+    if bundle is None and files.get(CHECKPOINT) is not None and given is None:
+        return res  # the one cause is said: no trusted checkpoint
+    by_size = {c.size: c for c in reversed(res.checkpoints)}
+    proofs, bad = read_proofs(files.get(PROOFS))
+    res.findings += bad
+    for seq, name in sorted(records.items()):
+        _check_one(res, seq, name, files[name], proofs, by_size)
+    if bundle is not None:
+        res.tsa_time_us, res.time_note = checkpoint_time(bundle, files.get(CHECKPOINT_TSR), trust)
+    return res
+
+
+def _check_one(
+    res: LogCheck,
+    seq: int,
+    name: str,
+    data: bytes,
+    proofs: dict[str, dict[str, Any]],
+    by_size: dict[int, Witnessed],
+) -> None:
+    from tlog.merkle import verify_inclusion
+
+    sha = hashlib.sha256(data).hexdigest()
+    p = proofs.get(sha)
+    if p is None:
+        res.findings.append(
+            Finding(
+                WITHHELD,
+                f"chain record {seq} is not shown in the dock's witnessed log "
+                "(no inclusion proof for it)",
+                file=name,
+                seq=seq,
+            )
+        )
+        return
+    cp = by_size.get(p["tree_size"])
+    if cp is None:
+        res.findings.append(
+            Finding(
+                WITHHELD,
+                f"chain record {seq}: its inclusion proof is for a tree of size "
+                f"{p['tree_size']}, not a witnessed checkpoint's",
+                file=name,
+                seq=seq,
+            )
+        )
+        return
+    ok = p["leaf_index"] < cp.size and verify_inclusion(
+        record_leaf(data), p["leaf_index"], cp.size, p["inclusion"], cp.root
+    )
+    if not ok:
+        res.findings.append(
+            Finding(
+                ALTERED,
+                f"chain record {seq}: its inclusion proof (leaf {p['leaf_index']}) does not "
+                f"lead to the witnessed root of size {cp.size}",
+                file=name,
+                seq=seq,
+            )
+        )
+        return
+    res.included[seq] = (p["leaf_index"], cp.size)
+
+
+# -- trusted time -----------------------------------------------------------------------------
+def checkpoint_time(cp: Witnessed, token: bytes | None, trust: LogTrust) -> tuple[int | None, str]:
+    """(RFC 3161 genTime of the checkpoint in µs, or None; why not, when None)."""
+    if token is None:
+        return None, "the dock's checkpoint carries no RFC 3161 timestamp (no TSA configured)"
+    if trust.tsa_ca is None or trust.token_time is None:
+        return None, "no --tsa-ca given: the checkpoint's RFC 3161 timestamp is not checked"
+    digest = hashlib.sha256(cp.body.encode()).digest()
+    try:
+        return int(trust.token_time(token, digest, trust.tsa_ca)), ""
+    except Exception as exc:  # noqa: BLE001 - TokenError or a malformed token
+        return None, f"the checkpoint's RFC 3161 timestamp does not verify: {exc}"
+
+
+def upper_bounds(recordings: Mapping[str, list[int]], check: LogCheck) -> dict[str, int | None]:
+    """T1 per recording (recording id -> its records' seqs): the RFC 3161 time of the
+    checkpoint that includes all of them, or None when some record is not included or the
+    checkpoint has no trusted time."""
+    out: dict[str, int | None] = {}
+    for rec, seqs in recordings.items():
+        ok = check.tsa_time_us is not None and all(s in check.included for s in seqs)
+        out[rec] = check.tsa_time_us if ok else None
+    return out
+
+
+def parse_leaf(index: int, data: bytes) -> Leaf:
+    if data.startswith(RECORD_LEAF):
+        line = data[len(RECORD_LEAF) :]
+        try:
+            r = json.loads(line)["record"]
+            return Leaf(
+                index,
+                "record",
+                str(r["device_id"]),
+                int(r["seq"]),
+                hashlib.sha256(line).hexdigest(),
+                r.get("recording_id"),
+            )
+        except (ValueError, KeyError, TypeError):
+            return Leaf(index, "unknown")
+    if data.startswith(CUSTODY_LEAF):
+        try:
+            e = json.loads(data[len(CUSTODY_LEAF) :])
+            return Leaf(index, "custody", e.get("device_id"), None, e.get("entry_hash"), None, e)
+        except (ValueError, AttributeError):
+            return Leaf(index, "unknown")
+    return Leaf(index, "unknown")
+
+
+@dataclass
+class Holdings:
+    """What a store holds, as ``audit_leaves`` asks: record lines by SHA-256 and custody
+    entries by their hash."""
+
+    records: set[str]  # SHA-256 of each held chain record's bytes
+    custody: set[str]  # entry_hash of each custody-log entry held
+
+
+def audit_leaves(
+    leaves: list[bytes], held: Holdings, device_keys: Mapping[str, bytes] | None = None
+) -> list[Finding]:
+    """Every leaf must be in the store, or (a record) explained by a custody event; two
+    different records for one device seq are ``equivocation``. With ``device_keys`` (device
+    id -> public key) a record leaf must carry the device's valid signature (else
+    ``altered``: only what the camera signed counts as a second history)."""
+    parsed = [parse_leaf(i, d) for i, d in enumerate(leaves)]
+    if device_keys is not None:
+        bad = [p.index for p in parsed if not _signed_leaf(p, leaves[p.index], device_keys)]
+        parsed = [Leaf(p.index, "unknown") if p.index in bad else p for p in parsed]
+    explained = _explained(parsed)
+    findings: list[Finding] = []
+    by_seq: dict[tuple[str, int], Leaf] = {}
+    for leaf in parsed:
+        if leaf.kind == "record":
+            assert leaf.device_id is not None and leaf.seq is not None
+            first = by_seq.setdefault((leaf.device_id, leaf.seq), leaf)
+            if first.sha256 != leaf.sha256:
+                findings.append(
+                    Finding(
+                        EQUIVOCATION,
+                        f"device {leaf.device_id} seq {leaf.seq}: two different signed "
+                        f"records in the log (leaves {first.index} and {leaf.index}): two "
+                        "histories (a camera rolled back?)",
+                        recording_id=leaf.recording_id,
+                        seq=leaf.seq,
+                    )
+                )
+            if leaf.sha256 not in held.records and leaf.sha256 not in explained:
+                findings.append(_withheld_record(leaf))
+        elif leaf.kind == "custody":
+            if leaf.sha256 not in held.custody:
+                findings.append(
+                    Finding(
+                        WITHHELD,
+                        f"log leaf {leaf.index}: custody entry "
+                        f"{(leaf.entry or {}).get('index')} ({(leaf.entry or {}).get('action')}"
+                        f", device {leaf.device_id}) is not in the dock's custody log",
+                    )
+                )
+        else:
+            findings.append(Finding(ALTERED, f"log leaf {leaf.index}: not a bwv log leaf"))
+    return findings
+
+
+def _signed_leaf(leaf: Leaf, data: bytes, keys: Mapping[str, bytes]) -> bool:
+    if leaf.kind != "record":
+        return True
+    from crypto.records import RecordError, verify_line
+
+    key = keys.get(leaf.device_id or "")
+    if key is None:
+        return True  # a device the caller does not know: its records are not judged here
+    try:
+        verify_line(data[len(RECORD_LEAF) :], key, leaf.device_id)
+    except RecordError:
+        return False
+    return True
+
+
+def _withheld_record(leaf: Leaf) -> Finding:
+    return Finding(
+        WITHHELD,
+        f"device {leaf.device_id} seq {leaf.seq} (log leaf {leaf.index}"
+        + (f", recording {leaf.recording_id}" if leaf.recording_id else "")
+        + "): the witnessed log has this record; the store does not hold it and no custody "
+        "event explains it",
+        recording_id=leaf.recording_id,
+        seq=leaf.seq,
+    )
+
+
+def _explained(parsed: list[Leaf]) -> set[str]:
+    """SHA-256 of records a logged custody event says left the store on purpose."""
+    out: set[str] = set()
+    for leaf in parsed:
+        e = leaf.entry or {}
+        if leaf.kind == "custody" and e.get("action") in EXPLAINING_ACTIONS:
+            detail = e.get("detail") or {}
+            for h in (detail.get("record_sha256"), detail.get("manifest_sha256")):
+                if isinstance(h, str):
+                    out.add(h)
+    return out
+
+
+def device_seqs(leaves: list[bytes]) -> dict[str, dict[int, Leaf]]:
+    """The log's records per device and seq (the first leaf of each)."""
+    out: dict[str, dict[int, Leaf]] = {}
+    for i, d in enumerate(leaves):
+        leaf = parse_leaf(i, d)
+        if leaf.kind == "record" and leaf.device_id is not None and leaf.seq is not None:
+            out.setdefault(leaf.device_id, {}).setdefault(leaf.seq, leaf)
+    return out
+
+
+def seq_gaps(leaves: list[bytes]) -> list[Finding]:
+    """Seqs a device signed that never reached the log: a later record of the device is in
+    the log, an earlier one is not (deleted from the camera before it shipped)."""
+    out = []
+    for device, logged in sorted(device_seqs(leaves).items()):
+        seqs = sorted(logged)
+        for a, b in zip(seqs, seqs[1:], strict=False):
+            if b > a + 1:
+                nxt = logged[b]
+                out.append(
+                    Finding(
+                        WITHHELD,
+                        f"device {device} seqs {a + 1}..{b - 1} never reached the dock's "
+                        f"witnessed log, though seq {b} (log leaf {nxt.index}) follows them: "
+                        "signed by the camera and deleted before they shipped",
+                        seq=a + 1,
+                    )
+                )
+    return out
+
+
+def missing_from(
+    device_id: str, present: Iterable[int], leaves: list[bytes], what: str
+) -> list[Finding]:
+    """Seqs the log holds for ``device_id`` that are not among ``present`` (a device's
+    outbox together with what the dock holds): whole recordings deleted show here."""
+    have = set(present)
+    logged = device_seqs(leaves).get(device_id, {})
+    return [
+        Finding(
+            WITHHELD,
+            f"device {device_id} seq {s} (log leaf {leaf.index}"
+            + (f", recording {leaf.recording_id}" if leaf.recording_id else "")
+            + f") is in the witnessed log but not in {what}",
+            recording_id=leaf.recording_id,
+            seq=s,
+        )
+        for s, leaf in sorted(logged.items())
+        if s not in have
+    ]
+
+
+# -- the hook the verifier calls ---------------------------------------------------------------
+def chain_records(files: Mapping[str, bytes]) -> dict[int, str]:
+    """seq -> name of every chain record file among ``files`` (by its name)."""
+    from crypto.manifest import parse_chain_file_name
+
+    out: dict[int, str] = {}
+    for name in files:
+        p = parse_chain_file_name(name.rsplit("/", 1)[-1])
+        if p is not None:
+            out.setdefault(p[0], name)
+    return out
+
+
+def _claims(files: Mapping[str, bytes], records: Mapping[int, str]) -> dict[str, list[Any]]:
+    """recording id -> [its records' seqs, its latest claimed wall time (µs) or None]."""
+    from crypto.records import RecordError, parse_line
+
+    out: dict[str, list[Any]] = {}
+    for seq, name in records.items():
+        try:
+            r, _ = parse_line(files[name])
+        except RecordError:
+            continue
+        entry = out.setdefault(str(r.get("recording_id")), [[], None])
+        entry[0].append(seq)
+        walls = [w for w in (r.get("wall_start_us"), r.get("wall_end_us")) if isinstance(w, int)]
+        if walls:
+            entry[1] = max([*walls, *([entry[1]] if entry[1] is not None else [])])
+    return out
+
+
+def apply_log(report: Any, files: Mapping[str, bytes], trust: LogTrust | None) -> LogCheck:
+    """Check ``files``' chain records against the witnessed log; add the findings and the
+    log's summary (``report.log``) to ``report``."""
+    if trust is None or not trust.given:
+        return LogCheck(False)
+    records = chain_records(files)
+    check = check_records_logged(files, records, trust)
+    claims = _claims(files, records)
+    bounds = upper_bounds({k: v[0] for k, v in claims.items()}, check)
+    report.findings += check.findings
+    _apply_time(report, claims, bounds)
+    report.log = check.to_json() | {"upper_bounds_us": bounds}
+    if check.findings:
+        report.ok = False
+    return check
+
+
+def _apply_time(report: Any, claims: dict[str, list[Any]], bounds: dict[str, int | None]) -> None:
+    """T1 per recording into the report (crypto/verify/timecheck.py: a claimed wall time
+    after it is ``time_inconsistent``)."""
+    before = len(report.findings)
+    apply_upper_bounds(report, {k: v for k, v in bounds.items() if v is not None})
+    if len(report.findings) > before:
+        report.ok = False
+
+
+def second_histories(lines: Iterable[bytes], leaves: list[bytes], what: str) -> list[Finding]:
+    """Chain records (``lines``, e.g. a camera's outbox) whose device and seq the witnessed
+    log holds as another record: the camera signed two histories (rolled back)."""
+    logged = device_seqs(leaves)
+    out = []
+    for line in lines:
+        mine = parse_leaf(-1, RECORD_LEAF + bytes(line))
+        if mine.kind != "record" or mine.device_id is None or mine.seq is None:
+            continue
+        other = logged.get(mine.device_id, {}).get(mine.seq)
+        if other is not None and other.sha256 != mine.sha256:
+            out.append(
+                Finding(
+                    EQUIVOCATION,
+                    f"device {mine.device_id} seq {mine.seq}: {what} holds a record the "
+                    f"witnessed log has as another (log leaf {other.index}, recording "
+                    f"{other.recording_id}): the camera signed two histories (rolled back?)",
+                    recording_id=mine.recording_id,
+                    seq=mine.seq,
+                )
+            )
+    return out
