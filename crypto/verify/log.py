@@ -370,6 +370,18 @@ def upper_bounds(recordings: Mapping[str, list[int]], check: LogCheck) -> dict[s
     return out
 
 
+# -- a dock's whole log against its store ------------------------------------------------------
+@dataclass(frozen=True)
+class Leaf:
+    index: int
+    kind: str  # record | custody | unknown
+    device_id: str | None = None
+    seq: int | None = None
+    sha256: str | None = None  # a record's: of its line; a custody entry's: its entry_hash
+    recording_id: str | None = None
+    entry: dict[str, Any] | None = None
+
+
 def parse_leaf(index: int, data: bytes) -> Leaf:
     if data.startswith(RECORD_LEAF):
         line = data[len(RECORD_LEAF) :]
