@@ -22,9 +22,9 @@ from bwv.dock_common import (
     when,
 )
 from bwv.dock_export_report import print_export
+from bwv.dock_init import STORE_OPTION, init
 from bwv.dock_log_cmd import (
     checkpoint_now,
-    echo_log_facts,
     log_config_of,
     log_facts,
     log_options,
@@ -46,16 +46,6 @@ from dock.export import ExportError, check_device_id, export_recording
 DEFAULT_LISTEN = "127.0.0.1:8443"
 
 
-STORE_OPTION = click.option(
-    "--store",
-    "store_dir",
-    required=True,
-    type=click.Path(path_type=Path, file_okay=False),
-    help="The dock's store directory (the one `bwv dock serve --store` uses, "
-    "e.g. /var/lib/bwv-dock).",
-)
-
-
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def dock() -> None:
     """The dock: takes in cameras' footage, verifies it, keeps it, hands it over.
@@ -72,6 +62,9 @@ def dock() -> None:
       bwv dock revoke --store DIR bwv-0042 --reason "reported lost"
                                                           refuse a lost or stolen camera
     """
+
+
+dock.add_command(init)
 
 
 # --------------------------------------------------------------------------- serve
@@ -143,14 +136,11 @@ def serve(
     The admin side (/v1/admin/...: tokens, revocation, devices, custody log; bearer token
     admin.token) listens apart, on --admin-listen: never where cameras connect.
 
-    The dock refuses footage sealed to another agency key than --agency-pub's (a camera
-    given a substitute agency.pub: code wrong_agency_key). Without a pinned agency key it
-    cannot check that, and says so here and in `bwv dock status`.
-
-    The dock keeps a transparency log of every record and custody entry (STORE/log/): each
-    checkpoint is signed by the dock key, time-stamped by --tsa and cosigned by each
-    --witness (kept in the store: later starts use them unless given again). Anyone can
-    fetch it: GET /v1/log/checkpoint, /v1/log/proof/INDEX.
+    Footage sealed to another agency key than --agency-pub's is refused (wrong_agency_key);
+    without a pinned agency key the dock says it cannot check that. Every record and custody
+    entry joins the dock's transparency log (STORE/log/), whose checkpoints are time-stamped
+    by --tsa and cosigned by each --witness (kept for later starts); anyone can fetch them:
+    GET /v1/log/checkpoint, /v1/log/proof/INDEX.
 
     Every refused request is logged (reason, device id, remote address; never a token or
     key). https://HOST:PORT/ says what the server is; /docs is the API.
@@ -194,35 +184,6 @@ def serve(
         stop_sync()
         if served.translog is not None:
             served.translog.close()
-
-
-# --------------------------------------------------------------------------- init
-
-
-@dock.command()
-@STORE_OPTION
-@log_options
-def init(
-    store_dir: Path, witness: tuple[str, ...], tsa_url: str | None, tsa_ca: Path | None
-) -> None:
-    """Make a dock store (or open one) and set who vouches for its log, without serving.
-
-    Prints the dock's key fingerprint (cameras pin it) and its log's origin and key (a
-    witness operator adds them: bwv witness add-log --origin ORIGIN --vkey KEY). With
-    --witness and --tsa, the store keeps them for `bwv dock serve`.
-    """
-    from dock.tls import fingerprint
-
-    served = open_for_serving(store_dir, log_config_of(witness, tsa_url, tsa_ca))
-    try:
-        click.echo(f"dock store:      {store_dir.resolve()}")
-        click.echo(f"dock key id:     {served.key_id}")
-        click.echo(f"dock fingerprint: {fingerprint(served.public_key)}")
-        echo_log_facts(log_facts(store_dir, served.key_id, served.public_key))
-    finally:
-        if served.translog is not None:
-            served.translog.close()
-        served.store.close()
 
 
 # --------------------------------------------------------------------------- token

@@ -287,19 +287,24 @@ def run_verify(
             folder=paths[0],
         )
     if trust is not None:
-        from bwv.verify_raid import audit_raid_dock
-
-        if not audit_raid_dock(report, paths[0], trust):
-            click.echo(
-                "note: the log is not checked: no dock store with a log here (give the "
-                "dock's store, an exhibit, or a `bwv sim` folder)",
-                err=True,
-            )
+        _audit_log(report, paths[0], trust)
     if as_json:
         click.echo(json.dumps(report.to_json(), indent=2, sort_keys=True))
     else:
         _print(report, decrypting=sk is not None)
     return EXIT_OK if report.ok else EXIT_NOT_AUTHENTIC
+
+
+def _audit_log(report: Report, path: Path, trust: LogTrust) -> None:
+    """The dock's log in a folder (a `bwv sim` folder's) against the witness, or a note."""
+    from bwv.verify_raid import audit_raid_dock
+
+    if not audit_raid_dock(report, path, trust):
+        click.echo(
+            "note: the log is not checked: no dock store with a log here (give the "
+            "dock's store, an exhibit, or a `bwv sim` folder)",
+            err=True,
+        )
 
 
 def agency_public_key_of(

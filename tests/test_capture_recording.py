@@ -150,7 +150,10 @@ def test_raid_ships_to_the_dock_and_its_evidence_verifies(raid):
     manifests = [x for x in s["verification"]["segments"]]
     syncs = s["verification"]["time_syncs"]
     assert len(syncs) == 1  # the dock visit's, signed into the camera's chain
-    assert len(s["receipts"]) == len(manifests) + 1 + len(syncs)
+    # the raid's camera starts on a fixed old date: the dock's time, backed by the raid's TSA
+    # (its CA pinned), steps it, and the step is a chain record of its own (clock_step)
+    assert syncs[0]["applied"] and syncs[0]["tsa_token"] and abs(syncs[0]["offset_us"]) > 5e6
+    assert len(s["receipts"]) == len(manifests) + 1 + len(syncs) + 1
     assert not list((out / "device" / "outbox" / "segments").iterdir())  # all shipped
     assert all((out / p).is_file() for p in s["evidence"])
     assert any(p.startswith("dock/objects/") for p in s["evidence"])

@@ -1,0 +1,59 @@
+"""``bwv dock init``: make a dock store (or open one) and set who vouches for its log and
+which agency key it takes footage for, without serving. ``STORE_OPTION`` is every dock
+command's ``--store``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from bwv.dock_log_cmd import echo_log_facts, log_config_of, log_facts, log_options
+from bwv.dock_serve import open_for_serving
+
+STORE_OPTION = click.option(
+    "--store",
+    "store_dir",
+    required=True,
+    type=click.Path(path_type=Path, file_okay=False),
+    help="The dock's store directory (the one `bwv dock serve --store` uses, "
+    "e.g. /var/lib/bwv-dock).",
+)
+
+
+@click.command()
+@STORE_OPTION
+@click.option(
+    "--agency-pub",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="The agency's X25519 public key (agency.pub), pinned in the store: segments "
+    "sealed to another agency key are refused (wrong_agency_key).",
+)
+@log_options
+def init(
+    store_dir: Path,
+    agency_pub: Path | None,
+    witness: tuple[str, ...],
+    tsa_url: str | None,
+    tsa_ca: Path | None,
+) -> None:
+    """Make a dock store (or open one) and set who vouches for its log, without serving.
+
+    Prints the dock's key fingerprint (cameras pin it) and its log's origin and key (a
+    witness operator adds them: bwv witness add-log --origin ORIGIN --vkey KEY). With
+    --witness, --tsa and --agency-pub, the store keeps them for `bwv dock serve`.
+    """
+    from dock.tls import fingerprint
+
+    served = open_for_serving(store_dir, log_config_of(witness, tsa_url, tsa_ca), agency_pub)
+    try:
+        click.echo(f"dock store:      {store_dir.resolve()}")
+        click.echo(f"dock key id:     {served.key_id}")
+        click.echo(f"dock fingerprint: {fingerprint(served.public_key)}")
+        agency = served.agency_key_id
+        click.echo(f"agency key id:   {agency}" if agency else "agency key:      not pinned")
+        echo_log_facts(log_facts(store_dir, served.key_id, served.public_key))
+    finally:
+        if served.translog is not None:
+            served.translog.close()
+        served.store.close()
