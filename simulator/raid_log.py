@@ -44,9 +44,9 @@ class Authorities:
         latest = self.out / WITNESS_DIR / LATEST
         if not latest.is_file():
             return None
-        token_time = None
-        if self.tsa_ca_pem is not None:
-            from tsa.verify import verify_token as token_time
+        from tsa.verify import verify_token
+
+        token_time = verify_token if self.tsa_ca_pem is not None else None
         return LogTrust(
             (self.witness_vkey,), latest.read_bytes(), None, self.tsa_ca_pem, token_time
         )

@@ -274,7 +274,8 @@ def check_records_logged(
         return LogCheck(False)
     res = LogCheck(True)
     bundle, f1 = open_checkpoint(files.get(CHECKPOINT), trust, CHECKPOINT)
-    given, f2 = (None, [])
+    given: Witnessed | None = None
+    f2: list[Finding] = []
     if trust.checkpoint is not None:
         given, f2 = open_checkpoint(trust.checkpoint, trust, "the witness's checkpoint")
     res.findings += f1 + f2
