@@ -13,21 +13,20 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
+from typing import ClassVar
 
 from nacl.exceptions import BadSignatureError
 from nacl.signing import SigningKey, VerifyKey
 
 from tlog.note import (
     ALG_ED25519,
+    NamedKey,
     NoteError,
     NoteVerifier,
     check_text,
     format_signature_line,
-    format_vkey,
-    key_id,
     parse_signature_line,
     parse_vkey,
-    valid_name,
 )
 
 ALG_COSIGNATURE_V1 = 0x04
@@ -40,32 +39,11 @@ def signed_message(body: str, time_s: int) -> bytes:
 
 
 @dataclass(frozen=True)
-class CosignatureVerifier:
+class CosignatureVerifier(NamedKey):
     """Checks a cosigner's ``cosignature/v1`` signatures; also a ``tlog.note.Verifier``."""
 
-    name: str
-    public_key: bytes
-
-    def __post_init__(self) -> None:
-        if not valid_name(self.name):
-            raise NoteError(f"invalid key name {self.name!r}")
-        if len(self.public_key) != 32:
-            raise NoteError("an Ed25519 public key is 32 bytes")
-
-    @classmethod
-    def from_vkey(cls, vkey: str) -> CosignatureVerifier:
-        name, _, alg, key = parse_vkey(vkey)
-        if alg != ALG_COSIGNATURE_V1:
-            raise NoteError(f"not a cosignature/v1 key (signature type 0x{alg:02x})")
-        return cls(name, bytes(key))
-
-    @property
-    def key_id(self) -> int:
-        return key_id(self.name, ALG_COSIGNATURE_V1, self.public_key)
-
-    @property
-    def vkey(self) -> str:
-        return format_vkey(self.name, ALG_COSIGNATURE_V1, self.public_key)
+    ALG: ClassVar[int] = ALG_COSIGNATURE_V1
+    KIND: ClassVar[str] = "a cosignature/v1"
 
     def verify_signature(self, text: bytes, sig: bytes) -> bool:
         """``sig``: the timestamped signature (after the key id) of the note ``text``."""

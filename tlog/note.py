@@ -22,7 +22,7 @@ import hashlib
 import struct
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import ClassVar, Protocol, Self
 
 from nacl.exceptions import BadSignatureError
 from nacl.signing import SigningKey, VerifyKey
@@ -105,9 +105,12 @@ def _ed25519_key(raw: bytes) -> VerifyKey:
 
 
 @dataclass(frozen=True)
-class NoteVerifier:
-    """An Ed25519 (type 0x01) note verifier."""
+class NamedKey:
+    """A named Ed25519 public key of one signature type (``ALG``): its key id and its vkey
+    ``<name>+<key id>+base64(ALG || public key)``; the verifiers below extend it."""
 
+    ALG: ClassVar[int]
+    KIND: ClassVar[str]
     name: str
     public_key: bytes
 
@@ -117,19 +120,27 @@ class NoteVerifier:
         _ed25519_key(self.public_key)
 
     @classmethod
-    def from_vkey(cls, vkey: str) -> NoteVerifier:
+    def from_vkey(cls, vkey: str) -> Self:
         name, _, alg, key = parse_vkey(vkey)
-        if alg != ALG_ED25519:
-            raise NoteError(f"not an Ed25519 note key (signature type 0x{alg:02x})")
+        if alg != cls.ALG:
+            raise NoteError(f"not {cls.KIND} key (signature type 0x{alg:02x})")
         return cls(name, bytes(key))
 
     @property
     def key_id(self) -> int:
-        return key_id(self.name, ALG_ED25519, self.public_key)
+        return key_id(self.name, self.ALG, self.public_key)
 
     @property
     def vkey(self) -> str:
-        return format_vkey(self.name, ALG_ED25519, self.public_key)
+        return format_vkey(self.name, self.ALG, self.public_key)
+
+
+@dataclass(frozen=True)
+class NoteVerifier(NamedKey):
+    """An Ed25519 (type 0x01) note verifier."""
+
+    ALG: ClassVar[int] = ALG_ED25519
+    KIND: ClassVar[str] = "an Ed25519 note"
 
     def verify_signature(self, text: bytes, sig: bytes) -> bool:
         try:
