@@ -216,3 +216,25 @@ def test_a_wall_end_claimed_after_the_first_checkpoint_is_time_inconsistent(dock
     audit = audit_store(docked["h"].store_dir, docked["trust"])
     assert audit.recordings["ahead"]["status"] == "time_inconsistent"
     assert [f.recording_id for f in audit.findings if f.kind == "time_inconsistent"] == ["ahead"]
+
+
+def test_bwv_verify_prints_the_tight_t1_and_refuses_a_ca_that_is_not_pem(docked, tmp_path):
+    from click.testing import CliRunner
+
+    from bwv.cli import main
+
+    ex, v = docked["ex"]["early"], docked["v"]
+    ca = tmp_path / "ca.pem"
+    ca.write_bytes(v.tsa_ca_pem)
+    base = ["verify", str(ex), "--device-pub", str(ex / "device.pub")]
+    base += ["--witness-key", v.witness_vkey, "--dock-pub", str(tmp_path / "dock.pub")]
+    (tmp_path / "dock.pub").write_text(docked["h"].public_key.hex() + "\n")
+    r = CliRunner().invoke(main, [*base, "--tsa-ca", str(ca)])
+    assert r.exit_code == 0, r.output
+    t1 = audit_store(docked["h"].store_dir, docked["trust"]).recordings["early"]
+    shown = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(t1["recorded_before_us"] / 1e6))
+    assert f"recorded before {shown}" in r.output, r.output
+    (tmp_path / "bad.pem").write_text("not a certificate\n")
+    r = CliRunner().invoke(main, [*base, "--tsa-ca", str(tmp_path / "bad.pem")])
+    assert r.exit_code == 2 and "not a PEM certificate" in r.output
+    assert "Traceback" not in r.output
