@@ -10,9 +10,8 @@ custody-log entry that bound the device id to its key), ``receipts.jsonl``,
 ``custody.jsonl``, ``report.json``, and the log papers (``log/checkpoint``,
 ``log/checkpoint.tsr``, ``log/proofs.jsonl``, ``log/checkpoints/<m>`` and ``<m>.tsr``:
 crypto/verify/log.py, read only given a witness key). The papers are not evidence: the
-verifier reads only
-``device.pub`` and ``enrollment.json``, and only to find the device's key from a dock key.
-Any other file is a finding.
+verifier reads only ``device.pub`` and ``enrollment.json``, and only to find the device's
+key from a dock key. Any other file is a finding.
 """
 
 from __future__ import annotations
