@@ -27,14 +27,9 @@ from crypto.verify.log import (
     RECORD_LEAF,
     TIME_INCONSISTENT,
     WITHHELD,
-    Holdings,
     LogTrust,
     Witnessed,
-    audit_leaves,
     open_checkpoint,
-    parse_leaf,
-    second_histories,
-    seq_gaps,
 )
 from crypto.verify.log_first import (
     First,
@@ -42,6 +37,13 @@ from crypto.verify.log_first import (
     checkpoint_paper,
     first_size,
     token_paper,
+)
+from crypto.verify.log_store import (
+    Holdings,
+    audit_leaves,
+    parse_leaf,
+    second_histories,
+    seq_gaps,
 )
 from crypto.verify.report import Finding
 from crypto.verify.timecheck import utc

@@ -24,8 +24,10 @@ from crypto.verify.log import (
     CHECKPOINT,
     PROOFS,
     RECORD_LEAF,
-    Holdings,
     LogTrust,
+)
+from crypto.verify.log_store import (
+    Holdings,
     audit_leaves,
     seq_gaps,
 )
