@@ -26,9 +26,9 @@ from crypto.verify.exhibit import (
     DEVICE_PUB,
     ENROLLMENT,
     LABEL,
-    PAPERS,
     RECEIPTS,
     REPORT,
+    is_paper,
     read_exhibit,
     verify_exhibit,
 )
@@ -175,7 +175,7 @@ def label(out: Path, papers: Papers, recording_id: str, report: Report) -> str:
     ]
     for p in sorted(out.rglob("*")):
         name = p.relative_to(out).as_posix()
-        if p.is_file() and name not in (LABEL, REPORT) and name not in PAPERS[2:]:
+        if p.is_file() and name not in (LABEL, REPORT) and not is_paper(name):
             data = p.read_bytes()
             lines.append(f"- `{name}`: {len(data)} bytes, SHA-256 {sha256_hex(data)}")
     verdict = "VERIFIED: authentic and complete" if report.ok else "NOT VERIFIED"

@@ -1,12 +1,16 @@
 """An exhibit's log papers (docs/spec-parts/F.md): the dock's latest cosigned checkpoint
 (``log/checkpoint``), its RFC 3161 token (``log/checkpoint.tsr``) and an inclusion proof in
-that checkpoint for every chain record of the exhibit (``log/proofs.jsonl``).
+that checkpoint for every chain record of the exhibit (``log/proofs.jsonl``); and, for the
+tight T1, per record the first checkpoint the dock issued that includes it: the line's
+``first`` member (its size and the record's inclusion proof in it) and the checkpoint as the
+dock kept it, ``log/checkpoints/<m>`` with its token ``log/checkpoints/<m>.tsr``.
 
 A dock that keeps no log (``STORE/log/checkpoint`` absent) writes none; the verifier given a
 witness key then says the records are not shown in a witnessed log."""
 
 from __future__ import annotations
 
+import base64
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,6 +18,7 @@ from typing import Any
 
 from crypto.durable import write_atomic
 from crypto.verify.log import CHECKPOINT, CHECKPOINT_TSR, PROOFS
+from crypto.verify.log_first import checkpoint_paper, first_size, token_paper
 
 LOG_DIR = "log"
 
@@ -24,6 +29,8 @@ class LogPapers:
     tsr: bytes | None
     proofs: list[dict[str, Any]] = field(default_factory=list)
     unlogged: list[int] = field(default_factory=list)  # seqs of records the log lacks
+    # the first checkpoints including the records, by size: (note, token or None)
+    firsts: dict[int, tuple[bytes, bytes | None]] = field(default_factory=dict)
 
     def header(self) -> tuple[str, int, list[str]]:
         """(origin, size, names of the note's signers other than the log itself)."""
@@ -50,13 +57,36 @@ def gather_log_papers(store: Any, device_id: str, seqs: list[int]) -> LogPapers 
     if cp is None:
         return None
     papers = LogPapers(cp.note, cp.token)
+    hashes: list[bytes] | None = None
     for seq in sorted(seqs):
         proof = proof_for_record(store, device_id, seq, cp.size)
         if proof is None:
             papers.unlogged.append(seq)
-        else:
-            papers.proofs.append(proof)
+            continue
+        if hashes is None:
+            hashes = list(store.log_leaf_hashes(cp.size))
+        proof["first"] = _first(store.root, cp, proof["leaf_index"], hashes, papers)
+        papers.proofs.append(proof)
     return papers
+
+
+def _first(
+    store_dir: Path, latest: Any, index: int, hashes: list[bytes], papers: LogPapers
+) -> dict[str, Any]:
+    """The ``first`` member for leaf ``index``: the first checkpoint the dock kept that
+    includes it (``STORE/log/checkpoints/<m>``; the latest when none older is kept), and the
+    leaf's inclusion proof in it; the checkpoint goes into ``papers.firsts``."""
+    from dock.checkpoints import checkpoint_at, checkpoint_sizes
+    from tlog.merkle import inclusion_proof
+
+    m = first_size([s for s in checkpoint_sizes(store_dir) if s <= latest.size], index)
+    kept = checkpoint_at(store_dir, m) if m is not None and m not in papers.firsts else None
+    if m is None or (m not in papers.firsts and kept is None):
+        m, kept = latest.size, latest
+    if kept is not None:
+        papers.firsts[m] = (kept.note, kept.token)
+    inclusion = inclusion_proof(index, m, hashes)
+    return {"tree_size": m, "inclusion": [base64.b64encode(h).decode() for h in inclusion]}
 
 
 def write_log_papers(out: Path, papers: LogPapers | None) -> None:
@@ -70,6 +100,12 @@ def write_log_papers(out: Path, papers: LogPapers | None) -> None:
         json.dumps(p, sort_keys=True, separators=(",", ":")).encode() + b"\n" for p in papers.proofs
     )
     write_atomic(Path(out) / PROOFS, body)
+    if papers.firsts:
+        (Path(out) / checkpoint_paper(0)).parent.mkdir(exist_ok=True)
+    for m, (note, token) in sorted(papers.firsts.items()):
+        write_atomic(Path(out) / checkpoint_paper(m), note)
+        if token is not None:
+            write_atomic(Path(out) / token_paper(m), token)
 
 
 def label_lines(papers: LogPapers | None) -> list[str]:

@@ -76,13 +76,15 @@ class DockLog:
             from tlog.merkle import leaf_hash
 
             i = index[leaf_hash(RECORD_LEAF + line)]
-            inc = self.store.inclusion_proof(i, size)
+            inc = [base64.b64encode(h).decode() for h in self.store.inclusion_proof(i, size)]
             out.append(
                 {
                     "record_sha256": hashlib.sha256(line).hexdigest(),
                     "leaf_index": i,
                     "tree_size": size,
-                    "inclusion": [base64.b64encode(h).decode() for h in inc],
+                    "inclusion": inc,
+                    # the first checkpoint including it: here, the one checkpoint issued
+                    "first": {"tree_size": size, "inclusion": inc},
                 }
             )
         return b"".join(json.dumps(p).encode() + b"\n" for p in out)
@@ -97,6 +99,7 @@ def _exhibit(files: dict[str, bytes], recording: str, log: DockLog) -> dict[str,
         elif recording in n:
             ex[n] = d
     ex[CHECKPOINT] = log.checkpoint()
+    ex[f"log/checkpoints/{log.store.size}"] = ex[CHECKPOINT]
     ex[PROOFS] = log.proofs([d for n, d in ex.items() if n.startswith("manifests/")])
     return ex
 

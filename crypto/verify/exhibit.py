@@ -27,7 +27,7 @@ from nacl.signing import VerifyKey
 
 from crypto.manifest import parse_chain_file_name
 from crypto.verify.inputs import is_evidence, read_outbox
-from crypto.verify.log import LOG_PAPERS, LogTrust, apply_log
+from crypto.verify.log import LOG_PAPERS, LogTrust, apply_log, is_log_paper
 from crypto.verify.report import Report
 from crypto.verify.verifier import verify
 
@@ -121,9 +121,15 @@ def device_key_from_enrollment(files: dict[str, bytes], dock_public_key: bytes) 
     return pub
 
 
+def is_paper(name: str) -> bool:
+    """One of the exhibit's papers (``PAPERS``, or a first checkpoint ``log/checkpoints/<m>``
+    and its token ``log/checkpoints/<m>.tsr``)."""
+    return name in PAPERS or is_log_paper(name)
+
+
 def evidence_of(files: dict[str, bytes]) -> dict[str, bytes]:
     """The exhibit's files less its papers: what the verifier checks."""
-    return {n: d for n, d in files.items() if n not in PAPERS}
+    return {n: d for n, d in files.items() if not is_paper(n)}
 
 
 def _first_chain_seq(names: list[str]) -> int:
@@ -168,7 +174,7 @@ def verify_exhibit(
     for f in report.findings:
         if f.kind == "unrecognized":
             f.kind, f.detail = EXTRA, "a file that is not part of the exhibit"
-    apply_log(report, {**ev, **{n: files[n] for n in LOG_PAPERS if n in files}}, trust)
+    apply_log(report, {**ev, **{n: d for n, d in files.items() if is_log_paper(n)}}, trust)
     return report
 
 

@@ -30,8 +30,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from crypto.verify.log_first import FirstChecker, is_first_paper, parse_first, recording_t1
 from crypto.verify.report import ALTERED, EQUIVOCATION, Finding
-from crypto.verify.timecheck import apply_upper_bounds
+from crypto.verify.timecheck import SegmentBound, apply_upper_bounds
 
 WITHHELD = "withheld"  # the log shows it exists; it is not here, nor explained
 UNWITNESSED = "unwitnessed"  # no valid cosignature by a witness key given
@@ -42,7 +43,14 @@ CUSTODY_LEAF = b"bwv:log-custody:v2\0"
 CHECKPOINT = "log/checkpoint"
 CHECKPOINT_TSR = "log/checkpoint.tsr"
 PROOFS = "log/proofs.jsonl"
-LOG_PAPERS = (CHECKPOINT, CHECKPOINT_TSR, PROOFS)
+LOG_PAPERS = (CHECKPOINT, CHECKPOINT_TSR, PROOFS)  # and log/checkpoints/<m>[.tsr]: log_first
+
+
+def is_log_paper(name: str) -> bool:
+    """One of an exhibit's log papers (``LOG_PAPERS``, or a first checkpoint and its token)."""
+    return name in LOG_PAPERS or is_first_paper(name)
+
+
 # custody actions that explain a record the log has and the store no longer holds
 EXPLAINING_ACTIONS = frozenset({"retention_deleted", "retention-deleted", "deleted", "purged"})
 
@@ -227,14 +235,26 @@ class LogCheck:
     findings: list[Finding] = field(default_factory=list)
     checkpoints: list[Witnessed] = field(default_factory=list)
     included: dict[int, tuple[int, int]] = field(default_factory=dict)  # seq -> (leaf, size)
-    tsa_time_us: int | None = None  # RFC 3161 time of the exhibit's checkpoint (T1)
+    tsa_time_us: int | None = None  # RFC 3161 time of the exhibit's latest checkpoint
     time_note: str = ""
+    # per included record (by seq): [size of the first checkpoint including it, its T1 or None]
+    first: dict[int, list[int | None]] = field(default_factory=dict)
+
+    def t1_of(self, seq: int) -> int | None:
+        """A record's T1: its first checkpoint's RFC 3161 time, else the latest's."""
+        if seq not in self.included:
+            return None
+        got = self.first.get(seq)
+        if got is not None and got[1] is not None:
+            return got[1]
+        return self.tsa_time_us
 
     def to_json(self) -> dict[str, Any]:
         return {
             "checked": self.checked,
             "checkpoints": [c.to_json() for c in self.checkpoints],
             "included": {str(k): list(v) for k, v in sorted(self.included.items())},
+            "first": {str(k): list(v) for k, v in sorted(self.first.items())},
             "tsa_time_us": self.tsa_time_us,
             "time_note": self.time_note,
         }
@@ -258,10 +278,18 @@ def read_proofs(data: bytes | None) -> tuple[dict[str, dict[str, Any]], list[Fin
                 "leaf_index": int(p["leaf_index"]),
                 "tree_size": int(p["tree_size"]),
                 "inclusion": [base64.b64decode(h, validate=True) for h in p["inclusion"]],
+                "first": None,
             }
             out[str(p["record_sha256"])] = entry
         except (ValueError, KeyError, TypeError) as exc:
             bad.append(Finding(ALTERED, f"line {n}: not an inclusion proof ({exc})", file=PROOFS))
+            continue
+        try:
+            entry["first"] = parse_first(p["first"])
+        except KeyError:
+            bad.append(Finding(ALTERED, f"line {n}: no `first` member (required)", file=PROOFS))
+        except (ValueError, TypeError) as exc:
+            bad.append(Finding(ALTERED, f"line {n}: a malformed `first` ({exc})", file=PROOFS))
     return out, bad
 
 
@@ -291,7 +319,34 @@ def check_records_logged(
         _check_one(res, seq, name, files[name], proofs, by_size)
     if bundle is not None:
         res.tsa_time_us, res.time_note = checkpoint_time(bundle, files.get(CHECKPOINT_TSR), trust)
+    _check_firsts(res, files, records, proofs, trust)
     return res
+
+
+def _check_firsts(
+    res: LogCheck,
+    files: Mapping[str, bytes],
+    records: Mapping[int, str],
+    proofs: dict[str, dict[str, Any]],
+    trust: LogTrust,
+) -> None:
+    """Each included record's T1 from the first checkpoint that includes it (log_first)."""
+    papers = {n: d for n, d in files.items() if is_first_paper(n)}
+    checker = FirstChecker(papers, trust.tsa_ca, trust.token_time)
+    notes: list[str] = []
+    for seq in sorted(res.included):
+        data = files[records[seq]]
+        p = proofs.get(hashlib.sha256(data).hexdigest())
+        if p is None or p["first"] is None:
+            continue
+        got = checker.check(record_leaf(data), p["leaf_index"], p["first"], seq)
+        if got.finding is not None and got.finding not in res.findings:
+            res.findings.append(got.finding)
+        if got.note and got.note not in notes:
+            notes.append(got.note)
+        res.first[seq] = [p["first"].tree_size, got.t1_us]
+    if notes and not res.time_note:
+        res.time_note = "; ".join(notes)
 
 
 def _check_one(
@@ -361,14 +416,11 @@ def checkpoint_time(cp: Witnessed, token: bytes | None, trust: LogTrust) -> tupl
 
 
 def upper_bounds(recordings: Mapping[str, list[int]], check: LogCheck) -> dict[str, int | None]:
-    """T1 per recording (recording id -> its records' seqs): the RFC 3161 time of the
-    checkpoint that includes all of them, or None when some record is not included or the
-    checkpoint has no trusted time."""
-    out: dict[str, int | None] = {}
-    for rec, seqs in recordings.items():
-        ok = check.tsa_time_us is not None and all(s in check.included for s in seqs)
-        out[rec] = check.tsa_time_us if ok else None
-    return out
+    """T1 per recording (recording id -> its records' seqs): the T1 of its last record (the
+    RFC 3161 time of the first checkpoint that includes it, else of the bundle's), else the
+    largest T1 of its records; None when none has one."""
+    t1 = {s: check.t1_of(s) for seqs in recordings.values() for s in seqs}
+    return {rec: recording_t1(seqs, t1) for rec, seqs in recordings.items()}
 
 
 # -- a dock's whole log against its store ------------------------------------------------------
@@ -567,11 +619,15 @@ def chain_records(files: Mapping[str, bytes]) -> dict[int, str]:
     return out
 
 
-def _claims(files: Mapping[str, bytes], records: Mapping[int, str]) -> dict[str, list[Any]]:
-    """recording id -> [its records' seqs, its latest claimed wall time (µs) or None]."""
+def _claims(
+    files: Mapping[str, bytes], records: Mapping[int, str]
+) -> tuple[dict[str, list[Any]], list[SegmentBound]]:
+    """recording id -> [its records' seqs, its latest claimed wall time (µs) or None]; and
+    each manifest's claimed wall end (its ``SegmentBound``, T1 still unknown: 0)."""
     from crypto.records import RecordError, parse_line
 
     out: dict[str, list[Any]] = {}
+    segments: list[SegmentBound] = []
     for seq, name in records.items():
         try:
             r, _ = parse_line(files[name])
@@ -582,7 +638,12 @@ def _claims(files: Mapping[str, bytes], records: Mapping[int, str]) -> dict[str,
         walls = [w for w in (r.get("wall_start_us"), r.get("wall_end_us")) if isinstance(w, int)]
         if walls:
             entry[1] = max([*walls, *([entry[1]] if entry[1] is not None else [])])
-    return out
+            segments.append(
+                SegmentBound(
+                    str(r.get("recording_id")), r.get("segment_index"), seq, name, max(walls), 0
+                )
+            )
+    return out, segments
 
 
 def apply_log(report: Any, files: Mapping[str, bytes], trust: LogTrust | None) -> LogCheck:
@@ -592,21 +653,26 @@ def apply_log(report: Any, files: Mapping[str, bytes], trust: LogTrust | None) -
         return LogCheck(False)
     records = chain_records(files)
     check = check_records_logged(files, records, trust)
-    claims = _claims(files, records)
+    claims, segments = _claims(files, records)
     bounds = upper_bounds({k: v[0] for k, v in claims.items()}, check)
     report.findings += check.findings
-    _apply_time(report, claims, bounds)
+    segment_bounds = [
+        SegmentBound(s.recording_id, s.segment_index, s.seq, s.file, s.wall_end_us, t1)
+        for s in segments
+        if (t1 := check.t1_of(s.seq)) is not None
+    ]
+    _apply_time(report, bounds, segment_bounds)
     report.log = check.to_json() | {"upper_bounds_us": bounds}
     if check.findings:
         report.ok = False
     return check
 
 
-def _apply_time(report: Any, claims: dict[str, list[Any]], bounds: dict[str, int | None]) -> None:
-    """T1 per recording into the report (crypto/verify/timecheck.py: a claimed wall time
-    after it is ``time_inconsistent``)."""
+def _apply_time(report: Any, bounds: dict[str, int | None], segments: list[SegmentBound]) -> None:
+    """T1 per recording and per segment into the report (crypto/verify/timecheck.py: a
+    claimed wall time after it is ``time_inconsistent``)."""
     before = len(report.findings)
-    apply_upper_bounds(report, {k: v for k, v in bounds.items() if v is not None})
+    apply_upper_bounds(report, {k: v for k, v in bounds.items() if v is not None}, segments)
     if len(report.findings) > before:
         report.ok = False
 

@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from nacl.exceptions import BadSignatureError
@@ -70,10 +71,44 @@ def wall_claim(rec: RecordingReport) -> str:
     )
 
 
-def apply_upper_bounds(report: Report, bounds: Mapping[str, int]) -> None:
+@dataclass(frozen=True)
+class SegmentBound:
+    """A segment's claimed wall end and the T1 of its own manifest (the RFC 3161 time of the
+    first checkpoint that includes that manifest)."""
+
+    recording_id: str
+    segment_index: int | None
+    seq: int
+    file: str
+    wall_end_us: int  # the latest wall time the manifest claims
+    t1_us: int
+
+
+def apply_upper_bounds(
+    report: Report, bounds: Mapping[str, int], segments: Sequence[SegmentBound] = ()
+) -> None:
     """Give each recording its upper bound T1 (µs, by recording id: the RFC 3161 time of the
-    first checkpoint that includes it); a recording that claims a wall time after it is
-    ``time_inconsistent``."""
+    first checkpoint that includes its last record); a segment whose claimed wall end is after
+    the T1 of its own manifest (``segments``), or a recording that claims a wall time after
+    its T1, is ``time_inconsistent`` (one finding per segment; the recording's only when none
+    of its segments was found)."""
+    found: set[str] = set()
+    for s in segments:
+        if s.wall_end_us > s.t1_us:
+            found.add(s.recording_id)
+            report.findings.append(
+                Finding(
+                    TIME_INCONSISTENT,
+                    f"segment {s.recording_id}/{s.segment_index} claims wall time "
+                    f"{utc(s.wall_end_us)} UTC, after the time-stamped checkpoint that first "
+                    f"includes its manifest ({utc(s.t1_us)} UTC)",
+                    file=s.file,
+                    recording_id=s.recording_id,
+                    segment_index=s.segment_index,
+                    seq=s.seq,
+                )
+            )
+            report.ok = False
     for rec in report.recordings:
         t1 = bounds.get(rec.recording_id)
         if t1 is None:
@@ -82,7 +117,7 @@ def apply_upper_bounds(report: Report, bounds: Mapping[str, int]) -> None:
         claimed = max(
             (t for t in (rec.wall_start_us, rec.wall_end_us) if t is not None), default=None
         )
-        if claimed is not None and claimed > t1:
+        if claimed is not None and claimed > t1 and rec.recording_id not in found:
             report.findings.append(
                 Finding(
                     TIME_INCONSISTENT,
