@@ -29,12 +29,6 @@ sys.path.insert(0, str(HERE.parents[2]))
 
 from nacl.public import PrivateKey  # noqa: E402
 from nacl.signing import SigningKey  # noqa: E402
-
-from crypto.evidence import EvidenceSink  # noqa: E402
-from crypto.identity import DeviceIdentity  # noqa: E402
-from crypto.seal import decrypt_segment  # noqa: E402
-from crypto.testing import WALL0, S, blob, seed, segment_info  # noqa: E402
-from crypto.trail import split_lines  # noqa: E402
 from vector_log import (  # noqa: E402
     OTHER_WITNESS_NAME,
     Log,
@@ -43,6 +37,12 @@ from vector_log import (  # noqa: E402
     witness_signer,
     write_papers,
 )
+
+from crypto.evidence import EvidenceSink  # noqa: E402
+from crypto.identity import DeviceIdentity  # noqa: E402
+from crypto.seal import decrypt_segment  # noqa: E402
+from crypto.testing import WALL0, S, blob, seed, segment_info  # noqa: E402
+from crypto.trail import split_lines  # noqa: E402
 
 SOURCE = HERE / "source"
 # bundles with the log papers (vector_log.py), checked with the TEST witness's key and its
