@@ -76,11 +76,17 @@ def print_log(log: dict[str, Any] | None) -> None:
     for rec, r in sorted(((log.get("store") or {}).get("recordings") or {}).items()):
         click.echo(
             f"  recording {rec} (device {r['device_id']}): {r['records']} records in the "
-            f"witnessed log: {r['status']}"
+            f"witnessed log: {r['status']}" + _before(r)
         )
     for rec, t1 in sorted((log.get("upper_bounds_us") or {}).items()):
         if t1 is not None:
             click.echo(f"  recording {rec}: recorded before {_utc(t1)} (RFC 3161, UTC)")
+
+
+def _before(r: dict[str, Any]) -> str:
+    """``; recorded before T1 (RFC 3161, UTC)`` for a store audit's recording with a T1."""
+    t1 = r.get("recorded_before_us")
+    return f"; recorded before {_utc(t1)} (RFC 3161, UTC)" if t1 is not None else ""
 
 
 def _utc(us: int) -> str:
@@ -120,7 +126,7 @@ def print_audit(audit: Any) -> None:
     for rec, r in sorted(audit.recordings.items()):
         click.echo(
             f"recording {rec} (device {r['device_id']}): {r['records']} records in the log: "
-            f"{r['status']}"
+            f"{r['status']}" + _before(r)
         )
     for f in audit.findings:
         click.echo(f"  {f.kind}: {f.detail}")
@@ -172,7 +178,9 @@ def print_status_log(log: dict[str, Any]) -> None:
             f"{', '.join(cp['witnesses'])}), the store's log holds {log.get('log_size')}"
         )
     for rec, r in sorted((log.get("recordings") or {}).items()):
-        click.echo(f"  recording {rec}: {r['records']} records in the log: {r['status']}")
+        click.echo(
+            f"  recording {rec}: {r['records']} records in the log: {r['status']}" + _before(r)
+        )
     for f in log.get("findings") or []:
         click.echo(f"  {f['kind']}: {f['detail']}")
     click.echo("log: every leaf the witness saw is held" if log["ok"] else "log: NOT VERIFIED")

@@ -10,6 +10,10 @@
    event explains; a custody entry the store's custody log holds (``withheld`` else); two
    records for one device seq are ``equivocation``; seqs a device signed that never reached
    the log, though later ones did, are ``withheld``.
+4. Per recording, T1 (``recorded_before_us``): the RFC 3161 time of the first checkpoint the
+   dock kept that includes its last record (``STORE/log/checkpoints/<m>`` and ``<m>.tsr``,
+   the token checked under the TSA CA given); a broken one is ``altered``, a record claiming
+   a wall time after it ``time_inconsistent``.
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from crypto.verify.log import (
+    RECORD_LEAF,
+    TIME_INCONSISTENT,
     WITHHELD,
     Holdings,
     LogTrust,
@@ -30,7 +36,15 @@ from crypto.verify.log import (
     second_histories,
     seq_gaps,
 )
+from crypto.verify.log_first import (
+    First,
+    FirstChecker,
+    checkpoint_paper,
+    first_size,
+    token_paper,
+)
 from crypto.verify.report import Finding
+from crypto.verify.timecheck import utc
 
 LOG_DIR = "log"
 CHECKPOINT_FILE = "checkpoint"
@@ -111,7 +125,58 @@ def audit_store(
         lines = [d for n, d in sorted(outbox.items()) if n.startswith("chain/")]
         audit.findings += second_histories(lines, leaves, "the camera's outbox")
     audit.recordings = _summary(leaves, audit.findings)
+    _upper_bounds(store_dir, leaves, audit, trust)
     return audit
+
+
+def _upper_bounds(store_dir: Path, leaves: list[bytes], audit: StoreAudit, trust: LogTrust) -> None:
+    """Each recording's T1 from the first checkpoint the dock kept that includes its last
+    record (crypto/verify/log_first.py, as for an exhibit)."""
+    from dock.checkpoints import checkpoint_at, checkpoint_sizes
+    from tlog.merkle import inclusion_proof, leaf_hash
+
+    sizes = [s for s in checkpoint_sizes(store_dir) if s <= len(leaves)]
+    hashes = [bytes(leaf_hash(d)) for d in leaves]
+    papers: dict[str, bytes] = {}
+    checker = FirstChecker(papers, trust.tsa_ca, trust.token_time)
+    for rec_id, r in audit.recordings.items():
+        last = max((parse_leaf(i, leaves[i]) for i in r["leaves"]), key=lambda x: x.seq or 0)
+        m = first_size(sizes, last.index)
+        kept = checkpoint_at(store_dir, m) if m is not None else None
+        r["recorded_before_us"] = None
+        if m is None or kept is None:
+            continue
+        papers[checkpoint_paper(m)] = kept.note
+        if kept.token is not None:
+            papers[token_paper(m)] = kept.token
+        proof = First(m, inclusion_proof(last.index, m, hashes))
+        got = checker.check(hashes[last.index], last.index, proof, last.seq)
+        if got.finding is not None and got.finding not in audit.findings:
+            audit.findings.append(got.finding)  # its file: STORE/log/checkpoints/<m>
+        r["recorded_before_us"] = got.t1_us
+        claimed = max((w for i in r["leaves"] for w in _walls(leaves[i])), default=None)
+        if got.t1_us is not None and claimed is not None and claimed > got.t1_us:
+            r["status"] = TIME_INCONSISTENT
+            audit.findings.append(
+                Finding(
+                    TIME_INCONSISTENT,
+                    f"recording {rec_id} claims wall time {utc(claimed)} UTC, after the "
+                    f"time-stamped checkpoint that first includes it ({utc(got.t1_us)} UTC, "
+                    f"{LOG_DIR}/checkpoints/{m})",
+                    recording_id=rec_id,
+                )
+            )
+
+
+def _walls(leaf: bytes) -> list[int]:
+    """The wall times a record leaf's record claims (a manifest's start and end)."""
+    import json
+
+    try:
+        r = json.loads(leaf[len(RECORD_LEAF) :])["record"]
+    except (ValueError, KeyError, TypeError):
+        return []
+    return [w for w in (r.get("wall_start_us"), r.get("wall_end_us")) if isinstance(w, int)]
 
 
 def _rebuilt(store: Any, cp: Witnessed, audit: StoreAudit) -> list[bytes] | None:
