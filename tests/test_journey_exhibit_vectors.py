@@ -156,4 +156,4 @@ def test_the_exhibit_vectors_are_small():
     """Eighteen bundles and their source: small enough to read and to keep in the repository."""
     files = [p for p in HERE.rglob("*") if p.is_file() and "__pycache__" not in p.parts]
     total = sum(p.stat().st_size for p in files)
-    assert total < 400_000
+    assert total < 450_000
