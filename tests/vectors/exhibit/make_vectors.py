@@ -43,6 +43,7 @@ from crypto.identity import DeviceIdentity  # noqa: E402
 from crypto.seal import decrypt_segment  # noqa: E402
 from crypto.testing import WALL0, S, blob, seed, segment_info  # noqa: E402
 from crypto.trail import split_lines  # noqa: E402
+from tlog.merkle import leaf_hash  # noqa: E402
 
 SOURCE = HERE / "source"
 # bundles with the log papers (vector_log.py), checked with the TEST witness's key and its
@@ -53,6 +54,7 @@ LOG_VECTORS = (
     "checkpoint_not_cosigned",
     "forked_log",
     "altered_inclusion_proof",
+    "proof_in_an_unwitnessed_tree",
 )
 R1, R2, RB, RF = "vec-r1", "vec-r2", "vec-b1", "vec-r1"  # the fork reuses r1's id
 VECTORS = (
@@ -259,6 +261,8 @@ def tamper(name: str, d: Path) -> None:
 
 # -- the witnessed bundles ---------------------------------------------------------------
 LOG_SIZE = 7  # the dock's latest checkpoint at export: enrollment + device A's 6 records
+# a leaf the dock appended after the witness's latest checkpoint (a custody entry's place)
+UNWITNESSED_LEAF = b"bwv:log-custody:v2\0" + b'{"action":"exported","comment":"TEST VECTOR"}'
 
 
 def chain_lines() -> list[bytes]:
@@ -297,6 +301,13 @@ def witnessed(name: str, d: Path) -> None:
         h[0] ^= 0x01
         p["inclusion"][0] = base64.b64encode(bytes(h)).decode()
         proofs[1] = json.dumps(p, sort_keys=True, separators=(",", ":")).encode() + b"\n"
+    elif name == "proof_in_an_unwitnessed_tree":  # record 3 proven in a tree of 8 leaves
+        big = the_log()
+        big.leaves.append(UNWITNESSED_LEAF)
+        big.hashes = [leaf_hash(x) for x in big.leaves]
+        p = json.loads(proofs[3])
+        p["tree_size"], p["inclusion"] = LOG_SIZE + 1, big.proof(p["leaf_index"], LOG_SIZE + 1)
+        proofs[3] = json.dumps(p, sort_keys=True, separators=(",", ":")).encode() + b"\n"
     (d / "log" / "proofs.jsonl").write_bytes(b"".join(proofs))
     with (d / "EXHIBIT.md").open("a") as f:
         f.write(label_line(log, LOG_SIZE))
