@@ -36,6 +36,8 @@ def load_trust(
         fail(str(exc), as_json)
     except OSError as exc:
         fail(f"cannot read {exc.filename}: {exc.strerror}", as_json)
+    if ca is not None and b"-----BEGIN CERTIFICATE-----" not in ca:
+        fail(f"{tsa_ca}: not a PEM certificate (--tsa-ca: the TSA's CA certificate)", as_json)
     return LogTrust(keys, cp, dock_key, ca, _token_time())
 
 

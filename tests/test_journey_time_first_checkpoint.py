@@ -216,3 +216,65 @@ def test_a_wall_end_claimed_after_the_first_checkpoint_is_time_inconsistent(dock
     audit = audit_store(docked["h"].store_dir, docked["trust"])
     assert audit.recordings["ahead"]["status"] == "time_inconsistent"
     assert [f.recording_id for f in audit.findings if f.kind == "time_inconsistent"] == ["ahead"]
+
+
+def test_bwv_verify_prints_the_tight_t1_and_refuses_a_ca_that_is_not_pem(docked, tmp_path):
+    from click.testing import CliRunner
+
+    from bwv.cli import main
+
+    ex, v = docked["ex"]["early"], docked["v"]
+    ca = tmp_path / "ca.pem"
+    ca.write_bytes(v.tsa_ca_pem)
+    base = ["verify", str(ex), "--device-pub", str(ex / "device.pub")]
+    base += ["--witness-key", v.witness_vkey, "--dock-pub", str(tmp_path / "dock.pub")]
+    (tmp_path / "dock.pub").write_text(docked["h"].public_key.hex() + "\n")
+    r = CliRunner().invoke(main, [*base, "--tsa-ca", str(ca)])
+    assert r.exit_code == 0, r.output
+    t1 = audit_store(docked["h"].store_dir, docked["trust"]).recordings["early"]
+    shown = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(t1["recorded_before_us"] / 1e6))
+    assert f"recorded before {shown}" in r.output, r.output
+    (tmp_path / "bad.pem").write_text("not a certificate\n")
+    r = CliRunner().invoke(main, [*base, "--tsa-ca", str(tmp_path / "bad.pem")])
+    assert r.exit_code == 2 and "not a PEM certificate" in r.output
+    assert "Traceback" not in r.output
+
+
+def test_a_claim_between_the_first_and_the_latest_checkpoint_is_caught_by_the_first(tmp_path):
+    """The tight bound matters: the camera claims a time after the first checkpoint that
+    includes its record, though before the dock's latest; only the first one catches it."""
+    import base64
+
+    from crypto.verify.exhibit import verify_exhibit
+    from tests.test_journey_verifylog_checks import DEV, WITNESS, DockLog, _chain, _exhibit, _outbox
+
+    files = _outbox(tmp_path / "cam", "recA")  # its clock says 2023-11-14 22:13:30 or so
+    log = DockLog(tmp_path / "log")
+    leaves = [log.add(line) for _, line in _chain(files)]
+    m, first_note = log.store.size, log.checkpoint()
+    for i in range(5):
+        log.add(b"later %d" % i)  # other cameras' records: the dock's latest is later
+    ex = _exhibit(files, "recA", log)
+    proofs = [json.loads(x) for x in ex["log/proofs.jsonl"].splitlines()]
+    for p in proofs:
+        inc = log.store.inclusion_proof(p["leaf_index"], m)
+        p["first"] = {"tree_size": m, "inclusion": [base64.b64encode(h).decode() for h in inc]}
+    assert {p["leaf_index"] for p in proofs} == set(leaves)
+    ex["log/proofs.jsonl"] = b"".join(json.dumps(p).encode() + b"\n" for p in proofs)
+    ex[f"log/checkpoints/{m}"] = first_note
+    ex[f"log/checkpoints/{m}.tsr"] = b"first token"
+    ex["log/checkpoint.tsr"] = b"latest token"
+    first_t1, latest_t1 = ct.WALL0, ct.WALL0 + DAY_US  # the claim lies between them
+    times = {b"first token": first_t1, b"latest token": latest_t1}
+
+    def token_time(token: bytes, digest: bytes, ca: bytes) -> int:
+        return times[token]
+
+    trust = LogTrust((WITNESS.vkey,), None, None, b"ca", token_time)
+    report = verify_exhibit(ex, DEV.public_key, trust=trust)
+    assert [(f.kind, f.segment_index) for f in report.findings] == [("time_inconsistent", 0)]
+    assert report.recordings[0].recorded_before_us == first_t1
+    del ex[f"log/checkpoints/{m}.tsr"]  # no token for the first: the latest's bound, looser
+    report = verify_exhibit(ex, DEV.public_key, trust=trust)
+    assert report.ok, report.findings
+    assert report.recordings[0].recorded_before_us == latest_t1

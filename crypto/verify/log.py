@@ -13,8 +13,10 @@ latest checkpoint fetched from the witness (``LogTrust.checkpoint``):
   what the store holds: a record or custody entry the log has but the store does not, with
   no custody event explaining it, is ``withheld``; two different records for one device
   sequence number are ``equivocation`` (two histories: a camera rolled back);
-- ``upper_bound_us`` is T1, the RFC 3161 time of a checkpoint including a record: the
-  recording existed before it.
+- T1 of a record is the RFC 3161 time of the first checkpoint that includes it
+  (crypto/verify/log_first.py: ``log/checkpoints/<m>`` and the ``first`` member of its proof
+  line), else of the bundle's checkpoint: the record existed before it; a segment or a
+  recording claiming a wall time after its T1 is ``time_inconsistent``.
 
 The log's primitives (``tlog``) and RFC 3161 (``tsa``) are imported lazily: the camera does
 not load them, and a verifier given no witness key never needs them.
