@@ -11,10 +11,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from nacl.public import PrivateKey
+from nacl.signing import SigningKey
 
 from crypto import canonical
 from crypto.identity import DeviceIdentity, key_id_of, load_public_key
@@ -28,6 +31,7 @@ REC = VECTORS / "recording"
 DEVICE_ID = "bwv-vector-01"
 RECORDING_ID = "0123456789abcdef0123456789abcdef"
 HAND_WRITTEN = ("EXPECTED.md", "expected_verdicts.json")  # test_crypto_vectors_expected.py
+TIME_SCRIPT = "make_time_vectors.py"  # the time vectors, made from outbox/ (kept, then run)
 WRONG_AGENCY = "outbox_wrong_agency_key"  # segment 1 sealed to a substitute agency key
 
 
@@ -82,7 +86,7 @@ def regenerate(tmp: Path) -> None:
     agency = PrivateKey(seed("vector agency"))
     ident = DeviceIdentity.from_seed(DEVICE_ID, device_seed)
     # the hand-written verdicts are not made here: kept as they are
-    keep = {n: (REC / n).read_bytes() for n in HAND_WRITTEN if (REC / n).exists()}
+    keep = {n: (REC / n).read_bytes() for n in (*HAND_WRITTEN, TIME_SCRIPT) if (REC / n).exists()}
     shutil.rmtree(REC, ignore_errors=True)
     REC.mkdir(parents=True)
     for n, data in keep.items():
@@ -92,12 +96,14 @@ def regenerate(tmp: Path) -> None:
     sink.close()
     shutil.copytree(tmp / "outbox", REC / "outbox")
     substitute = PrivateKey(seed("vector substitute agency"))
+    dock = SigningKey(seed("vector dock"))
     _wrong_agency_outbox(tmp / "swap", ident, agency, substitute)
     (REC / "keys.json").write_text(
         json.dumps(
             {
                 "comment": "TEST KEYS ONLY. device_seed_hex is the Ed25519 seed, agency_secret_hex "
-                "the X25519 secret; both are derived from fixed labels.",
+                "the X25519 secret, dock_seed_hex the Ed25519 seed of the dock that signs the "
+                "time answer in outbox_time_sync_after_start; all are derived from fixed labels.",
                 "device_id": DEVICE_ID,
                 "device_seed_hex": device_seed.hex(),
                 "device_public_hex": ident.public_key.hex(),
@@ -105,12 +111,15 @@ def regenerate(tmp: Path) -> None:
                 "agency_secret_hex": bytes(agency).hex(),
                 "agency_public_hex": bytes(agency.public_key).hex(),
                 "substitute_agency_public_hex": bytes(substitute.public_key).hex(),
+                "dock_seed_hex": bytes(dock).hex(),
+                "dock_public_hex": dock.verify_key.encode().hex(),
             },
             indent=2,
         )
         + "\n"
     )
     (REC / "device.pub").write_text(ident.public_key.hex() + "\n")
+    (REC / "dock.pub").write_text(dock.verify_key.encode().hex() + "\n")
     (REC / "blobs.json").write_text(
         json.dumps(
             {
@@ -126,6 +135,7 @@ def regenerate(tmp: Path) -> None:
         json.dumps(report.to_json(), indent=2, sort_keys=True) + "\n"
     )
     signed = sign_record(ident, _end_record(ident))
+    subprocess.run([sys.executable, str(REC / TIME_SCRIPT)], check=True)
     (VECTORS / "canonical.json").write_text(
         json.dumps(
             {

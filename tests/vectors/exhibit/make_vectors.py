@@ -29,14 +29,33 @@ sys.path.insert(0, str(HERE.parents[2]))
 
 from nacl.public import PrivateKey  # noqa: E402
 from nacl.signing import SigningKey  # noqa: E402
+from vector_log import (  # noqa: E402
+    OTHER_WITNESS_NAME,
+    Log,
+    device_a_log,
+    label_line,
+    witness_signer,
+    write_papers,
+)
 
 from crypto.evidence import EvidenceSink  # noqa: E402
 from crypto.identity import DeviceIdentity  # noqa: E402
 from crypto.seal import decrypt_segment  # noqa: E402
 from crypto.testing import WALL0, S, blob, seed, segment_info  # noqa: E402
 from crypto.trail import split_lines  # noqa: E402
+from tlog.merkle import leaf_hash  # noqa: E402
 
 SOURCE = HERE / "source"
+# bundles with the log papers (vector_log.py), checked with the TEST witness's key and its
+# latest checkpoint (``witness.vkey``, ``witness.checkpoint``) and the TEST dock key
+LOG_VECTORS = (
+    "pristine_witnessed",
+    "record_not_in_log",
+    "checkpoint_not_cosigned",
+    "forked_log",
+    "altered_inclusion_proof",
+    "proof_in_an_unwitnessed_tree",
+)
 R1, R2, RB, RF = "vec-r1", "vec-r2", "vec-b1", "vec-r1"  # the fork reuses r1's id
 VECTORS = (
     "pristine",
@@ -52,6 +71,7 @@ VECTORS = (
     "forked_chain",
     "extra_file",
     "wrong_agency_key",
+    *LOG_VECTORS,
 )
 
 
@@ -62,6 +82,8 @@ def keys() -> dict[str, bytes]:
         "agency": seed("exhibit vector agency"),
         "dock": seed("exhibit vector dock"),
         "substitute_agency": seed("exhibit vector substitute agency"),
+        "witness": seed("exhibit vector witness"),
+        "other_witness": seed("exhibit vector other witness"),
     }
 
 
@@ -237,11 +259,74 @@ def tamper(name: str, d: Path) -> None:
         (d / "notes.txt").write_text("an investigator's note, not part of the exhibit\n")
 
 
+# -- the witnessed bundles ---------------------------------------------------------------
+LOG_SIZE = 7  # the dock's latest checkpoint at export: enrollment + device A's 6 records
+# a leaf the dock appended after the witness's latest checkpoint (a custody entry's place)
+UNWITNESSED_LEAF = b"bwv:log-custody:v2\0" + b'{"action":"exported","comment":"TEST VECTOR"}'
+
+
+def chain_lines() -> list[bytes]:
+    """Device A's chain records (both recordings), in seq order."""
+    return [p.read_bytes() for p in sorted((SOURCE / "a" / "outbox" / "chain").iterdir())]
+
+
+def the_log(fork: bool = False) -> Log:
+    """The TEST dock's log; ``fork``: another tree of the same size (leaves 5 and 6,
+    recording vec-r2's records, in the other order)."""
+    lines = chain_lines()
+    if fork:
+        lines = lines[:4] + [lines[5], lines[4]]
+    return device_a_log(lines, enrollment(), keys()["dock"], keys()["witness"])
+
+
+def witnessed(name: str, d: Path) -> None:
+    """``d`` (a pristine bundle) with its log papers, changed as ``name`` says."""
+    mine = [p.read_bytes() for p in sorted((d / "manifests").iterdir())]
+    log = the_log(fork=name == "forked_log")
+    if name == "checkpoint_not_cosigned":  # cosigned by a witness the verifier does not trust
+        log.witness = witness_signer(keys()["other_witness"], OTHER_WITNESS_NAME)
+    write_papers(d, log, LOG_SIZE, mine)
+    if name == "checkpoint_not_cosigned":
+        # the records' first checkpoints as the real witness cosigned them
+        log.witness = the_log().witness
+        for p in (d / "log" / "checkpoints").iterdir():
+            p.write_bytes(log.note(int(p.name)))
+    proofs = (d / "log" / "proofs.jsonl").read_bytes().splitlines(keepends=True)
+    if name == "record_not_in_log":  # record 2 (segment 2's manifest) shown in no checkpoint
+        (d / "log" / "checkpoints" / str(json.loads(proofs[2])["first"]["tree_size"])).unlink()
+        del proofs[2]
+    elif name == "altered_inclusion_proof":  # a bit of the 1st hash of record 1's proof
+        p = json.loads(proofs[1])
+        h = bytearray(base64.b64decode(p["inclusion"][0]))
+        h[0] ^= 0x01
+        p["inclusion"][0] = base64.b64encode(bytes(h)).decode()
+        proofs[1] = json.dumps(p, sort_keys=True, separators=(",", ":")).encode() + b"\n"
+    elif name == "proof_in_an_unwitnessed_tree":  # record 3 proven in a tree of 8 leaves
+        big = the_log()
+        big.leaves.append(UNWITNESSED_LEAF)
+        big.hashes = [leaf_hash(x) for x in big.leaves]
+        p = json.loads(proofs[3])
+        p["tree_size"], p["inclusion"] = LOG_SIZE + 1, big.proof(p["leaf_index"], LOG_SIZE + 1)
+        proofs[3] = json.dumps(p, sort_keys=True, separators=(",", ":")).encode() + b"\n"
+    (d / "log" / "proofs.jsonl").write_bytes(b"".join(proofs))
+    with (d / "EXHIBIT.md").open("a") as f:
+        f.write(label_line(log, LOG_SIZE))
+
+
 def make_bundles(out: Path) -> None:
     for name in VECTORS:
         shutil.rmtree(out / name, ignore_errors=True)
         pristine(out / name, "swap" if name == "wrong_agency_key" else "a")
-        tamper(name, out / name)
+        if name in LOG_VECTORS:
+            witnessed(name, out / name)
+        else:
+            tamper(name, out / name)
+    log = the_log()
+    (out / "witness.vkey").write_text(
+        "# TEST KEY ONLY: the witness of the exhibit vectors (seed from the label "
+        '"exhibit vector witness")\n' + log.witness.vkey + "\n"
+    )
+    (out / "witness.checkpoint").write_bytes(log.note(LOG_SIZE))
     (out / "device_a.pub").write_text(ident("a").public_key.hex() + "\n")
     (out / "agency.pub").write_text(bytes(agency_key().public_key).hex() + "\n")
     dock_pub = SigningKey(keys()["dock"]).verify_key.encode().hex()
