@@ -54,10 +54,19 @@ def utc(us: int) -> str:
 
 
 def recorded_between(rec: RecordingReport) -> str:
-    """``recorded between T0 and T1 (UTC)``, with ``no lower bound`` / ``no upper bound``."""
-    t0 = utc(rec.recorded_after_us) if rec.recorded_after_us is not None else "no lower bound"
-    t1 = utc(rec.recorded_before_us) if rec.recorded_before_us is not None else "no upper bound"
-    return f"recorded between {t0} and {t1} (UTC)"
+    """``recorded between T0 and T1 (UTC)``; with one bound only, ``recorded after T0`` or
+    ``recorded before T1`` and why the other is missing; with none, that no trusted time
+    bounds it."""
+    t0, t1 = rec.recorded_after_us, rec.recorded_before_us
+    no_t0 = "no dock-signed time sync before it"
+    no_t1 = "no time-stamped checkpoint includes it"
+    if t0 is not None and t1 is not None:
+        return f"recorded between {utc(t0)} and {utc(t1)} (UTC)"
+    if t0 is not None:
+        return f"recorded after {utc(t0)} (UTC); no upper bound: {no_t1}"
+    if t1 is not None:
+        return f"recorded before {utc(t1)} (UTC); no lower bound: {no_t0}"
+    return f"recording time not bounded by a trusted clock: {no_t0}, {no_t1}"
 
 
 def wall_claim(rec: RecordingReport) -> str:
