@@ -63,13 +63,14 @@ def _sink_seconds(frags: list[bytes], tmp: Path) -> float:
         mock.patch("crypto.trail.append_durable", no_disk),
     ):
         sink = EvidenceSink(tmp / "outbox", ident, agency, "bench", tmp / "chain.json")
-        sink.open_segment(segment_info("r" * 32, 0))
+        info = segment_info("r" * 32, 0)
+        sink.open_segment(info)
         sink.write_init(b"\x00" * 1000)
         t0 = time.perf_counter()
         for i, f in enumerate(frags):
             sink.write_fragment(f, i * 1_000_000, (i + 1) * 1_000_000)
         dt = time.perf_counter() - t0
-        sink.close_segment(len(frags) * 1_000_000, 0)
+        sink.close_segment(len(frags) * 1_000_000, info.wall_start_us + len(frags) * 1_000_000)
         sink.close()
     return dt
 
@@ -139,11 +140,13 @@ def verify_throughput(ctx: Context) -> Result:
             tmp / "outbox", ident, agency_sk.public_key, "bench", tmp / "chain.json"
         )
         for s in range(3):
-            sink.open_segment(segment_info("r" * 32, s))
+            info = segment_info("r" * 32, s)
+            sink.open_segment(info)
             sink.write_init(b"\x00" * 1000)
             for i, f in enumerate(frags[s::3]):
                 sink.write_fragment(f, i * 1_000_000, (i + 1) * 1_000_000)
-            sink.close_segment(n * 1_000_000, 0)
+            # a wall end after the start: the verifier checks the clock's claim too
+            sink.close_segment(n * 1_000_000, info.wall_start_us + n * 1_000_000)
         sink.end_recording("r" * 32, "stopped", n * 1_000_000)
         sink.close()
         stored = sum(p.stat().st_size for p in (tmp / "outbox").rglob("*") if p.is_file())
