@@ -1,6 +1,6 @@
 """Issue 10, points 5-6, and issue 11, point 8: the exhibit test vectors (tests/vectors/exhibit/).
 Each bundle gives the verdict written by hand beside it (expected_verdicts.json, from
-docs/evidence-format.md and docs/spec-parts/F.md); `bwv dock export`'s check of its own output
+docs/evidence-format.md); `bwv dock export`'s check of its own output
 (dock.exhibit.check_exhibit) and `bwv verify` agree on every one; the bundles with the log
 papers give theirs through every entry point (`bwv verify` on the folder and on its zip, with
 the device key or the dock key, and the library) when the witness's key and checkpoint are

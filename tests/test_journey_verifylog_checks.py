@@ -2,7 +2,7 @@
 in a checkpoint the witness cosigned; a dock's log must hold, and its store keep, what the
 witness saw; a rolled-back camera and a recording deleted from a camera show.
 
-The dock's log is built here as the dock builds it (docs/spec-parts/F.md: leaves
+The dock's log is built here as the dock builds it (docs/evidence-format.md: leaves
 ``bwv:log-record:v2\\0`` + the record's bytes, a checkpoint signed by the dock's key and
 cosigned by the witness), with ``tlog``.
 """

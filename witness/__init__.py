@@ -2,5 +2,5 @@
 
 ``witness.core`` decides (cosign or refuse), ``witness.state`` keeps the state durably,
 ``witness.server`` serves it over HTTP, ``witness.client`` is what a log (the dock) or a
-monitor uses. Built on ``tlog``; see docs/spec-parts/A.md.
+monitor uses. Built on ``tlog``; see docs/evidence-format.md, "The witness".
 """

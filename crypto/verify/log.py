@@ -1,5 +1,5 @@
 """The log room: what the dock's transparency log, countersigned by a witness, says about
-the evidence (docs/spec-parts/F.md).
+the evidence (docs/evidence-format.md, "The log check of an exhibit").
 
 Given the witness's public key(s) (``LogTrust.witness_keys``, C2SP vkeys) and, maybe, the
 latest checkpoint fetched from the witness (``LogTrust.checkpoint``):

@@ -1,5 +1,5 @@
 """Tight T1: the RFC 3161 time of the FIRST checkpoint the dock issued that includes a record
-(docs/spec-parts/F.md, "T1 and `time_inconsistent`").
+(docs/evidence-format.md, "The log check of an exhibit", T1).
 
 Each line of an exhibit's ``log/proofs.jsonl`` carries, besides the record's inclusion proof
 in the bundle's (latest) checkpoint, a required member ``"first": {"tree_size": m,

@@ -1,9 +1,10 @@
 """The log papers of the witnessed exhibit vectors (``make_vectors.py``): a TEST dock's
 transparency log of device A's records, its checkpoints signed by the TEST dock key and
-cosigned by a TEST witness key, and the inclusion proofs (docs/spec-parts/C.md, F.md, and
-PLAN11 "Tight T1": each proof line's ``first`` member and ``log/checkpoints/<m>``).
+cosigned by a TEST witness key, and the inclusion proofs (docs/evidence-format.md: the
+leaves, the exhibit's log papers with each proof line's ``first`` member and
+``log/checkpoints/<m>``).
 
-The log (leaves as part C says, in the order a dock accepts them):
+The log (leaves as docs/evidence-format.md says, in the order a dock accepts them):
 
 - leaf 0: the custody entry that enrolled device A (``enrollment.json``'s entry):
   ``"bwv:log-custody:v2" 0x00 || json(entry)``;
