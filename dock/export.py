@@ -80,6 +80,7 @@ from dock.holdings import (
     open_store,
     scan_recordings,
 )
+from dock.instance import wall_clock_us
 from dock.store import blob_key, manifest_key, unsigned_key
 from dock.store_sqlite import DirectoryStore
 from dock.verify import ChainRecordVerifier
@@ -330,6 +331,7 @@ def export_recording(
     replace: bool = False,
     zip_to: bool = False,
     trail: bytes | None = None,
+    clock: Callable[[], int] = wall_clock_us,
 ) -> ExportResult:
     """Export one recording from the dock store in ``store_dir`` into ``out``.
 
@@ -359,6 +361,7 @@ def export_recording(
         segs = [r for r in records if r.is_segment]
         stored = [object_path(store, blob_key(dev, r.held.segment_id)) for r in segs]
         stored = [p for p in stored if p.exists()]
+        log_export(store, dev, recording_id, agency_private_key is not None, len(records), clock())
     finally:
         store.close()
     replaced = clear_earlier_export(out) if replace else []
@@ -393,6 +396,26 @@ def export_recording(
         handed_over=handed,
         replaced=replaced,
         zipped=zipped,
+    )
+
+
+def log_export(
+    store: DirectoryStore,
+    device_id: str,
+    recording_id: str,
+    decrypted: bool,
+    records: int,
+    now_us: int,
+) -> None:
+    """A custody event (``exported``, a leaf of the dock's log like every custody entry):
+    the footage left the dock, decrypted or not. Written before the files, so that an export
+    cut short is still on record; the dock's next checkpoint covers it."""
+    store.log(
+        "technician",
+        "exported",
+        now_us,
+        device_id=device_id,
+        detail={"recording_id": recording_id, "decrypted": decrypted, "records": records},
     )
 
 

@@ -282,3 +282,36 @@ def test_export_never_writes_into_nor_clears_a_camera_outbox(docked, tmp_path):
     res = run("export", "--store", docked["store"], "whole", "--out", outbox, "--replace")
     assert res.exit_code == 2 and "outbox" in res.output
     assert (outbox / "segments" / "r_0000.bwvseg").read_bytes() == b"evidence"
+
+
+# --------------------------------------------------------------------------- issue 11
+
+
+def test_every_export_is_a_custody_event_and_a_leaf_of_the_dock_log(docked, tmp_path):
+    """Footage leaving the dock is on record (issue 11: every custody event, exported
+    among them, is a leaf of the transparency log), with the clock the caller gives."""
+    from dock.holdings import open_store
+    from dock.leaves import custody_leaf
+    from dock.store_sqlite import DirectoryStore
+
+    def exported(store: DirectoryStore) -> list:
+        return [e for e in store.custody_log(limit=10**6) if e.action == "exported"]
+
+    store = open_store(Path(docked["store"]))
+    try:
+        before = len(exported(store))
+    finally:
+        store.close()
+    export_recording(docked["store"], "whole", tmp_path / "a", docked["agency"], clock=lambda: 42)
+    export_recording(docked["store"], "whole", tmp_path / "b", None, clock=lambda: 43)
+    store = open_store(Path(docked["store"]))
+    try:
+        events = exported(store)[before:]
+        leaves = {leaf.data for leaf in store.log_leaves(limit=10**6)}
+    finally:
+        store.close()
+    assert [(e.at_us, e.detail["recording_id"], e.detail["decrypted"]) for e in events] == [
+        (42, "whole", True),
+        (43, "whole", False),
+    ]
+    assert all(custody_leaf(e).data in leaves for e in events)
