@@ -335,7 +335,7 @@ def _pin_tsa(req: _Request, pem: bytes) -> None:
         digest = pin_tsa_ca(target, pem)
     except OSError as exc:
         raise _fail(f"the TSA CA could not be pinned at {target}: {exc.strerror or exc}") from None
-    click.echo(f"TSA CA sha256:  {digest[:16]}   (pinned at {target})")
+    click.echo(f"TSA CA:         {digest}   (SHA-256 fingerprint; pinned at {target})")
 
 
 def _enrol(req: _Request, enrolment: Enrolment, identity: DeviceIdentity) -> None:

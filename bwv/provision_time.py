@@ -5,7 +5,6 @@ the dock's time answer carries an RFC 3161 token that verifies against it
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import click
@@ -32,7 +31,10 @@ def read_tsa_ca(path: Path) -> bytes:
 
 
 def pin_tsa_ca(target: Path, pem: bytes) -> str:
-    """Pin ``pem`` at ``target`` atomically; its SHA-256 (to compare with the TSA's)."""
+    """Pin ``pem`` at ``target`` atomically; the CA certificate's fingerprint (SHA-256 of
+    its DER), the number `bwv tsa init` prints, to compare with the TSA's."""
+    from tsa.init import ca_fingerprint
+
     target.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(target, pem, mode=PUBLIC_MODE)
-    return hashlib.sha256(pem).hexdigest()
+    return ca_fingerprint(pem)
