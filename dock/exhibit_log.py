@@ -1,6 +1,7 @@
 """An exhibit's log papers (docs/evidence-format.md, "Exhibit bundle"): the dock's latest
-cosigned checkpoint (``log/checkpoint``), its RFC 3161 token (``log/checkpoint.tsr``) and an inclusion proof in
-that checkpoint for every chain record of the exhibit (``log/proofs.jsonl``); and, for the
+cosigned checkpoint (``log/checkpoint``), its RFC 3161 token (``log/checkpoint.tsr``) and an
+inclusion proof in that checkpoint for every chain record of the exhibit
+(``log/proofs.jsonl``); and, for the
 tight T1, per record the first checkpoint the dock issued that includes it: the line's
 ``first`` member (its size and the record's inclusion proof in it) and the checkpoint as the
 dock kept it, ``log/checkpoints/<m>`` with its token ``log/checkpoints/<m>.tsr``.
