@@ -109,8 +109,9 @@ def test_report_matches_the_hand_written_verdicts(vector: dict[str, Any]) -> Non
 
 @pytest.mark.parametrize("vector", TIME_VECTORS, ids=lambda v: v["name"])
 def test_every_entry_point_gives_a_time_vector_its_verdict(vector, capsys) -> None:
-    """The library on the folder, `python -m crypto.verify` (which takes no dock key: a time
-    sync is then `unchecked`, its bound still holds) and `bwv verify` (with the dock key)."""
+    """The library on the folder, `python -m crypto.verify` (without the dock key a time sync
+    is `unchecked`, its bound still holds; with it, the same as the library) and `bwv verify`
+    (with the dock key)."""
     ident, _ = _keys()
     (change,) = vector["change"]
     outbox = REC / change["outbox"]
@@ -126,6 +127,9 @@ def test_every_entry_point_gives_a_time_vector_its_verdict(vector, capsys) -> No
     by_module = json.loads(capsys.readouterr().out)
     unchecked = [s | {"dock_signature": "unchecked"} for s in vector["time"]["time_syncs"]]
     assert _time(by_module) == vector["time"] | {"time_syncs": unchecked}
+    if dock:
+        assert verify_main([str(outbox), "--device-pub", str(REC / "device.pub"), *dock]) == 1
+        assert json.loads(capsys.readouterr().out) == by_library
 
 
 def test_the_time_vectors_are_made_again_byte_for_byte(tmp_path) -> None:

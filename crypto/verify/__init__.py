@@ -37,6 +37,7 @@ from crypto.identity import (
     load_agency_private_key,
     load_agency_public_key,
     load_device_public_key,
+    load_dock_public_key,
 )
 from crypto.verify.chain import RecordCheck, check_chain_record
 from crypto.verify.inputs import is_evidence, read_outbox
@@ -88,15 +89,26 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--agency-key", type=Path, help="agency X25519 private key (optional)")
     ap.add_argument("--agency-pub", type=Path, help="agency X25519 public key (optional)")
     ap.add_argument("--device-id", help="expected device id")
+    ap.add_argument(
+        "--dock-pub", type=Path, help="dock Ed25519 public key: checks its signed time answers"
+    )
     args = ap.parse_args(argv)
     try:
         pk = load_device_public_key(args.device_pub)
         sk = load_agency_private_key(args.agency_key) if args.agency_key else None
         apk = load_agency_public_key(args.agency_pub) if args.agency_pub else None
+        dk = bytes(load_dock_public_key(args.dock_pub)) if args.dock_pub else None
     except IdentityError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    report = verify_outbox(args.outbox, pk, sk, device_id=args.device_id, agency_public_key=apk)
+    report = verify_outbox(
+        args.outbox,
+        pk,
+        sk,
+        device_id=args.device_id,
+        agency_public_key=apk,
+        dock_public_key=dk,
+    )
     json.dump(report.to_json(), sys.stdout, indent=2, sort_keys=True)
     print()
     return 0 if report.ok else 1
