@@ -68,3 +68,31 @@ def test_dropped_trail_lines_are_trail_missing_and_the_chunks_stay_authentic(his
     assert kinds == {"trail_missing"}, rep.findings
     assert all(c.status == "authentic" for s in rep.segments for c in s.chunks)
     assert not rep.ok
+
+
+def test_an_mp4_with_its_own_fragments_swapped_is_lined_up_chunk_by_chunk(tmp_path):
+    """A segment's MP4 holding only its own pieces, out of order, is not "another segment"
+    (docs/evidence-format.md, "Checking a decrypted segment", 4): its chunks are lined up,
+    the longest run in signed order authentic, the rest reordered. (Found by the browser
+    verifier, written independently from the specification: both now agree.)"""
+    import shutil
+
+    from capture.fmp4 import iter_boxes
+    from crypto.verify.exhibit import verify_exhibit_path
+
+    vectors = Path(__file__).parent / "vectors" / "exhibit"
+    bundle = tmp_path / "swapped"
+    shutil.copytree(vectors / "pristine", bundle)
+    mp4 = bundle / "vec-r1_0000.mp4"
+    data = mp4.read_bytes()
+    moofs = [off for kind, off, _ in iter_boxes(data) if kind == "moof"]
+    assert len(moofs) == 2
+    init, f1, f2 = data[: moofs[0]], data[moofs[0] : moofs[1]], data[moofs[1] :]
+    mp4.write_bytes(init + f2 + f1)
+    pub = (vectors / "device_a.pub").read_text().strip()
+    report = verify_exhibit_path(bundle, bytes.fromhex(pub))
+    seg = next(s for s in report.segments if s.segment_index == 0)
+    statuses = sorted((c.chunk, c.status) for c in seg.chunks if c.chunk is not None)
+    assert statuses[0] == (0, "authentic") and statuses[-1] == (3, "authentic")
+    assert sorted(st for _, st in statuses[1:3]) == ["authentic", "reordered"]
+    assert seg.status == "reordered" and not report.ok

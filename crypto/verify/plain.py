@@ -170,6 +170,8 @@ class PlainRoom(VerifierState):
         if len(owners) != 1 or None in owners:
             return False
         rec_id, idx = owners.pop()  # type: ignore[misc]
+        if (rec_id, idx) == (r["recording_id"], r["segment_index"]):
+            return False  # its own pieces, out of order: lined up chunk by chunk instead
         rep.status = REORDERED if rec_id == r["recording_id"] else SUBSTITUTED
         self._mark_all(rep, rep.status, f"file holds {rec_id}/{idx}")
         self.find(
