@@ -52,7 +52,9 @@ def build() -> str:
         parts.append(f"// ---- {name} ----\n{body.strip()}\n")
     js = "\n".join(parts)
     if "</script" in js.lower():
-        raise SystemExit("build.py: a source file holds '</script', which would end the page's script")
+        raise SystemExit(
+            "build.py: a source file holds '</script', which would end the page's script"
+        )
     page = (SRC / "page.html").read_text(encoding="utf-8")
     css = (SRC / "page.css").read_text(encoding="utf-8").strip()
     for mark, text in (("/*@PAGE_CSS@*/", css), ("/*@PAGE_JS@*/", js.strip())):
@@ -66,7 +68,10 @@ def main(argv: list[str]) -> int:
     page = build()
     if argv[1:] == ["--check"]:
         if OUT.read_text(encoding="utf-8") != page:
-            print("verifier/verify.html is out of date: run python3 verifier/build.py", file=sys.stderr)
+            print(
+                "verifier/verify.html is out of date: run python3 verifier/build.py",
+                file=sys.stderr,
+            )
             return 1
         return 0
     OUT.write_text(page, encoding="utf-8")
