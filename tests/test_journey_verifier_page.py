@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+import shutil
 import subprocess
 import sys
 from collections import Counter
@@ -106,7 +107,7 @@ def page(browser):
     ctx = browser.new_context(viewport={"width": 1000, "height": 900}, offline=True)
     pg = ctx.new_page()
     pg.goto(PAGE.as_uri())
-    pg.wait_for_function("window.bwvReady === true")
+    pg.wait_for_selector('body[data-checks="0"]', state="attached")
     yield pg
     ctx.close()
 
@@ -161,3 +162,25 @@ def test_the_dock_serves_the_page_without_a_device_signature(tmp_path):
         r = client.get("/verify.html")
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
     assert r.content == PAGE.read_bytes()
+
+
+def _pick(page, selector: str, what: Path | list[Path], key: str) -> dict:
+    """What the page reports when the investigator types the key and picks the exhibit."""
+    page.fill("#device-pub", key)
+    n = int(page.get_attribute("body", "data-checks"))
+    page.set_input_files(selector, what)
+    page.wait_for_selector(f'body[data-checks="{n + 1}"]', state="attached")
+    return page.evaluate("window.bwvLastReport")
+
+
+def test_a_picked_zip_or_folder_gives_what_the_bundle_gives(page, tmp_path):
+    from dock.exhibit import zip_exhibit
+
+    anchors, _ = anchors_and_args("flipped_byte")
+    bundle = tmp_path / "flipped_byte"
+    shutil.copytree(VEC / "flipped_byte", bundle)
+    want = page_report(page, bundle, {"devicePub": anchors["devicePub"]})
+    got_zip = _pick(page, "#pick-zip", zip_exhibit(bundle), anchors["devicePub"])  # deflated
+    assert compared(got_zip) == compared(want)
+    got_dir = _pick(page, "#pick-dir", bundle, anchors["devicePub"])
+    assert compared(got_dir) == compared(want)

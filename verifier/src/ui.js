@@ -122,6 +122,13 @@ function render(report, files) {
     el("li", {}, `${f.kind}: ${f.detail}${f.file ? ` (${f.file})` : ""}`)));
 }
 
+// Each check ends by counting itself on <body data-checks="N"> (the tests wait on it).
+function counted(report) {
+  window.bwvLastReport = report;
+  document.body.dataset.checks = String(Number(document.body.dataset.checks || 0) + 1);
+  return report;
+}
+
 function renderError(message) {
   $("result").hidden = false;
   $("verdict").className = "error";
@@ -133,10 +140,10 @@ async function run(files, anchors) {
   try {
     const report = await verifyBundle(files, anchors);
     render(report, files);
-    return report;
+    return counted(report);
   } catch (err) {
     renderError(err.message || String(err));
-    return { error: err.message || String(err) };
+    return counted({ error: err.message || String(err) });
   }
 }
 
@@ -147,6 +154,7 @@ async function runFromForm(getFiles) {
     return run(await getFiles(), anchors);
   } catch (err) {
     renderError(err.message || String(err));
+    counted({ error: err.message || String(err) });
   }
 }
 
@@ -192,3 +200,4 @@ $("key-file").addEventListener("change", async (e) => {
   target.value = text.trim();
 });
 window.bwvReady = true;
+document.body.dataset.checks = "0";
