@@ -184,3 +184,19 @@ def test_a_picked_zip_or_folder_gives_what_the_bundle_gives(page, tmp_path):
     assert compared(got_zip) == compared(want)
     got_dir = _pick(page, "#pick-dir", bundle, anchors["devicePub"])
     assert compared(got_dir) == compared(want)
+
+
+def test_the_page_and_bwv_verify_agree_on_a_raids_exhibit(page, tmp_path):
+    from capture.config import from_dict
+    from simulator.raid import RaidPlan, run_raid
+    from tests.conftest import SMALL
+
+    out = tmp_path / "raid"
+    assert run_raid(from_dict(SMALL), out, RaidPlan(record_s=1.0)).ok
+    s = json.loads((out / "summary.json").read_text())
+    exhibit, pub = out / s["exhibits"][0], out / s["keys"]["device_public_key"]
+    res = CliRunner().invoke(main, ["verify", str(exhibit), "--json", "--device-pub", str(pub)])
+    want = json.loads(res.output)
+    assert want["ok"] is True
+    got = page_report(page, exhibit, {"devicePub": pub.read_text().strip()})
+    assert compared(got) == compared(want)
