@@ -1,7 +1,7 @@
 // bwv exhibit verifier, written from docs/evidence-format.md (version 2).
 // verifyBundle(files: Map<name, Uint8Array>, anchors) -> report (the shape of
 // `bwv verify --json`): {ok, trusted, device_id, key_id, findings, recordings, segments,
-// time_syncs, log?, error?}.
+// time_syncs, log?} or, when the bundle could not be checked, {ok: false, error, wanting}.
 
 import { canonicalBytes, ed25519Verify, keyId, parseJson, sha256hex, td, unhex, b64decode }
   from "./canonical.js";
@@ -77,16 +77,32 @@ function finder(findings) {
   };
 }
 
+/**
+ * Verify an exhibit bundle. files: Map of bundle-relative names to Uint8Array; anchors:
+ * {devicePub?, dockPub?, agencyPub?: Uint8Array(32), witnessVkeys?: string[],
+ * checkpoint?: Uint8Array}. Never throws: a report with `error` has no per-file part; its
+ * `wanting` says NOT VERIFIED (true: the anchor does not establish the device key; bwv exit 1)
+ * or could not check (false: no key, unreadable input; bwv exit 2).
+ */
 async function verifyBundle(files, anchors = {}) {
+  try {
+    return await verifyInner(files, anchors);
+  } catch (e) {
+    return { ok: false, trusted: null, device_id: null, key_id: null, findings: [],
+      recordings: [], segments: [], time_syncs: [], wanting: false,
+      error: `could not check: ${e && e.message ? e.message : e}` };
+  }
+}
+
+async function verifyInner(files, anchors) {
   const findings = [];
   const find = finder(findings);
   const empty = { ok: false, trusted: null, device_id: null, key_id: null, findings,
     recordings: [], segments: [], time_syncs: [] };
   const anchor = await trustAnchor(files, anchors);
-  if (anchor.error) return { ...empty, error: anchor.error };
+  if (anchor.error) return { ...empty, error: anchor.error, wanting: false };
   if (anchor.notVerified) {
-    find("altered", anchor.notVerified, { file: "enrollment.json" });
-    return { ...empty, trusted: anchor.trusted };
+    return { ...empty, trusted: anchor.trusted, error: anchor.notVerified, wanting: true };
   }
   const { pub, trusted } = anchor;
   const kid = await keyId(pub);

@@ -87,5 +87,29 @@ for (const [name, want] of Object.entries(expected.vectors)) {
     if (args.includes("-v")) console.log(JSON.stringify(rep.findings, null, 1));
   } else console.log(`ok   ${name}`);
 }
+// The trust anchor: never the bundle alone; a wrong dock key is NOT VERIFIED, no key at all
+// cannot be checked, another device key makes every record fail.
+{
+  const files = walk(join(VEC, "pristine"));
+  const other = key(expected.agency_pub); // any 32 bytes that are not the keys in question
+  const cases = [
+    ["no key", {}, (r) => r.error && r.wanting === false],
+    ["another dock key", { dockPub: other }, (r) => r.error && r.wanting === true],
+    ["another device key", { devicePub: other },
+      (r) => !r.ok && r.findings.some((f) => f.kind === "altered")],
+    ["dock key", { dockPub: key(expected.witness.dock_pub) },
+      (r) => r.ok && /^dock key [0-9a-f]{16} \(enrollment\)$/.test(r.trusted)],
+    ["device key", { devicePub: key(expected.device_pub) },
+      (r) => r.ok && /^device key [0-9a-f]{16}$/.test(r.trusted)],
+  ];
+  for (const [what, anchors, good] of cases) {
+    const r = await verifyBundle(files, anchors);
+    if (good(r)) console.log(`ok   anchor: ${what}`);
+    else {
+      failed++;
+      console.log(`FAIL anchor: ${what}: ${JSON.stringify({ ok: r.ok, error: r.error })}`);
+    }
+  }
+}
 console.log(failed ? `${failed} failed` : "all agree");
 process.exit(failed ? 1 : 0);
