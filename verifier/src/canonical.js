@@ -124,8 +124,8 @@ export function canonical(v) {
   if (v === true) return "true";
   if (v === false) return "false";
   if (typeof v === "number") {
-    if (!Number.isSafeInteger(v) || Object.is(v, -0)) throw new Error("not an integer");
-    return String(v);
+    if (!Number.isSafeInteger(v)) throw new Error("not an integer");
+    return String(v); // -0 is written 0 (JCS); a reader still refuses the text "-0"
   }
   if (typeof v === "string") return encodeString(v);
   if (Array.isArray(v)) return "[" + v.map(canonical).join(",") + "]";
