@@ -126,7 +126,7 @@ function checkTrail(ctx, r, rep) {
   for (const c of r.chunks) {
     const t = trail.bySeq.get(c.trail_seq);
     if (!t) {
-      if (!trail.missing.has(c.trail_seq) && !ctx.reportedTrail.has(c.trail_seq)) {
+      if (!ctx.reportedTrail.has(c.trail_seq)) {
         ctx.reportedTrail.add(c.trail_seq);
         ctx.find("trail_missing", `chunk ${c.chunk}'s trail_seq ${c.trail_seq} is not among the `
           + "lines given", { ...where(r, rep.file), seq: c.trail_seq });

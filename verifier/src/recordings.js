@@ -1,9 +1,18 @@
 // Per recording: segment indices with none missing, the end record, the statuses
 // (docs/evidence-format.md, "Checks" 4-5 and "Verdicts").
 
-function missingSegment(rec, idx, detail) {
+function missingSegment(ctx, rec, idx, detail) {
+  const chunks = [];
+  if (ctx.trail) {
+    for (const t of ctx.trail.bySeq.values()) {
+      if (t.recording_id === rec && t.segment_index === idx) {
+        chunks.push({ chunk: t.chunk, position: null, kind: t.kind, status: "missing", detail: "" });
+      }
+    }
+    chunks.sort((a, b) => a.chunk - b.chunk);
+  }
   return { recording_id: rec, segment_index: idx, status: "missing", file: null, manifest: null,
-    manifest_seq: null, truncated: true, decrypted: null, chunks: [], detail };
+    manifest_seq: null, truncated: true, decrypted: null, chunks, detail };
 }
 
 /** Adds the missing segments to `segments` (sorted) and returns the recordings' reports. */
@@ -43,7 +52,7 @@ function oneRecording(ctx, id, records, trailIdx, segments) {
     if (have.has(i)) continue;
     const detail = `segment ${id}/${i} is signed (${trailIdx.has(i) ? "in the trail" : "counted"
     }) but has no manifest here`;
-    segments.push(missingSegment(id, i, detail));
+    segments.push(missingSegment(ctx, id, i, detail));
     ctx.find("missing", detail, { recording_id: id, segment_index: i });
   }
   const last = records[records.length - 1];
@@ -60,7 +69,7 @@ function oneRecording(ctx, id, records, trailIdx, segments) {
   }
   for (const e of ends) {
     const before = manifests.filter((m) => m.seq < e.seq).length;
-    if (before !== e.segment_count && have.size === want.size && count - 1 <= Math.max(...have)) {
+    if (before !== e.segment_count) {
       ctx.find("missing", `end record ${e.seq} counts ${e.segment_count} segments, `
         + `${before} manifests precede it`, { recording_id: id, seq: e.seq });
     }
