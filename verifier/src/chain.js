@@ -1,7 +1,7 @@
 // The chain (manifests/) and the trail (trail.jsonl): signatures, seq, links, duplicates,
 // equivocation, gaps (docs/evidence-format.md, "Checks" 1-2).
 
-import { equalBytes, sha256hex, td } from "./canonical.js";
+import { equalBytes, sha256hex } from "./canonical.js";
 import { readSignedLine } from "./records.js";
 
 const NL = 0x0a;
@@ -27,7 +27,7 @@ function dedupe(entries, find, what) {
       find("duplicate", `${what} ${e.record.seq} given twice`, { file: e.file, seq: e.record.seq });
     } else {
       find("equivocation", `two different signed ${what}s with seq ${e.record.seq}`,
-        { file: e.file, seq: e.record.seq, recording_id: e.record.recording_id ?? null });
+        { file: e.file, seq: e.record.seq });
     }
   }
   return [...bySeq.values()].sort((a, b) => a.record.seq - b.record.seq);
@@ -65,8 +65,7 @@ export async function readChain(files, pub, kid, find) {
     }
     const { record, error } = await readSignedLine(line, pub, kid);
     if (error) {
-      find("altered", `chain record: ${error}`, { file,
-        seq: Number.isSafeInteger(record?.seq) ? record.seq : null });
+      find("altered", `chain record: ${error}`, { file });
       continue;
     }
     const want = `${String(record.seq).padStart(12, "0")}.${record.type}.json`;
@@ -99,10 +98,7 @@ export async function readTrail(files, pub, kid, find) {
     if (line.length === 0) continue;
     const { record, error } = await readSignedLine(line, pub, kid);
     if (error || record.type !== "trail") {
-      let shown = "";
-      try { shown = td.decode(line).slice(0, 0); } catch { /* not UTF-8 */ }
-      find("altered", `trail line ${lineNo}: ${error || "not a trail record"}${shown}`, { file,
-        seq: Number.isSafeInteger(record?.seq) ? record.seq : null });
+      find("altered", `trail line ${lineNo}: ${error || "not a trail record"}`, { file });
       continue;
     }
     good.push({ file, bytes: whole, hash: await sha256hex(whole), record });

@@ -22,8 +22,9 @@ function segReport(r, status, file, m) {
     decrypted: null, chunks: [], detail: "" };
 }
 
-function allChunks(r, status) {
-  return r.chunks.map((c) => ({ chunk: c.chunk, position: status === "missing" ? null : c.chunk,
+function allChunks(r, status, plain = false) {
+  return r.chunks.map((c) => ({ chunk: c.chunk,
+    position: status === "missing" || (plain && c.kind === "final") ? null : c.chunk,
     kind: c.kind, status, detail: "" }));
 }
 
@@ -53,7 +54,7 @@ async function checkPlain(ctx, m, rep, bytes) {
     const o = [...owners][0];
     if (o !== r) {
       rep.status = o.recording_id === r.recording_id ? "reordered" : "substituted";
-      rep.chunks = allChunks(r, rep.status);
+      rep.chunks = allChunks(r, rep.status, true);
       ctx.find(rep.status, `${rep.file} holds segment ${o.recording_id}/${o.segment_index}`,
         where(r, rep.file));
       return;
@@ -129,7 +130,7 @@ function checkTrail(ctx, r, rep) {
       if (!ctx.reportedTrail.has(c.trail_seq)) {
         ctx.reportedTrail.add(c.trail_seq);
         ctx.find("trail_missing", `chunk ${c.chunk}'s trail_seq ${c.trail_seq} is not among the `
-          + "lines given", { ...where(r, rep.file), seq: c.trail_seq });
+          + "lines given", { ...where(r, "trail.jsonl"), seq: c.trail_seq });
       }
       continue;
     }
@@ -165,10 +166,10 @@ export async function checkSegment(ctx, m) {
     rep = segReport(r, "authentic", mp4, m);
     await checkPlain(ctx, m, rep, ctx.files.get(mp4));
   } else {
-    rep = segReport(r, "missing", null, m);
+    rep = segReport(r, "missing", stored, m);
     rep.chunks = allChunks(r, "missing");
     ctx.find("missing", `segment ${r.recording_id}/${r.segment_index}: neither ${stored} nor `
-      + `${mp4} is given`, where(r, null));
+      + `${mp4} is given`, where(r, stored));
   }
   if (rep.status !== "missing") checkTrail(ctx, r, rep);
   if (r.truncated) {
@@ -188,7 +189,7 @@ export async function checkSegment(ctx, m) {
     const h = ctx.headerAgency.get(r);
     if (r.agency_key_id !== ctx.agencyKid || (h && h !== ctx.agencyKid)) {
       ctx.find("wrong_agency_key", `segment sealed to agency key ${r.agency_key_id}, not `
-        + ctx.agencyKid, { ...where(r, rep.file), seq: r.seq });
+        + ctx.agencyKid, { ...where(r, m.file), seq: r.seq });
     }
   }
   return rep;

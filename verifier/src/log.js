@@ -208,12 +208,15 @@ export async function checkLog(ctx) {
         + "same size", { file: fileCp });
     }
   }
+  for (const e of ctx.chain.records) {
+    if (e.record.recording_id !== undefined) log.upper_bounds_us[e.record.recording_id] = null;
+  }
   if (bundle && (!b || b.kind) && (!w || w.kind)) return log;
   const bySize = new Map();
   for (const cp of trusted) if (!bySize.has(cp.size)) bySize.set(cp.size, cp);
   const proofs = readProofs(files, find);
   for (const e of ctx.chain.records) {
-    const where = { file: e.file, seq: e.record.seq, recording_id: e.record.recording_id ?? null };
+    const where = { file: e.file, seq: e.record.seq };
     const line = proofs.get(e.hash);
     if (!line) {
       find("withheld", `record ${e.record.seq} is not shown in the witnessed log`, where);

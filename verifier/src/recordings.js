@@ -75,12 +75,13 @@ function oneRecording(ctx, id, records, trailIdx, segments) {
     }
   }
   const mine = segments.filter((s) => s.recording_id === id);
+  const indices = mine.map((s) => s.segment_index).sort((a, b) => a - b);
   const whole = mine.every((s) => s.status === "authentic" && !s.truncated);
   if (status === "complete" && !whole) status = "incomplete";
   const first = manifests[0];
   const lastM = manifests[manifests.length - 1];
   return { recording_id: id, status, end_reason: lastEnd ? lastEnd.reason : null,
-    segments: [...have].sort((a, b) => a - b),
+    segments: indices,
     wall_start_us: first ? first.wall_start_us : null,
     wall_end_us: lastM ? lastM.wall_end_us : null,
     wall_quality: first ? first.wall_quality : null,
