@@ -131,8 +131,11 @@ def test_the_page_and_bwv_verify_agree_fragment_by_fragment(page, name):
 
 def test_a_tampered_exhibit_shows_its_bad_fragment_and_is_screenshot(page):
     anchors, _ = anchors_and_args("flipped_byte")
+    page.fill("#device-pub", anchors["devicePub"])  # as the investigator would have
     page_report(page, VEC / "flipped_byte", anchors)
     assert page.inner_text("#verdict") == "NOT VERIFIED"
+    assert "device key" in page.inner_text("#trusted")
+    assert "incomplete" in page.inner_text("#recordings")
     assert page.locator(".timeline .badc").count() == 1  # the one altered fragment, in red
     assert page.locator("video").count() == 3  # each segment's footage, playable in the page
     page.screenshot(path=str(SCREENSHOT), full_page=True)

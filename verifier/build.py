@@ -3,9 +3,11 @@
 ``src/page.html`` with ``src/page.css`` and every ``src/*.js`` inlined.
 
 The JavaScript files are ES modules that import one another by relative name
-(``import { x } from "./zip.js";``). The page holds them as one module: each file's local
-imports are dropped, its ``export`` keywords removed, and the files are placed so that each
-comes after those it imports (``ui.js``, which imports everything, last).
+(``import { x, y as z } from "./zip.js";``; exports: ``export function``/``const``/``class``
+and ``export { a, b as c };``). The page holds them in one module script, each file in its own
+function scope (``const __m_zip = (() => { ...; return { readZip, ... }; })();``, its imports
+turned into ``const { x, y: z } = __m_zip;``), placed after the files it imports (``ui.js``,
+which imports everything, last). No other import or export form is accepted.
 
     python3 verifier/build.py           # write verifier/verify.html
     python3 verifier/build.py --check   # exit 1 if the checked-in page is not what this makes
@@ -20,8 +22,10 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 SRC = HERE / "src"
 OUT = HERE / "verify.html"
-IMPORT = re.compile(r"^\s*import\s[^;]*?from\s+[\"']\./([\w.-]+\.js)[\"'];?[ \t]*\n", re.M | re.S)
-EXPORT = re.compile(r"^export\s+(?=(async\s+)?function|const|let|class)", re.M)
+IMPORT = re.compile(r"^import\s*\{([^}]*)\}\s*from\s*[\"']\./([\w.-]+\.js)[\"'];?", re.M)
+EXPORT_DECL = re.compile(r"^export\s+((?:async\s+)?function\*?|const|let|class)\s+([\w$]+)", re.M)
+EXPORT_LIST = re.compile(r"^export\s*\{([^}]*)\};?", re.M)
+LEFT = re.compile(r"^\s*(import|export)\b", re.M)
 
 
 def _order(sources: dict[str, str]) -> list[str]:
@@ -35,7 +39,7 @@ def _order(sources: dict[str, str]) -> list[str]:
             raise SystemExit(f"build.py: import cycle: {' -> '.join((*stack, name))}")
         if name not in sources:
             raise SystemExit(f"build.py: {stack[-1]} imports {name}, which is not in src/")
-        for dep in IMPORT.findall(sources[name]):
+        for _names, dep in IMPORT.findall(sources[name]):
             visit(dep, (*stack, name))
         done.append(name)
 
@@ -44,12 +48,48 @@ def _order(sources: dict[str, str]) -> list[str]:
     return done
 
 
+def _var(name: str) -> str:
+    return "__m_" + re.sub(r"\W", "_", name.removesuffix(".js"))
+
+
+def _names(listed: str, sep: str) -> list[str]:
+    """``a, b as c`` as ``["a", "b<sep>c"]``."""
+    out = []
+    for item in (i.strip() for i in listed.split(",")):
+        if item:
+            parts = item.split()
+            out.append(parts[0] if len(parts) == 1 else f"{parts[0]}{sep}{parts[2]}")
+    return out
+
+
+def _module(name: str, src: str) -> str:
+    """One file as a function scope returning what it exports."""
+    exported: list[str] = []
+
+    def imp(m: re.Match[str]) -> str:
+        return f"const {{ {', '.join(_names(m[1], ': '))} }} = {_var(m[2])};"
+
+    def decl(m: re.Match[str]) -> str:
+        exported.append(m[2])
+        return f"{m[1]} {m[2]}"
+
+    def listed(m: re.Match[str]) -> str:
+        for n in _names(m[1], " as "):
+            local, _, public = n.partition(" as ")
+            exported.append(f"{public}: {local}" if public else local)
+        return ""
+
+    body = EXPORT_LIST.sub(listed, EXPORT_DECL.sub(decl, IMPORT.sub(imp, src))).strip()
+    if left := LEFT.search(body):
+        line = body[: left.start()].count("\n") + 1
+        raise SystemExit(f"build.py: {name}:{line}: an import or export build.py cannot take")
+    ret = f"return {{ {', '.join(exported)} }};"
+    return f"// ---- {name} ----\nconst {_var(name)} = (() => {{\n{body}\n{ret}\n}})();\n"
+
+
 def build() -> str:
     sources = {p.name: p.read_text(encoding="utf-8") for p in sorted(SRC.glob("*.js"))}
-    parts = []
-    for name in _order(sources):
-        body = EXPORT.sub("", IMPORT.sub("", sources[name]))
-        parts.append(f"// ---- {name} ----\n{body.strip()}\n")
+    parts = [_module(name, sources[name]) for name in _order(sources)]
     js = "\n".join(parts)
     if "</script" in js.lower():
         raise SystemExit(

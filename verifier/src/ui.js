@@ -62,6 +62,12 @@ function el(tag, attrs = {}, text = "") {
 
 const utc = (us) => (us == null ? "?" : new Date(us / 1000).toISOString().replace("T", " ")
   .replace(/\.\d+Z$/, " UTC"));
+function bounds(t0, t1) {
+  if (t0 != null && t1 != null) return `recorded between ${utc(t0)} and ${utc(t1)}`;
+  if (t0 != null) return `recorded after ${utc(t0)} (no later bound: no time-stamp)`;
+  if (t1 != null) return `recorded before ${utc(t1)} (no earlier bound: no time sync)`;
+  return "no time bounds (neither a time sync nor a time-stamp)";
+}
 const cls = (status) => (BAD.has(status) ? "st-bad" : status);
 
 function renderVerdict(report) {
@@ -77,7 +83,7 @@ function renderRecordings(report) {
   for (const r of report.recordings || []) {
     const p = el("p", { class: "recording" });
     p.append(el("b", {}, `Recording ${r.recording_id}: `), el("span", { class: cls(r.status) }, r.status));
-    p.append(` — recorded between ${utc(r.recorded_after_us)} and ${utc(r.recorded_before_us)}`);
+    p.append(` — ${bounds(r.recorded_after_us, r.recorded_before_us)}`);
     if (r.wall_start_us != null) {
       p.append(`; the camera's clock said ${utc(r.wall_start_us)} to ${utc(r.wall_end_us)}`
         + ` (${r.wall_quality || "unrated"})`);
@@ -100,7 +106,9 @@ function renderSegment(s, files) {
   }
   const bar = el("div", { class: "timeline", title: "fragments: green verified, red not" });
   const table = el("table");
-  table.append(el("tr")).append(el("th", {}, "fragment"), el("th", {}, "status"));
+  const th = el("tr");
+  th.append(el("th", {}, "fragment"), el("th", {}, "status"));
+  table.append(th);
   for (const c of s.chunks || []) {
     const name = c.chunk === 0 ? "init" : c.chunk == null ? "extra" : `#${c.chunk}`;
     bar.append(el("span", { class: c.status === "authentic" ? "good" : "badc",
@@ -138,6 +146,10 @@ function renderError(message) {
 
 async function run(files, anchors) {
   try {
+    if (!anchors.devicePub && !anchors.dockPub) {
+      throw new Error("give the key to trust: the device's public key, or the enrolling dock's"
+        + " (from the agency, not from the exhibit)");
+    }
     const report = await verifyBundle(files, anchors);
     render(report, files);
     return counted(report);

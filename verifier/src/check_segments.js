@@ -1,0 +1,213 @@
+// Each manifest's segment: its stored file or its MP4, chunk by chunk; the trail's agreement;
+// the agency key id; files no manifest names (docs/evidence-format.md, "Checks" 3, 4, 6).
+
+import { sha256hex } from "./canonical.js";
+import { hashAll, lineUp, parseStored, splitBoxes, splitSizes } from "./segments.js";
+
+const TRAIL_FIELDS = ["kind", "first_us", "end_us", "plain_sha256", "plain_size",
+  "cipher_sha256", "cipher_size"];
+
+function worst(statuses) {
+  for (const s of ["substituted", "reordered"]) if (statuses.has(s)) return s;
+  return "altered";
+}
+
+function mp4Name(file) {
+  return file.replace(/\.bwvseg$/, "") + ".mp4";
+}
+
+function segReport(r, status, file, m) {
+  return { recording_id: r.recording_id, segment_index: r.segment_index, status, file,
+    manifest: m ? m.file : null, manifest_seq: r.seq ?? null, truncated: !!r.truncated,
+    decrypted: null, chunks: [], detail: "" };
+}
+
+function allChunks(r, status, plain = false) {
+  return r.chunks.map((c) => ({ chunk: c.chunk,
+    position: status === "missing" || (plain && c.kind === "final") ? null : c.chunk,
+    kind: c.kind, status, detail: "" }));
+}
+
+async function checkPlain(ctx, m, rep, bytes) {
+  const r = m.record;
+  const signed = r.chunks.filter((c) => c.kind !== "final");
+  const signedSet = new Set(r.chunks.map((c) => c.plain_sha256));
+  const boxes = splitBoxes(bytes);
+  const byBox = await hashAll(boxes.pieces.filter((p) => p.length));
+  const sizes = splitSizes(bytes, signed.map((c) => c.plain_size));
+  const bySize = await hashAll(sizes);
+  const count = (hs) => hs.filter((h) => signedSet.has(h)).length;
+  const useBoxes = count(byBox) >= count(bySize);
+  const hashes = useBoxes ? byBox : bySize;
+  const { chunks, extra } = lineUp(
+    signed.map((c) => ({ chunk: c.chunk, kind: c.kind, sha: c.plain_sha256 })), hashes);
+  const finals = r.chunks.filter((c) => c.kind === "final").map((c) => ({ chunk: c.chunk,
+    position: null, kind: "final", status: "authentic", detail: "no bytes" }));
+  rep.chunks = [...chunks, ...finals, ...extra];
+  if (useBoxes && boxes.cut) {
+    rep.chunks.push({ chunk: null, position: hashes.length, kind: "unknown", status: "altered",
+      detail: `${boxes.cut.length} bytes: the file ends inside an MP4 box (cut short)` });
+  }
+  if (rep.chunks.every((c) => c.status === "authentic")) return;
+  const owners = new Set(hashes.map((h) => ctx.plainOwner.get(h) ?? null));
+  if (owners.size === 1 && !owners.has(null)) {
+    const o = [...owners][0];
+    if (o !== r) {
+      rep.status = o.recording_id === r.recording_id ? "reordered" : "substituted";
+      rep.chunks = allChunks(r, rep.status, true);
+      ctx.find(rep.status, `${rep.file} holds segment ${o.recording_id}/${o.segment_index}`,
+        where(r, rep.file));
+      return;
+    }
+  }
+  badChunks(ctx, r, rep);
+}
+
+function where(r, file) {
+  return { file, recording_id: r.recording_id, segment_index: r.segment_index };
+}
+
+function badChunks(ctx, r, rep) {
+  const bad = rep.chunks.filter((c) => c.status !== "authentic");
+  if (!bad.length) return;
+  rep.status = worst(new Set(bad.map((c) => c.status)));
+  for (const c of bad) {
+    const kind = c.status === "duplicated" ? "duplicate" : c.status;
+    ctx.find(kind, `chunk ${c.chunk ?? "extra at " + c.position}: ${c.status}`, where(r, rep.file));
+  }
+}
+
+async function checkStored(ctx, m, rep, bytes) {
+  const r = m.record;
+  const parsed = parseStored(bytes);
+  if (parsed.error) {
+    rep.status = "altered";
+    rep.chunks = allChunks(r, "altered");
+    ctx.find("altered", `${rep.file}: ${parsed.error}`, where(r, rep.file));
+    return;
+  }
+  const headerOk = (await sha256hex(parsed.header)) === r.header_sha256;
+  if (headerOk && parsed.context.agency_key_id !== r.agency_key_id) {
+    ctx.find("altered", "the signed header's agency_key_id is not its manifest's",
+      where(r, rep.file));
+  }
+  ctx.headerAgency.set(r, headerOk ? parsed.context.agency_key_id : null);
+  const whole = (await sha256hex(bytes)) === r.stored_sha256 && bytes.length === r.stored_size;
+  if (whole) {
+    rep.chunks = allChunks(r, "authentic");
+    return;
+  }
+  const c = parsed.context;
+  if (!headerOk && (c.device_id !== r.device_id || c.recording_id !== r.recording_id
+    || c.segment_index !== r.segment_index)) {
+    rep.status = c.device_id === r.device_id && c.recording_id === r.recording_id
+      ? "reordered" : "substituted";
+    rep.chunks = allChunks(r, rep.status);
+    ctx.find(rep.status, `${rep.file}'s header names ${c.device_id}/${c.recording_id}/`
+      + `${c.segment_index}`, where(r, rep.file));
+    return;
+  }
+  if (!headerOk) ctx.find("altered", "the stored header is not the signed one", where(r, rep.file));
+  const hashes = await hashAll(parsed.chunks);
+  const { chunks, extra } = lineUp(
+    r.chunks.map((x) => ({ chunk: x.chunk, kind: x.kind, sha: x.cipher_sha256 })), hashes);
+  rep.chunks = [...chunks, ...extra];
+  if (parsed.cut) {
+    rep.chunks.push({ chunk: null, position: hashes.length, kind: "unknown", status: "altered",
+      detail: `${parsed.cut.length} bytes: the file ends inside a chunk` });
+  }
+  if (!headerOk && rep.chunks.every((x) => x.status === "authentic")) rep.status = "altered";
+  badChunks(ctx, r, rep);
+}
+
+/** The trail's word on each chunk (when the trail is given). */
+function checkTrail(ctx, r, rep) {
+  const trail = ctx.trail;
+  if (!trail) return;
+  for (const c of r.chunks) {
+    const t = trail.bySeq.get(c.trail_seq);
+    if (!t) {
+      if (!ctx.reportedTrail.has(c.trail_seq)) {
+        ctx.reportedTrail.add(c.trail_seq);
+        ctx.find("trail_missing", `chunk ${c.chunk}'s trail_seq ${c.trail_seq} is not among the `
+          + "lines given", { ...where(r, "trail.jsonl"), seq: c.trail_seq });
+      }
+      continue;
+    }
+    const agrees = t.recording_id === r.recording_id && t.segment_index === r.segment_index
+      && t.chunk === c.chunk && TRAIL_FIELDS.every((k) => t[k] === c[k])
+      && (c.chunk !== 0 || (t.segment && t.segment.header_sha256 === r.header_sha256));
+    if (!agrees) {
+      const rc = rep.chunks.find((x) => x.chunk === c.chunk);
+      if (rc && rc.status === "authentic") {
+        rc.status = "unsigned";
+        rc.detail = `trail line ${c.trail_seq} says otherwise`;
+        rep.status = rep.status === "authentic" ? "altered" : rep.status;
+        ctx.find("unsigned", `chunk ${c.chunk}: trail line ${c.trail_seq} says otherwise`,
+          where(r, rep.file));
+      }
+    }
+  }
+}
+
+export async function checkSegment(ctx, m) {
+  const r = m.record;
+  ctx.headerAgency ??= new Map();
+  ctx.named ??= new Set();
+  const stored = `segments/${r.file}`;
+  const mp4 = mp4Name(r.file);
+  ctx.named.add(stored);
+  ctx.named.add(mp4);
+  let rep;
+  if (ctx.files.has(stored)) {
+    rep = segReport(r, "authentic", stored, m);
+    await checkStored(ctx, m, rep, ctx.files.get(stored));
+  } else if (ctx.files.has(mp4)) {
+    rep = segReport(r, "authentic", mp4, m);
+    await checkPlain(ctx, m, rep, ctx.files.get(mp4));
+  } else {
+    rep = segReport(r, "missing", stored, m);
+    rep.chunks = allChunks(r, "missing");
+    ctx.find("missing", `segment ${r.recording_id}/${r.segment_index}: neither ${stored} nor `
+      + `${mp4} is given`, where(r, stored));
+  }
+  if (rep.status !== "missing") checkTrail(ctx, r, rep);
+  if (r.truncated) {
+    ctx.find("truncated", "the manifest says the segment was cut (no final chunk)",
+      { ...where(r, rep.file), seq: r.seq });
+  }
+  const tail = r.unsigned_tail;
+  if (tail && typeof tail.file === "string") {
+    const name = `segments/${tail.file}`;
+    ctx.named.add(name);
+    if (ctx.files.has(name)) {
+      ctx.find("unsigned", `${tail.size} bytes set aside after the last signed chunk`,
+        where(r, name));
+    } else ctx.find("missing", "set-aside bytes not given", where(r, name));
+  }
+  if (ctx.agencyKid) {
+    const h = ctx.headerAgency.get(r);
+    if (r.agency_key_id !== ctx.agencyKid || (h && h !== ctx.agencyKid)) {
+      ctx.find("wrong_agency_key", `segment sealed to agency key ${r.agency_key_id}, not `
+        + ctx.agencyKid, { ...where(r, m.file), seq: r.seq });
+    }
+  }
+  return rep;
+}
+
+/** MP4s and stored files no manifest names. */
+export function leftovers(ctx) {
+  ctx.named ??= new Set();
+  for (const name of [...ctx.files.keys()].sort()) {
+    if (ctx.named.has(name)) continue;
+    if (/^[^/]+\.mp4$/.test(name)) {
+      ctx.find("unsigned", "an MP4 that no manifest here names", { file: name });
+    } else if (/^segments\/[^/]+$/.test(name)) {
+      const p = parseStored(ctx.files.get(name));
+      const other = !p.error && ctx.manifests.length
+        && p.context.device_id !== ctx.manifests[0].record.device_id;
+      ctx.find(other ? "substituted" : "unsigned", "a stored file that no manifest here names",
+        { file: name });
+    }
+  }
+}
