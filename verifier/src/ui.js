@@ -101,6 +101,9 @@ function renderSegment(s, files) {
   const data = s.file && files.get(s.file);
   if (data && /\.mp4$/i.test(s.file)) {
     const video = el("video", { controls: "", preload: "metadata" });
+    video.addEventListener("loadeddata", () => { video.dataset.plays = "yes"; });
+    video.addEventListener("error", () => video.replaceWith(el("p", { class: "note noplay" },
+      "This file does not play in this browser (its fragments are checked all the same).")));
     video.src = URL.createObjectURL(new Blob([data], { type: "video/mp4" }));
     div.append(video);
   }
