@@ -125,6 +125,7 @@ function checkTrail(ctx, r, rep) {
   const trail = ctx.trail;
   if (!trail) return;
   for (const c of r.chunks) {
+    if (c.trail_seq < trail.first) continue; // signed before the trail given starts
     const t = trail.bySeq.get(c.trail_seq);
     if (!t) {
       if (!ctx.reportedTrail.has(c.trail_seq)) {
