@@ -2,7 +2,7 @@
 // the agency key id; files no manifest names (docs/evidence-format.md, "Checks" 3, 4, 6).
 
 import { sha256hex } from "./canonical.js";
-import { hashAll, lineUp, parseStored, splitBoxes, splitSizes } from "./segments.js";
+import { hashAll, lineUp, parseChunks, parseStored, splitBoxes, splitSizes } from "./segments.js";
 
 const TRAIL_FIELDS = ["kind", "first_us", "end_us", "plain_sha256", "plain_size",
   "cipher_sha256", "cipher_size"];
@@ -40,7 +40,8 @@ async function checkPlain(ctx, m, rep, bytes) {
   const useBoxes = count(byBox) >= count(bySize);
   const hashes = useBoxes ? byBox : bySize;
   const { chunks, extra } = lineUp(
-    signed.map((c) => ({ chunk: c.chunk, kind: c.kind, sha: c.plain_sha256 })), hashes);
+    signed.map((c) => ({ chunk: c.chunk, kind: c.kind, sha: c.plain_sha256 })), hashes,
+    ctx.knownPlain);
   const finals = r.chunks.filter((c) => c.kind === "final").map((c) => ({ chunk: c.chunk,
     position: null, kind: "final", status: "authentic", detail: "no bytes" }));
   rep.chunks = [...chunks, ...finals, ...extra];
@@ -53,8 +54,8 @@ async function checkPlain(ctx, m, rep, bytes) {
   if (owners.size === 1 && !owners.has(null)) {
     const o = [...owners][0];
     if (o !== r) {
-      rep.status = o.recording_id === r.recording_id ? "reordered" : "substituted";
-      rep.chunks = allChunks(r, rep.status, true);
+      markAll(rep, o.recording_id === r.recording_id ? "reordered" : "substituted",
+        `file holds ${o.recording_id}/${o.segment_index}`);
       ctx.find(rep.status, `${rep.file} holds segment ${o.recording_id}/${o.segment_index}`,
         where(r, rep.file));
       return;
@@ -77,47 +78,93 @@ function badChunks(ctx, r, rep) {
   }
 }
 
+function markAll(rep, status, detail) {
+  rep.status = status;
+  for (const c of rep.chunks) {
+    c.status = status;
+    c.detail = detail;
+  }
+}
+
+/** The stored file is byte for byte another segment a manifest here signs. */
+function holdsOtherStored(ctx, r, rep, sha) {
+  const o = ctx.manifests.map((e) => e.record).find((x) => x.stored_sha256 === sha);
+  if (!o || o.seq === r.seq) return false;
+  rep.status = o.recording_id === r.recording_id ? "reordered" : "substituted";
+  rep.chunks = r.chunks.map((c) => ({ chunk: c.chunk, position: null, kind: c.kind,
+    status: rep.status, detail: `file holds ${o.recording_id}/${o.segment_index}` }));
+  ctx.find(rep.status, `${rep.file} holds segment ${o.recording_id}/${o.segment_index}`,
+    where(r, rep.file));
+  return true;
+}
+
+/** No chunk is the signed one and the header names another device, recording or segment. */
+function fromElsewhere(ctx, r, rep, c) {
+  if (!c || rep.chunks.some((x) => x.status === "authentic")) return false;
+  const foreign = c.device_id !== r.device_id || c.key_id !== r.key_id;
+  if (foreign || c.recording_id !== r.recording_id) {
+    markAll(rep, "substituted", foreign ? `from device ${c.device_id} key ${c.key_id}`
+      : `from recording ${c.recording_id}`);
+    ctx.find("substituted", `${rep.file} is a segment from another ${foreign ? "device"
+      : "recording"}`, where(r, rep.file));
+    return true;
+  }
+  if (c.segment_index !== r.segment_index) {
+    markAll(rep, "reordered", `holds segment ${c.segment_index}`);
+    ctx.find("reordered", `${rep.file} holds segment ${c.segment_index}`, where(r, rep.file));
+    return true;
+  }
+  return false;
+}
+
 async function checkStored(ctx, m, rep, bytes) {
   const r = m.record;
+  const sha = await sha256hex(bytes);
   const parsed = parseStored(bytes);
-  if (parsed.error) {
-    rep.status = "altered";
-    rep.chunks = allChunks(r, "altered");
-    ctx.find("altered", `${rep.file}: ${parsed.error}`, where(r, rep.file));
+  const headerSha = parsed.error ? null : await sha256hex(parsed.header);
+  if (!parsed.error && headerSha === r.header_sha256) {
+    if (parsed.context.agency_key_id !== r.agency_key_id) {
+      ctx.find("altered", "the signed header's agency_key_id is not its manifest's",
+        where(r, rep.file));
+    }
+    ctx.headerAgency.set(r, parsed.context.agency_key_id);
+  }
+  if (sha === r.stored_sha256 && bytes.length === r.stored_size) {
+    rep.chunks = r.chunks.map((c) => ({ chunk: c.chunk, position: c.chunk, kind: c.kind,
+      status: "authentic", detail: "" }));
     return;
   }
-  const headerOk = (await sha256hex(parsed.header)) === r.header_sha256;
-  if (headerOk && parsed.context.agency_key_id !== r.agency_key_id) {
-    ctx.find("altered", "the signed header's agency_key_id is not its manifest's",
+  if (holdsOtherStored(ctx, r, rep, sha)) return;
+  let chunks;
+  let problem;
+  let hsha = headerSha;
+  if (parsed.error) {
+    let start = r.stored_size - r.chunks.reduce((a, c) => a + 4 + c.cipher_size, 0);
+    start = Math.max(0, Math.min(start, bytes.length));
+    ({ chunks, problem } = parseChunks(bytes, start));
+    ctx.find("altered", `header unreadable: ${parsed.error}`, where(r, rep.file));
+    hsha = await sha256hex(bytes.subarray(0, start));
+  } else ({ chunks, problem } = parsed);
+  const { chunks: signed, extra } = lineUp(
+    r.chunks.map((x) => ({ chunk: x.chunk, kind: x.kind, sha: x.cipher_sha256 })),
+    await hashAll(chunks), ctx.knownCipher);
+  rep.chunks = [...signed, ...extra];
+  if (fromElsewhere(ctx, r, rep, parsed.error ? null : parsed.context)) return;
+  const bad = rep.chunks.filter((x) => x.status !== "authentic");
+  rep.status = worst(new Set(bad.map((x) => x.status)));
+  if (hsha !== r.header_sha256) {
+    ctx.find("altered", "the header (context, sealed key, stream header) was altered",
       where(r, rep.file));
   }
-  ctx.headerAgency.set(r, headerOk ? parsed.context.agency_key_id : null);
-  const whole = (await sha256hex(bytes)) === r.stored_sha256 && bytes.length === r.stored_size;
-  if (whole) {
-    rep.chunks = allChunks(r, "authentic");
-    return;
+  for (const c of bad) {
+    const kind = c.status === "duplicated" ? "duplicate" : c.status;
+    ctx.find(kind, `${c.chunk !== null ? "chunk " + c.chunk : "position " + c.position}: `
+      + c.status, where(r, rep.file));
   }
-  const c = parsed.context;
-  if (!headerOk && (c.device_id !== r.device_id || c.recording_id !== r.recording_id
-    || c.segment_index !== r.segment_index)) {
-    rep.status = c.device_id === r.device_id && c.recording_id === r.recording_id
-      ? "reordered" : "substituted";
-    rep.chunks = allChunks(r, rep.status);
-    ctx.find(rep.status, `${rep.file}'s header names ${c.device_id}/${c.recording_id}/`
-      + `${c.segment_index}`, where(r, rep.file));
-    return;
+  if (problem) ctx.find("altered", `stored file: ${problem}`, where(r, rep.file));
+  if (!bad.length && hsha === r.header_sha256 && !problem) {
+    ctx.find("altered", "stored file differs from the signed hash", where(r, rep.file));
   }
-  if (!headerOk) ctx.find("altered", "the stored header is not the signed one", where(r, rep.file));
-  const hashes = await hashAll(parsed.chunks);
-  const { chunks, extra } = lineUp(
-    r.chunks.map((x) => ({ chunk: x.chunk, kind: x.kind, sha: x.cipher_sha256 })), hashes);
-  rep.chunks = [...chunks, ...extra];
-  if (parsed.cut) {
-    rep.chunks.push({ chunk: null, position: hashes.length, kind: "unknown", status: "altered",
-      detail: `${parsed.cut.length} bytes: the file ends inside a chunk` });
-  }
-  if (!headerOk && rep.chunks.every((x) => x.status === "authentic")) rep.status = "altered";
-  badChunks(ctx, r, rep);
 }
 
 /** The trail's word on each chunk (when the trail is given). */
@@ -125,6 +172,7 @@ function checkTrail(ctx, r, rep) {
   const trail = ctx.trail;
   if (!trail) return;
   for (const c of r.chunks) {
+    if (c.trail_seq < trail.first) continue; // signed before the trail given starts
     const t = trail.bySeq.get(c.trail_seq);
     if (!t) {
       if (!ctx.reportedTrail.has(c.trail_seq)) {

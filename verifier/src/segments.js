@@ -50,7 +50,7 @@ export function splitSizes(b, sizes) {
   return pieces;
 }
 
-/** Parse a stored segment's header and chunks. Returns {header, context, chunks, cut} or {error}. */
+/** Parse a stored segment's header and chunks: {header, context, chunks, problem} or {error}. */
 export function parseStored(b) {
   const magic = String.fromCharCode(...b.subarray(0, 6));
   if (b.length < 12 || magic !== "BWVSEG") return { error: "not a stored segment" };
@@ -70,83 +70,105 @@ export function parseStored(b) {
   if (got.join() !== keys.join() || !/^[0-9a-f]{16}$/.test(context.agency_key_id)) {
     return { error: "header context has fields missing or extra" };
   }
+  const { chunks, problem } = parseChunks(b, 116 + n);
+  return { header: b.subarray(0, 116 + n), context, chunks, problem };
+}
+
+/** The framed chunks of b from start: {chunks, problem (trailing bytes that are no chunk)}. */
+export function parseChunks(b, start) {
   const chunks = [];
-  let pos = 116 + n;
-  while (pos + 4 <= b.length) {
+  let pos = start;
+  while (pos < b.length) {
+    if (pos + 4 > b.length) return { chunks, problem: `torn chunk length at offset ${pos}` };
     const len = u32(b, pos);
-    if (len < 17 || pos + 4 + len > b.length) break;
+    if (len < 17) return { chunks, problem: `impossible chunk length ${len} at offset ${pos}` };
+    if (pos + 4 + len > b.length) {
+      return { chunks, problem: `chunk at offset ${pos} runs past the end of the file` };
+    }
     chunks.push(b.subarray(pos + 4, pos + 4 + len));
     pos += 4 + len;
   }
-  return { header: b.subarray(0, 116 + n), context, chunks,
-    cut: pos < b.length ? b.subarray(pos) : null };
+  return { chunks, problem: null };
 }
 
-/** Longest increasing subsequence of values (indices into the input kept). */
-function lisKeep(values) {
-  const n = values.length;
-  const len = new Array(n).fill(1);
-  const prev = new Array(n).fill(-1);
-  let best = -1;
-  for (let i = 0; i < n; i++) {
-    for (let j = 0; j < i; j++) {
-      if (values[j] < values[i] && len[j] + 1 > len[i]) {
-        len[i] = len[j] + 1;
-        prev[i] = j;
-      }
+/** Indices (into values) of one longest strictly increasing subsequence (patience sort). */
+function lis(values) {
+  const tails = [];
+  const tailsAt = [];
+  const back = new Array(values.length).fill(-1);
+  values.forEach((v, i) => {
+    let lo = 0;
+    let hi = tails.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (tails[mid] < v) lo = mid + 1;
+      else hi = mid;
     }
-    if (best < 0 || len[i] > len[best]) best = i;
-  }
-  const keep = new Set();
-  for (let i = best; i >= 0; i = prev[i]) keep.add(i);
-  return keep;
+    tails[lo] = v;
+    tailsAt[lo] = i;
+    back[i] = lo ? tailsAt[lo - 1] : -1;
+  });
+  const out = new Set();
+  for (let i = tailsAt.length ? tailsAt[tailsAt.length - 1] : -1; i >= 0; i = back[i]) out.add(i);
+  return out;
 }
 
 /**
- * Line up piece hashes with the signed chunks. signed: [{chunk, kind, sha}] in signed order
- * (the chunks that carry bytes). Returns [{chunk, position, kind, status, detail}] in report
- * order: signed chunks, then the extra ones.
+ * Line up piece hashes with the signed chunks ("Checks", 3). signed: [{chunk, kind, sha}] in
+ * signed order; known: Map sha -> where else it is signed. The longest run in signed order is
+ * authentic, other signed pieces reordered; an unknown piece in a signed chunk's place altered
+ * (substituted when signed elsewhere); a listed chunk not found missing; a second copy
+ * duplicated; other pieces unsigned (or substituted). Returns {chunks, extra}:
+ * [{chunk, position, kind, status, detail}] for the signed chunks in order, then the rest.
  */
-export function lineUp(signed, hashes) {
-  const bySha = new Map();
-  signed.forEach((c, i) => {
-    if (!bySha.has(c.sha)) bySha.set(c.sha, []);
-    bySha.get(c.sha).push(i);
+export function lineUp(signed, hashes, known = new Map()) {
+  const index = new Map();
+  signed.forEach((c, j) => index.set(c.sha, j));
+  const firstAt = new Map();
+  const dups = [];
+  const pairs = [];
+  hashes.forEach((h, i) => {
+    const j = index.get(h);
+    if (j === undefined) return;
+    if (firstAt.has(j)) dups.push(i);
+    else {
+      firstAt.set(j, i);
+      pairs.push([i, j]);
+    }
   });
-  const used = new Set();
-  const match = hashes.map((h) => {
-    const free = (bySha.get(h) || []).find((i) => !used.has(i));
-    if (free === undefined) return bySha.has(h) ? "dup" : null;
-    used.add(free);
-    return free;
+  const inOrder = lis(pairs.map(([, j]) => j));
+  const reports = new Map();
+  pairs.forEach(([i, j], n) => {
+    const status = inOrder.has(n) ? "authentic" : "reordered";
+    reports.set(j, { chunk: signed[j].chunk, position: i, kind: signed[j].kind, status,
+      detail: status === "reordered" ? `found at position ${i}` : "" });
   });
-  const matchedPos = [];
-  match.forEach((m, p) => { if (typeof m === "number") matchedPos.push(p); });
-  const keep = lisKeep(matchedPos.map((p) => match[p]));
-  const inRun = new Set([...keep].map((k) => matchedPos[k]));
-  const out = signed.map((c) => ({ chunk: c.chunk, position: null, kind: c.kind,
-    status: "missing", detail: "" }));
-  match.forEach((m, p) => {
-    if (typeof m === "number") {
-      out[m].position = p;
-      out[m].status = inRun.has(p) ? "authentic" : "reordered";
+  const used = new Set([...pairs.map(([i]) => i), ...dups]);
+  const free = new Set(hashes.map((_, i) => i).filter((i) => !used.has(i)));
+  signed.forEach((c, j) => {
+    if (reports.has(j)) return;
+    if (free.has(j)) {
+      free.delete(j);
+      const where = known.get(hashes[j]);
+      reports.set(j, { chunk: c.chunk, position: j, kind: c.kind,
+        status: where ? "substituted" : "altered", detail: where ? `is ${where}` : "" });
+    } else {
+      reports.set(j, { chunk: c.chunk, position: null, kind: c.kind, status: "missing",
+        detail: "" });
     }
   });
   const extra = [];
-  match.forEach((m, p) => {
-    if (m === "dup") {
-      extra.push({ chunk: null, position: p, kind: "unknown", status: "duplicated", detail: "" });
-    } else if (m === null) {
-      if (p < out.length && out[p].status === "missing") {
-        out[p].status = "altered";
-        out[p].position = p;
-        out[p].detail = "other bytes in its place";
-      } else {
-        extra.push({ chunk: null, position: p, kind: "unknown", status: "unsigned", detail: "" });
-      }
-    }
-  });
-  return { chunks: out, extra };
+  for (const i of free) {
+    const where = known.get(hashes[i]);
+    extra.push({ chunk: null, position: i, kind: "unknown",
+      status: where ? "substituted" : "unsigned", detail: where ? `is ${where}` : "" });
+  }
+  for (const i of dups) {
+    extra.push({ chunk: null, position: i, kind: "unknown", status: "duplicated",
+      detail: `a copy of chunk ${index.get(hashes[i])}` });
+  }
+  extra.sort((a, b) => a.position - b.position);
+  return { chunks: signed.map((_, j) => reports.get(j)), extra };
 }
 
 export async function hashAll(pieces) {

@@ -115,9 +115,19 @@ async function verifyInner(files, anchors) {
   const ctx = { files, anchors, find, trail, manifests, chain, reportedTrail: new Set() };
   if (anchors.agencyPub) ctx.agencyKid = await keyId(anchors.agencyPub);
   ctx.plainOwner = new Map();
-  for (const m of manifests) {
-    for (const c of m.record.chunks) {
-      if (c.kind !== "final") ctx.plainOwner.set(c.plain_sha256, m.record);
+  ctx.knownPlain = new Map();
+  ctx.knownCipher = new Map();
+  const setDefault = (map, k, v) => { if (!map.has(k)) map.set(k, v); };
+  const label = (r, c) => `${r.recording_id} segment ${r.segment_index} chunk ${c.chunk}`;
+  for (const t of trail ? trail.bySeq.values() : []) {
+    setDefault(ctx.knownCipher, t.cipher_sha256, label(t, t));
+  }
+  for (const { record: r } of manifests) {
+    for (const c of r.chunks) {
+      setDefault(ctx.knownCipher, c.cipher_sha256, label(r, c));
+      if (c.kind === "final") continue;
+      setDefault(ctx.plainOwner, c.plain_sha256, r);
+      setDefault(ctx.knownPlain, c.plain_sha256, label(r, c));
     }
   }
   const segments = [];

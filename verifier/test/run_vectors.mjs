@@ -96,7 +96,7 @@ for (const [name, want] of Object.entries(expected.vectors)) {
     ["no key", {}, (r) => r.error && r.wanting === false],
     ["another dock key", { dockPub: other }, (r) => r.error && r.wanting === true],
     ["another device key", { devicePub: other },
-      (r) => !r.ok && r.findings.some((f) => f.kind === "altered")],
+      (r) => !r.ok && r.findings.some((f) => f.kind === "substituted")],
     ["dock key", { dockPub: key(expected.witness.dock_pub) },
       (r) => r.ok && /^dock key [0-9a-f]{16} \(enrollment\)$/.test(r.trusted)],
     ["device key", { devicePub: key(expected.device_pub) },
