@@ -2,6 +2,7 @@
 // check of an exhibit"): signed notes, checkpoints, cosignature/v1, RFC 9162 inclusion proofs,
 // the `first` member. T1 needs an RFC 3161 token check, not done here: T1 stays null.
 
+import { verifyToken } from "./tsa.js";
 import { b64decode, concat, ed25519Verify, equalBytes, keyId, parseJson, sha256, sha256hex, td,
   te } from "./canonical.js";
 
@@ -138,7 +139,7 @@ async function trust(bytes, dockPub, witnesses, what) {
       + "valid cosignature by the witness key(s) given", what]);
     return { findings };
   }
-  return { cp: findings.length ? null : cp, findings };
+  return { cp: findings.length ? null : { ...cp, body: note.body }, findings };
 }
 
 function proofList(x) {
@@ -217,11 +218,22 @@ function chainFiles(files) {
   return out;
 }
 
-export async function checkLog(ctx) {
+/** genTime (µs) of a token over SHA-256 of `body` under the CA: {t1} or {note} or {error}. */
+async function tokenTime(token, body, tsaCa, what) {
+  if (!token) return { note: `${what} carries no RFC 3161 timestamp` };
+  if (!tsaCa) return { note: "no TSA CA given: the RFC 3161 timestamps are not checked" };
+  try {
+    return { t1: await verifyToken(token, await sha256(body), tsaCa) };
+  } catch (e) {
+    return { error: `the RFC 3161 timestamp does not verify (${e.message})` };
+  }
+}
+
+export async function checkLog(ctx, recordings) {
   const { files, anchors, find } = ctx;
   const witnesses = await readWitnesses(anchors.witnessVkeys);
-  const log = { checked: true, included: {}, first: {}, upper_bounds_us: {},
-    time_note: "T1 not computed: this verifier does not check RFC 3161 tokens" };
+  const log = { checked: true, included: {}, first: {}, upper_bounds_us: {}, tsa_time_us: null,
+    time_note: "" };
   for (const e of ctx.chain.records) {
     if (e.record.recording_id !== undefined) log.upper_bounds_us[e.record.recording_id] = null;
   }
@@ -275,19 +287,93 @@ export async function checkLog(ctx) {
     log.included[seq] = [line.leaf_index, cp.size];
     leaves.set(seq, { leaf, line });
   }
+  if (b.cp) {
+    const got = await tokenTime(files.get("log/checkpoint.tsr"), b.cp.body, anchors.tsaCa,
+      "the dock's checkpoint");
+    log.tsa_time_us = got.t1 ?? null;
+    log.time_note = got.note ?? (got.error ? `the checkpoint's ${got.error.slice(4)}` : "");
+  }
   const said = new Set();
+  const times = new Map();
+  const notes = [];
   for (const seq of seqs) {
     const got = leaves.get(seq);
     if (!got || !got.line.first) continue;
+    const m = got.line.first.tree_size;
     const f = await checkFirst(files, seq, got.leaf, got.line);
-    log.first[seq] = [got.line.first.tree_size, null];
+    let t1 = null;
+    if (!f) {
+      if (!times.has(m)) {
+        times.set(m, await tokenTime(files.get(`log/checkpoints/${m}.tsr`),
+          firstBody(files.get(`log/checkpoints/${m}`)), anchors.tsaCa, `log/checkpoints/${m}`));
+        const tt = times.get(m);
+        if (tt.error) find("altered", `log/checkpoints/${m}.tsr: ${tt.error}`,
+          { file: `log/checkpoints/${m}.tsr` });
+      }
+      const tt = times.get(m);
+      t1 = tt.t1 ?? null;
+      if (tt.note && !notes.includes(tt.note)) notes.push(tt.note);
+    }
+    log.first[seq] = [m, t1];
     if (f) {
       const key = JSON.stringify(f);
       if (!said.has(key)) find("altered", f.detail, { file: f.file, seq });
       said.add(key);
     }
   }
+  if (notes.length && !log.time_note) log.time_note = notes.join("; ");
+  applyT1(ctx, log, records, recordings);
   return log;
+}
+
+/** A record's T1: its first checkpoint's RFC 3161 time, else the latest's (when included). */
+function t1Of(log, seq) {
+  if (!(seq in log.included)) return null;
+  const f = log.first[seq];
+  return f && f[1] !== null ? f[1] : log.tsa_time_us;
+}
+
+/** T1 per recording and per segment; claimed wall times after it are time_inconsistent. */
+function applyT1(ctx, log, records, recordings) {
+  const byRec = new Map();
+  const found = new Set();
+  for (const [seq, name] of [...records].sort((a, b) => a[0] - b[0])) {
+    const o = parseJson(ctx.files.get(name));
+    const r = o && o.record;
+    if (!r || typeof r !== "object" || typeof r.recording_id !== "string") continue;
+    if (!byRec.has(r.recording_id)) byRec.set(r.recording_id, []);
+    byRec.get(r.recording_id).push(seq);
+    const walls = [r.wall_start_us, r.wall_end_us].filter((w) => Number.isSafeInteger(w));
+    const t1 = t1Of(log, seq);
+    if (walls.length && t1 !== null && Math.max(...walls) > t1) {
+      found.add(r.recording_id);
+      ctx.find("time_inconsistent", `segment ${r.recording_id}/${r.segment_index} claims a wall `
+        + "time after the time-stamped checkpoint that first includes its manifest",
+      { file: name, recording_id: r.recording_id, segment_index: r.segment_index ?? null, seq });
+    }
+  }
+  for (const [id, seqs] of byRec) {
+    const last = t1Of(log, Math.max(...seqs));
+    const known = seqs.map((x) => t1Of(log, x)).filter((x) => x !== null);
+    log.upper_bounds_us[id] = last ?? (known.length ? Math.max(...known) : null);
+  }
+  for (const rec of recordings) {
+    const t1 = log.upper_bounds_us[rec.recording_id];
+    if (t1 === null || t1 === undefined) continue;
+    rec.recorded_before_us = t1;
+    const claims = [rec.wall_start_us, rec.wall_end_us].filter((x) => x !== null);
+    if (claims.length && Math.max(...claims) > t1 && !found.has(rec.recording_id)) {
+      ctx.find("time_inconsistent", "claims a wall time after the time-stamped checkpoint that "
+        + "includes it", { recording_id: rec.recording_id });
+    }
+  }
+}
+
+/** A first checkpoint's body: its text to the first blank line. */
+function firstBody(bytes) {
+  if (!bytes) return new Uint8Array();
+  const i = bytes.findIndex((x, j) => x === 0x0a && bytes[j + 1] === 0x0a);
+  return i < 0 ? bytes : bytes.subarray(0, i + 1);
 }
 
 /** The first checkpoint that includes the record: null when it holds, else the finding. */
