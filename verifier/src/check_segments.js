@@ -2,6 +2,7 @@
 // the agency key id; files no manifest names (docs/evidence-format.md, "Checks" 3, 4, 6).
 
 import { sha256hex } from "./canonical.js";
+import { missingSegment } from "./recordings.js";
 import { hashAll, lineUp, parseChunks, parseStored, splitBoxes, splitSizes } from "./segments.js";
 
 const TRAIL_FIELDS = ["kind", "first_us", "end_us", "plain_sha256", "plain_size",
@@ -198,6 +199,38 @@ function checkTrail(ctx, r, rep) {
   }
 }
 
+/** Bytes after the last signed chunk, set aside (`unsigned_tail`). */
+async function unsignedTail(ctx, r, rep) {
+  const tail = r.unsigned_tail;
+  if (!tail || typeof tail !== "object" || typeof tail.file !== "string") return;
+  const w = where(r, null);
+  const pos0 = r.chunks.length;
+  const name = [...ctx.files.keys()].sort().find((n) => SET_ASIDE.test(n)
+    && n.slice(n.lastIndexOf("/") + 1) === tail.file);
+  if (!name) {
+    rep.chunks.push({ chunk: null, position: pos0, kind: "unknown", status: "unsigned",
+      detail: `${tail.size} bytes set aside in ${tail.file} (file not given)` });
+    ctx.find("missing", `set-aside unsigned bytes ${tail.file} not given`,
+      { ...w, file: `segments/${tail.file}` });
+  } else {
+    ctx.named.add(name);
+    const data = ctx.files.get(name);
+    const { chunks, problem } = parseChunks(data, 0);
+    chunks.forEach((c, i) => rep.chunks.push({ chunk: null, position: pos0 + i, kind: "unknown",
+      status: "unsigned", detail: `${c.length} bytes, not signed (in ${name})` }));
+    if (problem) {
+      rep.chunks.push({ chunk: null, position: pos0 + chunks.length, kind: "unknown",
+        status: "unsigned", detail: `a torn chunk (in ${name})` });
+    }
+    if ((await sha256hex(data)) !== tail.sha256 || data.length !== tail.size) {
+      ctx.find("altered", "set-aside bytes differ from what the manifest recorded",
+        { ...w, file: name });
+    }
+  }
+  ctx.find("unsigned", `${tail.size} bytes after the last signed chunk were never signed (set `
+    + `aside in ${tail.file})`, { ...w, file: rep.file });
+}
+
 export async function checkSegment(ctx, m) {
   const r = m.record;
   ctx.headerAgency ??= new Map();
@@ -224,15 +257,7 @@ export async function checkSegment(ctx, m) {
     ctx.find("truncated", "the manifest says the segment was cut (no final chunk)",
       { ...where(r, rep.file), seq: r.seq });
   }
-  const tail = r.unsigned_tail;
-  if (tail && typeof tail.file === "string") {
-    const name = `segments/${tail.file}`;
-    ctx.named.add(name);
-    if (ctx.files.has(name)) {
-      ctx.find("unsigned", `${tail.size} bytes set aside after the last signed chunk`,
-        where(r, name));
-    } else ctx.find("missing", "set-aside bytes not given", where(r, name));
-  }
+  await unsignedTail(ctx, r, rep);
   if (ctx.agencyKid) {
     const h = ctx.headerAgency.get(r);
     if (r.agency_key_id !== ctx.agencyKid || (h && h !== ctx.agencyKid)) {
@@ -243,19 +268,91 @@ export async function checkSegment(ctx, m) {
   return rep;
 }
 
-/** MP4s and stored files no manifest names. */
-export function leftovers(ctx) {
-  ctx.named ??= new Set();
+const SET_ASIDE = /^segments\/[^/]+\.bwvseg\.unsigned(\.[0-9]+)?$/;
+const STORED = /^segments\/[^/]+\.bwvseg$/;
+
+/** Segments signed only in the trail: their stored file `unsigned`, else `missing`. */
+export async function trailOnly(ctx, segments) {
+  if (!ctx.trail) return;
+  const have = new Set(ctx.manifests.map((e) => `${e.record.recording_id}\u0000${e.record.segment_index}`));
+  const groups = new Map();
+  const seen = new Set();
+  for (const t of [...ctx.trail.bySeq.values()]) {
+    const k = `${t.recording_id}\u0000${t.segment_index}`;
+    const ck = `${k}\u0000${t.chunk}`;
+    if (have.has(k) || seen.has(ck)) continue;
+    seen.add(ck);
+    if (!groups.has(k)) groups.set(k, []);
+    groups.get(k).push(t);
+  }
+  const keys = [...groups.keys()].sort((a, b) => {
+    const [ra, ia] = a.split("\u0000");
+    const [rb, ib] = b.split("\u0000");
+    return ra < rb ? -1 : ra > rb ? 1 : Number(ia) - Number(ib);
+  });
+  for (const k of keys) {
+    const recs = groups.get(k).sort((a, b) => a.chunk - b.chunk);
+    const { recording_id: id, segment_index: idx } = recs[0];
+    const w = { recording_id: id, segment_index: idx };
+    const cand = [...ctx.files.keys()].sort().find((n) => {
+      if (!STORED.test(n) || ctx.named.has(n)) return false;
+      const p = parseStored(ctx.files.get(n));
+      return !p.error && p.context.recording_id === id && p.context.segment_index === idx
+        && p.context.key_id === ctx.kid;
+    });
+    if (!cand) {
+      segments.push(missingSegment(id, idx, "signed in the trail, but neither file nor "
+        + "manifest given", recs.map((t) => ({ chunk: t.chunk, position: null, kind: t.kind,
+        status: "missing", detail: "" }))));
+      ctx.find("missing", `segment ${id}/${idx} is in the trail but neither its file nor its `
+        + "manifest is here", w);
+      continue;
+    }
+    ctx.named.add(cand);
+    const p = parseStored(ctx.files.get(cand));
+    const { chunks, extra } = lineUp(recs.map((t, j) => ({ chunk: j, kind: t.kind,
+      sha: t.cipher_sha256 })), await hashAll(p.chunks), ctx.knownCipher);
+    segments.push({ recording_id: id, segment_index: idx, status: "unsigned", file: cand,
+      manifest: null, manifest_seq: null, truncated: true, decrypted: null,
+      chunks: [...chunks, ...extra],
+      detail: "no manifest: the segment was never closed, or its manifest is missing" });
+    ctx.find("unsigned", `segment ${id}/${idx} has no manifest (chunks are checked against the `
+      + "trail only)", { ...w, file: cand });
+  }
+}
+
+/** MP4s, stored files and set-aside bytes no manifest names. */
+export async function leftovers(ctx, segments) {
+  const stored = new Map(ctx.manifests.map((e) => [e.record.stored_sha256, e.record]));
   for (const name of [...ctx.files.keys()].sort()) {
     if (ctx.named.has(name)) continue;
+    const data = ctx.files.get(name);
     if (/^[^/]+\.mp4$/.test(name)) {
       ctx.find("unsigned", "an MP4 that no manifest here names", { file: name });
-    } else if (/^segments\/[^/]+$/.test(name)) {
-      const p = parseStored(ctx.files.get(name));
-      const other = !p.error && ctx.manifests.length
-        && p.context.device_id !== ctx.manifests[0].record.device_id;
-      ctx.find(other ? "substituted" : "unsigned", "a stored file that no manifest here names",
-        { file: name });
+    } else if (SET_ASIDE.test(name)) {
+      ctx.find("unsigned", "set-aside bytes that no manifest names", { file: name });
+    } else if (STORED.test(name)) {
+      const m = stored.get(await sha256hex(data));
+      if (m) {
+        ctx.find("duplicate", `a copy of segment ${m.recording_id}/${m.segment_index}`,
+          { file: name });
+        continue;
+      }
+      const p = parseStored(data);
+      if (p.error) {
+        ctx.find("malformed", `unreadable stored segment: ${p.error}`, { file: name });
+        continue;
+      }
+      const c = p.context;
+      const foreign = c.key_id !== ctx.kid || (ctx.deviceId && c.device_id !== ctx.deviceId);
+      const status = foreign ? "substituted" : "unsigned";
+      const detail = foreign ? `a segment of device ${c.device_id} key ${c.key_id}`
+        : "no manifest and no trail record covers this segment";
+      segments.push({ recording_id: c.recording_id, segment_index: c.segment_index, status,
+        file: name, manifest: null, manifest_seq: null, truncated: true, decrypted: null,
+        chunks: [], detail });
+      ctx.find(status, detail, { file: name, recording_id: c.recording_id,
+        segment_index: c.segment_index });
     }
   }
 }

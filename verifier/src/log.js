@@ -2,7 +2,9 @@
 // check of an exhibit"): signed notes, checkpoints, cosignature/v1, RFC 9162 inclusion proofs,
 // the `first` member. T1 needs an RFC 3161 token check, not done here: T1 stays null.
 
-import { b64decode, concat, ed25519Verify, equalBytes, keyId, parseJson, sha256, td, te } from "./canonical.js";
+import { verifyToken } from "./tsa.js";
+import { b64decode, concat, ed25519Verify, equalBytes, keyId, parseJson, sha256, sha256hex, td,
+  te } from "./canonical.js";
 
 const EM_DASH = "\u2014 ";
 const MAX_U63 = 2n ** 63n - 1n;
@@ -120,18 +122,24 @@ export async function verifyInclusion(index, size, leaf, path, root) {
   return sn === 0 && equalBytes(r, root);
 }
 
-/** Check one checkpoint note: {cp, note} when trusted, else the finding it gives. */
-async function trust(bytes, dockPub, witnesses) {
-  const note = bytes ? parseNote(bytes) : null;
+/** Check one checkpoint note as bwv names it (`what`): {cp, findings}; cp only when trusted. */
+async function trust(bytes, dockPub, witnesses, what) {
+  if (!bytes) {
+    return { findings: [["unwitnessed", `${what}: no checkpoint of the dock's log`, null]] };
+  }
+  const note = parseNote(bytes);
   const cp = note ? parseCheckpoint(note) : null;
-  if (!cp) return { kind: "altered", why: "not a readable checkpoint note" };
+  if (!cp) return { findings: [["altered", `${what}: not a checkpoint note`, what]] };
+  const findings = [];
   if (dockPub && !(await dockSigned(note, cp, dockPub))) {
-    return { kind: "altered", why: "not signed by the dock key given", cp };
+    findings.push(["altered", `${what}: not signed by the dock key given (${cp.origin})`, what]);
   }
   if (!(await witnessed(note, witnesses))) {
-    return { kind: "unwitnessed", why: "carries no valid cosignature by a witness key given", cp };
+    findings.push(["unwitnessed", `${what}: checkpoint ${cp.origin} size ${cp.size} carries no `
+      + "valid cosignature by the witness key(s) given", what]);
+    return { findings };
   }
-  return { cp, note };
+  return { cp: findings.length ? null : { ...cp, body: note.body }, findings };
 }
 
 function proofList(x) {
@@ -144,27 +152,47 @@ function isInt(x) {
   return Number.isSafeInteger(x);
 }
 
-/** log/proofs.jsonl: record_sha256 -> line object; bad lines found `altered`. */
+function parseFirst(f) {
+  if (!f || typeof f !== "object" || Array.isArray(f)) return { error: "`first` is not an object" };
+  if (!isInt(f.tree_size) || f.tree_size < 1) {
+    return { error: "`first.tree_size` is not a positive integer" };
+  }
+  const inclusion = proofList(f.inclusion);
+  if (!inclusion) return { error: "`first.inclusion` is not a list of base64 32-byte hashes" };
+  return { tree_size: f.tree_size, inclusion };
+}
+
+/** log/proofs.jsonl: record_sha256 -> {leaf_index, tree_size, inclusion, first}. */
 function readProofs(files, find) {
-  const bytes = files.get("log/proofs.jsonl");
+  const file = "log/proofs.jsonl";
+  const bytes = files.get(file);
   const out = new Map();
   if (!bytes) return out;
   let text;
   try {
     text = td.decode(bytes);
   } catch {
-    find("altered", "log/proofs.jsonl is not UTF-8", { file: "log/proofs.jsonl" });
+    find("altered", "log/proofs.jsonl is not UTF-8", { file });
     return out;
   }
   text.split("\n").forEach((line, i) => {
     if (!line.trim()) return;
     const o = parseJson(te.encode(line));
-    const ok = o && typeof o === "object" && typeof o.record_sha256 === "string"
-      && isInt(o.leaf_index) && isInt(o.tree_size) && proofList(o.inclusion);
-    if (!ok) {
-      find("altered", `log/proofs.jsonl line ${i + 1} is not a proof line`,
-        { file: "log/proofs.jsonl" });
-    } else out.set(o.record_sha256, o);
+    const inclusion = o && typeof o === "object" ? proofList(o.inclusion) : null;
+    if (!inclusion || typeof o.record_sha256 !== "string" || !isInt(o.leaf_index)
+      || !isInt(o.tree_size)) {
+      find("altered", `line ${i + 1}: not an inclusion proof`, { file });
+      return;
+    }
+    const entry = { leaf_index: o.leaf_index, tree_size: o.tree_size, inclusion, first: null };
+    out.set(o.record_sha256, entry);
+    if (!("first" in o)) {
+      find("altered", `line ${i + 1}: no \`first\` member (required)`, { file });
+      return;
+    }
+    const f = parseFirst(o.first);
+    if (f.error) find("altered", `line ${i + 1}: a malformed \`first\` (${f.error})`, { file });
+    else entry.first = f;
   });
   return out;
 }
@@ -172,101 +200,205 @@ function readProofs(files, find) {
 async function readWitnesses(lines) {
   const out = [];
   for (const l of lines) {
-    const k = await parseVkey(l.trim());
+    const k = await parseVkey(l.replace(/#.*/, "").trim());
     if (k) out.push(k);
   }
   return out;
 }
 
-export async function checkLog(ctx) {
+const CHAIN_NAME = /^([0-9]{12})\.(manifest|end|time_sync|clock_step)\.json$/;
+
+/** seq (as its file name gives it) -> name of every chain record file (bwv's reading). */
+function chainFiles(files) {
+  const out = new Map();
+  for (const name of [...files.keys()].sort()) {
+    const m = CHAIN_NAME.exec(name.slice(name.lastIndexOf("/") + 1));
+    if (m && !out.has(Number(m[1]))) out.set(Number(m[1]), name);
+  }
+  return out;
+}
+
+/** genTime (µs) of a token over SHA-256 of `body` under the CA: {t1} or {note} or {error}. */
+async function tokenTime(token, body, tsaCa, what) {
+  if (!token) return { note: `${what} carries no RFC 3161 timestamp` };
+  if (!tsaCa) return { note: "no TSA CA given: the RFC 3161 timestamps are not checked" };
+  try {
+    return { t1: await verifyToken(token, await sha256(body), tsaCa) };
+  } catch (e) {
+    return { error: `the RFC 3161 timestamp does not verify (${e.message})` };
+  }
+}
+
+export async function checkLog(ctx, recordings) {
   const { files, anchors, find } = ctx;
   const witnesses = await readWitnesses(anchors.witnessVkeys);
-  const log = { checked: true, included: {}, first: {}, upper_bounds_us: {},
-    time_note: "T1 not computed: this verifier does not check RFC 3161 tokens" };
-  const trusted = [];
-  const bundle = files.get("log/checkpoint");
-  const fileCp = "log/checkpoint";
-  let b = null;
-  if (!bundle) find("unwitnessed", "the exhibit has no log/checkpoint", { file: fileCp });
-  else {
-    b = await trust(bundle, anchors.dockPub, witnesses);
-    if (b.kind) find(b.kind, `log/checkpoint ${b.why}`, { file: fileCp });
-    else trusted.push(b.cp);
-  }
-  let w = null;
-  if (anchors.checkpoint) {
-    w = await trust(anchors.checkpoint, anchors.dockPub, witnesses);
-    if (w.kind) find(w.kind, `the witness's checkpoint ${w.why}`, { file: null });
-    else trusted.push(w.cp);
-  }
-  if (b && !b.kind && w && !w.kind) {
-    if (b.cp.origin !== w.cp.origin) {
-      find("substituted", "the bundle's checkpoint is of another log than the witness's",
-        { file: fileCp });
-    } else if (b.cp.size === w.cp.size && !equalBytes(b.cp.root, w.cp.root)) {
-      find("equivocation", "the log forked: the witness's checkpoint has another root at the "
-        + "same size", { file: fileCp });
-    }
-  }
+  const log = { checked: true, included: {}, first: {}, upper_bounds_us: {}, tsa_time_us: null,
+    time_note: "" };
   for (const e of ctx.chain.records) {
     if (e.record.recording_id !== undefined) log.upper_bounds_us[e.record.recording_id] = null;
   }
-  if (bundle && (!b || b.kind) && (!w || w.kind)) return log;
+  const fileCp = "log/checkpoint";
+  const b = await trust(files.get(fileCp), anchors.dockPub, witnesses, fileCp);
+  const w = anchors.checkpoint
+    ? await trust(anchors.checkpoint, anchors.dockPub, witnesses, "the witness's checkpoint")
+    : null;
+  for (const [kind, detail, file] of [...b.findings, ...(w ? w.findings : [])]) {
+    find(kind, detail, { file });
+  }
+  if (b.cp && w && w.cp) {
+    if (b.cp.origin !== w.cp.origin) {
+      find("substituted", `${fileCp}: checkpoint of log ${b.cp.origin}, the witness's is `
+        + w.cp.origin, { file: fileCp });
+    } else if (b.cp.size === w.cp.size && !equalBytes(b.cp.root, w.cp.root)) {
+      find("equivocation", `${fileCp}: the dock's log ${b.cp.origin} has two trees of size `
+        + `${b.cp.size}: the log forked`, { file: fileCp });
+    }
+  }
+  if (!b.cp && files.has(fileCp) && !(w && w.cp)) return log;
   const bySize = new Map();
-  for (const cp of trusted) if (!bySize.has(cp.size)) bySize.set(cp.size, cp);
+  for (const cp of [b.cp, w && w.cp]) if (cp && !bySize.has(cp.size)) bySize.set(cp.size, cp);
   const proofs = readProofs(files, find);
-  for (const e of ctx.chain.records) {
-    const where = { file: e.file, seq: e.record.seq };
-    const line = proofs.get(e.hash);
+  const records = chainFiles(files);
+  const seqs = [...records.keys()].sort((x, y) => x - y);
+  const leaves = new Map();
+  for (const seq of seqs) {
+    const name = records.get(seq);
+    const bytes = files.get(name);
+    const where = { file: name, seq };
+    const line = proofs.get(await sha256hex(bytes));
     if (!line) {
-      find("withheld", `record ${e.record.seq} is not shown in the witnessed log`, where);
+      find("withheld", `chain record ${seq} is not shown in the dock's witnessed log (no `
+        + "inclusion proof for it)", where);
       continue;
     }
     const cp = bySize.get(line.tree_size);
     if (!cp) {
-      find("withheld", `record ${e.record.seq}'s proof is for a tree of ${line.tree_size} `
-        + "leaves, which no trusted checkpoint has", where);
+      find("withheld", `chain record ${seq}: its inclusion proof is for a tree of size `
+        + `${line.tree_size}, not a witnessed checkpoint's`, where);
       continue;
     }
     const leaf = await sha256(concat(new Uint8Array([0]), te.encode("bwv:log-record:v2\0"),
-      e.bytes));
-    if (!(await verifyInclusion(line.leaf_index, line.tree_size, leaf,
-      proofList(line.inclusion), cp.root))) {
-      find("altered", `record ${e.record.seq}'s inclusion proof does not lead to the root`, where);
+      bytes));
+    if (!(await verifyInclusion(line.leaf_index, cp.size, leaf, line.inclusion, cp.root))) {
+      find("altered", `chain record ${seq}: its inclusion proof (leaf ${line.leaf_index}) does `
+        + `not lead to the witnessed root of size ${cp.size}`, where);
       continue;
     }
-    log.included[e.record.seq] = [line.leaf_index, line.tree_size];
-    await checkFirst(files, find, e, line, leaf, log);
+    log.included[seq] = [line.leaf_index, cp.size];
+    leaves.set(seq, { leaf, line });
   }
+  if (b.cp) {
+    const got = await tokenTime(files.get("log/checkpoint.tsr"), b.cp.body, anchors.tsaCa,
+      "the dock's checkpoint");
+    log.tsa_time_us = got.t1 ?? null;
+    log.time_note = got.note ?? (got.error ? `the checkpoint's ${got.error.slice(4)}` : "");
+  }
+  const said = new Set();
+  const times = new Map();
+  const notes = [];
+  for (const seq of seqs) {
+    const got = leaves.get(seq);
+    if (!got || !got.line.first) continue;
+    const m = got.line.first.tree_size;
+    const f = await checkFirst(files, seq, got.leaf, got.line);
+    let t1 = null;
+    if (!f) {
+      if (!times.has(m)) {
+        times.set(m, await tokenTime(files.get(`log/checkpoints/${m}.tsr`),
+          firstBody(files.get(`log/checkpoints/${m}`)), anchors.tsaCa, `log/checkpoints/${m}`));
+        const tt = times.get(m);
+        if (tt.error) find("altered", `log/checkpoints/${m}.tsr: ${tt.error}`,
+          { file: `log/checkpoints/${m}.tsr` });
+      }
+      const tt = times.get(m);
+      t1 = tt.t1 ?? null;
+      if (tt.note && !notes.includes(tt.note)) notes.push(tt.note);
+    }
+    log.first[seq] = [m, t1];
+    if (f) {
+      const key = JSON.stringify(f);
+      if (!said.has(key)) find("altered", f.detail, { file: f.file, seq });
+      said.add(key);
+    }
+  }
+  if (notes.length && !log.time_note) log.time_note = notes.join("; ");
+  applyT1(ctx, log, records, recordings);
   return log;
 }
 
-async function checkFirst(files, find, e, line, leaf, log) {
-  const f = line.first;
-  const inc = f && typeof f === "object" ? proofList(f.inclusion) : null;
-  if (!f || !isInt(f.tree_size) || f.tree_size < 1 || !inc) {
-    find("altered", `record ${e.record.seq}'s proof line has no well-formed first member`,
-      { file: "log/proofs.jsonl", seq: e.record.seq });
-    return;
+/** A record's T1: its first checkpoint's RFC 3161 time, else the latest's (when included). */
+function t1Of(log, seq) {
+  if (!(seq in log.included)) return null;
+  const f = log.first[seq];
+  return f && f[1] !== null ? f[1] : log.tsa_time_us;
+}
+
+/** T1 per recording and per segment; claimed wall times after it are time_inconsistent. */
+function applyT1(ctx, log, records, recordings) {
+  const byRec = new Map();
+  const found = new Set();
+  for (const [seq, name] of [...records].sort((a, b) => a[0] - b[0])) {
+    const o = parseJson(ctx.files.get(name));
+    const r = o && o.record;
+    if (!r || typeof r !== "object" || typeof r.recording_id !== "string") continue;
+    if (!byRec.has(r.recording_id)) byRec.set(r.recording_id, []);
+    byRec.get(r.recording_id).push(seq);
+    const walls = [r.wall_start_us, r.wall_end_us].filter((w) => Number.isSafeInteger(w));
+    const t1 = t1Of(log, seq);
+    if (walls.length && t1 !== null && Math.max(...walls) > t1) {
+      found.add(r.recording_id);
+      ctx.find("time_inconsistent", `segment ${r.recording_id}/${r.segment_index} claims a wall `
+        + "time after the time-stamped checkpoint that first includes its manifest",
+      { file: name, recording_id: r.recording_id, segment_index: r.segment_index ?? null, seq });
+    }
   }
-  const m = f.tree_size;
+  for (const [id, seqs] of byRec) {
+    const last = t1Of(log, Math.max(...seqs));
+    const known = seqs.map((x) => t1Of(log, x)).filter((x) => x !== null);
+    log.upper_bounds_us[id] = last ?? (known.length ? Math.max(...known) : null);
+  }
+  for (const rec of recordings) {
+    const t1 = log.upper_bounds_us[rec.recording_id];
+    if (t1 === null || t1 === undefined) continue;
+    rec.recorded_before_us = t1;
+    const claims = [rec.wall_start_us, rec.wall_end_us].filter((x) => x !== null);
+    if (claims.length && Math.max(...claims) > t1 && !found.has(rec.recording_id)) {
+      ctx.find("time_inconsistent", "claims a wall time after the time-stamped checkpoint that "
+        + "includes it", { recording_id: rec.recording_id });
+    }
+  }
+}
+
+/** A first checkpoint's body: its text to the first blank line. */
+function firstBody(bytes) {
+  if (!bytes) return new Uint8Array();
+  const i = bytes.findIndex((x, j) => x === 0x0a && bytes[j + 1] === 0x0a);
+  return i < 0 ? bytes : bytes.subarray(0, i + 1);
+}
+
+/** The first checkpoint that includes the record: null when it holds, else the finding. */
+async function checkFirst(files, seq, leaf, line) {
+  const { tree_size: m, inclusion } = line.first;
   const name = `log/checkpoints/${m}`;
-  const where = { file: name, seq: e.record.seq };
+  const what = `chain record ${seq}: `;
   if (m <= line.leaf_index) {
-    find("altered", `first.tree_size ${m} does not include leaf ${line.leaf_index}`, where);
-    return;
+    return { detail: `${what}its \`first\` tree size ${m} does not include leaf `
+      + line.leaf_index, file: null };
   }
   const bytes = files.get(name);
-  const note = bytes ? parseNote(bytes) : null;
-  const cp = note ? parseCheckpoint(note) : null;
-  if (!cp || cp.size !== m) {
-    find("altered", `${name} is absent, unreadable or of another size`, where);
-    return;
+  if (!bytes) return { detail: `${what}the first checkpoint including it (${name}) is not here`,
+    file: name };
+  let cp = null;
+  try { // its body alone: no signature is required on a first checkpoint
+    const text = td.decode(bytes);
+    const cut = text.indexOf("\n\n");
+    cp = parseCheckpoint({ text: (cut < 0 ? text : text.slice(0, cut)) + "\n" });
+  } catch { /* not UTF-8 */ }
+  if (!cp) return { detail: `${what}${name} is not a checkpoint note`, file: name };
+  if (cp.size !== m) return { detail: `${what}${name} names ${cp.size} leaves, not ${m}`, file: name };
+  if (!(await verifyInclusion(line.leaf_index, m, leaf, inclusion, cp.root))) {
+    return { detail: `${what}its \`first\` inclusion proof (leaf ${line.leaf_index}) does not `
+      + `lead to the root of ${name}`, file: name };
   }
-  if (!(await verifyInclusion(line.leaf_index, m, leaf, inc, cp.root))) {
-    find("altered", `record ${e.record.seq}'s first inclusion proof does not lead to ${name}`,
-      where);
-    return;
-  }
-  log.first[e.record.seq] = [m, null];
+  return null;
 }

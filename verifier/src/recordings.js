@@ -1,87 +1,90 @@
-// Per recording: segment indices with none missing, the end record, the statuses
-// (docs/evidence-format.md, "Checks" 4-5 and "Verdicts").
+// Per recording: segment indices with none missing, signing order, the end records, the
+// statuses (docs/evidence-format.md, "Checks" 5 and "Verdicts").
 
-function missingSegment(ctx, rec, idx, detail) {
-  const chunks = [];
-  if (ctx.trail) {
-    for (const t of ctx.trail.bySeq.values()) {
-      if (t.recording_id === rec && t.segment_index === idx) {
-        chunks.push({ chunk: t.chunk, position: null, kind: t.kind, status: "missing", detail: "" });
-      }
-    }
-    chunks.sort((a, b) => a.chunk - b.chunk);
-  }
+const MAX_MISSING_LISTED = 1000; // missing segments listed one by one past the last present
+
+function missingSegment(rec, idx, detail, chunks = []) {
   return { recording_id: rec, segment_index: idx, status: "missing", file: null, manifest: null,
     manifest_seq: null, truncated: true, decrypted: null, chunks, detail };
 }
 
+export { missingSegment };
+
 /** Adds the missing segments to `segments` (sorted) and returns the recordings' reports. */
 export function checkRecordings(ctx, segments) {
-  const byRec = new Map();
-  const recOf = (id) => {
-    if (!byRec.has(id)) byRec.set(id, { records: [], trailIdx: new Set() });
-    return byRec.get(id);
-  };
-  for (const e of ctx.chain.records) {
-    if (e.record.type === "manifest" || e.record.type === "end") {
-      recOf(e.record.recording_id).records.push(e.record);
-    }
-  }
-  if (ctx.trail) {
-    for (const t of ctx.trail.bySeq.values()) {
-      if (byRec.has(t.recording_id)) byRec.get(t.recording_id).trailIdx.add(t.segment_index);
-    }
-  }
+  const chain = ctx.chain.records.map((e) => e.record);
+  const ids = new Set([...chain.map((r) => r.recording_id).filter((x) => x !== undefined),
+    ...segments.map((s) => s.recording_id).filter((x) => x !== null && x !== undefined)]);
   const out = [];
-  for (const [id, { records, trailIdx }] of byRec) {
-    out.push(oneRecording(ctx, id, records, trailIdx, segments));
+  for (const id of [...ids].sort()) {
+    const ms = chain.filter((r) => r.type === "manifest" && r.recording_id === id);
+    const ends = chain.filter((r) => r.type === "end" && r.recording_id === id);
+    missingSegments(ctx, id, ends, segments);
+    signingOrder(ctx, id, ms);
+    endRecords(ctx, id, ms, ends);
+    out.push(verdict(ctx, id, ms, ends, segments));
   }
   segments.sort((a, b) => (a.recording_id < b.recording_id ? -1 : a.recording_id > b.recording_id
-    ? 1 : a.segment_index - b.segment_index));
+    ? 1 : (a.segment_index ?? -1) - (b.segment_index ?? -1)));
   return out;
 }
 
-function oneRecording(ctx, id, records, trailIdx, segments) {
-  const manifests = records.filter((r) => r.type === "manifest");
-  const ends = records.filter((r) => r.type === "end");
-  const have = new Set(manifests.map((r) => r.segment_index));
-  const want = new Set([...have, ...trailIdx]);
-  const count = Math.max(0, ...ends.map((e) => e.segment_count));
-  const top = Math.max(count - 1, ...want);
-  for (let i = 0; i <= top; i++) {
-    if (have.has(i)) continue;
-    const detail = `segment ${id}/${i} is signed (${trailIdx.has(i) ? "in the trail" : "counted"
-    }) but has no manifest here`;
-    segments.push(missingSegment(ctx, id, i, detail));
-    ctx.find("missing", detail, { recording_id: id, segment_index: i });
+function missingSegments(ctx, id, ends, segments) {
+  const listed = new Set(segments.filter((s) => s.recording_id === id
+    && s.segment_index !== null).map((s) => s.segment_index));
+  const top = Math.max(-1, ...listed, ...ends.map((e) => e.segment_count - 1));
+  const limit = Math.min(top, Math.max(0, ...listed) + MAX_MISSING_LISTED);
+  for (let i = 0; i <= limit; i++) {
+    if (listed.has(i)) continue;
+    segments.push(missingSegment(id, i, "neither manifest, file nor trail record of this "
+      + "segment is here"));
+    ctx.find("missing", `segment ${id}/${i} is missing`, { recording_id: id, segment_index: i });
   }
-  const last = records[records.length - 1];
-  let status = "complete";
-  const lastEnd = ends[ends.length - 1];
-  if (!last || last.type === "manifest") {
-    status = "cut_short";
-    ctx.find("cut_short", `recording ${id}: no end record after its last segment`,
-      { recording_id: id });
-  } else if (lastEnd.reason !== "stopped" || lastEnd.recovered) {
-    status = "ended_early";
-    ctx.find("ended_early", `recording ${id} ended: ${lastEnd.reason}`
-      + (lastEnd.recovered ? " (by recovery)" : ""), { recording_id: id, seq: lastEnd.seq });
+}
+
+function signingOrder(ctx, id, ms) {
+  let last = -1;
+  for (const m of ms) {
+    if (m.segment_index < last) {
+      ctx.find("reordered", `segment ${m.segment_index} was signed after segment ${last}`,
+        { seq: m.seq, recording_id: id });
+    }
+    last = Math.max(last, m.segment_index);
   }
+}
+
+function endRecords(ctx, id, ms, ends) {
   for (const e of ends) {
-    const before = manifests.filter((m) => m.seq < e.seq).length;
+    const before = ms.filter((m) => m.seq < e.seq).length;
     if (before !== e.segment_count) {
-      ctx.find("missing", `end record ${e.seq} counts ${e.segment_count} segments, `
-        + `${before} manifests precede it`, { recording_id: id, seq: e.seq });
+      ctx.find("missing", `end record ${e.seq} counts ${e.segment_count} segments, ${before} `
+        + "manifests precede it", { recording_id: id, seq: e.seq });
+    }
+    if (e.reason !== "stopped" || e.recovered) {
+      ctx.find("ended_early", `recording ended: ${e.reason}`
+        + (e.recovered ? " (found open after a restart)" : ""), { recording_id: id, seq: e.seq });
     }
   }
+}
+
+function verdict(ctx, id, ms, ends, segments) {
+  const lastEnd = ends[ends.length - 1];
+  const lastM = ms[ms.length - 1];
+  let status;
+  if (!lastEnd || (lastM && lastM.seq > lastEnd.seq)) {
+    status = "cut_short";
+    ctx.find("cut_short", "no end-of-recording record after its last segment",
+      { recording_id: id });
+  } else if (lastEnd.reason !== "stopped" || lastEnd.recovered) status = "ended_early";
+  else status = "complete";
   const mine = segments.filter((s) => s.recording_id === id);
-  const indices = mine.map((s) => s.segment_index).sort((a, b) => a - b);
-  const whole = mine.every((s) => s.status === "authentic" && !s.truncated);
-  if (status === "complete" && !whole) status = "incomplete";
-  const first = manifests[0];
-  const lastM = manifests[manifests.length - 1];
+  if (status === "complete" && mine.some((s) => s.status !== "authentic" || s.truncated)) {
+    status = "incomplete";
+  }
+  const first = ms[0];
   return { recording_id: id, status, end_reason: lastEnd ? lastEnd.reason : null,
-    segments: indices,
+    segments: [...new Set(mine.map((s) => s.segment_index).filter((x) => x !== null))]
+      .sort((a, b) => a - b),
     wall_start_us: first ? first.wall_start_us : null,
     wall_end_us: lastM ? lastM.wall_end_us : null,
     wall_quality: first ? first.wall_quality : null,

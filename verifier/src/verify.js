@@ -6,7 +6,7 @@
 import { canonicalBytes, ed25519Verify, keyId, parseJson, sha256hex, td, unhex, b64decode }
   from "./canonical.js";
 import { readChain, readTrail } from "./chain.js";
-import { checkSegment, leftovers } from "./check_segments.js";
+import { checkSegment, leftovers, trailOnly } from "./check_segments.js";
 import { checkRecordings } from "./recordings.js";
 import { checkTime } from "./timecheck.js";
 import { checkLog } from "./log.js";
@@ -21,7 +21,7 @@ function isKnown(name) {
   if (PAPERS.has(name)) return true;
   if (/^manifests\/.+\.json$/.test(name)) return true;
   if (/^[^/]+\.mp4$/.test(name)) return true;
-  if (/^segments\/[^/]+$/.test(name)) return true;
+  if (/^segments\/[^/]+\.bwvseg(\.unsigned(\.[0-9]+)?)?$/.test(name)) return true;
   if (/^log\/checkpoints\/[1-9][0-9]*(\.tsr)?$/.test(name)) return true;
   return false;
 }
@@ -131,9 +131,13 @@ async function verifyInner(files, anchors) {
     }
   }
   const segments = [];
+  ctx.named = new Set();
+  ctx.kid = kid;
+  ctx.deviceId = chain.records[0]?.record.device_id ?? null;
   for (const m of manifests) segments.push(await checkSegment(ctx, m));
+  await trailOnly(ctx, segments);
+  await leftovers(ctx, segments);
   const recordings = checkRecordings(ctx, segments);
-  leftovers(ctx);
   const time = await checkTime(ctx, recordings);
   const out = { ok: false, trusted, device_id: chain.records[0]?.record.device_id ?? null,
     key_id: kid, findings, recordings, segments, time_syncs: time.syncs };
