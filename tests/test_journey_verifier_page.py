@@ -206,3 +206,15 @@ def test_the_page_and_bwv_verify_agree_on_a_raids_exhibit(page, tmp_path):
     got = page_report(page, exhibit, {"devicePub": pub.read_text().strip()})
     assert compared(got) == compared(want)
     page.wait_for_selector("video[data-plays=yes]", state="attached")  # the footage plays
+
+
+def test_trusting_the_dock_key_reads_the_enrollment_and_says_so(page):
+    res = CliRunner().invoke(
+        main, ["verify", str(VEC / "pristine"), "--json", "--dock-pub", str(VEC / "dock.pub")]
+    )
+    want = json.loads(res.output)
+    got = page_report(page, VEC / "pristine", {"dockPub": _hex("dock.pub")})
+    assert compared(got) == compared(want) and got["ok"] is True
+    assert "dock key" in page.inner_text("#trusted")
+    other = page_report(page, VEC / "pristine", {"dockPub": _hex("device_a.pub")})
+    assert other.get("ok") is not True and page.inner_text("#verdict") != "VERIFIED"
