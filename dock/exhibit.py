@@ -28,6 +28,7 @@ from crypto.verify.exhibit import (
     LABEL,
     RECEIPTS,
     REPORT,
+    VERIFY_PAGE,
     is_paper,
     read_exhibit,
     verify_exhibit,
@@ -35,6 +36,7 @@ from crypto.verify.exhibit import (
 from dock.exhibit_log import LogPapers, label_lines, write_log_papers
 from dock.holdings import HeldRecord
 from dock.store_sqlite import DirectoryStore
+from dock.verify_page import verify_page
 
 
 @dataclass
@@ -84,6 +86,9 @@ def write_papers(out: Path, papers: Papers) -> None:
     if papers.trail:
         write_atomic(out / TRAIL_NAME, papers.trail)
     write_log_papers(out, papers.log)
+    page = verify_page()
+    if page is not None:  # the offline verifier page, for whoever receives the exhibit
+        write_atomic(out / VERIFY_PAGE, page)
 
 
 def trail_lines(trail: bytes, recording_id: str) -> bytes:

@@ -45,7 +45,7 @@ from dock.instance import Dock, DockConfig, open_dock, wall_clock_us
 from dock.middleware import BodyLimit, SignResponses, add_exception_handlers
 from dock.pages import mount_pages
 from dock.refusals import LogRefusals
-from dock.routes import admin, enrollment, status, unsigned, uploads
+from dock.routes import admin, enrollment, status, unsigned, uploads, verify_page
 from dock.routes import log as log_routes
 from dock.routes import time as time_routes
 from dock.strict import method_not_allowed
@@ -73,6 +73,7 @@ ROUTERS = (
     unsigned.router,  # /v1/segments/{segment_id}/unsigned
     status.router,  # GET /v1/status
     log_routes.router,  # GET /v1/log/checkpoint, /v1/log/proof/{index} (public)
+    verify_page.router,  # GET /verify.html: the offline verifier page (public)
 )
 ADMIN_ROUTERS = (admin.router,)  # /v1/admin/...: on the admin listener only
 

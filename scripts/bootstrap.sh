@@ -9,7 +9,8 @@
 #   scripts/bootstrap.sh --with-test-tools  also the test tools and pyaudio (make test), with
 #                                           what they need from apt: ffmpeg (ffprobe),
 #                                           portaudio19-dev, gcc and python3-dev (pyaudio has
-#                                           no Linux wheel and is built here)
+#                                           no Linux wheel and is built here), and chromium
+#                                           (the verifier page's tests drive it)
 #
 # Installs what a fresh Debian machine lacks with apt-get when it can (root or sudo). Does
 # nothing when .venv is already up to date.
@@ -32,6 +33,7 @@ if [ "$with_tests" -eq 1 ]; then
   command -v ffprobe >/dev/null || need_apt+=(ffmpeg)
   [ -e /usr/include/portaudio.h ] || need_apt+=(portaudio19-dev)
   command -v gcc >/dev/null || need_apt+=(gcc)
+  [ -x /usr/bin/chromium ] || need_apt+=(chromium)  # the verifier page's browser tests
   python3 -c 'import sysconfig, os, sys; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' || need_apt+=(python3-dev)
 fi
 if [ ${#need_apt[@]} -gt 0 ]; then

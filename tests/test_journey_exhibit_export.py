@@ -55,8 +55,11 @@ def test_the_exhibit_holds_what_an_investigator_needs(exhibit):
     for want in (
         "EXHIBIT.md", "device.pub", "enrollment.json", "receipts.jsonl", "custody.jsonl",
         "report.json", "whole_0000.mp4", "whole_0001.mp4", "manifests/000000000005.end.json",
+        "verify.html",
     ):  # fmt: skip
         assert want in names
+    page = Path(__file__).parent.parent / "verifier" / "verify.html"
+    assert (exhibit / "verify.html").read_bytes() == page.read_bytes()  # the offline verifier
     label = (exhibit / "EXHIBIT.md").read_text()
     assert DEVICE in label and "whole" in label and "bwv verify" in label
     assert "VERIFIED" in label and "SHA-256" in label and "pre-record" in label

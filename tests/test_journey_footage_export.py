@@ -254,6 +254,7 @@ def test_export_with_replace_starts_clean_and_says_so(docked, tmp_path):
         "notes.txt",
         "receipts.jsonl",
         "report.json",
+        "verify.html",  # the offline verifier page (issue 13)
         "whole_0000.mp4",
         "whole_0001.mp4",
     ]

@@ -7,11 +7,11 @@ recording's signed chain records (``manifests/``), its segments (decrypted ``.mp
 or the stored ``segments/*.bwvseg``), optionally the trail lines that cover it
 (``trail.jsonl``), and the papers: ``device.pub``, ``enrollment.json`` (the dock's signed
 custody-log entry that bound the device id to its key), ``receipts.jsonl``,
-``custody.jsonl``, ``report.json``, and the log papers (``log/checkpoint``,
-``log/checkpoint.tsr``, ``log/proofs.jsonl``, ``log/checkpoints/<m>`` and ``<m>.tsr``:
-crypto/verify/log.py, read only given a witness key). The papers are not evidence: the
-verifier reads only ``device.pub`` and ``enrollment.json``, and only to find the device's
-key from a dock key. Any other file is a finding.
+``custody.jsonl``, ``report.json``, ``verify.html`` (the offline verifier page), and the log
+papers (``log/checkpoint``, ``log/checkpoint.tsr``, ``log/proofs.jsonl``,
+``log/checkpoints/<m>`` and ``<m>.tsr``: crypto/verify/log.py, read only given a witness
+key). The papers are not evidence: the verifier reads only ``device.pub`` and
+``enrollment.json``, and only to find the device's key from a dock key. Any other file is a finding.
 """
 
 from __future__ import annotations
@@ -39,7 +39,8 @@ DEVICE_PUB = "device.pub"
 ENROLLMENT = "enrollment.json"
 RECEIPTS = "receipts.jsonl"
 CUSTODY = "custody.jsonl"
-PAPERS = (LABEL, REPORT, DEVICE_PUB, ENROLLMENT, RECEIPTS, CUSTODY, *LOG_PAPERS)
+VERIFY_PAGE = "verify.html"  # the offline verifier page (verifier/), for the investigator
+PAPERS = (LABEL, REPORT, DEVICE_PUB, ENROLLMENT, RECEIPTS, CUSTODY, VERIFY_PAGE, *LOG_PAPERS)
 MAX_ZIP_MEMBER = 1 << 32
 EXTRA = "extra"  # finding: a file in the bundle that is neither evidence nor one of its papers
 

@@ -7,6 +7,7 @@
 - ``unsigned``    ``/v1/segments/{segment_id}/unsigned`` (set-aside unsigned bytes)
 - ``status``      ``GET /v1/status``
 - ``admin``       ``/v1/admin/...`` (tokens, devices, revocation, custody log)
+- ``verify_page`` ``GET /verify.html`` (the offline verifier page, public)
 
 The pages for people (``/``, ``/docs``, ``/redoc``) are dock/pages.py.
 """
