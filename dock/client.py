@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 
 import httpx
 
+from crypto.time_answer import TIME_ANSWER_TYPE, time_answer, time_answer_bytes
 from dock.protocol import (
     H_DOCK_SIGNATURE,
     H_NONCE,
@@ -28,7 +29,6 @@ from dock.protocol import (
     Signer,
     b64d_or,
     b64e,
-    canonical_json,
     chunk_checksum_header,
     key_id,
     parse_chunk_checksum,
@@ -113,7 +113,6 @@ class DeviceAuth(httpx.Auth):
         yield request
 
 
-TIME_ANSWER_TYPE = "bwv-dock-time-v1"
 _TIME_ANSWER_KEYS = {"type", "device_id", "nonce", "device_time_us", "dock_time_us", "dock_key_id"}
 
 
@@ -133,19 +132,14 @@ class TimeSync:
     tsa_token: bytes | None = None  # RFC 3161 token (DER) over SHA-256(answer_bytes), if any
 
     def answer(self) -> dict[str, Any]:
-        """The answer ``A`` the dock signed (dock/routes/time.py)."""
-        return {
-            "type": TIME_ANSWER_TYPE,
-            "device_id": self.device_id,
-            "nonce": self.nonce,
-            "device_time_us": self.device_time_us,
-            "dock_time_us": self.dock_time_us,
-            "dock_key_id": self.dock_key_id,
-        }
+        """The answer ``A`` the dock signed (crypto/time_answer.py)."""
+        return time_answer(
+            self.device_id, self.nonce, self.device_time_us, self.dock_time_us, self.dock_key_id
+        )
 
     @property
     def answer_bytes(self) -> bytes:
-        return canonical_json(self.answer())
+        return time_answer_bytes(self.answer())
 
 
 def _int_field(obj: dict[str, Any], key: str) -> int:

@@ -18,10 +18,10 @@ from bwv.provision_cmd import provision
 from bwv.status_cmd import status
 from crypto.manifest import Chain, ChainState, end_fields, time_sync_fields
 from crypto.testing import device_identity
+from crypto.time_answer import time_answer
 from dock.client import DeviceCredentials, DockClient, DockUnavailable
 from dock.clockstate import CLOCK_STATE, write_clock_state
 from dock.protocol import H_DOCK_SIGNATURE, H_NONCE, b64e, canonical_json, key_id, sign_response
-from dock.routes.time import dock_time_answer
 
 
 def _config(tmp: Path) -> Path:
@@ -167,10 +167,10 @@ def test_an_answer_to_another_nonce_is_no_answer(tmp_path):
     kid = key_id(bytes(dock_key.verify_key))
 
     def honest(req):
-        return dock_time_answer(ident.device_id, req["nonce"], req["device_time_us"], 5, kid)
+        return time_answer(ident.device_id, req["nonce"], req["device_time_us"], 5, kid)
 
     def replayed(req):
-        return dock_time_answer(ident.device_id, "0" * 32, req["device_time_us"], 5, kid)
+        return time_answer(ident.device_id, "0" * 32, req["device_time_us"], 5, kid)
 
     with DockClient(
         "https://d", creds, wall_clock=lambda: 1, transport=_dock_answering(dock_key, honest)

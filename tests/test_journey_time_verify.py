@@ -21,10 +21,10 @@ from bwv.cli import main
 from crypto.evidence import EvidenceSink
 from crypto.manifest import clock_step_fields, time_sync_fields
 from crypto.testing import WALL0, S, agency_key, blob, device_identity, make_sink, segment_info
+from crypto.time_answer import time_answer
 from crypto.verify import verify_outbox
 from crypto.verify.timecheck import apply_upper_bounds, recorded_between
 from dock.protocol import canonical_json, key_id
-from dock.routes.time import dock_time_answer
 
 DAY = 86_400 * S
 DOCK = SigningKey(b"d" * 32)
@@ -53,7 +53,7 @@ def time_sync(
     """A dock's signed time answer, recorded by the device as it records one."""
     nonce = secrets.token_hex(16)
     device_wall = dock_time_us - 1_000
-    answer = dock_time_answer(
+    answer = time_answer(
         sink.identity.device_id, nonce, device_wall, dock_time_us, key_id(bytes(DOCK.verify_key))
     )
     signer = SigningKey(b"x" * 32) if forged else DOCK

@@ -19,7 +19,6 @@ dock/routes/time.py builds it (sorted keys, no spaces, UTF-8).
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -30,23 +29,9 @@ from nacl.signing import VerifyKey
 
 from crypto.identity import key_id_of
 from crypto.records import SignedRecord
+from crypto.time_answer import recorded_time_answer, time_answer_bytes
 from crypto.verify.report import TIME_INCONSISTENT, Finding, RecordingReport, Report
 from crypto.verify.state import VerifierState
-
-TIME_ANSWER_TYPE = "bwv-dock-time-v1"
-
-
-def time_answer_bytes(r: dict[str, Any]) -> bytes:
-    """json(A): the bytes the dock signed (and a TSA stamped) for a ``time_sync`` record."""
-    answer = {
-        "type": TIME_ANSWER_TYPE,
-        "device_id": r["device_id"],
-        "nonce": r["nonce"],
-        "device_time_us": r["device_wall_us"],
-        "dock_time_us": r["dock_time_us"],
-        "dock_key_id": r["dock_key_id"],
-    }
-    return json.dumps(answer, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 def utc(us: int) -> str:
@@ -176,7 +161,8 @@ class TimeRoom(VerifierState):
             else:
                 try:
                     VerifyKey(self.dock_pk).verify(
-                        time_answer_bytes(r), bytes.fromhex(r["dock_signature"])
+                        time_answer_bytes(recorded_time_answer(r)),
+                        bytes.fromhex(r["dock_signature"]),
                     )
                     status = "valid"
                 except (BadSignatureError, ValueError):

@@ -2,7 +2,7 @@
 recorded. Taken at any request timestamp (a device whose clock is off syncs here:
 dock/gate.py lets it).
 
-The answer ``A`` (``dock_time_answer``) is signed by the dock key over its dock JSON
+The answer ``A`` (``crypto.time_answer``) is signed by the dock key over its dock JSON
 encoding (``canonical_json``), and, when the dock has a time-stamping authority configured
 (``dock_tsa``: anything with ``timestamp(sha256 digest) -> token DER``), carries an RFC 3161
 token over SHA-256(json(A)): what lets a device apply a correction over its step limit. A
@@ -18,30 +18,16 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from dock.protocol import b64e, canonical_json
+from crypto.time_answer import time_answer, time_answer_bytes
+from dock.protocol import b64e
 from dock.routes.deps import AuthedDevice, DockDep
 from dock.routes.models import ERRORS, TimeAnswer, TimeRequest, TimeResponse
 from dock.strict import StrictJSONRoute
 
 log = logging.getLogger("bwv.dock")
 
-TIME_ANSWER_TYPE = "bwv-dock-time-v1"
 
 router = APIRouter(route_class=StrictJSONRoute)
-
-
-def dock_time_answer(
-    device_id: str, nonce: str, device_time_us: int, dock_time_us: int, dock_key_id: str
-) -> dict[str, Any]:
-    """The time answer ``A`` the dock signs (and the TSA stamps)."""
-    return {
-        "type": TIME_ANSWER_TYPE,
-        "device_id": device_id,
-        "nonce": nonce,
-        "device_time_us": device_time_us,
-        "dock_time_us": dock_time_us,
-        "dock_key_id": dock_key_id,
-    }
 
 
 def dock_tsa(dock: Any) -> Any:
@@ -75,10 +61,8 @@ def dock_time(req: TimeRequest, auth: AuthedDevice, dock: DockDep) -> TimeRespon
     now = dock.clock()
     offset = now - req.device_time_us
     dock.store.record_time_sync(auth.device.device_id, offset, now)
-    answer = dock_time_answer(
-        auth.device.device_id, req.nonce, req.device_time_us, now, dock.key_id
-    )
-    body = canonical_json(answer)
+    answer = time_answer(auth.device.device_id, req.nonce, req.device_time_us, now, dock.key_id)
+    body = time_answer_bytes(answer)
     token = _tsa_token(dock_tsa(dock), hashlib.sha256(body).digest())
     return TimeResponse(
         answer=TimeAnswer(**answer),

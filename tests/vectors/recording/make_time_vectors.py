@@ -33,7 +33,7 @@ from crypto.identity import DeviceIdentity, key_id_of  # noqa: E402
 from crypto.manifest import time_sync_fields  # noqa: E402
 from crypto.records import sign_record  # noqa: E402
 from crypto.testing import WALL0, S  # noqa: E402
-from crypto.verify.timecheck import time_answer_bytes  # noqa: E402
+from crypto.time_answer import recorded_time_answer, time_answer_bytes  # noqa: E402
 
 OUTBOX = HERE / "outbox"
 WALL_END_BEFORE_START = "outbox_wall_end_before_start"
@@ -81,7 +81,7 @@ def time_sync(ident: DeviceIdentity) -> dict:
     )
     common = {k: v for k, v in _records()[0].items() if k in ("v", "device_id", "key_id")}
     r = {"type": "time_sync", **common, "seq": 0, "prev_sha256": None, **fields}
-    r["dock_signature"] = dock.sign(time_answer_bytes(r)).signature.hex()
+    r["dock_signature"] = dock.sign(time_answer_bytes(recorded_time_answer(r))).signature.hex()
     return r
 
 
