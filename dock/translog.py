@@ -399,21 +399,20 @@ def with_proof(dlog: DockLog | None, receipt: Any) -> Any:
 
 def refresh_quietly(dlog: DockLog | None) -> None:
     """``DockLog.refresh``, a failure logged, never raised."""
-    if dlog is None:
-        return
-    try:
-        dlog.refresh()
-    except Exception as exc:
-        log.error("transparency log: cannot issue a checkpoint: %s", exc, exc_info=True)
+    _quietly(dlog.refresh if dlog is not None else None)
 
 
 def sync_quietly(dlog: DockLog | None) -> None:
     """Issue the checkpoint the latest leaves need; a failure is logged, never raised (the
     receipt goes without a proof, and the next sync catches up)."""
-    if dlog is None:
+    _quietly(dlog.sync if dlog is not None else None)
+
+
+def _quietly(issue: Callable[[], object] | None) -> None:
+    if issue is None:
         return
     try:
-        dlog.sync()
+        issue()
     except Exception as exc:
         log.error("transparency log: cannot issue a checkpoint: %s", exc, exc_info=True)
 
