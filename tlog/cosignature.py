@@ -16,10 +16,11 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from nacl.exceptions import BadSignatureError
-from nacl.signing import SigningKey, VerifyKey
+from nacl.signing import VerifyKey
 
 from tlog.note import (
     ALG_ED25519,
+    KeySigner,
     NamedKey,
     NoteError,
     NoteVerifier,
@@ -73,21 +74,11 @@ class CosignatureVerifier(NamedKey):
         return int(struct.unpack(">Q", s.sig[:8])[0])
 
 
-class CosignatureSigner:
+class CosignatureSigner(KeySigner):
     """A cosigner: ``cosign(body, time_s)`` is the signature line (without its newline)."""
 
-    def __init__(self, name: str, signing_key: SigningKey) -> None:
-        self.verifier = CosignatureVerifier(name, bytes(signing_key.verify_key))
-        self.name = name
-        self._key = signing_key
-
-    @property
-    def key_id(self) -> int:
-        return self.verifier.key_id
-
-    @property
-    def vkey(self) -> str:
-        return self.verifier.vkey
+    VERIFIER: ClassVar[type[NamedKey]] = CosignatureVerifier
+    verifier: CosignatureVerifier
 
     def cosign(self, checkpoint_body: str, time_s: int) -> str:
         check_text(checkpoint_body)
@@ -95,9 +86,6 @@ class CosignatureSigner:
             raise NoteError(f"bad cosignature time {time_s!r}")
         sig = self._key.sign(signed_message(checkpoint_body, time_s)).signature
         return format_signature_line(self.name, self.key_id, struct.pack(">Q", time_s) + sig)
-
-    def __repr__(self) -> str:
-        return f"CosignatureSigner({self.vkey!r})"
 
 
 def cosignature_time(sig_line: str) -> int:

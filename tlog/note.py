@@ -150,15 +150,16 @@ class NoteVerifier(NamedKey):
         return True
 
 
-class NoteSigner:
-    """Signs notes with an Ed25519 key under a key name (type 0x01)."""
+class KeySigner:
+    """A named Ed25519 signing key: its verifier (``VERIFIER``: name, key id, vkey); the
+    note signer and the cosigner below extend it with what they sign."""
+
+    VERIFIER: ClassVar[type[NamedKey]]
 
     def __init__(self, name: str, signing_key: SigningKey) -> None:
-        if not valid_name(name):
-            raise NoteError(f"invalid key name {name!r}")
+        self.verifier: NamedKey = self.VERIFIER(name, bytes(signing_key.verify_key))  # name checked
         self.name = name
         self._key = signing_key
-        self.verifier = NoteVerifier(name, bytes(signing_key.verify_key))
 
     @property
     def key_id(self) -> int:
@@ -168,12 +169,19 @@ class NoteSigner:
     def vkey(self) -> str:
         return self.verifier.vkey
 
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.vkey!r})"
+
+
+class NoteSigner(KeySigner):
+    """Signs notes with an Ed25519 key under a key name (type 0x01)."""
+
+    VERIFIER: ClassVar[type[NamedKey]] = NoteVerifier
+    verifier: NoteVerifier
+
     def signature_line(self, text: str) -> str:
         sig = self._key.sign(text.encode()).signature
         return format_signature_line(self.name, self.key_id, sig)
-
-    def __repr__(self) -> str:
-        return f"NoteSigner({self.vkey!r})"
 
 
 def format_signature_line(name: str, ident: int, sig: bytes) -> str:
