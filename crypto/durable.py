@@ -13,16 +13,9 @@ import os
 from pathlib import Path
 from typing import BinaryIO
 
+from base.fsync import fsync_dir as fsync_dir  # its home is base: the lowest layers use it
+
 TMP_SUFFIX = ".tmp"
-
-
-def fsync_dir(path: Path) -> None:
-    """fsync a directory, so the names created or renamed in it survive a power cut."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def write_atomic(path: Path, data: bytes, mode: int = 0o644, overwrite: bool = True) -> None:

@@ -24,6 +24,7 @@ import threading
 from collections.abc import Iterable
 from pathlib import Path
 
+from base.fsync import fsync_dir
 from tlog.merkle import (
     EMPTY_ROOT,
     HASH_SIZE,
@@ -40,14 +41,6 @@ LEAVES, DATA = "leaves", "data"
 
 class StoreError(Exception):
     """A log store that cannot be opened or used (names the path and the problem)."""
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _append(fd: int, start: int, data: bytes) -> None:
@@ -98,9 +91,9 @@ class LogStore:
         data_fd = os.open(d / DATA, flags, 0o644)
         self._fds = (leaves_fd, data_fd)
         if created or os.fstat(leaves_fd).st_size == 0:
-            _fsync_dir(d)
+            fsync_dir(d)
             if created:
-                _fsync_dir(d.parent)
+                fsync_dir(d.parent)
         entries = os.pread(leaves_fd, os.fstat(leaves_fd).st_size, 0)
         self._load(entries, os.fstat(data_fd).st_size, cut=True)
 
