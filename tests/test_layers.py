@@ -28,6 +28,7 @@ MAY_IMPORT: dict[str, set[str]] = {
     "witness": {"base", "crypto", "tlog"},
     "capture": {"base", "pre_record", "gpio", "crypto"},
     "dock": {"base", "crypto", "capture", "tlog", "witness", "tsa"},
+    "console": {"base", "crypto", "capture", "tlog", "witness", "tsa", "dock"},
     "device_app": {"base", "pre_record", "gpio", "crypto", "capture", "dock", "tsa"},
 }
 PACKAGES = set(MAY_IMPORT) | FRONT_ENDS
