@@ -30,10 +30,13 @@ from bwv.dock_log_cmd import (
     log_options,
 )
 from bwv.dock_serve import (
+    ConsoleServing,
     announce,
     check_bind,
+    console_options,
     open_for_serving,
     parse_admin_listen,
+    parse_console_listen,
     parse_listen,
     serve_facts,
     tls_for_serving,
@@ -108,6 +111,7 @@ dock.add_command(init)
     help="The log on stderr: text lines, or JSON lines for a log collector (the "
     "server's own lines too).",
 )
+@console_options
 @log_options
 def serve(
     store_dir: Path,
@@ -116,6 +120,9 @@ def serve(
     tls_cert: Path | None,
     agency_pub: Path | None,
     log_format: str,
+    console_listen: str,
+    console_cert: Path | None,
+    console_key: Path | None,
     witness: tuple[str, ...],
     tsa_url: str | None,
     tsa_ca: Path | None,
@@ -144,12 +151,18 @@ def serve(
 
     Every refused request is logged (reason, device id, remote address; never a token or
     key). https://HOST:PORT/ says what the server is; /docs is the API.
+
+    The console (web pages for technicians, supervisors, investigators and auditors; sign in
+    with an account made by `bwv dock account add`) listens on --console-listen, HTTPS with
+    its own certificate (STORE/console.crt), with /healthz and /metrics for monitoring; the
+    retention job runs in the background.
     """
     from dock.server import run_dock, tcp_listener, unix_listener
     from dock.translog import background_sync
 
     host, port = parse_listen(listen)
     admin_sock_path, admin_host, admin_port = parse_admin_listen(admin_listen, store_dir)
+    console_at = parse_console_listen(console_listen)
     log_config = log_config_of(witness, tsa_url, tsa_ca)
     served = open_for_serving(store_dir, log_config, agency_pub)
     tls = tls_for_serving(store_dir, served, tls_cert)
@@ -158,6 +171,9 @@ def serve(
         check_bind(admin_host, admin_port)
     facts = serve_facts(store_dir, served, host, port, admin_sock_path, admin_host, admin_port)
     facts.update(log_facts(store_dir, served.key_id, served.public_key))
+    at = [(host, port), (admin_host, admin_port)]
+    console = ConsoleServing.prepare(store_dir, served, console_at, console_cert, console_key, at)
+    facts.update(console.facts)
     config = announce(facts, log_format)
     try:
         admin_sock = (
@@ -177,10 +193,12 @@ def serve(
             tcp_listener(host, port),
             admin_sock,
             tls,
+            extra=console.start(),
             log_config=config,
             log_level="info",
         )
     finally:
+        console.stop()
         stop_sync()
         if served.translog is not None:
             served.translog.close()

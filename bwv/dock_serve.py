@@ -7,6 +7,8 @@ from __future__ import annotations
 import logging
 import socket
 import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -177,11 +179,12 @@ def announce(facts: dict[str, str], log_format: str) -> dict[str, Any]:
 
         dictConfig(config)
         logging.getLogger("bwv.dock").info(
-            "dock store %s, key id %s, listening on %s, admin on %s",
+            "dock store %s, key id %s, listening on %s, admin on %s, console on %s",
             facts["store"],
             facts["dock_key_id"],
             facts["url"],
             facts["admin"],
+            facts.get("console", "off"),
             extra={"event": "start", **facts},
         )
         return config
@@ -199,9 +202,138 @@ def announce(facts: dict[str, str], log_format: str) -> dict[str, Any]:
 
         echo_log_facts(facts)
     click.echo(f"admin side on    {facts['admin']}  (this machine only)")
+    echo_console_facts(facts)
     click.echo(
         f"listening on     {facts['url']}  (HTTPS, TLS 1.3; Ctrl-C stops; "
         f"{facts['url']}/docs: the API)"
     )
     sys.stdout.flush()
     return config
+
+
+# --------------------------------------------------------------------------- the console
+
+DEFAULT_CONSOLE_LISTEN = "127.0.0.1:8445"
+
+
+def parse_console_listen(value: str) -> tuple[str, int] | None:
+    """``HOST:PORT`` (any address: the console has accounts), or ``off`` (None)."""
+    if value.strip().lower() == "off":
+        return None
+    try:
+        return parse_listen(value)
+    except click.BadParameter as exc:
+        raise click.BadParameter(exc.message, param_hint="--console-listen") from None
+
+
+def console_for_serving(
+    store_dir: Path,
+    served: Dock,
+    host: str,
+    cert: Path | None,
+    key: Path | None,
+) -> tuple[Any, TlsFiles, str]:
+    """The console's app over ``served``, its HTTPS files (made in the store, or the given
+    pair) and their certificate's fingerprint; a DockUsageError in one line if it cannot be."""
+    from console.serving import console_app
+    from console.tls import ConsoleTlsError, ensure_console_tls, fingerprint
+
+    try:
+        files = ensure_console_tls(store_dir, [host], given_cert=cert, given_key=key)
+        return console_app(served, store_dir), files, fingerprint(files.cert)
+    except ConsoleTlsError as exc:
+        raise DockUsageError(f"console certificate: {exc}") from None
+    except OSError as exc:
+        raise DockUsageError(f"console: {exc.strerror or exc} ({exc.filename})") from None
+
+
+def console_facts(host: str, port: int, cert_fingerprint: str) -> dict[str, str]:
+    shown = f"[{host}]" if ":" in host else host
+    return {"console": f"https://{shown}:{port}", "console_fingerprint": cert_fingerprint}
+
+
+def echo_console_facts(facts: dict[str, str]) -> None:
+    if "console" not in facts:
+        click.echo("console:         off")
+        return
+    click.echo(f"console on       {facts['console']}  (HTTPS; sign in with an account: ")
+    click.echo("                 bwv dock account add NAME --role technician --store DIR)")
+    click.echo(f"console cert:    SHA-256 {facts['console_fingerprint']}")
+    click.echo("                 compare it with what the browser shows before accepting it")
+
+
+def console_options(f: Any) -> Any:
+    """``--console-listen``, ``--console-cert``, ``--console-key`` (for ``bwv dock serve``)."""
+    f = click.option(
+        "--console-key",
+        type=click.Path(exists=True, dir_okay=False, path_type=Path),
+        help="The private key (PEM) of --console-cert.",
+    )(f)
+    f = click.option(
+        "--console-cert",
+        type=click.Path(exists=True, dir_okay=False, path_type=Path),
+        help="A certificate (PEM) for the console to serve instead of the one it makes itself "
+        "(STORE/console.crt), e.g. one the agency's CA signed; with --console-key.",
+    )(f)
+    return click.option(
+        "--console-listen",
+        default=DEFAULT_CONSOLE_LISTEN,
+        show_default=True,
+        metavar="HOST:PORT|off",
+        help="Where the console (web pages; accounts sign in) listens, HTTPS. Any address: "
+        "0.0.0.0:8445 for tablets on the dock's network. `off`: no console.",
+    )(f)
+
+
+@dataclass
+class ConsoleServing:
+    """The console beside the dock: prepared before the dock announces itself, started
+    (its listener, the retention job) with the servers, stopped after."""
+
+    facts: dict[str, str] = field(default_factory=dict)
+    app: Any = None
+    tls: TlsFiles | None = None
+    at: tuple[str, int] | None = None
+    runner: Any = None
+
+    @classmethod
+    def prepare(
+        cls,
+        store_dir: Path,
+        served: Dock,
+        at: tuple[str, int] | None,
+        cert: Path | None,
+        key: Path | None,
+        taken: Sequence[tuple[str, int]] = (),
+    ) -> ConsoleServing:
+        if at is None:
+            return cls()
+        if at in taken:
+            raise DockUsageError(
+                f"--console-listen {at[0]}:{at[1]} is taken by the dock itself: choose another"
+            )
+        check_bind(*at)
+        app, files, cert_fp = console_for_serving(store_dir, served, at[0], cert, key)
+        return cls(console_facts(at[0], at[1], cert_fp), app, files, at)
+
+    def start(self) -> list[tuple[Any, socket.socket, TlsFiles | None]]:
+        """The console's app, socket and files for ``run_dock(extra=...)``; the retention job
+        started."""
+        if self.app is None or self.at is None:
+            return []
+        from console.serving import RetentionRunner
+        from dock.server import tcp_listener
+
+        try:
+            sock = tcp_listener(*self.at)
+        except OSError as exc:
+            raise DockUsageError(
+                f"cannot listen on {self.facts['console']} for the console: "
+                f"{exc.strerror or exc} (choose another --console-listen)"
+            ) from None
+        self.runner = RetentionRunner(self.app.state.console).start()
+        return [(self.app, sock, self.tls)]
+
+    def stop(self) -> None:
+        if self.runner is not None:
+            self.runner.stop()

@@ -31,7 +31,7 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Generator
+from collections.abc import Generator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -219,10 +219,14 @@ def run_dock(
     camera_sock: socket.socket,
     admin_sock: socket.socket | None,
     tls: TlsFiles,
+    *,
+    extra: Sequence[tuple[ASGIApp, socket.socket, TlsFiles | None]] = (),
     **uvicorn_kw: Any,
 ) -> None:
     """Serve the cameras (HTTPS) on ``camera_sock`` and the admin side (plain HTTP, local
-    only) on ``admin_sock`` until interrupted."""
+    only) on ``admin_sock`` until interrupted; and each ``extra`` app on its own socket (HTTPS
+    with its own files, or plain with None: e.g. the console, which the caller builds, since
+    the dock knows nothing of it). One stopping stops them all."""
     handshake_s = dock.config.wall.header_timeout_s
     servers = [
         (_QuietServer(_config(create_app(dock), tls, **uvicorn_kw), handshake_s), camera_sock)
@@ -234,6 +238,8 @@ def run_dock(
                 admin_sock,
             )
         )
+    for app, sock, files in extra:
+        servers.append((_QuietServer(_config(app, files, **uvicorn_kw), handshake_s), sock))
 
     def stop() -> None:
         for server, _ in servers:
