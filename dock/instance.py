@@ -12,6 +12,7 @@ from typing import Any
 
 from nacl.signing import SigningKey
 
+from dock.activity import UploadActivity
 from dock.agency import pinned_agency_key_id
 from dock.checkpoints import LogConfig
 from dock.enroll import Challenges
@@ -58,6 +59,7 @@ class Dock:
     agency_key_id: str | None = None  # the pinned agency key (dock/agency.py); None: none
     tsa: Any = None  # stamps time answers: ``timestamp(sha256) -> token`` (dock/routes/time.py)
     translog: DockLog | None = None  # the transparency log (dock/translog.py)
+    activity: UploadActivity = field(default_factory=UploadActivity)  # uploads under way
 
     @property
     def public_key(self) -> bytes:

@@ -220,6 +220,21 @@ class Store(Protocol):
         replay)."""
         ...
 
+    # -- devices' reports (telemetry: no custody event; dock/store_reports.py)
+
+    def record_report(self, device_id: str, report: dict[str, Any], now_us: int) -> None:
+        """Keep the device's latest report (``dock.store_reports.REPORT_FIELDS``), received
+        at ``now_us``, in place of the one before."""
+        ...
+
+    def device_report(self, device_id: str) -> dict[str, Any] | None:
+        """The device's latest report with its ``received_at_us``, or None."""
+        ...
+
+    def recent_receipts(self, device_id: str, limit: int = 10) -> list[Any]:
+        """The device's last ``limit`` segments received (``RecentReceipt``), newest first."""
+        ...
+
     # -- uploads
 
     def begin_upload(

@@ -34,6 +34,8 @@ CREATE TABLE IF NOT EXISTS tokens(
 CREATE TABLE IF NOT EXISTS nonces(
     device_id TEXT NOT NULL, nonce TEXT NOT NULL, keep_until_us INTEGER NOT NULL,
     PRIMARY KEY(device_id, nonce));
+CREATE TABLE IF NOT EXISTS device_reports(
+    device_id TEXT PRIMARY KEY, received_at_us INTEGER NOT NULL, report TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS uploads(
     device_id TEXT NOT NULL, segment_id TEXT NOT NULL, manifest BLOB NOT NULL,
     size INTEGER NOT NULL, sha256 TEXT NOT NULL, offset INTEGER NOT NULL,

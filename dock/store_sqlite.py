@@ -1,7 +1,7 @@
 """The embedded dock store (``DirectoryStore``): a SQLite index beside a directory of
 objects, implementing ``dock.store.Store`` (documented there). This module holds the
 devices, enrollment tokens and nonces; dock/store_uploads.py the uploads and segments,
-dock/store_index.py the index they share."""
+dock/store_reports.py the devices' reports, dock/store_index.py the index they share."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from nacl.signing import SigningKey
 from dock.protocol import Code, key_id, sha256_hex
 from dock.store import DeviceRecord, ObjectStore, StoreError
 from dock.store_index import INDEX_FILE
+from dock.store_reports import DeviceReports
 from dock.store_uploads import SegmentUploads
 
 __all__ = ["INDEX_FILE", "DirectoryStore"]
@@ -19,7 +20,7 @@ __all__ = ["INDEX_FILE", "DirectoryStore"]
 NONCE_PURGE_EVERY_US = 60 * 1_000_000
 
 
-class DirectoryStore(SegmentUploads):
+class DirectoryStore(SegmentUploads, DeviceReports):
     """The embedded store: ``root/index.sqlite3``, ``root/objects/``, ``root/staging/``.
     Its methods are ``dock.store.Store``'s, documented there, and not restated here."""
 
