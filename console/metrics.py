@@ -26,6 +26,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from console.core import Console
+from dock.activity import ActiveUpload
 from dock.store import StoreError
 
 DiskUsage = Callable[[Path], Any]  # shutil.disk_usage's shape: .total, .used, .free
@@ -85,7 +86,7 @@ def collect_facts(console: Console) -> DockFacts:
         n, size = store.open_uploads(d.device_id)
         opened += n
         opened_bytes += size
-        report = _report(store, d.device_id)
+        report = store.device_report(d.device_id) or {}
         queued += int(report.get("queued_segments") or 0)
         queued_bytes += int(report.get("queued_bytes") or 0)
     active = _active(console)
@@ -99,23 +100,14 @@ def collect_facts(console: Console) -> DockFacts:
         reported_queued_segments=queued,
         reported_queued_bytes=queued_bytes,
         uploading=len(active),
-        stalled=sum(1 for a in active if getattr(a, "stalled", False)),
+        stalled=sum(1 for a in active if a.stalled),
         log_size=store.log_size(),
     )
 
 
-def _report(store: Any, device_id: str) -> dict[str, Any]:
-    """The camera's last report (dock/store_reports.py), or nothing."""
-    get = getattr(store, "device_report", None)
-    return (get(device_id) if get is not None else None) or {}
-
-
-def _active(console: Console) -> list[Any]:
+def _active(console: Console) -> list[ActiveUpload]:
     """Uploads in progress (dock/activity.py), each with its ``stalled`` flag."""
-    activity = getattr(console.dock, "activity", None)
-    if activity is None:
-        return []
-    return list(activity.snapshot(console.now_us(), console.config.stalled_upload_s))
+    return console.dock.activity.snapshot(console.now_us(), console.config.stalled_upload_s)
 
 
 # --------------------------------------------------------------------------- health
