@@ -304,6 +304,13 @@ class DockClient:
     def status(self) -> dict[str, Any]:
         return self._call("GET", "/v1/status")[1]
 
+    def report(self, report: dict[str, Any]) -> dict[str, Any]:
+        """Send the device's report (firmware, battery, storage, queue: dock/device_report.py);
+        the dock's acknowledgement ``{device_id, received_at_us}``. A dock that does not
+        know the endpoint answers 404 (``DockRefused``)."""
+        body = self._call("POST", "/v1/device/report", json=report)[1]
+        return body if isinstance(body, dict) else {}
+
 
 S = TypeVar("S", UploadState, UnsignedState)
 

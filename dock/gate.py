@@ -25,7 +25,7 @@ from dock.routes.deps import AUTHED_STATE, authenticate, raw_path
 from dock.store import StoreError
 
 # the routes a device signs; /v1/time takes any timestamp (a device whose clock is off)
-SIGNED = re.compile(r"/v1/(time|status|segments/[^/]+(/complete|/unsigned)?)")
+SIGNED = re.compile(r"/v1/(time|status|device/report|segments/[^/]+(/complete|/unsigned)?)")
 ANY_TIME = frozenset({"/v1/time"})
 
 

@@ -29,6 +29,8 @@ from dock.store import StoreError
 
 log = logging.getLogger("bwv.dock")
 
+AUTHED_STATE = "bwv_authed"  # where dock.gate.DeviceGate leaves the authenticated request
+
 
 class Refused(HTTPException):
     """A 4xx with a protocol code: answered as ``{"detail": ..., "code": ...}``."""
@@ -46,13 +48,28 @@ class BodyTooLarge(Refused):
 # --------------------------------------------------------------------------- exceptions
 
 
-async def _refused(_: Request, exc: Exception) -> JSONResponse:
+def _note_refusal(request: Request, status: int, code: str | None, detail: object) -> None:
+    """Tell the dock's upload activity (dock/activity.py) of a refusal answered to an
+    authenticated device (an unauthenticated request names no device worth believing)."""
+    authed = request.scope.get("state", {}).get(AUTHED_STATE)
+    dock = getattr(request.app.state, "dock", None)
+    activity = getattr(dock, "activity", None)
+    if authed is None or activity is None:
+        return
+    segment = request.scope.get("path_params", {}).get("segment_id")
+    segment = segment if isinstance(segment, str) else None
+    activity.refused(authed.device.device_id, segment, status, code, str(detail), dock.clock())
+
+
+async def _refused(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, Refused)
+    _note_refusal(request, exc.status_code, exc.code, exc.detail)
     return JSONResponse({"detail": exc.detail, "code": exc.code}, status_code=exc.status_code)
 
 
-async def _store_error(_: Request, exc: Exception) -> JSONResponse:
+async def _store_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StoreError)
+    _note_refusal(request, exc.status, exc.code, exc)
     return JSONResponse({"detail": str(exc), "code": exc.code}, status_code=exc.status)
 
 
@@ -68,7 +85,7 @@ async def _storage_error(_: Request, exc: Exception) -> JSONResponse:
     )
 
 
-async def _invalid(_: Request, exc: Exception) -> JSONResponse:
+async def _invalid(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     parts = []
     for err in exc.errors()[:5]:
@@ -76,9 +93,9 @@ async def _invalid(_: Request, exc: Exception) -> JSONResponse:
         parts.append(
             f"{loc}: {err.get('msg', 'invalid')}" if loc else str(err.get("msg", "invalid"))
         )
-    return JSONResponse(
-        {"detail": "; ".join(parts) or "invalid request", "code": Code.INVALID}, status_code=422
-    )
+    detail = "; ".join(parts) or "invalid request"
+    _note_refusal(request, 422, Code.INVALID, detail)
+    return JSONResponse({"detail": detail, "code": Code.INVALID}, status_code=422)
 
 
 def add_exception_handlers(app: FastAPI) -> None:

@@ -10,6 +10,7 @@ Endpoints (all under ``/v1``; the OpenAPI description is at ``/openapi.json``):
 - ``PATCH /v1/segments/{segment_id}``    append a chunk at ``Upload-Offset`` with its checksum
 - ``POST /v1/segments/{segment_id}/complete``  verify, store, log, answer with a receipt
 - ``GET  /v1/status``                    the calling device's status (chain, gaps, revocation)
+- ``POST /v1/device/report``             the device's report: firmware, battery, storage, queue
 - ``GET  /v1/log/checkpoint``            the transparency log's latest checkpoint (public)
 - ``GET  /v1/log/proof/{index}``         a leaf's inclusion proof in it (public)
 
@@ -45,7 +46,7 @@ from dock.instance import Dock, DockConfig, open_dock, wall_clock_us
 from dock.middleware import BodyLimit, SignResponses, add_exception_handlers
 from dock.pages import mount_pages
 from dock.refusals import LogRefusals
-from dock.routes import admin, enrollment, status, unsigned, uploads, verify_page
+from dock.routes import admin, enrollment, report, status, unsigned, uploads, verify_page
 from dock.routes import log as log_routes
 from dock.routes import time as time_routes
 from dock.strict import method_not_allowed
@@ -72,6 +73,7 @@ ROUTERS = (
     uploads.router,  # /v1/segments/{segment_id}[/complete]
     unsigned.router,  # /v1/segments/{segment_id}/unsigned
     status.router,  # GET /v1/status
+    report.router,  # POST /v1/device/report
     log_routes.router,  # GET /v1/log/checkpoint, /v1/log/proof/{index} (public)
     verify_page.router,  # GET /verify.html: the offline verifier page (public)
 )

@@ -33,6 +33,7 @@ from pathlib import Path
 
 from base.clock import Clock
 from dock.client import DockClient, DockFull, DockRefused, DockUnavailable, TimeSync
+from dock.device_report import Reporter
 from dock.log_proof import WitnessPolicy, check_proof
 from dock.outbox import (  # noqa: F401 - ChainOutbox, Outbox, valid_receipts: used from here
     ChainOutbox,
@@ -113,11 +114,14 @@ class Shipper:
         on_time: Callable[[TimeSync], None] | None = None,
         rng: random.Random | None = None,
         witnesses: WitnessPolicy | None = None,
+        reporter: Reporter | None = None,
     ) -> None:
         """``docked`` says whether the camera sits in its dock; ``on_time`` receives each
         time sync (the daemon re-anchors its wall clock with it: capture/clock.py);
         ``witnesses``: the pinned witnesses whose cosignature a delete waits for (none: a
-        receipt alone, "unwitnessed")."""
+        receipt alone, "unwitnessed"); ``reporter``: the device's report to the dock, sent
+        at the start of each round, best effort (default: firmware from the outbox's
+        records, no battery, storage of the outbox: dock/device_report.py)."""
         self.outbox = outbox
         self.client = client
         self.clock = clock
@@ -127,7 +131,9 @@ class Shipper:
         self.rng = rng or random.Random(0)
         self.witnesses = witnesses or WitnessPolicy()
         self.state = ShipperState(witnessed=self.witnesses.witnessed)
+        self.reporter = reporter or Reporter(outbox)
         self._reconciled = False
+        self._in_round = False  # records were pending at the last step (a round under way)
 
     # -- scheduling
 
@@ -137,6 +143,7 @@ class Shipper:
             self.reconcile()
         if not self.docked():
             self.state.synced_at_us = None
+            self._in_round = False
             return StepReport("undocked")
         if now < self.state.next_try_us:
             return StepReport("waiting", retry_at_us=self.state.next_try_us)
@@ -144,6 +151,7 @@ class Shipper:
         try:
             self._sync_time(now)
             pending, later = self._pending(now)
+            self._report(now, bool(pending))
             if not pending:
                 if later is not None:
                     return StepReport("waiting", retry_at_us=later)
@@ -281,6 +289,13 @@ class Shipper:
         if exc.code == Code.STALE:
             self.state.synced_at_us = None  # our clock drifted: sync on the next attempt
         return self._failed(segment, str(exc), now)
+
+    def _report(self, now: int, pending: bool) -> None:
+        """The device's report to the dock when due: best effort, shipping goes on."""
+        round_start, emptied = pending and not self._in_round, self._in_round and not pending
+        self._in_round = pending
+        if self.reporter.due(now, round_start, emptied):
+            self.reporter.send(self.client, now)
 
     def _sync_time(self, now: int) -> None:
         s = self.state.synced_at_us

@@ -6,6 +6,7 @@
 - ``uploads``     ``/v1/segments/{segment_id}`` (create, state, chunks, complete)
 - ``unsigned``    ``/v1/segments/{segment_id}/unsigned`` (set-aside unsigned bytes)
 - ``status``      ``GET /v1/status``
+- ``report``      ``POST /v1/device/report`` (firmware, battery, storage, queue)
 - ``admin``       ``/v1/admin/...`` (tokens, devices, revocation, custody log)
 - ``verify_page`` ``GET /verify.html`` (the offline verifier page, public)
 

@@ -12,7 +12,7 @@ from starlette.requests import ClientDisconnect
 from starlette.types import Scope
 
 from dock.instance import Dock
-from dock.middleware import Refused
+from dock.middleware import AUTHED_STATE, Refused
 from dock.protocol import (
     DEVICE_ID_PATTERN,
     H_CONTENT_DIGEST,
@@ -47,9 +47,6 @@ SegmentId = Annotated[
     str, PathParam(pattern=SEGMENT_ID_PATTERN, description="SHA-256 of the manifest, hex")
 ]
 DeviceId = Annotated[str, PathParam(pattern=DEVICE_ID_PATTERN)]
-
-
-AUTHED_STATE = "bwv_authed"  # where dock.gate.DeviceGate leaves the authenticated request
 
 
 @dataclass(frozen=True)
@@ -140,6 +137,8 @@ def authed(
     found = request.scope.get("state", {}).get(AUTHED_STATE)
     if not isinstance(found, Authed):
         raise Refused(401, Code.UNSIGNED, "unsigned request")
+    dock = get_dock(request)
+    dock.activity.seen(found.device.device_id, dock.clock())  # the console's "last seen"
     return found
 
 

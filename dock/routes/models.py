@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import Header
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from dock import enroll as enroll_mod
 from dock.protocol import DEVICE_ID_PATTERN, H_UPLOAD_CHECKSUM, HEX64_PATTERN
@@ -204,6 +204,41 @@ class DeviceStatus(BaseModel):
         description="the dock's transparency log: size, witnesses, TSA, and what it lacks "
         "(unwitnessed, untimestamped)",
     )
+
+
+class DeviceReport(BaseModel):
+    """What a camera reports of itself at the start of each shipping round (telemetry for
+    the people who run the dock: kept, the latest per camera; not evidence)."""
+
+    model_config = STRICT
+    firmware_version: str | None = Field(
+        default=None, pattern=r"^[\x20-\x7e]{1,64}$", description="null: not known"
+    )
+    battery_percent: int | None = Field(
+        default=None, ge=0, le=100, description="null: the camera has no battery gauge"
+    )
+    storage_free_bytes: int = Field(ge=0, le=2**62, description="free where it keeps footage")
+    storage_total_bytes: int | None = Field(default=None, ge=0, le=2**62)
+    queued_segments: int = Field(ge=0, le=2**31, description="records waiting to ship")
+    queued_bytes: int = Field(ge=0, le=2**62, description="their stored bytes")
+    oldest_queued_wall_us: int | None = Field(
+        default=None,
+        ge=-(2**62),
+        le=2**62,
+        description="wall-clock start of the oldest record waiting, Unix µs (null: none)",
+    )
+
+    @model_validator(mode="after")
+    def _free_within_total(self) -> DeviceReport:
+        total = self.storage_total_bytes
+        if total is not None and self.storage_free_bytes > total:
+            raise ValueError("storage_free_bytes is more than storage_total_bytes")
+        return self
+
+
+class DeviceReportAck(BaseModel):
+    device_id: str
+    received_at_us: int = Field(description="the dock's clock when it kept the report")
 
 
 class TokenRequest(BaseModel):

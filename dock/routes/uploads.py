@@ -130,6 +130,8 @@ def create_upload(
     if existing is None:
         _check_quota(dock, dev, req.size)
     state = store.begin_upload(dev, segment_id, manifest, req.size, req.sha256, dock.clock())
+    if not state.complete:  # the console's uploads page (dock/activity.py)
+        dock.activity.started(dev, segment_id, state.offset, state.size, dock.clock())
     response.status_code = 200 if existing else 201
     return _with_proof(dock, state).to_json()
 
@@ -191,6 +193,7 @@ async def append_chunk(
         )
     finally:
         spool.unlink(missing_ok=True)
+    dock.activity.chunk(dev, segment_id, appended.offset, appended.size, dock.clock())
     return appended.to_json()
 
 
@@ -222,4 +225,6 @@ def complete(segment_id: SegmentId, auth: AuthedDevice, dock: DockDep) -> dict[s
         raise Refused(
             409, Code.INCOMPLETE, f"upload incomplete: {state.offset} of {state.size} bytes"
         )
-    return receive_segment(dock, dev, segment_id).to_json()
+    receipt = receive_segment(dock, dev, segment_id)
+    dock.activity.completed(dev.device_id, segment_id, dock.clock())
+    return receipt.to_json()
