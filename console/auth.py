@@ -7,13 +7,20 @@
 - ``check_csrf``: for every POST; the form's ``csrf`` field must be the session's, and an
   ``Origin`` header, when the browser sends one, must be this console's own.
 
-Usage in a router::
+Usage in a router (``Annotated``: ruff's B008 refuses ``Depends`` as a default)::
+
+    Viewer = Annotated[Account, Depends(require("cameras.view"))]
 
     @router.get("/cameras")
-    def cameras(request: Request, account: Account = Depends(require("cameras.view"))): ...
+    def cameras(request: Request, account: Viewer) -> Response: ...
 
     @router.post("/cameras/revoke", dependencies=[Depends(check_csrf)])
-    def revoke(request: Request, account: Account = Depends(require("cameras.change"))): ...
+    def revoke(
+        request: Request, account: Annotated[Account, Depends(require("cameras.change"))]
+    ) -> Response: ...
+
+Forms: ``<input type="hidden" name="csrf" value="{{ csrf }}">`` in every POST form (render()
+passes ``csrf``); tests post with ``ConsoleClient.post_form`` (console/testing.py).
 """
 
 from __future__ import annotations
