@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import httpx
 import pytest
+from click.testing import CliRunner
 from nacl.public import PrivateKey
 from nacl.signing import SigningKey
 
 from base.clock import VirtualClock
+from bwv.cli import main
 from crypto.identity import DeviceIdentity
 from crypto.testing import seed
 from dock.client import DockRefused, DockUnavailable
@@ -20,7 +22,7 @@ from dock.device_report import FixedBattery, Reporter
 from dock.fleet import camera_rows, upload_rows
 from dock.outbox import ChainOutbox
 from dock.protocol import Code, segment_id_for, sha256_hex
-from dock.server import ServerThread, create_app, wall_clock_us
+from dock.server import ServerThread, create_app, open_dock, wall_clock_us
 from dock.shipper import Shipper, ShipperConfig
 from dock.testing import DockHarness, OutboxDevice, random_bytes
 from dock.tls import ensure_tls_files
@@ -280,3 +282,20 @@ def test_revoked_cameras_are_apart_and_clock_quality_ages(harness, tmp_path, doc
     row = _row(camera_rows(store, activity, harness.clock()), dev.device_id)
     assert row.revoked and row.revoke_reason == "lost on patrol"
     assert upload_rows(store, activity, harness.clock()) == []
+
+
+def test_the_simulated_camera_reports_its_battery_at_the_dock(tmp_path):
+    out = tmp_path / "raid"
+    raid = ["--pre-record", "1", "--record", "2", "--size", "320x240", "--fps", "15"]
+    result = CliRunner().invoke(main, ["sim", "raid", "--out", str(out), *raid])
+    assert result.exit_code == 0, result.output
+    dock = open_dock(out / "dock")
+    try:
+        (row,) = camera_rows(dock.store, dock.activity, dock.clock())
+        # the twin's battery drains from full at power-on: a short raid leaves most of it
+        assert row.battery_percent is not None and 90 <= row.battery_percent <= 100
+        assert row.firmware_version and row.firmware_source == "report"
+        assert row.queued_segments == 0  # it reported its outbox emptied
+        assert row.storage_free_bytes and row.storage_total_bytes
+    finally:
+        dock.store.close()
