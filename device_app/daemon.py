@@ -138,6 +138,7 @@ class Daemon:
         from crypto.identity import DeviceIdentity, IdentityError, load_dock_public_key
         from dock.client import DeviceCredentials, DockClient
         from dock.clocksync import shipper_on_time
+        from dock.device_report import Reporter
         from dock.log_proof import WitnessKeysError, load_policy
         from dock.outbox import ChainOutbox
         from dock.shipper import Shipper, ShipperThread
@@ -158,13 +159,18 @@ class Daemon:
         keeper = self._clock_keeper()
         if keeper is None:
             return
+        outbox = ChainOutbox(outbox_dir(self.cfg))
+        # the report to the dock: a battery only where the hardware has a gauge
+        battery = getattr(self.hw, "battery", None)
+        reporter = Reporter(outbox, firmware_version=self.firmware, battery=battery)
         shipper = Shipper(
-            ChainOutbox(outbox_dir(self.cfg)),
+            outbox,
             client,
             self.hw.clock,
             docked=self.docked,
             on_time=shipper_on_time(keeper, client),
             witnesses=witnesses,
+            reporter=reporter,
         )
         self.shipper = ShipperThread(shipper).start()
 

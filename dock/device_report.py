@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,8 @@ from dock.client import DockClient, DockError, DockRefused
 from dock.outbox import Outbox, OutboxSegment
 
 log = logging.getLogger("bwv.shipper")
+
+FIRMWARE = re.compile(r"[\x20-\x7e]{1,64}")  # what the dock takes (dock/routes/models.py)
 
 
 class BatteryGauge(Protocol):
@@ -71,6 +74,15 @@ def _record(seg: OutboxSegment) -> dict[str, Any]:
         return {}
 
 
+def _firmware_of(segs: list[OutboxSegment]) -> str | None:
+    """The firmware version the newest records name (the camera's time records name none)."""
+    for seg in reversed(segs[-16:]):
+        fw = _record(seg).get("firmware_version")
+        if isinstance(fw, str) and FIRMWARE.fullmatch(fw):
+            return fw
+    return None
+
+
 def _wall_of(record: dict[str, Any]) -> int | None:
     for key in ("wall_start_us", "device_wall_us", "wall_end_us"):
         v = record.get(key)
@@ -103,7 +115,8 @@ class Reporter:
         unsupported_s: float = 3600.0,
     ) -> None:
         self.outbox = outbox
-        self.firmware_version = firmware_version
+        ok = firmware_version is not None and FIRMWARE.fullmatch(firmware_version)
+        self.firmware_version = firmware_version if ok else None  # else: from the records
         self.battery = battery
         root = getattr(outbox, "root", None)
         self.storage_path = storage_path or (Path(root) if root is not None else None)
@@ -117,9 +130,8 @@ class Reporter:
     def build(self, queued: list[OutboxSegment] | None = None) -> dict[str, Any]:
         """The report as it stands now (``queued``: the outbox's records, if already read)."""
         segs = self.outbox.finished() if queued is None else queued
-        if self.firmware_version is None and segs:
-            fw = _record(segs[-1]).get("firmware_version")
-            self.firmware_version = fw if isinstance(fw, str) and 0 < len(fw) <= 64 else None
+        if self.firmware_version is None:
+            self.firmware_version = _firmware_of(segs)
         storage = storage_of(self.storage_path) if self.storage_path is not None else None
         return {
             "firmware_version": self.firmware_version,

@@ -21,6 +21,7 @@ from crypto.identity import load_dock_public_key
 from dock.agency import pin_agency_key
 from dock.client import DeviceCredentials, DockClient, TimeSync, enroll
 from dock.clocksync import ClockKeeper, ClockPolicy, shipper_on_time
+from dock.device_report import DrainingBattery, Reporter
 from dock.enroll import issue_token
 from dock.server import ServerThread, create_app, open_dock, wall_clock_us
 from dock.shipper import ChainOutbox, Shipper
@@ -102,8 +103,15 @@ def visit_dock(
                 shipper_on_time(keeper, client)(sync)
 
             # HTTP happens in real time, so the shipper's backoff does too
+            # the twin's battery: full at power-on, draining on the device's clock
+            battery = DrainingBattery(lambda: dev.now_us, full_at_us=0)
             shipper = Shipper(
-                outbox, client, clock or MonotonicClock(), on_time=on_time, witnesses=_pinned(dev)
+                outbox,
+                client,
+                clock or MonotonicClock(),
+                on_time=on_time,
+                witnesses=_pinned(dev),
+                reporter=Reporter(outbox, battery=battery),
             )
             for report in shipper.drain():
                 if report.action == "shipped":
