@@ -254,7 +254,8 @@ def console_facts(host: str, port: int, cert_fingerprint: str) -> dict[str, str]
 
 def echo_console_facts(facts: dict[str, str]) -> None:
     if "console" not in facts:
-        click.echo("console:         off")
+        why = facts.get("console_off")
+        click.echo("console:         off" + (f" ({why})" if why else ""))
         return
     click.echo(f"console on       {facts['console']}  (HTTPS; sign in with an account: ")
     click.echo("                 bwv dock account add NAME --role technician --store DIR)")
@@ -306,13 +307,21 @@ class ConsoleServing:
         key: Path | None,
         taken: Sequence[tuple[str, int]] = (),
     ) -> ConsoleServing:
+        """The console ready to start at ``at`` (None: off). A refusal is a DockUsageError,
+        except when the default address is in use: the cameras' side must come up whatever
+        the console's port, so the dock then serves without a console and says so."""
         if at is None:
             return cls()
         if at in taken:
             raise DockUsageError(
                 f"--console-listen {at[0]}:{at[1]} is taken by the dock itself: choose another"
             )
-        check_bind(*at)
+        try:
+            check_bind(*at)
+        except DockUsageError:
+            if _given("console_listen"):
+                raise
+            return cls({"console_off": f"{at[0]}:{at[1]} is in use: give --console-listen"})
         app, files, cert_fp = console_for_serving(store_dir, served, at[0], cert, key)
         return cls(console_facts(at[0], at[1], cert_fp), app, files, at)
 
@@ -327,13 +336,22 @@ class ConsoleServing:
         try:
             sock = tcp_listener(*self.at)
         except OSError as exc:
-            raise DockUsageError(
-                f"cannot listen on {self.facts['console']} for the console: "
-                f"{exc.strerror or exc} (choose another --console-listen)"
-            ) from None
+            said = f"cannot listen on {self.facts['console']} for the console: {exc.strerror}"
+            if _given("console_listen"):
+                raise DockUsageError(f"{said} (choose another --console-listen)") from None
+            click.echo(f"warning: {said}: serving without the console", err=True)
+            return []
         self.runner = RetentionRunner(self.app.state.console).start()
         return [(self.app, sock, self.tls)]
 
     def stop(self) -> None:
         if self.runner is not None:
             self.runner.stop()
+
+
+def _given(param: str) -> bool:
+    """The option was given on the command line (not its default)."""
+    from click.core import ParameterSource
+
+    ctx = click.get_current_context(silent=True)
+    return ctx is None or ctx.get_parameter_source(param) is not ParameterSource.DEFAULT
