@@ -56,7 +56,8 @@ def security_headers(hsts: bool) -> list[tuple[bytes, bytes]]:
     got = [
         (b"content-security-policy", CSP.encode()),
         (b"x-frame-options", b"DENY"),
-        (b"referrer-policy", b"no-referrer"),
+        # not no-referrer: with it Chromium sends `Origin: null` on the console's own forms
+        (b"referrer-policy", b"same-origin"),
         (b"x-content-type-options", b"nosniff"),
         (b"cross-origin-opener-policy", b"same-origin"),
     ]

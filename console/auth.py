@@ -111,11 +111,14 @@ def require(permission: str) -> Callable[..., Account]:
 
 def same_origin(request: Request) -> bool:
     """True unless the browser says the request comes from another site."""
+    fetch_site = request.headers.get("sec-fetch-site")  # set by the browser, not by pages
+    if fetch_site is not None and fetch_site not in ("same-origin", "none"):
+        return False
     origin = request.headers.get("origin")
     if origin is None:
-        return request.headers.get("sec-fetch-site", "same-origin") in ("same-origin", "none")
-    if origin == "null":
-        return False
+        return True
+    if origin == "null":  # a privacy setting hides it: then only Sec-Fetch-Site can tell
+        return fetch_site == "same-origin"
     got = urlsplit(origin)
     host = request.headers.get("host", "")
     return got.netloc == host and got.scheme == request.url.scheme
