@@ -328,6 +328,9 @@ def test_no_traceback_ever_reaches_a_page(h, caplog):
     assert missing.status_code == 404 and "No such page" in missing.text
     bad = c.post("/login", data={"name": "x" * 500})
     assert bad.status_code == 400 and "Traceback" not in bad.text and "name" in bad.text
+    huge = c.post("/login", content=b"name=" + b"x" * 100_000,
+                  headers={"Content-Type": "application/x-www-form-urlencoded"})  # fmt: skip
+    assert huge.status_code == 413 and "Traceback" not in huge.text
 
 
 # ---------------------------------------------------------------- the CLI
