@@ -192,6 +192,51 @@ def test_signing_out_ends_the_session_for_good(h):
     assert c.get("/").status_code == 303
 
 
+def test_expired_sessions_are_removed_at_the_next_sign_in(h):
+    h.add_account("tess", "technician")
+    h.client("tess")
+    h.client("tess")
+    h.clock.advance(31 * MIN_US)
+    h.client("tess")
+    assert h.app.state.sessions.count("tess") == 1
+
+
+def test_a_person_changes_their_own_password_and_their_other_sessions_end(h):
+    pw = h.add_account("tess", "technician")
+    here, elsewhere = h.client("tess"), h.client("tess")
+    page = here.get("/account")
+    assert page.status_code == 200 and 'id="account-name">tess<' in page.text
+    form = {"current": pw, "new": "a new long password", "again": "a new long password"}
+    for bad, says in (
+        ({"current": "not the password"}, "current password is not that"),
+        ({"again": "something else entirely"}, "two new passwords differ"),
+        ({"new": "short", "again": "short"}, "too short"),
+        ({"new": pw, "again": pw}, "is the current one"),
+    ):
+        r = here.post_form("/account/password", {**form, **bad})
+        assert r.status_code in (400, 403) and says in r.text, (bad, r.text)
+    assert not h.custody("password_changed")
+    r = here.post_form("/account/password", form)
+    assert r.status_code == 200 and "Password changed" in r.text
+    assert here.get("/").status_code == 200  # this browser goes on (a new session token)
+    here.refresh_csrf()
+    assert here.post_form("/logout").status_code == 303
+    assert elsewhere.get("/").status_code == 303  # the others ended
+    assert h.accounts.check_password("tess", "a new long password", h.now_us()) is not None
+    (entry,) = h.custody("password_changed")
+    assert entry.actor == "account:tess"
+    assert entry.detail == {"account": "tess", "sessions_ended": 1}
+    assert b"a new long password" not in _db_bytes(h)
+
+
+def test_a_password_change_without_the_csrf_token_is_refused(h):
+    pw = h.add_account("tess", "technician")
+    c = h.client("tess")
+    form = {"current": pw, "new": "a new long password", "again": "a new long password"}
+    assert c.post("/account/password", data=form).status_code == 403
+    assert h.accounts.check_password("tess", pw, h.now_us()) is not None
+
+
 # ---------------------------------------------------------------- CSRF and cookies
 
 
@@ -328,6 +373,9 @@ def test_no_traceback_ever_reaches_a_page(h, caplog):
     assert missing.status_code == 404 and "No such page" in missing.text
     bad = c.post("/login", data={"name": "x" * 500})
     assert bad.status_code == 400 and "Traceback" not in bad.text and "name" in bad.text
+    huge = c.post("/login", content=b"name=" + b"x" * 100_000,
+                  headers={"Content-Type": "application/x-www-form-urlencoded"})  # fmt: skip
+    assert huge.status_code == 413 and "Traceback" not in huge.text
 
 
 # ---------------------------------------------------------------- the CLI
