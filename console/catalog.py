@@ -142,7 +142,8 @@ class Catalog:
         self, account: Account, q: RecordingQuery | None = None, *, log: bool = True
     ) -> list[RecordingRow]:
         """The recordings the dock holds (or deleted under retention), as this account may
-        see them; ``q`` filters. One ``viewed`` custody event for the listing (``log``)."""
+        see them, newest first; ``q`` filters. One ``viewed`` custody event for the listing
+        (``log``)."""
         q = q or RecordingQuery()
         if not account.may("recordings.view"):
             raise self._refuse(account, ("", ""), "list recordings", "lacks recordings.view")
@@ -160,6 +161,9 @@ class Catalog:
             )  # fmt: skip
             if matches(row, q):
                 rows.append(row)
+        # newest first, by time alone: grouped by camera, a restricted row's place would
+        # tell its camera
+        rows.sort(key=lambda r: (r.t0_us is None, -(r.t0_us or 0), r.recording_id))
         if log:
             self.console.custody(
                 account,

@@ -74,6 +74,8 @@ def test_a_sensitive_recording_is_id_and_times_only_for_an_investigator_without_
     assert row.legal_hold is None and row.retention_until_us is None
     mine = by_id(cat.list(SUP_A))["a1"]  # the marker is granted
     assert not mine.restricted and mine.device_id == "cam-a" and mine.sensitive
+    # listed by time, not by camera: its place in the list does not tell its camera
+    assert [r.recording_id for r in cat.list(INV)] == ["a2", "b1", "a1"]
     others = by_id(cat.list(INV))["a2"]  # the officer's other recordings are not touched
     assert not others.restricted and others.device_id == "cam-a"
     marked = entries(w, "marked_sensitive")

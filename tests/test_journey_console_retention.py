@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import zipfile
 
 import pytest
 from click.testing import CliRunner
@@ -204,3 +205,21 @@ def test_a_camera_still_holding_a_deleted_record_is_told_it_was_received(w):
     record(w.dock, w.cams["cam-b"], "b2", at_us=T0 + 39 * DAY)  # the camera records on
     assert entries(w, "gap") == []  # the deleted seqs before it are not a gap
     assert device_holdings(w.dock.store, "cam-b").chain().gaps == []
+
+
+def test_an_exhibit_of_the_cameras_other_recording_is_unaffected_by_the_deletion(w, tmp_path):
+    """a1 (unclassified, then non-evidential) goes; a2's exhibit says what it said before."""
+    cat = Catalog(w.console)
+    cat.set_categories(SUP_A, "cam-a", "a1", ["non-evidential"])
+
+    def findings(z):
+        with zipfile.ZipFile(z) as f:
+            name = next(n for n in f.namelist() if n.endswith("report.json"))
+            report = json.loads(f.read(name))
+        return sorted((x["kind"], x["detail"]) for x in report["findings"])
+
+    before = findings(cat.export(INV, "cam-a", "a2", tmp_path / "before"))
+    w.clock.now = T0 + 40 * DAY
+    assert [d["recording_id"] for d in run_job(w.console, None).deleted] == ["a1", "b1"]
+    assert findings(cat.export(INV, "cam-a", "a2", tmp_path / "after")) == before
+    assert not any("gap" in k or "withheld" in k for k, _ in before)
