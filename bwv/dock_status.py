@@ -57,7 +57,6 @@ def _table(rows: list[list[str]], indent: str = "  ") -> list[str]:
 def collect_status(store_dir: Path, reverify: bool = False) -> dict[str, Any]:
     """What ``bwv dock status --json`` prints."""
     from dock.log_status import stored_log_status
-    from dock.store import chain_report
     from dock.verify import reverified_state
 
     store = open_store_or_fail(store_dir)
@@ -74,7 +73,7 @@ def collect_status(store_dir: Path, reverify: bool = False) -> dict[str, Any]:
         out_devices = []
         for d in devices:
             h = holdings[d.device_id]
-            chain = chain_report([r.held for r in h.records] + h.unreadable)
+            chain = h.chain()
             out_devices.append(
                 {
                     "device_id": d.device_id,

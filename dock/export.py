@@ -332,6 +332,7 @@ def export_recording(
     zip_to: bool = False,
     trail: bytes | None = None,
     clock: Callable[[], int] = wall_clock_us,
+    actor: str = "technician",
 ) -> ExportResult:
     """Export one recording from the dock store in ``store_dir`` into ``out``.
 
@@ -345,7 +346,8 @@ def export_recording(
     exported (no store, no such recording, an id that is not one, ``out`` holding an earlier
     export and ``replace`` not given: with it, that export is removed first); a recording that
     does not verify is exported as far as it goes, with ``ok`` False and the reasons in
-    ``problems``.
+    ``problems``. ``actor``: who exports, as the custody entry ``exported`` names them (the
+    console passes ``account:<name>``).
     """
     check_recording_id(recording_id)
     store_dir, out = Path(store_dir), Path(out)
@@ -361,7 +363,8 @@ def export_recording(
         segs = [r for r in records if r.is_segment]
         stored = [object_path(store, blob_key(dev, r.held.segment_id)) for r in segs]
         stored = [p for p in stored if p.exists()]
-        log_export(store, dev, recording_id, agency_private_key is not None, len(records), clock())
+        decrypted = agency_private_key is not None
+        log_export(store, dev, recording_id, decrypted, len(records), clock(), actor)
     finally:
         store.close()
     replaced = clear_earlier_export(out) if replace else []
@@ -406,12 +409,13 @@ def log_export(
     decrypted: bool,
     records: int,
     now_us: int,
+    actor: str = "technician",
 ) -> None:
     """A custody event (``exported``, a leaf of the dock's log like every custody entry):
     the footage left the dock, decrypted or not. Written before the files, so that an export
     cut short is still on record; the dock's next checkpoint covers it."""
     store.log(
-        "technician",
+        actor,
         "exported",
         now_us,
         device_id=device_id,

@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from dock.keys import DOCK_KEY_FILE, KeyFileError, load_or_create_signing_key
 from dock.protocol import is_device_id
-from dock.store import HeldSegment, chain_report, manifest_key
+from dock.store import ChainReport, HeldSegment, chain_report, manifest_key
 from dock.store_sqlite import INDEX_FILE, DirectoryStore
 from dock.verify import ChainRecordVerifier, ManifestError, ManifestFields
 
@@ -25,6 +25,7 @@ GAP = "gap"  # a segment or chain record of the recording is missing, or the cha
 INCOMPLETE = "incomplete"  # no end record after the last segment (yet): more may come
 ENDED_EARLY = "ended_early"  # whole, but ended by a fault or a crash, not by the officer
 FAILED = "failed"  # (re-verified) stored bytes or records do not check out
+DELETED = "deleted"  # deleted under retention (custody entries ``retention_deleted``)
 
 
 class ExportError(Exception):
@@ -107,11 +108,21 @@ class DeviceHoldings:
     device_id: str
     records: list[HeldRecord]  # readable chain records, by seq
     unreadable: list[HeldSegment]  # held, but the stored record cannot be read
+    retired: list[Any] = field(default_factory=list)  # deleted under retention (RetiredRecord)
+
+    @property
+    def retired_seqs(self) -> list[int]:
+        return [r.seq for r in self.retired]
+
+    def chain(self) -> ChainReport:
+        """The held chain's gaps and breaks (records deleted under retention are neither)."""
+        return chain_report([r.held for r in self.records] + self.unreadable, self.retired_seqs)
 
 
 def device_holdings(store: DirectoryStore, device_id: str) -> DeviceHoldings:
     verifier = ChainRecordVerifier()
     records, unreadable = [], []
+    retired = store.retired_records(device_id) if hasattr(store, "retired_records") else []
     for held in store.held_segments(device_id):
         try:
             with store.open_object(manifest_key(device_id, held.segment_id)) as f:
@@ -119,7 +130,7 @@ def device_holdings(store: DirectoryStore, device_id: str) -> DeviceHoldings:
             records.append(HeldRecord(held, verifier.parse(line)))
         except (OSError, ManifestError):
             unreadable.append(held)
-    return DeviceHoldings(device_id, records, unreadable)
+    return DeviceHoldings(device_id, records, unreadable, retired)
 
 
 @dataclass
@@ -180,6 +191,9 @@ def summarise_recording(holdings: DeviceHoldings, recording_id: str) -> Recordin
     """The state of ``recording_id`` from the records the dock holds (each was verified on
     receipt: signature, stored hash, link to the record before it)."""
     mine = [r for r in holdings.records if r.fields.recording_id == recording_id]
+    gone = [r for r in holdings.retired if r.recording_id == recording_id]
+    if gone:
+        return _deleted(holdings.device_id, recording_id, mine, gone)
     if not mine:
         return None
     segs = [r for r in mine if r.is_segment]
@@ -189,7 +203,7 @@ def summarise_recording(holdings: DeviceHoldings, recording_id: str) -> Recordin
     expected = ends[-1].fields.raw.get("segment_count") if ends else None
     want = max([*indices, (expected or 0) - 1])
     missing = [i for i in range(want + 1) if i not in indices]
-    chain = chain_report([r.held for r in holdings.records] + holdings.unreadable)
+    chain = holdings.chain()
     holes = [(a, b) for a, b in chain.gaps if lo < a and b < hi]
     breaks = [s for s in chain.breaks if lo < s <= hi]
     unreadable = [h.seq for h in holdings.unreadable if lo < h.seq < hi]
@@ -236,6 +250,44 @@ def summarise_recording(holdings: DeviceHoldings, recording_id: str) -> Recordin
     )
 
 
+def _deleted(
+    device_id: str, recording_id: str, held: list[HeldRecord], gone: list[Any]
+) -> RecordingSummary:
+    """A recording deleted under retention (all of it, or, when a deletion was cut short,
+    all but ``held``)."""
+    seqs = [r.seq for r in held] + [r.seq for r in gone]
+    indices = sorted({r.segment_index for r in gone if r.segment_index is not None})
+    detail = f"deleted under retention ({len(gone)} records; custody entry {gone[0].log_index})"
+    if held:
+        detail += f"; deletion unfinished: {len(held)} records still held"
+    return RecordingSummary(
+        recording_id=recording_id,
+        device_id=device_id,
+        segments=sum(1 for r in held if r.is_segment),
+        segment_indices=indices,
+        expected_segments=None,
+        first_seq=min(seqs),
+        last_seq=max(seqs),
+        end_reason=None,
+        stored_bytes=sum(r.held.stored_size for r in held if r.is_segment),
+        wall_start_us=None,
+        state=DELETED,
+        detail=detail,
+    )
+
+
+def _recording_ids(holdings: DeviceHoldings) -> list[str]:
+    """The device's recordings, held or deleted under retention, in chain order."""
+    seen: dict[int, str] = {}
+    for r in holdings.records:
+        if r.fields.recording_id is not None:
+            seen.setdefault(r.seq, r.fields.recording_id)
+    for g in holdings.retired:
+        if g.recording_id is not None:
+            seen.setdefault(g.seq, g.recording_id)
+    return list(dict.fromkeys(rec for _, rec in sorted(seen.items())))
+
+
 def scan_recordings(
     store: DirectoryStore, device_ids: list[str] | None = None
 ) -> tuple[list[RecordingSummary], dict[str, DeviceHoldings]]:
@@ -246,11 +298,7 @@ def scan_recordings(
     for dev in ids:
         holdings = device_holdings(store, dev)
         all_holdings[dev] = holdings
-        seen: list[str] = []
-        for r in holdings.records:
-            if r.fields.recording_id is not None and r.fields.recording_id not in seen:
-                seen.append(r.fields.recording_id)
-        for rec_id in seen:
+        for rec_id in _recording_ids(holdings):
             s = summarise_recording(holdings, rec_id)
             if s is not None:
                 out.append(s)

@@ -50,5 +50,12 @@ class DirectoryObjects:
     def open(self, key: str) -> BinaryIO:
         return open(self._path(key), "rb")  # noqa: SIM115 - the caller closes it
 
+    def delete(self, key: str) -> None:
+        """Remove an object for good (a deletion under retention, dock/store_retire.py);
+        ``FileNotFoundError`` if there is none."""
+        path = self._path(key)
+        path.unlink()
+        fsync_dir(path.parent)
+
     def exists(self, key: str) -> bool:
         return self._path(key).exists()

@@ -25,7 +25,7 @@ import contextlib
 import errno
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -142,15 +142,18 @@ class LogEntry:
         return d
 
 
-def chain_report(segments: list[HeldSegment]) -> ChainReport:
+def chain_report(segments: list[HeldSegment], retired: Iterable[int] = ()) -> ChainReport:
+    """Where the held chain is broken. ``retired``: seqs deleted under retention (a custody
+    event explains each): not gaps, and the record after one is not link-checked."""
     segs = sorted(segments, key=lambda s: s.seq)
+    gone = set(retired)
     gaps: list[tuple[int, int]] = []
     breaks: list[int] = []
     expect = 0
     prev: HeldSegment | None = None
     for s in segs:
         if s.seq > expect:
-            gaps.append((expect, s.seq - 1))
+            gaps += _runs(q for q in range(expect, s.seq) if q not in gone)
         elif prev is not None and s.prev_manifest_sha256 != prev.manifest_sha256:
             breaks.append(s.seq)
         expect = s.seq + 1
@@ -158,6 +161,17 @@ def chain_report(segments: list[HeldSegment]) -> ChainReport:
     return ChainReport(
         len(segs), segs[0].seq if segs else None, segs[-1].seq if segs else None, gaps, breaks
     )
+
+
+def _runs(seqs: Iterable[int]) -> list[tuple[int, int]]:
+    """Ascending ints as inclusive ranges: ``1, 2, 3, 7`` -> ``(1, 3), (7, 7)``."""
+    out: list[tuple[int, int]] = []
+    for q in seqs:
+        if out and out[-1][1] == q - 1:
+            out[-1] = (out[-1][0], q)
+        else:
+            out.append((q, q))
+    return out
 
 
 # --------------------------------------------------------------------------- interfaces
@@ -173,6 +187,10 @@ class ObjectStore(Protocol):
     def put_bytes(self, key: str, data: bytes) -> None: ...
     def open(self, key: str) -> BinaryIO: ...
     def exists(self, key: str) -> bool: ...
+
+    def delete(self, key: str) -> None:
+        """Remove an object for good (deletion under retention only)."""
+        ...
 
 
 class Store(Protocol):
@@ -300,6 +318,20 @@ class Store(Protocol):
 
     def open_object(self, key: str) -> BinaryIO:
         """Read an object (``blob_key``, ``manifest_key``, ``unsigned_key``)."""
+        ...
+
+    def retire_record(
+        self, device_id: str, segment_id: str, actor: str, detail: dict[str, Any], now_us: int
+    ) -> LogEntry:
+        """Delete a held chain record under retention: in one transaction log
+        ``retention_deleted`` (``detail`` plus ``record_sha256``, ``seq``, ``recording_id``)
+        and move its row to the retired records; then delete its objects. Idempotent: a
+        record already retired gets its objects deleted if a crash left them, and its entry
+        back. The log's leaves stay. 404 for a record the dock never held."""
+        ...
+
+    def retired_records(self, device_id: str | None = None) -> list[Any]:
+        """The records deleted under retention (``dock.store_retire.RetiredRecord``)."""
         ...
 
     # -- custody log

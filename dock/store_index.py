@@ -44,6 +44,13 @@ CREATE TABLE IF NOT EXISTS segments(
     stored_size INTEGER NOT NULL, record_type TEXT NOT NULL, recording_id TEXT,
     segment_index INTEGER, received_at_us INTEGER NOT NULL, receipt TEXT NOT NULL,
     PRIMARY KEY(device_id, segment_id), UNIQUE(device_id, seq));
+CREATE TABLE IF NOT EXISTS retired_segments(
+    device_id TEXT NOT NULL, segment_id TEXT NOT NULL, seq INTEGER NOT NULL,
+    manifest_sha256 TEXT NOT NULL, prev_manifest_sha256 TEXT, stored_sha256 TEXT NOT NULL,
+    stored_size INTEGER NOT NULL, record_type TEXT NOT NULL, recording_id TEXT,
+    segment_index INTEGER, received_at_us INTEGER NOT NULL, receipt TEXT NOT NULL,
+    retired_at_us INTEGER NOT NULL, log_index INTEGER NOT NULL, objects_gone_at_us INTEGER,
+    PRIMARY KEY(device_id, segment_id), UNIQUE(device_id, seq));
 CREATE TABLE IF NOT EXISTS unsigned_tails(
     device_id TEXT NOT NULL, segment_id TEXT NOT NULL, file TEXT NOT NULL,
     size INTEGER NOT NULL, sha256 TEXT NOT NULL, received_at_us INTEGER NOT NULL,

@@ -12,14 +12,14 @@ from nacl.signing import SigningKey
 from dock.protocol import Code, key_id, sha256_hex
 from dock.store import DeviceRecord, ObjectStore, StoreError
 from dock.store_index import INDEX_FILE
-from dock.store_uploads import SegmentUploads
+from dock.store_retire import SegmentRetirement
 
 __all__ = ["INDEX_FILE", "DirectoryStore"]
 
 NONCE_PURGE_EVERY_US = 60 * 1_000_000
 
 
-class DirectoryStore(SegmentUploads):
+class DirectoryStore(SegmentRetirement):
     """The embedded store: ``root/index.sqlite3``, ``root/objects/``, ``root/staging/``.
     Its methods are ``dock.store.Store``'s, documented there, and not restated here."""
 

@@ -256,12 +256,11 @@ class SegmentUploads(StoreIndex):
     ) -> LogEntry:
         """Log ``received``, and ``gap`` (records missing before it) or ``gap_filled`` (it
         fills a hole before a held record); the ``received`` entry is the receipt's."""
-        below = db.execute(
-            "SELECT MAX(seq) FROM segments WHERE device_id=? AND seq<?", (device_id, fields.seq)
-        ).fetchone()[0]
-        above = db.execute(
-            "SELECT MIN(seq) FROM segments WHERE device_id=? AND seq>?", (device_id, fields.seq)
-        ).fetchone()[0]
+        held = "(SELECT seq FROM segments WHERE device_id=:d UNION ALL SELECT seq FROM"
+        held += " retired_segments WHERE device_id=:d)"  # deleted under retention: not gaps
+        args = {"d": device_id, "s": fields.seq}
+        below = db.execute(f"SELECT MAX(seq) FROM {held} WHERE seq<:s", args).fetchone()[0]
+        above = db.execute(f"SELECT MIN(seq) FROM {held} WHERE seq>:s", args).fetchone()[0]
         entry = self._append_log(
             db,
             f"device:{device_id}",

@@ -11,7 +11,8 @@ router = APIRouter()
 
 
 def device_status(store: Store, device: DeviceRecord) -> DeviceStatus:
-    chain = chain_report(store.held_segments(device.device_id))
+    retired = [r.seq for r in store.retired_records(device.device_id)]
+    chain = chain_report(store.held_segments(device.device_id), retired)
     return DeviceStatus(
         device_id=device.device_id,
         key_id=device.key_id,

@@ -1,0 +1,163 @@
+"""The embedded store's deletions under retention (``retire_record``): a chain record the
+dock holds is forgotten on purpose, and says so.
+
+In one index transaction the custody entry ``retention_deleted`` (its log leaf with it) is
+appended and the segment's row moves from ``segments`` to ``retired_segments``; only then
+do its objects (blob, manifest, set-aside unsigned bytes) go. A crash between the two leaves
+the row retired and the objects present: ``retire_record`` again (or
+``unfinished_retirements``) finishes the deletion without a second entry. The log's leaves
+stay: the record's leaf and the entry's leaf explain each other to the witness check
+(dock/log_audit.py)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from dock.custody import COLUMNS, entry_of_row
+from dock.protocol import Code
+from dock.receipts import SignedReceipt, UploadState
+from dock.store import LogEntry, StoreError, blob_key, manifest_key, unsigned_key
+from dock.store_uploads import SegmentUploads
+
+RETENTION_DELETED = "retention_deleted"
+
+
+_SEGMENT_COLUMNS = (
+    "device_id, segment_id, seq, manifest_sha256, prev_manifest_sha256, stored_sha256,"
+    " stored_size, record_type, recording_id, segment_index, received_at_us, receipt"
+)
+
+
+@dataclass(frozen=True)
+class RetiredRecord:
+    """A chain record deleted under retention: what the index keeps of it."""
+
+    device_id: str
+    segment_id: str  # the SHA-256 of the record line (its log leaf still holds the line)
+    seq: int
+    manifest_sha256: str
+    record_type: str
+    recording_id: str | None
+    segment_index: int | None
+    stored_size: int
+    received_at_us: int
+    retired_at_us: int
+    log_index: int  # the custody entry ``retention_deleted``
+    objects_gone: bool  # its bytes are deleted (False: a crash cut the deletion short)
+
+
+class SegmentRetirement(SegmentUploads):
+    """Held chain records retired (deleted under retention), and what is kept of them."""
+
+    def retire_record(
+        self, device_id: str, segment_id: str, actor: str, detail: dict[str, Any], now_us: int
+    ) -> LogEntry:
+        """Log ``retention_deleted`` (``detail`` plus the record's ``record_sha256``, ``seq``
+        and ``recording_id``) and move the record's row to ``retired_segments`` in one
+        transaction; then delete its objects. A record already retired: its objects are
+        deleted if a crash left them, and its entry is returned (no second one)."""
+        with self._device(device_id):
+            with self._tx() as db:
+                entry = self._retire_row(db, device_id, segment_id, actor, detail, now_us)
+            self._delete_objects(device_id, segment_id, now_us)
+        return entry
+
+    def _retire_row(
+        self,
+        db: Any,
+        device_id: str,
+        segment_id: str,
+        actor: str,
+        detail: dict[str, Any],
+        now_us: int,
+    ) -> LogEntry:
+        done = db.execute(
+            "SELECT log_index FROM retired_segments WHERE device_id=? AND segment_id=?",
+            (device_id, segment_id),
+        ).fetchone()
+        if done is not None:
+            row = db.execute(f"SELECT {COLUMNS} FROM custody_log WHERE idx=?", done).fetchone()
+            return entry_of_row(row)
+        row = db.execute(
+            f"SELECT {_SEGMENT_COLUMNS} FROM segments WHERE device_id=? AND segment_id=?",
+            (device_id, segment_id),
+        ).fetchone()
+        if row is None:
+            raise StoreError("the dock holds no such record", 404, Code.NOT_FOUND)
+        seq, manifest_sha256, recording_id = row[2], row[3], row[8]
+        entry = self._append_log(
+            db,
+            actor,
+            RETENTION_DELETED,
+            now_us,
+            device_id=device_id,
+            segment_id=segment_id,
+            sha256=row[5],
+            detail={
+                **detail,
+                "record_sha256": manifest_sha256,
+                "seq": seq,
+                "recording_id": recording_id,
+            },
+        )
+        db.execute(
+            f"INSERT INTO retired_segments({_SEGMENT_COLUMNS}, retired_at_us, log_index)"
+            " VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            (*row, now_us, entry.index),
+        )
+        db.execute(
+            "DELETE FROM segments WHERE device_id=? AND segment_id=?", (device_id, segment_id)
+        )
+        return entry
+
+    def _delete_objects(self, device_id: str, segment_id: str, now_us: int) -> None:
+        for key in (
+            blob_key(device_id, segment_id),
+            unsigned_key(device_id, segment_id),
+            manifest_key(device_id, segment_id),
+        ):
+            delete = getattr(self.objects, "delete", None)
+            if delete is None:
+                raise StoreError("this object store cannot delete", 500, Code.STORAGE)
+            with contextlib.suppress(FileNotFoundError):
+                delete(key)
+        with self._tx() as db:
+            db.execute(
+                "UPDATE retired_segments SET objects_gone_at_us=? WHERE device_id=? AND"
+                " segment_id=?",
+                (now_us, device_id, segment_id),
+            )
+
+    def upload_state(self, device_id: str, segment_id: str) -> UploadState | None:
+        """A retired record's upload stays complete, with its receipt: a camera that still
+        holds it is told the dock received it, and does not ship it again."""
+        state = super().upload_state(device_id, segment_id)
+        if state is not None:
+            return state
+        rows = self._q(
+            "SELECT stored_size, receipt FROM retired_segments WHERE device_id=? AND segment_id=?",
+            (device_id, segment_id),
+        )
+        if not rows:
+            return None
+        size, receipt = int(rows[0][0]), SignedReceipt.from_json(json.loads(rows[0][1]))
+        return UploadState(segment_id, size, size, True, receipt)
+
+    def retired_records(self, device_id: str | None = None) -> list[RetiredRecord]:
+        """The records deleted under retention (of one device, or all), by device and seq."""
+        where, args = ("WHERE device_id=?", (device_id,)) if device_id else ("", ())
+        rows = self._q(
+            "SELECT device_id, segment_id, seq, manifest_sha256, record_type, recording_id,"
+            " segment_index, stored_size, received_at_us, retired_at_us, log_index,"
+            f" objects_gone_at_us IS NOT NULL FROM retired_segments {where}"
+            " ORDER BY device_id, seq",
+            args,
+        )
+        return [RetiredRecord(*r[:11], bool(r[11])) for r in rows]
+
+    def unfinished_retirements(self) -> list[RetiredRecord]:
+        """Records retired whose bytes a crash left behind (``retire_record`` finishes them)."""
+        return [r for r in self.retired_records() if not r.objects_gone]
