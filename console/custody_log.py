@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -69,32 +70,33 @@ def recording_of(e: LogEntry) -> str | None:
     return rec if isinstance(rec, str) else None
 
 
-def selected(entries: Iterable[LogEntry], f: CustodyFilter) -> list[LogEntry]:
-    """The entries ``f`` asks for: about the recording (naming it, or one of its segments),
-    and/or about the camera."""
-    entries = list(entries)
+def selected(rows_: Iterable[dict[str, Any]], f: CustodyFilter) -> list[dict[str, Any]]:
+    """The rows ``f`` asks for: about the recording (naming it, or one of its segments),
+    and/or about the camera. Rows are filtered as the account reads them: a redacted row
+    names no camera, so a search by camera never finds a restricted recording's entries."""
+    out = list(rows_)
     if f.device_id is not None:
-        entries = [e for e in entries if e.device_id == f.device_id]
+        out = [r for r in out if r["device_id"] == f.device_id]
     if f.recording_id is None:
-        return entries
+        return out
     segments = {
-        (e.device_id, e.segment_id)
-        for e in entries
-        if e.segment_id and recording_of(e) == f.recording_id
+        (r["device_id"], r["segment_id"])
+        for r in out
+        if r["segment_id"] and r["recording_id"] == f.recording_id
     }
     return [
-        e
-        for e in entries
-        if recording_of(e) == f.recording_id or (e.device_id, e.segment_id) in segments
+        r
+        for r in out
+        if r["recording_id"] == f.recording_id or (r["device_id"], r["segment_id"]) in segments
     ]
 
 
-def _redactor(console: Console) -> Callable[[Account, LogEntry], dict[str, Any]]:
+def _redactor(console: Console, account: Account) -> Callable[[LogEntry], dict[str, Any]]:
     try:
         from console.catalog import Catalog
     except ImportError:  # pragma: no cover - the catalog lands with the firewall
-        return lambda _a, e: _plain(e)
-    return Catalog(console).redact_entry
+        return _plain
+    return Catalog(console).redactor(account)
 
 
 def _plain(e: LogEntry) -> dict[str, Any]:
@@ -106,7 +108,8 @@ def _plain(e: LogEntry) -> dict[str, Any]:
 def row_of(e: LogEntry, seen: dict[str, Any]) -> dict[str, Any]:
     """One row: ``seen`` is the entry as the account may read it (redacted or whole)."""
     detail = seen.get("detail")
-    redacted = (
+    rec = detail.get("recording_id") if isinstance(detail, dict) else None
+    redacted = bool(seen.get("redacted")) or (
         seen.get("detail") != e.detail
         or seen.get("device_id") != e.device_id
         or seen.get("segment_id") != e.segment_id
@@ -116,11 +119,11 @@ def row_of(e: LogEntry, seen: dict[str, Any]) -> dict[str, Any]:
         "index": e.index,
         "at_utc": utc(e.at_us) + " UTC",
         "at_us": e.at_us,
-        "actor": seen.get("actor", e.actor),
+        "actor": _actor(seen.get("actor", e.actor), redacted),
         "action": seen.get("action", e.action),
         "device_id": seen.get("device_id"),
         "segment_id": seen.get("segment_id"),
-        "recording_id": recording_of(e),
+        "recording_id": rec if isinstance(rec, str) else recording_of(e),
         "sha256": seen.get("sha256"),
         "detail": detail if isinstance(detail, dict) else {},
         "redacted": bool(redacted),
@@ -131,10 +134,20 @@ def row_of(e: LogEntry, seen: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
+def _actor(actor: str, redacted: bool) -> str:
+    """A camera as the actor would name the restricted recording's camera: "a camera"."""
+    return "device (restricted)" if redacted and actor.startswith("device:") else actor
+
+
 def rows(console: Console, account: Account, entries: Iterable[LogEntry]) -> list[dict[str, Any]]:
     """The entries as ``account`` may read them."""
-    redact = _redactor(console)
-    return [row_of(e, redact(account, e)) for e in entries]
+    redact = _redactor(console, account)
+    return [row_of(e, redact(e)) for e in entries]
+
+
+def selected_rows(console: Console, account: Account, f: CustodyFilter) -> list[dict[str, Any]]:
+    """The log's rows ``f`` asks for, as ``account`` may read them."""
+    return selected(rows(console, account, all_entries(console)), f)
 
 
 def page_of(items: list[Any], page: int, per_page: int = PER_PAGE) -> tuple[list[Any], int]:
@@ -197,7 +210,7 @@ def to_json(
 def export(console: Console, account: Account, f: CustodyFilter, fmt: str) -> tuple[str, str]:
     """The export (``fmt`` "csv" or "json") and its file name; written to the custody log
     first (``custody_exported``: format, filter, entries)."""
-    got = rows(console, account, selected(all_entries(console), f))
+    got = selected_rows(console, account, f)
     console.custody(
         account,
         EXPORT_ACTION,
@@ -206,11 +219,8 @@ def export(console: Console, account: Account, f: CustodyFilter, fmt: str) -> tu
         detail={"format": fmt, "entries": len(got)},
     )
     now = console.now_us()
-    stem = (
-        "custody"
-        + (f"-{f.recording_id}" if f.recording_id else "")
-        + (f"-{f.device_id}" if f.device_id else "")
-    )
+    parts = ["custody", *(x for x in (f.recording_id, f.device_id) if x)]
+    stem = re.sub(r"[^A-Za-z0-9._-]", "_", "-".join(parts))
     if fmt == "csv":
         return to_csv(got), f"{stem}.csv"
     return to_json(got, f, account, now, console.dock.store.dock_key_id), f"{stem}.json"

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import quote
 
@@ -89,7 +89,8 @@ class ProblemReport:
 
 
 def recording_link(device_id: str, recording_id: str) -> str:
-    return f"/recordings/{quote(device_id, safe='')}/{quote(recording_id, safe='')}"
+    """Until ``_linked`` gives it the recording's page: the recordings list."""
+    return "/recordings"
 
 
 def camera_link(device_id: str) -> str:
@@ -99,30 +100,39 @@ def camera_link(device_id: str) -> str:
 # --------------------------------------------------------------------------- the firewall
 
 
-def _may_see(console: Console) -> Callable[[Account, str, str], bool]:
-    """``Catalog.may_see`` (console/catalog.py), or "everything" while it is absent."""
+def _guarded(console: Console, account: Account, found: list[Problem]) -> list[Problem]:
+    """The problems as ``account`` may read them: each about a recording links to its page
+    (by the catalog's opaque reference, which names no camera); about a recording the
+    account may not see, only its id is said."""
     try:
         from console.catalog import Catalog
     except ImportError:  # pragma: no cover - the catalog lands with the firewall
-        return lambda _a, _d, _r: True
-    return Catalog(console).may_see
-
-
-def _guarded(p: Problem, account: Account, may_see: Callable[[Account, str, str], bool]) -> Problem:
-    """``p`` as ``account`` may read it: about a recording it may not see, only the id."""
-    if p.recording_id is None or p.device_id is None:
-        return p
-    if may_see(account, p.device_id, p.recording_id):
-        return p
-    return Problem(
-        RESTRICTED,
-        f"recording {p.recording_id} needs attention (restricted: only accounts granted "
-        "access see why)",
-        f"/recordings/-/{quote(p.recording_id, safe='')}",
-        None,
-        None,
-        p.recording_id,
-    )
+        return found
+    catalog = Catalog(console)
+    keys = [(p.device_id, p.recording_id) for p in found if p.device_id and p.recording_id]
+    refs = catalog.marks.refs(list(dict.fromkeys(keys))) if keys else {}
+    out = []
+    for p in found:
+        if p.device_id is None or p.recording_id is None:
+            out.append(p)
+            continue
+        ref = refs.get((p.device_id, p.recording_id))
+        where = f"/recordings/{quote(ref, safe='')}" if ref else p.where
+        if catalog.may_see(account, p.device_id, p.recording_id):
+            out.append(replace(p, where=where if p.where == "/recordings" else p.where))
+            continue
+        out.append(
+            Problem(
+                RESTRICTED,
+                f"recording {p.recording_id} needs attention (restricted: only accounts "
+                "granted access see why)",
+                where,
+                None,
+                None,
+                p.recording_id,
+            )
+        )
+    return out
 
 
 # --------------------------------------------------------------------------- the checks
@@ -412,6 +422,5 @@ def collect(
     rep.checks.append(line)
     if not reverify:
         rep.checks.append("stored bytes: not re-verified (it reads every stored byte)")
-    may_see = _may_see(console)
-    rep.problems = [_guarded(p, account, may_see) for p in rep.problems]
+    rep.problems = _guarded(console, account, rep.problems)
     return rep

@@ -36,11 +36,11 @@ def test_the_entries_about_one_recording_are_its_own_and_its_segments(console):
     store = console.dock.store
     seg = next(e.segment_id for e in cl.all_entries(console) if cl.recording_of(e) == "recA")
     store.log("dock", "gap_filled", console.now_us(), device_id="cam-1", segment_id=seg)
-    got = cl.selected(cl.all_entries(console), cl.CustodyFilter(recording_id="recA"))
-    assert [e.action for e in got].count("received") == 3  # two segments and the end record
-    assert "gap_filled" in [e.action for e in got]  # about one of its segments
-    assert all(cl.recording_of(e) in ("recA", None) for e in got)
-    assert not [e for e in got if cl.recording_of(e) == "recB"]
+    got = cl.selected_rows(console, AUDIT, cl.CustodyFilter(recording_id="recA"))
+    assert [r["action"] for r in got].count("received") == 3  # two segments and the end record
+    assert "gap_filled" in [r["action"] for r in got]  # about one of its segments
+    assert all(r["recording_id"] in ("recA", None) for r in got)
+    assert not [r for r in got if r["recording_id"] == "recB"]
 
 
 def test_csv_export_holds_every_column_and_is_a_custody_event(console):
