@@ -334,6 +334,7 @@ def status(
                    camera signed is all there (a segment may end early, its tail unsigned)
       failed       (--verify) stored bytes or records are not what the camera signed,
                    or a segment is sealed to another agency key than the pinned one
+      deleted      deleted under retention (custody entries retention_deleted)
     Reads the store directly; no server needed.
 
     \b

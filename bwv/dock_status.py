@@ -67,6 +67,8 @@ def collect_status(store_dir: Path, reverify: bool = False) -> dict[str, Any]:
         if reverify:
             for r in recordings:
                 recs = recording_records(holdings[r.device_id].records, r.recording_id)
+                if r.state == "deleted" and not any(x.is_segment for x in recs):
+                    continue  # deleted under retention: nothing left to re-check
                 report, _ = verify_recording(store, r.device_id, recs, agency_public_key=agency)
                 r.reverified = True
                 r.state, r.detail = reverified_state(report, r.recording_id)
@@ -174,7 +176,7 @@ def print_status(data: dict[str, Any]) -> bool:
         return False
     for line in _table(_recording_rows(recs)):
         click.echo(line)
-    bad = [r for r in recs if r["state"] != "verified"]
+    bad = [r for r in recs if r["state"] not in ("verified", "deleted")]
     if bad:
         click.echo(
             f"\n{len(bad)} recording(s) not verified: see STATE above "

@@ -130,6 +130,8 @@ def print_audit(audit: Any) -> None:
             f"recording {rec} (device {r['device_id']}): {r['records']} records in the log: "
             f"{r['status']}" + _before(r)
         )
+    for e in audit.explained:
+        click.echo(f"  explained: {e.line()}")
     for f in audit.findings:
         click.echo(f"  {f.kind}: {f.detail}")
     click.echo(
@@ -183,6 +185,8 @@ def print_status_log(log: dict[str, Any]) -> None:
         click.echo(
             f"  recording {rec}: {r['records']} records in the log: {r['status']}" + _before(r)
         )
+    for e in log.get("explained") or []:
+        click.echo(f"  explained: {e['line']}")
     for f in log.get("findings") or []:
         click.echo(f"  {f['kind']}: {f['detail']}")
     click.echo("log: every leaf the witness saw is held" if log["ok"] else "log: NOT VERIFIED")

@@ -7,9 +7,11 @@
    a copy of them) rebuilt to the checkpoint's size must hash to its root: else the dock's
    log was rewritten or cut back (``withheld``).
 3. Every leaf up to that size: a chain record the store holds, or one a logged custody
-   event explains; a custody entry the store's custody log holds (``withheld`` else); two
-   records for one device seq are ``equivocation``; seqs a device signed that never reached
-   the log, though later ones did, are ``withheld``.
+   event explains (``retention_deleted``: reported as a line, ``explained``, not a
+   finding; the entry may be in the store's log past the witnessed size); a custody entry
+   the store's custody log holds (``withheld`` else); two records for one device seq are
+   ``equivocation``; seqs a device signed that never reached the log, though later ones
+   did, are ``withheld``.
 4. Per recording, T1 (``recorded_before_us``): the RFC 3161 time of the first checkpoint the
    dock kept that includes its last record (``STORE/log/checkpoints/<m>`` and ``<m>.tsr``,
    the token checked under the TSA CA given); a broken one is ``altered``, a record claiming
@@ -19,6 +21,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,8 +42,10 @@ from crypto.verify.log_first import (
     token_paper,
 )
 from crypto.verify.log_store import (
+    Explained,
     Holdings,
     audit_leaves,
+    explained_records,
     parse_leaf,
     second_histories,
     seq_gaps,
@@ -60,6 +65,7 @@ class StoreAudit:
     log_size: int | None  # leaves the store's log holds
     findings: list[Finding] = field(default_factory=list)
     recordings: dict[str, dict[str, Any]] = field(default_factory=dict)  # per recording
+    explained: list[Explained] = field(default_factory=list)  # records deleted, and why
 
     @property
     def ok(self) -> bool:
@@ -72,6 +78,7 @@ class StoreAudit:
             "log_size": self.log_size,
             "findings": [f.__dict__ for f in self.findings],
             "recordings": self.recordings,
+            "explained": [e.to_json() for e in self.explained],
         }
 
 
@@ -119,14 +126,16 @@ def audit_store(
         leaves = _rebuilt(store, cp, audit)
         if leaves is None:
             return audit
+        later = _later(store, len(leaves))
         held, keys = held_by(store)
     finally:
         store.close()
-    audit.findings += audit_leaves(leaves, held, keys) + seq_gaps(leaves)
+    audit.findings += audit_leaves(leaves, held, keys, later) + seq_gaps(leaves)
+    audit.explained = explained_records(leaves, held, later)
     if outbox:
         lines = [d for n, d in sorted(outbox.items()) if n.startswith("chain/")]
         audit.findings += second_histories(lines, leaves, "the camera's outbox")
-    audit.recordings = _summary(leaves, audit.findings)
+    audit.recordings = _summary(leaves, audit.findings, audit.explained)
     _upper_bounds(store_dir, leaves, audit, trust)
     return audit
 
@@ -214,8 +223,20 @@ def _rebuilt(store: Any, cp: Witnessed, audit: StoreAudit) -> list[bytes] | None
     return leaves
 
 
-def _summary(leaves: list[bytes], findings: list[Finding]) -> dict[str, dict[str, Any]]:
-    """Per recording: its records in the log, and what the audit found about it."""
+def _later(store: Any, size: int) -> list[bytes]:
+    """The store's leaves past the witnessed size (custody entries there may explain a
+    deletion the witness has not seen yet)."""
+    out: list[bytes] = []
+    while batch := store.log_leaves(size + len(out) - 1, 10_000):
+        out += [bytes(leaf.data) for leaf in batch]
+    return out
+
+
+def _summary(
+    leaves: list[bytes], findings: list[Finding], explained: Sequence[Explained] = ()
+) -> dict[str, dict[str, Any]]:
+    """Per recording: its records in the log, and what the audit found about it (``deleted``:
+    every record of it is gone, each explained by a deletion under retention)."""
     out: dict[str, dict[str, Any]] = {}
     for i, d in enumerate(leaves):
         leaf = parse_leaf(i, d)
@@ -227,6 +248,13 @@ def _summary(leaves: list[bytes], findings: list[Finding]) -> dict[str, dict[str
         )
         r["records"] += 1
         r["leaves"].append(i)
+    gone: dict[str, int] = {}
+    for e in explained:
+        if e.recording_id is not None:
+            gone[e.recording_id] = gone.get(e.recording_id, 0) + 1
+    for rec, n in gone.items():
+        if rec in out and n == out[rec]["records"]:
+            out[rec]["status"] = "deleted"
     for f in findings:
         if f.recording_id in out:
             out[f.recording_id]["status"] = f.kind

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,17 +61,22 @@ class Holdings:
 
 
 def audit_leaves(
-    leaves: list[bytes], held: Holdings, device_keys: Mapping[str, bytes] | None = None
+    leaves: list[bytes],
+    held: Holdings,
+    device_keys: Mapping[str, bytes] | None = None,
+    later: Sequence[bytes] = (),
 ) -> list[Finding]:
-    """Every leaf must be in the store, or (a record) explained by a custody event; two
-    different records for one device seq are ``equivocation``. With ``device_keys`` (device
-    id -> public key) a record leaf must carry the device's valid signature (else
-    ``altered``: only what the camera signed counts as a second history)."""
+    """Every leaf must be in the store, or (a record) explained by a custody event (in the
+    leaves, or in the store's ``later`` leaves past the witnessed size); two different
+    records for one device seq are ``equivocation``. With ``device_keys`` (device id ->
+    public key) a record leaf must carry the device's valid signature (else ``altered``:
+    only what the camera signed counts as a second history)."""
     parsed = [parse_leaf(i, d) for i, d in enumerate(leaves)]
     if device_keys is not None:
         bad = [p.index for p in parsed if not _signed_leaf(p, leaves[p.index], device_keys)]
         parsed = [Leaf(p.index, "unknown") if p.index in bad else p for p in parsed]
-    explained = _explained(parsed)
+    explained = set(_explained(parsed))
+    explained |= set(_explained(parse_leaf(len(leaves) + i, d) for i, d in enumerate(later)))
     findings: list[Finding] = []
     by_seq: dict[tuple[str, int], Leaf] = {}
     for leaf in parsed:
@@ -133,16 +138,80 @@ def _withheld_record(leaf: Leaf) -> Finding:
     )
 
 
-def _explained(parsed: list[Leaf]) -> set[str]:
-    """SHA-256 of records a logged custody event says left the store on purpose."""
-    out: set[str] = set()
+def _explained(parsed: Iterable[Leaf]) -> dict[str, Leaf]:
+    """Records a logged custody event says left the store on purpose: SHA-256 -> the
+    custody leaf that says so (the first)."""
+    out: dict[str, Leaf] = {}
     for leaf in parsed:
         e = leaf.entry or {}
         if leaf.kind == "custody" and e.get("action") in EXPLAINING_ACTIONS:
             detail = e.get("detail") or {}
             for h in (detail.get("record_sha256"), detail.get("manifest_sha256")):
                 if isinstance(h, str):
-                    out.add(h)
+                    out.setdefault(h, leaf)
+    return out
+
+
+@dataclass(frozen=True)
+class Explained:
+    """A record the witnessed log has and the store no longer holds, and the custody entry
+    that explains why (a deletion under retention)."""
+
+    device_id: str | None
+    seq: int | None
+    recording_id: str | None
+    leaf_index: int  # the record's leaf
+    action: str
+    at_us: int | None
+    actor: str | None
+    entry_index: int | None  # the custody entry's index in the custody log
+    witnessed: bool  # the entry is in the witnessed checkpoint (else logged after it)
+
+    def line(self) -> str:
+        from crypto.verify.timecheck import utc
+
+        what = "deleted under retention" if "retention" in self.action else self.action
+        when = f" on {utc(self.at_us)} UTC" if isinstance(self.at_us, int) else ""
+        rec = f" (recording {self.recording_id})" if self.recording_id else ""
+        late = "" if self.witnessed else ", logged after the witnessed checkpoint"
+        return (
+            f"device {self.device_id} seq {self.seq}{rec}: {what}{when} by {self.actor}, "
+            f"custody entry {self.entry_index}{late}"
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(self.__dict__) | {"line": self.line()}
+
+
+def explained_records(
+    leaves: list[bytes], held: Holdings, later: Sequence[bytes] = ()
+) -> list[Explained]:
+    """Each record leaf the store does not hold that a custody event explains (in the
+    witnessed ``leaves``, or in the store's ``later`` leaves past the witnessed size)."""
+    parsed = [parse_leaf(i, d) for i, d in enumerate(leaves)]
+    after = [parse_leaf(len(leaves) + i, d) for i, d in enumerate(later)]
+    why = _explained(parsed)
+    for sha, leaf in _explained(after).items():
+        why.setdefault(sha, leaf)
+    out = []
+    for leaf in parsed:
+        if leaf.kind != "record" or leaf.sha256 in held.records or leaf.sha256 not in why:
+            continue
+        c = why[leaf.sha256]
+        e = c.entry or {}
+        out.append(
+            Explained(
+                leaf.device_id,
+                leaf.seq,
+                leaf.recording_id,
+                leaf.index,
+                str(e.get("action")),
+                e.get("at_us"),
+                e.get("actor"),
+                e.get("index"),
+                c.index < len(leaves),
+            )
+        )
     return out
 
 
