@@ -258,3 +258,33 @@ def test_the_problems_page_reads_for_every_role(site):
         page = site.client(name).get("/problems")
         assert page.status_code == 200
         assert "What was checked" in page.text
+
+
+def test_the_retention_page_runs_the_job_and_shows_what_it_did(site):
+    sam = site.client("sam")
+    links = refs(sam.get("/recordings").text)
+    r = sam.post_form(f"{links['raid-1']}/categories", {"category": ["non-evidential"]})
+    assert r.status_code == 303
+    r = sam.post_form(f"{links['patrol-2']}/categories", {"category": ["non-evidential"]})
+    assert sam.post_form(f"{links['patrol-2']}/hold", {"reason": "complaint 17"}).status_code == 303
+    page = sam.get("/retention").text
+    assert "deleted 31 days after the recording" in page and "No recording is due" in page
+    site.dock.clock.advance(32 * DAY_US)
+    sam = site.client("sam")  # a new day, a new session
+    page = sam.get("/retention").text
+    assert "raid-1" in row_of(page, "raid-1") and "kept: legal hold" in row_of(page, "patrol-2")
+    ran = sam.post_form("/retention/run")
+    assert ran.status_code == 303 and ran.headers["location"].startswith("/retention?job=")
+    page = sam.get(ran.headers["location"]).text
+    assert "1 recording deleted, 1 kept by a legal hold" in page
+    assert [e.actor for e in site.custody("retention_deleted")] == ["account:sam"] * 3
+    listing = site.client("ivan").get("/recordings?status=deleted").text
+    assert set(refs(listing)) == {"raid-1"}
+
+
+def test_only_a_supervisor_runs_retention(site):
+    ada = site.client("ada")
+    assert ada.get("/retention").status_code == 200
+    assert "Run the retention job now" not in ada.get("/retention").text
+    assert ada.post_form("/retention/run").status_code == 403
+    assert site.client("ivan").get("/retention").status_code == 403
