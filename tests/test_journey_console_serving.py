@@ -6,8 +6,10 @@ be used is refused in one line (exit 2)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
+import sqlite3
 import ssl
 import threading
 import time
@@ -37,6 +39,21 @@ def wait_healthy(client: httpx.Client) -> httpx.Response:
             threading.Event().wait(0.05)  # between two probes: the probe is the sync
 
 
+def retention_jobs(store) -> list[str]:
+    """Who ran the retention jobs the served console kept (waits for the first)."""
+    deadline = time.monotonic() + 30
+    while True:
+        with contextlib.closing(sqlite3.connect(store / "console.sqlite3")) as db:
+            try:
+                rows = db.execute("SELECT by FROM retention_jobs ORDER BY id").fetchall()
+            except sqlite3.OperationalError:  # not made yet
+                rows = []
+        if rows:
+            return [r[0] for r in rows]
+        assert time.monotonic() < deadline, "no retention job ran"
+        threading.Event().wait(0.05)  # between two looks: the look is the sync
+
+
 def test_serve_runs_the_console_over_https_with_the_certificate_it_prints(tmp_path):
     store, port = tmp_path / "store", free_port()
     with (
@@ -52,6 +69,7 @@ def test_serve_runs_the_console_over_https_with_the_certificate_it_prints(tmp_pa
         assert "default-src 'self'" in login.headers["content-security-policy"]
         tls = client.get("/healthz").extensions["network_stream"].get_extra_info("ssl_object")
         assert tls.version() == "TLSv1.3"
+        assert retention_jobs(store) == ["console"]  # the job ran at start, as the console
     assert f"console on       https://127.0.0.1:{port}" in served.stdout
     assert fingerprint(store / "console.crt") in served.stdout
     assert (store / "console.key").stat().st_mode & 0o777 == 0o600
