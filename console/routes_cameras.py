@@ -22,7 +22,7 @@ from console.render import render
 from dock.enroll import DEFAULT_TTL_S, MAX_TTL_S, issue_token
 from dock.fleet import CameraRow, camera_rows
 from dock.protocol import is_device_id
-from dock.store import StoreError
+from dock.store import Store, StoreError
 from dock.tls import fingerprint
 
 router = APIRouter()
@@ -106,7 +106,7 @@ def enrol(
     )
 
 
-def _enrol_problem(store: object, device_id: str, ttl_s: int) -> str | None:
+def _enrol_problem(store: Store, device_id: str, ttl_s: int) -> str | None:
     if not is_device_id(device_id):
         return (
             "Give the camera's device id: letters, digits, '.', '_' or '-' "
@@ -114,7 +114,7 @@ def _enrol_problem(store: object, device_id: str, ttl_s: int) -> str | None:
         )
     if not 0 < ttl_s <= MAX_TTL_S:
         return "Choose how long the token stays valid."
-    known = store.get_device(device_id)  # type: ignore[attr-defined]
+    known = store.get_device(device_id)
     if known is not None and known.revoked:
         return f"{device_id} is revoked: enrol the camera under a new device id."
     if known is not None:
@@ -143,4 +143,4 @@ def revoke(
             console.dock.store.revoke(device_id, reason, account.actor, console.now_us())
         except StoreError as exc:
             return _page(request, account, 503, error=f"The dock could not revoke it: {exc}")
-        return RedirectResponse("/cameras?done=revoked", status_code=303)
+    return RedirectResponse("/cameras?done=revoked", status_code=303)

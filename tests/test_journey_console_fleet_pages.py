@@ -117,6 +117,8 @@ def test_revoking_from_the_page_names_the_account_and_moves_the_camera_apart(h):
     assert 'data-device="bwv-0007"' in revoked and "reported lost" in revoked
     assert "the dock refuses it from now on" in listing
     assert h.dock.store.get_device("bwv-0007").revoked
+    again = c.post_form("/cameras/revoke", {"device_id": "bwv-0007", "reason": "twice"})
+    assert again.status_code == 303 and len(h.custody("revoked")) == 1  # revoked once
 
 
 def test_a_revocation_without_reason_or_of_an_unknown_camera_is_refused(h):
