@@ -17,6 +17,7 @@ sensitive recordings.
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -52,7 +53,9 @@ __all__ = [
 
 def _default_account_exists(console: Console) -> Callable[[str], bool]:
     try:
-        from console.accounts import AccountStore  # helper A's; may not be there yet
+        from console.accounts import (  # type: ignore[import-untyped,import-not-found,unused-ignore]
+            AccountStore,
+        )
     except ImportError:
         return lambda name: bool(name)
     store = AccountStore(console.db)
@@ -198,7 +201,11 @@ class Catalog:
     # ------------------------------------------------------------------ changes
 
     def set_categories(
-        self, account: Account, device_id: str, recording_id: str, categories: list[str]
+        self,
+        account: Account,
+        device_id: str,
+        recording_id: str,
+        categories: builtins.list[str],
     ) -> None:
         key = (device_id, recording_id)
         self._facts(key)
