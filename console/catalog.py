@@ -382,11 +382,11 @@ class Catalog:
         """``redact_entry`` for many entries: the restricted recordings looked up once."""
         restricted = set(self.marks.sensitive()) - self.marks.granted(account.name)
         segs: dict[tuple[str, str], str] = {}
-        for dev in {d for d, _ in restricted}:
-            for f in all_recordings(self.store):
-                if f.device_id == dev and (dev, f.recording_id) in restricted:
-                    segs |= {(dev, r.held.segment_id): f.recording_id for r in f.records}
-                    segs |= {(dev, g.segment_id): f.recording_id for g in f.retired}
+        for f in all_recordings(self.store) if restricted else []:
+            if (f.device_id, f.recording_id) in restricted:
+                dev = f.device_id
+                segs |= {(dev, r.held.segment_id): f.recording_id for r in f.records}
+                segs |= {(dev, g.segment_id): f.recording_id for g in f.retired}
 
         def redact(entry: LogEntry) -> dict[str, Any]:
             d = asdict(entry)
