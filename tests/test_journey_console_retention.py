@@ -205,6 +205,10 @@ def test_a_camera_still_holding_a_deleted_record_is_told_it_was_received(w):
     record(w.dock, w.cams["cam-b"], "b2", at_us=T0 + 39 * DAY)  # the camera records on
     assert entries(w, "gap") == []  # the deleted seqs before it are not a gap
     assert device_holdings(w.dock.store, "cam-b").chain().gaps == []
+    from dock.routes.status import device_status  # what the camera's GET /v1/status says
+
+    chain = device_status(w.dock.store, w.dock.store.get_device("cam-b")).chain
+    assert chain.gaps == [] and chain.held == 3 and chain.first_seq == 3
 
 
 def test_an_exhibit_of_the_cameras_other_recording_is_unaffected_by_the_deletion(w, tmp_path):
