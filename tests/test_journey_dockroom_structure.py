@@ -27,6 +27,7 @@ API = {
     "/v1/segments/{segment_id}/complete": {"POST"},
     "/v1/segments/{segment_id}/unsigned": {"GET", "PATCH"},
     "/v1/status": {"GET"},
+    "/v1/device/report": {"POST"},  # issue 14: the camera's report (firmware, battery, queue)
     # issue 11: the transparency log, public
     "/v1/log/checkpoint": {"GET"},
     "/v1/log/checkpoint.tsr": {"GET"},
@@ -112,7 +113,7 @@ def _store_methods() -> list[str]:
 
 def test_the_store_interface_is_documented_once_and_implemented_as_declared():
     names = _store_methods()
-    assert len(names) == 26  # issue 11: the transparency log's leaves
+    assert len(names) == 29  # issue 14: devices' reports (record_report, device_report, ...)
     for name in names:
         declared = getattr(Store, name)
         assert inspect.getdoc(declared), f"Store.{name} says nothing"
