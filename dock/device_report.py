@@ -58,12 +58,17 @@ class DrainingBattery:
 
 
 def storage_of(path: Path) -> tuple[int, int] | None:
-    """Free and total bytes of the file system holding ``path`` (None: cannot tell)."""
-    try:
-        st = os.statvfs(path)
-    except (OSError, AttributeError):  # no such path yet; no statvfs on this system
-        return None
-    return st.f_bavail * st.f_frsize, st.f_blocks * st.f_frsize
+    """Free and total bytes of the file system holding ``path`` (its nearest existing
+    folder; None: cannot tell)."""
+    for p in (path, *path.parents):
+        try:
+            st = os.statvfs(p)
+        except FileNotFoundError:
+            continue
+        except (OSError, AttributeError):  # unreadable; no statvfs on this system
+            return None
+        return st.f_bavail * st.f_frsize, st.f_blocks * st.f_frsize
+    return None
 
 
 def _record(seg: OutboxSegment) -> dict[str, Any]:

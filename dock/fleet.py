@@ -106,7 +106,8 @@ def _int_or_none(v: Any) -> int | None:
 
 
 def _firmware_of_records(store: Store, device_id: str) -> str | None:
-    """The firmware version the newest held record names (any record names it)."""
+    """The firmware version the newest held records name (a camera's time records name
+    none; a record deleted under retention is skipped)."""
     held = store.held_segments(device_id)
     parse = ChainRecordVerifier().parse
     for seg in reversed(held[-FIRMWARE_LOOKBACK:]):
@@ -119,9 +120,11 @@ def _firmware_of_records(store: Store, device_id: str) -> str | None:
 
 
 def _last_seen(
-    device: DeviceRecord, activity: UploadActivity, report: dict[str, Any] | None, store: Store
+    device: DeviceRecord,
+    activity: UploadActivity,
+    report: dict[str, Any] | None,
+    receipts: list[Any],
 ) -> int | None:
-    receipts = store.recent_receipts(device.device_id, 1)
     times = [
         activity.last_seen_us(device.device_id),
         report.get("received_at_us") if report else None,
@@ -148,7 +151,9 @@ def camera_row(
         enrolled_at_us=device.enrolled_at_us,
         firmware_version=firmware,
         firmware_source=source,
-        last_seen_us=_last_seen(device, activity, report, store),
+        last_seen_us=_last_seen(
+            device, activity, report, store.recent_receipts(device.device_id, 1)
+        ),
         clock_offset_us=device.time_offset_us,
         clock_synced_at_us=device.time_synced_at_us,
         clock_quality=clock_quality(device, now_us),
@@ -194,7 +199,7 @@ def _upload_row(
     dev = device.device_id
     report = store.device_report(dev) or {}
     receipts = store.recent_receipts(dev, RECENT_RECEIPTS)
-    last_seen = _last_seen(device, activity, report or None, store)
+    last_seen = _last_seen(device, activity, report or None, receipts)
     refusal = activity.last_refusal(dev)
     done = activity.last_completed_us(dev)
     failing = refusal is not None and (done is None or refusal.at_us > done)
