@@ -12,6 +12,7 @@ from pathlib import Path
 
 import click
 
+from bwv.dock_account_cmd import account
 from bwv.dock_common import (
     EXIT_ERROR,
     EXIT_NOT_VERIFIED,
@@ -65,6 +66,7 @@ def dock() -> None:
 
 
 dock.add_command(init)
+dock.add_command(account)  # bwv dock account add|list|disable|passwd: the console's accounts
 
 
 # --------------------------------------------------------------------------- serve

@@ -27,11 +27,13 @@ from console.auth import Refused, SignInNeeded, login_url, session_account
 from console.core import Console
 from console.render import render
 from console.sessions import Sessions
+from dock.middleware import BodyLimit, BodyTooLarge
 
 log = logging.getLogger("bwv.console")
 
 STATIC_DIR = Path(__file__).parent / "static"
 CSP = "default-src 'self'; img-src 'self' data:; style-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'"  # noqa: E501
+MAX_BODY = 64 * 1024  # the console's forms are small: a bigger body is refused unread
 PAGE_MODULES = (
     "console.routes_auth",  # /login, /logout, / (A)
     "console.routes_cameras",  # (C)
@@ -56,7 +58,8 @@ def security_headers(hsts: bool) -> list[tuple[bytes, bytes]]:
     got = [
         (b"content-security-policy", CSP.encode()),
         (b"x-frame-options", b"DENY"),
-        (b"referrer-policy", b"no-referrer"),
+        # not no-referrer: with it Chromium sends `Origin: null` on the console's own forms
+        (b"referrer-policy", b"same-origin"),
         (b"x-content-type-options", b"nosniff"),
         (b"cross-origin-opener-policy", b"same-origin"),
     ]
@@ -120,6 +123,9 @@ def add_error_pages(app: FastAPI) -> None:
             request, 400, f"The form was not understood (check: {', '.join(fields)})."
         )
 
+    async def too_large(request: Request, exc: BodyTooLarge) -> Response:
+        return error_page(request, 413, f"That form was too large (at most {MAX_BODY} bytes).")
+
     async def crashed(request: Request, exc: Exception) -> Response:
         log.error("console: %s %s failed", request.method, request.url.path, exc_info=exc)
         page = error_page(
@@ -133,6 +139,7 @@ def add_error_pages(app: FastAPI) -> None:
     app.add_exception_handler(Refused, refused)  # type: ignore[arg-type]
     app.add_exception_handler(HTTPException, http_error)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, invalid)  # type: ignore[arg-type]
+    app.add_exception_handler(BodyTooLarge, too_large)  # type: ignore[arg-type]
     app.add_exception_handler(Exception, crashed)
 
 
@@ -166,5 +173,6 @@ def create_console_app(console: Console, accounts: AccountStore | None = None) -
     app.state.pages = include_pages(app)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     add_error_pages(app)
+    app.add_middleware(BodyLimit, limit_for=lambda scope: MAX_BODY)
     app.add_middleware(SecurityHeaders, hsts=console.config.secure_cookies)
     return app

@@ -7,13 +7,20 @@
 - ``check_csrf``: for every POST; the form's ``csrf`` field must be the session's, and an
   ``Origin`` header, when the browser sends one, must be this console's own.
 
-Usage in a router::
+Usage in a router (``Annotated``: ruff's B008 refuses ``Depends`` as a default)::
+
+    Viewer = Annotated[Account, Depends(require("cameras.view"))]
 
     @router.get("/cameras")
-    def cameras(request: Request, account: Account = Depends(require("cameras.view"))): ...
+    def cameras(request: Request, account: Viewer) -> Response: ...
 
     @router.post("/cameras/revoke", dependencies=[Depends(check_csrf)])
-    def revoke(request: Request, account: Account = Depends(require("cameras.change"))): ...
+    def revoke(
+        request: Request, account: Annotated[Account, Depends(require("cameras.change"))]
+    ) -> Response: ...
+
+Forms: ``<input type="hidden" name="csrf" value="{{ csrf }}">`` in every POST form (render()
+passes ``csrf``); tests post with ``ConsoleClient.post_form`` (console/testing.py).
 """
 
 from __future__ import annotations
@@ -104,11 +111,14 @@ def require(permission: str) -> Callable[..., Account]:
 
 def same_origin(request: Request) -> bool:
     """True unless the browser says the request comes from another site."""
+    fetch_site = request.headers.get("sec-fetch-site")  # set by the browser, not by pages
+    if fetch_site is not None and fetch_site not in ("same-origin", "none"):
+        return False
     origin = request.headers.get("origin")
     if origin is None:
-        return request.headers.get("sec-fetch-site", "same-origin") in ("same-origin", "none")
-    if origin == "null":
-        return False
+        return True
+    if origin == "null":  # a privacy setting hides it: then only Sec-Fetch-Site can tell
+        return fetch_site == "same-origin"
     got = urlsplit(origin)
     host = request.headers.get("host", "")
     return got.netloc == host and got.scheme == request.url.scheme

@@ -18,6 +18,7 @@ from typing import Any
 from fastapi import Request
 from fastapi.responses import HTMLResponse
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from starlette.routing import Match
 
 from console.core import Account
 
@@ -90,16 +91,17 @@ def _environment() -> Environment:
 templates = _environment()
 
 
-def served_paths(request: Request) -> set[str]:
-    return {getattr(r, "path", "") for r in request.app.router.routes}
+def serves(request: Request, path: str) -> bool:
+    """Whether this console has a page at ``path`` (pages come and go with their modules)."""
+    scope = {"type": "http", "path": path, "method": "GET", "root_path": "", "headers": []}
+    return any(r.matches(scope)[0] == Match.FULL for r in request.app.router.routes)
 
 
 def nav_for(request: Request, account: Account | None) -> list[NavItem]:
     """The pages ``account`` may open (and that this console serves)."""
     if account is None:
         return []
-    paths = served_paths(request)
-    return [n for n in NAV if account.may(n.permission) and n.href in paths]
+    return [n for n in NAV if account.may(n.permission) and serves(request, n.href)]
 
 
 def render(

@@ -6,6 +6,8 @@
   never with the password)
 - ``POST /logout``  ends the session
 - ``GET  /``        the pages this account may open
+- ``GET  /account``, ``POST /account/password``  one's own account; a new password (the
+  current one first), a ``password_changed`` custody event; one's other sessions end
 
 The sign-in form has its own CSRF token (a random value in a SameSite=Strict cookie and in
 the form: nobody can sign a browser into their own account from another site).
@@ -20,7 +22,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import RedirectResponse, Response
 
-from console.accounts import LOCK_S, MAX_FAILURES
+from console.accounts import LOCK_S, MAX_FAILURES, AccountError
 from console.auth import (
     CurrentAccount,
     accounts_of,
@@ -135,3 +137,47 @@ def logout(request: Request, account: Annotated[Account, Depends(check_csrf)]) -
 @router.get("/")
 def home(request: Request, account: CurrentAccount) -> Response:
     return render(request, "home.html", account)
+
+
+@router.get("/account")
+def account_page(request: Request, account: CurrentAccount) -> Response:
+    return render(request, "account.html", account, error="", notice="")
+
+
+@router.post("/account/password")
+def change_password(
+    request: Request,
+    account: Annotated[Account, Depends(check_csrf)],
+    current: Annotated[str, Form(max_length=4096)] = "",
+    new: Annotated[str, Form(max_length=4096)] = "",
+    again: Annotated[str, Form(max_length=4096)] = "",
+) -> Response:
+    """A person changes their own password (the current one first: a borrowed session
+    cannot); their other sessions end, this one goes on with a new token."""
+    console, accounts = console_of(request), accounts_of(request)
+
+    def refused(error: str, status: int) -> Response:
+        return render(request, "account.html", account, status, error=error, notice="")
+
+    if accounts.sign_in(account.name, current, console.now_us()).account is None:
+        log.warning("console: %s: password change refused (wrong current password) from %s",
+                    account.name, _remote(request))  # fmt: skip
+        return refused("Your current password is not that (wrong tries count towards the "
+                       "lock).", 403)  # fmt: skip
+    if new != again:
+        return refused("The two new passwords differ.", 400)
+    if new == current:
+        return refused("The new password is the current one.", 400)
+    try:
+        accounts.set_password(account.name, new, console.now_us())
+    except AccountError as exc:
+        return refused(f"{str(exc)[:1].upper()}{str(exc)[1:]}.", 400)
+    ended = sessions_of(request).end_all(account.name)
+    session = sessions_of(request).start(account.name, console.now_us())
+    console.custody(account, "password_changed",
+                    detail={"account": account.name, "sessions_ended": ended - 1})  # fmt: skip
+    request.state.csrf = session.csrf
+    page = render(request, "account.html", account, error="",
+                  notice="Password changed. Your other sessions have ended.")  # fmt: skip
+    _set_cookie(request, page, COOKIE, session.token)
+    return page

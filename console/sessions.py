@@ -55,6 +55,13 @@ class Sessions:
     def start(self, name: str, now_us: int) -> Session:
         s = Session(secrets.token_urlsafe(32), secrets.token_urlsafe(32), name)
         with self.db.tx() as c:
+            c.execute(  # sessions expired unseen go now (nothing else would remove them)
+                "DELETE FROM sessions WHERE last_us < ? OR created_us < ?",
+                (
+                    now_us - self.config.session_idle_s * 1_000_000,
+                    now_us - self.config.session_max_s * 1_000_000,
+                ),
+            )
             c.execute(
                 "INSERT INTO sessions (token_sha256, account_name, csrf, created_us, last_us)"
                 " VALUES (?, ?, ?, ?, ?)",

@@ -99,7 +99,8 @@ class ConsoleHarness:
 
     def client(self, name: str | None = None, **kw: Any) -> ConsoleClient:
         """A TestClient (same-origin base URL), signed in as ``name`` when given."""
-        c = ConsoleClient(self.app, base_url="http://console.test", follow_redirects=False, **kw)
+        kw = {"base_url": "http://console.test", "follow_redirects": False, **kw}
+        c = ConsoleClient(self.app, **kw)
         if name is not None:
             sign_in_client(c, name, self.passwords[name])
         return c

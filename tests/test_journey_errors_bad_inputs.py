@@ -160,6 +160,26 @@ ROWS = [
         ("dock", "export", "--store", "{empty_dir}", "rec1", "--out", "{new_dir}"),
         "not a dock store",
     ),
+    Row(
+        "dock account add",
+        ("dock", "account", "add", "--store", "{empty_dir}", "--role", "auditor", "ann"),
+        "not a dock store",
+    ),
+    Row(
+        "dock account list",
+        ("dock", "account", "list", "--json", "--store", "{empty_dir}"),
+        "not a dock store",
+    ),
+    Row(
+        "dock account disable",
+        ("dock", "account", "disable", "--store", "{corrupt_store}", "ann"),
+        "cannot open the dock index",
+    ),
+    Row(
+        "dock account passwd",
+        ("dock", "account", "passwd", "--store", "{empty_dir}", "ann"),
+        "not a dock store",
+    ),
     Row("dock serve", ("dock", "serve", "--store", "{afile}"), "is a file"),
     Row("dock init", ("dock", "init", "--store", "{afile}"), "is a file"),
     Row("dock init", ("dock", "init", "--store", "{new_dir}", "--witness", "x"), "URL=VKEY"),
