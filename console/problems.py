@@ -157,7 +157,7 @@ def gaps(console: Console) -> list[Problem]:
                     GAP,
                     f"camera {dev}: chain record {seqs} not at the dock (recorded, never received)",
                     camera_link(dev),
-                    since.get((dev, a)),
+                    _noticed(since, dev, a, b),
                     dev,
                 )
             )
@@ -168,7 +168,7 @@ def gaps(console: Console) -> list[Problem]:
                     GAP,
                     f"recording {r.recording_id} (camera {r.device_id}): {r.detail}",
                     recording_link(r.device_id, r.recording_id),
-                    r.wall_start_us,
+                    _noticed(since, r.device_id, r.first_seq, r.last_seq) or r.wall_start_us,
                     r.device_id,
                     r.recording_id,
                 )
@@ -187,15 +187,21 @@ def _custody(console: Console) -> list[Any]:
     return out
 
 
-def _gap_entries(console: Console) -> dict[tuple[str, int], int]:
-    """(device, first missing seq) -> when the dock first logged the gap."""
-    out: dict[tuple[str, int], int] = {}
+def _gap_entries(console: Console) -> dict[tuple[str, int, int], int]:
+    """(device, first and last missing seq) -> when the dock first logged the gap."""
+    out: dict[tuple[str, int, int], int] = {}
     for e in _custody(console):
         if e.action == "gap" and e.device_id:
-            seq = e.detail.get("missing_from_seq")
-            if isinstance(seq, int):
-                out.setdefault((e.device_id, seq), e.at_us)
+            a, b = e.detail.get("missing_from_seq"), e.detail.get("missing_to_seq")
+            if isinstance(a, int) and isinstance(b, int):
+                out.setdefault((e.device_id, a, b), e.at_us)
     return out
+
+
+def _noticed(since: dict[tuple[str, int, int], int], dev: str, lo: int, hi: int) -> int | None:
+    """When the dock first logged a gap of ``dev`` among seqs ``lo..hi``."""
+    got = [t for (d, a, b), t in since.items() if d == dev and a <= hi and b >= lo]
+    return min(got, default=None)
 
 
 def rejected(console: Console) -> list[Problem]:
