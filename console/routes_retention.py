@@ -39,6 +39,15 @@ def _seen(catalog: Catalog, account: Account, item: dict[str, Any]) -> dict[str,
     }
 
 
+def _error(catalog: Catalog, account: Account, error: str) -> str:
+    """A job's error line (``device/recording: why``) as the account may read it."""
+    where, sep, _why = error.partition(": ")
+    dev, slash, rec = where.partition("/")
+    if sep and slash and not catalog.may_see(account, dev, rec):
+        return f"recording {rec}: failed (restricted)"
+    return error
+
+
 @router.get("/retention")
 def retention(request: Request, account: Reader) -> Response:
     console = console_of(request)
@@ -62,6 +71,7 @@ def retention(request: Request, account: Reader) -> Response:
             "job": j,
             "deleted": [_seen(catalog, account, x) for x in j.deleted],
             "refused": [_seen(catalog, account, x) for x in j.refused],
+            "errors": [_error(catalog, account, e) for e in j.errors],
         }
         for j in jobs(console, 20)
     ]

@@ -307,3 +307,14 @@ def test_only_a_supervisor_runs_retention(site):
     assert "Run the retention job now" not in ada.get("/retention").text
     assert ada.post_form("/retention/run").status_code == 403
     assert site.client("ivan").get("/retention").status_code == 403
+
+
+def test_a_retention_jobs_error_about_a_restricted_recording_names_its_id_only(site):
+    from console.catalog import Catalog
+    from console.routes_retention import _error
+
+    _mark(site, "raid-1")
+    catalog = Catalog(site.console)
+    line = "cam-7/raid-1: disk full"
+    assert _error(catalog, site.account("ada"), line) == "recording raid-1: failed (restricted)"
+    assert _error(catalog, site.account("sam"), line) == line  # sam marked it: granted
