@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -45,7 +47,7 @@ def account() -> None:
     """
 
 
-def _password_option(f):  # type: ignore[no-untyped-def]
+def _password_option(f: Callable[..., Any]) -> Callable[..., Any]:
     return click.option(
         "--password-stdin",
         is_flag=True,
@@ -146,7 +148,7 @@ def list_accounts(store_dir: Path, as_json: bool) -> None:
             raise
         fail(exc.format_message(), as_json, exc.exit_code)
     try:
-        rows = [
+        rows: list[dict[str, Any]] = [
             {
                 "name": a.name,
                 "roles": sorted(a.roles),

@@ -38,7 +38,7 @@ CHROMIUM_FLAGS = [
     "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
     "--disable-component-update", "--disable-sync",
 ]  # fmt: skip
-VIEWPORT = {"width": 1024, "height": 768}  # a tablet
+VIEWPORT: Any = {"width": 1024, "height": 768}  # a tablet (a playwright ViewportSize)
 START_US = 1_796_191_200_000_000  # 2026-12-02 06:00:00 UTC
 # argon2id with small costs: the tests sign in often (production uses argon2-cffi's defaults)
 FAST_HASHER = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
