@@ -17,6 +17,7 @@ sensitive recordings.
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -52,7 +53,9 @@ __all__ = [
 
 def _default_account_exists(console: Console) -> Callable[[str], bool]:
     try:
-        from console.accounts import AccountStore  # helper A's; may not be there yet
+        from console.accounts import (  # type: ignore[import-untyped,import-not-found,unused-ignore]
+            AccountStore,
+        )
     except ImportError:
         return lambda name: bool(name)
     store = AccountStore(console.db)
@@ -142,7 +145,8 @@ class Catalog:
         self, account: Account, q: RecordingQuery | None = None, *, log: bool = True
     ) -> list[RecordingRow]:
         """The recordings the dock holds (or deleted under retention), as this account may
-        see them; ``q`` filters. One ``viewed`` custody event for the listing (``log``)."""
+        see them, newest first; ``q`` filters. One ``viewed`` custody event for the listing
+        (``log``)."""
         q = q or RecordingQuery()
         if not account.may("recordings.view"):
             raise self._refuse(account, ("", ""), "list recordings", "lacks recordings.view")
@@ -160,6 +164,9 @@ class Catalog:
             )  # fmt: skip
             if matches(row, q):
                 rows.append(row)
+        # newest first, by time alone: grouped by camera, a restricted row's place would
+        # tell its camera
+        rows.sort(key=lambda r: (r.t0_us is None, -(r.t0_us or 0), r.recording_id))
         if log:
             self.console.custody(
                 account,
@@ -194,7 +201,11 @@ class Catalog:
     # ------------------------------------------------------------------ changes
 
     def set_categories(
-        self, account: Account, device_id: str, recording_id: str, categories: list[str]
+        self,
+        account: Account,
+        device_id: str,
+        recording_id: str,
+        categories: builtins.list[str],
     ) -> None:
         key = (device_id, recording_id)
         self._facts(key)

@@ -19,7 +19,6 @@ from dock.holdings import (
     scan_recordings,
 )
 from dock.leaves import RECORD_DOMAIN
-from dock.store_sqlite import DirectoryStore
 
 
 @dataclass
@@ -56,7 +55,7 @@ def times_text(t0_us: int | None, t1_us: int | None) -> str:
     return "recording times unknown: no segment of it is at the dock"
 
 
-def _leaf_record(store: DirectoryStore, device_id: str, segment_id: str) -> dict[str, Any]:
+def _leaf_record(store: Any, device_id: str, segment_id: str) -> dict[str, Any]:
     """A record's fields from its log leaf (the leaf stays when the record is deleted)."""
     idx = store.record_leaf_index(device_id, segment_id)
     if idx is None:
@@ -71,7 +70,7 @@ def _leaf_record(store: DirectoryStore, device_id: str, segment_id: str) -> dict
     return rec if isinstance(rec, dict) else {}
 
 
-def _times(store: DirectoryStore, facts: RecordingFacts) -> None:
+def _times(store: Any, facts: RecordingFacts) -> None:
     walls = [
         (r.seq, r.fields.raw.get("wall_start_us"), r.fields.raw.get("wall_end_us"))
         for r in facts.records
@@ -87,7 +86,7 @@ def _times(store: DirectoryStore, facts: RecordingFacts) -> None:
         facts.t1_us = walls[-1][2] if isinstance(walls[-1][2], int) else None
 
 
-def _facts(store: DirectoryStore, h: DeviceHoldings, s: RecordingSummary) -> RecordingFacts:
+def _facts(store: Any, h: DeviceHoldings, s: RecordingSummary) -> RecordingFacts:
     f = RecordingFacts(
         h.device_id,
         s.recording_id,
@@ -99,15 +98,13 @@ def _facts(store: DirectoryStore, h: DeviceHoldings, s: RecordingSummary) -> Rec
     return f
 
 
-def all_recordings(store: DirectoryStore) -> list[RecordingFacts]:
+def all_recordings(store: Any) -> list[RecordingFacts]:
     """Every recording the dock holds or deleted under retention, by device, chain order."""
     summaries, holdings = scan_recordings(store)
     return [_facts(store, holdings[s.device_id], s) for s in summaries]
 
 
-def one_recording(
-    store: DirectoryStore, device_id: str, recording_id: str
-) -> RecordingFacts | None:
+def one_recording(store: Any, device_id: str, recording_id: str) -> RecordingFacts | None:
     if store.get_device(device_id) is None:
         return None
     h = device_holdings(store, device_id)
@@ -117,7 +114,7 @@ def one_recording(
     return _facts(store, h, s) if s is not None else None
 
 
-def witness_status(store_dir: Path, store: DirectoryStore, facts: RecordingFacts) -> str:
+def witness_status(store_dir: Path, store: Any, facts: RecordingFacts) -> str:
     """Whether the recording's last record is in the dock's latest checkpoint, and who
     cosigned that checkpoint."""
     from dock.log_status import stored_log_status

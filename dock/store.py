@@ -334,6 +334,10 @@ class Store(Protocol):
         """The records deleted under retention (``dock.store_retire.RetiredRecord``)."""
         ...
 
+    def unfinished_retirements(self) -> list[Any]:
+        """Records retired whose objects a crash left (``retire_record`` finishes them)."""
+        ...
+
     # -- custody log
 
     def log(

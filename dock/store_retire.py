@@ -156,7 +156,23 @@ class SegmentRetirement(SegmentUploads):
             " ORDER BY device_id, seq",
             args,
         )
-        return [RetiredRecord(*r[:11], bool(r[11])) for r in rows]
+        return [
+            RetiredRecord(
+                device_id=r[0],
+                segment_id=r[1],
+                seq=r[2],
+                manifest_sha256=r[3],
+                record_type=r[4],
+                recording_id=r[5],
+                segment_index=r[6],
+                stored_size=r[7],
+                received_at_us=r[8],
+                retired_at_us=r[9],
+                log_index=r[10],
+                objects_gone=bool(r[11]),
+            )
+            for r in rows
+        ]
 
     def unfinished_retirements(self) -> list[RetiredRecord]:
         """Records retired whose bytes a crash left behind (``retire_record`` finishes them)."""

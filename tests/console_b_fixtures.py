@@ -131,3 +131,13 @@ INV = Account("ivy", frozenset({INVESTIGATOR}))
 INV2 = Account("ian", frozenset({INVESTIGATOR}))
 AUD = Account("ada", frozenset({AUDITOR}))
 TECH = Account("tom", frozenset({TECHNICIAN}))
+
+PEOPLE = (SUP_A, SUP_A2, SUP_B, INV, INV2, AUD, TECH)
+
+
+def catalog(w: World):
+    """The catalog over the world's console, knowing the people above as its accounts."""
+    from console.catalog import Catalog
+
+    names = {p.name for p in PEOPLE}
+    return Catalog(w.console, account_exists=lambda name: name in names)

@@ -10,7 +10,7 @@ import zipfile
 
 import pytest
 
-from console.catalog import Catalog, CatalogError, Forbidden, RecordingQuery
+from console.catalog import CatalogError, Forbidden, RecordingQuery
 from tests.console_b_fixtures import (
     AUD,
     DAY,
@@ -21,6 +21,7 @@ from tests.console_b_fixtures import (
     SUP_B,
     T0,
     TECH,
+    catalog,
     world,
 )
 
@@ -42,7 +43,7 @@ def by_id(rows):
 
 
 def test_a_listing_shows_each_recording_with_its_times_state_and_camera(w):
-    rows = by_id(Catalog(w.console).list(AUD))
+    rows = by_id(catalog(w).list(AUD))
     assert set(rows) == {"a1", "a2", "b1"}
     a1 = rows["a1"]
     assert a1.device_id == "cam-a" and a1.state == "verified" and a1.segments == 2
@@ -54,7 +55,7 @@ def test_a_listing_shows_each_recording_with_its_times_state_and_camera(w):
 
 
 def test_a_technician_may_not_read_recordings_and_the_refusal_is_logged(w):
-    cat = Catalog(w.console)
+    cat = catalog(w)
     with pytest.raises(Forbidden):
         cat.list(TECH)
     with pytest.raises(Forbidden):
@@ -65,7 +66,7 @@ def test_a_technician_may_not_read_recordings_and_the_refusal_is_logged(w):
 
 
 def test_a_sensitive_recording_is_id_and_times_only_for_an_investigator_without_a_grant(w):
-    cat = Catalog(w.console)
+    cat = catalog(w)
     cat.mark_sensitive(SUP_A, "cam-a", "a1", "victim present")
     row = by_id(cat.list(INV))["a1"]
     assert row.restricted and row.sensitive
@@ -74,6 +75,8 @@ def test_a_sensitive_recording_is_id_and_times_only_for_an_investigator_without_
     assert row.legal_hold is None and row.retention_until_us is None
     mine = by_id(cat.list(SUP_A))["a1"]  # the marker is granted
     assert not mine.restricted and mine.device_id == "cam-a" and mine.sensitive
+    # listed by time, not by camera: its place in the list does not tell its camera
+    assert [r.recording_id for r in cat.list(INV)] == ["a2", "b1", "a1"]
     others = by_id(cat.list(INV))["a2"]  # the officer's other recordings are not touched
     assert not others.restricted and others.device_id == "cam-a"
     marked = entries(w, "marked_sensitive")
@@ -81,7 +84,7 @@ def test_a_sensitive_recording_is_id_and_times_only_for_an_investigator_without_
 
 
 def test_search_by_camera_category_or_status_never_finds_a_restricted_recording(w):
-    cat = Catalog(w.console)
+    cat = catalog(w)
     cat.set_categories(SUP_A, "cam-a", "a1", ["evidential"])
     cat.mark_sensitive(SUP_A, "cam-a", "a1", "witness present")
 
@@ -105,7 +108,7 @@ def test_search_by_camera_category_or_status_never_finds_a_restricted_recording(
 def test_opening_or_exporting_without_a_grant_is_refused_and_logged_then_a_grant_opens_it(
     w, tmp_path
 ):
-    cat = Catalog(w.console)
+    cat = catalog(w)
     cat.mark_sensitive(SUP_A, "cam-a", "a1", "victim present")
     with pytest.raises(Forbidden):
         cat.detail(INV, "cam-a", "a1")
@@ -139,7 +142,7 @@ def test_opening_or_exporting_without_a_grant_is_refused_and_logged_then_a_grant
 
 
 def test_an_investigator_exports_an_ordinary_recording_and_a_supervisor_may_not(w, tmp_path):
-    cat = Catalog(w.console)
+    cat = catalog(w)
     z = cat.export(INV, "cam-b", "b1", tmp_path / "x")
     names = zipfile.ZipFile(z).namelist()
     assert any(n.endswith("report.json") for n in names)
@@ -149,7 +152,7 @@ def test_an_investigator_exports_an_ordinary_recording_and_a_supervisor_may_not(
 
 
 def test_a_supervisor_marks_only_recordings_of_cameras_they_answer_for(w):
-    cat = Catalog(w.console)
+    cat = catalog(w)
     with pytest.raises(Forbidden):
         cat.mark_sensitive(SUP_B, "cam-a", "a1", "victim present")
     refused = entries(w, "access_refused")[-1]
@@ -163,17 +166,19 @@ def test_a_supervisor_marks_only_recordings_of_cameras_they_answer_for(w):
 
 
 def test_a_supervisor_without_access_cannot_grant_themselves_or_others(w):
-    cat = Catalog(w.console)
+    cat = catalog(w)
     cat.mark_sensitive(SUP_A, "cam-a", "a1", "victim present")
     with pytest.raises(Forbidden):  # answers for cam-a too, but has no grant
         cat.grant(SUP_A2, "cam-a", "a1", "sam", "curious")
     with pytest.raises(CatalogError):
         cat.grant(SUP_A, "cam-a", "a1", "ivy", "   ")  # a reason is required
+    with pytest.raises(CatalogError, match="no account"):
+        cat.grant(SUP_A, "cam-a", "a1", "nobody", "a name nobody has")
     assert not cat.may_see(SUP_A2, "cam-a", "a1")
 
 
 def test_lifting_the_mark_takes_two_different_supervisors(w):
-    cat = Catalog(w.console)
+    cat = catalog(w)
     cat.mark_sensitive(SUP_A, "cam-a", "a1", "victim present")
     cat.grant(SUP_A, "cam-a", "a1", "sam", "second supervisor of the officer")
     with pytest.raises(CatalogError):
@@ -192,7 +197,7 @@ def test_lifting_the_mark_takes_two_different_supervisors(w):
 
 
 def test_custody_rows_about_a_restricted_recording_are_redacted(w):
-    cat = Catalog(w.console)
+    cat = catalog(w)
     cat.mark_sensitive(SUP_A, "cam-a", "a1", "victim present")
     log = entries(w)
     received_a1 = [e for e in log if e.action == "received" and e.detail["recording_id"] == "a1"]
@@ -211,7 +216,7 @@ def test_custody_rows_about_a_restricted_recording_are_redacted(w):
 
 
 def test_categories_come_from_the_policy_and_a_hold_is_set_and_released(w):
-    cat = Catalog(w.console)
+    cat = catalog(w)
     with pytest.raises(CatalogError, match="unknown category"):
         cat.set_categories(SUP_B, "cam-b", "b1", ["nonsense"])
     cat.set_categories(SUP_B, "cam-b", "b1", ["non-evidential"])

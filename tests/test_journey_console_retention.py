@@ -9,18 +9,19 @@ from __future__ import annotations
 
 import hashlib
 import json
+import zipfile
 
 import pytest
 from click.testing import CliRunner
 from nacl.signing import SigningKey
 
 from bwv.cli import main
-from console.catalog import Catalog, Forbidden
+from console.catalog import Forbidden
 from console.retention import PolicyError, due, jobs, load_policy, run_job
 from dock.checkpoints import latest_checkpoint
 from dock.holdings import device_holdings
 from dock.store import blob_key, manifest_key
-from tests.console_b_fixtures import DAY, INV, SUP_A, SUP_B, T0, record, world
+from tests.console_b_fixtures import DAY, INV, SUP_A, SUP_B, T0, catalog, record, world
 from tlog.cosignature import CosignatureSigner
 from tlog.note import add_signatures, split_note
 
@@ -30,7 +31,7 @@ WITNESS = CosignatureSigner("watchdog.example", SigningKey(hashlib.sha256(b"wd")
 @pytest.fixture
 def w(tmp_path):
     got = world(tmp_path)
-    cat = Catalog(got.console)
+    cat = catalog(got)
     cat.set_categories(SUP_B, "cam-b", "b1", ["non-evidential"])
     cat.set_categories(SUP_A, "cam-a", "a2", ["evidential"])  # a1 stays unclassified
     yield got
@@ -83,7 +84,7 @@ def test_non_evidential_footage_goes_after_31_days_and_the_witness_check_explain
     assert not any(w.dock.store.objects.exists(k) for k in keys)
     h = device_holdings(w.dock.store, "cam-b")
     assert h.records == [] and h.chain().gaps == []
-    row = {r.recording_id: r for r in Catalog(w.console).list(SUP_B)}["b1"]
+    row = {r.recording_id: r for r in catalog(w).list(SUP_B)}["b1"]
     assert row.state == "deleted" and row.times_text.startswith("recorded between")
     assert [j.id for j in jobs(w.console)] == [job.id, job.id - 1]
 
@@ -118,7 +119,7 @@ def test_deleting_without_the_custody_entry_is_still_withheld(w):
 
 
 def test_a_legal_hold_stops_the_deletion_until_it_is_released(w):
-    cat = Catalog(w.console)
+    cat = catalog(w)
     cat.set_hold(SUP_B, "cam-b", "b1", "complaint 17")
     w.clock.now = T0 + 40 * DAY
     assert due(w.console, w.clock.now) == []
@@ -136,7 +137,7 @@ def test_a_legal_hold_stops_the_deletion_until_it_is_released(w):
 def test_unclassified_and_evidential_recordings_are_kept(w):
     w.clock.now = T0 + 3650 * DAY
     assert [d.recording_id for d in due(w.console, w.clock.now)] == ["b1"]
-    rows = {r.recording_id: r for r in Catalog(w.console).list(SUP_A)}
+    rows = {r.recording_id: r for r in catalog(w).list(SUP_A)}
     assert rows["a1"].retention_until_us is None and rows["a2"].retention_until_us is None
 
 
@@ -145,7 +146,7 @@ def test_the_longest_retention_among_the_categories_wins(w):
         'default_category = "unclassified"\n[categories]\nunclassified = "until_categorised"\n'
         'non-evidential = 31\nevidential = "keep"\ntraffic = 90\n'
     )
-    Catalog(w.console).set_categories(SUP_B, "cam-b", "b1", ["non-evidential", "traffic"])
+    catalog(w).set_categories(SUP_B, "cam-b", "b1", ["non-evidential", "traffic"])
     w.clock.now = T0 + 60 * DAY
     assert due(w.console, w.clock.now) == []
     w.clock.now = T0 + 91 * DAY
@@ -204,3 +205,21 @@ def test_a_camera_still_holding_a_deleted_record_is_told_it_was_received(w):
     record(w.dock, w.cams["cam-b"], "b2", at_us=T0 + 39 * DAY)  # the camera records on
     assert entries(w, "gap") == []  # the deleted seqs before it are not a gap
     assert device_holdings(w.dock.store, "cam-b").chain().gaps == []
+
+
+def test_an_exhibit_of_the_cameras_other_recording_is_unaffected_by_the_deletion(w, tmp_path):
+    """a1 (unclassified, then non-evidential) goes; a2's exhibit says what it said before."""
+    cat = catalog(w)
+    cat.set_categories(SUP_A, "cam-a", "a1", ["non-evidential"])
+
+    def findings(z):
+        with zipfile.ZipFile(z) as f:
+            name = next(n for n in f.namelist() if n.endswith("report.json"))
+            report = json.loads(f.read(name))
+        return sorted((x["kind"], x["detail"]) for x in report["findings"])
+
+    before = findings(cat.export(INV, "cam-a", "a2", tmp_path / "before"))
+    w.clock.now = T0 + 40 * DAY
+    assert [d["recording_id"] for d in run_job(w.console, None).deleted] == ["a1", "b1"]
+    assert findings(cat.export(INV, "cam-a", "a2", tmp_path / "after")) == before
+    assert not any("gap" in k or "withheld" in k for k, _ in before)
