@@ -285,19 +285,12 @@ def store_check(console: Console, trust: Any = None) -> tuple[list[Problem], str
             Problem("withheld", f"the store's log cannot be read: {exc}", "/custody", None)
         ], "store against its witnessed log: could not check"
     devices = {rec: r.get("device_id") for rec, r in audit.recordings.items()}
-    out = [
-        Problem(
-            f.kind,
-            f.detail,
-            recording_link(devices[f.recording_id], f.recording_id)
-            if f.recording_id in devices and devices[f.recording_id]
-            else "/custody",
-            None,
-            devices.get(f.recording_id) if f.recording_id else None,
-            f.recording_id,
-        )
-        for f in audit.findings
-    ]
+    out = []
+    for f in audit.findings:
+        dev = devices.get(f.recording_id) if f.recording_id else None
+        dev = dev if isinstance(dev, str) else None
+        where = recording_link(dev, str(f.recording_id)) if dev else "/custody"
+        out.append(Problem(f.kind, f.detail, where, None, dev, f.recording_id))
     cp = audit.checkpoint
     size = f" (witnessed size {cp.size})" if cp is not None else ""
     verdict = "every leaf the witness saw is held or explained" if audit.ok else "NOT VERIFIED"

@@ -66,6 +66,7 @@ def retention(request: Request, account: Reader) -> Response:
                                  "by": m.who, "at_us": m.at_us})
         for (d, r), m in sorted(catalog.marks.holds().items())
     ]  # fmt: skip
+    listed = jobs(console, 20)
     ran = [
         {
             "job": j,
@@ -73,9 +74,10 @@ def retention(request: Request, account: Reader) -> Response:
             "refused": [_seen(catalog, account, x) for x in j.refused],
             "errors": [_error(catalog, account, e) for e in j.errors],
         }
-        for j in jobs(console, 20)
+        for j in listed
     ]
     wanted = request.query_params.get("job")
+    just = next((r for r, j in zip(ran, listed, strict=True) if str(j.id) == wanted), None)
     return render(
         request,
         "retention.html",
@@ -85,7 +87,7 @@ def retention(request: Request, account: Reader) -> Response:
         due=due_now,
         holds=holds,
         jobs=ran,
-        just_ran=next((r for r in ran if str(r["job"].id) == wanted), None),
+        just_ran=just,
     )
 
 
