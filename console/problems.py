@@ -299,12 +299,18 @@ def store_check(console: Console, trust: Any = None) -> tuple[list[Problem], str
 
 def not_docked(console: Console, now_us: int) -> list[Problem]:
     """Cameras whose last report had footage queued and that have not docked since
-    ``not_docked_hours`` (the camera's report, ``store.device_report``: none, no problem)."""
+    ``not_docked_hours`` (the camera's report, ``store.device_report``: none, no problem).
+    A camera reports at the start of each round, then ships: segments the dock received
+    after the report count against what it said was queued."""
     store = console.dock.store
     report_of = getattr(store, "device_report", None)
     if report_of is None:
         return []
     limit_us = int(console.config.not_docked_hours * 3600e6)
+    received: dict[str, list[int]] = {}
+    for e in _custody(console):
+        if e.action == "received" and e.device_id:
+            received.setdefault(e.device_id, []).append(e.at_us)
     out = []
     for dev in store.list_devices():
         if dev.revoked:
@@ -319,6 +325,10 @@ def not_docked(console: Console, now_us: int) -> list[Problem]:
         if not isinstance(seen, int) or now_us - seen < limit_us:
             continue
         n, size = int(report["queued_segments"]), int(report.get("queued_bytes") or 0)
+        shipped = received.get(dev.device_id, [])
+        if sum(1 for t in shipped if t > seen) >= n:  # it shipped them after reporting
+            continue
+        seen = max([seen, *shipped])
         oldest = report.get("oldest_queued_wall_us")
         hours = (now_us - seen) / 3600e6
         out.append(

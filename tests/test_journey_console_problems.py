@@ -168,6 +168,14 @@ def test_a_camera_with_footage_queued_that_has_not_docked_for_hours(dock, tmp_pa
     assert got[0].since_us == reports["cam-5"]["oldest_queued_wall_us"]
     reports["cam-5"] = dict(reports["cam-5"], queued_segments=0, received_at_us=dock.clock_.now)
     assert not [p for p in problems.collect(console, AUDIT).problems if p.kind == "not_docked"]
+    # it reported 2 queued, then shipped them in the same round, and went out on patrol
+    reports["cam-5"] = dict(reports["cam-5"], queued_segments=2, received_at_us=dock.clock_.now)
+    dock.clock_.now += 1
+    for seg in ("s1", "s2"):
+        dock.dock.store.log("device:cam-5", "received", dock.clock_.now, device_id="cam-5",
+                            segment_id=seg, detail={})  # fmt: skip
+    dock.clock_.now += 30 * HOUR_US
+    assert not [p for p in problems.collect(console, AUDIT).problems if p.kind == "not_docked"]
 
 
 def test_a_disk_running_out_of_space_is_a_problem(dock, monkeypatch):
