@@ -52,6 +52,7 @@ class SearchForm:
     status: str = ""
     date_from: str = ""
     date_to: str = ""
+    text: str = ""
 
 
 def day_us(text: str, end: bool = False) -> int | None:
@@ -73,7 +74,7 @@ def recordings(request: Request, account: Viewer) -> Response:
     p = request.query_params
     form = SearchForm(
         p.get("camera", ""), p.get("category", ""), p.get("status", ""),
-        p.get("from", ""), p.get("to", ""),
+        p.get("from", ""), p.get("to", ""), p.get("q", "").strip()[:64],
     )  # fmt: skip
     catalog = catalog_of(request)
     error = None
@@ -84,10 +85,13 @@ def recordings(request: Request, account: Viewer) -> Response:
             status=form.status or None,
             date_from_us=day_us(form.date_from),
             date_to_us=day_us(form.date_to, end=True),
+            text=form.text or None,
         )
     except ValueError:
         error = "A date is YYYY-MM-DD (UTC); the search ignored the dates."
-        q = RecordingQuery(form.camera or None, form.category or None, form.status or None)
+        q = RecordingQuery(
+            form.camera or None, form.category or None, form.status or None, text=form.text or None
+        )
     rows = catalog.list(account, q)
     console = console_of(request)
     assert catalog.policy is not None

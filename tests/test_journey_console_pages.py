@@ -136,6 +136,7 @@ def test_search_by_camera_status_and_date(site):
     assert set(refs(ivan.get(f"/recordings?from={day}&to={day}").text)) == {"walk-3"}
     assert set(refs(ivan.get("/recordings?to=2026-12-01").text)) == {"raid-1", "patrol-2"}
     assert refs(ivan.get("/recordings?from=2030-01-01").text) == {}
+    assert set(refs(ivan.get("/recordings?q=PATROL").text)) == {"patrol-2"}
     bad = ivan.get("/recordings?from=yesterday")
     assert bad.status_code == 200 and "A date is YYYY-MM-DD" in bad.text
 
@@ -155,6 +156,8 @@ def test_a_restricted_recording_leaks_nowhere(site):
     assert "cam-7" not in row and "verified" not in row
     assert "raid-1" not in refs(ivan.get("/recordings?camera=cam-7").text)
     assert "raid-1" not in refs(ivan.get("/recordings?status=verified").text)
+    assert "raid-1" not in refs(ivan.get("/recordings?q=cam-7").text)
+    assert "raid-1" in refs(ivan.get("/recordings?q=raid").text)  # by its id: it may
     page = ivan.get(ref)
     assert page.status_code == 403
     assert "restricted" in page.text and "cam-7" not in page.text
