@@ -3,10 +3,10 @@ date: GET parameters, so a search is a link) and ``/recordings/{ref}`` (one reco
 segments, times, verification verdict, witness status, custody history; and the forms this
 account may use: categories, sensitive mark, grants, lifting the mark, legal hold, export).
 
-A recording's link names it by an opaque reference (``Catalog.ref``), never by its camera:
-a restricted recording's link must not say whose camera it came from. What an account may
-see is the catalog's to decide (console/catalog.py): a restricted recording shows its id and
-times only, and opening it is refused (``access_refused`` in the custody log)."""
+A recording's link names it by the catalog's opaque reference (``RecordingRow.ref``), never
+by its camera: a restricted recording's link must not say whose camera it came from. What an
+account may see is the catalog's to decide (console/catalog.py): a restricted recording shows
+its id and times only, and opening it is refused (``access_refused`` in the custody log)."""
 
 from __future__ import annotations
 
