@@ -157,7 +157,7 @@ def gaps(console: Console) -> list[Problem]:
                     GAP,
                     f"camera {dev}: chain record {seqs} not at the dock (recorded, never received)",
                     camera_link(dev),
-                    since.get((dev, a)),
+                    _noticed(since, dev, a, b),
                     dev,
                 )
             )
@@ -168,7 +168,7 @@ def gaps(console: Console) -> list[Problem]:
                     GAP,
                     f"recording {r.recording_id} (camera {r.device_id}): {r.detail}",
                     recording_link(r.device_id, r.recording_id),
-                    r.wall_start_us,
+                    _noticed(since, r.device_id, r.first_seq, r.last_seq) or r.wall_start_us,
                     r.device_id,
                     r.recording_id,
                 )
@@ -187,15 +187,21 @@ def _custody(console: Console) -> list[Any]:
     return out
 
 
-def _gap_entries(console: Console) -> dict[tuple[str, int], int]:
-    """(device, first missing seq) -> when the dock first logged the gap."""
-    out: dict[tuple[str, int], int] = {}
+def _gap_entries(console: Console) -> dict[tuple[str, int, int], int]:
+    """(device, first and last missing seq) -> when the dock first logged the gap."""
+    out: dict[tuple[str, int, int], int] = {}
     for e in _custody(console):
         if e.action == "gap" and e.device_id:
-            seq = e.detail.get("missing_from_seq")
-            if isinstance(seq, int):
-                out.setdefault((e.device_id, seq), e.at_us)
+            a, b = e.detail.get("missing_from_seq"), e.detail.get("missing_to_seq")
+            if isinstance(a, int) and isinstance(b, int):
+                out.setdefault((e.device_id, a, b), e.at_us)
     return out
+
+
+def _noticed(since: dict[tuple[str, int, int], int], dev: str, lo: int, hi: int) -> int | None:
+    """When the dock first logged a gap of ``dev`` among seqs ``lo..hi``."""
+    got = [t for (d, a, b), t in since.items() if d == dev and a <= hi and b >= lo]
+    return min(got, default=None)
 
 
 def rejected(console: Console) -> list[Problem]:
@@ -279,19 +285,12 @@ def store_check(console: Console, trust: Any = None) -> tuple[list[Problem], str
             Problem("withheld", f"the store's log cannot be read: {exc}", "/custody", None)
         ], "store against its witnessed log: could not check"
     devices = {rec: r.get("device_id") for rec, r in audit.recordings.items()}
-    out = [
-        Problem(
-            f.kind,
-            f.detail,
-            recording_link(devices[f.recording_id], f.recording_id)
-            if f.recording_id in devices and devices[f.recording_id]
-            else "/custody",
-            None,
-            devices.get(f.recording_id) if f.recording_id else None,
-            f.recording_id,
-        )
-        for f in audit.findings
-    ]
+    out = []
+    for f in audit.findings:
+        dev = devices.get(f.recording_id) if f.recording_id else None
+        dev = dev if isinstance(dev, str) else None
+        where = recording_link(dev, str(f.recording_id)) if dev else "/custody"
+        out.append(Problem(f.kind, f.detail, where, None, dev, f.recording_id))
     cp = audit.checkpoint
     size = f" (witnessed size {cp.size})" if cp is not None else ""
     verdict = "every leaf the witness saw is held or explained" if audit.ok else "NOT VERIFIED"
@@ -300,12 +299,18 @@ def store_check(console: Console, trust: Any = None) -> tuple[list[Problem], str
 
 def not_docked(console: Console, now_us: int) -> list[Problem]:
     """Cameras whose last report had footage queued and that have not docked since
-    ``not_docked_hours`` (the camera's report, ``store.device_report``: none, no problem)."""
+    ``not_docked_hours`` (the camera's report, ``store.device_report``: none, no problem).
+    A camera reports at the start of each round, then ships: segments the dock received
+    after the report count against what it said was queued."""
     store = console.dock.store
     report_of = getattr(store, "device_report", None)
     if report_of is None:
         return []
     limit_us = int(console.config.not_docked_hours * 3600e6)
+    received: dict[str, list[int]] = {}
+    for e in _custody(console):
+        if e.action == "received" and e.device_id:
+            received.setdefault(e.device_id, []).append(e.at_us)
     out = []
     for dev in store.list_devices():
         if dev.revoked:
@@ -320,6 +325,10 @@ def not_docked(console: Console, now_us: int) -> list[Problem]:
         if not isinstance(seen, int) or now_us - seen < limit_us:
             continue
         n, size = int(report["queued_segments"]), int(report.get("queued_bytes") or 0)
+        shipped = received.get(dev.device_id, [])
+        if sum(1 for t in shipped if t > seen) >= n:  # it shipped them after reporting
+            continue
+        seen = max([seen, *shipped])
         oldest = report.get("oldest_queued_wall_us")
         hours = (now_us - seen) / 3600e6
         out.append(

@@ -3,10 +3,10 @@ date: GET parameters, so a search is a link) and ``/recordings/{ref}`` (one reco
 segments, times, verification verdict, witness status, custody history; and the forms this
 account may use: categories, sensitive mark, grants, lifting the mark, legal hold, export).
 
-A recording's link names it by an opaque reference (``Catalog.ref``), never by its camera:
-a restricted recording's link must not say whose camera it came from. What an account may
-see is the catalog's to decide (console/catalog.py): a restricted recording shows its id and
-times only, and opening it is refused (``access_refused`` in the custody log)."""
+A recording's link names it by the catalog's opaque reference (``RecordingRow.ref``), never
+by its camera: a restricted recording's link must not say whose camera it came from. What an
+account may see is the catalog's to decide (console/catalog.py): a restricted recording shows
+its id and times only, and opening it is refused (``access_refused`` in the custody log)."""
 
 from __future__ import annotations
 
@@ -52,6 +52,7 @@ class SearchForm:
     status: str = ""
     date_from: str = ""
     date_to: str = ""
+    text: str = ""
 
 
 def day_us(text: str, end: bool = False) -> int | None:
@@ -73,7 +74,7 @@ def recordings(request: Request, account: Viewer) -> Response:
     p = request.query_params
     form = SearchForm(
         p.get("camera", ""), p.get("category", ""), p.get("status", ""),
-        p.get("from", ""), p.get("to", ""),
+        p.get("from", ""), p.get("to", ""), p.get("q", "").strip()[:64],
     )  # fmt: skip
     catalog = catalog_of(request)
     error = None
@@ -84,10 +85,13 @@ def recordings(request: Request, account: Viewer) -> Response:
             status=form.status or None,
             date_from_us=day_us(form.date_from),
             date_to_us=day_us(form.date_to, end=True),
+            text=form.text or None,
         )
     except ValueError:
         error = "A date is YYYY-MM-DD (UTC); the search ignored the dates."
-        q = RecordingQuery(form.camera or None, form.category or None, form.status or None)
+        q = RecordingQuery(
+            form.camera or None, form.category or None, form.status or None, text=form.text or None
+        )
     rows = catalog.list(account, q)
     console = console_of(request)
     assert catalog.policy is not None

@@ -39,6 +39,15 @@ def _seen(catalog: Catalog, account: Account, item: dict[str, Any]) -> dict[str,
     }
 
 
+def _error(catalog: Catalog, account: Account, error: str) -> str:
+    """A job's error line (``device/recording: why``) as the account may read it."""
+    where, sep, _why = error.partition(": ")
+    dev, slash, rec = where.partition("/")
+    if sep and slash and not catalog.may_see(account, dev, rec):
+        return f"recording {rec}: failed (restricted)"
+    return error
+
+
 @router.get("/retention")
 def retention(request: Request, account: Reader) -> Response:
     console = console_of(request)
@@ -57,15 +66,18 @@ def retention(request: Request, account: Reader) -> Response:
                                  "by": m.who, "at_us": m.at_us})
         for (d, r), m in sorted(catalog.marks.holds().items())
     ]  # fmt: skip
+    listed = jobs(console, 20)
     ran = [
         {
             "job": j,
             "deleted": [_seen(catalog, account, x) for x in j.deleted],
             "refused": [_seen(catalog, account, x) for x in j.refused],
+            "errors": [_error(catalog, account, e) for e in j.errors],
         }
-        for j in jobs(console, 20)
+        for j in listed
     ]
     wanted = request.query_params.get("job")
+    just = next((r for r, j in zip(ran, listed, strict=True) if str(j.id) == wanted), None)
     return render(
         request,
         "retention.html",
@@ -75,7 +87,7 @@ def retention(request: Request, account: Reader) -> Response:
         due=due_now,
         holds=holds,
         jobs=ran,
-        just_ran=next((r for r in ran if str(r["job"].id) == wanted), None),
+        just_ran=just,
     )
 
 

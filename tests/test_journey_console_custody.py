@@ -82,3 +82,17 @@ def test_pages_of_the_log(console):
     assert cl.page_of(items, 3) == (items[100:], 3)
     assert cl.page_of(items, 99) == (items[100:], 3)
     assert cl.page_of([], 1) == ([], 1)
+
+
+def test_a_full_json_export_replays_as_the_dock_signed_it(console):
+    from dock.custody import verify_custody_log
+    from dock.store import LogEntry
+
+    doc = json.loads(cl.export(console, AUDIT, cl.CustodyFilter(), "json")[0])
+    fields = ("index", "at_us", "actor", "action", "device_id", "segment_id", "sha256", "detail",
+              "prev_hash", "entry_hash", "signature")  # fmt: skip
+    entries = [LogEntry(*(e[f] for f in fields)) for e in doc["entries"]]
+    assert verify_custody_log(entries, console.dock.public_key) == []
+    entries[3] = LogEntry(*(doc["entries"][3][f] for f in fields[:7]), {"size": 1},
+                          *(doc["entries"][3][f] for f in fields[8:]))  # fmt: skip
+    assert verify_custody_log(entries, console.dock.public_key) != []

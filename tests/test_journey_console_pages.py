@@ -18,6 +18,8 @@ from pathlib import Path
 import pytest
 
 from console.testing import START_US, ConsoleHarness
+from crypto.manifest import manifest_fields
+from dock.protocol import sha256_hex
 from dock.testing import DockHarness, OutboxDevice, random_bytes
 from tests.test_journey_log_dock import ship_all
 
@@ -37,6 +39,23 @@ class Clock:
         self.t_us += us
 
 
+def segment_at(dev: OutboxDevice, stored: bytes, rec: str, index: int, wall_us: int) -> None:
+    """``dev.add_segment``, recorded at ``wall_us`` (a minute long) by a synced clock."""
+    name = f"{rec}_{index:04d}.bwvseg"
+    (dev.root / "segments").mkdir(exist_ok=True)
+    (dev.root / "segments" / name).write_bytes(stored)
+    fields = manifest_fields(
+        firmware_version="test", recording_id=rec, segment_index=index, start_us=0,
+        end_us=60_000_000, wall_start_us=wall_us, wall_end_us=wall_us + 60_000_000,
+        wall_quality="synced", trigger={}, file=name, agency_key_id=dev.agency_key_id,
+        header_sha256=sha256_hex(stored[:64]), stored_sha256=sha256_hex(stored),
+        stored_size=len(stored), plain_sha256=None, plain_size=0, chunks=[], recovered=False,
+        unsigned_tail=None,
+    )  # fmt: skip
+    record, _ = dev.chain.append("manifest", fields)
+    dev.records.append(record)
+
+
 @contextlib.contextmanager
 def shipped_console(
     root: Path, recordings: dict[str, list[str]], log_config=None
@@ -49,9 +68,12 @@ def shipped_console(
         for n, (device, recs) in enumerate(recordings.items()):
             dev = OutboxDevice(root / device, device)
             dev.creds = h.enroll(dev)
-            for rec in recs:
+            for k, rec in enumerate(recs):
+                hours_ago = 30 if n == 0 else 6 - n  # the first camera: the day before
+                start = START_US - hours_ago * 3_600_000_000 + k * 1_800_000_000
                 for i in range(2):
-                    dev.add_segment(random_bytes(3000 + i, n * 10 + i), recording_id=rec)
+                    data = random_bytes(3000 + i, n * 10 + i)
+                    segment_at(dev, data, rec, i, start + i * 60_000_000)
                 dev.end_recording(rec)
             ship_all(h, dev)
         c = ConsoleHarness(root / "dock", dock=h.dock)
@@ -110,13 +132,11 @@ def test_search_by_camera_status_and_date(site):
     ivan = site.client("ivan")
     assert set(refs(ivan.get("/recordings?camera=cam-8").text)) == {"walk-3"}
     assert set(refs(ivan.get("/recordings?status=gap").text)) == set()
-    day = "1970-01-01"  # the test cameras' clocks say 1970
-    assert set(refs(ivan.get(f"/recordings?from={day}&to={day}").text)) == {
-        "raid-1",
-        "patrol-2",
-        "walk-3",
-    }
+    day = "2026-12-02"  # cam-8 recorded that day; cam-7 the day before
+    assert set(refs(ivan.get(f"/recordings?from={day}&to={day}").text)) == {"walk-3"}
+    assert set(refs(ivan.get("/recordings?to=2026-12-01").text)) == {"raid-1", "patrol-2"}
     assert refs(ivan.get("/recordings?from=2030-01-01").text) == {}
+    assert set(refs(ivan.get("/recordings?q=PATROL").text)) == {"patrol-2"}
     bad = ivan.get("/recordings?from=yesterday")
     assert bad.status_code == 200 and "A date is YYYY-MM-DD" in bad.text
 
@@ -136,6 +156,8 @@ def test_a_restricted_recording_leaks_nowhere(site):
     assert "cam-7" not in row and "verified" not in row
     assert "raid-1" not in refs(ivan.get("/recordings?camera=cam-7").text)
     assert "raid-1" not in refs(ivan.get("/recordings?status=verified").text)
+    assert "raid-1" not in refs(ivan.get("/recordings?q=cam-7").text)
+    assert "raid-1" in refs(ivan.get("/recordings?q=raid").text)  # by its id: it may
     page = ivan.get(ref)
     assert page.status_code == 403
     assert "restricted" in page.text and "cam-7" not in page.text
@@ -288,3 +310,14 @@ def test_only_a_supervisor_runs_retention(site):
     assert "Run the retention job now" not in ada.get("/retention").text
     assert ada.post_form("/retention/run").status_code == 403
     assert site.client("ivan").get("/retention").status_code == 403
+
+
+def test_a_retention_jobs_error_about_a_restricted_recording_names_its_id_only(site):
+    from console.catalog import Catalog
+    from console.routes_retention import _error
+
+    _mark(site, "raid-1")
+    catalog = Catalog(site.console)
+    line = "cam-7/raid-1: disk full"
+    assert _error(catalog, site.account("ada"), line) == "recording raid-1: failed (restricted)"
+    assert _error(catalog, site.account("sam"), line) == line  # sam marked it: granted

@@ -31,6 +31,7 @@ from tlog.note import add_signatures, split_note
 WITNESS = CosignatureSigner("watchdog.example", SigningKey(hashlib.sha256(b"wd").digest()))
 AUDIT = Account("audrey", frozenset({AUDITOR}))
 HOUR_US = 3600 * 1_000_000
+DOCS = Path(__file__).resolve().parent.parent / "docs"
 
 
 class Clock:
@@ -90,6 +91,7 @@ def test_footage_missing_from_a_cameras_chain_is_a_gap_with_its_place(dock, tmp_
     assert chain[0].since_us == dock.clock_.now  # when the dock logged the gap
     rec = [p for p in gaps if p.recording_id == "recA"]
     assert rec and rec[0].where.startswith("/recordings/") and "cam-2" not in rec[0].where
+    assert rec[0].since_us == dock.clock_.now  # when the dock logged the gap in it
     assert dev.device_id == "cam-2"
 
 
@@ -166,6 +168,14 @@ def test_a_camera_with_footage_queued_that_has_not_docked_for_hours(dock, tmp_pa
     assert got[0].since_us == reports["cam-5"]["oldest_queued_wall_us"]
     reports["cam-5"] = dict(reports["cam-5"], queued_segments=0, received_at_us=dock.clock_.now)
     assert not [p for p in problems.collect(console, AUDIT).problems if p.kind == "not_docked"]
+    # it reported 2 queued, then shipped them in the same round, and went out on patrol
+    reports["cam-5"] = dict(reports["cam-5"], queued_segments=2, received_at_us=dock.clock_.now)
+    dock.clock_.now += 1
+    for seg in ("s1", "s2"):
+        dock.dock.store.log("device:cam-5", "received", dock.clock_.now, device_id="cam-5",
+                            segment_id=seg, detail={})  # fmt: skip
+    dock.clock_.now += 30 * HOUR_US
+    assert not [p for p in problems.collect(console, AUDIT).problems if p.kind == "not_docked"]
 
 
 def test_a_disk_running_out_of_space_is_a_problem(dock, monkeypatch):
@@ -196,3 +206,55 @@ def test_one_check_failing_does_not_hide_the_others(dock, monkeypatch):
     rep = problems.collect(_console(dock), AUDIT)
     assert any("could not check (index unreadable)" in c for c in rep.checks)
     assert [p.kind for p in rep.problems] == ["disk"]
+
+
+def test_the_problems_page_in_a_browser(tmp_path, monkeypatch):
+    """What a supervisor and an investigator read on the problems page (Chromium, JavaScript
+    off): each problem with where and since when; a problem about a recording the
+    investigator may not see names its id only. Screenshot: docs/console-problems.png."""
+    from console.catalog import Catalog
+    from console.testing import CHROMIUM, browser, sign_in
+    from tests.test_journey_console_pages import DAY_US, shipped_console
+
+    if not Path(CHROMIUM).exists():
+        pytest.skip("needs Debian's chromium")
+    cameras = {"cam-7": ["raid-0600", "patrol-0900"], "cam-8": ["walk-1100"]}
+    with shipped_console(tmp_path, cameras) as (c, h, clock):
+        sam = c.add_account("sam", "supervisor")
+        ivan = c.add_account("ivan", "investigator")
+        _shipped(h, tmp_path, "cam-9", recordings=("door-1200", "door-1300"), drop=(1,))
+        store = c.dock.store
+        store.log("device:cam-8", "rejected", clock(), device_id="cam-8", segment_id="x" * 64,
+                  detail={"reasons": ["chunk 3: signature does not verify"]})  # fmt: skip
+        reports = {"cam-8": {"queued_segments": 4, "queued_bytes": 96_000_000,
+                             "oldest_queued_wall_us": clock() - HOUR_US,
+                             "received_at_us": clock()}}  # fmt: skip
+        monkeypatch.setattr(store, "device_report", reports.get, raising=False)
+        catalog = Catalog(c.console)
+        account = c.account("sam")
+        catalog.set_categories(account, "cam-7", "patrol-0900", ["non-evidential"])
+        catalog.mark_sensitive(account, "cam-9", "door-1200", "witness present")
+        clock.advance(32 * DAY_US)
+        real = os.statvfs
+        monkeypatch.setattr(problems.os, "statvfs", lambda p: SimpleNamespace(
+            f_blocks=real(p).f_blocks, f_frsize=real(p).f_frsize,
+            f_bavail=real(p).f_blocks // 20))  # fmt: skip
+        with c.serve() as server, browser(javascript=False) as page:
+            sign_in(page, server.url, "sam", sam)
+            page.goto(f"{server.url}/problems")
+            main = page.locator("main").inner_text()
+            for kind in ("gap", "rejected", "not_docked", "retention_due", "disk"):
+                assert page.locator(f"#problems-{kind}").count() == 1, (kind, main)
+            assert "chain record 1 not at the dock" in main
+            assert "cam-8: 4 segments (96.0 MB) recorded and not at the dock" in main
+            assert "chunk 3: signature does not verify" in main
+            assert "patrol-0900" in page.locator("#problems-retention_due").inner_text()
+            page.screenshot(path=str(DOCS / "console-problems.png"), full_page=True)
+            page.click("form.who button[type=submit]")
+            sign_in(page, server.url, "ivan", ivan)
+            page.goto(f"{server.url}/problems")
+            restricted = page.locator("#problems-restricted").inner_text()
+            assert "door-1200" in restricted and "cam-9" not in restricted
+            gaps = page.locator("#problems-gap").inner_text()
+            assert "door-1200" not in gaps  # its gap is said as "needs attention" only
+            assert "camera cam-9: chain record 1 not at the dock" in gaps  # a camera's, not it
