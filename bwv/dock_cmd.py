@@ -32,6 +32,7 @@ from bwv.dock_log_cmd import (
 )
 from bwv.dock_serve import (
     ConsoleServing,
+    admin_listener,
     announce,
     check_bind,
     console_options,
@@ -154,12 +155,11 @@ def serve(
     Every refused request is logged (reason, device id, remote address; never a token or
     key). https://HOST:PORT/ says what the server is; /docs is the API.
 
-    The console (web pages for technicians, supervisors, investigators and auditors; sign in
-    with an account made by `bwv dock account add`) listens on --console-listen, HTTPS with
-    its own certificate (STORE/console.crt), with /healthz and /metrics for monitoring; the
+    The console (web pages; accounts from `bwv dock account add`) listens on --console-listen,
+    HTTPS with its own certificate (STORE/console.crt), with /healthz and /metrics; the
     retention job runs in the background.
     """
-    from dock.server import run_dock, tcp_listener, unix_listener
+    from dock.server import run_dock, tcp_listener
     from dock.translog import background_sync
 
     host, port = parse_listen(listen)
@@ -177,17 +177,7 @@ def serve(
     console = ConsoleServing.prepare(store_dir, served, console_at, console_cert, console_key, at)
     facts.update(console.facts)
     config = announce(facts, log_format)
-    try:
-        admin_sock = (
-            unix_listener(admin_sock_path)
-            if admin_sock_path is not None
-            else tcp_listener(admin_host, admin_port)
-        )
-    except OSError as exc:
-        raise DockUsageError(
-            f"cannot listen on {facts['admin']} for the admin side: {exc.strerror or exc} "
-            "(choose another --admin-listen)"
-        ) from None
+    admin_sock = admin_listener(admin_sock_path, admin_host, admin_port, facts["admin"])
     stop_sync = background_sync(served.translog)
     try:
         run_dock(

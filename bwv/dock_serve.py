@@ -127,6 +127,19 @@ def parse_admin_listen(value: str, store_dir: Path) -> tuple[Path | None, str, i
     return None, host, port
 
 
+def admin_listener(sock_path: Path | None, host: str, port: int, shown: str) -> socket.socket:
+    """The admin side's socket: a Unix socket at ``sock_path``, or loopback ``host:port``."""
+    from dock.server import tcp_listener, unix_listener
+
+    try:
+        return unix_listener(sock_path) if sock_path is not None else tcp_listener(host, port)
+    except OSError as exc:
+        raise DockUsageError(
+            f"cannot listen on {shown} for the admin side: {exc.strerror or exc} "
+            "(choose another --admin-listen)"
+        ) from None
+
+
 def tls_for_serving(store_dir: Path, served: Dock, tls_cert: Path | None) -> TlsFiles:
     from dock.keys import KeyFileError
     from dock.tls import ensure_tls_files
