@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import builtins
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +37,7 @@ from console.catalog_views import (
 )
 from console.core import Account, Console
 from console.recording_facts import RecordingFacts, all_recordings, one_recording
+from console.redact import make_redactor
 from console.retention_policy import RetentionPolicy, load_policy
 from dock.store import LogEntry
 
@@ -381,29 +382,7 @@ class Catalog:
     def redactor(self, account: Account) -> Callable[[LogEntry], dict[str, Any]]:
         """``redact_entry`` for many entries: the restricted recordings looked up once."""
         restricted = set(self.marks.sensitive()) - self.marks.granted(account.name)
-        segs: dict[tuple[str, str], str] = {}
-        for dev in {d for d, _ in restricted}:
-            for f in all_recordings(self.store):
-                if f.device_id == dev and (dev, f.recording_id) in restricted:
-                    segs |= {(dev, r.held.segment_id): f.recording_id for r in f.records}
-                    segs |= {(dev, g.segment_id): f.recording_id for g in f.retired}
-
-        def redact(entry: LogEntry) -> dict[str, Any]:
-            d = asdict(entry)
-            rec = (entry.detail or {}).get("recording_id")
-            if entry.segment_id and (entry.device_id, entry.segment_id) in segs:
-                rec = segs[(entry.device_id or "", entry.segment_id)]
-            if rec is None or (entry.device_id, rec) not in restricted:
-                return d | {"redacted": False}
-            return d | {
-                "device_id": None,
-                "segment_id": None,
-                "sha256": None,
-                "detail": {"recording_id": rec},
-                "redacted": True,
-            }
-
-        return redact
+        return make_redactor(self.store, restricted)
 
     def redact_entry(self, account: Account, entry: LogEntry) -> dict[str, Any]:
         """A custody entry as ``account`` may see it: about a recording restricted to them,

@@ -41,6 +41,8 @@ __all__ = [
     "run_job",
 ]
 
+RUNNING_FOR_AT_MOST_US = 3600 * 1_000_000  # a job unfinished longer than this crashed
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS retention_jobs(
     id INTEGER PRIMARY KEY AUTOINCREMENT, started_at_us INTEGER NOT NULL,
@@ -127,7 +129,8 @@ def run_job(
 ) -> JobRecord:
     """Delete every recording due now (``account`` None: the console's scheduled job; an
     account needs ``retention.run``). The job's record: what was deleted, what a legal hold
-    kept (refused), what failed."""
+    kept (refused), what failed. While another job runs, nothing is done: the record (id 0,
+    not kept) says so in ``errors``."""
     if account is not None and not account.may("retention.run"):
         console.custody(
             account,
@@ -139,13 +142,15 @@ def run_job(
     now = console.now_us()
     by = account.actor if account is not None else "console"
     with console.db.tx() as c:
-        job_id = int(
-            c.execute(
-                "INSERT INTO retention_jobs(started_at_us, by) VALUES(?,?)", (now, by)
-            ).lastrowid
-            or 0
-        )
-    job = JobRecord(job_id, now, None, by)
+        running = c.execute(
+            "SELECT id FROM retention_jobs WHERE finished_at_us IS NULL AND started_at_us > ?",
+            (now - RUNNING_FOR_AT_MOST_US,),
+        ).fetchone()
+        if running is None:
+            cur = c.execute("INSERT INTO retention_jobs(started_at_us, by) VALUES(?,?)", (now, by))
+    if running is not None:  # the scheduled job and "run now" at once: one of them runs
+        return JobRecord(0, now, now, by, errors=[f"retention job {running[0]} is running"])
+    job = JobRecord(int(cur.lastrowid or 0), now, None, by)
     _finish_unfinished(console, job)
     holds = Marks(console.db)
     by_key = {(f.device_id, f.recording_id): f for f in all_recordings(console.dock.store)}

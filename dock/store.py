@@ -247,8 +247,9 @@ class Store(Protocol):
         ...
 
     def upload_state(self, device_id: str, segment_id: str) -> UploadState | None:
-        """Where the upload stands (complete, with its receipt, once the segment is held),
-        or None if there is no such upload."""
+        """Where the upload stands (complete, with its receipt, once the segment is held, and
+        still once it is deleted under retention: a camera that still holds it does not ship
+        it again), or None if there is no such upload."""
         ...
 
     def append_chunk(
@@ -331,7 +332,8 @@ class Store(Protocol):
         ...
 
     def retired_records(self, device_id: str | None = None) -> list[Any]:
-        """The records deleted under retention (``dock.store_retire.RetiredRecord``)."""
+        """The records deleted under retention (``dock.store_retire.RetiredRecord``), of one
+        device or all, by device and seq."""
         ...
 
     def unfinished_retirements(self) -> list[Any]:

@@ -55,10 +55,6 @@ class SegmentRetirement(SegmentUploads):
     def retire_record(
         self, device_id: str, segment_id: str, actor: str, detail: dict[str, Any], now_us: int
     ) -> LogEntry:
-        """Log ``retention_deleted`` (``detail`` plus the record's ``record_sha256``, ``seq``
-        and ``recording_id``) and move the record's row to ``retired_segments`` in one
-        transaction; then delete its objects. A record already retired: its objects are
-        deleted if a crash left them, and its entry is returned (no second one)."""
         with self._device(device_id):
             with self._tx() as db:
                 entry = self._retire_row(db, device_id, segment_id, actor, detail, now_us)
@@ -127,13 +123,12 @@ class SegmentRetirement(SegmentUploads):
         with self._tx() as db:
             db.execute(
                 "UPDATE retired_segments SET objects_gone_at_us=? WHERE device_id=? AND"
-                " segment_id=?",
+                " segment_id=? AND objects_gone_at_us IS NULL",
                 (now_us, device_id, segment_id),
             )
 
     def upload_state(self, device_id: str, segment_id: str) -> UploadState | None:
-        """A retired record's upload stays complete, with its receipt: a camera that still
-        holds it is told the dock received it, and does not ship it again."""
+        # a retired record's upload stays complete, with its receipt (Store.upload_state)
         state = super().upload_state(device_id, segment_id)
         if state is not None:
             return state
@@ -147,7 +142,6 @@ class SegmentRetirement(SegmentUploads):
         return UploadState(segment_id, size, size, True, receipt)
 
     def retired_records(self, device_id: str | None = None) -> list[RetiredRecord]:
-        """The records deleted under retention (of one device, or all), by device and seq."""
         where, args = ("WHERE device_id=?", (device_id,)) if device_id else ("", ())
         rows = self._q(
             "SELECT device_id, segment_id, seq, manifest_sha256, record_type, recording_id,"
@@ -175,5 +169,4 @@ class SegmentRetirement(SegmentUploads):
         ]
 
     def unfinished_retirements(self) -> list[RetiredRecord]:
-        """Records retired whose bytes a crash left behind (``retire_record`` finishes them)."""
         return [r for r in self.retired_records() if not r.objects_gone]

@@ -205,6 +205,10 @@ def test_a_camera_still_holding_a_deleted_record_is_told_it_was_received(w):
     record(w.dock, w.cams["cam-b"], "b2", at_us=T0 + 39 * DAY)  # the camera records on
     assert entries(w, "gap") == []  # the deleted seqs before it are not a gap
     assert device_holdings(w.dock.store, "cam-b").chain().gaps == []
+    from dock.routes.status import device_status  # what the camera's GET /v1/status says
+
+    chain = device_status(w.dock.store, w.dock.store.get_device("cam-b")).chain
+    assert chain.gaps == [] and chain.held == 3 and chain.first_seq == 3
 
 
 def test_an_exhibit_of_the_cameras_other_recording_is_unaffected_by_the_deletion(w, tmp_path):
@@ -223,3 +227,19 @@ def test_an_exhibit_of_the_cameras_other_recording_is_unaffected_by_the_deletion
     assert [d["recording_id"] for d in run_job(w.console, None).deleted] == ["a1", "b1"]
     assert findings(cat.export(INV, "cam-a", "a2", tmp_path / "after")) == before
     assert not any("gap" in k or "withheld" in k for k, _ in before)
+
+
+def test_two_jobs_at_once_do_not_both_delete(w):
+    from console.retention import SCHEMA
+
+    w.console.db.ensure(SCHEMA)
+    w.clock.now = T0 + 40 * DAY
+    with w.console.db.tx() as c:  # the scheduled job has started and not finished
+        c.execute(
+            "INSERT INTO retention_jobs(started_at_us, by) VALUES(?, 'console')", (w.clock.now,)
+        )
+    busy = run_job(w.console, SUP_B)
+    assert busy.deleted == [] and "is running" in busy.errors[0]
+    assert entries(w, "retention_deleted") == []
+    w.clock.now += 2 * 3600 * 1_000_000  # it crashed: an hour on, a job runs again
+    assert [d["recording_id"] for d in run_job(w.console, SUP_B).deleted] == ["b1"]
