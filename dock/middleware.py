@@ -54,7 +54,7 @@ def _note_refusal(request: Request, status: int, code: str | None, detail: objec
     authed = request.scope.get("state", {}).get(AUTHED_STATE)
     dock = getattr(request.app.state, "dock", None)
     activity = getattr(dock, "activity", None)
-    if authed is None or activity is None:
+    if authed is None or dock is None or activity is None:
         return
     segment = request.scope.get("path_params", {}).get("segment_id")
     segment = segment if isinstance(segment, str) else None
