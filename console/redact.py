@@ -1,6 +1,8 @@
 """Custody entries as an account may see them: an entry about a recording restricted to
 that account (sensitive, no grant) keeps only its index, time, actor, action and recording
-id, with ``redacted`` True; its chain hashes stay, so the log still chains."""
+id, with ``redacted`` True; an actor naming its camera (``device:<id>``) becomes ``device
+(restricted)``, and its hashes and signature go too (a hash of a short detail can be guessed
+back: the categories, the camera)."""
 
 from __future__ import annotations
 
@@ -30,7 +32,12 @@ def make_redactor(store: Any, restricted: set[Key]) -> Callable[[LogEntry], dict
             rec = segs[(entry.device_id or "", entry.segment_id)]
         if rec is None or (entry.device_id, rec) not in restricted:
             return d | {"redacted": False}
+        actor = "device (restricted)" if entry.actor.startswith("device:") else entry.actor
         return d | {
+            "actor": actor,
+            "prev_hash": None,
+            "entry_hash": None,
+            "signature": None,
             "device_id": None,
             "segment_id": None,
             "sha256": None,

@@ -208,6 +208,9 @@ def test_custody_rows_about_a_restricted_recording_are_redacted(w):
         and shown["device_id"] is None
         and shown["detail"] == {"recording_id": "a1"}
     )
+    # the camera as actor, and the hashes (a short detail's hash can be guessed back), go too
+    assert shown["actor"] == "device (restricted)" and "cam-a" not in str(shown)
+    assert shown["entry_hash"] is None and shown["signature"] is None
     mark = cat.redact_entry(INV, entries(w, "marked_sensitive")[-1])
     assert mark["redacted"] and "reason" not in mark["detail"]
     assert not cat.redact_entry(SUP_A, received_a1[0])["redacted"]
