@@ -77,6 +77,8 @@ def retention(request: Request, account: Reader) -> Response:
         for j in listed
     ]
     wanted = request.query_params.get("job")
+    if request.query_params.get("busy") == "1":
+        error = "Another retention job is running: this one did nothing. It is in the list below."
     just = next((r for r, j in zip(ran, listed, strict=True) if str(j.id) == wanted), None)
     return render(
         request,
@@ -100,4 +102,6 @@ def run_now(request: Request, account: Runner, _csrf: Csrf) -> Response:
         return render(request, "error.html", account, 403, title="Not allowed", message=str(exc))
     except PolicyError as exc:
         return render(request, "error.html", account, 400, title="Retention", message=str(exc))
+    if not job.id:  # another job was running: this one did nothing
+        return RedirectResponse("/retention?busy=1", status_code=303)
     return RedirectResponse(f"/retention?job={job.id}", status_code=303)

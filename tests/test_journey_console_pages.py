@@ -321,3 +321,17 @@ def test_a_retention_jobs_error_about_a_restricted_recording_names_its_id_only(s
     line = "cam-7/raid-1: disk full"
     assert _error(catalog, site.account("ada"), line) == "recording raid-1: failed (restricted)"
     assert _error(catalog, site.account("sam"), line) == line  # sam marked it: granted
+
+
+def test_run_now_while_a_job_runs_says_so(site):
+    from console.retention import SCHEMA
+
+    site.console.db.ensure(SCHEMA)
+    with site.console.db.tx() as c:
+        c.execute("INSERT INTO retention_jobs(started_at_us, by) VALUES(?,?)",
+                  (site.now_us(), "console"))  # fmt: skip
+    sam = site.client("sam")
+    ran = sam.post_form("/retention/run")
+    assert ran.headers["location"] == "/retention?busy=1"
+    page = sam.get(ran.headers["location"]).text
+    assert "Another retention job is running" in page and "unfinished" in page
