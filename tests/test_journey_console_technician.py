@@ -4,7 +4,8 @@ code that decodes to the same token; a simulated camera enrols with it and pins 
 the fingerprint the page shows), and watches that camera's upload move on the uploads page,
 its progress bar growing chunk by chunk, to its receipt. A camera whose upload the dock
 refused stands out with the reason. With JavaScript off the cameras and uploads pages still
-read. Screenshots for the README: docs/console-cameras.png, docs/console-uploads.png.
+read. Screenshots for the README: docs/console-cameras.png, docs/console-camera-token.png,
+docs/console-uploads.png.
 
 The camera's chunks go one at a time when the test lets them (a gate), and the test waits
 for the page to show each step: no sleeps."""
@@ -31,6 +32,7 @@ from dock.tls import fingerprint
 ROOT = Path(__file__).resolve().parents[1]
 CAMERAS_PNG = ROOT / "docs" / "console-cameras.png"
 UPLOADS_PNG = ROOT / "docs" / "console-uploads.png"
+TOKEN_PNG = ROOT / "docs" / "console-camera-token.png"
 CHUNK = 40_000
 SIZE = 10 * CHUNK
 WAIT_MS = 20_000
@@ -107,6 +109,7 @@ def test_a_technician_enrols_a_camera_and_watches_its_upload_to_the_receipt(site
         sign_in(page, server.url, "tess", password)
         token, shown_fp = enrol_from_the_page(page, server.url, "bwv-0042")
         assert shown_fp == fingerprint(dock.public_key)
+        page.screenshot(path=str(TOKEN_PNG), full_page=True)
 
         # the camera enrols with what the page showed, pinning the dock by that fingerprint
         cam = OutboxDevice(tmp_path / "cam-42" / "outbox", "bwv-0042")
@@ -162,11 +165,15 @@ def test_a_technician_enrols_a_camera_and_watches_its_upload_to_the_receipt(site
         assert page.locator(f'#uploads-live .upload[data-segment="{sid}"]').count() == 0
         assert h.dock.store.held_segments("bwv-0042")[0].segment_id == sid
 
-        page.goto(f"{server.url}/cameras")
-        row = page.locator('#cameras tr[data-device="bwv-0042"]')
+        # signed out in another tab: the live page stops asking and says so
+        other = page.context.new_page()
+        other.goto(f"{server.url}/cameras")
+        row = other.locator('#cameras tr[data-device="bwv-0042"]')
         assert cam.identity.key_id in row.inner_text()
         assert "1.4.2" in row.inner_text() and "76 %" in row.inner_text()
-        page.screenshot(path=str(CAMERAS_PNG), full_page=True)
+        other.screenshot(path=str(CAMERAS_PNG), full_page=True)
+        other.click("form.who button[type=submit]")
+        page.wait_for_selector("#live-status:has-text('Signed out')", timeout=WAIT_MS)
     client.close()
 
 
