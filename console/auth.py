@@ -59,6 +59,9 @@ def console_of(request: Request) -> Console:
     return request.app.state.console
 
 
+POLL_HEADER = "X-Bwv-Poll"  # sent by console/static/console.js with its live updates
+
+
 def accounts_of(request: Request) -> AccountStore:
     return request.app.state.accounts
 
@@ -72,7 +75,9 @@ def session_account(request: Request) -> Account | None:
     if hasattr(request.state, "account"):
         return request.state.account
     token = request.cookies.get(COOKIE, "")
-    got = sessions_of(request).resolve(token, console_of(request).now_us()) if token else None
+    touch = request.headers.get(POLL_HEADER) is None  # console.js's polling is not use
+    now = console_of(request).now_us()
+    got = sessions_of(request).resolve(token, now, touch) if token else None
     request.state.account, request.state.csrf = got if got else (None, None)
     return request.state.account
 

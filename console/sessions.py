@@ -69,8 +69,10 @@ class Sessions:
             )
         return s
 
-    def resolve(self, token: str, now_us: int) -> tuple[Account, str] | None:
-        """The session's account and CSRF token; None when there is no such live session."""
+    def resolve(self, token: str, now_us: int, touch: bool = True) -> tuple[Account, str] | None:
+        """The session's account and CSRF token; None when there is no such live session.
+        ``touch`` False: a page's own live polling, which does not count as use (a tablet
+        left on the uploads page must still sign out when idle)."""
         if not token or len(token) > 100:
             return None
         key = token_hash(token)
@@ -87,6 +89,8 @@ class Sessions:
         if idle_over or max_over or account is None or account.disabled:
             self.end(token)
             return None
+        if not touch:
+            return account, csrf
         with self.db.tx() as c:
             c.execute(
                 "UPDATE sessions SET last_us = MAX(last_us, ?) WHERE token_sha256 = ?",

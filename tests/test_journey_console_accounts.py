@@ -173,6 +173,18 @@ def test_an_idle_session_ends(h):
     assert r.status_code == 303 and r.headers["location"].startswith("/login")
 
 
+def test_a_page_left_polling_for_live_updates_still_signs_out_when_idle(h):
+    """console.js asks /uploads.json every second with X-Bwv-Poll: that is not use, so a
+    tablet left on the uploads page does not stay signed in for ever."""
+    h.add_account("tess", "technician")
+    c = h.client("tess")
+    for _ in range(31):
+        h.clock.advance(MIN_US)
+        r = c.get("/uploads.json", headers={"X-Bwv-Poll": "1"})
+    assert r.status_code == 303 and r.headers["location"].startswith("/login")
+    assert c.get("/").status_code == 303
+
+
 def test_any_session_ends_after_twelve_hours_however_busy(h):
     h.add_account("tess", "technician")
     c = h.client("tess")

@@ -32,7 +32,7 @@
       credentials: "same-origin",
       cache: "no-store",
       redirect: "manual",
-      headers: { "Accept": "application/json" }
+      headers: { "Accept": "application/json", "X-Bwv-Poll": "1" }
     }).then(function (r) {
       if (r.type === "opaqueredirect" || r.status === 401 || r.status === 403) {
         stopped = true;
