@@ -21,6 +21,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 from starlette.routing import Match
 
 from console.core import Account
+from dock.fleet import age_text
 
 TEMPLATES_DIR = Path(__file__).parent / "templates"
 
@@ -62,18 +63,12 @@ def size(n: int | None) -> str:
 
 
 def ago(us: int | None, now_us: int) -> str:
+    """How long ago ``us`` was, for a person ("45 s ago", "3 min ago", "25 h ago")."""
     if us is None:
         return "never"
-    s = (now_us - us) / 1e6
-    if s < 0:
+    if us > now_us:
         return "in the future"
-    if s < 60:
-        return f"{int(s)} s ago"
-    if s < 3600:
-        return f"{int(s // 60)} min ago"
-    if s < 48 * 3600:
-        return f"{int(s // 3600)} h ago"
-    return f"{int(s // 86400)} days ago"
+    return f"{age_text(now_us - us)} ago"
 
 
 def _environment() -> Environment:

@@ -15,8 +15,6 @@ with an injectable clock, accounts, signed-in clients, a real server for browser
 from __future__ import annotations
 
 import contextlib
-import datetime
-import ipaddress
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -133,39 +131,11 @@ def sign_in_client(c: ConsoleClient, name: str, password: str) -> ConsoleClient:
 
 
 def test_tls_files(directory: Path) -> TlsFiles:
-    """A self-signed ECDSA P-256 certificate for localhost/127.0.0.1 in ``directory``."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
+    """The console's own certificate (ECDSA P-256, localhost and 127.0.0.1), made in
+    ``directory`` as `bwv dock serve` makes it in the store."""
+    from console.tls import ensure_console_tls
 
-    cert_path, key_path = directory / "console-test.crt", directory / "console-test.key"
-    if cert_path.exists() and key_path.exists():
-        return TlsFiles(cert_path, key_path)
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "bwv console (test)")])
-    now = datetime.datetime.now(datetime.UTC)
-    alt = [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=30))
-        .add_extension(x509.SubjectAlternativeName(alt), critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    key_pem = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-    key_path.write_bytes(key_pem)
-    key_path.chmod(0o600)
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    return TlsFiles(cert_path, key_path)
+    return ensure_console_tls(directory)
 
 
 test_tls_files.__test__ = False  # type: ignore[attr-defined]  # not a test for pytest
