@@ -365,3 +365,18 @@ def test_a_console_key_readable_by_others_is_refused(tmp_path, mode):
     files.key.chmod(mode)
     with pytest.raises(ConsoleTlsError, match="0600"):
         ensure_console_tls(tmp_path)
+
+
+def test_a_refused_change_does_not_name_a_restricted_recordings_camera(site):
+    """sam answers for cam-7 only; sue marked cam-8's walk-3 sensitive. sam's change to it
+    is refused as restricted: "does not answer for camera cam-8" would say its camera."""
+    sue = site.client("sue")
+    ref = refs(sue.get("/recordings").text)["walk-3"]
+    assert sue.post_form(f"{ref}/sensitive", {"reason": "witness"}).status_code == 303
+    sam = site.client("sam")
+    for path, form in (("categories", {"category": ["evidential"]}), ("sensitive", {"reason": "x"}),
+                       ("grant", {"grantee": "sam", "reason": "x"}),
+                       ("lift/request", {"reason": "x"}), ("hold", {"reason": "x"})):  # fmt: skip
+        r = sam.post_form(f"{ref}/{path}", form)
+        assert r.status_code == 403, path
+        assert "cam-8" not in r.text and "restricted" in r.text, path
