@@ -380,3 +380,49 @@ def test_a_refused_change_does_not_name_a_restricted_recordings_camera(site):
         r = sam.post_form(f"{ref}/{path}", form)
         assert r.status_code == 403, path
         assert "cam-8" not in r.text and "restricted" in r.text, path
+
+
+def test_a_flood_of_sign_ins_checks_few_passwords_at_once(tmp_path):
+    """Each argon2id check takes 64 MiB: a flood of sign-ins must not run them all at once
+    on the server's threads (the dock's memory); the others wait their turn."""
+    import threading
+
+    from console.accounts import MAX_CONCURRENT_CHECKS, AccountStore
+    from console.db import ConsoleDB
+
+    lock = threading.Condition()
+    state = {"in": 0, "most": 0}
+    go = threading.Event()
+
+    class SlowHasher:
+        def hash(self, password):
+            return "h:" + password
+
+        def check_needs_rehash(self, h):
+            return False
+
+        def verify(self, h, password):
+            with lock:
+                state["in"] += 1
+                state["most"] = max(state["most"], state["in"])
+                lock.notify_all()
+            go.wait(10)
+            with lock:
+                state["in"] -= 1
+            return h == "h:" + password
+
+    store = AccountStore(ConsoleDB(tmp_path / "console.sqlite3"), hasher=SlowHasher())
+    store.add("ann", "ann-correct-horse", ["auditor"], now_us=1)
+    threads = [
+        threading.Thread(target=store.sign_in, args=("ann", f"guess-{i}-xxxxx", 2))
+        for i in range(6)
+    ]
+    for t in threads:
+        t.start()
+    with lock:
+        assert lock.wait_for(lambda: state["in"] >= MAX_CONCURRENT_CHECKS, 10)
+        more = lock.wait_for(lambda: state["in"] > MAX_CONCURRENT_CHECKS, 0.5)
+    go.set()
+    for t in threads:
+        t.join(10)
+    assert not more and state["most"] == MAX_CONCURRENT_CHECKS
