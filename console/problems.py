@@ -240,7 +240,7 @@ def rejected(console: Console) -> list[Problem]:
                 REJECTED,
                 f"camera {dev}: {n} upload{'s' if n != 1 else ''} failed verification "
                 f"(last: {reasons})",
-                f"/custody?device={quote(dev, safe='')}",
+                f"/custody?camera={quote(dev, safe='')}",
                 min(e.at_us for e in entries),
                 dev,
             )

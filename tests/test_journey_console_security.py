@@ -437,3 +437,14 @@ def test_a_flood_of_sign_ins_checks_few_passwords_at_once(tmp_path):
     for t in threads:
         t.join(10)
     assert not more and state["most"] == MAX_CONCURRENT_CHECKS
+
+
+def test_a_rejected_uploads_problem_links_to_its_cameras_custody_entries(site):
+    """The link went to /custody?device=..., a filter the custody page does not know: the
+    whole log opened, not the camera's entries."""
+    site.dock.store.log("device:cam-8", "rejected", site.now_us(), device_id="cam-8",
+                        segment_id="f" * 64, detail={"reasons": ["bad signature"]})  # fmt: skip
+    ada = site.client("ada")
+    link = re.search(r'href="(/custody\?[^"]*)"', ada.get("/problems").text).group(1)
+    page = ada.get(link.replace("&amp;", "&")).text
+    assert "of camera <code>cam-8</code>" in page
