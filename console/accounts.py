@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -45,6 +46,10 @@ MAX_PASSWORD = 1024  # argon2 takes any length; a megabyte "password" is an atta
 MAX_FAILURES = 5
 LOCK_S = 5 * 60
 DEVICE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+# argon2id takes 64 MiB and ~50 ms a check: a flood of sign-ins, each checked at once on the
+# server's threads, would take the dock's memory; so at most this many at a time (the rest wait)
+MAX_CONCURRENT_CHECKS = 2
+_checks = threading.BoundedSemaphore(MAX_CONCURRENT_CHECKS)
 
 
 class AccountError(ValueError):
@@ -198,10 +203,11 @@ class AccountStore:
         return SignInResult(self.get(name), "ok")
 
     def _verify(self, pw_hash: str, password: str) -> bool:
-        try:
-            return self.hasher.verify(pw_hash, password)
-        except (VerifyMismatchError, VerificationError, InvalidHashError):
-            return False
+        with _checks:
+            try:
+                return self.hasher.verify(pw_hash, password)
+            except (VerifyMismatchError, VerificationError, InvalidHashError):
+                return False
 
     def _dummy_hash(self) -> str:
         if self._dummy is None:

@@ -118,13 +118,14 @@ class Catalog:
         may see the recording (``see``) and answers for its camera (``own``)."""
         if not account.may(permission):
             raise self._refuse(account, key, attempt, f"{account.name} lacks {permission}")
-        if own and not account.answers_for(key[0]):
-            raise self._refuse(
-                account, key, attempt, f"{account.name} does not answer for camera {key[0]}"
-            )
+        # restricted before "not your camera": that refusal, on the page, names the camera
         if see and not self.may_see(account, *key):
             raise self._refuse(
                 account, key, attempt, "restricted: sensitive, and no access granted"
+            )
+        if own and not account.answers_for(key[0]):
+            raise self._refuse(
+                account, key, attempt, f"{account.name} does not answer for camera {key[0]}"
             )
 
     def _facts(self, key: Key) -> RecordingFacts:

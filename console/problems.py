@@ -111,8 +111,17 @@ def _guarded(console: Console, account: Account, found: list[Problem]) -> list[P
     catalog = Catalog(console)
     keys = [(p.device_id, p.recording_id) for p in found if p.device_id and p.recording_id]
     refs = catalog.marks.refs(list(dict.fromkeys(keys))) if keys else {}
+    restricted_ids = {r for _, r in set(catalog.marks.sensitive()) - catalog.marks.granted(
+        account.name)}  # fmt: skip
     out = []
+    hidden: dict[str, Problem] = {}
     for p in found:
+        if p.recording_id is not None and p.device_id is None:
+            if p.recording_id in restricted_ids:  # a finding naming it, not its camera
+                hidden[p.recording_id] = _restricted(p.recording_id, "/recordings")
+            else:
+                out.append(p)
+            continue
         if p.device_id is None or p.recording_id is None:
             out.append(p)
             continue
@@ -121,18 +130,22 @@ def _guarded(console: Console, account: Account, found: list[Problem]) -> list[P
         if catalog.may_see(account, p.device_id, p.recording_id):
             out.append(replace(p, where=where if p.where == "/recordings" else p.where))
             continue
-        out.append(
-            Problem(
-                RESTRICTED,
-                f"recording {p.recording_id} needs attention (restricted: only accounts "
-                "granted access see why)",
-                where,
-                None,
-                None,
-                p.recording_id,
-            )
-        )
-    return out
+        hidden.setdefault(p.recording_id, _restricted(p.recording_id, where))
+    # one line per restricted recording, by id: how many problems it has, and of which
+    # kind (the checks' order), would tell what is wrong with it
+    return out + [hidden[r] for r in sorted(hidden)]
+
+
+def _restricted(recording_id: str, where: str | None) -> Problem:
+    return Problem(
+        RESTRICTED,
+        f"recording {recording_id} needs attention (restricted: only accounts granted "
+        "access see why)",
+        where,
+        None,
+        None,
+        recording_id,
+    )
 
 
 # --------------------------------------------------------------------------- the checks
@@ -227,7 +240,7 @@ def rejected(console: Console) -> list[Problem]:
                 REJECTED,
                 f"camera {dev}: {n} upload{'s' if n != 1 else ''} failed verification "
                 f"(last: {reasons})",
-                f"/custody?device={quote(dev, safe='')}",
+                f"/custody?camera={quote(dev, safe='')}",
                 min(e.at_us for e in entries),
                 dev,
             )
@@ -422,7 +435,10 @@ def collect(
             rep.checks.append(f"{name}: could not check ({exc})")
             continue
         rep.problems += found
-        rep.checks.append(f"{name}: {len(found) or 'none'}")
+        # counted as the account reads them: one about a restricted recording is not
+        # counted under its check (that would say what is wrong with it)
+        seen = sum(1 for p in _guarded(console, account, found) if p.kind != RESTRICTED)
+        rep.checks.append(f"{name}: {seen or 'none'}")
     try:
         found, line = store_check(console, trust)
     except Exception as exc:  # noqa: BLE001

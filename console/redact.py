@@ -25,12 +25,17 @@ def make_redactor(store: Any, restricted: set[Key]) -> Callable[[LogEntry], dict
             segs |= {(dev, r.held.segment_id): f.recording_id for r in f.records}
             segs |= {(dev, g.segment_id): f.recording_id for g in f.retired}
 
+    # by its id alone, whatever camera the entry names: an entry naming the recording with
+    # another camera (one a probing account wrote: /custody?recording=R&camera=GUESS) must
+    # not stay plain while the one naming its own camera is redacted (that would tell it)
+    restricted_ids = {rec for _, rec in restricted}
+
     def redact(entry: LogEntry) -> dict[str, Any]:
         d = asdict(entry)
         rec = (entry.detail or {}).get("recording_id")
         if entry.segment_id and (entry.device_id, entry.segment_id) in segs:
             rec = segs[(entry.device_id or "", entry.segment_id)]
-        if rec is None or (entry.device_id, rec) not in restricted:
+        if rec not in restricted_ids:
             return d | {"redacted": False}
         actor = "device (restricted)" if entry.actor.startswith("device:") else entry.actor
         return d | {

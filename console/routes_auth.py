@@ -105,8 +105,7 @@ def login(
     console = console_of(request)
     got = accounts_of(request).sign_in(name, password, console.now_us())
     if got.account is None:
-        log.warning("console: sign-in refused for %r from %s: %s", name[:64], _remote(request),
-                    got.reason)  # fmt: skip
+        _refused_sign_in(request, name, got.reason)
         return _login_page(request, next, name=name, error=WRONG, status=401)
     old = request.cookies.get(COOKIE)
     if old:
@@ -118,6 +117,28 @@ def login(
     _set_cookie(request, answer, COOKIE, session.token)
     answer.delete_cookie(LOGIN_COOKIE, path="/")
     return answer
+
+
+def _refused_sign_in(request: Request, name: str, reason: str) -> None:
+    """A refused sign-in in the server's log; an account it locks, in the custody log too
+    (who tried, from where), so that someone locking accounts out is seen. The name is
+    logged only when it is an account's: a password typed into the name field by mistake
+    must not reach the log."""
+    console = console_of(request)
+    known = reason != "unknown"
+    log.warning("console: sign-in refused for %s from %s: %s",
+                repr(name) if known else "an unknown name", _remote(request),
+                reason)  # fmt: skip
+    if (
+        known
+        and reason.startswith("wrong")
+        and (accounts_of(request).locked_until(name) > console.now_us())
+    ):
+        console.custody(
+            None,
+            "account_locked",
+            detail={"account": name, "remote": _remote(request), "locked_for_s": LOCK_S},
+        )
 
 
 @router.post("/logout")

@@ -39,6 +39,15 @@ def _seen(catalog: Catalog, account: Account, item: dict[str, Any]) -> dict[str,
     }
 
 
+def _in_order(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The visible recordings in the list's order (by camera, by due time), the restricted
+    ones after them by id: a restricted one's place among the others would tell its camera
+    or when it falls due."""
+    shown = [x for x in items if not x.get("restricted")]
+    hidden = [x for x in items if x.get("restricted")]
+    return shown + sorted(hidden, key=lambda x: str(x.get("recording_id")))
+
+
 def _error(catalog: Catalog, account: Account, error: str) -> str:
     """A job's error line (``device/recording: why``) as the account may read it."""
     where, sep, _why = error.partition(": ")
@@ -58,20 +67,20 @@ def retention(request: Request, account: Reader) -> Response:
     except PolicyError as exc:
         error, policy = str(exc), None
     now = console.now_us()
-    due_now = [
+    due_now = _in_order([
         _seen(catalog, account, d.to_json()) for d in due(console, now, policy, include_held=True)
-    ] if policy is not None else []  # fmt: skip
-    holds = [
+    ]) if policy is not None else []  # fmt: skip
+    holds = _in_order([
         _seen(catalog, account, {"device_id": d, "recording_id": r, "reason": m.reason,
                                  "by": m.who, "at_us": m.at_us})
         for (d, r), m in sorted(catalog.marks.holds().items())
-    ]  # fmt: skip
+    ])  # fmt: skip
     listed = jobs(console, 20)
     ran = [
         {
             "job": j,
-            "deleted": [_seen(catalog, account, x) for x in j.deleted],
-            "refused": [_seen(catalog, account, x) for x in j.refused],
+            "deleted": _in_order([_seen(catalog, account, x) for x in j.deleted]),
+            "refused": _in_order([_seen(catalog, account, x) for x in j.refused]),
             "errors": [_error(catalog, account, e) for e in j.errors],
         }
         for j in listed

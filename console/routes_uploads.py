@@ -10,7 +10,7 @@ asks ``/uploads.json`` every second and swaps in the same rows, rendered by the 
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
@@ -26,25 +26,47 @@ Viewer = Annotated[Account, Depends(require("uploads.view"))]
 ORDER = {"failing": 0, "stalled": 1, "uploading": 2, "queued": 3, "idle": 4}
 
 
-def rows_now(request: Request) -> tuple[list[UploadRow], int]:
+def rows_now(request: Request, account: Account) -> tuple[list[UploadRow], int]:
     """The rows, the ones that need a person first, and the time they were read at."""
     console = console_of(request)
     now = console.now_us()
     rows = upload_rows(
         console.dock.store, console.dock.activity, now, console.config.stalled_upload_s
     )
+    rows = _firewalled(console, account, rows)
     return sorted(rows, key=lambda r: (ORDER[r.state], r.device_id)), now
+
+
+def _firewalled(console: Any, account: Account, rows: list[UploadRow]) -> list[UploadRow]:
+    """A receipted segment of a recording restricted to ``account`` (sensitive, no grant)
+    does not name its recording: beside its camera that would say whose camera it was."""
+    from console.catalog_db import Marks
+
+    marks = Marks(console.db)
+    restricted = {r for _, r in set(marks.sensitive()) - marks.granted(account.name)}
+    if not restricted:
+        return rows
+    return [
+        replace(
+            row,
+            receipted=[
+                replace(x, recording_id=None) if x.recording_id in restricted else x
+                for x in row.receipted
+            ],
+        )
+        for row in rows
+    ]
 
 
 @router.get("/uploads")
 def uploads(request: Request, account: Viewer) -> Response:
-    rows, now = rows_now(request)
+    rows, now = rows_now(request, account)
     return render(request, "uploads.html", account, rows=rows, as_of_us=now)
 
 
 @router.get("/uploads.json")
 def uploads_json(request: Request, account: Viewer) -> JSONResponse:
-    rows, now = rows_now(request)
+    rows, now = rows_now(request, account)
     html = templates.get_template("uploads_rows.html").render(rows=rows, now_us=now)
     return JSONResponse(
         {
