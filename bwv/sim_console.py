@@ -100,12 +100,12 @@ def _announce(url: str, cert_fp: str, people: list[tuple[str, str, str]], out: P
     sys.stdout.flush()
 
 
-def _wait_for_stop() -> None:
+def _stop_on_signal() -> threading.Event:
+    """An event Ctrl-C (or SIGTERM) sets, installed before the URL is printed."""
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    while not stop.wait(0.5):
-        pass
+    return stop
 
 
 def serve_raid_console(ctx: click.Context, out: Path, listen: str) -> None:
@@ -116,6 +116,7 @@ def serve_raid_console(ctx: click.Context, out: Path, listen: str) -> None:
     from simulator.raid_serve import NotARaidError, raid_authorities
 
     host, port = parse_loopback(listen)
+    stop = _stop_on_signal()
     if not out.exists() or (out.is_dir() and not any(out.iterdir())):
         _run_raid_first(ctx, out)
     try:
@@ -140,7 +141,8 @@ def serve_raid_console(ctx: click.Context, out: Path, listen: str) -> None:
             for note in served.notes:
                 click.echo(f"note: {note}", err=True)
             _announce(server.url, cert_fp, people, out)
-            _wait_for_stop()
+            while not stop.wait(0.5):
+                pass
     except NotARaidError as exc:
         raise DockUsageError(str(exc)) from None
     click.echo("bwv sim console: stopped")
