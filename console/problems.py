@@ -264,9 +264,8 @@ def failed(console: Console) -> list[Problem]:
 
 def store_check(console: Console, trust: Any = None) -> tuple[list[Problem], str]:
     """The store against its witnessed log, with ``trust`` (``LogTrust``) or the witnesses
-    the dock is configured with (their keys, the store's own latest checkpoint); the
+    the dock is configured with (their keys, the newest kept checkpoint they cosigned); the
     problems found and one line saying what was checked."""
-    from crypto.verify.log import LogTrust
     from dock.checkpoints import load_log_config
     from dock.log_audit import audit_store
 
