@@ -75,16 +75,16 @@ def demo_accounts(console: Any) -> list[tuple[str, str, str]]:
     return out
 
 
-def _run_raid_first(ctx: click.Context, out: Path) -> None:
-    """OUT missing or empty: a raid there first, as `make sim` runs it."""
-    from bwv.cli import sim_raid
+def _run_raid_first(out: Path) -> None:
+    """OUT missing or empty: a raid there first, as `make sim` runs it (in its own process:
+    the raid's dock must let go of the store before the console opens it)."""
+    import subprocess
 
     click.echo(f"bwv sim console: no raid in {out} yet: running one (`bwv sim raid`)", err=True)
-    try:
-        ctx.invoke(sim_raid, out=out, pre_record=10.0, record=15.0, size=None, fps=None)
-    except SystemExit as exc:
-        if exc.code:
-            raise
+    cmd = [sys.executable, "-m", "bwv.cli", "sim", "raid", "--out", str(out)]
+    done = subprocess.run([*cmd, "--pre-record", "10", "--record", "15"], check=False)
+    if done.returncode != 0:
+        raise DockUsageError(f"the raid in {out} did not complete (exit {done.returncode})")
     click.echo()
 
 
@@ -108,7 +108,7 @@ def _stop_on_signal() -> threading.Event:
     return stop
 
 
-def serve_raid_console(ctx: click.Context, out: Path, listen: str) -> None:
+def serve_raid_console(out: Path, listen: str) -> None:
     from bwv.dock_serve import console_for_serving, open_for_serving
     from console.serving import RetentionRunner
     from dock.server import ServerThread
@@ -118,7 +118,7 @@ def serve_raid_console(ctx: click.Context, out: Path, listen: str) -> None:
     host, port = parse_loopback(listen)
     stop = _stop_on_signal()
     if not out.exists() or (out.is_dir() and not any(out.iterdir())):
-        _run_raid_first(ctx, out)
+        _run_raid_first(out)
     try:
         with contextlib.ExitStack() as stack:
             served = stack.enter_context(raid_authorities(out))
@@ -163,12 +163,11 @@ def serve_raid_console(ctx: click.Context, out: Path, listen: str) -> None:
     metavar="HOST:PORT",
     help="Where the console listens: this machine only (port 0: any free port).",
 )
-@click.pass_context
-def sim_console(ctx: click.Context, out: Path, listen: str) -> None:
+def sim_console(out: Path, listen: str) -> None:
     """The dock console over a raid's dock, on this machine, in one command.
 
     Serves the console over OUT/dock (the raid's witness and TSA running again beside it),
     with one demo account per role (tess technician, sam supervisor, ivan investigator,
     aud auditor) and new one-time passwords, all printed with the URL. Ctrl-C stops.
     """
-    serve_raid_console(ctx, out, listen)
+    serve_raid_console(out, listen)
