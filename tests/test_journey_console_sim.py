@@ -165,3 +165,23 @@ def test_a_raid_whose_witness_is_away_stays_witnessed(raid):
         assert "the witness bwv-sim-witness has not cosigned the dock&#39;s log" in problems
     finally:
         h.close()
+
+
+def test_an_empty_folder_gets_a_raid_first(tmp_path):
+    out = tmp_path / "sim-out"
+    proc = subprocess.Popen(
+        [*BWV, "sim", "console", "--out", str(out), "--listen", "127.0.0.1:0"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    lines: queue.Queue = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(x) for x in proc.stdout], daemon=True).start()
+    try:
+        said = read_until(proc, lines, "Ctrl-C stops.", 240)
+        assert "summary:" in said and "  aud   auditor" in said
+        assert (out / "summary.json").is_file()
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=60)
+    err = proc.stderr.read()
+    assert proc.returncode == 0, err
+    assert "running one" in err and "Traceback" not in err
