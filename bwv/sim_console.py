@@ -15,7 +15,7 @@ import contextlib
 import secrets
 import signal
 import sys
-import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -100,12 +100,14 @@ def _announce(url: str, cert_fp: str, people: list[tuple[str, str, str]], out: P
     sys.stdout.flush()
 
 
-def _stop_on_signal() -> threading.Event:
-    """An event Ctrl-C (or SIGTERM) sets, installed before the URL is printed."""
-    stop = threading.Event()
+def _stop_on_signal() -> list[int]:
+    """A list Ctrl-C (or SIGTERM) appends to, installed before the URL is printed. (Not a
+    threading.Event: its set() in a signal handler can deadlock on the lock its wait() holds
+    at that moment.)"""
+    stopped: list[int] = []
     for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
-    return stop
+        signal.signal(sig, lambda signum, _frame: stopped.append(signum))
+    return stopped
 
 
 def serve_raid_console(out: Path, listen: str) -> None:
@@ -141,8 +143,8 @@ def serve_raid_console(out: Path, listen: str) -> None:
             for note in served.notes:
                 click.echo(f"note: {note}", err=True)
             _announce(server.url, cert_fp, people, out)
-            while not stop.wait(0.5):
-                pass
+            while not stop:
+                time.sleep(0.2)
     except NotARaidError as exc:
         raise DockUsageError(str(exc)) from None
     click.echo("bwv sim console: stopped")

@@ -7,7 +7,6 @@ cleanly; a folder with no raid is refused in one line."""
 from __future__ import annotations
 
 import json
-import os
 import queue
 import re
 import signal
@@ -47,6 +46,16 @@ def read_until(proc: subprocess.Popen, lines: queue.Queue, end: str, timeout_s: 
     raise AssertionError(f"no {end!r} within {timeout_s}s: {''.join(got)}")
 
 
+def stop(proc: subprocess.Popen, sig: int = signal.SIGINT) -> None:
+    """Ctrl-C (or SIGTERM), then its exit; a hang is a failure that shows its stderr."""
+    proc.send_signal(sig)
+    try:
+        proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        raise AssertionError(f"did not stop: {proc.stderr.read()}") from None
+
+
 def text(page, selector: str = "main") -> str:
     return page.locator(selector).inner_text()
 
@@ -80,6 +89,10 @@ def test_a_newcomer_sees_the_raid_in_the_console(raid):
             sign_in(page, url, "tess", pw["tess"])
             page.goto(f"{url}/cameras")
             assert "sim-0001" in text(page)
+            page.goto(f"{url}/uploads")
+            receipted = text(page, "details.receipted")  # what each receipt was, in words
+            assert "end" in receipted and "time sync" in receipted, receipted
+            assert "0 bytes" not in receipted  # a record that is no segment has no size
             page.goto(f"{url}/problems")
             assert "Nothing needs a person now." in text(page, "#summary")
             page.click("form.who button[type=submit]")
@@ -106,8 +119,7 @@ def test_a_newcomer_sees_the_raid_in_the_console(raid):
             page.click(f'tr[data-recording="{rec_id}"] a')
             assert page.get_by_role("button", name="Download the exhibit").count() == 1
     finally:
-        proc.send_signal(signal.SIGINT)
-        proc.wait(timeout=60)  # stdout is the reader's: communicate() would race it
+        stop(proc)  # stdout is the reader's: communicate() would race it
     reader.join(10)
     err = proc.stderr.read()
     assert proc.returncode == 0, err
@@ -125,8 +137,7 @@ def test_a_newcomer_sees_the_raid_in_the_console(raid):
         said = read_until(again, lines2, "Ctrl-C stops.", 120)
         assert pw["aud"] not in said
     finally:
-        os.kill(again.pid, signal.SIGTERM)
-        again.wait(timeout=60)
+        stop(again, signal.SIGTERM)
     assert again.returncode == 0
 
 
@@ -180,8 +191,7 @@ def test_an_empty_folder_gets_a_raid_first(tmp_path):
         assert "summary:" in said and "  aud   auditor" in said
         assert (out / "summary.json").is_file()
     finally:
-        proc.send_signal(signal.SIGINT)
-        proc.wait(timeout=60)
+        stop(proc)
     err = proc.stderr.read()
     assert proc.returncode == 0, err
     assert "running one" in err and "Traceback" not in err
