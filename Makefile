@@ -4,7 +4,7 @@
 SIM_OUT ?= sim-out
 PY := .venv/bin/python
 
-.PHONY: sim test bench lint venv clean
+.PHONY: sim console test bench lint venv clean
 
 venv:
 	@scripts/bootstrap.sh
@@ -19,6 +19,11 @@ sim: venv
 	@echo "Check one exhibit as an investigator would:"
 	@echo "  .venv/bin/bwv verify $(SIM_OUT)/exhibits/<id> --device-pub $(SIM_OUT)/device/keys/device.key.pub"
 	@echo "What the dock holds: .venv/bin/bwv dock status --store $(SIM_OUT)/dock"
+	@echo "See it in the dock console (in a browser): make console"
+
+# the dock console over sim-out's dock, on this machine (a raid first if there is none)
+console: venv
+	@.venv/bin/bwv sim console --out $(SIM_OUT)
 
 test:
 	@scripts/bootstrap.sh --with-test-tools

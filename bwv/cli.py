@@ -202,6 +202,15 @@ def sim_raid(
         sys.exit(1)
 
 
+def _add_sim_console() -> None:
+    from bwv.sim_console import sim_console
+
+    sim.add_command(sim_console)
+
+
+_add_sim_console()
+
+
 @sim.command("record", hidden=True)
 @click.option("--seconds", type=FiniteFloat(0.0, 86_400.0), default=60.0, show_default=True)
 @click.pass_context

@@ -277,9 +277,8 @@ def failed(console: Console) -> list[Problem]:
 
 def store_check(console: Console, trust: Any = None) -> tuple[list[Problem], str]:
     """The store against its witnessed log, with ``trust`` (``LogTrust``) or the witnesses
-    the dock is configured with (their keys, the store's own latest checkpoint); the
+    the dock is configured with (their keys, the newest kept checkpoint they cosigned); the
     problems found and one line saying what was checked."""
-    from crypto.verify.log import LogTrust
     from dock.checkpoints import load_log_config
     from dock.log_audit import audit_store
 
@@ -290,7 +289,7 @@ def store_check(console: Console, trust: Any = None) -> tuple[list[Problem], str
             return [], f"store against its witnessed log: not checked ({exc})"
         if not witnesses:
             return [], "store against its witnessed log: not checked (no witness configured)"
-        trust = LogTrust(tuple(w.vkey for w in witnesses), None)
+        trust = _newest_witnessed(console, tuple(w.vkey for w in witnesses))
     try:
         audit = audit_store(console.store_dir, trust)
     except Exception as exc:  # noqa: BLE001 - an unreadable log: said, not raised
@@ -308,6 +307,38 @@ def store_check(console: Console, trust: Any = None) -> tuple[list[Problem], str
     size = f" (witnessed size {cp.size})" if cp is not None else ""
     verdict = "every leaf the witness saw is held or explained" if audit.ok else "NOT VERIFIED"
     return out, f"store against its witnessed log{size}: {verdict}"
+
+
+def _newest_witnessed(console: Console, vkeys: tuple[str, ...]) -> Any:
+    """The trust to check the store with: the newest kept checkpoint a witness cosigned (the
+    latest may await its cosignature a moment; the latest one, to be found unwitnessed, if
+    none was ever cosigned)."""
+    from console.witnessed import newest_cosigned
+    from crypto.verify.log import LogTrust
+
+    got = newest_cosigned(console.store_dir, vkeys)
+    return LogTrust(vkeys, got.note if got is not None else None)
+
+
+def witness_away(console: Console) -> list[Problem]:
+    """A witness the dock's log could not reach lately: the entries since it last cosigned
+    wait for it (the dock's own record of its witnesses: ``DockLog.health``)."""
+    dlog = getattr(console.dock, "translog", None)
+    if dlog is None:
+        return []
+    out = []
+    for name, st in dlog.health.witnesses.items():
+        if st.last_error:
+            out.append(
+                Problem(
+                    "unwitnessed",
+                    f"the witness {name} has not cosigned the dock's log since its first "
+                    f"{st.size} entries: {st.last_error}",
+                    None,
+                    None,
+                )
+            )
+    return out
 
 
 def not_docked(console: Console, now_us: int) -> list[Problem]:
@@ -425,6 +456,7 @@ def collect(
         ("cameras not docked", lambda: not_docked(console, now)),
         ("retention due", lambda: retention_due(console, now)),
         ("disk space", lambda: disk(console)),
+        ("witnesses away", lambda: witness_away(console)),
     ]
     if reverify:
         steps.insert(2, ("stored bytes re-verified", lambda: failed(console)))

@@ -52,6 +52,15 @@ class ReceiptRow:
     recording_id: str | None
     size: int | None
     at_us: int
+    record_type: str | None = None
+    segment_index: int | None = None
+
+    @property
+    def record(self) -> str:
+        """What was received, for a person: "segment 3", "end", "time sync"..."""
+        if self.record_type == "manifest":
+            return f"segment {self.segment_index}" if self.segment_index is not None else "segment"
+        return (self.record_type or "record").replace("_", " ")
 
 
 @dataclass(frozen=True)
@@ -222,7 +231,16 @@ def _upload_row(
         reported_at_us=_int_or_none(report.get("received_at_us")),
         uploading=uploading,
         receipted=[
-            ReceiptRow(r.segment_id, r.seq, r.recording_id, r.size, r.at_us) for r in receipts
+            ReceiptRow(
+                r.segment_id,
+                r.seq,
+                r.recording_id,
+                r.size,
+                r.at_us,
+                getattr(r, "record_type", None),
+                getattr(r, "segment_index", None),
+            )
+            for r in receipts
         ],
         stalled=bool(stalled),
         failing=failing,

@@ -34,6 +34,8 @@ class RecentReceipt:
     size: int | None
     at_us: int
     log_index: int
+    record_type: str | None = None  # manifest (a segment), end, time_sync, clock_step...
+    segment_index: int | None = None
 
 
 class DeviceReports(StoreIndex):
@@ -69,7 +71,14 @@ class DeviceReports(StoreIndex):
             d = json.loads(detail)
             out.append(
                 RecentReceipt(
-                    segment_id, d.get("seq"), d.get("recording_id"), d.get("size"), at_us, idx
+                    segment_id,
+                    d.get("seq"),
+                    d.get("recording_id"),
+                    d.get("size"),
+                    at_us,
+                    idx,
+                    d.get("record_type"),
+                    d.get("segment_index"),
                 )
             )
         return out

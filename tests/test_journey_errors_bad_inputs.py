@@ -198,6 +198,8 @@ ROWS = [
     Row(
         "sim raid", ("sim", "raid", "--out", "{new_dir}", "--record", "inf"), "not a finite number"
     ),
+    Row("sim console", ("sim", "console", "--out", "{docs_dir}"), "holds no raid"),
+    Row("sim console", ("sim", "console", "--listen", "0.0.0.0:8445"), "this machine only"),
     # -- the time-stamping authority (tsa/)
     Row("tsa init", ("tsa", "init", "--state", "{afile}"), "is a file"),
     Row("tsa init", ("tsa", "init", "--json", "--state", "{docs_dir}"), "not a TSA state folder"),
