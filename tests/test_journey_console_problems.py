@@ -16,6 +16,7 @@ from nacl.signing import SigningKey
 
 from console import problems
 from console.core import AUDITOR, Account, ConsoleConfig, open_console
+from console.testing import ConsoleHarness
 from dock.checkpoints import (
     LogConfig,
     WitnessConfig,
@@ -258,3 +259,18 @@ def test_the_problems_page_in_a_browser(tmp_path, monkeypatch):
             gaps = page.locator("#problems-gap").inner_text()
             assert "door-1200" not in gaps  # its gap is said as "needs attention" only
             assert "camera cam-9: chain record 1 not at the dock" in gaps  # a camera's, not it
+
+
+def test_a_problems_link_is_shown_only_to_whom_may_open_it(dock, tmp_path):
+    """A rejected upload's problem links to the camera's custody entries: the auditor gets
+    the link; a technician, whom that page would refuse (403), gets the problem without it."""
+    _shipped(dock, tmp_path, "cam-6")
+    dock.dock.store.log("device:cam-6", "rejected", dock.clock_.now, device_id="cam-6",
+                        segment_id="seg-y", detail={"reasons": ["bad chunk"]})  # fmt: skip
+    c = ConsoleHarness(dock.store_dir, dock=dock.dock)
+    c.add_account("ada", "auditor")
+    c.add_account("tess", "technician")
+    for name, linked in (("ada", True), ("tess", False)):
+        page = c.client(name).get("/problems").text
+        assert "bad chunk" in page
+        assert ('href="/custody?camera=cam-6"' in page) is linked, name
