@@ -27,7 +27,9 @@ from typing import Any
 from urllib.parse import quote
 
 from console.core import Account, Console
+from console.custody_log import all_entries
 from crypto.verify.timecheck import utc
+from dock.store import LogEntry
 
 GAP = "gap"
 REJECTED = "rejected"
@@ -151,7 +153,7 @@ def _restricted(recording_id: str, where: str | None) -> Problem:
 # --------------------------------------------------------------------------- the checks
 
 
-def gaps(console: Console) -> list[Problem]:
+def gaps(console: Console, entries: list[LogEntry] | None = None) -> list[Problem]:
     """Records missing from each camera's chain, and recordings with a gap or a break."""
     from dock.holdings import GAP as HOLDINGS_GAP
     from dock.holdings import scan_recordings
@@ -159,7 +161,7 @@ def gaps(console: Console) -> list[Problem]:
 
     store = console.dock.store
     recordings, holdings = scan_recordings(store)  # type: ignore[arg-type]
-    since = _gap_entries(console)
+    since = _gap_entries(all_entries(console) if entries is None else entries)
     out = []
     for dev, h in holdings.items():
         chain = chain_report([r.held for r in h.records] + h.unreadable)
@@ -189,21 +191,10 @@ def gaps(console: Console) -> list[Problem]:
     return out
 
 
-def _custody(console: Console) -> list[Any]:
-    """Every custody entry, in order."""
-    store = console.dock.store
-    out: list[Any] = []
-    after = 0
-    while batch := store.custody_log(after=after, limit=1000):
-        out += batch
-        after = batch[-1].index
-    return out
-
-
-def _gap_entries(console: Console) -> dict[tuple[str, int, int], int]:
+def _gap_entries(entries: list[LogEntry]) -> dict[tuple[str, int, int], int]:
     """(device, first and last missing seq) -> when the dock first logged the gap."""
     out: dict[tuple[str, int, int], int] = {}
-    for e in _custody(console):
+    for e in entries:
         if e.action == "gap" and e.device_id:
             a, b = e.detail.get("missing_from_seq"), e.detail.get("missing_to_seq")
             if isinstance(a, int) and isinstance(b, int):
@@ -217,10 +208,10 @@ def _noticed(since: dict[tuple[str, int, int], int], dev: str, lo: int, hi: int)
     return min(got, default=None)
 
 
-def rejected(console: Console) -> list[Problem]:
+def rejected(console: Console, entries: list[LogEntry] | None = None) -> list[Problem]:
     """Per camera: uploads the dock rejected (failed verification) and never received since."""
     open_: dict[tuple[str, str], Any] = {}
-    for e in _custody(console):
+    for e in all_entries(console) if entries is None else entries:
         if not e.device_id or not e.segment_id:
             continue
         if e.action == "rejected":
@@ -341,7 +332,9 @@ def witness_away(console: Console) -> list[Problem]:
     return out
 
 
-def not_docked(console: Console, now_us: int) -> list[Problem]:
+def not_docked(
+    console: Console, now_us: int, entries: list[LogEntry] | None = None
+) -> list[Problem]:
     """Cameras whose last report had footage queued and that have not docked since
     ``not_docked_hours`` (the camera's report, ``store.device_report``: none, no problem).
     A camera reports at the start of each round, then ships: segments the dock received
@@ -352,7 +345,7 @@ def not_docked(console: Console, now_us: int) -> list[Problem]:
         return []
     limit_us = int(console.config.not_docked_hours * 3600e6)
     received: dict[str, list[int]] = {}
-    for e in _custody(console):
+    for e in all_entries(console) if entries is None else entries:
         if e.action == "received" and e.device_id:
             received.setdefault(e.device_id, []).append(e.at_us)
     out = []
@@ -450,10 +443,14 @@ def collect(
     """Every problem ``account`` may read (``reverify``: also re-check every stored byte)."""
     now = console.now_us()
     rep = ProblemReport()
+    try:  # the custody log, read once for the checks below (unreadable: each says so)
+        entries: list[LogEntry] | None = all_entries(console)
+    except Exception:  # noqa: BLE001 - the checks then read it themselves, and fail each
+        entries = None
     steps: list[tuple[str, Callable[[], list[Problem]]]] = [
-        ("gaps in the cameras' chains", lambda: gaps(console)),
-        ("uploads rejected", lambda: rejected(console)),
-        ("cameras not docked", lambda: not_docked(console, now)),
+        ("gaps in the cameras' chains", lambda: gaps(console, entries)),
+        ("uploads rejected", lambda: rejected(console, entries)),
+        ("cameras not docked", lambda: not_docked(console, now, entries)),
         ("retention due", lambda: retention_due(console, now)),
         ("disk space", lambda: disk(console)),
         ("witnesses away", lambda: witness_away(console)),

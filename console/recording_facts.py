@@ -5,11 +5,11 @@ holdings (dock/holdings.py) and whether its last record is in a witnessed checkp
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from crypto.verify.timecheck import utc
 from dock.holdings import (
     DELETED,
     DeviceHoldings,
@@ -38,10 +38,6 @@ class RecordingFacts:
     @property
     def deleted(self) -> bool:
         return self.summary.state == DELETED
-
-
-def utc(us: int) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(us / 1e6))
 
 
 def times_text(t0_us: int | None, t1_us: int | None) -> str:

@@ -198,7 +198,7 @@ def test_a_disk_running_out_of_space_is_a_problem(dock, monkeypatch):
 
 
 def test_one_check_failing_does_not_hide_the_others(dock, monkeypatch):
-    def broken(_console):
+    def broken(_console, _entries=None):
         raise RuntimeError("index unreadable")
 
     monkeypatch.setattr(problems, "gaps", broken)
