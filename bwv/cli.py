@@ -138,6 +138,15 @@ def sim(ctx: click.Context, config_path: Path | None, state: Path) -> None:
 @click.option("--size", help="Frame size WxH (config: video.width, video.height).")
 @click.option("--fps", type=int, help="Frames per second (config: video.fps).")
 @click.option("--realtime", is_flag=True, help="Run at the speed of the wall clock.")
+@click.option(
+    "--dock-store",
+    type=click.Choice(["dir", "s3"]),
+    default="dir",
+    show_default=True,
+    help="Where the raid's dock keeps the footage: a folder (OUT/dock), or S3 Object Lock "
+    "and a PostgreSQL index as many docks share them (start them first: "
+    "scripts/fleet-services.sh up; source /tmp/bwv-fleet/fleet.env).",
+)
 @click.pass_context
 def sim_raid(
     ctx: click.Context,
@@ -147,6 +156,7 @@ def sim_raid(
     size: str | None,
     fps: int | None,
     realtime: bool,
+    dock_store: str,
 ) -> None:
     """A scripted raid on the simulated device, headless.
 
@@ -183,6 +193,8 @@ def sim_raid(
         sys.exit(2)
     if replaced:
         click.echo(f"bwv sim raid: replacing the earlier raid in {out}", err=True)
+    if dock_store == "s3":
+        _fleet_dock(out)
     plan = RaidPlan(record_s=record)
     now_us = time.time_ns() // 1000
     epoch = now_us if realtime else now_us - plan.lasts_us(cfg)  # over before it docks
@@ -400,3 +412,17 @@ _register()
 
 if __name__ == "__main__":  # pragma: no cover
     main()
+
+
+def _fleet_dock(out: Path) -> None:
+    """OUT/dock bound to a fresh bucket and database on the shared servers, or exit 2."""
+    import os
+
+    from simulator.raid_fleet import FleetUnavailable, prepare_fleet_dock
+
+    try:
+        b = prepare_fleet_dock(out / "dock", os.environ)
+    except FleetUnavailable as exc:
+        click.echo(f"bwv sim raid: {exc}", err=True)
+        sys.exit(2)
+    click.echo(f"bwv sim raid: the dock keeps its store in {b.objects}, its index in {b.index}")

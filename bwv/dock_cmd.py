@@ -13,6 +13,7 @@ from pathlib import Path
 import click
 
 from bwv.dock_account_cmd import account
+from bwv.dock_backends_opts import resolve_store, serve_store_options
 from bwv.dock_common import (
     EXIT_ERROR,
     EXIT_NOT_VERIFIED,
@@ -77,7 +78,7 @@ dock.add_command(account)  # bwv dock account add|list|disable|passwd: the conso
 
 
 @dock.command()
-@STORE_OPTION
+@serve_store_options
 @click.option(
     "--listen",
     default=DEFAULT_LISTEN,
@@ -117,7 +118,10 @@ dock.add_command(account)  # bwv dock account add|list|disable|passwd: the conso
 @console_options
 @log_options
 def serve(
-    store_dir: Path,
+    store: str,
+    index: str | None,
+    state_dir: Path | None,
+    s3_credentials: Path | None,
     listen: str,
     admin_listen: str,
     tls_cert: Path | None,
@@ -162,6 +166,7 @@ def serve(
     from dock.server import run_dock, tcp_listener
     from dock.translog import background_sync
 
+    store_dir = resolve_store(store, index, state_dir, s3_credentials)
     host, port = parse_listen(listen)
     admin_sock_path, admin_host, admin_port = parse_admin_listen(admin_listen, store_dir)
     console_at = parse_console_listen(console_listen)

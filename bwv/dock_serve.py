@@ -66,6 +66,7 @@ def open_for_serving(store_dir: Path, log_config: Any = None, agency_pub: Path |
     from crypto.durable import write_atomic
     from crypto.identity import IdentityError, load_agency_public_key
     from dock.agency import AgencyKeyError, pin_agency_key
+    from dock.backends import BackendsError, load_backends
     from dock.checkpoints import LogConfigError
     from dock.keys import KeyFileError
     from dock.server import open_dock
@@ -84,7 +85,8 @@ def open_for_serving(store_dir: Path, log_config: Any = None, agency_pub: Path |
         dock = open_dock(store_dir)
         if agency is not None:  # pinned once the folder is a store
             dock.agency_key_id = pin_agency_key(store_dir, agency)
-        if dock.translog is not None and not dock.translog.acquire():
+        shared = not load_backends(store_dir).embedded  # many docks: one holds the log
+        if dock.translog is not None and not dock.translog.acquire() and not shared:
             raise DockUsageError(
                 f"{store_dir}: another dock process holds this store's log "
                 "(another `bwv dock serve` on this store?)"
@@ -93,7 +95,7 @@ def open_for_serving(store_dir: Path, log_config: Any = None, agency_pub: Path |
         pub_path = store_dir / DOCK_PUB_FILE
         if not pub_path.exists() or pub_path.read_bytes() != text:
             write_atomic(pub_path, text, mode=0o644)
-    except (StoreDirError, LogConfigError) as exc:
+    except (StoreDirError, LogConfigError, BackendsError) as exc:
         raise DockUsageError(str(exc)) from None
     except KeyFileError as exc:
         raise DockUsageError(f"dock key: {exc}") from None
@@ -164,6 +166,8 @@ def serve_facts(
     from dock.keys import ADMIN_TOKEN_FILE
     from dock.tls import fingerprint
 
+    from dock.backends import load_backends
+
     shown = f"[{host}]" if ":" in host else host
     if admin_sock is not None:
         admin = f"unix:{admin_sock.resolve()}"
@@ -178,6 +182,7 @@ def serve_facts(
         "admin_token_file": str((store_dir / ADMIN_TOKEN_FILE).resolve()),
         "url": f"https://{shown}:{port}",
         "admin": admin,
+        **{f"store_{k}": v for k, v in load_backends(store_dir).describe().items()},
     }
 
 
@@ -202,6 +207,9 @@ def announce(facts: dict[str, str], log_format: str) -> dict[str, Any]:
         )
         return config
     click.echo(f"dock store:      {facts['store']}")
+    if facts.get("store_objects", "").startswith("s3://"):
+        click.echo(f"  objects in     {facts['store_objects']}  (S3 Object Lock)")
+        click.echo(f"  index in       {facts['store_index']}  (shared by the store's docks)")
     click.echo(f"dock key id:     {facts['dock_key_id']}")
     click.echo(f"dock fingerprint: {facts['dock_fingerprint']}")
     click.echo(

@@ -104,12 +104,12 @@ def sim_folder_evidence(
     held: set[str] = set()  # the dock's chain records, read or not: the device's copies are not
     dock_dir = path / "dock"
     if (dock_dir / "dock.key").exists():
+        from dock.backends import open_store
         from dock.keys import DOCK_KEY_FILE, load_or_create_signing_key
-        from dock.store_sqlite import DirectoryStore
 
         dock_key = load_or_create_signing_key(dock_dir / DOCK_KEY_FILE)
         ev.dock_public_key = bytes(dock_key.verify_key)
-        store = DirectoryStore(dock_dir, dock_key)
+        store = open_store(dock_dir, dock_key)
         try:
             device_id = device_id or _sim_device_id(path, store, device_pub)
             if device_id:
@@ -146,17 +146,20 @@ def _add_dock_holdings(
         ev.add(got, {n: f"dock/objects/{keys[n.split('/', 1)[0]]}" for n in got})
     for h in holdings.unreadable:  # still the dock's: checked
         held |= {chain_file_name(h.seq, t) for t in CHAIN_TYPES}
-        _add_unreadable(ev, dock_dir, manifest_key(device_id, h.segment_id), h.seq)
+        _add_unreadable(ev, store, manifest_key(device_id, h.segment_id), h.seq)
     return held
 
 
-def _add_unreadable(ev: Evidence, dock_dir: Path, key: str, seq: int) -> None:
+def _add_unreadable(ev: Evidence, store: DirectoryStore, key: str, seq: int) -> None:
     """A chain record the dock holds but cannot parse: given to the verifier as it is, so
     that it is reported (not silently replaced by another copy)."""
-    obj = dock_dir / "objects" / key
     name = f"chain/{seq:012d}.manifest.json"
     # gone although the dock's index holds it (the chain's tail, maybe): empty, reported torn
-    data = obj.read_bytes() if obj.is_file() else b""
+    try:
+        with store.open_object(key) as f:
+            data = f.read()
+    except FileNotFoundError:
+        data = b""
     ev.add({name: data}, {name: f"dock/objects/{key}"})
 
 

@@ -14,6 +14,7 @@ from nacl.signing import SigningKey
 
 from dock.activity import UploadActivity
 from dock.agency import pinned_agency_key_id
+from dock.backends import open_store
 from dock.checkpoints import LogConfig
 from dock.enroll import Challenges
 from dock.keys import (
@@ -24,7 +25,6 @@ from dock.keys import (
 )
 from dock.protocol import key_id
 from dock.store import Store
-from dock.store_sqlite import DirectoryStore
 from dock.translog import DockLog
 from dock.verify import SegmentVerifier, default_verifier
 from dock.wall import WallLimits
@@ -87,7 +87,7 @@ def open_dock(
     store_dir.mkdir(parents=True, exist_ok=True)
     key = load_or_create_signing_key(store_dir / DOCK_KEY_FILE)
     token = load_or_create_token(store_dir / ADMIN_TOKEN_FILE) if admin_api else None
-    store = DirectoryStore(store_dir, key)
+    store = open_store(store_dir, key)
     return Dock(
         store,
         key,

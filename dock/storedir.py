@@ -7,10 +7,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from dock.backends import BACKENDS_FILE
 from dock.keys import DOCK_KEY_FILE
 from dock.store_sqlite import INDEX_FILE
 
-STORE_MARKERS = (INDEX_FILE, DOCK_KEY_FILE)
+STORE_MARKERS = (INDEX_FILE, DOCK_KEY_FILE, BACKENDS_FILE)
 IGNORED = frozenset({"lost+found"})  # what a freshly made filesystem holds
 
 

@@ -217,6 +217,7 @@ def _ship_and_export(
             "evidence": raid_evidence(out, cfg.device_id),
             "receipts": visit.receipts,
             "dock": {
+                **_backends_of(dock_dir),
                 "store": str(dock_dir.relative_to(out)),
                 "url": visit.url,
                 "time_offset_us": visit.time_offset_us,
@@ -228,6 +229,14 @@ def _ship_and_export(
         }
     )
     return recordings
+
+
+def _backends_of(dock_dir: Path) -> dict[str, str]:
+    """Where a fleet raid's dock kept its store (nothing for a folder)."""
+    from dock.backends import load_backends
+
+    b = load_backends(dock_dir)
+    return {} if b.embedded else {"objects": b.objects or "", "index": b.index or ""}
 
 
 def _witnessed_problems(out: Path, auth: Authorities, dev: SimDevice) -> list[str]:
