@@ -163,10 +163,9 @@ def serve_facts(
     admin_host: str,
     admin_port: int,
 ) -> dict[str, str]:
+    from dock.backends import load_backends
     from dock.keys import ADMIN_TOKEN_FILE
     from dock.tls import fingerprint
-
-    from dock.backends import load_backends
 
     shown = f"[{host}]" if ":" in host else host
     if admin_sock is not None:

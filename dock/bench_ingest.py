@@ -94,7 +94,9 @@ def ingest(
         start = threading.Barrier(cameras + 1)
 
         def ship(dev: OutboxDevice, creds: object) -> None:
-            client = _TimedClient(dock.url, creds, wall_clock=wall_clock_us, timeout=300, waits=waits)
+            client = _TimedClient(
+                dock.url, creds, wall_clock=wall_clock_us, timeout=300, waits=waits
+            )
             shipper = Shipper(
                 ChainOutbox(dev.root),
                 client,
@@ -127,5 +129,9 @@ def ingest(
     waits.sort()
     p99 = waits[min(len(waits) - 1, int(0.99 * len(waits)))] if waits else 0.0
     return IngestFigures(
-        round(total_mb / seconds, 1), round(p99, 3), round(cpu / (total_mb / 1000), 1), total_mb, seconds
+        round(total_mb / seconds, 1),
+        round(p99, 3),
+        round(cpu / (total_mb / 1000), 1),
+        total_mb,
+        seconds,
     )

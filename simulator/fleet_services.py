@@ -41,9 +41,7 @@ def running_fleet_services(work: Path) -> Iterator[dict[str, str]]:
         return
     if not SCRIPT.is_file():
         raise FleetServicesError(f"no {SCRIPT}: run from a clone of bwv")
-    up = subprocess.run(
-        [str(SCRIPT), "up", str(work)], capture_output=True, text=True, check=False
-    )
+    up = subprocess.run([str(SCRIPT), "up", str(work)], capture_output=True, text=True, check=False)
     try:
         if up.returncode != 0:
             tail = (up.stderr or up.stdout).strip().splitlines()[-3:]
