@@ -122,6 +122,10 @@ mon max pg per osd = 1000
 mon warn on pool no redundancy = false
 mon data avail warn = 2
 mon data avail crit = 1
+# a monitor alone need not batch its map changes: every pool radosgw creates at its first
+# start waits for one proposal (1 s each by default)
+paxos propose interval = 0.05
+paxos min wait = 0.01
 
 [mon]
 mon data = $DIR/mon/\$id
