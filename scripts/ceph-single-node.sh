@@ -40,6 +40,7 @@ port_busy() {
   python3 - "$1" <<'EOF'
 import socket, sys
 s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a listener, not TIME_WAIT, is "taken"
 try:
     s.bind(("127.0.0.1", int(sys.argv[1])))
 except OSError:
@@ -222,18 +223,22 @@ all_up() {
   [ -s "$DIR/s3.env" ]
 }
 
+# SIGKILL: the cluster is thrown away with DIR, and a memstore OSD stopped politely would first
+# write every object it holds to disk
 stop_daemons() {
-  local i d pid n
+  local i d pid pids=() n
   for ((i = ${#DAEMONS[@]} - 1; i >= 0; i--)); do  # radosgw first, the monitor last
     d="${DAEMONS[$i]}"
     pid="$(pid_of "$d")" || continue
     say "stopping $d (pid $pid)"
-    kill "$pid" 2>/dev/null || true
-    for ((n = 0; n < 50; n++)); do  # 10 s for it to exit, then it is killed
+    kill -9 "$pid" 2>/dev/null || true
+    pids+=("$pid")
+  done
+  for pid in "${pids[@]}"; do
+    for ((n = 0; n < 50; n++)); do  # gone at once, normally; 10 s at most
       kill -0 "$pid" 2>/dev/null || break
       sleep 0.2
     done
-    kill -9 "$pid" 2>/dev/null || true
   done
 }
 
@@ -277,6 +282,10 @@ up() {
 down() {
   if [ ! -e "$DIR" ]; then
     say "nothing in $DIR"
+    return 0
+  fi
+  if rmdir "$DIR" 2>/dev/null; then
+    say "removed the empty $DIR"
     return 0
   fi
   [ -e "$DIR/ceph.conf" ] || [ -e "$DIR/run" ] ||

@@ -59,6 +59,7 @@ port_busy() {
   python3 - "$1" <<'EOF'
 import socket, sys
 s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a listener, not TIME_WAIT, is "taken"
 try:
     s.bind(("127.0.0.1", int(sys.argv[1])))
 except OSError:
@@ -121,6 +122,10 @@ up() {
 down() {
   if [ ! -e "$DIR" ]; then
     say "nothing in $DIR"
+    return 0
+  fi
+  if rmdir "$DIR" 2>/dev/null; then
+    say "removed the empty $DIR"
     return 0
   fi
   [ -e "$DIR/data" ] || [ -e "$DIR/pg.env" ] ||
