@@ -96,7 +96,7 @@ up() {
   as_owner test -w "$DIR" ||
     die "FAILED: the user $OWNER cannot write $DIR (a parent directory closed to it?)"
   say "creating a cluster in $DIR/data (initdb, trust authentication on loopback)"
-  as_owner "$BIN/initdb" -D "$DIR/data" -U "$OWNER" --auth=trust -E UTF8 --locale=C.UTF-8 \
+  as_owner "$BIN/initdb" -D "$DIR/data" -U "$OWNER" --auth=trust -E UTF8 --locale=C.UTF-8 --no-sync \
     >"$DIR/initdb.log" 2>&1 || {
     tail -n 25 "$DIR/initdb.log" >&2
     die "FAILED: initdb"
