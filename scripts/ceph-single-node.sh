@@ -253,6 +253,15 @@ need_binaries() {
   }
 }
 
+# a start that failed: stop what did start, keep the logs
+failed_up() {
+  local rc=$?
+  [ "$rc" -ne 0 ] || return 0
+  stop_daemons
+  say "the logs stay in $DIR/log ('ceph-single-node.sh down $DIR' removes them)"
+  exit "$rc"
+}
+
 up() {
   need_binaries
   if all_up; then
@@ -271,11 +280,13 @@ up() {
   [ -n "$mon_port" ] || mon_port="$(free_port)"
   mkdir -p "$DIR"/{run,log,mon/a,crash}
   chmod 700 "$DIR"
+  trap failed_up EXIT
   write_conf "$mon_port"
   start_mon
   start_osd
   start_rgw
   make_user
+  trap - EXIT
   say "up in $((SECONDS - start))s: S3 at http://127.0.0.1:$RGW_PORT, keys in $DIR/s3.env"
 }
 

@@ -111,6 +111,7 @@ up() {
   }
   as_owner "$BIN/pg_isready" -q -h 127.0.0.1 -p "$PORT" || {
     tail -n 25 "$DIR/server.log" >&2
+    stop_server
     die "FAILED: the server does not answer on 127.0.0.1:$PORT"
   }
   echo "BWV_PG_URL=postgresql://$OWNER@127.0.0.1:$PORT/postgres" >"$DIR/pg.env.tmp"
