@@ -140,6 +140,11 @@ def missing_modules(*names: str) -> list[str]:
     return [n for n in names if importlib.util.find_spec(n) is None]
 
 
+# Stops a session's servers should the session die without its teardown (killed, a hard
+# timeout): polls, once a second, whether the pytest process is still there.
+WATCHER = 'while kill -0 "$1" 2>/dev/null; do sleep 1; done; exec "$2" down "$3"'
+
+
 @dataclass
 class ScriptServer:
     """A server started by one of the scripts in a directory of its own; stopped by stop()."""
@@ -147,8 +152,31 @@ class ScriptServer:
     script: Path
     directory: Path
     env: dict[str, str]
+    watcher: subprocess.Popen[bytes] | None = None
+
+    def watch(self) -> None:
+        """Have the server stopped when this process ends, however it ends."""
+        self.watcher = subprocess.Popen(
+            [
+                "sh",
+                "-c",
+                WATCHER,
+                "bwv-test-server-watch",
+                str(os.getpid()),
+                str(self.script),
+                str(self.directory),
+            ],
+            env={**os.environ, **self.env},
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
 
     def stop(self) -> None:
+        if self.watcher is not None:
+            self.watcher.kill()
+            self.watcher.wait()
         run_script(self.script, "down", self.directory, self.env)
 
     def discard(self) -> None:
@@ -169,6 +197,7 @@ def start_script_server(
         env = {port_var: str(free_port())}
         server = ScriptServer(script, directory, env)
         try:
+            server.watch()
             run_script(script, "up", directory, env)
             return server, read_env_file(directory / env_file)
         except (RuntimeError, subprocess.TimeoutExpired) as e:
