@@ -21,6 +21,11 @@ issue 15's infra work):
   lock"); GOVERNANCE gives way to BypassGovernanceRetention, COMPLIANCE does not; shortening
   a COMPLIANCE retention is refused; legal hold works. IfNoneMatch='*' on PutObject is
   ignored (a new version is written): "never replace a key" must be checked by the client.
+  Changing GOVERNANCE to COMPLIANCE needs BypassGovernanceRetention; COMPLIANCE never goes
+  back. A legal hold refuses deletes, bypass or not. DeleteObjects reports a refusal in
+  Errors (HTTP 200). Reading a lock: head_object's ObjectLock* fields (GetObjectLegalHold on
+  a never-held version answers ObjectLockConfigurationNotFoundError, GetObjectRetention on an
+  unlocked one NoSuchKey).
 - Flexible checksums are not supported and silently ignored: ChecksumAlgorithm /
   ChecksumSHA256 on PutObject are accepted even when wrong, HeadObject/GetObject with
   ChecksumMode return no checksum, GetObjectAttributes answers 500. The server does verify
