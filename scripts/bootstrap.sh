@@ -10,7 +10,10 @@
 #                                           what they need from apt: ffmpeg (ffprobe),
 #                                           portaudio19-dev, gcc and python3-dev (pyaudio has
 #                                           no Linux wheel and is built here), and chromium
-#                                           (the verifier page's tests drive it)
+#                                           (the verifier page's tests drive it); and the
+#                                           fleet extra (boto3, psycopg) the fleet tests use
+#                                           (their servers, Ceph and PostgreSQL, come from
+#                                           apt: .ci/run installs them)
 #
 # Installs what a fresh Debian machine lacks with apt-get when it can (root or sudo). Does
 # nothing when .venv is already up to date.
@@ -65,8 +68,9 @@ base_stamp=.venv/.bwv-installed
 test_stamp=.venv/.bwv-installed-test-tools
 if [ "$with_tests" -eq 1 ] && stale "$test_stamp"; then
   say "installing bwv, its dependencies and the test tools (pytest, hypothesis, ruff," \
-    "schemathesis, pyaudio) into .venv (a minute or two the first time)"
-  pip_install -e '.[dev]'
+    "schemathesis, pyaudio; boto3 and psycopg for the fleet tests) into .venv" \
+    "(a minute or two the first time)"
+  pip_install -e '.[dev,fleet]'
   touch "$base_stamp" "$test_stamp"
   say ".venv is ready"
 elif stale "$base_stamp"; then

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from capture.config import Config, from_dict
+from tests.servers import pg_server_url, pg_url, s3_bucket, s3_service  # noqa: F401  (fixtures)
 
 SMALL = {
     "device_id": "sim-test-01",
