@@ -6,6 +6,7 @@ against a real Ceph RGW: tests/test_journey_s3_object_lock.py."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 import pytest
@@ -253,3 +254,49 @@ def test_nothing_changes_for_a_directory_store(tmp_path):
         assert lock_entries(got) == []
     finally:
         got.close()
+
+
+def test_the_page_says_when_the_object_store_did_not_lock(w):
+    """The categories are saved (and in the custody log); the page says the lock is not
+    set yet, in one line, no traceback; the next job sets it."""
+    from console.testing import ConsoleHarness
+
+    c = ConsoleHarness(w.root / "dock", dock=w.dock)
+    c.add_account("bob", "supervisor", devices=("cam-b",))
+    bob = c.client("bob")
+    ref = next(
+        m.group(1)
+        for m in re.finditer(r'href="(/recordings/[0-9a-f]+)"><code>([^<]+)</code>',
+                             bob.get("/recordings").text)
+        if m.group(2) == "b1"
+    )  # fmt: skip
+    w.dock.store.objects.fail = True
+    r = bob.post_form(f"{ref}/categories", {"category": ["evidential"]})
+    assert r.status_code == 200
+    assert "Categories saved. But the object store did not set the lock: connection refused" in (
+        r.text
+    )
+    assert "next retention job tries again" in r.text and "Traceback" not in r.text
+    assert [e.detail["categories"] for e in c.custody("categorised")] == [["evidential"]]
+    w.dock.store.objects.fail = False
+    r = bob.post_form(f"{ref}/hold", {"reason": "complaint 9"})
+    assert r.status_code == 303  # locked: the usual redirect
+    assert [e.detail["legal_hold"] for e in lock_entries(w)] == [True]
+    c.console.db.close()
+
+
+def test_the_retention_page_says_a_recording_is_still_locked(w):
+    catalog(w).set_categories(SUP_B, "cam-b", "b1", ["non-evidential"])
+    w.clock.now = T0 + 35 * DAY  # due under the policy; the 40-day write lock holds
+    from console.testing import ConsoleHarness
+
+    c = ConsoleHarness(w.root / "dock", dock=w.dock)
+    c.add_account("bob", "supervisor", devices=("cam-b",))
+    bob = c.client("bob")
+    r = bob.post_form("/retention/run")
+    assert r.status_code == 303
+    page = bob.get(r.headers["location"]).text
+    assert "0 recordings deleted, 1 still locked by the object store" in page
+    assert "kept by a legal hold" not in page
+    assert "(locked by the object store until 2027-02-24 08:00:00 UTC)" in page
+    c.console.db.close()
