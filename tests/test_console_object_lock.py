@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass, field
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from console.object_lock import (
@@ -46,7 +46,11 @@ def locks(draw):
     return Lock(mode, until, draw(st.booleans()))
 
 
+@settings(max_examples=400)
 @given(CATS, st.booleans(), US, US, locks())
+@example(["evidential"], False, T0, T0, Lock(GOVERNANCE, T0 + 400 * DAY))  # upgrade, longer
+@example(["non-evidential"], True, T0, T0, Lock(COMPLIANCE, T0 + 90 * DAY))
+@example([], False, T0, T0 + DAY, Lock(COMPLIANCE, T0 + 3 * DAY))  # never weakened
 def test_the_lock_is_never_shorter_or_weaker_and_a_second_pass_changes_nothing(
     cats, held, t_end, now, cur
 ):
