@@ -16,8 +16,12 @@ so that nothing is ever shortened or weakened (``merged``):
 ``apply_recording`` sets it for one recording (after a categorisation or a legal hold in the
 console) and ``apply_all`` for every recording (each retention job, before it looks for
 deletions). Each change is one custody entry ``object_lock_set`` per recording (none when
-nothing changes). ``lock_blocker`` tells the retention job when a due record's objects are
-still locked. Settings: ``[object_lock]`` in ``STORE/retention.toml``.
+nothing changes; when the object store fails part way, for what it did). The weakest lock
+of each record's objects is remembered (console database, ``object_locks``): a record whose
+remembered lock satisfies the rules is asked about again only after ``recheck_s`` (a day),
+so a job costs requests for what changes, not for every object. ``lock_blocker`` tells the
+retention job when a due record's objects are still locked (always asked). Settings:
+``[object_lock]`` in ``STORE/retention.toml``.
 """
 
 from __future__ import annotations
@@ -54,6 +58,7 @@ SECOND_US = 1_000_000
 class LockSettings:
     keep_horizon_s: int = 365 * 86_400  # a kept recording's COMPLIANCE horizon, renewed
     unclassified_s: int = 31 * 86_400  # an unclassified one's GOVERNANCE horizon, renewed
+    recheck_s: int = 86_400  # a record's lock known this recently is not asked again
 
 
 @dataclass(frozen=True)
@@ -130,8 +135,8 @@ def merged(want: Wanted, cur: Lock) -> Lock:
 
 def load_lock_settings(store_dir: Path, objects: Any = None) -> LockSettings:
     """``[object_lock]`` of ``STORE/retention.toml`` (``keep_horizon_s``,
-    ``unclassified_s``); unset: one year, and the object store's own write-time lock
-    (``settings.unclassified_lock_s``) or 31 days."""
+    ``unclassified_s``, ``recheck_s``); unset: one year, the object store's own write-time
+    lock (``settings.unclassified_lock_s``) or 31 days, one day."""
     s3 = getattr(getattr(objects, "settings", None), "unclassified_lock_s", None)
     base = LockSettings(unclassified_s=s3 if isinstance(s3, int) and s3 > 0 else 31 * 86_400)
     path = Path(store_dir) / RETENTION_FILE
@@ -142,7 +147,7 @@ def load_lock_settings(store_dir: Path, objects: Any = None) -> LockSettings:
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise PolicyError(f"{path}: cannot read the retention policy ({exc})") from None
     got = {}
-    for name in ("keep_horizon_s", "unclassified_s"):
+    for name in ("keep_horizon_s", "unclassified_s", "recheck_s"):
         value = table.get(name, getattr(base, name)) if isinstance(table, dict) else None
         if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
             raise PolicyError(f"{path}: [object_lock] {name} must be a number of seconds")
@@ -213,33 +218,101 @@ class Applied:
     error: str | None = None
 
 
-def _plan(store: Any, facts: RecordingFacts, want: Wanted) -> list[tuple[int, str, Lock, Lock]]:
-    """(seq, key, current, merged) of each of the recording's objects that must change."""
-    out = []
-    for r in facts.records:
-        for key in record_keys(facts.device_id, r.held.segment_id):
-            cur = lock_of(store.objects, key)
-            if cur is not None and (new := merged(want, cur)) != cur:
-                out.append((r.seq, key, cur, new))
-    return out
+Change = tuple[int, str, Lock, Lock]  # (seq, object key, its lock, the lock it must have)
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS object_locks(
+    device_id TEXT NOT NULL, segment_id TEXT NOT NULL, mode TEXT, until_us INTEGER,
+    legal_hold INTEGER NOT NULL, checked_at_us INTEGER NOT NULL,
+    PRIMARY KEY(device_id, segment_id));
+"""
 
 
-def _set(objects: Any, plan: list[tuple[int, str, Lock, Lock]]) -> Lock:
-    """Apply the plan; the retention set (one mode and time for every object changed: the
-    strongest and latest, so nothing is shortened) and the legal hold."""
-    mode = max((n.mode for *_, c, n in plan if n.mode != c.mode or n.until_us != c.until_us),
-               key=_rank, default=None)  # fmt: skip
-    until = max(
-        (n.until_us or 0 for *_, c, n in plan if n.mode != c.mode or n.until_us != c.until_us),
-        default=None,
+def _known(console: Console, device_id: str, now_us: int, recheck_s: int) -> dict[str, Lock]:
+    """The weakest lock of each record's objects as last set or read (console database),
+    when read within ``recheck_s``: a record whose known lock already satisfies the rules
+    is not asked again (the object store is asked about each record once a day at most)."""
+    console.db.ensure(SCHEMA)
+    rows = console.db.query(
+        "SELECT segment_id, mode, until_us, legal_hold FROM object_locks"
+        " WHERE device_id=? AND checked_at_us>?",
+        (device_id, now_us - recheck_s * SECOND_US),
     )
-    hold = plan[0][3].legal_hold
-    for _, key, cur, new in plan:
-        if mode is not None and until and (new.mode != cur.mode or new.until_us != cur.until_us):
-            objects.set_lock(key, mode, until / SECOND_US)
+    return {seg: Lock(mode, until, bool(hold)) for seg, mode, until, hold in rows}
+
+
+def _remember(
+    console: Console, device_id: str, read: dict[str, dict[str, Lock]], forget: list[str], now: int
+) -> None:
+    """Keep the weakest lock of each record read (``forget``: records whose locks are not
+    known any more)."""
+    with console.db.tx() as c:
+        for seg in forget:
+            c.execute(
+                "DELETE FROM object_locks WHERE device_id=? AND segment_id=?", (device_id, seg)
+            )
+        for seg, by_key in read.items():
+            got = list(by_key.values())
+            holds = {g.legal_hold for g in got}
+            if len(holds) != 1:  # no object, or mixed legal holds: ask again next time
+                continue
+            c.execute(
+                "INSERT OR REPLACE INTO object_locks VALUES(?,?,?,?,?,?)",
+                (device_id, seg, min((g.mode for g in got), key=_rank),
+                 min(g.until_us or 0 for g in got) or None, int(holds.pop()), now),
+            )  # fmt: skip
+
+
+def _plan(
+    store: Any, facts: RecordingFacts, want: Wanted, known: dict[str, Lock]
+) -> tuple[list[Change], dict[str, dict[str, Lock]]]:
+    """The changes the recording's objects need, and the locks read (record -> object key
+    -> lock); a record whose known lock needs nothing is not asked about."""
+    out: list[Change] = []
+    read: dict[str, dict[str, Lock]] = {}
+    for r in facts.records:
+        seg = r.held.segment_id
+        if seg in known and merged(want, known[seg]) == known[seg]:
+            continue
+        read[seg] = {}
+        for key in record_keys(facts.device_id, seg):
+            cur = lock_of(store.objects, key)
+            if cur is None:
+                continue
+            read[seg][key] = cur
+            if (new := merged(want, cur)) != cur:
+                out.append((r.seq, key, cur, new))
+    return out, read
+
+
+def _lock_for(plan: list[Change]) -> Lock:
+    """One mode and time for every object whose retention changes (the strongest and
+    latest: nothing is shortened), and the legal hold."""
+    moved = [n for *_, c, n in plan if (n.mode, n.until_us) != (c.mode, c.until_us)]
+    return Lock(
+        max((n.mode for n in moved), key=_rank, default=None),
+        max((n.until_us or 0 for n in moved), default=None),
+        plan[0][3].legal_hold,
+    )
+
+
+def _set(objects: Any, plan: list[Change], lock: Lock, done: list[Change]) -> None:
+    """Apply the plan; each change done is appended to ``done``."""
+    for change in plan:
+        _, key, cur, new = change
+        if lock.mode and lock.until_us and (new.mode, new.until_us) != (cur.mode, cur.until_us):
+            objects.set_lock(key, lock.mode, lock.until_us / SECOND_US)
         if new.legal_hold != cur.legal_hold:
             objects.set_legal_hold(key, new.legal_hold)
-    return Lock(mode, until, hold)
+        done.append(change)
+
+
+def _after(read: dict[str, dict[str, Lock]], done: list[Change], lock: Lock) -> None:
+    """The locks read, as the changes done left them."""
+    for _, key, cur, new in done:
+        moved = (new.mode, new.until_us) != (cur.mode, cur.until_us)
+        seg = key.split("/", 1)[1].split(".", 1)[0]
+        read[seg][key] = Lock(lock.mode, lock.until_us, new.legal_hold) if moved else new
 
 
 def apply_recording(
@@ -255,23 +328,44 @@ def apply_recording(
     job: int | None = None,
 ) -> Applied:
     """Lock the recording's objects as its rules ask; one ``object_lock_set`` entry when
-    anything changed. An object-store failure is ``error`` (the next job tries again)."""
+    anything changed (also when the object store failed part way: what it did). A failure
+    is ``error`` (the next job tries again)."""
     store: Any = console.dock.store
-    done = Applied(facts.device_id, facts.recording_id)
     if not lockable(store) or not facts.records:
-        return done
+        return Applied(facts.device_id, facts.recording_id)
     settings = settings or load_lock_settings(console.store_dir, store.objects)
     now = console.now_us()
     want = wanted(categories, held, policy, retention_end_us(facts), now, settings)
+    known = _known(console, facts.device_id, now, settings.recheck_s)
+    plan: list[Change] = []
+    done: list[Change] = []
+    error, lock = None, Lock()
     try:
-        plan = _plan(store, facts, want)
-        if not plan:
-            return done
-        lock = _set(store.objects, plan)
+        plan, read = _plan(store, facts, want, known)
+        if plan:
+            lock = _lock_for(plan)
+            _set(store.objects, plan, lock, done)
+        _after(read, done, lock)
+        _remember(console, facts.device_id, read, [], now)
     except Exception as exc:  # noqa: BLE001 - the object store's failure is reported
-        return Applied(done.device_id, done.recording_id, error=_one_line(exc))
+        error = _one_line(exc)
+        _remember(console, facts.device_id, {}, [r.held.segment_id for r in facts.records], now)
+    entry = _entry(console, facts, actor, reason, job, done, lock) if done else None
+    return Applied(facts.device_id, facts.recording_id, entry, error)
+
+
+def _entry(
+    console: Console,
+    facts: RecordingFacts,
+    actor: Account | None,
+    reason: str,
+    job: int | None,
+    done: list[Change],
+    lock: Lock,
+) -> int:
+    """The custody entry ``object_lock_set`` of the changes done; its index."""
     detail: dict[str, Any] = {
-        "seqs": sorted({seq for seq, *_ in plan}),
+        "seqs": sorted({seq for seq, *_ in done}),
         "mode": lock.mode,
         "retain_until_us": lock.until_us,
         "legal_hold": lock.legal_hold,
@@ -279,11 +373,10 @@ def apply_recording(
     }
     if job is not None:
         detail["job"] = job
-    entry = console.custody(
+    return console.custody(
         actor, OBJECT_LOCK_SET, recording_id=facts.recording_id, device_id=facts.device_id,
         detail=detail,
-    )  # fmt: skip
-    return Applied(done.device_id, done.recording_id, entry.index)
+    ).index  # fmt: skip
 
 
 def apply_one(

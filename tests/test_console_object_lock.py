@@ -122,6 +122,7 @@ class LockingObjects(DirectoryObjects):
         self.locks[key] = Lock(GOVERNANCE, self.clock() + self.unclassified_s * SECOND_US)
 
     def lock_state(self, key):
+        self.calls.append(("lock_state", key))
         if not self.exists(key):
             raise FileNotFoundError(key)
         lock = self.locks.get(key, Lock())
@@ -231,6 +232,47 @@ def test_a_delete_the_object_store_refuses_leaves_the_bytes_for_a_later_job(w, m
     w.clock.now = T0 + 51 * DAY
     again = run_job(w.console, None)
     assert not again.errors and w.dock.store.unfinished_retirements() == []
+
+
+def test_a_lock_known_to_satisfy_the_rules_is_asked_about_once_a_day(w):
+    objs = w.dock.store.objects
+    catalog(w).set_categories(SUP_A, "cam-a", "a2", ["evidential"])
+    run_job(w.console, None)
+    objs.calls.clear()
+    w.clock.now += 3600 * 1_000_000
+    run_job(w.console, None)  # an hour on: every record's lock is known and enough
+    assert objs.calls == []
+    w.clock.now += 86_400 * 1_000_000
+    run_job(w.console, None)  # a day on: asked again (and nothing to change)
+    assert {c[0] for c in objs.calls} == {"lock_state"}
+    assert [e.detail["recording_id"] for e in lock_entries(w)] == ["a2"]
+    objs.locks = {k: Lock(v.mode, v.until_us, True) for k, v in objs.locks.items()}
+    w.clock.now += 2 * 86_400 * 1_000_000
+    run_job(w.console, None)  # a legal hold nobody here set is released, and said
+    assert not any(v.legal_hold for v in objs.locks.values())
+    assert {e.detail["recording_id"] for e in lock_entries(w)[1:]} == {"a1", "a2", "b1"}
+
+
+def test_a_failure_part_way_puts_what_was_done_on_record(w):
+    objs = w.dock.store.objects
+    real, n = objs.set_lock, []
+
+    def third_fails(key, mode, until_s):
+        n.append(key)
+        if len(n) == 3:
+            raise OSError("connection reset")
+        real(key, mode, until_s)
+
+    objs.set_lock = third_fails
+    msg = catalog(w).set_categories(SUP_A, "cam-a", "a2", ["evidential"])
+    assert msg is not None and "connection reset" in msg
+    (e,) = lock_entries(w)
+    assert e.detail["seqs"] == [3] and e.detail["mode"] == COMPLIANCE  # its blob and record
+    objs.set_lock = real
+    run_job(w.console, None)
+    rest = lock_entries(w)[1:]
+    assert [x.detail["seqs"] for x in rest if x.detail["recording_id"] == "a2"] == [[4, 5]]
+    assert sum(v.mode == COMPLIANCE for v in objs.locks.values()) == 6
 
 
 def test_an_object_store_failure_is_a_message_and_the_next_job_retries(w):
