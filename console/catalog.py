@@ -36,6 +36,7 @@ from console.catalog_views import (
     matches,
 )
 from console.core import Account, Console
+from console.object_lock import apply_one
 from console.recording_facts import RecordingFacts, all_recordings, one_recording
 from console.redact import make_redactor
 from console.retention_policy import RetentionPolicy, load_policy
@@ -208,7 +209,9 @@ class Catalog:
         device_id: str,
         recording_id: str,
         categories: builtins.list[str],
-    ) -> None:
+    ) -> str | None:
+        """Set the categories; on an S3 store the objects are then locked as they ask
+        (console/object_lock.py). Returns what the object store failed to do, or None."""
         key = (device_id, recording_id)
         self._facts(key)
         self._check(account, key, "categorise", "recordings.change", own=True)
@@ -229,6 +232,7 @@ class Catalog:
             detail={"categories": wanted, "before": before},
         )
         self.marks.set_categories(key, wanted, account.name, self.console.now_us())
+        return self._lock(account, key, "categorised")
 
     def mark_sensitive(
         self, account: Account, device_id: str, recording_id: str, reason: str
@@ -315,8 +319,12 @@ class Catalog:
         )
         self.marks.lift(key)
 
-    def set_hold(self, account: Account, device_id: str, recording_id: str, reason: str) -> None:
-        """A legal hold: retention never deletes the recording while it holds."""
+    def set_hold(
+        self, account: Account, device_id: str, recording_id: str, reason: str
+    ) -> str | None:
+        """A legal hold: retention never deletes the recording while it holds (on an S3
+        store its objects' legal hold is set too). Returns what the object store failed to
+        do, or None."""
         key = (device_id, recording_id)
         self._facts(key)
         self._check(account, key, "set legal hold", "recordings.change")
@@ -329,10 +337,13 @@ class Catalog:
             detail={"reason": reason},
         )
         self.marks.hold(key, reason, account.name, self.console.now_us())
+        return self._lock(account, key, "legal_hold_set")
 
     def release_hold(
         self, account: Account, device_id: str, recording_id: str, reason: str
-    ) -> None:
+    ) -> str | None:
+        """End a legal hold (and its objects' legal hold on an S3 store); returns what the
+        object store failed to do, or None."""
         key = (device_id, recording_id)
         self._facts(key)
         self._check(account, key, "release legal hold", "recordings.change")
@@ -347,6 +358,16 @@ class Catalog:
             detail={"reason": reason},
         )
         self.marks.release(key)
+        return self._lock(account, key, "legal_hold_released")
+
+    def _lock(self, account: Account, key: Key, reason: str) -> str | None:
+        """The objects' lock after a change (nothing on a directory store): the object
+        store's failure as a message for the page; the next retention job tries again."""
+        assert self.policy is not None
+        got = apply_one(self.console, key, self.policy, account, reason)
+        if got.error is None:
+            return None
+        return f"{got.error}; the next retention job tries again"
 
     # ------------------------------------------------------------------ export
 

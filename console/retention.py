@@ -8,6 +8,12 @@ SHA-256, recording, seq, categories, retention days, job) is written before the 
 the log's leaves stay, and the witness check explains the deletion instead of calling it
 ``withheld``. A held recording is never deleted: the job lists it as refused. A deletion a
 crash cut short (entry written, bytes left) is finished by the next job.
+
+On an S3 store (console/object_lock.py) each job first locks every recording's objects as
+its rules ask (``object_lock_set`` entries), and a due recording whose objects the object
+store still locks is not deleted: it is listed as refused, "locked by the object store until
+...". A delete the object store refuses anyway leaves the record's bytes (its entry is
+written): a later job finishes it, as after a crash.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from typing import Any
 from console.catalog_db import Marks
 from console.catalog_views import Forbidden, retention_end_us
 from console.core import Account, Console
+from console.object_lock import apply_all, lock_blocker
 from console.recording_facts import RecordingFacts, all_recordings
 from console.retention_policy import (
     KEEP,
@@ -73,7 +80,7 @@ class JobRecord:
     finished_at_us: int | None
     by: str  # account:<name>, or console (the scheduled job)
     deleted: list[dict[str, Any]] = field(default_factory=list)  # per recording
-    refused: list[dict[str, Any]] = field(default_factory=list)  # held recordings
+    refused: list[dict[str, Any]] = field(default_factory=list)  # held or locked recordings
     errors: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
@@ -152,13 +159,26 @@ def run_job(
         return JobRecord(0, now, now, by, errors=[f"retention job {running[0]} is running"])
     job = JobRecord(int(cur.lastrowid or 0), now, None, by)
     _finish_unfinished(console, job)
+    pol = _policy(console, policy)
+    for lock in apply_all(console, pol, account, job.id):
+        if lock.error is not None:
+            job.errors.append(f"{lock.device_id}/{lock.recording_id}: {lock.error}")
     holds = Marks(console.db)
     by_key = {(f.device_id, f.recording_id): f for f in all_recordings(console.dock.store)}
-    for d in due(console, now, policy, include_held=True):
+    for d in due(console, now, pol, include_held=True):
         if d.held or (d.device_id, d.recording_id) in holds.holds():
             job.refused.append(d.to_json() | {"why": "on legal hold"})
             continue
-        _delete(console, job, d, by_key[(d.device_id, d.recording_id)], by)
+        facts = by_key[(d.device_id, d.recording_id)]
+        try:
+            locked = lock_blocker(console.dock.store, facts, console.now_us())
+        except Exception as exc:  # noqa: BLE001 - the object store's failure is the record's
+            job.errors.append(f"{d.device_id}/{d.recording_id}: object lock unknown: {exc}")
+            continue
+        if locked is not None:
+            job.refused.append(d.to_json() | {"why": locked})
+            continue
+        _delete(console, job, d, facts, by)
     job.finished_at_us = console.now_us()
     _save(console, job)
     if job.deleted:
@@ -180,6 +200,11 @@ def _delete(
                 d.device_id, r.held.segment_id, actor, detail, console.now_us()
             )
             entries.append(entry.index)
+    except PermissionError as exc:  # dock.objects_s3.ObjectLocked: the object store refused
+        job.errors.append(
+            f"{d.device_id}/{d.recording_id}: the object store refused to delete its bytes"
+            f" ({exc}); its deletion is recorded and a later job finishes it"
+        )
     except Exception as exc:  # noqa: BLE001 - one recording's failure is the job's record
         job.errors.append(f"{d.device_id}/{d.recording_id}: {exc}")
     if entries:

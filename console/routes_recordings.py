@@ -197,9 +197,11 @@ async def _change(request: Request, ref: str, account: Account, what: str) -> Re
     form = await _form(request)
     catalog = catalog_of(request)
     reason = str(form.get("reason") or "").strip()
+    note = None  # the change is made, but the object store did not lock it (S3 stores)
     try:
         if what == "categorised":
-            catalog.set_categories(account, *key, [str(c) for c in form.get("category") or []])
+            cats = [str(c) for c in form.get("category") or []]
+            note = catalog.set_categories(account, *key, cats)
         elif what == "marked":
             catalog.mark_sensitive(account, *key, reason)
         elif what == "granted":
@@ -209,13 +211,15 @@ async def _change(request: Request, ref: str, account: Account, what: str) -> Re
         elif what == "lifted":
             catalog.approve_lift(account, *key)
         elif what == "held":
-            catalog.set_hold(account, *key, reason)
+            note = catalog.set_hold(account, *key, reason)
         elif what == "released":
-            catalog.release_hold(account, *key, reason)
+            note = catalog.release_hold(account, *key, reason)
     except Forbidden as exc:
         return _refused(request, account, exc)
     except CatalogError as exc:
         return _detail_page(request, account, ref, key, 400, str(exc))
+    if note:
+        return _detail_page(request, account, ref, key, 200, f"{DONE[what]} But {note}.")
     return _changed(ref, what)
 
 
