@@ -24,7 +24,8 @@ from dock.migrations import load
 from dock.objects import DirectoryObjects
 from dock.protocol import sha256_hex
 from dock.receipts import Receipt, SignedReceipt, sign_receipt
-from dock.sqldb import open_database, translate
+from dock.sqldb import open_database
+from dock.sqldb_postgres import translate
 from dock.store import StoreError, storage_failure
 from dock.store_sqlite import INDEX_FILE, DirectoryStore
 from dock.verify import ManifestFields
@@ -344,11 +345,22 @@ def test_postgresql_disk_full_is_507_and_other_failures_503():
     assert storage_failure(errors.OperationalError("server closed the connection")).status == 503
 
 
+def test_an_index_that_cannot_be_reached_says_so_without_its_password(tmp_path, pg_url):
+    parts = urlsplit(pg_url)
+    url = urlunsplit(parts._replace(netloc=f"bwv:s3cret@{parts.hostname}:1"))
+    with pytest.raises(StoreError) as e:
+        DirectoryStore(tmp_path / "dock", KEY, index=url)
+    assert e.value.status == 503 and "cannot connect to the index" in str(e.value)
+    assert "s3cret" not in str(e.value) and "bwv:***@" in str(e.value)
+
+
 def test_a_dropped_connection_is_a_503_then_made_again(tmp_path, pg_url):
     psycopg = pytest.importorskip("psycopg")
     store = DirectoryStore(tmp_path / "dock", KEY, index=pg_url)
+    recs = chain(2)
     try:
         enrol(store)
+        ship(store, recs[0], 4)  # a device lock taken: its connection is kept for the next
         with psycopg.connect(pg_url, autocommit=True) as admin:
             killed = admin.execute(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
@@ -367,8 +379,8 @@ def test_a_dropped_connection_is_a_503_then_made_again(tmp_path, pg_url):
         with pytest.raises(StoreError):
             store.list_devices()
         assert [d.device_id for d in store.list_devices()] == [DEV]
-        assert [e.action for e in check_logs(store)][-1] == "note"
-        assert [e.detail for e in store.custody_log()][-1] == {}
+        assert ship(store, recs[1], 7).verify(PUB)  # the kept lock connection was lost too
+        assert [e.action for e in check_logs(store)][-2:] == ["note", "received"]
     finally:
         store.close()
 
