@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import sqlite3
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -35,28 +34,7 @@ PUB = bytes(KEY.verify_key)
 DEV = "cam-1"
 
 # --------------------------------------------------------------------------- the server
-# (a local stand-in for infra's ``pg_url`` fixture, tests/servers.py, until that is merged:
-# a fresh database on the server BWV_PG_URL names, dropped after)
-
-LOCAL_PG = os.environ.get("BWV_PG_URL") or "postgresql://postgres@127.0.0.1:5441/postgres"
-
-
-@pytest.fixture
-def pg_url():
-    psycopg = pytest.importorskip("psycopg")
-    try:
-        admin = psycopg.connect(LOCAL_PG, autocommit=True, connect_timeout=3)
-    except psycopg.OperationalError as exc:
-        if os.environ.get("CI"):
-            raise
-        pytest.skip(f"no PostgreSQL server at hand: {exc}")
-    name = "bwv_t_" + secrets.token_hex(6)
-    admin.execute(f"CREATE DATABASE {name}")
-    try:
-        yield urlunsplit(urlsplit(LOCAL_PG)._replace(path="/" + name))
-    finally:
-        admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        admin.close()
+# ``pg_url`` (a fresh database, dropped after) is tests/servers.py's fixture
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

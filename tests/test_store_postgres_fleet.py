@@ -23,7 +23,6 @@ from tests.test_store_postgres import (
     check_logs,
     commit,
     enrol,
-    pg_url,  # noqa: F401 - the fixture (until infra's tests/servers.py is merged)
     ship,
 )
 
@@ -32,7 +31,7 @@ ENTRIES = 25
 
 
 @pytest.fixture
-def docks(tmp_path, pg_url):  # noqa: F811
+def docks(tmp_path, pg_url):
     """Two docks sharing the index and the object store (the agency's bucket)."""
     objects = tmp_path / "objects"
     a = DirectoryStore(tmp_path / "a", KEY, DirectoryObjects(objects), pg_url)
