@@ -272,7 +272,9 @@ class Store(Protocol):
     def upload_state(self, device_id: str, segment_id: str) -> UploadState | None:
         """Where the upload stands (complete, with its receipt, once the segment is held, and
         still once it is deleted under retention: a camera that still holds it does not ship
-        it again), or None if there is no such upload."""
+        it again), or None if there is no such upload. With a shared index, an upload whose
+        staged bytes are on another dock (this one holds fewer than the offset counts) starts
+        again at offset 0 here: the camera sends from the offset it is told."""
         ...
 
     def append_chunk(
