@@ -24,7 +24,7 @@ from dock.objects import DirectoryObjects
 from dock.protocol import sha256_hex
 from dock.receipts import Receipt, SignedReceipt, sign_receipt
 from dock.sqldb import open_database
-from dock.sqldb_postgres import translate
+from dock.sqldb_postgres import redact_url, translate
 from dock.store import StoreError, storage_failure
 from dock.store_sqlite import INDEX_FILE, DirectoryStore
 from dock.verify import ManifestFields
@@ -315,6 +315,13 @@ def test_sql_is_written_once_and_translated_for_postgresql():
     assert translate("INSERT OR IGNORE INTO t(a) VALUES(?)") == (
         "INSERT INTO t(a) VALUES(%s) ON CONFLICT DO NOTHING"
     )
+
+
+def test_a_password_is_never_in_what_the_index_says():
+    assert redact_url("postgresql://bwv:s3cret@db:5432/idx?sslmode=require") == (
+        "postgresql://bwv:***@db:5432/idx?sslmode=require"
+    )
+    assert "s3cret" not in redact_url("postgresql://db/idx?user=bwv&password=s3cret")
 
 
 def test_postgresql_disk_full_is_507_and_other_failures_503():
