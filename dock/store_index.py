@@ -38,7 +38,9 @@ class StoreIndex:
         self.root.mkdir(parents=True, exist_ok=True)
         self.staging = self.root / "staging"
         self.staging.mkdir(exist_ok=True)
-        self.objects: ObjectStore = objects or DirectoryObjects(self.root / "objects")
+        self.objects: ObjectStore = (
+            objects if objects is not None else DirectoryObjects(self.root / "objects")
+        )
         self._key = dock_key
         self.dock_key_id = key_id(bytes(dock_key.verify_key))
         self.db: Database = open_database(index if index is not None else self.root / INDEX_FILE)
