@@ -2,11 +2,13 @@
 custody log.
 
 ``Store`` is the interface the server uses, and its one documented description: what each
-call does, refuses and promises. ``dock.store_sqlite.DirectoryStore`` is the embedded
-default: a SQLite index (WAL, synchronous=FULL) beside a directory of objects. Segment bytes
-go through an ``ObjectStore``, the seam where S3-compatible object storage (with Object
-Lock) fits; the directory one (dock/objects.py) writes each object by fsync and atomic
-rename and never overwrites one.
+call does, refuses and promises. ``dock.store_sqlite.DirectoryStore`` implements it: by
+default the embedded store, a SQLite index (WAL, synchronous=FULL) beside a directory of
+objects; given a ``postgresql://`` index, one index that several docks share (dock/sqldb.py:
+their writes serialised, so the custody log never forks). Segment bytes go through an
+``ObjectStore``, the seam where S3-compatible object storage (with Object Lock) fits; the
+directory one (dock/objects.py) writes each object by fsync and atomic rename and never
+overwrites one.
 
 Uploads are staged as they arrive, chunk by chunk (durable before the offset is committed;
 a torn append is cut back on the next chunk). On completion the staged blob and its manifest
@@ -37,6 +39,7 @@ from dock.verify import ManifestFields
 
 GENESIS = "0" * 64
 SQLITE_FULL = 13
+PG_DISK_FULL = "53100"  # PostgreSQL's SQLSTATE disk_full
 FULL_BELOW_BYTES = 1 << 20  # an I/O error with less than this free is a full disk
 
 log = logging.getLogger("bwv.dock.store")
@@ -55,10 +58,12 @@ def storage_failure(exc: BaseException, root: Path | None = None) -> StoreError:
     """A failure of the dock's own storage as the answer the device gets: 507 when the
     disk (or the index) is full, 503 otherwise; both say "try again later" and lose nothing.
 
-    Full is SQLite's SQLITE_FULL ("database or disk is full"), ENOSPC or EDQUOT, or any
-    storage error while less than ``FULL_BELOW_BYTES`` are free under ``root``."""
+    Full is SQLite's SQLITE_FULL ("database or disk is full"), PostgreSQL's disk_full
+    (SQLSTATE 53100), ENOSPC or EDQUOT, or any storage error while less than
+    ``FULL_BELOW_BYTES`` are free under ``root``."""
     full = (
         getattr(exc, "sqlite_errorcode", 0) & 0xFF == SQLITE_FULL
+        or getattr(exc, "sqlstate", None) == PG_DISK_FULL
         or "disk is full" in str(exc)
         or getattr(exc, "errno", None) in (errno.ENOSPC, errno.EDQUOT)
     )
@@ -178,13 +183,16 @@ def _runs(seqs: Iterable[int]) -> list[tuple[int, int]]:
 
 
 class ObjectStore(Protocol):
-    """Where segment bytes live. Objects are written once and never replaced."""
+    """Where segment bytes live. Objects are written once and never replaced
+    (``FileExistsError``)."""
 
-    def put_file(self, key: str, src: Path) -> None:
-        """Make ``src`` (a local file, consumed) the object ``key``, durably."""
+    def put_file(self, key: str, src: Path, sha256: str | None = None) -> None:
+        """Make ``src`` (a local file, consumed) the object ``key``, durably. ``sha256``:
+        the hex SHA-256 of its bytes (the signed hash), when known: a store that can have
+        the write checked against it does, and refuses the write if they differ."""
         ...
 
-    def put_bytes(self, key: str, data: bytes) -> None: ...
+    def put_bytes(self, key: str, data: bytes, sha256: str | None = None) -> None: ...
     def open(self, key: str) -> BinaryIO: ...
     def exists(self, key: str) -> bool: ...
 
@@ -264,7 +272,9 @@ class Store(Protocol):
     def upload_state(self, device_id: str, segment_id: str) -> UploadState | None:
         """Where the upload stands (complete, with its receipt, once the segment is held, and
         still once it is deleted under retention: a camera that still holds it does not ship
-        it again), or None if there is no such upload."""
+        it again), or None if there is no such upload. With a shared index, an upload whose
+        staged bytes are on another dock (this one holds fewer than the offset counts) starts
+        again at offset 0 here: the camera sends from the offset it is told."""
         ...
 
     def append_chunk(
