@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 from typing import BinaryIO
@@ -26,7 +27,9 @@ class DirectoryObjects:
             raise ValueError(f"not an object key: {key!r}")
         return self.root / device / name
 
-    def put_file(self, key: str, src: Path) -> None:
+    def put_file(self, key: str, src: Path, sha256: str | None = None) -> None:
+        """``sha256`` is not checked here: the dock hashed these very bytes as it verified
+        them, and the file is renamed, not copied."""
         dst = self._path(key)
         dst.parent.mkdir(exist_ok=True)
         if dst.exists():
@@ -37,7 +40,10 @@ class DirectoryObjects:
         os.replace(src, dst)
         fsync_dir(dst.parent)
 
-    def put_bytes(self, key: str, data: bytes) -> None:
+    def put_bytes(self, key: str, data: bytes, sha256: str | None = None) -> None:
+        """``sha256``, when given, is checked (cheap: a manifest's few hundred bytes)."""
+        if sha256 is not None and hashlib.sha256(data).hexdigest() != sha256.lower():
+            raise ValueError(f"object {key}: the bytes do not hash to {sha256}")
         dst = self._path(key)
         dst.parent.mkdir(exist_ok=True)
         tmp = dst.with_name(dst.name + ".tmp")

@@ -37,6 +37,7 @@ from dock.verify import ManifestFields
 
 GENESIS = "0" * 64
 SQLITE_FULL = 13
+PG_DISK_FULL = "53100"  # PostgreSQL's SQLSTATE disk_full
 FULL_BELOW_BYTES = 1 << 20  # an I/O error with less than this free is a full disk
 
 log = logging.getLogger("bwv.dock.store")
@@ -55,10 +56,12 @@ def storage_failure(exc: BaseException, root: Path | None = None) -> StoreError:
     """A failure of the dock's own storage as the answer the device gets: 507 when the
     disk (or the index) is full, 503 otherwise; both say "try again later" and lose nothing.
 
-    Full is SQLite's SQLITE_FULL ("database or disk is full"), ENOSPC or EDQUOT, or any
-    storage error while less than ``FULL_BELOW_BYTES`` are free under ``root``."""
+    Full is SQLite's SQLITE_FULL ("database or disk is full"), PostgreSQL's disk_full
+    (SQLSTATE 53100), ENOSPC or EDQUOT, or any storage error while less than
+    ``FULL_BELOW_BYTES`` are free under ``root``."""
     full = (
         getattr(exc, "sqlite_errorcode", 0) & 0xFF == SQLITE_FULL
+        or getattr(exc, "sqlstate", None) == PG_DISK_FULL
         or "disk is full" in str(exc)
         or getattr(exc, "errno", None) in (errno.ENOSPC, errno.EDQUOT)
     )
@@ -178,13 +181,16 @@ def _runs(seqs: Iterable[int]) -> list[tuple[int, int]]:
 
 
 class ObjectStore(Protocol):
-    """Where segment bytes live. Objects are written once and never replaced."""
+    """Where segment bytes live. Objects are written once and never replaced
+    (``FileExistsError``)."""
 
-    def put_file(self, key: str, src: Path) -> None:
-        """Make ``src`` (a local file, consumed) the object ``key``, durably."""
+    def put_file(self, key: str, src: Path, sha256: str | None = None) -> None:
+        """Make ``src`` (a local file, consumed) the object ``key``, durably. ``sha256``:
+        the hex SHA-256 of its bytes (the signed hash), when known: a store that can have
+        the write checked against it does, and refuses the write if they differ."""
         ...
 
-    def put_bytes(self, key: str, data: bytes) -> None: ...
+    def put_bytes(self, key: str, data: bytes, sha256: str | None = None) -> None: ...
     def open(self, key: str) -> BinaryIO: ...
     def exists(self, key: str) -> bool: ...
 
