@@ -230,11 +230,12 @@ class TableCheckpoints:
 
     @contextmanager
     def _tx(self) -> Iterator[Any]:
-        """One write transaction of the index; yields ``run(sql, args) -> rows``."""
+        """One write transaction of the index; yields ``run(sql, args)``: the rows a SELECT
+        gives, [] for a write."""
         with self.db.tx() as conn:
 
             def run(sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
                 cur = conn.execute(sql, args)
-                return list(cur.fetchall()) if cur.description is not None else []
+                return list(cur.fetchall()) if sql.lstrip().upper().startswith("SELECT") else []
 
             yield run

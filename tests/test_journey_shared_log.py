@@ -9,8 +9,12 @@ stores sharing the index, each with its own state directory, as two machines wou
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import os
+import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -21,14 +25,21 @@ import pytest
 from nacl.signing import SigningKey
 
 from dock.checkpoint_table import TableCheckpoints
-from dock.checkpoints import LogConfig, WitnessConfig, log_dir, origin_for
+from dock.checkpoints import (
+    LogConfig,
+    StaleIssuer,
+    StoredCheckpoint,
+    WitnessConfig,
+    log_dir,
+    origin_for,
+)
 from dock.log_proof import dock_note_vkey
 from dock.log_status import stored_log_status
 from dock.protocol import key_id
 from dock.translog import DockLog
 from tlog.checkpoint import Checkpoint
 from tlog.merkle import consistency_proof, leaf_hash, verify_consistency, verify_inclusion
-from tlog.note import NoteVerifier, open_note, split_note
+from tlog.note import NoteSigner, NoteVerifier, open_note, sign_note, split_note
 from witness.client import WitnessClient
 from witness.core import Witness
 from witness.server import WitnessServerThread
@@ -58,7 +69,7 @@ def open_fleet_store(root: Path, key: SigningKey, index: str) -> Any:
     """A dock's store: staging under ``root``, the index the fleet's PostgreSQL."""
     from dock.store_sqlite import DirectoryStore
 
-    return DirectoryStore(root, key, index=index)  # type: ignore[call-arg]
+    return DirectoryStore(root, key, index=index)
 
 
 @dataclass
@@ -149,7 +160,7 @@ def test_one_dock_issues_the_others_serve_its_checkpoint(fleet: Fleet) -> None:
     proof = b.proof(1)
     assert proof is not None and proof["checkpoint"] == cp.note.decode()
     root = opened(fleet, cp.note).root
-    path = [__import__("base64").b64decode(h) for h in proof["inclusion"]]
+    path = [base64.b64decode(h) for h in proof["inclusion"]]
     assert verify_inclusion(hashes(sb)[1], 1, 3, path, root)
     # a leaf appended through b is checkpointed by a; b then serves that checkpoint
     append(sb, 1)
@@ -258,6 +269,59 @@ def test_an_issuer_cut_from_the_index_is_replaced_and_writes_nothing_more(fleet:
     assert_one_history(sb, first.note, second.note, third.note, f=fleet)
 
 
+CHILD = """
+import sys
+from pathlib import Path
+from nacl.signing import SigningKey
+from dock.checkpoints import LogConfig, WitnessConfig
+from dock.translog import DockLog
+from tests.test_journey_shared_log import append, open_fleet_store
+root, index, url, vkey = Path(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+key = SigningKey(bytes.fromhex(sys.argv[5]))
+store = open_fleet_store(root / "store", key, index)
+dlog = DockLog(root / "state", key, store, LogConfig((WitnessConfig(url, vkey),)))
+append(store, 3)
+cp = dlog.sync()
+print(cp.size if cp is not None and dlog.issuing else "none", flush=True)
+sys.stdin.read()  # until killed
+"""
+
+
+def test_an_issuer_killed_with_sigkill_is_replaced(fleet: Fleet) -> None:
+    w = fleet.config.witnesses[0]
+    args = [str(fleet.root / "k"), fleet.index, w.url, w.vkey, bytes(fleet.key).hex()]
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    with subprocess.Popen(
+        [sys.executable, "-c", CHILD, *args],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=root,
+    ) as child:
+        try:
+            assert child.stdout is not None and child.stdout.readline().strip() == "3"
+            sb, b = fleet.dock("b")
+            assert b.sync() is not None and not b.issuing
+            append(sb, 1)
+        finally:
+            child.send_signal(signal.SIGKILL)
+            child.wait()
+    # the server ends the dead dock's session (and its lock) as it sees the socket close:
+    # on its own time, so wait for it, bounded
+    deadline = time.monotonic() + 10
+    b.sync()
+    while not b.issuing and time.monotonic() < deadline:
+        time.sleep(0.05)
+        b.sync()
+    got = b.latest
+    assert b.issuing and got is not None and got.size == 4 and WITNESS in cosigners(got.note)
+    first = TableCheckpoints(sb.db, fleet.origin).at(3)
+    assert first is not None and WITNESS in cosigners(first.note)
+    assert_one_history(sb, first.note, got.note, f=fleet)
+
+
 def test_a_second_process_on_the_same_state_dir_leaves_the_log_alone(fleet: Fleet) -> None:
     sa, a = fleet.dock("a")
     append(sa, 2)
@@ -266,3 +330,34 @@ def test_a_second_process_on_the_same_state_dir_leaves_the_log_alone(fleet: Flee
     with contextlib.closing(other):
         assert not other.acquire()  # the tree's lock is the serving process's
         assert other.latest == a.latest
+
+
+def test_the_index_keeps_one_history_whoever_writes(fleet: Fleet) -> None:
+    """The table itself: a dock that lost the lock (even one that does not know it yet) can
+    write nothing; a checkpoint offered again at a kept size adds its cosignatures; none is
+    kept below the latest."""
+    sa, a = fleet.dock("a")
+    sb, _ = fleet.dock("b")
+    append(sa, 3)
+    cp = a.sync()
+    assert cp is not None and WITNESS in cosigners(cp.note)
+    a.close()
+    ta, tb = TableCheckpoints(sa.db, fleet.origin), TableCheckpoints(sb.db, fleet.origin)
+    lock_a = ta.try_issuer_lock()
+    assert lock_a is not None and tb.try_issuer_lock() is None  # a holds it
+    assert _cut_lock_connections(fleet.index) >= 1  # a does not know yet
+    lock_b = tb.try_issuer_lock()
+    assert lock_b is not None and lock_b.held() and not lock_a.held()
+    with pytest.raises(StaleIssuer):
+        ta.save(cp)
+    with pytest.raises(StaleIssuer):
+        ta.save_witness_sizes({WITNESS: 99})
+    # b offers the same checkpoint with only the dock's signature: the cosignature stays
+    dock_only = sign_note(split_note(cp.note)[0], [NoteSigner(fleet.origin, fleet.key)])
+    kept = tb.save(StoredCheckpoint(cp.size, dock_only, None))
+    assert kept.note == cp.note and tb.latest() == cp
+    with pytest.raises(StaleIssuer):  # below the latest: not one history
+        tb.save(StoredCheckpoint(cp.size - 1, dock_only, None))
+    tb.save_witness_sizes({WITNESS: 1})  # a witness's size is never lowered
+    assert tb.witness_sizes() == {WITNESS: 3}
+    lock_b.release()
