@@ -4,12 +4,12 @@ before it and is signed by the dock key; ``verify_custody_log`` replays the chai
 from __future__ import annotations
 
 import json
-import sqlite3
 from typing import Any
 
 from nacl.signing import SigningKey
 
 from dock.protocol import b64d, b64e, canonical_json, sha256_hex, verify_detached
+from dock.sqldb import Conn
 from dock.store import GENESIS, LogEntry
 
 COLUMNS = (
@@ -23,7 +23,7 @@ def entry_hash(e: LogEntry) -> str:
 
 
 def append_entry(
-    db: sqlite3.Connection,
+    db: Conn,
     key: SigningKey,
     actor: str,
     action: str,

@@ -54,27 +54,33 @@ def check_device_id(device_id: str) -> str:
     return device_id
 
 
-def is_store(store_dir: Path) -> bool:
+def is_store(store_dir: Path, index: str | None = None) -> bool:
+    """``store_dir`` holds a dock store (with ``index``, a shared index's URL: the dock
+    key is enough, the index being elsewhere)."""
     store_dir = Path(store_dir)
-    return (store_dir / INDEX_FILE).is_file() and (store_dir / DOCK_KEY_FILE).is_file()
+    if not (store_dir / DOCK_KEY_FILE).is_file():
+        return False
+    return index is not None or (store_dir / INDEX_FILE).is_file()
 
 
-def open_store(store_dir: Path) -> DirectoryStore:
-    """The existing dock store in ``store_dir`` (never creates one: ``ExportError``)."""
+def open_store(store_dir: Path, index: str | None = None, objects: Any = None) -> DirectoryStore:
+    """The existing dock store in ``store_dir`` (never creates one: ``ExportError``); with
+    ``index``, the shared index it uses (``postgresql://...``) and ``objects`` its object
+    store."""
     store_dir = Path(store_dir)
-    if not is_store(store_dir):
+    if not is_store(store_dir, index):
         raise ExportError(
             f"{store_dir}: not a dock store (no {INDEX_FILE} and {DOCK_KEY_FILE}); "
             "give the directory `bwv dock serve --store` uses"
         )
     try:
         key = load_or_create_signing_key(store_dir / DOCK_KEY_FILE)
-        return DirectoryStore(store_dir, key)
+        return DirectoryStore(store_dir, key, objects, index)
     except KeyFileError as exc:
         raise ExportError(f"dock key: {exc}") from None
     except OSError as exc:
         raise ExportError(f"{store_dir}: cannot open the dock store ({exc.strerror})") from None
-    except Exception as exc:  # sqlite3.Error and the like: a damaged index
+    except Exception as exc:  # StoreError and the like: a damaged or unreachable index
         raise ExportError(f"{store_dir}: cannot open the dock index ({exc})") from None
 
 

@@ -18,11 +18,11 @@ and can always be rebuilt from it.
 from __future__ import annotations
 
 import hashlib
-import sqlite3
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from dock.protocol import canonical_json
+from dock.sqldb import Conn
 from dock.store import LogEntry
 
 RECORD_DOMAIN = b"bwv:log-record:v2\0"
@@ -59,7 +59,7 @@ def custody_leaf(entry: LogEntry) -> Leaf:
     return Leaf(-1, "custody", str(entry.index), custody_leaf_data(entry))
 
 
-def append_leaf(db: sqlite3.Connection, leaf: Leaf) -> int:
+def append_leaf(db: Conn, leaf: Leaf) -> int:
     """Append ``leaf`` inside the caller's transaction; its index (0-based)."""
     last = db.execute("SELECT MAX(idx) FROM log_leaves").fetchone()[0]
     idx = 0 if last is None else int(last) + 1

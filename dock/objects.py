@@ -51,7 +51,7 @@ class DirectoryObjects:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        self.put_file(key, tmp)
+        self.put_file(key, tmp, sha256)
 
     def open(self, key: str) -> BinaryIO:
         return open(self._path(key), "rb")  # noqa: SIM115 - the caller closes it

@@ -118,16 +118,25 @@ def _check_lock_name(name: str) -> str:
     return name
 
 
+class _DeviceLock:
+    """A device's lock in this process: re-entrant (a thread that holds it may take it
+    again: ``completing`` holds it while the server asks ``upload_state``)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.RLock()
+        self.depth = 0  # how deep the owning thread holds it (changed only by the owner)
+
+
 class _DeviceLocks:
     """One in-process lock per device."""
 
     def __init__(self) -> None:
         self._guard = threading.Lock()
-        self._locks: dict[str, threading.Lock] = {}
+        self._locks: dict[str, _DeviceLock] = {}
 
-    def of(self, device_id: str) -> threading.Lock:
+    def of(self, device_id: str) -> _DeviceLock:
         with self._guard:
-            return self._locks.setdefault(device_id, threading.Lock())
+            return self._locks.setdefault(device_id, _DeviceLock())
 
 
 # --------------------------------------------------------------------------- SQLite
@@ -202,7 +211,7 @@ class SqliteDatabase:
     @contextmanager
     def device_lock(self, device_id: str) -> Iterator[None]:
         """In this process only: one process serves an embedded store."""
-        with self._devices.of(device_id):
+        with self._devices.of(device_id).lock:
             yield
 
     def try_session_lock(self, name: str) -> SessionLock | None:
@@ -421,25 +430,38 @@ class PostgresDatabase:
     def device_lock(self, device_id: str) -> Iterator[None]:
         """The device's lock in this process, then across every dock (a session advisory
         lock on a connection of its own: waiting for it never holds the shared one)."""
-        key = _lock_key("device:" + device_id)
-        with self._devices.of(device_id):
-            conn = self._lock_conn()
+        mine = self._devices.of(device_id)
+        with mine.lock:
+            mine.depth += 1
             try:
-                conn.execute("SELECT pg_advisory_lock(%s)", (key,))
-            except self._psycopg.Error as exc:
-                with contextlib.suppress(Exception):
-                    conn.close()
-                raise storage_failure(exc) from exc
-            try:
-                yield
-            finally:
-                try:
-                    conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
-                except self._psycopg.Error:
-                    with contextlib.suppress(Exception):
-                        conn.close()  # closing the session releases its locks
+                if mine.depth > 1:  # this thread holds it already
+                    yield
                 else:
-                    self._give_back(conn)
+                    with self._advisory(_lock_key("device:" + device_id)):
+                        yield
+            finally:
+                mine.depth -= 1
+
+    @contextmanager
+    def _advisory(self, key: int) -> Iterator[None]:
+        """A session advisory lock on a connection of its own (kept for reuse after)."""
+        conn = self._lock_conn()
+        try:
+            conn.execute("SELECT pg_advisory_lock(%s)", (key,))
+        except self._psycopg.Error as exc:
+            with contextlib.suppress(Exception):
+                conn.close()
+            raise storage_failure(exc) from exc
+        try:
+            yield
+        finally:
+            try:
+                conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
+            except self._psycopg.Error:
+                with contextlib.suppress(Exception):
+                    conn.close()  # closing the session releases its locks
+            else:
+                self._give_back(conn)
 
     def try_session_lock(self, name: str) -> SessionLock | None:
         key = _lock_key("session:" + _check_lock_name(name))

@@ -1,4 +1,4 @@
-"""The embedded store's deletions under retention (``retire_record``): a chain record the
+"""The store's deletions under retention (``retire_record``): a chain record the
 dock holds is forgotten on purpose, and says so.
 
 In one index transaction the custody entry ``retention_deleted`` (its log leaf with it) is
@@ -20,7 +20,7 @@ from dock.custody import COLUMNS, entry_of_row
 from dock.protocol import Code
 from dock.receipts import SignedReceipt, UploadState
 from dock.store import LogEntry, StoreError, blob_key, manifest_key, unsigned_key
-from dock.store_uploads import SegmentUploads
+from dock.store_commit import SegmentCommits
 
 RETENTION_DELETED = "retention_deleted"
 
@@ -49,7 +49,7 @@ class RetiredRecord:
     objects_gone: bool  # its bytes are deleted (False: a crash cut the deletion short)
 
 
-class SegmentRetirement(SegmentUploads):
+class SegmentRetirement(SegmentCommits):
     """Held chain records retired (deleted under retention), and what is kept of them."""
 
     def retire_record(
@@ -127,9 +127,9 @@ class SegmentRetirement(SegmentUploads):
                 (now_us, device_id, segment_id),
             )
 
-    def upload_state(self, device_id: str, segment_id: str) -> UploadState | None:
+    def _state(self, device_id: str, segment_id: str) -> UploadState | None:
         # a retired record's upload stays complete, with its receipt (Store.upload_state)
-        state = super().upload_state(device_id, segment_id)
+        state = super()._state(device_id, segment_id)
         if state is not None:
             return state
         rows = self._q(

@@ -1,6 +1,8 @@
-"""The embedded dock store (``DirectoryStore``): a SQLite index beside a directory of
-objects, implementing ``dock.store.Store`` (documented there). This module holds the
-devices, enrollment tokens and nonces; dock/store_uploads.py the uploads and segments,
+"""The dock store (``DirectoryStore``), implementing ``dock.store.Store`` (documented there):
+by default the embedded one, a SQLite index beside a directory of objects; with ``index`` a
+``postgresql://`` URL, one index shared by every dock of the agency (and, usually, a shared
+object store). This module holds the devices, enrollment tokens and nonces;
+dock/store_uploads.py and dock/store_commit.py the uploads and segments,
 dock/store_reports.py the devices' reports, dock/store_index.py the index they share."""
 
 from __future__ import annotations
@@ -21,13 +23,19 @@ NONCE_PURGE_EVERY_US = 60 * 1_000_000
 
 
 class DirectoryStore(SegmentRetirement, DeviceReports):
-    """The embedded store: ``root/index.sqlite3``, ``root/objects/``, ``root/staging/``.
-    Its methods are ``dock.store.Store``'s, documented there, and not restated here."""
+    """The store: ``root/staging/`` (this dock's), the index (``root/index.sqlite3``, or the
+    PostgreSQL database ``index`` names: dock.sqldb.open_database) and the objects
+    (``root/objects/`` unless given). Its methods are ``dock.store.Store``'s, documented
+    there, and not restated here."""
 
     def __init__(
-        self, root: Path, dock_key: SigningKey, objects: ObjectStore | None = None
+        self,
+        root: Path,
+        dock_key: SigningKey,
+        objects: ObjectStore | None = None,
+        index: Path | str | None = None,
     ) -> None:
-        super().__init__(root, dock_key, objects)
+        super().__init__(root, dock_key, objects, index)
         self._purge_nonces_at_us = 0
 
     # -- devices

@@ -1,39 +1,52 @@
-"""The embedded store's uploads: staged chunk by chunk in ``staging/<device>/<segment>.part``
+"""The store's uploads: staged chunk by chunk in ``staging/<device>/<segment>.part``
 (durable before the offset counts), then published as objects and recorded, with the
-custody-log entries and the receipt, in one index transaction (``commit_segment``)."""
+custody-log entries and the receipt, in one index transaction (``commit_segment``).
+
+With a shared index (several docks), the upload's row is shared and its staged bytes are
+the dock's that received them: a dock asked about an upload whose committed offset it holds
+no staged bytes for starts it again at 0 (the camera sends from the offset it is told:
+nothing lost, nothing twice). Committing the same segment on two docks at once makes one
+segment row, one ``received`` entry, one receipt (dock/store_commit.py)."""
 
 from __future__ import annotations
 
+import io
 import json
+import logging
 import os
 import secrets
 import shutil
-import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from crypto.durable import fsync_dir
-from dock.leaves import append_leaf, record_leaf
 from dock.protocol import Code
 from dock.receipts import SignedReceipt, UploadState
-from dock.store import LogEntry, StoreError, blob_key, manifest_key
+from dock.store import LogEntry, StoreError, blob_key
 from dock.store_index import StoreIndex
-from dock.verify import ManifestFields
+
+log = logging.getLogger("bwv.dock.store")
+Fetch = Callable[[str, tuple[Any, ...]], list[Any]]  # a read: SQL and its arguments, the rows
 
 
 class SegmentUploads(StoreIndex):
     """Uploads of segments, and their commit as held segments."""
 
-    def _receipt_of(self, device_id: str, segment_id: str) -> SignedReceipt | None:
-        rows = self._q(
+    def _receipt_of(
+        self, device_id: str, segment_id: str, read: Fetch | None = None
+    ) -> SignedReceipt | None:
+        """The held segment's receipt (``read``: in a transaction, or else outside one)."""
+        rows = (read or self._q)(
             "SELECT receipt FROM segments WHERE device_id=? AND segment_id=?",
             (device_id, segment_id),
         )
         return SignedReceipt.from_json(json.loads(rows[0][0])) if rows else None
 
-    def upload_state(self, device_id: str, segment_id: str) -> UploadState | None:
+    def _state(self, device_id: str, segment_id: str) -> UploadState | None:
+        """Where the upload stands in the index."""
         held = self.held_segment(device_id, segment_id=segment_id)
         if held is not None:
             return UploadState(
@@ -44,33 +57,81 @@ class SegmentUploads(StoreIndex):
                 self._receipt_of(device_id, segment_id),
             )
         rows = self._q(
-            "SELECT size, offset FROM uploads WHERE device_id=? AND segment_id=?",
+            'SELECT size, "offset" FROM uploads WHERE device_id=? AND segment_id=?',
             (device_id, segment_id),
         )
         if not rows:
             return None
-        return UploadState(segment_id, rows[0][0], rows[0][1], False)
+        return UploadState(segment_id, int(rows[0][0]), int(rows[0][1]), False)
+
+    def upload_state(self, device_id: str, segment_id: str) -> UploadState | None:
+        state = self._state(device_id, segment_id)
+        if state is None or state.complete or not self.db.shared:
+            return state
+        if self._holds_bytes(device_id, segment_id, state):
+            return state
+        with self._device(device_id):  # the bytes are on another dock: start again here
+            state = self._state(device_id, segment_id)
+            if state is None or state.complete:
+                return state
+            return self._here(device_id, segment_id, state)
+
+    def _holds_bytes(self, device_id: str, segment_id: str, state: UploadState) -> bool:
+        """This dock holds the bytes the upload's committed offset counts (staged, or, all
+        of them, published by an attempt a crash cut short before its commit)."""
+        try:
+            return self._staged(device_id, segment_id).stat().st_size >= state.offset
+        except FileNotFoundError:
+            pass
+        return state.offset == state.size and self.objects.exists(blob_key(device_id, segment_id))
+
+    def _here(self, device_id: str, segment_id: str, state: UploadState) -> UploadState:
+        """The upload as this dock can continue it (shared index; device lock held): where
+        it stands, or, when its staged bytes are on another dock, started again at 0."""
+        if self._holds_bytes(device_id, segment_id, state):
+            return state
+        self._new_staged(device_id, segment_id)
+        if state.offset > 0:
+            with self._tx() as db:
+                db.execute(
+                    'UPDATE uploads SET "offset"=0 WHERE device_id=? AND segment_id=?',
+                    (device_id, segment_id),
+                )
+            log.info(
+                "upload %s of %s: its %d bytes are staged on another dock; starting again at 0",
+                segment_id[:16],
+                device_id,
+                state.offset,
+            )
+        return replace(state, offset=0)
+
+    def _new_staged(self, device_id: str, segment_id: str) -> Path:
+        """An empty staged file for the upload, durably."""
+        path = self._staged(device_id, segment_id)
+        path.parent.mkdir(exist_ok=True)
+        with open(path, "wb") as f:
+            os.fsync(f.fileno())
+        fsync_dir(path.parent)
+        return path
 
     def begin_upload(
         self, device_id: str, segment_id: str, manifest: bytes, size: int, sha256: str, now_us: int
     ) -> UploadState:
         with self._device(device_id):
-            state = self.upload_state(device_id, segment_id)
+            state = self._state(device_id, segment_id)
             if state is not None:
                 if state.size != size:
                     raise StoreError(
                         f"upload exists with size {state.size}, not {size}", 409, Code.MISMATCH
                     )
+                if self.db.shared and not state.complete:
+                    return self._here(device_id, segment_id, state)
                 return state
-            path = self._staged(device_id, segment_id)
-            path.parent.mkdir(exist_ok=True)
-            with open(path, "wb") as f:
-                os.fsync(f.fileno())
-            fsync_dir(path.parent)
+            self._new_staged(device_id, segment_id)
             with self._tx() as db:
                 db.execute(
                     "INSERT INTO uploads(device_id, segment_id, manifest, size, sha256,"
-                    " offset, created_at_us) VALUES(?,?,?,?,?,0,?)",
+                    ' "offset", created_at_us) VALUES(?,?,?,?,?,0,?)',
                     (device_id, segment_id, manifest, size, sha256, now_us),
                 )
             return UploadState(segment_id, size, 0, False)
@@ -79,13 +140,15 @@ class SegmentUploads(StoreIndex):
         self, device_id: str, segment_id: str, offset: int, data: bytes | Path
     ) -> UploadState:
         with self._device(device_id):
-            state = self.upload_state(device_id, segment_id)
+            state = self._state(device_id, segment_id)
             if state is None:
                 raise StoreError(
                     "no upload with this segment id; create it first", 404, Code.NOT_FOUND
                 )
             if state.complete:
                 raise StoreError("upload is already complete", 409, Code.COMPLETE)
+            if self.db.shared:
+                state = self._here(device_id, segment_id, state)
             if offset != state.offset:
                 raise StoreError(
                     f"offset mismatch: the dock holds {state.offset} bytes", 409, Code.OFFSET
@@ -114,7 +177,7 @@ class SegmentUploads(StoreIndex):
             new = offset + length
             with self._tx() as db:
                 db.execute(
-                    "UPDATE uploads SET offset=? WHERE device_id=? AND segment_id=?",
+                    'UPDATE uploads SET "offset"=? WHERE device_id=? AND segment_id=?',
                     (new, device_id, segment_id),
                 )
             return UploadState(segment_id, state.size, new, False)
@@ -134,7 +197,7 @@ class SegmentUploads(StoreIndex):
     def expire_uploads(self, now_us: int, max_age_us: int) -> int:
         with self._tx() as db:
             rows = db.execute(
-                "SELECT device_id, segment_id, size, offset, created_at_us FROM uploads"
+                'SELECT device_id, segment_id, size, "offset", created_at_us FROM uploads'
                 " WHERE created_at_us < ?",
                 (now_us - max_age_us,),
             ).fetchall()
@@ -150,11 +213,30 @@ class SegmentUploads(StoreIndex):
                     detail={"size": size, "received": offset, "created_at_us": created},
                 )
         for dev, seg, *_ in rows:
-            staged = self._staged(dev, seg)
-            staged.unlink(missing_ok=True)
-            for spool in staged.parent.glob(f"{seg}.*.in"):
-                spool.unlink(missing_ok=True)
+            self._drop_staged(dev, seg)
+        if self.db.shared:
+            self._sweep_staging()
         return len(rows)
+
+    def _drop_staged(self, device_id: str, segment_id: str) -> None:
+        staged = self._staged(device_id, segment_id)
+        staged.unlink(missing_ok=True)
+        for spool in staged.parent.glob(f"{segment_id}.*.in"):
+            spool.unlink(missing_ok=True)
+
+    def _sweep_staging(self) -> None:
+        """Staged bytes of uploads gone from the shared index (another dock expired,
+        committed or dropped them) go too."""
+        for path in self.staging.glob("*/*.part"):
+            device_id, segment_id = path.parent.name, path.name[: -len(".part")]
+            if "." in segment_id:  # <segment>.unsigned.part: dock/unsigned.py's
+                continue
+            with self._device(device_id):
+                if not self._q(
+                    "SELECT 1 FROM uploads WHERE device_id=? AND segment_id=?",
+                    (device_id, segment_id),
+                ):
+                    self._drop_staged(device_id, segment_id)
 
     def _drop_upload(self, device_id: str, segment_id: str) -> None:
         with self._tx() as db:
@@ -176,183 +258,27 @@ class SegmentUploads(StoreIndex):
         with self._device(device_id):
             path = self._staged(device_id, segment_id)
             key = blob_key(device_id, segment_id)
+            state = self._state(device_id, segment_id)
+            if self.db.shared and state is not None and not state.complete:
+                here = self._here(device_id, segment_id, state)
+                if here.offset < here.size:
+                    raise StoreError(
+                        f"upload incomplete: {here.offset} of {here.size} bytes at this dock",
+                        409,
+                        Code.INCOMPLETE,
+                    )
             f: BinaryIO
             if path.exists():
                 f = open(path, "rb")  # noqa: SIM115 - closed below
             elif self.objects.exists(key):
                 f = self.objects.open(key)
+            elif state is not None and state.complete:  # another dock committed it
+                f = io.BytesIO(b"")
             else:
                 self._drop_upload(device_id, segment_id)
                 raise StoreError("the dock lost the uploaded bytes; upload again", 409, Code.LOST)
             with f:
                 yield f
-
-    def commit_segment(
-        self,
-        device_id: str,
-        segment_id: str,
-        fields: ManifestFields,
-        now_us: int,
-        sign: Callable[[dict[str, Any]], SignedReceipt],
-        gap_before: bool,
-    ) -> SignedReceipt:
-        manifest, size = self._upload_row(device_id, segment_id)
-        self._check_chain(device_id, segment_id, fields)
-        self._publish(device_id, segment_id, manifest)
-        with self._tx() as db:
-            # the record's leaf, then its custody entries' leaves: one transaction
-            leaf_index = append_leaf(db, record_leaf(device_id, segment_id, manifest))
-            entry = self._log_arrival(db, device_id, segment_id, fields, size, now_us)
-            receipt = sign(
-                {
-                    "device_id": device_id,
-                    "segment_id": segment_id,
-                    "seq": fields.seq,
-                    "manifest_sha256": fields.manifest_sha256,
-                    "stored_sha256": fields.stored_sha256,
-                    "stored_size": size,
-                    "received_at_us": now_us,
-                    "log_index": entry.index,
-                    "log_entry_hash": entry.entry_hash,
-                    "leaf_index": leaf_index,
-                    "gap_before": gap_before,
-                    "dock_key_id": self.dock_key_id,
-                }
-            )
-            self._record_segment(db, device_id, segment_id, fields, size, now_us, receipt)
-        return receipt
-
-    def _upload_row(self, device_id: str, segment_id: str) -> tuple[bytes, int]:
-        """The upload's manifest and declared size."""
-        rows = self._q(
-            "SELECT manifest, size FROM uploads WHERE device_id=? AND segment_id=?",
-            (device_id, segment_id),
-        )
-        if not rows:
-            raise StoreError("no upload with this segment id", 404, Code.NOT_FOUND)
-        return bytes(rows[0][0]), int(rows[0][1])
-
-    def _publish(self, device_id: str, segment_id: str, manifest: bytes) -> None:
-        """The manifest and the staged blob as objects (what an earlier attempt published
-        is kept, never replaced)."""
-        staged = self._staged(device_id, segment_id)
-        bkey, mkey = blob_key(device_id, segment_id), manifest_key(device_id, segment_id)
-        if not self.objects.exists(mkey):
-            self.objects.put_bytes(mkey, manifest)
-        if staged.exists():
-            if self.objects.exists(bkey):  # a previous attempt got this far
-                staged.unlink()
-            else:
-                self.objects.put_file(bkey, staged)
-
-    def _log_arrival(
-        self,
-        db: sqlite3.Connection,
-        device_id: str,
-        segment_id: str,
-        fields: ManifestFields,
-        size: int,
-        now_us: int,
-    ) -> LogEntry:
-        """Log ``received``, and ``gap`` (records missing before it) or ``gap_filled`` (it
-        fills a hole before a held record); the ``received`` entry is the receipt's."""
-        held = "(SELECT seq FROM segments WHERE device_id=:d UNION ALL SELECT seq FROM"
-        held += " retired_segments WHERE device_id=:d)"  # deleted under retention: not gaps
-        args = {"d": device_id, "s": fields.seq}
-        below = db.execute(f"SELECT MAX(seq) FROM {held} WHERE seq<:s", args).fetchone()[0]
-        above = db.execute(f"SELECT MIN(seq) FROM {held} WHERE seq>:s", args).fetchone()[0]
-        entry = self._append_log(
-            db,
-            f"device:{device_id}",
-            "received",
-            now_us,
-            device_id=device_id,
-            segment_id=segment_id,
-            sha256=fields.stored_sha256,
-            detail={
-                "seq": fields.seq,
-                "manifest_sha256": fields.manifest_sha256,
-                "record_type": fields.record_type,
-                "recording_id": fields.recording_id,
-                "segment_index": fields.segment_index,
-                "size": size,
-            },
-        )
-        expected_prev = -1 if below is None else below
-        if fields.seq > expected_prev + 1:
-            self._append_log(
-                db,
-                "dock",
-                "gap",
-                now_us,
-                device_id=device_id,
-                segment_id=segment_id,
-                detail={"missing_from_seq": expected_prev + 1, "missing_to_seq": fields.seq - 1},
-            )
-        if above is not None:
-            self._append_log(
-                db,
-                "dock",
-                "gap_filled",
-                now_us,
-                device_id=device_id,
-                segment_id=segment_id,
-                detail={"seq": fields.seq},
-            )
-        return entry
-
-    def _record_segment(
-        self,
-        db: sqlite3.Connection,
-        device_id: str,
-        segment_id: str,
-        fields: ManifestFields,
-        size: int,
-        now_us: int,
-        receipt: SignedReceipt,
-    ) -> None:
-        """The segment's row with its receipt; the upload is done."""
-        db.execute(
-            "INSERT INTO segments(device_id, segment_id, seq, manifest_sha256,"
-            " prev_manifest_sha256, stored_sha256, stored_size, record_type,"
-            " recording_id, segment_index, received_at_us, receipt)"
-            " VALUES(?,?,?,?,?,?,?,?,?,?,?,?)",
-            (
-                device_id,
-                segment_id,
-                fields.seq,
-                fields.manifest_sha256,
-                fields.prev_manifest_sha256,
-                fields.stored_sha256,
-                size,
-                fields.record_type,
-                fields.recording_id,
-                fields.segment_index,
-                now_us,
-                json.dumps(receipt.to_json()),
-            ),
-        )
-        db.execute(
-            "DELETE FROM uploads WHERE device_id=? AND segment_id=?", (device_id, segment_id)
-        )
-
-    def _check_chain(self, device_id: str, segment_id: str, fields: ManifestFields) -> None:
-        other = self.held_segment(device_id, seq=fields.seq)
-        if other is not None and other.segment_id != segment_id:
-            raise StoreError(
-                f"sequence number {fields.seq} is already held as segment "
-                f"{other.segment_id}: sequence numbers are never reused",
-                409,
-                Code.SEQ_REUSED,
-            )
-        after = self.held_segment(device_id, seq=fields.seq + 1)
-        if after is not None and after.prev_manifest_sha256 != fields.manifest_sha256:
-            raise StoreError(
-                f"chain break: the held segment {fields.seq + 1} does not name "
-                f"this manifest as its predecessor",
-                409,
-                Code.CHAIN_BREAK,
-            )
 
     def reject_upload(
         self, device_id: str, segment_id: str, reasons: list[str], now_us: int

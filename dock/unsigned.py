@@ -30,7 +30,7 @@ from pathlib import Path
 from crypto.durable import fsync_dir
 from dock.protocol import Code
 from dock.receipts import SignedUnsignedReceipt, UnsignedReceipt, UnsignedState
-from dock.store import Store, StoreError, manifest_key, unsigned_key
+from dock.store import Store, StoreError, manifest_key, storage_failure, unsigned_key
 from dock.store_sqlite import DirectoryStore
 from dock.verify import ManifestError, SegmentVerifier
 
@@ -164,12 +164,24 @@ class UnsignedTails:
                 Code.LOST,
             )
         key = unsigned_key(device_id, segment_id)
-        if self.store.objects.exists(key):  # an earlier attempt published them
-            path.unlink()
-        else:
-            self.store.objects.put_file(key, path)
+        try:
+            if self.store.objects.exists(key):  # an earlier attempt published them
+                path.unlink()
+            else:
+                self.store.objects.put_file(key, path, sha256=exp.sha256)
+        except FileExistsError:  # another dock published them meanwhile
+            path.unlink(missing_ok=True)
+        except Exception as exc:  # the object store's own errors: nothing is receipted
+            raise storage_failure(exc, self.store.root) from exc
         store = self.store
         with store._tx() as db:
+            row = db.execute(  # another dock finished it meanwhile (a shared index)
+                "SELECT receipt FROM unsigned_tails WHERE device_id=? AND segment_id=?",
+                (device_id, segment_id),
+            ).fetchone()
+            if row is not None:
+                done = SignedUnsignedReceipt.from_json(json.loads(row[0]))
+                return UnsignedState(segment_id, exp.size, exp.size, True, done)
             entry = store._append_log(
                 db,
                 f"device:{device_id}",
