@@ -19,7 +19,8 @@ them, so that the witnesses see one history whichever dock issues:
 One dock issues at a time: the one holding the index's session lock ``"log"``
 (``Database.try_session_lock``), held until it closes or its process dies; another dock
 then takes it and goes on from the latest checkpoint here. The tables are made by the
-index's migrations (dock/migrations/<kind>/0002_checkpoints.sql).
+index's migrations (dock/migrations/postgresql/0002_checkpoints.sql; the embedded
+SQLite store keeps its checkpoints as files and has no such tables).
 """
 
 from __future__ import annotations

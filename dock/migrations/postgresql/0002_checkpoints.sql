@@ -2,6 +2,7 @@
 -- (dock/checkpoint_table.py): every checkpoint by size (the latest is the largest), the
 -- size each witness last cosigned, and the issuer's epoch (raised by each dock that takes
 -- the log's lock: a dock that lost the lock without knowing it cannot write any more).
+-- PostgreSQL only: the embedded (SQLite) store keeps its checkpoints as files (STORE/log).
 CREATE TABLE IF NOT EXISTS log_checkpoints(
     origin TEXT NOT NULL,
     size BIGINT NOT NULL CHECK (size > 0),
