@@ -361,3 +361,28 @@ def test_the_index_keeps_one_history_whoever_writes(fleet: Fleet) -> None:
     tb.save_witness_sizes({WITNESS: 1})  # a witness's size is never lowered
     assert tb.witness_sizes() == {WITNESS: 3}
     lock_b.release()
+
+
+def test_the_log_routes_of_a_dock_that_does_not_issue_serve_the_issuers(fleet: Fleet) -> None:
+    from fastapi.testclient import TestClient
+
+    from dock.instance import Dock
+    from dock.server import create_app
+
+    sa, a = fleet.dock("a")
+    sb, b = fleet.dock("b")
+    append(sa, 3)
+    cp = a.sync()
+    assert cp is not None
+    with TestClient(create_app(Dock(sb, fleet.key, translog=b))) as client:
+        got = client.get("/v1/log/checkpoint")
+        assert got.status_code == 200 and got.content == cp.note and not b.issuing
+        proof = client.get("/v1/log/proof/2").json()
+        assert proof["tree_size"] == 3 and proof["checkpoint"] == cp.note.decode()
+        path = [base64.b64decode(h) for h in proof["inclusion"]]
+        assert verify_inclusion(hashes(sb)[2], 2, 3, path, opened(fleet, cp.note).root)
+        status = client.get("/v1/log/status").json()
+        assert status["checkpoint_size"] == 3 and status["witnesses"][0]["cosigned_latest"]
+        append(sa, 1)
+        assert a.sync() is not None  # the issuer's next: b's routes serve it
+        assert opened(fleet, client.get("/v1/log/checkpoint").content).size == 4
