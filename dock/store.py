@@ -2,11 +2,13 @@
 custody log.
 
 ``Store`` is the interface the server uses, and its one documented description: what each
-call does, refuses and promises. ``dock.store_sqlite.DirectoryStore`` is the embedded
-default: a SQLite index (WAL, synchronous=FULL) beside a directory of objects. Segment bytes
-go through an ``ObjectStore``, the seam where S3-compatible object storage (with Object
-Lock) fits; the directory one (dock/objects.py) writes each object by fsync and atomic
-rename and never overwrites one.
+call does, refuses and promises. ``dock.store_sqlite.DirectoryStore`` implements it: by
+default the embedded store, a SQLite index (WAL, synchronous=FULL) beside a directory of
+objects; given a ``postgresql://`` index, one index that several docks share (dock/sqldb.py:
+their writes serialised, so the custody log never forks). Segment bytes go through an
+``ObjectStore``, the seam where S3-compatible object storage (with Object Lock) fits; the
+directory one (dock/objects.py) writes each object by fsync and atomic rename and never
+overwrites one.
 
 Uploads are staged as they arrive, chunk by chunk (durable before the offset is committed;
 a torn append is cut back on the next chunk). On completion the staged blob and its manifest
@@ -270,7 +272,9 @@ class Store(Protocol):
     def upload_state(self, device_id: str, segment_id: str) -> UploadState | None:
         """Where the upload stands (complete, with its receipt, once the segment is held, and
         still once it is deleted under retention: a camera that still holds it does not ship
-        it again), or None if there is no such upload."""
+        it again), or None if there is no such upload. With a shared index, an upload whose
+        staged bytes are on another dock (this one holds fewer than the offset counts) starts
+        again at offset 0 here: the camera sends from the offset it is told."""
         ...
 
     def append_chunk(

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import sqlite3
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -24,7 +23,8 @@ from dock.migrations import load
 from dock.objects import DirectoryObjects
 from dock.protocol import sha256_hex
 from dock.receipts import Receipt, SignedReceipt, sign_receipt
-from dock.sqldb import open_database, translate
+from dock.sqldb import open_database
+from dock.sqldb_postgres import redact_url, translate
 from dock.store import StoreError, storage_failure
 from dock.store_sqlite import INDEX_FILE, DirectoryStore
 from dock.verify import ManifestFields
@@ -34,28 +34,7 @@ PUB = bytes(KEY.verify_key)
 DEV = "cam-1"
 
 # --------------------------------------------------------------------------- the server
-# (a local stand-in for infra's ``pg_url`` fixture, tests/servers.py, until that is merged:
-# a fresh database on the server BWV_PG_URL names, dropped after)
-
-LOCAL_PG = os.environ.get("BWV_PG_URL") or "postgresql://postgres@127.0.0.1:5441/postgres"
-
-
-@pytest.fixture
-def pg_url():
-    psycopg = pytest.importorskip("psycopg")
-    try:
-        admin = psycopg.connect(LOCAL_PG, autocommit=True, connect_timeout=3)
-    except psycopg.OperationalError as exc:
-        if os.environ.get("CI"):
-            raise
-        pytest.skip(f"no PostgreSQL server at hand: {exc}")
-    name = "bwv_t_" + secrets.token_hex(6)
-    admin.execute(f"CREATE DATABASE {name}")
-    try:
-        yield urlunsplit(urlsplit(LOCAL_PG)._replace(path="/" + name))
-    finally:
-        admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        admin.close()
+# ``pg_url`` (a fresh database, dropped after) is tests/servers.py's fixture
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -127,12 +106,12 @@ def enrol(store, device_id: str = DEV) -> None:
     store.enroll(device_id, PUB, token_hash(t.token), 1)
 
 
-def check_logs(store) -> list:
+def check_logs(store, public_key: bytes = PUB) -> list:
     """The custody log verifies, and its leaves are contiguous from 0 (records' and
     entries' leaves both, each entry's leaf its exact bytes)."""
     entries = store.custody_log(limit=100_000)
     assert [e.index for e in entries] == list(range(1, len(entries) + 1))
-    assert verify_custody_log(entries, PUB) == []
+    assert verify_custody_log(entries, public_key) == []
     leaves = store.log_leaves(limit=100_000)
     assert (
         [leaf.index for leaf in leaves] == list(range(len(leaves))) == list(range(store.log_size()))
@@ -338,17 +317,35 @@ def test_sql_is_written_once_and_translated_for_postgresql():
     )
 
 
+def test_a_password_is_never_in_what_the_index_says():
+    assert redact_url("postgresql://bwv:s3cret@db:5432/idx?sslmode=require") == (
+        "postgresql://bwv:***@db:5432/idx?sslmode=require"
+    )
+    assert "s3cret" not in redact_url("postgresql://db/idx?user=bwv&password=s3cret")
+
+
 def test_postgresql_disk_full_is_507_and_other_failures_503():
     errors = pytest.importorskip("psycopg.errors")
     assert storage_failure(errors.DiskFull("could not extend file")).status == 507
     assert storage_failure(errors.OperationalError("server closed the connection")).status == 503
 
 
+def test_an_index_that_cannot_be_reached_says_so_without_its_password(tmp_path, pg_url):
+    parts = urlsplit(pg_url)
+    url = urlunsplit(parts._replace(netloc=f"bwv:s3cret@{parts.hostname}:1"))
+    with pytest.raises(StoreError) as e:
+        DirectoryStore(tmp_path / "dock", KEY, index=url)
+    assert e.value.status == 503 and "cannot connect to the index" in str(e.value)
+    assert "s3cret" not in str(e.value) and "bwv:***@" in str(e.value)
+
+
 def test_a_dropped_connection_is_a_503_then_made_again(tmp_path, pg_url):
     psycopg = pytest.importorskip("psycopg")
     store = DirectoryStore(tmp_path / "dock", KEY, index=pg_url)
+    recs = chain(2)
     try:
         enrol(store)
+        ship(store, recs[0], 4)  # a device lock taken: its connection is kept for the next
         with psycopg.connect(pg_url, autocommit=True) as admin:
             killed = admin.execute(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
@@ -367,8 +364,8 @@ def test_a_dropped_connection_is_a_503_then_made_again(tmp_path, pg_url):
         with pytest.raises(StoreError):
             store.list_devices()
         assert [d.device_id for d in store.list_devices()] == [DEV]
-        assert [e.action for e in check_logs(store)][-1] == "note"
-        assert [e.detail for e in store.custody_log()][-1] == {}
+        assert ship(store, recs[1], 7).verify(PUB)  # the kept lock connection was lost too
+        assert [e.action for e in check_logs(store)][-2:] == ["note", "received"]
     finally:
         store.close()
 

@@ -11,10 +11,13 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+import dock.instance as instance
+from dock.keys import DOCK_KEY_FILE
 from dock.objects import DirectoryObjects
-from dock.protocol import sha256_hex
+from dock.protocol import segment_id_for, sha256_hex
 from dock.store import StoreError
 from dock.store_sqlite import DirectoryStore
+from dock.testing import DockHarness, OutboxDevice, random_bytes
 from tests.test_store_postgres import (
     DEV,
     KEY,
@@ -23,7 +26,6 @@ from tests.test_store_postgres import (
     check_logs,
     commit,
     enrol,
-    pg_url,  # noqa: F401 - the fixture (until infra's tests/servers.py is merged)
     ship,
 )
 
@@ -32,7 +34,7 @@ ENTRIES = 25
 
 
 @pytest.fixture
-def docks(tmp_path, pg_url):  # noqa: F811
+def docks(tmp_path, pg_url):
     """Two docks sharing the index and the object store (the agency's bucket)."""
     objects = tmp_path / "objects"
     a = DirectoryStore(tmp_path / "a", KEY, DirectoryObjects(objects), pg_url)
@@ -181,3 +183,45 @@ def test_the_device_lock_holds_across_docks(docks):
     t1.join(30)
     t2.join(30)
     assert order == ["a has it", "a lets go", "b has it"]
+
+
+def test_a_camera_that_turns_to_another_dock_mid_upload_ships_its_segment_once(
+    tmp_path, pg_url, monkeypatch
+):
+    """Two dock servers (one agency key, one index, one object store): the camera sends
+    half a segment to A, then talks to B, which asks for it from 0, and receipts it."""
+    objects = DirectoryObjects(tmp_path / "objects")
+
+    def fleet_store(root, key):
+        return DirectoryStore(root, key, objects, pg_url)
+
+    monkeypatch.setattr(instance, "DirectoryStore", fleet_store)
+    a = DockHarness(tmp_path / "a")
+    (tmp_path / "b").mkdir()
+    shutil.copy(tmp_path / "a" / DOCK_KEY_FILE, tmp_path / "b" / DOCK_KEY_FILE)
+    b = DockHarness(tmp_path / "b")
+    try:
+        assert a.public_key == b.public_key
+        dev = OutboxDevice(tmp_path / "dev", "cam-moves")
+        dev.creds = a.enroll(dev)  # enrolled once: every dock of the agency knows it
+        blob = random_bytes(50_000, 3)
+        rec = dev.add_segment(blob)
+        sid = segment_id_for(rec.line)
+        with a.client(dev.creds) as ca:
+            ca.create_upload(sid, rec.line, len(blob), sha256_hex(blob))
+            assert ca.append(sid, 0, blob[:20_000]).offset == 20_000
+        with b.client(dev.creds) as cb:
+            state = cb.upload_state(sid)
+            assert state.offset == 0 and not state.complete
+            state = cb.append(sid, 0, blob[:30_000])
+            state = cb.append(sid, state.offset, blob[state.offset :])
+            receipt = cb.complete(sid)
+        assert receipt.verify(a.public_key) and receipt.receipt.stored_size == len(blob)
+        with a.client(dev.creds) as ca:  # A answers with the same receipt
+            assert ca.upload_state(sid).receipt.receipt == receipt.receipt
+        entries = check_logs(a.dock.store, a.public_key)
+        assert [e.action for e in entries].count("received") == 1
+        assert [h.segment_id for h in b.dock.store.held_segments(dev.device_id)] == [sid]
+    finally:
+        a.close()
+        b.close()
