@@ -13,6 +13,12 @@
 - ``lock``                 held by the one process that appends to the tree
 
 Every file is written atomically (temp file, fsync, rename, fsync of the directory).
+
+Where the checkpoints and witness sizes are kept is a ``CheckpointStore``: these files for
+the embedded store (``FileCheckpoints``), the shared index's tables when several docks share
+a PostgreSQL index (dock/checkpoint_table.py; ``checkpoint_store`` chooses by the store's
+index). The tree, the configuration and the TSA's CA stay files under the dock's own
+directory either way.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from crypto.durable import write_atomic
 
@@ -228,3 +234,90 @@ def try_lock(store_dir: Path) -> int | None:
         os.close(fd)
         return None
     return fd
+
+
+# --------------------------------------------------------------------------- where they are kept
+
+
+class IssuerLock(Protocol):
+    """Held by the one issuer of the log's checkpoints, until ``release``."""
+
+    def held(self) -> bool:
+        """Still this process's (False once lost: a shared index's connection cut)."""
+        ...
+
+    def release(self) -> None: ...
+
+
+class StaleIssuer(RuntimeError):
+    """The shared index already holds a later checkpoint than the one offered: another dock
+    issues now (this one lost the log's lock)."""
+
+
+class CheckpointStore(Protocol):
+    """Where the log's checkpoints (by size, and the latest) and the witnesses' sizes are
+    kept, and who may issue the next. ``shared``: other docks issue into it too (read it
+    afresh rather than keep a copy)."""
+
+    shared: bool
+
+    def latest(self) -> StoredCheckpoint | None: ...
+    def at(self, size: int) -> StoredCheckpoint | None: ...
+    def sizes(self) -> list[int]: ...
+    def save(self, cp: StoredCheckpoint) -> StoredCheckpoint: ...
+    def witness_sizes(self) -> dict[str, int]: ...
+    def save_witness_sizes(self, sizes: dict[str, int]) -> None: ...
+    def try_issuer_lock(self) -> IssuerLock | None: ...
+
+
+class _TreeLockIsIssuer:
+    """The embedded store's issuer: whoever holds ``STORE/log/lock`` (``try_lock``)."""
+
+    def held(self) -> bool:
+        return True
+
+    def release(self) -> None:
+        return None
+
+
+class FileCheckpoints:
+    """The files under ``STORE/log`` (the functions above); the issuer is the process that
+    holds the directory's lock, which ``DockLog`` takes before it asks."""
+
+    shared = False
+
+    def __init__(self, store_dir: Path) -> None:
+        self.store_dir = Path(store_dir)
+
+    def latest(self) -> StoredCheckpoint | None:
+        return latest_checkpoint(self.store_dir)
+
+    def at(self, size: int) -> StoredCheckpoint | None:
+        return checkpoint_at(self.store_dir, size)
+
+    def sizes(self) -> list[int]:
+        return checkpoint_sizes(self.store_dir)
+
+    def save(self, cp: StoredCheckpoint) -> StoredCheckpoint:
+        save_checkpoint(self.store_dir, cp)
+        return cp
+
+    def witness_sizes(self) -> dict[str, int]:
+        return load_witness_sizes(self.store_dir)
+
+    def save_witness_sizes(self, sizes: dict[str, int]) -> None:
+        save_witness_sizes(self.store_dir, sizes)
+
+    def try_issuer_lock(self) -> IssuerLock | None:
+        return _TreeLockIsIssuer()
+
+
+def checkpoint_store(store_dir: Path, store: Any = None) -> CheckpointStore:
+    """The checkpoints of the log of ``store`` (its state under ``store_dir``): in the
+    store's index when that is shared (PostgreSQL), else the files under ``store_dir/log``."""
+    from dock.checkpoint_table import TableCheckpoints, shared_index
+
+    db = shared_index(store)
+    if db is None:
+        return FileCheckpoints(store_dir)
+    return TableCheckpoints(db, origin_for(store.dock_key_id))

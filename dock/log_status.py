@@ -13,7 +13,7 @@ from dock.checkpoints import (
     LogConfig,
     LogConfigError,
     StoredCheckpoint,
-    latest_checkpoint,
+    checkpoint_store,
     load_log_config,
     origin_for,
 )
@@ -88,7 +88,7 @@ def stored_log_status(store_dir: Path, store: _Sized) -> dict[str, Any]:
 
 
 def stored_log_status_of(store_dir: Path, store: _Sized, config: LogConfig) -> dict[str, Any]:
-    cp = latest_checkpoint(store_dir)
+    cp = checkpoint_store(store_dir, store).latest()  # the shared index's, for a fleet
     cosigned: list[str] = []
     if cp is not None:
         with contextlib.suppress(Exception):

@@ -7,13 +7,22 @@ and issues a checkpoint for the new size: its body (origin ``bwv-dock/<dock key 
 root) signed as a C2SP signed note by the dock key, time-stamped by the configured RFC 3161
 TSA (the token over SHA-256 of the body), and sent to each configured witness with the
 consistency proof from the size it last cosigned (C2SP tlog-witness); the cosignatures it
-answers with are added to the note, which is kept (dock/checkpoints.py).
+answers with are added to the note, which is kept (a ``dock.checkpoints.CheckpointStore``:
+files under ``STORE/log`` for the embedded store, the shared index's tables for a fleet).
 
 The tree is only ever a copy of the store's leaves in their order: after a crash it is cut
 back to its last whole leaf and caught up again from the store, so a checkpoint never names
-a tree that is not a prefix of the next one. One process appends at a time (``STORE/log/lock``:
-``bwv dock serve`` holds it while it runs; a command run beside it leaves the checkpoint to
-it).
+a tree that is not a prefix of the next one. One process appends to the tree at a time
+(``STORE/log/lock``: ``bwv dock serve`` holds it while it runs; a command run beside it
+leaves the checkpoint to it).
+
+Docks sharing one PostgreSQL index (fleet mode) share one log: the leaves, checkpoints and
+witness sizes are the index's, and one dock issues at a time, the one holding the index's
+session lock ``"log"`` (dock/checkpoint_table.py). Each dock's tree is a cache of the
+index's leaves under its own directory; a dock that does not issue serves the issuer's
+latest checkpoint (and proofs in it) and tries the lock every ``issuer_retry_s``: when the
+issuer stops or dies it takes over, from the latest checkpoint in the index, asking each
+witness from the size the index says it last cosigned (a 409 names the witness's own).
 
 ``proof_for_record`` gives a record's inclusion proof for an exhibit, from the store alone.
 """
@@ -34,24 +43,26 @@ from nacl.signing import SigningKey
 
 from dock.checkpoints import (
     TREE_DIR,
+    CheckpointStore,
+    IssuerLock,
     LogConfig,
+    StaleIssuer,
     StoredCheckpoint,
-    latest_checkpoint,
+    checkpoint_store,
     load_log_config,
-    load_witness_sizes,
     log_dir,
     origin_for,
-    save_checkpoint,
-    save_witness_sizes,
     try_lock,
 )
 from dock.leaves import Leaf
 from dock.log_status import LogHealth, WitnessState, log_status
+from dock.log_witnesses import ask_witness
 
 log = logging.getLogger("bwv.dock.log")
 
 CATCH_UP_BATCH = 10_000
 WITNESS_RETRY_S = 5.0  # a witness that did not cosign the latest is asked again this often
+ISSUER_RETRY_S = 1.0  # a dock that does not issue a shared log tries its lock this often
 
 
 class LeafSource(Protocol):
@@ -72,7 +83,9 @@ def b64(data: bytes) -> str:
 
 
 class DockLog:
-    """The dock's log on ``store_dir/log``; appends only while it holds the log's lock."""
+    """The dock's log on ``store_dir/log``; appends only while it holds the log's lock, and
+    issues checkpoints only while it holds the issuer's (the same lock for the embedded
+    store; the shared index's session lock for a fleet)."""
 
     def __init__(
         self,
@@ -81,9 +94,11 @@ class DockLog:
         store: LeafSource,
         config: LogConfig | None = None,
         witness_client: Callable[[str], Any] | None = None,
+        checkpoints: CheckpointStore | None = None,
     ) -> None:
         """``witness_client(url)``: what speaks tlog-witness to a witness (default:
-        ``witness.client.WitnessClient``)."""
+        ``witness.client.WitnessClient``); ``checkpoints``: where they are kept (default:
+        ``checkpoint_store``, chosen by the store's index)."""
         self.store_dir = Path(store_dir)
         self._witness_client = witness_client
         self.witness_retry_s = WITNESS_RETRY_S
@@ -95,9 +110,13 @@ class DockLog:
         self.origin = origin_for(store.dock_key_id)
         self._lock = threading.RLock()
         self._lock_fd: int | None = None
+        self._issuer: IssuerLock | None = None
+        self.issuer_retry_s = ISSUER_RETRY_S
+        self._issuer_retry_at = 0.0
+        self.checkpoints = checkpoints or checkpoint_store(self.store_dir, store)
         self._tree: Any = None
-        self._latest: StoredCheckpoint | None = latest_checkpoint(self.store_dir)
-        sizes = load_witness_sizes(self.store_dir)
+        self._latest: StoredCheckpoint | None = self.checkpoints.latest()
+        sizes = self.checkpoints.witness_sizes()
         self.health = LogHealth(
             witnesses={
                 w.name: WitnessState(w.name, w.url, sizes.get(w.name, 0))
@@ -107,20 +126,42 @@ class DockLog:
 
     # -- the lock and the tree
 
+    @property
+    def issuing(self) -> bool:
+        """This process issues the log's checkpoints (it holds the issuer's lock)."""
+        return self._issuer is not None
+
     def acquire(self) -> bool:
-        """Take the log's lock for this process (True), or say another holds it (False)."""
+        """Take the log's locks for this process (True), or say another holds one (False):
+        the tree's (``STORE/log/lock``), then the issuer's (tried again only after
+        ``issuer_retry_s`` when another dock holds it)."""
         with self._lock:
             if self._lock_fd is None:
                 self._lock_fd = try_lock(self.store_dir)
-                if self._lock_fd is not None:  # what another process left is ours now
-                    self._latest = latest_checkpoint(self.store_dir)
-                    sizes = load_witness_sizes(self.store_dir)
+                if self._lock_fd is None:
+                    return False
+            if self._issuer is None and time.monotonic() >= self._issuer_retry_at:
+                self._issuer = self.checkpoints.try_issuer_lock()
+                if self._issuer is None:
+                    self._issuer_retry_at = time.monotonic() + self.issuer_retry_s
+                else:  # what another process (or dock) left is ours now
+                    self._latest = self.checkpoints.latest()
+                    sizes = self.checkpoints.witness_sizes()
                     for name, state in self.health.witnesses.items():
                         state.size = sizes.get(name, 0)
-            return self._lock_fd is not None
+            return self._issuer is not None
+
+    def _release_issuer(self) -> None:
+        issuer, self._issuer = self._issuer, None
+        if issuer is not None:
+            try:
+                issuer.release()
+            except Exception as exc:  # its connection is gone already: so is the lock
+                log.warning("transparency log: releasing the issuer's lock: %s", exc)
 
     def close(self) -> None:
         with self._lock:
+            self._release_issuer()
             if self._tree is not None:
                 self._tree.close()
                 self._tree = None
@@ -164,10 +205,17 @@ class DockLog:
     def sync(self) -> StoredCheckpoint | None:
         """Catch the tree up and, if it grew, issue, stamp, sign and get cosigned a new
         checkpoint; retry witnesses that have not cosigned the latest. The latest checkpoint
-        (None: nothing logged yet, or another process holds the log)."""
+        (None: nothing logged yet, or another process holds the log; for a shared log, the
+        issuing dock's latest)."""
         with self._lock:
             if not self.acquire():
-                return self._latest
+                return self._follow()
+            if self.checkpoints.shared:  # the index's word, should another have issued
+                if self._issuer is not None and not self._issuer.held():
+                    log.warning("transparency log: lost the log's lock; another dock issues")
+                    self._release_issuer()
+                    return self._follow()
+                self._latest = self.checkpoints.latest()
             tree = self._catch_up()
             size = tree.size
             if size == 0:
@@ -177,11 +225,26 @@ class DockLog:
                 raise LogError(
                     f"the latest checkpoint names {latest.size} leaves, the store holds {size}"
                 )
-            if latest is None or latest.size < size:
-                self._latest = self._issue(tree, size)
-            elif self._missing_witnesses(latest) and self._witnesses_due():
-                self._latest = self._cosign(tree, latest)
+            try:
+                if latest is None or latest.size < size:
+                    self._latest = self._issue(tree, size)
+                elif self._missing_witnesses(latest) and self._witnesses_due():
+                    self._latest = self._cosign(tree, latest)
+            except StaleIssuer as exc:  # another dock issues now: follow it
+                log.warning("transparency log: %s", exc)
+                self._release_issuer()
+                self._issuer_retry_at = time.monotonic() + self.issuer_retry_s
+                return self._follow()
             return self._latest
+
+    def _follow(self) -> StoredCheckpoint | None:
+        """Not the issuer: a shared log's latest checkpoint (the issuing dock's), with the
+        tree caught up to it if this process keeps the tree (for proofs in it)."""
+        if self.checkpoints.shared:
+            self._latest = self.checkpoints.latest()
+            if self._lock_fd is not None:
+                self._catch_up()
+        return self._latest
 
     def _witnesses_due(self) -> bool:
         """A witness that failed is asked again only after ``witness_retry_s`` (so that an
@@ -196,6 +259,8 @@ class DockLog:
         behind = self._tree is None or self.store.log_size() > self._tree.size
         if behind or (cp is not None and self._witnesses_due() and self._missing_witnesses(cp)):
             return self.sync()
+        if self.checkpoints.shared and not self.issuing:  # the issuer's latest, or its lock
+            return self.sync()
         return cp
 
     def _issue(self, tree: Any, size: int) -> StoredCheckpoint:
@@ -204,8 +269,8 @@ class DockLog:
 
         body = Checkpoint(self.origin, size, tree.root(size)).body()
         note = sign_note(body, [NoteSigner(self.origin, self.key)])
-        cp = StoredCheckpoint(size, note, self._timestamp(body))
-        save_checkpoint(self.store_dir, cp)  # signed and kept before any witness sees it
+        # signed and kept before any witness sees it
+        cp = self.checkpoints.save(StoredCheckpoint(size, note, self._timestamp(body)))
         log.info("log checkpoint %d", size)
         return self._cosign(tree, cp) if self.config.witnesses and self._witnesses_due() else cp
 
@@ -245,64 +310,18 @@ class DockLog:
         failed = 0
         for w in self.config.witnesses:
             if w.name in missing:
-                got = self._ask_witness(tree, w.url, w.vkey, cp, body)
+                state = self.health.witnesses[w.name]
+                got = ask_witness(tree, w.url, w.vkey, state, cp, body, self._witness_client)
                 failed += not got
                 lines += got
-        save_witness_sizes(self.store_dir, {n: s.size for n, s in self.health.witnesses.items()})
+        self.checkpoints.save_witness_sizes({n: s.size for n, s in self.health.witnesses.items()})
         if failed:  # not asked again before a while: an unreachable one holds nothing up
             self._witness_retry_at = time.monotonic() + self.witness_retry_s
         if not lines:
             return cp
-        cosigned = StoredCheckpoint(cp.size, add_signatures(cp.note, lines), cp.token)
-        save_checkpoint(self.store_dir, cosigned)
-        return cosigned
-
-    def _ask_witness(
-        self, tree: Any, url: str, vkey: str, cp: StoredCheckpoint, body: str
-    ) -> list[str]:
-        """The witness's valid cosignature lines for ``cp`` ([] and noted when none)."""
-        from tlog.cosignature import CosignatureVerifier
-
-        verifier = CosignatureVerifier.from_vkey(vkey)
-        state = self.health.witnesses[verifier.name]
-        try:
-            got = self._add_checkpoint(tree, url, cp, min(state.size, cp.size))
-        except Exception as exc:  # an unreachable or refusing witness: the next sync retries
-            state.last_error = f"{type(exc).__name__}: {exc}"
-            log.warning("witness %s (%s): no cosignature: %s", state.name, url, exc)
-            return []
-        valid = [line for line in got if verifier.verify(body, line) is not None]
-        if not valid:
-            state.last_error = "answered without a valid cosignature"
-            return []
-        state.size, state.last_error = cp.size, None
-        return valid
-
-    def _add_checkpoint(self, tree: Any, url: str, cp: StoredCheckpoint, old: int) -> list[str]:
-        """C2SP tlog-witness add-checkpoint from ``old``; a 409 names the size the witness
-        holds: once more from that one (a witness ahead of this checkpoint is an error)."""
-        from witness.client import WitnessClient, WitnessConflict
-
-        client = (self._witness_client or WitnessClient)(url)
-        try:
-            for _ in range(3):
-                try:
-                    lines: list[str] = client.add_checkpoint(
-                        cp.note, old, tree.consistency_proof(old, cp.size)
-                    )
-                    return lines
-                except WitnessConflict as exc:
-                    if not 0 <= exc.size <= cp.size or exc.size == old:
-                        raise LogError(
-                            f"the witness holds a checkpoint of size {exc.size}, which this "
-                            f"log's checkpoint of size {cp.size} cannot extend"
-                        ) from None
-                    old = exc.size
-            raise LogError("the witness keeps naming another size")
-        finally:
-            close = getattr(client, "close", None)
-            if close is not None and self._witness_client is None:
-                close()
+        return self.checkpoints.save(
+            StoredCheckpoint(cp.size, add_signatures(cp.note, lines), cp.token)
+        )
 
     # -- proofs
 
@@ -361,7 +380,7 @@ def proof_for_record(
     """The inclusion proof of the device's chain record ``seq`` for an exhibit, from the
     store's leaves alone: ``{"record_sha256", "leaf_index", "tree_size", "inclusion":
     [base64]}`` in the tree of ``tree_size`` leaves (default: the latest checkpoint's, as
-    ``latest_checkpoint(store.root)`` gives it), or None if the record is not in it."""
+    ``checkpoint_store(store.root, store)`` keeps it), or None if the record is not in it."""
     from tlog.merkle import inclusion_proof
 
     held = store.held_segment(device_id, seq=seq)
@@ -370,7 +389,7 @@ def proof_for_record(
     segment_id = held.segment_id
     index = store.record_leaf_index(device_id, segment_id)
     if tree_size is None:
-        cp = latest_checkpoint(store.root)
+        cp = checkpoint_store(store.root, store).latest()
         tree_size = cp.size if cp else None
     if index is None or tree_size is None or index >= tree_size:
         return None
