@@ -4,6 +4,7 @@ docks serving one agency, ``--store s3://BUCKET[/PREFIX] --index postgresql://..
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -11,7 +12,7 @@ import click
 
 from bwv.dock_common import DockUsageError
 
-F = TypeVar("F")
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 def serve_store_options(f: F) -> F:

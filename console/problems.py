@@ -306,8 +306,9 @@ def _newest_witnessed(console: Console, vkeys: tuple[str, ...]) -> Any:
     none was ever cosigned)."""
     from console.witnessed import newest_cosigned
     from crypto.verify.log import LogTrust
+    from dock.checkpoints import checkpoint_store
 
-    got = newest_cosigned(console.store_dir, vkeys)
+    got = newest_cosigned(checkpoint_store(console.store_dir, console.dock.store), vkeys)
     return LogTrust(vkeys, got.note if got is not None else None)
 
 

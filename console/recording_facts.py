@@ -129,7 +129,7 @@ def witness_status(store_dir: Path, store: Any, facts: RecordingFacts) -> str:
     names = [w["name"] for w in status.get("witnesses", []) if w.get("cosigned_latest")]
     if names:
         return f"witnessed: log leaf {leaf} is in checkpoint {size}, cosigned by {', '.join(names)}"
-    earlier = _earlier_cosigned(Path(store_dir), leaf)
+    earlier = _earlier_cosigned(Path(store_dir), store, leaf)
     if earlier is not None:  # witnessed then: a later checkpoint awaiting its cosignature
         return (
             f"witnessed: log leaf {leaf} is in checkpoint {earlier.size}, cosigned by "
@@ -138,12 +138,13 @@ def witness_status(store_dir: Path, store: Any, facts: RecordingFacts) -> str:
     return f"log leaf {leaf} is in checkpoint {size}, not cosigned by a witness (unwitnessed)"
 
 
-def _earlier_cosigned(store_dir: Path, leaf: int) -> Any:
+def _earlier_cosigned(store_dir: Path, store: Any, leaf: int) -> Any:
     from console.witnessed import first_cosigned_holding
-    from dock.checkpoints import LogConfigError, load_log_config
+    from dock.checkpoints import LogConfigError, checkpoint_store, load_log_config
 
     try:
         vkeys = tuple(w.vkey for w in load_log_config(store_dir).witnesses)
     except LogConfigError:
         return None
-    return first_cosigned_holding(store_dir, vkeys, leaf) if vkeys else None
+    cps = checkpoint_store(store_dir, store)
+    return first_cosigned_holding(cps, vkeys, leaf) if vkeys else None

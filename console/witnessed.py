@@ -1,13 +1,13 @@
-"""Which of the dock's kept checkpoints (``STORE/log/checkpoints/SIZE``) a witness cosigned:
-the newest (the store is checked against it while the latest waits for its cosignature, or
-while the witness is away) and the first that holds a given leaf (a recording stays
-witnessed once a witness cosigned a checkpoint holding its last record, whatever happens to
-later checkpoints)."""
+"""Which of the dock's kept checkpoints (``STORE/log/checkpoints/SIZE``, or the shared
+index's) a witness cosigned: the newest (the store is checked against it while the latest
+waits for its cosignature, or while the witness is away) and the first that holds a given
+leaf (a recording stays witnessed once a witness cosigned a checkpoint holding its last
+record, whatever happens to later checkpoints)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -17,34 +17,30 @@ class Cosigned:
     witnesses: tuple[str, ...]  # names of the witness keys that cosigned it
 
 
-def _cosigned(store_dir: Path, size: int, vkeys: tuple[str, ...]) -> Cosigned | None:
+def _cosigned(cps: Any, size: int, vkeys: tuple[str, ...]) -> Cosigned | None:
     from crypto.verify.log import LogTrust, open_checkpoint
-    from dock.checkpoints import checkpoint_at
 
-    kept = checkpoint_at(store_dir, size)
+    kept = cps.at(size)
     if kept is None:
         return None
     w, _ = open_checkpoint(kept.note, LogTrust(vkeys), f"checkpoint {size}")
     return Cosigned(size, kept.note, w.witnesses) if w is not None and w.witnesses else None
 
 
-def newest_cosigned(store_dir: Path, vkeys: tuple[str, ...]) -> Cosigned | None:
-    from dock.checkpoints import checkpoint_sizes
-
-    for size in reversed(checkpoint_sizes(store_dir)):
-        got = _cosigned(store_dir, size, vkeys)
+def newest_cosigned(cps: Any, vkeys: tuple[str, ...]) -> Cosigned | None:
+    """``cps``: the log's ``dock.checkpoints.CheckpointStore``."""
+    for size in reversed(cps.sizes()):
+        got = _cosigned(cps, size, vkeys)
         if got is not None:
             return got
     return None
 
 
-def first_cosigned_holding(store_dir: Path, vkeys: tuple[str, ...], leaf: int) -> Cosigned | None:
+def first_cosigned_holding(cps: Any, vkeys: tuple[str, ...], leaf: int) -> Cosigned | None:
     """The first kept checkpoint a witness cosigned that holds leaf ``leaf`` (0-based)."""
-    from dock.checkpoints import checkpoint_sizes
-
-    for size in checkpoint_sizes(store_dir):
+    for size in cps.sizes():
         if size > leaf:
-            got = _cosigned(store_dir, size, vkeys)
+            got = _cosigned(cps, size, vkeys)
             if got is not None:
                 return got
     return None

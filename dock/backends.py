@@ -36,6 +36,7 @@ from nacl.signing import SigningKey
 from crypto.durable import write_atomic
 
 if TYPE_CHECKING:
+    from dock.store import ObjectStore
     from dock.store_sqlite import DirectoryStore
 
 BACKENDS_FILE = "dock.toml"
@@ -179,7 +180,7 @@ def open_store(
     return store
 
 
-def _s3_objects(b: Backends, environ: Mapping[str, str]) -> object | None:
+def _s3_objects(b: Backends, environ: Mapping[str, str]) -> ObjectStore | None:
     if b.objects is None:
         return None
     from dock.objects_s3 import ObjectStoreError, S3Objects

@@ -51,10 +51,11 @@ class LogPapers:
 def gather_log_papers(store: Any, device_id: str, seqs: list[int]) -> LogPapers | None:
     """The log papers for the device's chain records ``seqs``: the latest checkpoint the
     dock keeps and each record's inclusion proof in it (dock/translog.py)."""
-    from dock.checkpoints import latest_checkpoint
+    from dock.checkpoints import checkpoint_store
     from dock.translog import proof_for_record
 
-    cp = latest_checkpoint(store.root)
+    cps = checkpoint_store(store.root, store)
+    cp = cps.latest()
     if cp is None:
         return None
     papers = LogPapers(cp.note, cp.token)
@@ -66,22 +67,21 @@ def gather_log_papers(store: Any, device_id: str, seqs: list[int]) -> LogPapers 
             continue
         if hashes is None:
             hashes = list(store.log_leaf_hashes(cp.size))
-        proof["first"] = _first(store.root, cp, proof["leaf_index"], hashes, papers)
+        proof["first"] = _first(cps, cp, proof["leaf_index"], hashes, papers)
         papers.proofs.append(proof)
     return papers
 
 
 def _first(
-    store_dir: Path, latest: Any, index: int, hashes: list[bytes], papers: LogPapers
+    cps: Any, latest: Any, index: int, hashes: list[bytes], papers: LogPapers
 ) -> dict[str, Any]:
     """The ``first`` member for leaf ``index``: the first checkpoint the dock kept that
     includes it (``STORE/log/checkpoints/<m>``; the latest when none older is kept), and the
     leaf's inclusion proof in it; the checkpoint goes into ``papers.firsts``."""
-    from dock.checkpoints import checkpoint_at, checkpoint_sizes
     from tlog.merkle import inclusion_proof
 
-    m = first_size([s for s in checkpoint_sizes(store_dir) if s <= latest.size], index)
-    kept = checkpoint_at(store_dir, m) if m is not None and m not in papers.firsts else None
+    m = first_size([s for s in cps.sizes() if s <= latest.size], index)
+    kept = cps.at(m) if m is not None and m not in papers.firsts else None
     if m is None or (m not in papers.firsts and kept is None):
         m, kept = latest.size, latest
     if kept is not None:

@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from dock.backends import BACKENDS_FILE
 from dock.keys import DOCK_KEY_FILE, KeyFileError, load_or_create_signing_key
 from dock.protocol import is_device_id
 from dock.store import ChainReport, HeldSegment, chain_report, manifest_key
@@ -54,30 +55,34 @@ def check_device_id(device_id: str) -> str:
     return device_id
 
 
-def is_store(store_dir: Path, index: str | None = None) -> bool:
-    """``store_dir`` holds a dock store (with ``index``, a shared index's URL: the dock
-    key is enough, the index being elsewhere)."""
+def is_store(store_dir: Path) -> bool:
+    """``store_dir`` holds a dock store: its key, and its index or the ``dock.toml`` naming
+    the shared one (dock/backends.py)."""
     store_dir = Path(store_dir)
     if not (store_dir / DOCK_KEY_FILE).is_file():
         return False
-    return index is not None or (store_dir / INDEX_FILE).is_file()
+    return (store_dir / INDEX_FILE).is_file() or (store_dir / BACKENDS_FILE).is_file()
 
 
-def open_store(store_dir: Path, index: str | None = None, objects: Any = None) -> DirectoryStore:
-    """The existing dock store in ``store_dir`` (never creates one: ``ExportError``); with
-    ``index``, the shared index it uses (``postgresql://...``) and ``objects`` its object
-    store."""
+def open_store(store_dir: Path) -> DirectoryStore:
+    """The existing dock store in ``store_dir`` (never creates one: ``ExportError``), on the
+    backends its ``dock.toml`` names (S3 objects, a shared index) or embedded."""
+    from dock.backends import BackendsError
+    from dock.backends import open_store as open_backends
+
     store_dir = Path(store_dir)
-    if not is_store(store_dir, index):
+    if not is_store(store_dir):
         raise ExportError(
             f"{store_dir}: not a dock store (no {INDEX_FILE} and {DOCK_KEY_FILE}); "
             "give the directory `bwv dock serve --store` uses"
         )
     try:
         key = load_or_create_signing_key(store_dir / DOCK_KEY_FILE)
-        return DirectoryStore(store_dir, key, objects, index)
+        return open_backends(store_dir, key)
     except KeyFileError as exc:
         raise ExportError(f"dock key: {exc}") from None
+    except BackendsError as exc:
+        raise ExportError(str(exc)) from None
     except OSError as exc:
         raise ExportError(f"{store_dir}: cannot open the dock store ({exc.strerror})") from None
     except Exception as exc:  # StoreError and the like: a damaged or unreachable index

@@ -108,52 +108,54 @@ def audit_store(
     """Check the store in ``store_dir`` against the witnessed checkpoint; with ``outbox``
     (a camera's outbox files by name) also that none of its chain records is a second
     history of a seq the log holds."""
+    from dock.checkpoints import checkpoint_store
     from dock.holdings import open_store
 
     store_dir = Path(store_dir)
-    note = trust.checkpoint
-    what = "the witness's checkpoint"
-    if note is None:
-        what = f"{LOG_DIR}/{CHECKPOINT_FILE}"
-        path = store_dir / LOG_DIR / CHECKPOINT_FILE
-        note = path.read_bytes() if path.is_file() else None
-    cp, findings = open_checkpoint(note, trust, what)
-    audit = StoreAudit(cp, None, findings)
-    if cp is None:
-        return audit
     store = open_store(store_dir)
     try:
+        cps = checkpoint_store(store_dir, store)
+        note = trust.checkpoint
+        what = "the witness's checkpoint"
+        if note is None:
+            what = f"{LOG_DIR}/{CHECKPOINT_FILE}"
+            kept = cps.latest()
+            note = kept.note if kept is not None else None
+        cp, findings = open_checkpoint(note, trust, what)
+        audit = StoreAudit(cp, None, findings)
+        if cp is None:
+            return audit
         leaves = _rebuilt(store, cp, audit)
         if leaves is None:
             return audit
         later = _later(store, len(leaves))
         held, keys = held_by(store)
+        audit.findings += audit_leaves(leaves, held, keys, later) + seq_gaps(leaves)
+        audit.explained = explained_records(leaves, held, later)
+        if outbox:
+            lines = [d for n, d in sorted(outbox.items()) if n.startswith("chain/")]
+            audit.findings += second_histories(lines, leaves, "the camera's outbox")
+        audit.recordings = _summary(leaves, audit.findings, audit.explained)
+        _upper_bounds(cps, leaves, audit, trust)
     finally:
         store.close()
-    audit.findings += audit_leaves(leaves, held, keys, later) + seq_gaps(leaves)
-    audit.explained = explained_records(leaves, held, later)
-    if outbox:
-        lines = [d for n, d in sorted(outbox.items()) if n.startswith("chain/")]
-        audit.findings += second_histories(lines, leaves, "the camera's outbox")
-    audit.recordings = _summary(leaves, audit.findings, audit.explained)
-    _upper_bounds(store_dir, leaves, audit, trust)
     return audit
 
 
-def _upper_bounds(store_dir: Path, leaves: list[bytes], audit: StoreAudit, trust: LogTrust) -> None:
+def _upper_bounds(cps: Any, leaves: list[bytes], audit: StoreAudit, trust: LogTrust) -> None:
     """Each recording's T1 from the first checkpoint the dock kept that includes its last
-    record (crypto/verify/log_first.py, as for an exhibit)."""
-    from dock.checkpoints import checkpoint_at, checkpoint_sizes
+    record (crypto/verify/log_first.py, as for an exhibit); ``cps``: the log's
+    ``dock.checkpoints.CheckpointStore``."""
     from tlog.merkle import inclusion_proof, leaf_hash
 
-    sizes = [s for s in checkpoint_sizes(store_dir) if s <= len(leaves)]
+    sizes = [s for s in cps.sizes() if s <= len(leaves)]
     hashes = [bytes(leaf_hash(d)) for d in leaves]
     papers: dict[str, bytes] = {}
     checker = FirstChecker(papers, trust.tsa_ca, trust.token_time)
     for rec_id, r in audit.recordings.items():
         last = max((parse_leaf(i, leaves[i]) for i in r["leaves"]), key=lambda x: x.seq or 0)
         m = first_size(sizes, last.index)
-        kept = checkpoint_at(store_dir, m) if m is not None else None
+        kept = cps.at(m) if m is not None else None
         r["recorded_before_us"] = None
         if m is None or kept is None:
             continue

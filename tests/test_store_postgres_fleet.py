@@ -195,7 +195,7 @@ def test_a_camera_that_turns_to_another_dock_mid_upload_ships_its_segment_once(
     def fleet_store(root, key):
         return DirectoryStore(root, key, objects, pg_url)
 
-    monkeypatch.setattr(instance, "DirectoryStore", fleet_store)
+    monkeypatch.setattr(instance, "open_store", fleet_store)
     a = DockHarness(tmp_path / "a")
     (tmp_path / "b").mkdir()
     shutil.copy(tmp_path / "a" / DOCK_KEY_FILE, tmp_path / "b" / DOCK_KEY_FILE)
