@@ -64,15 +64,16 @@ def resolve_store(
                 "(a store folder keeps its own index)"
             )
         return Path(store)
-    if state_dir is None or index is None:
+    if state_dir is None:
         raise DockUsageError(
-            "--store s3://... needs --index postgresql://... (shared by the docks) and "
-            "--state DIR (this dock's own folder)"
+            "--store s3://... needs --state DIR (this dock's own folder), and --index "
+            "postgresql://... when several docks share the bucket"
         )
     try:
         from dock.backends import check_objects_url
 
-        wanted = Backends(check_objects_url(store), check_index_url(index), s3_credentials)
+        shared = check_index_url(index) if index is not None else None
+        wanted = Backends(check_objects_url(store), shared, s3_credentials)
         check_store_dir(state_dir)
         state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         bind_backends(state_dir, _absolute(wanted))

@@ -131,15 +131,10 @@ def _quoted(s: str) -> str:
 def bind_backends(store_dir: Path, wanted: Backends) -> Backends:
     """Write ``STORE/dock.toml`` for ``wanted`` (0600), or check that the one there says the
     same: a store directory serves one agency store, never two by turns."""
-    if wanted.objects is not None and wanted.index is None:
-        raise BackendsError(
-            "--store s3://... needs --index postgresql://...: the docks sharing a bucket "
-            "share one index"
-        )
     have = load_backends(store_dir)
     if have == wanted:
         return have
-    if (Path(store_dir) / BACKENDS_FILE).exists() or not _is_fresh(store_dir):
+    if (Path(store_dir) / BACKENDS_FILE).exists() or not _may_bind(store_dir, wanted):
         raise BackendsError(
             f"{store_dir} already serves {have.describe()['objects']} with "
             f"{have.describe()['index']}: give a new --state folder for another store"
@@ -148,11 +143,16 @@ def bind_backends(store_dir: Path, wanted: Backends) -> Backends:
     return wanted
 
 
-def _is_fresh(store_dir: Path) -> bool:
-    """No index of its own yet: the folder may still be bound to shared backends."""
+def _may_bind(store_dir: Path, wanted: Backends) -> bool:
+    """A folder with no ``dock.toml`` is the embedded store: it may take a shared index only
+    while it has no index of its own, and S3 objects only while it holds no object."""
     from dock.store_index import INDEX_FILE
 
-    return not (Path(store_dir) / INDEX_FILE).exists()
+    root = Path(store_dir)
+    if wanted.index is not None and (root / INDEX_FILE).exists():
+        return False
+    objects = root / "objects"
+    return not (objects.is_dir() and any(p.is_file() for p in objects.rglob("*")))
 
 
 def open_store(

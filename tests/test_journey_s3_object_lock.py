@@ -250,7 +250,7 @@ def test_the_object_store_refuses_a_deletion_before_the_lock_ends(tmp_path, buck
         assert not any(w.dock.store.objects.exists(k) for k in keys)
         listed = s3.list_object_versions(Bucket=name, Prefix="dock/cam-b/")
         assert not listed.get("Versions") and not listed.get("DeleteMarkers")
-        got = witness_check(w, monkeypatch)
+        got = witness_check(w, monkeypatch, bucket)
         assert got.exit_code == 0, got.output
         assert "explained: device cam-b seq 0 (recording b1): deleted under retention" in (
             got.output
@@ -260,17 +260,20 @@ def test_the_object_store_refuses_a_deletion_before_the_lock_ends(tmp_path, buck
         w.close()
 
 
-def witness_check(w, monkeypatch):
-    """`bwv verify STORE` as tests/test_journey_console_retention.py runs it; the store it
-    opens is the one over S3 (`bwv verify` learning the fleet store is the lead's)."""
-    import dock.holdings
+def witness_check(w, monkeypatch, b):
+    """`bwv verify STORE` as tests/test_journey_console_retention.py runs it, on the store
+    as its ``dock.toml`` names it (objects in the bucket, the folder's SQLite index), the S3
+    keys from the environment as `bwv dock serve` takes them."""
+    from dock.backends import Backends, bind_backends
     from tests.test_journey_console_retention import witness_check as check
 
-    store = w.dock.store
-    monkeypatch.setattr(
-        dock.holdings, "open_store",
-        lambda d: DirectoryStore(d, w.dock.key, objects=store.objects),
-    )  # fmt: skip
+    endpoint, access, secret, region, name = b
+    for k, v in (
+        ("BWV_S3_ENDPOINT", endpoint), ("AWS_ACCESS_KEY_ID", access),
+        ("AWS_SECRET_ACCESS_KEY", secret), ("AWS_DEFAULT_REGION", region),
+    ):  # fmt: skip
+        monkeypatch.setenv(k, v)
+    bind_backends(w.dock.store.root, Backends(objects=f"s3://{name}/dock"))
     return check(w)
 
 
