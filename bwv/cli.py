@@ -116,6 +116,20 @@ def sim(ctx: click.Context, config_path: Path | None, state: Path) -> None:
             sys.exit(2)
 
 
+def _fleet_dock(out: Path) -> None:
+    """OUT/dock bound to a fresh bucket and database on the shared servers, or exit 2."""
+    import os
+
+    from simulator.raid_fleet import FleetUnavailable, prepare_fleet_dock
+
+    try:
+        b = prepare_fleet_dock(out / "dock", os.environ)
+    except FleetUnavailable as exc:
+        click.echo(f"bwv sim raid: {exc}", err=True)
+        sys.exit(2)
+    click.echo(f"bwv sim raid: the dock keeps its store in {b.objects}, its index in {b.index}")
+
+
 @sim.command("raid")
 @click.option(
     "--out",
@@ -412,17 +426,3 @@ _register()
 
 if __name__ == "__main__":  # pragma: no cover
     main()
-
-
-def _fleet_dock(out: Path) -> None:
-    """OUT/dock bound to a fresh bucket and database on the shared servers, or exit 2."""
-    import os
-
-    from simulator.raid_fleet import FleetUnavailable, prepare_fleet_dock
-
-    try:
-        b = prepare_fleet_dock(out / "dock", os.environ)
-    except FleetUnavailable as exc:
-        click.echo(f"bwv sim raid: {exc}", err=True)
-        sys.exit(2)
-    click.echo(f"bwv sim raid: the dock keeps its store in {b.objects}, its index in {b.index}")
