@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,10 +57,39 @@ class SegmentRetirement(SegmentCommits):
         self, device_id: str, segment_id: str, actor: str, detail: dict[str, Any], now_us: int
     ) -> LogEntry:
         with self._device(device_id):
+            self._refuse_locked(device_id, segment_id)
             with self._tx() as db:
                 entry = self._retire_row(db, device_id, segment_id, actor, detail, now_us)
             self._delete_objects(device_id, segment_id, now_us)
         return entry
+
+    def _refuse_locked(self, device_id: str, segment_id: str) -> None:
+        """On an object store with Object Lock: refuse (409) a record whose objects it still
+        keeps, before any entry says they are deleted. Judged by the object store's clock,
+        which is the one its locks obey; a record already retired is let through (its bytes
+        are deleted once the lock ends)."""
+        lock_state = getattr(self.objects, "lock_state", None)
+        if lock_state is None or self._q(
+            "SELECT 1 FROM retired_segments WHERE device_id=? AND segment_id=?",
+            (device_id, segment_id),
+        ):
+            return
+        now_s = getattr(self.objects, "clock_s", time.time)()
+        for key in (
+            blob_key(device_id, segment_id),
+            unsigned_key(device_id, segment_id),
+            manifest_key(device_id, segment_id),
+        ):
+            try:
+                lock = lock_state(key)
+            except FileNotFoundError:
+                continue
+            except OSError as exc:  # the object store cannot say: nothing is deleted
+                raise StoreError(f"object store: {exc}", 503, Code.STORAGE) from None
+            if lock.legal_hold or (lock.mode and (lock.retain_until_s or 0) > now_s):
+                raise StoreError(
+                    f"object {key} is still locked by the object store", 409, Code.STORAGE
+                )
 
     def _retire_row(
         self,
