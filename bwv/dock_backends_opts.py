@@ -63,6 +63,8 @@ def resolve_store(
                 "--index, --state and --s3-credentials go with --store s3://BUCKET "
                 "(a store folder keeps its own index)"
             )
+        if Path(store).is_file():
+            raise DockUsageError(f"--store: {store} is a file: give a folder for the dock's store")
         return Path(store)
     if state_dir is None:
         raise DockUsageError(

@@ -188,6 +188,30 @@ ROWS = [
         ("dock", "serve", "--store", "{new_dir}", "--listen", "nonsense"),
         "expected HOST:PORT",
     ),
+    # -- many docks: the shared store's options (dock/backends.py); no secret on a command line
+    Row("dock serve", ("dock", "serve", "--store", "s3://evidence"), "needs --state DIR"),
+    Row(
+        "dock serve",
+        ("dock", "serve", "--store", "s3://evidence", "--state", "{new_dir}", "--index",
+         "postgresql://bwv:hunter2@db.example/bwv"),
+        "the URL holds a password",
+    ),  # fmt: skip
+    Row(
+        "dock serve",
+        ("dock", "serve", "--store", "s3://evidence", "--state", "{new_dir}", "--index",
+         "mysql://db.example/bwv"),
+        "give a PostgreSQL URL",
+    ),  # fmt: skip
+    Row(
+        "dock serve",
+        ("dock", "serve", "--store", "{new_dir}", "--index", "postgresql://db.example/bwv"),
+        "go with --store s3://",
+    ),
+    Row(
+        "dock serve",
+        ("dock", "serve", "--store", "s3://Not_A_Bucket", "--state", "{new_dir}"),
+        "--store:",
+    ),
     # -- the agency's key pair: never replaced, never into a file
     Row(
         "agency keygen",
