@@ -11,9 +11,9 @@
 #                                           portaudio19-dev, gcc and python3-dev (pyaudio has
 #                                           no Linux wheel and is built here), and chromium
 #                                           (the verifier page's tests drive it); and the
-#                                           fleet extra (boto3, psycopg) the fleet tests use
-#                                           (their servers, Ceph and PostgreSQL, come from
-#                                           apt: .ci/run installs them)
+#                                           fleet extra (boto3, psycopg) and the servers the
+#                                           fleet tests start (Ceph's ceph-mon, ceph-osd,
+#                                           radosgw; postgresql-15)
 #
 # Installs what a fresh Debian machine lacks with apt-get when it can (root or sudo). Does
 # nothing when .venv is already up to date.
@@ -37,6 +37,8 @@ if [ "$with_tests" -eq 1 ]; then
   [ -e /usr/include/portaudio.h ] || need_apt+=(portaudio19-dev)
   command -v gcc >/dev/null || need_apt+=(gcc)
   [ -x /usr/bin/chromium ] || need_apt+=(chromium)  # the verifier page's browser tests
+  command -v radosgw >/dev/null || need_apt+=(ceph-mon ceph-osd radosgw ceph-common)  # S3
+  [ -x /usr/lib/postgresql/15/bin/initdb ] || need_apt+=(postgresql-15)  # the shared index
   python3 -c 'import sysconfig, os, sys; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' || need_apt+=(python3-dev)
 fi
 if [ ${#need_apt[@]} -gt 0 ]; then
