@@ -94,6 +94,7 @@ def collect_status(store_dir: Path, reverify: bool = False) -> dict[str, Any]:
             )
         return {
             "store": str(Path(store_dir).resolve()),
+            **_backends(Path(store_dir)),
             "dock_key_id": store.dock_key_id,
             "agency_key_id": _agency_key_id(Path(store_dir)),
             "devices": out_devices,
@@ -150,12 +151,24 @@ def _recording_rows(recs: list[dict[str, Any]]) -> list[list[str]]:
     return rows
 
 
+def _backends(store_dir: Path) -> dict[str, str]:
+    """Where a shared store keeps its objects and index (nothing for a folder's own)."""
+    from dock.backends import load_backends
+
+    b = load_backends(store_dir)
+    return (
+        {} if b.embedded else {"objects": b.objects or "the folder", "index": b.index or "SQLite"}
+    )
+
+
 def print_status(data: dict[str, Any]) -> bool:
     """Print ``data`` (from :func:`collect_status`) as tables: the cameras, then the
     recordings, and what is not verified. True if a recording FAILED re-verification (said
     on stderr): the command exits 1."""
     failed = [r for r in data["recordings"] if r["state"] == "failed"]
     click.echo(f"dock store {data['store']} (dock key id {data['dock_key_id']})")
+    if "objects" in data:
+        click.echo(f"  objects in {data['objects']}, index in {data['index']} (many docks)")
     agency = data.get("agency_key_id")
     click.echo(f"agency key id {agency}" if agency else f"agency key: {NOT_CONFIGURED}")
     if data.get("log") is not None:
