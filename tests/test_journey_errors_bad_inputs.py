@@ -192,14 +192,30 @@ ROWS = [
     Row("dock serve", ("dock", "serve", "--store", "s3://evidence"), "needs --state DIR"),
     Row(
         "dock serve",
-        ("dock", "serve", "--store", "s3://evidence", "--state", "{new_dir}", "--index",
-         "postgresql://bwv:hunter2@db.example/bwv"),
+        (
+            "dock",
+            "serve",
+            "--store",
+            "s3://evidence",
+            "--state",
+            "{new_dir}",
+            "--index",
+            "postgresql://bwv:hunter2@db.example/bwv",
+        ),
         "the URL holds a password",
     ),  # fmt: skip
     Row(
         "dock serve",
-        ("dock", "serve", "--store", "s3://evidence", "--state", "{new_dir}", "--index",
-         "mysql://db.example/bwv"),
+        (
+            "dock",
+            "serve",
+            "--store",
+            "s3://evidence",
+            "--state",
+            "{new_dir}",
+            "--index",
+            "mysql://db.example/bwv",
+        ),
         "give a PostgreSQL URL",
     ),  # fmt: skip
     Row(

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import math
 import time
-import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -66,29 +65,10 @@ class RealClock:
 
 
 @pytest.fixture
-def bucket(request):
-    """(S3 service, bucket with Object Lock): infra's ``s3_bucket`` fixture when there is
-    one, else the service named by BWV_S3_ENDPOINT (a bucket made here)."""
-    try:
-        svc, name = request.getfixturevalue("s3_bucket")
-        return svc.endpoint, svc.access_key, svc.secret_key, svc.region, name
-    except pytest.FixtureLookupError:
-        pass
-    import os
-
-    endpoint = os.environ.get("BWV_S3_ENDPOINT")
-    if not endpoint:
-        pytest.skip("no S3 service: the s3_bucket fixture (tests/servers.py) or BWV_S3_ENDPOINT")
-    name = f"lock-{uuid.uuid4().hex[:12]}"
-    env = (
-        endpoint,
-        os.environ["AWS_ACCESS_KEY_ID"],
-        os.environ["AWS_SECRET_ACCESS_KEY"],
-        os.environ.get("AWS_DEFAULT_REGION", "us-east-1"),
-        name,
-    )
-    client(env).create_bucket(Bucket=name, ObjectLockEnabledForBucket=True)
-    return env
+def bucket(s3_bucket):
+    """(endpoint, access key, secret key, region, bucket with Object Lock)."""
+    svc, name = s3_bucket
+    return svc.endpoint, svc.access_key, svc.secret_key, svc.region, name
 
 
 def client(b):

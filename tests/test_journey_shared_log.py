@@ -47,22 +47,7 @@ from witness.state import add_log, keygen
 
 WITNESS = "watchdog.test/w1"
 
-try:  # the fixture ``pg_url`` is tests/conftest.py's (tests/servers.py)
-    import tests.servers  # noqa: F401
-except ImportError:  # until it is there: a server named by BWV_PG_URL, a fresh database
-
-    @pytest.fixture
-    def pg_url() -> Iterator[str]:
-        psycopg = pytest.importorskip("psycopg")
-        server = os.environ.get("BWV_PG_URL")
-        if not server:
-            pytest.skip("no PostgreSQL: set BWV_PG_URL")
-        name = f"bwv_log_{os.getpid()}_{time.monotonic_ns()}"
-        with psycopg.connect(server, autocommit=True) as admin:
-            admin.execute(f'CREATE DATABASE "{name}"')
-        yield server.rsplit("/", 1)[0] + "/" + name
-        with psycopg.connect(server, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+# ``pg_url`` (a fresh database on the session's PostgreSQL) is tests/servers.py's fixture
 
 
 def open_fleet_store(root: Path, key: SigningKey, index: str) -> Any:

@@ -14,7 +14,6 @@ import os
 import socket
 import time
 import uuid
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,42 +27,11 @@ from dock.objects_s3 import (  # noqa: E402
     ObjectLocked,
     ObjectStoreError,
     S3Objects,
-    make_client,
 )
 from dock.s3config import S3Location, S3Settings, load_s3_settings, parse_s3_url  # noqa: E402
 
 MiB = 1 << 20
 SECRET = "s3cr3t-Value-That-Must-Not-Show"
-
-try:  # infra's fixtures (s3_service, s3_bucket), registered in tests/conftest.py
-    import tests.servers  # noqa: F401
-except ImportError:  # until then: a service already up, from the environment
-
-    @dataclass(frozen=True)
-    class S3Service:
-        endpoint: str
-        access_key: str = field(repr=False)
-        secret_key: str = field(repr=False)
-        region: str = "us-east-1"
-
-    @pytest.fixture(scope="session")
-    def s3_service() -> S3Service:
-        env = os.environ
-        if not env.get("BWV_S3_ENDPOINT"):
-            pytest.skip("no S3 service: start scripts/ceph-single-node.sh, source its s3.env")
-        return S3Service(
-            env["BWV_S3_ENDPOINT"],
-            env["AWS_ACCESS_KEY_ID"],
-            env["AWS_SECRET_ACCESS_KEY"],
-            env.get("AWS_DEFAULT_REGION", "us-east-1"),
-        )
-
-    @pytest.fixture
-    def s3_bucket(s3_service: S3Service) -> tuple[S3Service, str]:
-        bucket = f"t-{uuid.uuid4().hex[:20]}"
-        client = make_client(_settings(s3_service))
-        client.create_bucket(Bucket=bucket, ObjectLockEnabledForBucket=True)
-        return s3_service, bucket
 
 
 def _settings(service: Any, **kw: Any) -> S3Settings:
