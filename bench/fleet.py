@@ -32,7 +32,7 @@ def ingest(ctx: Context) -> list[Result]:
         tmp = Path(tmp_s)
         local = run(tmp / "local", tmp / "cams-local", cameras, segments, mb)
         try:
-            with running_fleet_services(tmp / "services") as env:
+            with running_fleet_services() as env:
                 (tmp / "s3").mkdir()
                 bind_backends(tmp / "s3", raid_backends(env))
                 s3 = run(tmp / "s3", tmp / "cams-s3", cameras, segments, mb)

@@ -42,6 +42,7 @@ from bwv.dock_serve import (
     parse_console_listen,
     parse_listen,
     serve_facts,
+    serve_until_stopped,
     tls_for_serving,
 )
 from bwv.dock_status import collect_status
@@ -162,10 +163,11 @@ def serve(
     The console (web pages; accounts from `bwv dock account add`) listens on --console-listen,
     HTTPS with its own certificate (STORE/console.crt), with /healthz and /metrics; the
     retention job runs in the background.
-    """
-    from dock.server import run_dock, tcp_listener
-    from dock.translog import background_sync
 
+    Many docks on one store (README, "Many docks"): --store s3://BUCKET (S3 Object Lock)
+    --index postgresql://USER@HOST/DB (shared) --state DIR (this dock's own folder, then the
+    --store of every other `bwv dock` command); S3 keys from the environment.
+    """
     store_dir = resolve_store(store, index, state_dir, s3_credentials)
     host, port = parse_listen(listen)
     admin_sock_path, admin_host, admin_port = parse_admin_listen(admin_listen, store_dir)
@@ -183,22 +185,7 @@ def serve(
     facts.update(console.facts)
     config = announce(facts, log_format)
     admin_sock = admin_listener(admin_sock_path, admin_host, admin_port, facts["admin"])
-    stop_sync = background_sync(served.translog)
-    try:
-        run_dock(
-            served,
-            tcp_listener(host, port),
-            admin_sock,
-            tls,
-            extra=console.start(),
-            log_config=config,
-            log_level="info",
-        )
-    finally:
-        console.stop()
-        stop_sync()
-        if served.translog is not None:
-            served.translog.close()
+    serve_until_stopped(served, (host, port), admin_sock, tls, console, config)
 
 
 # --------------------------------------------------------------------------- token

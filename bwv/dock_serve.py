@@ -154,6 +154,38 @@ def tls_for_serving(store_dir: Path, served: Dock, tls_cert: Path | None) -> Tls
         raise DockUsageError(f"TLS certificate: {exc.strerror} ({exc.filename})") from None
 
 
+def serve_until_stopped(
+    served: Dock,
+    at: tuple[str, int],
+    admin_sock: socket.socket,
+    tls: TlsFiles,
+    console: ConsoleServing,
+    config: dict[str, Any],
+) -> None:
+    """Serve cameras on ``at``, the admin side and the console, the log kept in step in the
+    background (every dock of a shared store runs it: that is how one takes the log over),
+    until stopped."""
+    from dock.server import run_dock, tcp_listener
+    from dock.translog import background_sync
+
+    stop_sync = background_sync(served.translog)
+    try:
+        run_dock(
+            served,
+            tcp_listener(*at),
+            admin_sock,
+            tls,
+            extra=console.start(),
+            log_config=config,
+            log_level="info",
+        )
+    finally:
+        console.stop()
+        stop_sync()
+        if served.translog is not None:
+            served.translog.close()
+
+
 def serve_facts(
     store_dir: Path,
     served: Dock,

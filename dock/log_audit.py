@@ -117,10 +117,14 @@ def audit_store(
         cps = checkpoint_store(store_dir, store)
         note = trust.checkpoint
         what = "the witness's checkpoint"
-        if note is None:
+        if note is None:  # the dock's latest: its file, or the shared index's
             what = f"{LOG_DIR}/{CHECKPOINT_FILE}"
-            kept = cps.latest()
-            note = kept.note if kept is not None else None
+            path = store_dir / LOG_DIR / CHECKPOINT_FILE
+            if cps.shared:
+                kept = cps.latest()
+                note = kept.note if kept is not None else None
+            else:
+                note = path.read_bytes() if path.is_file() else None
         cp, findings = open_checkpoint(note, trust, what)
         audit = StoreAudit(cp, None, findings)
         if cp is None:

@@ -4,10 +4,8 @@
 Writing. Every object is written as a new version with ``ObjectLockMode=GOVERNANCE`` and
 ``RetainUntilDate = clock + unclassified_lock_s`` (the console's object lock later raises it
 with ``set_lock``, console/object_lock.py). A key is never replaced: a HEAD first,
-``FileExistsError`` if the key has an object. Two docks racing past the HEAD with the same
-key would each write a version; that is harmless: the bucket is versioned and objects are
-immutable, so neither version replaces the other's bytes (both stay, both locked), and
-``delete`` removes every version.
+``FileExistsError`` if the key has an object. Two docks racing past the HEAD with one key
+each write a version: harmless, as the bucket is versioned (both stay, both locked).
 
 What is verified, and by whom, before a put is acknowledged (returns):
 - by us, before anything is sent: the SHA-256 of the exact bytes sent equals ``sha256`` (the

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import socket
 import subprocess
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -32,16 +34,33 @@ def read_env_file(path: Path) -> dict[str, str]:
     return env
 
 
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 @contextlib.contextmanager
-def running_fleet_services(work: Path) -> Iterator[dict[str, str]]:
+def running_fleet_services() -> Iterator[dict[str, str]]:
     """The servers' environment while the block runs, also set in ``os.environ`` (the dock
-    reads its S3 keys from there) and put back after."""
+    reads its S3 keys from there) and put back after. Their folder is a new one under /tmp,
+    open to the ``postgres`` user the database server runs as (mode 0755; no secret there
+    but the throwaway S3 keys' 0600 file)."""
     if all(os.environ.get(k) for k in NEEDED):
         yield dict(os.environ)
         return
     if not SCRIPT.is_file():
         raise FleetServicesError(f"no {SCRIPT}: run from a clone of bwv")
-    up = subprocess.run([str(SCRIPT), "up", str(work)], capture_output=True, text=True, check=False)
+    work = Path(tempfile.mkdtemp(prefix="bwv-fleet-"))
+    work.chmod(0o755)
+    ports = {"BWV_RGW_PORT": str(_free_port()), "BWV_PG_PORT": str(_free_port())}
+    up = subprocess.run(
+        [str(SCRIPT), "up", str(work)],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, **ports},  # ports of their own: other servers may be up here
+    )
     try:
         if up.returncode != 0:
             tail = (up.stderr or up.stdout).strip().splitlines()[-3:]
