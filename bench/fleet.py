@@ -53,7 +53,8 @@ def ingest(ctx: Context) -> list[Result]:
         "MB/s",
         lower_is_better=False,
         detail=f"{load}; Ceph RGW (memstore, Object Lock) + PostgreSQL; p99 "
-        f"{s3.p99_receipt_s} s, {s3.cpu_s_per_gb} CPU s/GB (cameras and RGW-client included)",
+        f"{s3.p99_receipt_s} s, {s3.cpu_s_per_gb} CPU s/GB (this process: cameras and dock; "
+        "Ceph's and PostgreSQL's own CPU not counted)",
     ).against(local.mb_s, "the same load on the folder store, same run")
     p99 = Result("dock_ingest_p99_receipt_s_s3", s3.p99_receipt_s, "s").against(
         local.p99_receipt_s or 1e-9, "folder store's p99, same run"
