@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from bwv.dock_backends_opts import serve_store_options
 from bwv.dock_log_cmd import echo_log_facts, log_config_of, log_facts, log_options
 from bwv.dock_serve import open_for_serving
 
@@ -22,7 +23,7 @@ STORE_OPTION = click.option(
 
 
 @click.command()
-@STORE_OPTION
+@serve_store_options
 @click.option(
     "--agency-pub",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
@@ -31,7 +32,10 @@ STORE_OPTION = click.option(
 )
 @log_options
 def init(
-    store_dir: Path,
+    store: str,
+    index: str | None,
+    state_dir: Path | None,
+    s3_credentials: Path | None,
     agency_pub: Path | None,
     witness: tuple[str, ...],
     tsa_url: str | None,
@@ -41,10 +45,13 @@ def init(
 
     Prints the dock's key fingerprint (cameras pin it) and its log's origin and key (a
     witness operator adds them: bwv witness add-log --origin ORIGIN --vkey KEY). With
-    --witness, --tsa and --agency-pub, the store keeps them for `bwv dock serve`.
+    --witness, --tsa and --agency-pub, the store keeps them for `bwv dock serve`. For many
+    docks on one store, the same --store s3://... --index ... --state DIR as `serve`.
     """
+    from bwv.dock_backends_opts import resolve_store
     from dock.tls import fingerprint
 
+    store_dir = resolve_store(store, index, state_dir, s3_credentials)
     served = open_for_serving(store_dir, log_config_of(witness, tsa_url, tsa_ca), agency_pub)
     try:
         click.echo(f"dock store:      {store_dir.resolve()}")
