@@ -48,6 +48,7 @@ ROOT = Path(__file__).resolve().parent.parent
 CAMERAS = 16
 SEGMENTS = 5  # per camera, in two recordings
 KILLS = 6
+CHUNK = 8 << 10  # several chunks a segment: a dock can die, or be left, mid-upload
 
 
 def _free_port() -> int:
@@ -109,7 +110,7 @@ class Camera:
 
     def record(self, i: int) -> None:
         rec = self.dev.add_segment(
-            random_bytes(self.rng.randint(2_000, 40_000), seed=self.n * 100 + i),
+            random_bytes(self.rng.randint(20_000, 60_000), seed=self.n * 100 + i),
             "r1" if i < 3 else "r2",
         )
         self.recorded.append(rec.sha256)
@@ -117,7 +118,10 @@ class Camera:
     def ship_once(self, url: str, pub: bytes) -> str:
         client = DockClient(url, self.dev.credentials(pub), wall_clock=_wall, timeout=10)
         sh = Shipper(
-            ChainOutbox(self.dev.root), client, self.clock, config=ShipperConfig(jitter=0.0)
+            ChainOutbox(self.dev.root),
+            client,
+            self.clock,
+            config=ShipperConfig(chunk_bytes=CHUNK, jitter=0.0),
         )
         try:
             for _ in range(40):
