@@ -6,8 +6,11 @@ on S3 Object Lock with a PostgreSQL index (dock/backends.py), so their ratio say
 shared store costs.
 
 ``ingest`` measures wall time from the first byte to the last receipt (total MB/s of stored
-bytes), the time from each segment's last chunk to its receipt (p99), and the process's CPU
-seconds per GB (cameras and dock share the process, so this is an upper bound on the dock's).
+bytes), the time from each segment's last chunk to its receipt (p99), and the dock's CPU
+seconds per GB: the process's CPU time less the cameras' threads' own (each camera thread
+reads its ``time.thread_time()``), so the dock's server, its worker threads and its store
+(and, for S3, its client's threads) count, and the cameras do not. An object store's or
+database server's own CPU, in their processes, is not counted.
 """
 
 from __future__ import annotations
@@ -90,6 +93,7 @@ def ingest(
                 dev.add_segment(random_bytes(int(segment_mb * MB), seed=i * 1000 + s), f"r{i}")
             devs.append((dev, creds))
         waits: list[float] = []
+        camera_cpu: list[float] = []
         failures: list[str] = []
         start = threading.Barrier(cameras + 1)
 
@@ -104,23 +108,25 @@ def ingest(
                 config=ShipperConfig(chunk_bytes=chunk_mb << 20, jitter=0.0),
             )
             start.wait()
+            mine0 = time.thread_time()
             try:
                 _ship_all(shipper, segments)
                 if shipper.state.shipped < segments:
                     failures.append(f"{dev.device_id}: {shipper.state.shipped} of {segments}")
             finally:
                 client.close()
+                camera_cpu.append(time.thread_time() - mine0)
 
         threads = [threading.Thread(target=ship, args=d, daemon=True) for d in devs]
         for t in threads:
             t.start()
+        start.wait()  # every camera set up: the load starts now
         cpu0 = _cpu_s()
-        start.wait()
         t0 = time.perf_counter()
         for t in threads:
             t.join()
         seconds = time.perf_counter() - t0
-        cpu = _cpu_s() - cpu0
+        cpu = _cpu_s() - cpu0 - sum(camera_cpu)
     finally:
         dock.close()
     if failures:
