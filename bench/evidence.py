@@ -7,6 +7,9 @@ recording verifies.
   writes and fsync taken out (``append_durable`` made a plain write to /dev/null-like
   memory), against libsodium's raw ``crypto_secretstream_xchacha20poly1305_push`` on the same
   bytes in the same run. Ratio = ours / raw (higher is better; goal >= 0.9).
+- ``crypto_throughput_vs_limit``: the same figure against the least the format asks per
+  fragment, measured in the same run: one secretstream push and two SHA-256 passes (the
+  plaintext's and the ciphertext's) over the same bytes (goal >= 0.9).
 - ``pipeline_core_fraction_with_crypto``: ``pipeline_core_fraction`` with the evidence
   sink in place of plain files (1080p30 10 Mbit/s + AAC; video encoder excluded).
 - ``verify_throughput``: ``bwv verify``'s verifier over a recorded outbox, with the agency
@@ -51,6 +54,22 @@ def _raw_secretstream(frags: list[bytes]) -> float:
     return time.perf_counter() - t0
 
 
+def _limit_seconds(frags: list[bytes]) -> float:
+    """The least the format asks per fragment: one secretstream push and one SHA-256 of the
+    plaintext and one of the ciphertext, over the same bytes."""
+    import hashlib
+
+    key = sodium.crypto_secretstream_xchacha20poly1305_keygen()
+    st = sodium.crypto_secretstream_xchacha20poly1305_state()
+    sodium.crypto_secretstream_xchacha20poly1305_init_push(st, key)
+    t0 = time.perf_counter()
+    for f in frags:
+        hashlib.sha256(f).digest()
+        c = sodium.crypto_secretstream_xchacha20poly1305_push(st, f, None, 0)
+        hashlib.sha256(c).digest()
+    return time.perf_counter() - t0
+
+
 def _sink_seconds(frags: list[bytes], tmp: Path) -> float:
     ident = DeviceIdentity.from_seed("bench-01", b"\x07" * 32)
     agency = PrivateKey(b"\x09" * 32).public_key
@@ -76,28 +95,33 @@ def _sink_seconds(frags: list[bytes], tmp: Path) -> float:
 
 
 @benchmark(
-    "crypto_throughput", description="hash + sign + encrypt per fragment, vs raw secretstream"
+    "crypto_throughput",
+    description="hash + sign + encrypt per fragment, vs raw secretstream and vs the limit",
+    figures=("crypto_throughput", "crypto_throughput_vs_limit"),
 )
-def crypto_throughput(ctx: Context) -> Result:
+def crypto_throughput(ctx: Context) -> list[Result]:
     n = 8 if ctx.quick else 40
     frags = _fragments(n)
     mb = n * FRAGMENT / 1e6
-    ours, raw = [], []
+    ours, raw, limit = [], [], []
     for _ in range(2 if ctx.quick else 4):
         with tempfile.TemporaryDirectory() as tmp:
             ours.append(_sink_seconds(frags, Path(tmp)))
         raw.append(_raw_secretstream(frags))
-    r = Result(
-        "crypto_throughput",
-        mb / min(ours),
-        "MB/s",
-        lower_is_better=False,
-        detail=f"{n} fragments of {FRAGMENT / 1e6:.2f} MB; per fragment: SHA-256 of "
-        "plaintext and ciphertext, running file hashes, secretstream push, "
-        "Ed25519-signed trail record",
+        limit.append(_limit_seconds(frags))
+    detail = (
+        f"{n} fragments of {FRAGMENT / 1e6:.2f} MB; per fragment: SHA-256 of plaintext and "
+        "ciphertext, running file hashes, secretstream push, Ed25519-signed trail record"
     )
+    r = Result("crypto_throughput", mb / min(ours), "MB/s", lower_is_better=False, detail=detail)
     r = r.against(mb / min(raw), "libsodium crypto_secretstream_xchacha20poly1305_push")
-    return r.with_goal(">= 0.9x", (r.ratio or 0) >= 0.9)
+    v = Result(
+        "crypto_throughput_vs_limit", mb / min(ours), "MB/s", lower_is_better=False, detail=detail
+    ).against(mb / min(limit), "one secretstream push + two SHA-256 passes, same bytes")
+    return [
+        r.with_goal(">= 0.9x", (r.ratio or 0) >= 0.9),
+        v.with_goal(">= 0.9x", (v.ratio or 0) >= 0.9),
+    ]
 
 
 @benchmark(
