@@ -15,9 +15,10 @@ interleaved in arrival order; 120 s of pre-record; the default 256 MB byte budge
   the buffer keeps alive, in steady state: packets are created *inside* the tracemalloc
   window (a fresh payload each, as an encoder would) and handed to the buffer, which is the
   only one to keep them. So the overhead counts the buffer's own structures *and* the
-  per-packet objects (for ours: the Packet, its ints and the bytes header; for
-  CircularOutput2: the 5-tuple it stores, the timestamp int and the bytes header); the
-  detail splits off the buffer's own structures. Worst of several samples.
+  per-packet objects (for ours: the bytes header, the ring keeping each Packet's other
+  fields as machine words rather than the Packet object; for CircularOutput2: the 5-tuple it
+  stores, the timestamp int and the bytes header); the detail splits off the buffer's own
+  structures (what is allocated from its module's code). Worst of several samples.
   Ratio = baseline / ours.
 
 CircularOutput2 is loaded from a ``pip install --no-deps`` of picamera2 into
@@ -407,7 +408,8 @@ def memory_overhead(ctx: Context) -> Result:
             f"{ours.payload / 1e6:.1f} MB of payload, {ours.per_packet:.0f} B/packet beyond "
             f"it, of which the ring's own structures {ours.own_per_packet:.1f} B/packet "
             f"({ours.own_per_packet * ours.packets / ours.payload:.5f}) and the rest the "
-            f"Packet objects; CircularOutput2 {base.per_packet:.0f} B/packet, of which "
+            f"payloads' object headers (the ring keeps a packet's fields, not the Packet); "
+            f"CircularOutput2 {base.per_packet:.0f} B/packet, of which "
             f"its own structures {base.own_per_packet:.1f} B/packet "
             f"({base.own_per_packet * base.packets / base.payload:.5f})"
         ),

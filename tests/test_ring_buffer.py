@@ -87,10 +87,18 @@ def short(p: Packet) -> str:
     return f"A@{p.pts_us}:{p.size}"
 
 
+def ident(p: Packet) -> tuple[Stream, int]:
+    """Which packet of the stream this is: the buffer hands back equal Packets rebuilt from
+    its columns, not the pushed objects, so packets are told apart by stream and time."""
+    return p.stream, p.pts_us
+
+
 def assert_same(got: list[Packet], want: list[Packet]) -> None:
-    """The very same packet objects, in the same order (readable diff on failure)."""
+    """Packets equal to the pushed ones, in the same order, holding the very same payload
+    objects (the buffer keeps fields, not Packet objects, and never copies a payload)."""
     assert [short(p) for p in got] == [short(p) for p in want]
-    assert [id(p) for p in got] == [id(p) for p in want]
+    assert got == want
+    assert all(g.data is w.data for g, w in zip(got, want, strict=True))
 
 
 # -- the reference model -------------------------------------------------------------------
@@ -160,13 +168,13 @@ def check_invariants(ring: RingBuffer, accepted: list[Packet], pushed: list[Pack
     # Arrival order, nothing skipped: the held packets are a contiguous run of what the
     # ring accepted since the drain, up to the newest; every video packet pushed since the
     # oldest held one is there.
-    pos = {id(p): i for i, p in enumerate(pushed)}
-    idx = [pos[id(p)] for p in held]
+    pos = {ident(p): i for i, p in enumerate(pushed)}
+    idx = [pos[ident(p)] for p in held]
     assert idx == sorted(idx)
-    a0 = next(i for i, p in enumerate(accepted) if p is held[0])
-    assert [id(p) for p in held] == [id(p) for p in accepted[a0:]]
-    held_ids = {id(p) for p in held}
-    assert all(id(p) in held_ids for p in pushed[idx[0] :] if p.stream is Stream.VIDEO)
+    a0 = next(i for i, p in enumerate(accepted) if ident(p) == ident(held[0]))
+    assert [ident(p) for p in held] == [ident(p) for p in accepted[a0:]]
+    held_ids = {ident(p) for p in held}
+    assert all(ident(p) in held_ids for p in pushed[idx[0] :] if p.stream is Stream.VIDEO)
 
     newest = video[-1].pts_us
     cutoff = newest - ring.duration_us
@@ -280,8 +288,8 @@ def run(sc: Scenario, on_step=None) -> list[list[Packet]]:
     assert_same(out, ref.drain())
     drained.append(out)
     # All drained lists together: each packet at most once, in input order.
-    pos = {id(p): i for i, p in enumerate(sc.packets)}
-    order = [pos[id(p)] for out in drained for p in out]
+    pos = {ident(p): i for i, p in enumerate(sc.packets)}
+    order = [pos[ident(p)] for out in drained for p in out]
     assert order == sorted(set(order))
     return drained
 
@@ -326,7 +334,7 @@ def test_byte_budget_respected_unless_a_single_gop_is_larger(sc):
         held = ring.snapshot()
         if ring.bytes > sc.max_bytes:  # only the newest GOP, kept whole
             newest_key = [p for p in ref.accepted if is_key(p)][-1]
-            assert held[0] is newest_key
+            assert held[0] == newest_key
             assert sum(is_key(p) for p in held) == 1
         assert ring.stats().bytes == ring.bytes
 
@@ -353,17 +361,17 @@ def test_press_seam_nothing_lost_or_duplicated(sc, data):
         backlog = ring.drain()
         assert len(ring) == 0 and ring.bytes == 0
         written = backlog + packets[press:next_stop]
-        assert not handed & {id(p) for p in written}
-        handed |= {id(p) for p in written}
+        assert not handed & {ident(p) for p in written}
+        handed |= {ident(p) for p in written}
         if backlog:
-            i0 = next(i for i, p in enumerate(packets) if p is backlog[0])
+            i0 = next(i for i, p in enumerate(packets) if ident(p) == ident(backlog[0]))
             assert i0 >= stop and is_key(backlog[0])
             expected = [
                 p
                 for i, p in enumerate(packets[i0:next_stop], i0)
                 if i >= press or sc.keep_audio or p.stream is Stream.VIDEO
             ]
-            assert [id(p) for p in written] == [id(p) for p in expected]
+            assert [ident(p) for p in written] == [ident(p) for p in expected]
             if sc.keep_audio:
                 assert_same(written, packets[i0:next_stop])
         stop = next_stop
@@ -411,7 +419,7 @@ def test_thirty_seconds_pre_record_after_a_minute():
     newest = max(p.pts_us for p in out if p.stream is Stream.VIDEO)
     assert is_key(out[0])
     assert newest - 31 * S < out[0].pts_us <= newest - 30 * S
-    assert out[-1] is packets[-1]  # up to the very last packet
+    assert out[-1] == packets[-1]  # up to the very last packet
     assert any(p.stream is Stream.AUDIO for p in out)
     frames = [p.frame_index for p in out if p.stream is Stream.VIDEO]
     assert frames == list(range(frames[0], frames[-1] + 1))  # not a frame missing
@@ -422,7 +430,7 @@ def test_press_before_the_buffer_is_full_keeps_everything_since_the_first_keyfra
     packets = officer_stream(10, first_frame=12)  # the camera comes up mid-GOP
     out = feed(RingBuffer(30 * S, 64_000_000), packets).drain()
     first_key = next(p for p in packets if is_key(p))
-    assert out[0] is first_key  # the P-frames before it are undecodable and dropped
+    assert out[0] == first_key  # the P-frames before it are undecodable and dropped
     assert_same(out, packets[packets.index(first_key) :])
 
 
