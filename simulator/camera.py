@@ -41,6 +41,7 @@ class SimCamera:
         self.encoder = H264Encoder(fmt, bitrate, gop)
         self.next_index = 0
         self.dropped = 0
+        self.max_late_us = 0  # the latest a captured frame was captured, behind its time
         self._prev_t: int | None = None
         h, w = fmt.height, fmt.width
         self._yuv = np.full((h * 3 // 2, w), 128, dtype=np.uint8)
@@ -66,6 +67,7 @@ class SimCamera:
             if self.drop_late and now_us - t > 2 * interval:
                 self.dropped += 1
                 continue
+            self.max_late_us = max(self.max_late_us, now_us - t)
             self._capture(index, t, square)
             produced += 1
         return produced

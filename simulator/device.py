@@ -3,7 +3,8 @@ button, LEDs and haptic, driven by one clock.
 
 ``step(now_us)`` lets every simulated part catch up to ``now_us``. In virtual time the driver
 jumps the clock frame by frame (faster than real time, deterministic); in real-time mode it
-sleeps until the wall clock reaches each step (the only place anything waits on real time).
+sleeps until the wall clock reaches each step, the time the camera's next frame is due
+(the only place anything waits on real time; the clock and the sleep are injectable).
 """
 
 from __future__ import annotations
@@ -41,6 +42,9 @@ class SimDevice:
     keys: SimKeys | None = None  # the simulator's throwaway identities (evidence sink)
     events: list[Event] = field(default_factory=list)
     on_event: Callable[[Event], None] | None = None
+    # real-time mode only: the wall clock it paces against, and how it waits (injectable)
+    monotonic_us: Callable[[], int] = field(default=lambda: time.monotonic_ns() // 1000)
+    sleep: Callable[[float], None] = field(default=time.sleep)
 
     def __post_init__(self) -> None:
         self.now_us = 0
@@ -107,19 +111,29 @@ class SimDevice:
     def run_until(self, t_us: int, tick_us: int | None = None) -> None:
         """Advance to ``t_us`` one frame interval at a time (in real time when realtime)."""
         tick = tick_us or 1_000_000 // self.cfg.video.fps
-        origin_wall = time.monotonic_ns() // 1000 - self.now_us if self.realtime else 0
+        origin_wall = self.monotonic_us() - self.now_us if self.realtime else 0
         t = self.now_us
         while t < t_us:
-            t = min(t + tick, t_us)
+            t = min(self._next_step(t, tick), t_us)
             if self.realtime:
-                lag = origin_wall + t - time.monotonic_ns() // 1000
+                lag = origin_wall + t - self.monotonic_us()
                 if lag > 0:
-                    time.sleep(lag / 1_000_000)
+                    self.sleep(lag / 1_000_000)
                 # a real-time device captures at the real time it has reached
-                self.step(max(t, time.monotonic_ns() // 1000 - origin_wall))
+                self.step(max(t, self.monotonic_us() - origin_wall))
                 t = self.now_us
             else:
                 self.step(t)
+
+    def _next_step(self, t: int, tick: int) -> int:
+        """In real time, wake when the camera's next frame is due, as a sensor hands a frame
+        over when it is exposed: a step between two frames would leave the next one waiting
+        for up to a frame interval before it is even looked at, and eat into the two
+        intervals a late frame has before the camera drops it."""
+        if not self.realtime:
+            return t + tick
+        due = self.camera.frame_time(self.camera.next_index)
+        return due if t < due <= t + tick else t + tick
 
     def shutdown(self) -> None:
         self.core.shutdown()

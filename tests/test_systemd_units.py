@@ -63,3 +63,22 @@ def test_capture_unit_is_notify_with_watchdog_and_dedicated_user():
         "DevicePolicy=closed",
     ):
         assert line in text
+
+
+def _settings(unit: str) -> dict[str, str]:
+    out = {}
+    for line in (UNITS / unit).read_text().splitlines():
+        if "=" in line and not line.startswith(("#", ";")):
+            key, _, value = line.partition("=")
+            out[key.strip()] = value.strip()
+    return out
+
+
+def test_capture_unit_gives_capture_the_cpu_and_disk_first_without_realtime():
+    s = _settings("bwv.service")
+    assert int(s["Nice"]) <= -5  # ahead of ordinary processes (nice 0) on a busy core
+    assert int(s["CPUWeight"]) > 100 and int(s["IOWeight"]) > 100  # 100 is the default
+    assert s["IOSchedulingClass"] == "best-effort" and s["IOSchedulingPriority"] == "0"
+    # never a real-time policy: a runaway thread would starve the watchdog and the system
+    assert s.get("CPUSchedulingPolicy", "other") in ("other", "batch")
+    assert s["RestrictRealtime"] == "yes"
