@@ -41,47 +41,29 @@ class Figure:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def _plain_app(sink: Path):  # noqa: ANN202 - an ASGI callable
-    """The minimal server: write the request body to ``sink``, fsync, answer 204."""
-
-    async def app(scope: dict, receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            return
-        with open(sink, "wb") as f:
-            while True:
-                msg = await receive()
-                f.write(msg.get("body", b""))
-                if not msg.get("more_body", False):
-                    break
-            f.flush()
-            os.fsync(f.fileno())
-        await send({"type": "http.response.start", "status": 204, "headers": []})
-        await send({"type": "http.response.body", "body": b""})
-
-    return app
-
-
-def _hashing_app(sink_dir: Path):  # noqa: ANN202 - an ASGI callable
-    """The limit's server: each PUT body streamed to its own file, hashed (SHA-256) as it
-    arrives, fsync'd once, 204."""
+def _sink_app(sink_dir: Path, hashed: bool = False):  # noqa: ANN202 - an ASGI callable
+    """The baselines' server: each PUT body streamed to its own file (named by the path's
+    last part), hashed once (SHA-256) as it arrives when ``hashed``, fsync'd, 204."""
     import hashlib
 
     async def app(scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return
-        h = hashlib.sha256()
+        h = hashlib.sha256() if hashed else None
         with open(sink_dir / scope["path"].rsplit("/", 1)[-1], "wb") as f:
             while True:
                 msg = await receive()
                 body = msg.get("body", b"")
-                h.update(body)
+                if h is not None:
+                    h.update(body)
                 f.write(body)
                 if not msg.get("more_body", False):
                     break
             f.flush()
             os.fsync(f.fileno())
+        if h is not None:
+            h.hexdigest()  # the receiver's one hash, taken
         await send({"type": "http.response.start", "status": 204, "headers": []})
-        h.hexdigest()  # the receiver's one hash, taken
         await send({"type": "http.response.body", "body": b""})
 
     return app
@@ -106,7 +88,7 @@ def _limit_upload_s(segments: list[Path], tmp: Path) -> float:
     tls = ensure_tls_files(tmp / "limit", key)
     pinned = pinned_to(bytes(key.verify_key))
     with (
-        ServerThread(_hashing_app(tmp / "limit"), tls=tls) as srv,
+        ServerThread(_sink_app(tmp / "limit", hashed=True), tls=tls) as srv,
         httpx.Client(base_url=srv.url, timeout=120, verify=pinned) as http,
     ):
         t = time.perf_counter()
@@ -119,12 +101,12 @@ def _limit_upload_s(segments: list[Path], tmp: Path) -> float:
 
 def _plain_upload_s(data_path: Path, tmp: Path) -> float:
     with (
-        ServerThread(_plain_app(tmp / "plain.out")) as srv,
+        ServerThread(_sink_app(tmp)) as srv,
         httpx.Client(base_url=srv.url, timeout=120) as http,
     ):
         t = time.perf_counter()
         with open(data_path, "rb") as f:
-            r = http.put("/upload", content=iter(lambda: f.read(1 << 20), b""))
+            r = http.put("/upload", content=_chunks(f))
         elapsed = time.perf_counter() - t
         assert r.status_code == 204
     return elapsed
@@ -166,13 +148,13 @@ def upload_throughput(
         with tempfile.TemporaryDirectory() as tmp_s:
             tmp = Path(tmp_s)
             dock_s = min(dock_s, _dock_upload_s(tmp / f"r{r}", n, segment_mb, chunk_mb))
-            data = tmp / "plain.in"  # the same bytes, one plain PUT
-            segs = []
+            data = tmp / "plain.in"  # the same bytes: one plain PUT, and one PUT a segment
+            segs = [tmp / f"seg{i}" for i in range(n)]
             with open(data, "wb") as f:
-                for i in range(n):
-                    f.write(random_bytes(segment_mb * MB, seed=i))
-                    segs.append(tmp / f"seg{i}")
-                    segs[-1].write_bytes(random_bytes(segment_mb * MB, seed=i))
+                for i, seg in enumerate(segs):
+                    payload = random_bytes(segment_mb * MB, seed=i)
+                    seg.write_bytes(payload)
+                    f.write(payload)
             plain_s = min(plain_s, _plain_upload_s(data, tmp))
             limit_s = min(limit_s, _limit_upload_s(segs, tmp))
     rate = total / MB / dock_s

@@ -34,7 +34,8 @@ def read_env_file(path: Path) -> dict[str, str]:
     return env
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A port free on loopback now (the kernel's pick)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
@@ -53,7 +54,7 @@ def running_fleet_services() -> Iterator[dict[str, str]]:
         raise FleetServicesError(f"no {SCRIPT}: run from a clone of bwv")
     work = Path(tempfile.mkdtemp(prefix="bwv-fleet-"))
     work.chmod(0o755)
-    ports = {"BWV_RGW_PORT": str(_free_port()), "BWV_PG_PORT": str(_free_port())}
+    ports = {"BWV_RGW_PORT": str(free_port()), "BWV_PG_PORT": str(free_port())}
     up = subprocess.run(
         [str(SCRIPT), "up", str(work)],
         capture_output=True,

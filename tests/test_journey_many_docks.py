@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import random
 import shutil
-import socket
 import subprocess
 import sys
 import threading
@@ -36,6 +35,7 @@ from dock.shipper import Shipper, ShipperConfig
 from dock.store import chain_report
 from dock.testing import OutboxDevice, random_bytes
 from dock.tls import pinned_to
+from tests.servers import free_port
 from tlog.checkpoint import Checkpoint
 from tlog.merkle import root_from_hashes
 from tlog.note import NoteVerifier, open_note
@@ -51,12 +51,6 @@ KILLS = 6
 CHUNK = 8 << 10  # several chunks a segment: a dock can die, or be left, mid-upload
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _wall() -> int:
     return time.time_ns() // 1000
 
@@ -65,11 +59,11 @@ class DockProcess:
     """One `bwv dock serve --store s3://... --index ... --state DIR`, killed and restarted."""
 
     def __init__(self, state: Path, store: str, index: str, env: dict[str, str], witness: str):
-        self.state, self.env, self.port = state, env, _free_port()
+        self.state, self.env, self.port = state, env, free_port()
         self.cmd = [
             sys.executable, "-m", "bwv.cli", "dock", "serve", "--store", store,
             "--index", index, "--state", str(state), "--listen", f"127.0.0.1:{self.port}",
-            "--admin-listen", f"127.0.0.1:{_free_port()}", "--console-listen", "off",
+            "--admin-listen", f"127.0.0.1:{free_port()}", "--console-listen", "off",
             "--witness", witness,
         ]  # fmt: skip
         self.proc: subprocess.Popen[bytes] | None = None

@@ -11,13 +11,14 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-import socket
 import time
 import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.servers import free_port
 
 pytest.importorskip("boto3")
 
@@ -300,15 +301,9 @@ def test_ensure_bucket_creates_with_object_lock_or_refuses_a_bucket_without(s3_b
         plain.ensure_bucket()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_an_unreachable_endpoint_is_an_object_store_error_quickly():
     settings = S3Settings(
-        endpoint_url=f"http://127.0.0.1:{_free_port()}",
+        endpoint_url=f"http://127.0.0.1:{free_port()}",
         region="us-east-1",
         access_key="AKIDEXAMPLE",
         secret_key=SECRET,
