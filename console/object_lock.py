@@ -45,7 +45,7 @@ from console.retention_policy import (
     RetentionPolicy,
 )
 from crypto.verify.timecheck import utc
-from dock.store import blob_key, manifest_key, unsigned_key
+from dock.store import record_object_keys
 
 OBJECT_LOCK_SET = "object_lock_set"
 GOVERNANCE = "GOVERNANCE"
@@ -163,14 +163,6 @@ def lockable(store: Any) -> bool:
     return callable(getattr(getattr(store, "objects", None), "set_lock", None))
 
 
-def record_keys(device_id: str, segment_id: str) -> list[str]:
-    return [
-        blob_key(device_id, segment_id),
-        manifest_key(device_id, segment_id),
-        unsigned_key(device_id, segment_id),
-    ]
-
-
 def lock_of(objects: Any, key: str) -> Lock | None:
     """The object's lock; None when there is no such object."""
     try:
@@ -190,7 +182,7 @@ def lock_blocker(store: Any, facts: RecordingFacts, now_us: int) -> str | None:
         return None
     until, hold = 0, False
     for r in facts.records:
-        for key in record_keys(facts.device_id, r.held.segment_id):
+        for key in record_object_keys(facts.device_id, r.held.segment_id):
             lock = lock_of(store.objects, key)
             if lock is None or not lock.locked_at(now_us):
                 continue
@@ -275,7 +267,7 @@ def _plan(
         if seg in known and merged(want, known[seg]) == known[seg]:
             continue
         read[seg] = {}
-        for key in record_keys(facts.device_id, seg):
+        for key in record_object_keys(facts.device_id, seg):
             cur = lock_of(store.objects, key)
             if cur is None:
                 continue

@@ -420,3 +420,14 @@ def manifest_key(device_id: str, segment_id: str) -> str:
 def unsigned_key(device_id: str, segment_id: str) -> str:
     """A segment's set-aside unsigned bytes (dock/unsigned.py): beside it, never evidence."""
     return f"{device_id}/{segment_id}.unsigned"
+
+
+def record_object_keys(device_id: str, segment_id: str) -> tuple[str, str, str]:
+    """Every object of one chain record, in the order a deletion takes them: its blob, its
+    set-aside unsigned bytes, and last the record itself (so a deletion cut short leaves
+    the record, which says what is missing)."""
+    return (
+        blob_key(device_id, segment_id),
+        unsigned_key(device_id, segment_id),
+        manifest_key(device_id, segment_id),
+    )

@@ -20,7 +20,7 @@ from typing import Any
 from dock.custody import COLUMNS, entry_of_row
 from dock.protocol import Code
 from dock.receipts import SignedReceipt, UploadState
-from dock.store import LogEntry, StoreError, blob_key, manifest_key, unsigned_key
+from dock.store import LogEntry, StoreError, record_object_keys
 from dock.store_commit import SegmentCommits
 
 RETENTION_DELETED = "retention_deleted"
@@ -75,11 +75,7 @@ class SegmentRetirement(SegmentCommits):
         ):
             return
         now_s = getattr(self.objects, "clock_s", time.time)()
-        for key in (
-            blob_key(device_id, segment_id),
-            unsigned_key(device_id, segment_id),
-            manifest_key(device_id, segment_id),
-        ):
+        for key in record_object_keys(device_id, segment_id):
             try:
                 lock = lock_state(key)
             except FileNotFoundError:
@@ -140,11 +136,7 @@ class SegmentRetirement(SegmentCommits):
         return entry
 
     def _delete_objects(self, device_id: str, segment_id: str, now_us: int) -> None:
-        for key in (
-            blob_key(device_id, segment_id),
-            unsigned_key(device_id, segment_id),
-            manifest_key(device_id, segment_id),
-        ):
+        for key in record_object_keys(device_id, segment_id):
             delete = getattr(self.objects, "delete", None)
             if delete is None:
                 raise StoreError("this object store cannot delete", 500, Code.STORAGE)
