@@ -104,12 +104,15 @@ def sim_folder_evidence(
     held: set[str] = set()  # the dock's chain records, read or not: the device's copies are not
     dock_dir = path / "dock"
     if (dock_dir / "dock.key").exists():
-        from dock.backends import open_store
+        from dock.backends import BackendsError, open_store
         from dock.keys import DOCK_KEY_FILE, load_or_create_signing_key
 
         dock_key = load_or_create_signing_key(dock_dir / DOCK_KEY_FILE)
         ev.dock_public_key = bytes(dock_key.verify_key)
-        store = open_store(dock_dir, dock_key)
+        try:  # a fleet raid's dock keeps its store on the shared servers (dock.toml)
+            store = open_store(dock_dir, dock_key)
+        except BackendsError as exc:
+            raise InputError(f"{dock_dir}: the dock's store cannot be read: {exc}") from None
         try:
             device_id = device_id or _sim_device_id(path, store, device_pub)
             if device_id:

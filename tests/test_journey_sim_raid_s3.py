@@ -56,6 +56,12 @@ def test_a_raid_whose_dock_keeps_its_store_on_s3_and_postgresql_verifies(
     assert "ALL VERIFIED" in verified.stdout
     status = _bwv(["dock", "status", "--store", str(out / "dock")], env)
     assert f"objects in s3://{bucket}" in status.stdout
+    # without the S3 keys the dock's copies cannot be read: said in one line, exit 2
+    keyless = {k: v for k, v in env.items() if not k.startswith("AWS_")}
+    unread = _bwv(["verify", str(out)], keyless)
+    assert unread.returncode == 2, unread.stdout + unread.stderr
+    assert "the dock's store cannot be read" in unread.stderr
+    assert "a bug in bwv" not in unread.stderr and "Traceback" not in unread.stderr
 
 
 def test_without_the_servers_the_raid_says_how_to_start_them(tmp_path: Path) -> None:
