@@ -189,7 +189,7 @@ class EvidenceSink:
             file=seg.name,
             agency_key_id=seg.context.agency_key_id,
             header_sha256=sha256_hex(seg.enc.header),
-            stored_sha256=seg.stored.hexdigest(),
+            stored_digest=seg.stored.hexdigest(),
             stored_size=seg.stored_size,
             plain_sha256=seg.plain.hexdigest(),
             plain_size=seg.plain_size,

@@ -254,7 +254,7 @@ MANIFEST: dict[str, Check] = {
     "file": _match(_FILE),
     "agency_key_id": _match(_KEY_ID),  # the agency X25519 key the segment key is sealed to
     "header_sha256": _hex64,
-    "stored_sha256": _hex64,
+    "stored_digest": _hex64,
     "stored_size": _nat,
     "plain_sha256": _opt(_hex64),
     "plain_size": _nat,

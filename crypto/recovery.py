@@ -165,7 +165,7 @@ class Recovery:
             file=name,
             agency_key_id=ctx.agency_key_id,  # the header's: what its segment key is sealed to
             header_sha256=parsed.header_sha256,
-            stored_sha256=sha256_hex(stored),
+            stored_digest=sha256_hex(stored),
             stored_size=len(stored),
             plain_sha256=plain_sha256,
             plain_size=sum(c["plain_size"] for c in chunks),

@@ -194,7 +194,7 @@ class ChainOutbox:
         valid = valid_receipts(self.receipts, dock_public_key, device_id)
         if not valid:
             return []
-        by_bytes = {(r.stored_sha256, r.stored_size): r for r in valid.values()}
+        by_bytes = {(r.stored_digest, r.stored_size): r for r in valid.values()}
         deleted: list[str] = []
         named: set[str] = set()
         for seq, path in self._records():
@@ -210,7 +210,7 @@ class ChainOutbox:
             if r is None:
                 continue
             if blob is not None and blob.is_file():
-                if _hash_file(blob) != (r.stored_sha256, r.stored_size):
+                if _hash_file(blob) != (r.stored_digest, r.stored_size):
                     log.error("outbox: %s is not the bytes its receipt names: kept", blob.name)
                     continue
                 deleted.append(blob.name)

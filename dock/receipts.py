@@ -34,7 +34,7 @@ class Receipt:
     segment_id: str
     seq: int
     manifest_sha256: str
-    stored_sha256: str
+    stored_digest: str
     stored_size: int
     received_at_us: int  # dock's wall-clock time
     log_index: int  # the custody-log entry that records the arrival

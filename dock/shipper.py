@@ -432,7 +432,7 @@ class Shipper:
             problems.append("names another device")
         if rc.segment_id != sid or rc.manifest_sha256 != segment_id_for(manifest):
             problems.append("names another manifest")
-        if not (rc.stored_sha256 == digest and rc.stored_size == size):
+        if not (rc.stored_digest == digest and rc.stored_size == size):
             problems.append("names other stored bytes")
         if problems:
             raise ReceiptInvalid(f"{seg.name}: receipt refused: " + ", ".join(problems))
@@ -441,7 +441,7 @@ class Shipper:
         """Hash the file again right before the delete: delete only the exact bytes the
         dock vouches for (a file changed since its upload stays, and is reported)."""
         rc = r.receipt
-        if _hash_file(seg.blob_path) != (rc.stored_sha256, rc.stored_size):
+        if _hash_file(seg.blob_path) != (rc.stored_digest, rc.stored_size):
             what = seg.blob_path.name if seg.blob_path is not None else seg.name
             log.error(
                 "%s changed on the camera since its upload: not the bytes the dock's receipt "

@@ -102,7 +102,7 @@ class HeldSegment:
     seq: int
     manifest_sha256: str
     prev_manifest_sha256: str | None
-    stored_sha256: str
+    stored_digest: str
     stored_size: int
     received_at_us: int
 

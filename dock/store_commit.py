@@ -73,7 +73,7 @@ class SegmentCommits(SegmentUploads):
             "segment_id": segment_id,
             "seq": fields.seq,
             "manifest_sha256": fields.manifest_sha256,
-            "stored_sha256": fields.stored_sha256,
+            "stored_digest": fields.stored_digest,
             "stored_size": size,
             "received_at_us": now_us,
             "dock_key_id": self.dock_key_id,
@@ -106,7 +106,7 @@ class SegmentCommits(SegmentUploads):
                     staged.unlink()
                 else:
                     try:
-                        self.objects.put_file(bkey, staged, sha256=fields.stored_sha256)
+                        self.objects.put_file(bkey, staged, sha256=fields.stored_digest)
                     except FileExistsError:
                         staged.unlink(missing_ok=True)
         except StoreError:
@@ -137,7 +137,7 @@ class SegmentCommits(SegmentUploads):
             now_us,
             device_id=device_id,
             segment_id=segment_id,
-            sha256=fields.stored_sha256,
+            sha256=fields.stored_digest,
             detail={
                 "seq": fields.seq,
                 "manifest_sha256": fields.manifest_sha256,
@@ -183,7 +183,7 @@ class SegmentCommits(SegmentUploads):
         """The segment's row with its receipt; the upload is done."""
         db.execute(
             "INSERT INTO segments(device_id, segment_id, seq, manifest_sha256,"
-            " prev_manifest_sha256, stored_sha256, stored_size, record_type,"
+            " prev_manifest_sha256, stored_digest, stored_size, record_type,"
             " recording_id, segment_index, received_at_us, receipt)"
             " VALUES(?,?,?,?,?,?,?,?,?,?,?,?)",
             (
@@ -192,7 +192,7 @@ class SegmentCommits(SegmentUploads):
                 fields.seq,
                 fields.manifest_sha256,
                 fields.prev_manifest_sha256,
-                fields.stored_sha256,
+                fields.stored_digest,
                 size,
                 fields.record_type,
                 fields.recording_id,

@@ -82,7 +82,7 @@ class StoreIndex:
     def _held(self, where: str, args: tuple[Any, ...]) -> list[HeldSegment]:
         rows = self._q(
             "SELECT segment_id, seq, manifest_sha256, prev_manifest_sha256,"
-            " stored_sha256, stored_size, received_at_us FROM segments WHERE "
+            " stored_digest, stored_size, received_at_us FROM segments WHERE "
             + where
             + " ORDER BY seq",
             args,

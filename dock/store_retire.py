@@ -27,7 +27,7 @@ RETENTION_DELETED = "retention_deleted"
 
 
 _SEGMENT_COLUMNS = (
-    "device_id, segment_id, seq, manifest_sha256, prev_manifest_sha256, stored_sha256,"
+    "device_id, segment_id, seq, manifest_sha256, prev_manifest_sha256, stored_digest,"
     " stored_size, record_type, recording_id, segment_index, received_at_us, receipt"
 )
 

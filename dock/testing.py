@@ -113,7 +113,7 @@ class OutboxDevice:
                 file=name,
                 agency_key_id=self.agency_key_id,
                 header_sha256=sha256_hex(stored[:64]),
-                stored_sha256=sha256_hex(stored),
+                stored_digest=sha256_hex(stored),
                 stored_size=len(stored),
                 plain_sha256=None,
                 plain_size=0,

@@ -40,7 +40,7 @@ class ManifestFields:
     recording_id: str | None  # None: a time record (of no recording)
     segment_index: int | None
     seq: int  # device-wide, never reused
-    stored_sha256: str  # hash of the stored (encrypted) blob, lowercase hex
+    stored_digest: str  # hash of the stored (encrypted) blob, lowercase hex
     stored_size: int
     prev_manifest_sha256: str | None  # None: the first record of the device's chain
     manifest_sha256: str  # hash of this record's bytes, as the next one names it
@@ -94,7 +94,7 @@ class ChainRecordVerifier:
             recording_id=record.get("recording_id"),
             segment_index=record["segment_index"] if segment else None,
             seq=record["seq"],
-            stored_sha256=record["stored_sha256"] if segment else EMPTY_SHA256,
+            stored_digest=record["stored_digest"] if segment else EMPTY_SHA256,
             stored_size=record["stored_size"] if segment else 0,
             prev_manifest_sha256=record["prev_sha256"],
             manifest_sha256=sha256_hex(manifest),

@@ -67,7 +67,7 @@ class TimedDevice(OutboxDevice):
                 start_us=0, end_us=1, wall_start_us=start, wall_end_us=self.wall_us,
                 wall_quality="unsynced", trigger={}, file=name,
                 agency_key_id=self.agency_key_id, header_sha256=sha256_hex(stored[:64]),
-                stored_sha256=sha256_hex(stored), stored_size=len(stored), plain_sha256=None,
+                stored_digest=sha256_hex(stored), stored_size=len(stored), plain_sha256=None,
                 plain_size=0, chunks=[], recovered=False, unsigned_tail=None,
             ),
         )  # fmt: skip

@@ -210,7 +210,7 @@ def test_export_recording_api_gives_the_plaintext_the_camera_wrote(docked, tmp_p
     assert all(p.is_relative_to(docked["store"]) for p in res.stored)
     signed = [json.loads(p.read_bytes())["record"] for p in res.manifests]
     assert [sha256_hex(p.read_bytes()) for p in res.stored] == [
-        r["stored_sha256"] for r in signed if r["type"] == "manifest"
+        r["stored_digest"] for r in signed if r["type"] == "manifest"
     ]
     assert res.report["ok"] is True and res.report_path == tmp_path / "o" / "report.json"
     assert sum("read segment" in m for m in lines) == 2

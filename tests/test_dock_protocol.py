@@ -89,7 +89,7 @@ def _receipt(**kw) -> Receipt:
         "segment_id": "a" * 64,
         "seq": 3,
         "manifest_sha256": "a" * 64,
-        "stored_sha256": "b" * 64,
+        "stored_digest": "b" * 64,
         "stored_size": 10,
         "received_at_us": 5,
         "log_index": 7,
@@ -106,7 +106,7 @@ def test_receipts_verify_only_with_the_dock_key_and_unchanged():
     signed = sign_receipt(KEY, _receipt())
     again = SignedReceipt.from_json(signed.to_json())
     assert again == signed and again.verify(PUB)
-    forged = SignedReceipt(_receipt(stored_sha256="d" * 64), signed.signature)
+    forged = SignedReceipt(_receipt(stored_digest="d" * 64), signed.signature)
     assert not forged.verify(PUB)
     assert not signed.verify(bytes(SigningKey.generate().verify_key))
     with pytest.raises(ProtocolError):

@@ -106,7 +106,7 @@ def test_upload_verify_store_log_and_receipt(harness, device):
         assert receipt.verify(harness.public_key)
         r = receipt.receipt
         assert (r.device_id, r.segment_id, r.seq) == (device.device_id, sid, 0)
-        assert r.stored_sha256 == sha256_hex(blob) and r.manifest_sha256 == rec.sha256
+        assert r.stored_digest == sha256_hex(blob) and r.manifest_sha256 == rec.sha256
         # asking again gives the same receipt: complete is idempotent
         assert c.complete(sid) == receipt
         assert c.upload_state(sid).complete
@@ -481,7 +481,7 @@ def test_verifier_reads_crypto_chain_records(tmp_path):
     rec = dev.add_segment(blob)
     v = ChainRecordVerifier()
     f = v.parse(rec.line)
-    assert (f.record_type, f.seq, f.stored_sha256) == (
+    assert (f.record_type, f.seq, f.stored_digest) == (
         "manifest",
         0,
         hashlib.sha256(blob).hexdigest(),

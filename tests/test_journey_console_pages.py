@@ -48,7 +48,7 @@ def segment_at(dev: OutboxDevice, stored: bytes, rec: str, index: int, wall_us: 
         firmware_version="test", recording_id=rec, segment_index=index, start_us=0,
         end_us=60_000_000, wall_start_us=wall_us, wall_end_us=wall_us + 60_000_000,
         wall_quality="synced", trigger={}, file=name, agency_key_id=dev.agency_key_id,
-        header_sha256=sha256_hex(stored[:64]), stored_sha256=sha256_hex(stored),
+        header_sha256=sha256_hex(stored[:64]), stored_digest=sha256_hex(stored),
         stored_size=len(stored), plain_sha256=None, plain_size=0, chunks=[], recovered=False,
         unsigned_tail=None,
     )  # fmt: skip

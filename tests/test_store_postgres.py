@@ -244,7 +244,7 @@ def test_an_object_store_failure_is_a_503_and_nothing_is_receipted(tmp_path, ind
         objects.fail = False
         receipt = commit(store, rec, 11)
         assert receipt.verify(PUB)
-        assert objects.hashes[-2:] == [rec[2].manifest_sha256, rec[2].stored_sha256]
+        assert objects.hashes[-2:] == [rec[2].manifest_sha256, rec[2].stored_digest]
         check_logs(store)
     finally:
         store.close()

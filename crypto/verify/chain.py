@@ -128,6 +128,6 @@ def check_chain_record(
                 while block := stored.read(1 << 20):
                     h.update(block)
                     n += len(block)
-            if h.hexdigest() != r["stored_sha256"] or n != r["stored_size"]:
+            if h.hexdigest() != r["stored_digest"] or n != r["stored_size"]:
                 problems.append("the stored segment is not the one the manifest signs")
     return RecordCheck(not problems, tuple(problems), r, rec.sha256, gap)

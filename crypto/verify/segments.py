@@ -98,7 +98,7 @@ class SegmentRoom(TrailRoom, PlainRoom):
         by_hash = [
             f
             for f in self.segfiles
-            if f.sha256 == r["stored_sha256"] and len(f.data) == r["stored_size"]
+            if f.sha256 == r["stored_digest"] and len(f.data) == r["stored_size"]
         ]
         exact = next((f for f in by_name if f in by_hash), None)
         if exact is not None or not by_hash:

@@ -48,7 +48,7 @@ class _Verifier(ChainRoom, SegmentRoom, PlainRoom, LeftoverRoom, RecordingRoom, 
                     f"{m.record['recording_id']} segment {m.record['segment_index']} "
                     f"chunk {c['chunk']}",
                 )
-            self.manifest_by_stored.setdefault(m.record["stored_sha256"], m)
+            self.manifest_by_stored.setdefault(m.record["stored_digest"], m)
         for m in manifests.values():
             self.segments.append(self._check_manifest(m))
         self._trail_only_segments(manifests)

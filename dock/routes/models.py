@@ -115,7 +115,7 @@ class ReceiptModel(BaseModel):
     segment_id: str
     seq: int
     manifest_sha256: str
-    stored_sha256: str
+    stored_digest: str
     stored_size: int
     received_at_us: int
     log_index: int

@@ -89,7 +89,7 @@ function markAll(rep, status, detail) {
 
 /** The stored file is byte for byte another segment a manifest here signs. */
 function holdsOtherStored(ctx, r, rep, sha) {
-  const o = ctx.manifests.map((e) => e.record).find((x) => x.stored_sha256 === sha);
+  const o = ctx.manifests.map((e) => e.record).find((x) => x.stored_digest === sha);
   if (!o || o.seq === r.seq) return false;
   rep.status = o.recording_id === r.recording_id ? "reordered" : "substituted";
   rep.chunks = r.chunks.map((c) => ({ chunk: c.chunk, position: null, kind: c.kind,
@@ -130,7 +130,7 @@ async function checkStored(ctx, m, rep, bytes) {
     }
     ctx.headerAgency.set(r, parsed.context.agency_key_id);
   }
-  if (sha === r.stored_sha256 && bytes.length === r.stored_size) {
+  if (sha === r.stored_digest && bytes.length === r.stored_size) {
     rep.chunks = r.chunks.map((c) => ({ chunk: c.chunk, position: c.chunk, kind: c.kind,
       status: "authentic", detail: "" }));
     return;
@@ -323,7 +323,7 @@ export async function trailOnly(ctx, segments) {
 
 /** MP4s, stored files and set-aside bytes no manifest names. */
 export async function leftovers(ctx, segments) {
-  const stored = new Map(ctx.manifests.map((e) => [e.record.stored_sha256, e.record]));
+  const stored = new Map(ctx.manifests.map((e) => [e.record.stored_digest, e.record]));
   for (const name of [...ctx.files.keys()].sort()) {
     if (ctx.named.has(name)) continue;
     const data = ctx.files.get(name);

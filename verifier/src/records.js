@@ -9,7 +9,7 @@ const FIELDS = {
     "plain_sha256", "plain_size", "cipher_sha256", "cipher_size", "segment"],
   manifest: ["firmware_version", "recording_id", "segment_index", "start_us", "end_us",
     "wall_start_us", "wall_end_us", "wall_quality", "trigger", "file", "agency_key_id",
-    "header_sha256", "stored_sha256", "stored_size", "plain_sha256", "plain_size", "chunks",
+    "header_sha256", "stored_digest", "stored_size", "plain_sha256", "plain_size", "chunks",
     "truncated", "recovered", "unsigned_tail", "clock_sync_seq"],
   end: ["firmware_version", "recording_id", "reason", "end_us", "segment_count", "recovered"],
   time_sync: ["capture_us", "device_wall_us", "nonce", "dock_time_us", "dock_key_id",
