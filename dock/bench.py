@@ -112,7 +112,7 @@ def _plain_upload_s(data_path: Path, tmp: Path) -> float:
     return elapsed
 
 
-def _dock_upload_s(tmp: Path, n: int, segment_mb: int, chunk_mb: int) -> float:
+def _dock_upload_s(tmp: Path, n: int, segment_mb: int, chunk_mb: int | None) -> float:
     dock = DockHarness(tmp / "dock")
     try:
         dev = OutboxDevice(tmp / "outbox", "bench-cam")
@@ -125,7 +125,9 @@ def _dock_upload_s(tmp: Path, n: int, segment_mb: int, chunk_mb: int) -> float:
             ChainOutbox(dev.root),
             client,
             MonotonicClock(),
-            config=ShipperConfig(chunk_bytes=chunk_mb << 20),
+            config=ShipperConfig()
+            if chunk_mb is None
+            else ShipperConfig(chunk_bytes=chunk_mb << 20),
         )
         t = time.perf_counter()
         reports = shipper.drain()
@@ -139,8 +141,9 @@ def _dock_upload_s(tmp: Path, n: int, segment_mb: int, chunk_mb: int) -> float:
 
 
 def upload_throughput(
-    total_mb: int = 64, segment_mb: int = 8, chunk_mb: int = 4, rounds: int = 2
+    total_mb: int = 64, segment_mb: int = 8, chunk_mb: int | None = None, rounds: int = 2
 ) -> Figure:
+    """``chunk_mb``: the shipper's chunk size (None: its default, as a camera ships)."""
     n = max(1, total_mb // segment_mb)
     total = n * segment_mb * MB
     dock_s = plain_s = limit_s = float("inf")
@@ -158,12 +161,13 @@ def upload_throughput(
             plain_s = min(plain_s, _plain_upload_s(data, tmp))
             limit_s = min(limit_s, _limit_upload_s(segs, tmp))
     rate = total / MB / dock_s
+    chunk_mib = (ShipperConfig().chunk_bytes >> 20) if chunk_mb is None else chunk_mb
     plain_rate, limit_rate = total / MB / plain_s, total / MB / limit_s
     return Figure(
         "upload_throughput",
         round(rate, 1),
         "MB/s",
-        f"{n} x {segment_mb} MB segments in {chunk_mb} MiB chunks, best of "
+        f"{n} x {segment_mb} MB segments in {chunk_mib:g} MiB chunks, best of "
         f"{rounds}; plain HTTP PUT of the same bytes {plain_rate:.1f} MB/s (ratio "
         f"{rate / plain_rate:.2f}); the limit, HTTPS PUT per segment with the dock's TLS, one "
         f"fsync each, hashed once at the receiver, {limit_rate:.1f} MB/s (ratio "

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -80,7 +80,7 @@ class DeviceAuth(httpx.Auth):
     """Signs each request: method, raw path, the body's Content-Digest (sent with it), device
     id, timestamp, nonce; the dock checks the signature before it reads the body."""
 
-    requires_request_body = True
+    requires_request_body = False  # a chunk's hash is in its Upload-Checksum; else read
 
     def __init__(
         self,
@@ -95,10 +95,12 @@ class DeviceAuth(httpx.Auth):
         self.nonce = nonce
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
-        body = request.content
+        body = b""
         digest = None
         if H_UPLOAD_CHECKSUM in request.headers:  # a chunk: its hash is known already
             digest = parse_chunk_checksum(request.headers[H_UPLOAD_CHECKSUM]).hex()
+        else:
+            body = request.read()
         signed = sign_request(
             self.signer,
             request.method,
@@ -266,18 +268,28 @@ class DockClient:
             raise
         return _state(UploadState, body)
 
-    def append(self, segment_id: str, offset: int, chunk: bytes) -> UploadState:
-        return _state(UploadState, self._patch_chunk(f"/v1/segments/{segment_id}", offset, chunk))
+    def append(
+        self, segment_id: str, offset: int, chunk: bytes, sha256: bytes | None = None
+    ) -> UploadState:
+        """Append ``chunk`` at ``offset`` (``sha256``: its hash, if taken already). The
+        answer to the last chunk may be the complete upload with its receipt."""
+        body = self._patch_chunk(f"/v1/segments/{segment_id}", offset, chunk, sha256)
+        return _state(UploadState, body)
 
-    def _patch_chunk(self, path: str, offset: int, chunk: bytes) -> Any:
+    def _patch_chunk(
+        self, path: str, offset: int, chunk: bytes, sha256: bytes | None = None
+    ) -> Any:
         """PATCH one chunk at ``offset`` with its checksum (tus-style); the answer's body."""
         _, body = self._call(
             "PATCH",
             path,
-            content=chunk,
+            content=_Pieces(chunk),  # streamed: the dock takes the first while the rest go
             headers={
+                "Content-Length": str(len(chunk)),
                 H_UPLOAD_OFFSET: str(offset),
-                H_UPLOAD_CHECKSUM: chunk_checksum_header(chunk),
+                H_UPLOAD_CHECKSUM: (
+                    chunk_checksum_header(chunk) if sha256 is None else f"sha256 {b64e(sha256)}"
+                ),
                 "Content-Type": "application/offset+octet-stream",
             },
         )
@@ -313,6 +325,20 @@ class DockClient:
 
 
 S = TypeVar("S", UploadState, UnsignedState)
+SEND_PIECE = 1 << 20
+
+
+@dataclass(frozen=True)
+class _Pieces:
+    """A chunk held in memory, sent in pieces without a copy (the TLS layer encrypts one
+    while the dock reads the one before); iterable again if the request is sent again."""
+
+    chunk: bytes
+
+    def __iter__(self) -> Iterator[memoryview]:
+        view = memoryview(self.chunk)
+        for i in range(0, len(view), SEND_PIECE):
+            yield view[i : i + SEND_PIECE]
 
 
 def _state(kind: type[S], body: Any) -> S:

@@ -100,7 +100,8 @@ class _CheckedBody:
 
     async def receive(self) -> Message:
         try:
-            msg = await asyncio.wait_for(self._receive(), self._timeout_s)
+            async with asyncio.timeout(self._timeout_s):  # no task per message (wait_for)
+                msg = await self._receive()
         except TimeoutError:
             raise Refused(
                 408, Code.TIMEOUT, f"request body stalled for {self._timeout_s:g} s"

@@ -35,7 +35,11 @@ def receive_segment(dock: Dock, device: DeviceRecord, segment_id: str) -> Signed
             raise Refused(422, Code.MANIFEST_INVALID, f"segment refused: {exc}") from None
         prev = store.held_segment(dev, seq=fields.seq - 1) if fields.seq > 0 else None
         result = dock.verifier.verify(
-            device.public_key, manifest, blob, prev.manifest_sha256 if prev else None
+            device.public_key,
+            manifest,
+            blob,
+            prev.manifest_sha256 if prev else None,
+            received=store.received_digest(dev, segment_id),  # None: the file is read
         )
         if not result.ok or result.fields is None:
             store.reject_upload(dev, segment_id, list(result.problems), now)

@@ -31,11 +31,15 @@ from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO, Protocol
+from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 
 from dock.protocol import Code
 from dock.receipts import SignedReceipt, UploadState
 from dock.verify import ManifestFields
+
+if TYPE_CHECKING:
+    from crypto.digests import StoredDigest
+    from dock.upload_live import ChunkWriter
 
 GENESIS = "0" * 64
 SQLITE_FULL = 13
@@ -280,12 +284,26 @@ class Store(Protocol):
     def append_chunk(
         self, device_id: str, segment_id: str, offset: int, data: bytes | Path
     ) -> UploadState:
-        """Append ``data`` (bytes, or a file's) at ``offset``, durably, before the new offset
-        counts; refuses an offset other than the one held, and bytes past the declared size."""
+        """Append ``data`` (bytes, or a file's) at ``offset`` (``open_chunk``, its bytes,
+        ``finish_chunk``); refuses an offset other than the one held, and bytes past the
+        declared size."""
         ...
 
-    def spool_path(self, device_id: str, segment_id: str) -> Path:
-        """A fresh file beside the upload's staged bytes, to receive one chunk into."""
+    def open_chunk(
+        self, device_id: str, segment_id: str, offset: int, length: int | None = None
+    ) -> ChunkWriter:
+        """Start a chunk at ``offset`` (the one held, or 409; ``length`` if known, checked
+        against the declared size): a ``dock.upload_live.ChunkWriter`` its body is written
+        to, block by block, straight into the staged file; ``finish_chunk`` ends it."""
+        ...
+
+    def finish_chunk(self, writer: ChunkWriter, ok: bool) -> UploadState:
+        """Count the chunk (``ok``: its body came whole and checked) or cut it off again;
+        its bytes are fsync'd and counted in the index at sync points (dock/upload_live.py)."""
+        ...
+
+    def received_digest(self, device_id: str, segment_id: str) -> StoredDigest | None:
+        """The upload's ``StoredDigest`` taken as its bytes arrived, if it covers them all."""
         ...
 
     def open_uploads(self, device_id: str) -> tuple[int, int]:

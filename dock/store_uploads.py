@@ -14,19 +14,19 @@ import io
 import json
 import logging
 import os
-import secrets
-import shutil
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from crypto.digests import StoredDigest
 from crypto.durable import fsync_dir
 from dock.protocol import Code
 from dock.receipts import SignedReceipt, UploadState
 from dock.store import LogEntry, StoreError, blob_key
 from dock.store_index import StoreIndex
+from dock.upload_live import SYNC_EVERY, ChunkWriter, LiveUpload, LiveUploads
 
 log = logging.getLogger("bwv.dock.store")
 Fetch = Callable[[str, tuple[Any, ...]], list[Any]]  # a read: SQL and its arguments, the rows
@@ -56,13 +56,28 @@ class SegmentUploads(StoreIndex):
                 True,
                 self._receipt_of(device_id, segment_id),
             )
+        row = self._upload_row_of(device_id, segment_id)
+        if row is None:
+            return None
+        size, durable = row
+        live = self._live_uploads.get((device_id, segment_id), durable)
+        return UploadState(segment_id, size, live.offset if live else durable, False)
+
+    def _upload_row_of(self, device_id: str, segment_id: str) -> tuple[int, int] | None:
+        """The upload's declared size and durable offset in the index."""
         rows = self._q(
             'SELECT size, "offset" FROM uploads WHERE device_id=? AND segment_id=?',
             (device_id, segment_id),
         )
-        if not rows:
-            return None
-        return UploadState(segment_id, int(rows[0][0]), int(rows[0][1]), False)
+        return (int(rows[0][0]), int(rows[0][1])) if rows else None
+
+    @property
+    def _live_uploads(self) -> LiveUploads:
+        """The uploads this store object is receiving (dock/upload_live.py)."""
+        live = self.__dict__.get("_live")
+        if live is None:
+            live = self.__dict__["_live"] = LiveUploads()
+        return live
 
     def upload_state(self, device_id: str, segment_id: str) -> UploadState | None:
         state = self._state(device_id, segment_id)
@@ -91,6 +106,7 @@ class SegmentUploads(StoreIndex):
         if self._holds_bytes(device_id, segment_id, state):
             return state
         self._new_staged(device_id, segment_id)
+        self._live_uploads.drop((device_id, segment_id))
         if state.offset > 0:
             with self._tx() as db:
                 db.execute(
@@ -106,12 +122,12 @@ class SegmentUploads(StoreIndex):
         return replace(state, offset=0)
 
     def _new_staged(self, device_id: str, segment_id: str) -> Path:
-        """An empty staged file for the upload, durably."""
+        """An empty staged file for the upload (made durable, with its directory entry, at
+        the first fsync point: until then the index counts 0 bytes of it, and a chunk at 0
+        makes it again if a crash lost it)."""
         path = self._staged(device_id, segment_id)
         path.parent.mkdir(exist_ok=True)
-        with open(path, "wb") as f:
-            os.fsync(f.fileno())
-        fsync_dir(path.parent)
+        path.write_bytes(b"")
         return path
 
     def begin_upload(
@@ -139,6 +155,23 @@ class SegmentUploads(StoreIndex):
     def append_chunk(
         self, device_id: str, segment_id: str, offset: int, data: bytes | Path
     ) -> UploadState:
+        writer = self.open_chunk(device_id, segment_id, offset)
+        ok = False
+        try:
+            if isinstance(data, Path):
+                with open(data, "rb") as src:
+                    while block := src.read(1 << 20):
+                        writer.write(block)
+            else:
+                writer.write(data)
+            ok = True
+        finally:
+            state = self.finish_chunk(writer, ok)
+        return state
+
+    def open_chunk(
+        self, device_id: str, segment_id: str, offset: int, length: int | None = None
+    ) -> ChunkWriter:
         with self._device(device_id):
             state = self._state(device_id, segment_id)
             if state is None:
@@ -149,43 +182,89 @@ class SegmentUploads(StoreIndex):
                 raise StoreError("upload is already complete", 409, Code.COMPLETE)
             if self.db.shared:
                 state = self._here(device_id, segment_id, state)
-            if offset != state.offset:
-                raise StoreError(
-                    f"offset mismatch: the dock holds {state.offset} bytes", 409, Code.OFFSET
-                )
-            length = data.stat().st_size if isinstance(data, Path) else len(data)
-            if offset + length > state.size:
+            if length is not None and offset + length > state.size:
                 raise StoreError(
                     f"chunk ends at {offset + length}, past the declared size {state.size}",
                     413,
                     Code.OFFSET,
                 )
-            path = self._staged(device_id, segment_id)
-            if not path.exists():
-                self._drop_upload(device_id, segment_id)
-                raise StoreError("the dock lost the uploaded bytes; upload again", 409, Code.LOST)
-            with open(path, "r+b") as f:
-                f.truncate(offset)  # cut off a torn append the index never counted
-                f.seek(offset)
-                if isinstance(data, Path):
-                    with open(data, "rb") as src:
-                        shutil.copyfileobj(src, f, 1 << 20)
-                else:
-                    f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            new = offset + length
-            with self._tx() as db:
-                db.execute(
-                    'UPDATE uploads SET "offset"=? WHERE device_id=? AND segment_id=?',
-                    (new, device_id, segment_id),
-                )
-            return UploadState(segment_id, state.size, new, False)
+            row = self._upload_row_of(device_id, segment_id)
+            assert row is not None  # held under the device's lock since _state
+            key = (device_id, segment_id)
+            live = self._live_uploads.claim(key, row[0], row[1], offset)
+            try:
+                f = self._open_staged(device_id, segment_id, live.durable, offset)
+            except BaseException:
+                live.busy = False
+                raise
+            return ChunkWriter(key, live, f, offset)
 
-    def spool_path(self, device_id: str, segment_id: str) -> Path:
-        staged = self._staged(device_id, segment_id)
-        staged.parent.mkdir(exist_ok=True)
-        return staged.with_name(f"{segment_id}.{secrets.token_hex(8)}.in")
+    def _open_staged(self, device_id: str, segment_id: str, durable: int, offset: int) -> Any:
+        """The staged file open at ``offset``, bytes past it cut off (a chunk a crash or a
+        failure left half written: the index never counted them)."""
+        path = self._staged(device_id, segment_id)
+        if durable == 0:  # nothing counted yet: (re)made if a crash lost the empty file
+            path.parent.mkdir(exist_ok=True)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        else:
+            try:
+                fd = os.open(path, os.O_RDWR)
+            except FileNotFoundError:
+                self._drop_upload(device_id, segment_id)
+                raise StoreError(
+                    "the dock lost the uploaded bytes; upload again", 409, Code.LOST
+                ) from None
+        f = open(fd, "r+b")  # noqa: SIM115 - closed by finish_chunk
+        f.truncate(offset)
+        f.seek(offset)
+        return f
+
+    def finish_chunk(self, writer: ChunkWriter, ok: bool) -> UploadState:
+        """The chunk's end: counted (``ok``: its body came whole and checked), or cut off
+        the staged file again. Every ``sync_every`` bytes (each chunk with a shared index)
+        the staged file is fsync'd and its durable offset written to the index."""
+        live, f = writer.live, writer.f
+        device_id, segment_id = writer.key
+        try:
+            with self._device(device_id):
+                if not ok or writer.failed:
+                    f.truncate(writer.start)
+                    if writer.written and live.digest is not None:
+                        live.digest = None  # fed bytes that do not count: read it at the end
+                    return UploadState(segment_id, live.size, live.offset, False)
+                live.offset = writer.end
+                every = 1 if self.db.shared else SYNC_EVERY  # shared: the fleet reads it
+                if live.offset - live.durable >= every:
+                    self._make_durable(device_id, segment_id, f, live)
+                return UploadState(segment_id, live.size, live.offset, False)
+        finally:
+            f.close()
+            live.busy = False
+
+    def _make_durable(self, device_id: str, segment_id: str, f: BinaryIO, live: LiveUpload) -> None:
+        """fsync the staged file (and, the first time, its directory entry), then count its
+        bytes in the index (device lock held)."""
+        f.flush()
+        os.fsync(f.fileno())
+        if live.durable == 0:
+            fsync_dir(self._staged(device_id, segment_id).parent)
+        with self._tx() as db:
+            db.execute(
+                'UPDATE uploads SET "offset"=? WHERE device_id=? AND segment_id=?',
+                (live.offset, device_id, segment_id),
+            )
+        live.durable = live.offset
+
+    def received_digest(self, device_id: str, segment_id: str) -> StoredDigest | None:
+        """The stored digest of the whole upload, taken as its bytes arrived in this process
+        (None: resumed after a restart, or a chunk failed midway: read the file)."""
+        row = self._upload_row_of(device_id, segment_id)
+        if row is None:
+            return None
+        live = self._live_uploads.get((device_id, segment_id), row[1])
+        if live is None or live.busy or live.digest is None or live.digest.size != row[0]:
+            return None
+        return live.digest
 
     def open_uploads(self, device_id: str) -> tuple[int, int]:
         rows = self._q(
@@ -219,9 +298,10 @@ class SegmentUploads(StoreIndex):
         return len(rows)
 
     def _drop_staged(self, device_id: str, segment_id: str) -> None:
+        self._live_uploads.drop((device_id, segment_id))
         staged = self._staged(device_id, segment_id)
         staged.unlink(missing_ok=True)
-        for spool in staged.parent.glob(f"{segment_id}.*.in"):
+        for spool in staged.parent.glob(f"{segment_id}.*.in"):  # an older dock's spools
             spool.unlink(missing_ok=True)
 
     def _sweep_staging(self) -> None:
@@ -239,6 +319,7 @@ class SegmentUploads(StoreIndex):
                     self._drop_staged(device_id, segment_id)
 
     def _drop_upload(self, device_id: str, segment_id: str) -> None:
+        self._live_uploads.drop((device_id, segment_id))
         with self._tx() as db:
             db.execute(
                 "DELETE FROM uploads WHERE device_id=? AND segment_id=?", (device_id, segment_id)
@@ -269,6 +350,7 @@ class SegmentUploads(StoreIndex):
                     )
             f: BinaryIO
             if path.exists():
+                self._durable_before_verifying(device_id, segment_id, path)
                 f = open(path, "rb")  # noqa: SIM115 - closed below
             elif self.objects.exists(key):
                 f = self.objects.open(key)
@@ -277,8 +359,28 @@ class SegmentUploads(StoreIndex):
             else:
                 self._drop_upload(device_id, segment_id)
                 raise StoreError("the dock lost the uploaded bytes; upload again", 409, Code.LOST)
-            with f:
-                yield f
+            try:
+                with f:
+                    yield f
+            finally:
+                self._live_uploads.drop((device_id, segment_id))
+
+    def _durable_before_verifying(self, device_id: str, segment_id: str, path: Path) -> None:
+        """The staged bytes this process wrote but did not yet fsync, fsync'd (device lock
+        held): nothing is verified, published or receipted before. Their count in the index
+        is left as it is (the commit removes the upload's row; a crash before it leaves an
+        offset lower than the bytes on disk, never higher: the camera sends the rest again,
+        and the blob a crash published before its commit is kept, never replaced)."""
+        row = self._upload_row_of(device_id, segment_id)
+        if row is None:
+            return
+        live = self._live_uploads.get((device_id, segment_id), row[1])
+        if live is None or live.offset == live.durable:
+            return
+        if live.busy:
+            raise StoreError("a chunk of this upload is being received", 409, Code.INCOMPLETE)
+        with open(path, "rb") as f:
+            os.fsync(f.fileno())
 
     def reject_upload(
         self, device_id: str, segment_id: str, reasons: list[str], now_us: int
@@ -301,5 +403,5 @@ class SegmentUploads(StoreIndex):
                 sha256=rows[0][0] if rows else None,
                 detail={"reasons": reasons},
             )
-        self._staged(device_id, segment_id).unlink(missing_ok=True)
+        self._drop_staged(device_id, segment_id)
         return entry

@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO, Protocol
 
+from crypto.digests import StoredDigest
 from crypto.records import CHAIN_TYPES, RecordError, parse_line, validate
 from crypto.verify import Report, check_chain_record
 from dock.protocol import sha256_hex
@@ -66,9 +67,12 @@ class SegmentVerifier(Protocol):
         manifest: bytes,
         stored: BinaryIO,
         previous_manifest_sha256: str | None,
+        received: StoredDigest | None = None,
     ) -> VerifyResult:
-        """Check the signature, the stored blob's hash (``stored`` is read to its end) and
-        the link to the previous manifest, when the dock holds it (else pass None)."""
+        """Check the signature, the stored blob's hash (``stored`` is read to its end, or,
+        when given, ``received``, its ``StoredDigest`` taken as the bytes arrived, is taken
+        instead) and the link to the previous manifest, when the dock holds it (else pass
+        None)."""
         ...
 
 
@@ -107,6 +111,7 @@ class ChainRecordVerifier:
         manifest: bytes,
         stored: BinaryIO,
         previous_manifest_sha256: str | None,
+        received: StoredDigest | None = None,
     ) -> VerifyResult:
         try:
             f = self.parse(manifest)
@@ -114,7 +119,11 @@ class ChainRecordVerifier:
             return VerifyResult(False, (str(exc),), None, False)
         if f.record_type == "manifest":
             check = check_chain_record(
-                manifest, device_public_key, previous_manifest_sha256, stored, f.device_id
+                manifest,
+                device_public_key,
+                previous_manifest_sha256,
+                stored if received is None else received,
+                f.device_id,
             )
             return VerifyResult(check.ok, check.problems, f, check.gap)
         # an end or time record has no stored file: its upload must be empty

@@ -5,6 +5,7 @@ Time for backoff is a VirtualClock the tests move; nothing here sleeps.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import socket
@@ -173,9 +174,12 @@ def test_a_receipt_for_other_bytes_deletes_nothing(harness, tmp_path):
     first = {}
 
     class WrongReceipts(DockClient):
-        def complete(self, segment_id):
-            got = super().complete(segment_id)
-            return first.setdefault("r", got)  # always the first segment's receipt
+        def append(self, segment_id, offset, chunk, sha256=None):
+            got = super().append(segment_id, offset, chunk, sha256)
+            if got.receipt is None:
+                return got
+            # the last chunk's answer: always with the first segment's receipt
+            return dataclasses.replace(got, receipt=first.setdefault("r", got.receipt))
 
     clock = VirtualClock()
     sh = shipper_for(dev, harness.url, clock, client_cls=WrongReceipts)
@@ -256,11 +260,12 @@ def test_a_segment_changed_on_the_camera_after_its_upload_is_kept(harness, tmp_p
     blob = dev.root / "segments" / dev.records[0].record["file"]
 
     class ChangesTheFile(DockClient):
-        def complete(self, segment_id):  # all bytes are up; the receipt is on its way
-            data = bytearray(blob.read_bytes())
-            data[100] ^= 0xFF
-            blob.write_bytes(bytes(data))
-            return super().complete(segment_id)
+        def append(self, segment_id, offset, chunk, sha256=None):
+            if offset + len(chunk) == blob.stat().st_size:  # the last chunk read: all is up
+                data = bytearray(blob.read_bytes())
+                data[100] ^= 0xFF
+                blob.write_bytes(bytes(data))
+            return super().append(segment_id, offset, chunk, sha256)
 
     clock = VirtualClock()
     sh = shipper_for(dev, harness.url, clock, client_cls=ChangesTheFile)
@@ -319,14 +324,23 @@ def test_a_segment_deleted_on_the_device_shows_as_a_gap(harness, tmp_path):
     assert '"gap_before":true' in receipt
 
 
-def test_a_refused_segment_stays_on_the_device_and_the_rest_ship(harness, tmp_path):
+@pytest.mark.parametrize(
+    "damage, why",
+    [
+        # another size: refused when the upload is made (the manifest names the size)
+        (lambda data: b"not what was signed", "is not the manifest's"),
+        # the same size, one byte flipped: refused when its last chunk is in, verified
+        (lambda data: data[:-5] + bytes([data[-5] ^ 1]) + data[-4:], "failed verification"),
+    ],
+)
+def test_a_refused_segment_stays_on_the_device_and_the_rest_ship(harness, tmp_path, damage, why):
     dev = new_device(harness, tmp_path, segments=3, end=False)
     damaged = dev.root / "segments" / dev.records[1].record["file"]
-    damaged.write_bytes(b"not what was signed")
+    damaged.write_bytes(damage(damaged.read_bytes()))
     clock = VirtualClock()
     reports = run_until_idle(shipper_for(dev, harness.url, clock), clock)
     refused = [r for r in reports if r.action == "refused"]
-    assert len(refused) == 1 and "stored hash" in refused[0].detail
+    assert len(refused) == 1 and why in refused[0].detail
     assert damaged.exists()
     held = harness.dock.store.held_segments(dev.device_id)
     assert [h.seq for h in held] == [0, 2]

@@ -3,7 +3,6 @@ read where it stands, append chunks at ``Upload-Offset``, and complete it (verif
 log, receipt: dock/receive.py)."""
 
 from dataclasses import replace
-from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Request, Response
@@ -21,7 +20,7 @@ from dock.protocol import (
     b64d,
     segment_id_for,
 )
-from dock.receipts import UploadState
+from dock.receipts import SignedReceipt, UploadState
 from dock.receive import receive_segment
 from dock.routes.deps import AuthedDevice, DockDep, SegmentId, check_chunk_checksum
 from dock.routes.models import (
@@ -33,6 +32,7 @@ from dock.routes.models import (
     UploadChecksum,
     UploadStateModel,
 )
+from dock.store import DeviceRecord
 from dock.strict import StrictJSONRoute
 from dock.translog import with_proof
 from dock.verify import ManifestError
@@ -175,36 +175,31 @@ async def append_chunk(
     dock: DockDep,
 ) -> dict[str, Any]:
     """Append a chunk: its checksum is the signed Content-Digest's, the offset the one held
-    (both checked before the body is read); the body streams to disk, checked as it comes."""
+    (both checked before the body is read); the body is written straight into the staged
+    file at its offset, checked and hashed as it comes (dock/upload_live.py)."""
     check_chunk_checksum(upload_checksum, auth)
     dev = auth.device.device_id
-    state = await run_in_threadpool(dock.store.upload_state, dev, segment_id)
-    if state is None:
-        raise Refused(404, Code.NOT_FOUND, "no upload with this segment id; create it first")
-    if state.complete:
-        raise Refused(409, Code.COMPLETE, "upload is already complete")
-    if state.offset != upload_offset:
-        raise Refused(409, Code.OFFSET, f"offset mismatch: the dock holds {state.offset} bytes")
-    spool = dock.store.spool_path(dev, segment_id)
+    length = request.headers.get("content-length")
+    store = dock.store
+    writer = await run_in_threadpool(
+        store.open_chunk, dev, segment_id, upload_offset, int(length) if length else None
+    )
+    ok = False
     try:
-        await _receive_to(request, spool)
-        appended = await run_in_threadpool(
-            dock.store.append_chunk, dev, segment_id, upload_offset, spool
-        )
-    finally:
-        spool.unlink(missing_ok=True)
-    dock.activity.chunk(dev, segment_id, appended.offset, appended.size, dock.clock())
-    return appended.to_json()
-
-
-async def _receive_to(request: Request, path: Path) -> None:
-    """Stream the request's body into ``path`` (dock.gate checks it as it comes)."""
-    try:
-        with open(path, "wb") as f:
-            async for block in request.stream():
-                f.write(block)
+        async for block in request.stream():  # checked against its digest as it comes
+            writer.write(block)
+        ok = True
     except ClientDisconnect:
         raise Refused(400, Code.INVALID, "connection closed before the body was complete") from None
+    finally:
+        appended = await run_in_threadpool(store.finish_chunk, writer, ok)
+    dock.activity.chunk(dev, segment_id, appended.offset, appended.size, dock.clock())
+    if appended.offset < appended.size:
+        return appended.to_json()
+    # the last chunk: completed at once, its receipt in the answer (a camera that asks for
+    # completion all the same is given the same receipt): one round trip less a segment
+    receipt = await run_in_threadpool(_complete, dock, auth.device, segment_id)
+    return replace(appended, complete=True, receipt=receipt).to_json()
 
 
 @router.post(
@@ -214,17 +209,21 @@ async def _receive_to(request: Request, path: Path) -> None:
     tags=["upload"],
 )
 def complete(segment_id: SegmentId, auth: AuthedDevice, dock: DockDep) -> dict[str, Any]:
-    dev = auth.device
+    return _complete(dock, auth.device, segment_id).to_json()
+
+
+def _complete(dock: Dock, dev: DeviceRecord, segment_id: str) -> SignedReceipt:
+    """Verify, store and receipt a fully uploaded segment (or give its receipt again)."""
     state = dock.store.upload_state(dev.device_id, segment_id)
     if state is None:
         raise Refused(404, Code.NOT_FOUND, "no upload with this segment id")
     if state.complete:
         assert state.receipt is not None
-        return with_proof(dock.translog, state.receipt).to_json()
+        return with_proof(dock.translog, state.receipt)
     if state.offset != state.size:
         raise Refused(
             409, Code.INCOMPLETE, f"upload incomplete: {state.offset} of {state.size} bytes"
         )
     receipt = receive_segment(dock, dev, segment_id)
     dock.activity.completed(dev.device_id, segment_id, dock.clock())
-    return receipt.to_json()
+    return receipt
