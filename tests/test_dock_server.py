@@ -12,6 +12,7 @@ import httpx
 import pytest
 from nacl.signing import SigningKey
 
+from crypto.digests import stored_digest_of
 from dock.client import DockRefused, DockUnavailable, check_answer, enroll
 from dock.custody import verify_custody_log
 from dock.protocol import (
@@ -106,7 +107,7 @@ def test_upload_verify_store_log_and_receipt(harness, device):
         assert receipt.verify(harness.public_key)
         r = receipt.receipt
         assert (r.device_id, r.segment_id, r.seq) == (device.device_id, sid, 0)
-        assert r.stored_digest == sha256_hex(blob) and r.manifest_sha256 == rec.sha256
+        assert r.stored_digest == stored_digest_of(blob) and r.manifest_sha256 == rec.sha256
         # asking again gives the same receipt: complete is idempotent
         assert c.complete(sid) == receipt
         assert c.upload_state(sid).complete

@@ -124,7 +124,7 @@ def test_every_receipt_carries_a_proof_the_camera_checks(harness, tmp_path):
     by_sid = {r.sha256: r for r in dev.records}
     for signed in receipts:
         rc = signed.receipt
-        assert rc.type == RECEIPT_TYPE == "bwv-dock-receipt-v2"
+        assert rc.type == RECEIPT_TYPE == "bwv-dock-receipt-v3"
         line = by_sid[rc.segment_id].line
         assert signed.proof is not None and signed.proof["leaf_index"] == rc.leaf_index
         no_witness = WitnessPolicy()
