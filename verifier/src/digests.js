@@ -40,13 +40,14 @@ export async function plainDigest(blobs) {
 
 /**
  * The stored digest of a stored file's bytes, or null when the file does not split exactly
- * into a header (bytes 0 .. 116+n) and whole chunks (u32be length >= 17, then that many
- * bytes): a torn last chunk or bytes left over. The header's content is not checked.
+ * into a header (magic "BWVSEG", bytes 0 .. 116+n with n <= 4096) and whole chunks (u32be
+ * length >= 17, then that many bytes): a torn last chunk, bytes left over, a header cut
+ * short. The header's version and context are not read here.
  */
 export async function storedDigest(b) {
-  if (b.length < 12) return null;
+  if (b.length < 12 || String.fromCharCode(...b.subarray(0, 6)) !== "BWVSEG") return null;
   const n = ((b[8] << 24) >>> 0) + (b[9] << 16) + (b[10] << 8) + b[11];
-  if (b.length < 116 + n) return null;
+  if (n > 4096 || b.length < 116 + n) return null;
   const { chunks, problem } = parseChunks(b, 116 + n);
   if (problem) return null;
   const raw = await Promise.all([b.subarray(0, 116 + n), ...chunks].map((p) => sha256(p)));

@@ -28,6 +28,13 @@ check(ref.files.closed.stored_digest !== null && ref.files["no chunks"].stored_d
   "the reference gives a digest for whole files");
 check(await storedDigest(closed.subarray(0, 50)) === null, "a file cut inside its header: none");
 check(await storedDigest(closed.subarray(0, 8)) === null, "a file of 8 bytes: none");
+const badMagic = closed.slice();
+badMagic[0] = 0x58;
+check(await storedDigest(badMagic) === null, "a file without the magic BWVSEG: none");
+const bigContext = new Uint8Array(116 + 4097); // a header of n = 4097, nothing after it
+bigContext.set(closed.subarray(0, 8));
+bigContext.set([0, 0, 0x10, 0x01], 8);
+check(await storedDigest(bigContext) === null, "a context length above 4096: none");
 check(await storedDigestOf(ref.header_sha256, ref.cipher_sha256) === ref.files.closed.stored_digest,
   "storedDigestOf(the manifest's hashes) = the file's stored digest");
 check(await storedDigestOf(ref.header_sha256, []) === ref.files["no chunks"].stored_digest,
