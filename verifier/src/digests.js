@@ -54,8 +54,20 @@ export async function storedDigest(b) {
   return over(STORED, raw);
 }
 
-/** Why a manifest's stored_digest or plain_digest is not the one its own hashes give, or null. */
+/**
+ * Why a manifest's stored_digest, plain_digest or plain_size is not the one its own chunks
+ * give, or null. Its chunks (already of the right fields, numbered 0..) must be init, then
+ * fragments, the last possibly final, and truncated exactly when there is no final chunk.
+ */
 export async function manifestDigestError(r) {
+  const last = r.chunks.length - 1;
+  const kindOk = (c, i) => c.kind === (i === 0 ? "init" : "fragment")
+    || (c.kind === "final" && i === last);
+  const bad = r.chunks.findIndex((c, i) => !kindOk(c, i));
+  if (bad >= 0) return `chunks[${bad}] is a ${r.chunks[bad].kind} chunk`;
+  if ((last >= 0 && r.chunks[last].kind === "final") === r.truncated) {
+    return "truncated must be true exactly when there is no final chunk";
+  }
   const stored = await storedDigestOf(r.header_sha256, r.chunks.map((c) => c.cipher_sha256));
   if (stored === null || r.stored_digest !== stored) {
     return "stored_digest is not the stored digest of header_sha256 and chunks[].cipher_sha256";
@@ -65,5 +77,8 @@ export async function manifestDigestError(r) {
   if (plain === null || r.plain_digest !== plain) {
     return "plain_digest is not the plain digest of the non-final chunks' plain_sha256";
   }
+  const plainSize = r.chunks.filter((c) => c.kind !== "final")
+    .reduce((a, c) => a + c.plain_size, 0);
+  if (r.plain_size !== plainSize) return "plain_size is not the sum of the chunks' plain_size";
   return null;
 }

@@ -79,6 +79,10 @@ const cases = [
   ["plain_digest null", { plain_digest: null }, /^plain_digest/],
   ["plain_digest over the final chunk too",
     { plain_digest: await plainDigestOf(chunks.map((c) => c.plain_sha256)) }, /^plain_digest/],
+  ["plain_size not the chunks' sum", { plain_size: 104 }, /^plain_size/],
+  ["truncated with a final chunk", { truncated: true }, /^truncated/],
+  ["a final chunk not last", { chunks: [chunks[0], { ...chunks[2], chunk: 1 },
+    { ...chunks[1], chunk: 2 }] }, /^chunks\[1\] is a final chunk/],
   ["the old field plain_sha256", { plain_sha256: ref.plain_digest }, /fields missing or extra/],
 ];
 for (const [what, change, want] of cases) {
