@@ -74,8 +74,9 @@ def _sink_seconds(frags: list[bytes], tmp: Path) -> float:
     ident = DeviceIdentity.from_seed("bench-01", b"\x07" * 32)
     agency = PrivateKey(b"\x09" * 32).public_key
 
-    def no_disk(f, data: bytes) -> None:  # the crypto, not the disk
-        f.write(data)
+    def no_disk(f, *parts: bytes) -> None:  # the crypto, not the disk
+        for data in parts:
+            f.write(data)
 
     with (
         mock.patch.object(evidence_mod, "append_durable", no_disk),

@@ -39,6 +39,7 @@ from dock.outbox import (  # noqa: F401 - ChainOutbox, Outbox, valid_receipts: u
     ChainOutbox,
     Outbox,
     OutboxSegment,
+    _digest_file,
     _hash_file,
     _open_blob,
     valid_receipts,
@@ -313,7 +314,10 @@ class Shipper:
     def _ship(self, seg: OutboxSegment) -> tuple[SignedReceipt, int]:
         manifest = seg.manifest_path.read_bytes()
         sid = segment_id_for(manifest)
-        digest, size = _hash_file(seg.blob_path)
+        found, size = _digest_file(seg.blob_path)
+        # a file that is not a header and whole chunks has no stored digest: declared as
+        # none, the dock refuses it and the camera keeps it (and says so)
+        digest = found if found is not None else "0" * 64
         sent = 0
         chunk_bytes = self.config.chunk_bytes
         state = self.client.create_upload(sid, manifest, size, digest)
@@ -441,7 +445,7 @@ class Shipper:
         """Hash the file again right before the delete: delete only the exact bytes the
         dock vouches for (a file changed since its upload stays, and is reported)."""
         rc = r.receipt
-        if _hash_file(seg.blob_path) != (rc.stored_digest, rc.stored_size):
+        if _digest_file(seg.blob_path) != (rc.stored_digest, rc.stored_size):
             what = seg.blob_path.name if seg.blob_path is not None else seg.name
             log.error(
                 "%s changed on the camera since its upload: not the bytes the dock's receipt "

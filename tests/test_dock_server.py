@@ -26,7 +26,7 @@ from dock.protocol import (
 )
 from dock.server import DockConfig
 from dock.store_sqlite import INDEX_FILE
-from dock.testing import DockHarness, OutboxDevice, random_bytes
+from dock.testing import DockHarness, OutboxDevice, segment_bytes
 from dock.verify import ChainRecordVerifier
 
 
@@ -98,7 +98,7 @@ def _upload(client, rec, blob, chunk=20_000):
 
 
 def test_upload_verify_store_log_and_receipt(harness, device):
-    blob = random_bytes(70_000, 1)
+    blob = segment_bytes(70_000, 1)
     rec = device.add_segment(blob)
     with harness.client(device.creds) as c:
         sync = c.sync_time()
@@ -126,7 +126,7 @@ def test_upload_verify_store_log_and_receipt(harness, device):
 
 
 def test_end_records_ship_as_empty_uploads(harness, device):
-    blob = random_bytes(1000, 2)
+    blob = segment_bytes(1000, 2)
     rec0 = device.add_segment(blob)
     end = device.end_recording()
     with harness.client(device.creds) as c:
@@ -212,7 +212,7 @@ def test_the_device_rejects_answers_not_signed_by_its_pinned_dock(harness, devic
 
 def test_revoked_device_is_refused_and_logged(harness, device):
     admin = {"Authorization": f"Bearer {harness.dock.admin_token}"}
-    blob = random_bytes(100, 3)
+    blob = segment_bytes(100, 3)
     rec = device.add_segment(blob)
     r = httpx.post(
         f"{harness.admin_url}/v1/admin/devices/{device.device_id}/revoke",
@@ -336,7 +336,7 @@ def test_device_path_tricks_in_admin_urls_are_refused(harness):
 
 
 def test_wrong_chunk_checksum_appends_nothing(harness, device):
-    blob = random_bytes(5000, 4)
+    blob = segment_bytes(5000, 4)
     rec = device.add_segment(blob)
     with harness.client(device.creds) as c:
         sid = segment_id_for(rec.line)
@@ -363,7 +363,7 @@ def test_wrong_chunk_checksum_appends_nothing(harness, device):
 
 
 def test_oversized_bodies_are_refused_before_they_are_read(harness, device):
-    big = random_bytes(harness.dock.config.max_chunk_bytes + 1, 5)
+    big = segment_bytes(harness.dock.config.max_chunk_bytes + 1, 5)
     rec = device.add_segment(big)
     with harness.client(device.creds) as c:
         sid = segment_id_for(rec.line)
@@ -394,7 +394,7 @@ def test_oversized_bodies_are_refused_before_they_are_read(harness, device):
 
 def test_a_manifest_of_another_device_is_refused(harness, device, tmp_path):
     other = OutboxDevice(tmp_path / "o", "cam-other")
-    blob = random_bytes(100, 6)
+    blob = segment_bytes(100, 6)
     rec = other.add_segment(blob)
     with harness.client(device.creds) as c, pytest.raises(DockRefused) as e:
         c.create_upload(segment_id_for(rec.line), rec.line, len(blob), sha256_hex(blob))
@@ -403,7 +403,7 @@ def test_a_manifest_of_another_device_is_refused(harness, device, tmp_path):
 
 
 def test_upload_declaring_other_bytes_than_the_manifest_is_refused(harness, device):
-    blob = random_bytes(100, 7)
+    blob = segment_bytes(100, 7)
     rec = device.add_segment(blob)
     sid = segment_id_for(rec.line)
     with harness.client(device.creds) as c:
@@ -417,7 +417,7 @@ def test_upload_declaring_other_bytes_than_the_manifest_is_refused(harness, devi
 
 
 def test_a_blob_that_does_not_match_its_manifest_is_refused_at_completion(harness, device):
-    blob = random_bytes(3000, 8)
+    blob = segment_bytes(3000, 8)
     rec = device.add_segment(blob)
     sid = segment_id_for(rec.line)
     bad = bytes([blob[0] ^ 1]) + blob[1:]  # checksummed chunks, but not the signed bytes
@@ -434,7 +434,7 @@ def test_a_blob_that_does_not_match_its_manifest_is_refused_at_completion(harnes
 
 
 def test_a_tampered_manifest_is_refused(harness, device):
-    blob = random_bytes(100, 9)
+    blob = segment_bytes(100, 9)
     rec = device.add_segment(blob)
     forged = rec.line.replace(b'"firmware_version":"test"', b'"firmware_version":"evil"')
     assert forged != rec.line
@@ -447,7 +447,7 @@ def test_a_tampered_manifest_is_refused(harness, device):
 
 
 def test_a_sequence_number_cannot_be_used_twice(harness, device, tmp_path):
-    blob = random_bytes(100, 10)
+    blob = segment_bytes(100, 10)
     rec = device.add_segment(blob)
     with harness.client(device.creds) as c:
         _upload(c, rec, blob)
@@ -459,7 +459,7 @@ def test_a_sequence_number_cannot_be_used_twice(harness, device, tmp_path):
         twin.chain = Chain(
             tmp_path / "twin" / "c", tmp_path / "twin" / "s", device.identity, device.public_key
         )
-        blob2 = random_bytes(100, 11)
+        blob2 = segment_bytes(100, 11)
         rec2 = twin.add_segment(blob2)
         with pytest.raises(DockRefused) as e:
             c.create_upload(segment_id_for(rec2.line), rec2.line, len(blob2), sha256_hex(blob2))
@@ -531,7 +531,7 @@ def test_bad_json_and_headers_get_clear_4xx(harness, device):
 
 
 def test_lost_staged_bytes_ask_for_the_upload_again(harness, device):
-    blob = random_bytes(2000, 12)
+    blob = segment_bytes(2000, 12)
     rec = device.add_segment(blob)
     sid = segment_id_for(rec.line)
     with harness.client(device.creds) as c:

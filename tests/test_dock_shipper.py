@@ -33,7 +33,7 @@ from dock.protocol import (
 from dock.receipts import SignedReceipt, sign_receipt
 from dock.server import DockConfig
 from dock.shipper import ChainOutbox, Shipper, ShipperConfig, ShipperThread
-from dock.testing import DockHarness, Fault, FaultProxy, OutboxDevice, random_bytes
+from dock.testing import DockHarness, Fault, FaultProxy, OutboxDevice, segment_bytes
 from dock.tls import pinned_to
 
 FAST = ShipperConfig(chunk_bytes=8 << 10, jitter=0.0, backoff_initial_s=1.0, backoff_max_s=30.0)
@@ -51,7 +51,7 @@ def new_device(harness, root: Path, segments=3, size=20_000, seed=0, end=True):
     dev = OutboxDevice(root / "outbox", f"cam-{next(_ids):05d}")
     dev.creds = harness.enroll(dev)
     for i in range(segments):
-        dev.add_segment(random_bytes(size + i * 997, seed + i))
+        dev.add_segment(segment_bytes(size + i * 997, seed + i))
     if end:
         dev.end_recording()
     return dev
@@ -421,7 +421,7 @@ def test_connections_cut_at_random_points_and_dock_restarts_lose_nothing(harness
         dev = OutboxDevice(Path(tmp) / "outbox", f"cam-{next(_ids):05d}")
         dev.creds = harness.enroll(dev)
         for i, n in enumerate(sizes):
-            dev.add_segment(random_bytes(n, i))
+            dev.add_segment(segment_bytes(n, i))
         dev.end_recording()
         upstream = ("127.0.0.1", harness.server.port)
         with FaultProxy(upstream, schedule, on_restart=harness.restart) as proxy:

@@ -83,7 +83,7 @@ def test_a_version_1_record_is_refused_with_its_version():
         ident,
         {
             "type": "end",
-            "v": 2,
+            "v": 3,
             "device_id": ident.device_id,
             "key_id": ident.key_id,
             "seq": 0,

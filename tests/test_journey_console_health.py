@@ -25,7 +25,7 @@ from dock.client import DockClient, DockRefused
 from dock.protocol import segment_id_for, sha256_hex
 from dock.server import wall_clock_us
 from dock.shipper import ChainOutbox, Shipper, ShipperConfig
-from dock.testing import DockHarness, OutboxDevice, random_bytes
+from dock.testing import DockHarness, OutboxDevice, segment_bytes
 
 Usage = namedtuple("Usage", "total used free")
 GB = 1 << 30
@@ -68,10 +68,10 @@ def test_metrics_count_what_the_dock_received_refused_holds_and_waits_for(harnes
     good.creds = harness.enroll(good)
     sizes = [30_000, 41_000]
     for i, n in enumerate(sizes):
-        good.add_segment(random_bytes(n, i))
+        good.add_segment(segment_bytes(n, i))
     bad = OutboxDevice(tmp_path / "bad" / "outbox", "cam-bad")
     bad.creds = harness.enroll(bad)
-    blob = random_bytes(10_000, 9)
+    blob = segment_bytes(10_000, 9)
     rec = bad.add_segment(blob)
     lost = OutboxDevice(tmp_path / "lost" / "outbox", "cam-lost")
     lost.creds = harness.enroll(lost)
@@ -113,7 +113,7 @@ def test_metrics_read_only_new_custody_entries_on_each_scrape(harness, tmp_path)
     assert "bwv_dock_uploads_completed_total 0.0" in first
     dev = OutboxDevice(tmp_path / "d" / "outbox", "cam-1")
     dev.creds = harness.enroll(dev)
-    dev.add_segment(random_bytes(5000, 1))
+    dev.add_segment(segment_bytes(5000, 1))
     ship(harness, dev)
     second = generate_latest(registry).decode()  # the same registry: counted once, not twice
     assert "bwv_dock_uploads_completed_total 1.0" in second

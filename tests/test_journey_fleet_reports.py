@@ -24,7 +24,7 @@ from dock.outbox import ChainOutbox
 from dock.protocol import Code, segment_id_for, sha256_hex
 from dock.server import ServerThread, create_app, open_dock, wall_clock_us
 from dock.shipper import Shipper, ShipperConfig
-from dock.testing import DockHarness, OutboxDevice, random_bytes
+from dock.testing import DockHarness, OutboxDevice, segment_bytes
 from dock.tls import ensure_tls_files
 
 FAST = ShipperConfig(backoff_initial_s=0.001, backoff_max_s=0.001, jitter=0.0)
@@ -60,7 +60,7 @@ def harness(tmp_path, dock_clock):
 def _camera(harness, tmp_path, name="cam-fleet-1", segments=(3000, 2000)):
     dev = OutboxDevice(tmp_path / name, name)
     for i, n in enumerate(segments):
-        dev.add_segment(random_bytes(n, i))
+        dev.add_segment(segment_bytes(n, i))
     return dev, harness.enroll(dev)
 
 
@@ -233,7 +233,7 @@ def test_a_stalled_upload_stands_out_with_why(harness, tmp_path, dock_clock):
     dev, creds = _camera(harness, tmp_path, segments=(4000,))
     store, activity = harness.dock.store, harness.dock.activity
     manifest = dev.records[0].line
-    blob = random_bytes(4000, 0)
+    blob = segment_bytes(4000, 0)
     sid = segment_id_for(manifest)
     with harness.client(creds) as client:
         client.sync_time()
@@ -256,7 +256,7 @@ def test_a_refusal_shows_its_reason(tmp_path, dock_clock):
     harness = DockHarness(tmp_path / "dock", clock=dock_clock, agency_public_key=bytes(agency))
     try:
         dev = OutboxDevice(tmp_path / "cam", "cam-swapped", agency_key_id="ab" * 8)
-        dev.add_segment(random_bytes(1000, 1))
+        dev.add_segment(segment_bytes(1000, 1))
         creds = harness.enroll(dev)
         with harness.client(creds) as client:
             reports = Shipper(ChainOutbox(dev.root), client, VirtualClock(), config=FAST).drain()

@@ -29,7 +29,7 @@ from dock.protocol import (
 )
 from dock.server import DockConfig
 from dock.store_sqlite import INDEX_FILE
-from dock.testing import DockHarness, OutboxDevice, random_bytes
+from dock.testing import DockHarness, OutboxDevice, segment_bytes
 from dock.wall import WallLimits
 
 MiB = 1 << 20
@@ -104,7 +104,7 @@ def signed_chunk_head(device, sid: str, body: bytes, *, length: int | None = Non
 
 
 def open_upload(harness, device, size: int) -> tuple[str, bytes]:
-    blob = random_bytes(size, 7)
+    blob = segment_bytes(size, 7)
     rec = device.add_segment(blob)
     sid = segment_id_for(rec.line)
     with harness.client(device.creds) as c:

@@ -10,7 +10,7 @@ import pytest
 from dock.client import DockRefused
 from dock.protocol import segment_id_for, sha256_hex
 from dock.server import DockConfig
-from dock.testing import DockHarness, OutboxDevice, random_bytes
+from dock.testing import DockHarness, OutboxDevice, segment_bytes
 from dock.wall import WallLimits
 
 HOUR_US = 3600 * 1_000_000
@@ -37,7 +37,7 @@ def make(tmp_path, clock, **limits):
 
 
 def create(harness, device, size: int, seed: int):
-    blob = random_bytes(size, seed)
+    blob = segment_bytes(size, seed)
     rec = device.add_segment(blob)
     sid = segment_id_for(rec.line)
     with harness.client(device.creds) as c:
@@ -51,7 +51,7 @@ def test_a_manifest_signed_by_another_key_is_refused_at_creation(tmp_path, clock
     try:
         impostor = OutboxDevice(tmp_path / "impostor", dev.device_id)  # same id, other key
         impostor.creds = dev.creds  # requests signed by the enrolled key, manifest not
-        blob = random_bytes(1000, 1)
+        blob = segment_bytes(1000, 1)
         rec = impostor.add_segment(blob)
         with h.client(dev.creds) as c, pytest.raises(DockRefused) as e:
             c.sync_time()

@@ -17,7 +17,7 @@ import pytest
 
 from dock.protocol import segment_id_for, sha256_hex
 from dock.server import DockConfig
-from dock.testing import DockHarness, OutboxDevice, random_bytes
+from dock.testing import DockHarness, OutboxDevice, segment_bytes
 from dock.wall import WallLimits
 
 STALLED = 300  # connections that stop inside their headers
@@ -82,7 +82,7 @@ def test_stalled_connections_do_not_keep_a_camera_out(tmp_path, fds):
         r = httpx.get(f"{h.url}/v1/dock", timeout=5, verify=h.verify)
         assert r.status_code == 200
         assert time.monotonic() - t0 < 1.0
-        blob = random_bytes(200_000, 3)
+        blob = segment_bytes(200_000, 3)
         rec = dev.add_segment(blob)
         sid = segment_id_for(rec.line)
         with h.client(creds) as c:

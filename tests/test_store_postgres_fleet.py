@@ -17,7 +17,7 @@ from dock.objects import DirectoryObjects
 from dock.protocol import segment_id_for, sha256_hex
 from dock.store import StoreError
 from dock.store_sqlite import DirectoryStore
-from dock.testing import DockHarness, OutboxDevice, random_bytes
+from dock.testing import DockHarness, OutboxDevice, segment_bytes
 from tests.test_store_postgres import (
     DEV,
     KEY,
@@ -204,7 +204,7 @@ def test_a_camera_that_turns_to_another_dock_mid_upload_ships_its_segment_once(
         assert a.public_key == b.public_key
         dev = OutboxDevice(tmp_path / "dev", "cam-moves")
         dev.creds = a.enroll(dev)  # enrolled once: every dock of the agency knows it
-        blob = random_bytes(50_000, 3)
+        blob = segment_bytes(50_000, 3)
         rec = dev.add_segment(blob)
         sid = segment_id_for(rec.line)
         with a.client(dev.creds) as ca:

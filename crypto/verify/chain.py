@@ -4,10 +4,10 @@ all together (``ChainRoom``) or one at a time as a dock receives them
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
+from crypto.digests import StoredDigest
 from crypto.manifest import chain_file_name
 from crypto.records import CHAIN_TYPES, RecordError, SignedRecord, verify_line
 from crypto.verify.inputs import basename
@@ -91,13 +91,13 @@ def check_chain_record(
     line: bytes,
     device_public_key: bytes,
     previous_sha256: str | None,
-    stored: bytes | BinaryIO | None = None,
+    stored: bytes | BinaryIO | StoredDigest | None = None,
     device_id: str | None = None,
 ) -> RecordCheck:
     """Check a chain record (manifest, end, time_sync, clock_step): signature, device, the
     link to the previous record (``previous_sha256``: the SHA-256 of the previous record's
-    file, if held) and, for a manifest, that ``stored`` (bytes or a binary file, read to its
-    end) is what it signs."""
+    file, if held) and, for a manifest, that ``stored`` (bytes, a binary file read to its end,
+    or the ``StoredDigest`` of its bytes taken as they arrived) is what it signs."""
     try:
         rec = verify_line(bytes(line), device_public_key, device_id, CHAIN_TYPES)
     except RecordError as exc:
@@ -119,15 +119,15 @@ def check_chain_record(
         if stored is None:
             problems.append("the stored segment was not given")
         else:
-            h = hashlib.sha256()
-            n = 0
-            if isinstance(stored, bytes | bytearray | memoryview):
-                h.update(stored)
-                n = len(stored)
+            if isinstance(stored, StoredDigest):
+                d = stored  # computed as the bytes arrived (the dock)
             else:
-                while block := stored.read(1 << 20):
-                    h.update(block)
-                    n += len(block)
-            if h.hexdigest() != r["stored_digest"] or n != r["stored_size"]:
+                d = StoredDigest()
+                if isinstance(stored, bytes | bytearray | memoryview):
+                    d.update(stored)
+                else:
+                    while block := stored.read(1 << 20):
+                        d.update(block)
+            if d.hexdigest() != r["stored_digest"] or d.size != r["stored_size"]:
                 problems.append("the stored segment is not the one the manifest signs")
     return RecordCheck(not problems, tuple(problems), r, rec.sha256, gap)
