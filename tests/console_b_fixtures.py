@@ -9,9 +9,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from console.core import AUDITOR, INVESTIGATOR, SUPERVISOR, TECHNICIAN, Account, open_console
+from crypto.digests import stored_digest_of
 from dock.instance import open_dock
 from dock.outbox import ChainOutbox
-from dock.protocol import segment_id_for, sha256_hex
+from dock.protocol import segment_id_for
 from dock.receive import receive_segment
 from dock.testing import OutboxDevice, segment_bytes
 
@@ -37,7 +38,7 @@ def ship(dock, dev: OutboxDevice) -> None:
         if store.upload_state(dev.device_id, sid) is not None:
             continue
         blob = seg.blob_path.read_bytes() if seg.blob_path else b""
-        store.begin_upload(dev.device_id, sid, manifest, len(blob), sha256_hex(blob), now)
+        store.begin_upload(dev.device_id, sid, manifest, len(blob), stored_digest_of(blob), now)
         if blob:
             store.append_chunk(dev.device_id, sid, 0, blob)
         receive_segment(dock, record, sid)

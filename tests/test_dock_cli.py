@@ -23,10 +23,9 @@ from base.formats import VideoFormat
 from bwv.dock_cmd import dock
 from capture.clock import OffsetWallClock, VirtualClock
 from capture.segment_writer import SegmentWriter
-from crypto.digests import stored_digest_of
 from crypto import testing as ct
+from crypto.digests import stored_digest_of
 from crypto.identity import DeviceIdentity, write_secret_key
-from crypto.records import sha256_hex
 from dock.client import DeviceCredentials, DockClient, DockRefused, enroll
 from dock.export import ExportError, export_recording
 from dock.shipper import ChainOutbox, Shipper

@@ -5,7 +5,6 @@ Each refusal is a 4xx with a message that says what is wrong, and leaves nothing
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 
 import httpx
@@ -22,7 +21,6 @@ from dock.protocol import (
     b64e,
     chunk_checksum_header,
     segment_id_for,
-    sha256_hex,
     sign_request,
 )
 from dock.server import DockConfig
@@ -89,7 +87,7 @@ def stored_nothing(harness, device_id):
 
 def _upload(client, rec, blob, chunk=20_000):
     sid = segment_id_for(rec.line)
-    state = client.create_upload(sid, rec.line, len(blob), sha256_hex(blob))
+    state = client.create_upload(sid, rec.line, len(blob), stored_digest_of(blob))
     while state.offset < len(blob):
         state = client.append(sid, state.offset, blob[state.offset : state.offset + chunk])
     return sid, client.complete(sid)
@@ -120,7 +118,7 @@ def test_upload_verify_store_log_and_receipt(harness, device):
     assert (objects / f"{sid}.manifest").read_bytes() == rec.line
     log = harness.dock.store.custody_log()
     received = [e for e in log if e.action == "received" and e.segment_id == sid]
-    assert len(received) == 1 and received[0].sha256 == sha256_hex(blob)
+    assert len(received) == 1 and received[0].sha256 == stored_digest_of(blob)
     assert received[0].actor == f"device:{device.device_id}"
     assert received[0].entry_hash == r.log_entry_hash
     assert verify_custody_log(log, harness.public_key) == []
@@ -222,7 +220,7 @@ def test_revoked_device_is_refused_and_logged(harness, device):
     )
     assert r.status_code == 200 and r.json()["revoked"]
     with harness.client(device.creds) as c, pytest.raises(DockRefused) as e:
-        c.create_upload(segment_id_for(rec.line), rec.line, len(blob), sha256_hex(blob))
+        c.create_upload(segment_id_for(rec.line), rec.line, len(blob), stored_digest_of(blob))
     assert e.value.status == 403 and "revoked" in e.value.detail
     assert stored_nothing(harness, device.device_id)
     entry = [x for x in harness.dock.store.custody_log() if x.action == "revoked"][-1]
@@ -341,7 +339,7 @@ def test_wrong_chunk_checksum_appends_nothing(harness, device):
     rec = device.add_segment(blob)
     with harness.client(device.creds) as c:
         sid = segment_id_for(rec.line)
-        c.create_upload(sid, rec.line, len(blob), sha256_hex(blob))
+        c.create_upload(sid, rec.line, len(blob), stored_digest_of(blob))
         r = raw(
             harness,
             "PATCH",
@@ -368,7 +366,7 @@ def test_oversized_bodies_are_refused_before_they_are_read(harness, device):
     rec = device.add_segment(big)
     with harness.client(device.creds) as c:
         sid = segment_id_for(rec.line)
-        c.create_upload(sid, rec.line, len(big), sha256_hex(big))
+        c.create_upload(sid, rec.line, len(big), stored_digest_of(big))
         with pytest.raises(DockRefused) as e:
             c.append(sid, 0, big)
         assert e.value.status == 413 and "larger than" in e.value.detail
@@ -398,7 +396,7 @@ def test_a_manifest_of_another_device_is_refused(harness, device, tmp_path):
     blob = segment_bytes(100, 6)
     rec = other.add_segment(blob)
     with harness.client(device.creds) as c, pytest.raises(DockRefused) as e:
-        c.create_upload(segment_id_for(rec.line), rec.line, len(blob), sha256_hex(blob))
+        c.create_upload(segment_id_for(rec.line), rec.line, len(blob), stored_digest_of(blob))
     assert e.value.status == 403 and "another device" in e.value.detail
     assert stored_nothing(harness, device.device_id)
 
@@ -411,9 +409,9 @@ def test_upload_declaring_other_bytes_than_the_manifest_is_refused(harness, devi
         with pytest.raises(DockRefused, match="stored hash"):
             c.create_upload(sid, rec.line, len(blob), "0" * 64)
         with pytest.raises(DockRefused, match="SHA-256 of the manifest"):
-            c.create_upload("0" * 64, rec.line, len(blob), sha256_hex(blob))
+            c.create_upload("0" * 64, rec.line, len(blob), stored_digest_of(blob))
         with pytest.raises(DockRefused, match="size"):
-            c.create_upload(sid, rec.line, len(blob) + 1, sha256_hex(blob))
+            c.create_upload(sid, rec.line, len(blob) + 1, stored_digest_of(blob))
     assert stored_nothing(harness, device.device_id)
 
 
@@ -423,7 +421,7 @@ def test_a_blob_that_does_not_match_its_manifest_is_refused_at_completion(harnes
     sid = segment_id_for(rec.line)
     bad = bytes([blob[0] ^ 1]) + blob[1:]  # checksummed chunks, but not the signed bytes
     with harness.client(device.creds) as c:
-        c.create_upload(sid, rec.line, len(blob), sha256_hex(blob))
+        c.create_upload(sid, rec.line, len(blob), stored_digest_of(blob))
         c.append(sid, 0, bad)
         with pytest.raises(DockRefused) as e:
             c.complete(sid)
@@ -441,7 +439,7 @@ def test_a_tampered_manifest_is_refused(harness, device):
     assert forged != rec.line
     sid = segment_id_for(forged)
     with harness.client(device.creds) as c, pytest.raises(DockRefused) as e:
-        c.create_upload(sid, forged, len(blob), sha256_hex(blob))  # refused at creation
+        c.create_upload(sid, forged, len(blob), stored_digest_of(blob))  # refused at creation
     assert e.value.status == 422 and "does not verify" in e.value.detail
     assert stored_nothing(harness, device.device_id)
     assert harness.dock.store.open_uploads(device.device_id) == (0, 0)
@@ -463,7 +461,9 @@ def test_a_sequence_number_cannot_be_used_twice(harness, device, tmp_path):
         blob2 = segment_bytes(100, 11)
         rec2 = twin.add_segment(blob2)
         with pytest.raises(DockRefused) as e:
-            c.create_upload(segment_id_for(rec2.line), rec2.line, len(blob2), sha256_hex(blob2))
+            c.create_upload(
+                segment_id_for(rec2.line), rec2.line, len(blob2), stored_digest_of(blob2)
+            )
         assert e.value.status == 409 and "never reused" in e.value.detail
     assert len(harness.dock.store.held_segments(device.device_id)) == 1
 
@@ -485,7 +485,7 @@ def test_verifier_reads_crypto_chain_records(tmp_path):
     assert (f.record_type, f.seq, f.stored_digest) == (
         "manifest",
         0,
-        hashlib.sha256(blob).hexdigest(),
+        stored_digest_of(blob),
     )
     import io
 
@@ -536,7 +536,7 @@ def test_lost_staged_bytes_ask_for_the_upload_again(harness, device):
     rec = device.add_segment(blob)
     sid = segment_id_for(rec.line)
     with harness.client(device.creds) as c:
-        c.create_upload(sid, rec.line, len(blob), sha256_hex(blob))
+        c.create_upload(sid, rec.line, len(blob), stored_digest_of(blob))
         c.append(sid, 0, blob[:1000])
         (harness.store_dir / "staging" / device.device_id / f"{sid}.part").unlink()
         with pytest.raises(DockRefused) as e:

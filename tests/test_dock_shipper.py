@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from nacl.signing import SigningKey
 
 from capture.clock import MonotonicClock, VirtualClock
+from crypto.digests import stored_digest_of
 from dock.client import DeviceCredentials, DockClient
 from dock.custody import verify_custody_log
 from dock.protocol import (
@@ -27,7 +28,6 @@ from dock.protocol import (
     KeySigner,
     canonical_json,
     segment_id_for,
-    sha256_hex,
     sign_response,
 )
 from dock.receipts import SignedReceipt, sign_receipt
@@ -149,7 +149,7 @@ def test_resumes_where_it_stopped_after_a_dock_restart(harness, tmp_path):
     blob = (dev.root / "segments" / rec.record["file"]).read_bytes()
     sid = segment_id_for(rec.line)
     with harness.client(dev.creds) as c:  # an upload broken off at 40 000 bytes
-        c.create_upload(sid, rec.line, len(blob), sha256_hex(blob))
+        c.create_upload(sid, rec.line, len(blob), stored_digest_of(blob))
         c.append(sid, 0, blob[:40_000])
     harness.restart()
     clock = VirtualClock()
@@ -338,7 +338,7 @@ def test_duplicate_and_out_of_order_uploads_end_up_exactly_once(harness, tmp_pat
         for rec in (dev.records[2], dev.records[0], dev.records[2]):  # late, early, again
             blob = (dev.root / "segments" / rec.record["file"]).read_bytes()
             sid = segment_id_for(rec.line)
-            c.create_upload(sid, rec.line, len(blob), sha256_hex(blob))
+            c.create_upload(sid, rec.line, len(blob), stored_digest_of(blob))
             state = c.upload_state(sid)
             if not state.complete:
                 c.append(sid, 0, blob)

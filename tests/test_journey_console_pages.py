@@ -19,8 +19,7 @@ import pytest
 
 from console.testing import START_US, ConsoleHarness
 from crypto.manifest import manifest_fields
-from dock.protocol import sha256_hex
-from dock.testing import DockHarness, OutboxDevice, segment_bytes
+from dock.testing import DockHarness, OutboxDevice, segment_bytes, stored_parts
 from tests.test_journey_log_dock import ship_all
 
 DAY_US = 86_400 * 1_000_000

@@ -21,9 +21,10 @@ import pytest
 
 from console.core import ConsoleConfig
 from console.testing import ConsoleHarness, browser, sign_in
+from crypto.digests import stored_digest_of
 from dock.client import DockClient, DockRefused, enroll
 from dock.device_report import FixedBattery, Reporter
-from dock.protocol import segment_id_for, sha256_hex
+from dock.protocol import segment_id_for
 from dock.server import wall_clock_us
 from dock.shipper import ChainOutbox, Shipper, ShipperConfig
 from dock.testing import DockHarness, OutboxDevice, segment_bytes
@@ -96,7 +97,7 @@ def failing_camera(dock: DockHarness, root: Path) -> None:
     rec = dev.add_segment(blob)
     sid = segment_id_for(rec.line)
     with dock.client(creds) as c:
-        c.create_upload(sid, rec.line, len(blob), sha256_hex(blob))
+        c.create_upload(sid, rec.line, len(blob), stored_digest_of(blob))
         c.append(sid, 0, bytes([blob[0] ^ 1]) + blob[1:])
         with pytest.raises(DockRefused):
             c.complete(sid)

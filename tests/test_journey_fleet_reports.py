@@ -15,13 +15,14 @@ from nacl.signing import SigningKey
 
 from base.clock import VirtualClock
 from bwv.cli import main
+from crypto.digests import stored_digest_of
 from crypto.identity import DeviceIdentity
 from crypto.testing import seed
 from dock.client import DockRefused, DockUnavailable
 from dock.device_report import FixedBattery, Reporter
 from dock.fleet import camera_rows, upload_rows
 from dock.outbox import ChainOutbox
-from dock.protocol import Code, segment_id_for, sha256_hex
+from dock.protocol import Code, segment_id_for
 from dock.server import ServerThread, create_app, open_dock, wall_clock_us
 from dock.shipper import Shipper, ShipperConfig
 from dock.testing import DockHarness, OutboxDevice, segment_bytes
@@ -237,7 +238,7 @@ def test_a_stalled_upload_stands_out_with_why(harness, tmp_path, dock_clock):
     sid = segment_id_for(manifest)
     with harness.client(creds) as client:
         client.sync_time()
-        client.create_upload(sid, manifest, 4000, sha256_hex(blob))
+        client.create_upload(sid, manifest, 4000, stored_digest_of(blob))
         client.append(sid, 0, blob[:1000])
         with pytest.raises(DockRefused):  # a retried chunk: routine, not a failure
             client.append(sid, 0, blob[:1000])

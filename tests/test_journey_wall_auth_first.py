@@ -15,6 +15,7 @@ import time
 import pytest
 from nacl.signing import SigningKey
 
+from crypto.digests import stored_digest_of
 from dock.client import DockRefused
 from dock.protocol import (
     H_UPLOAD_CHECKSUM,
@@ -23,7 +24,6 @@ from dock.protocol import (
     chunk_checksum_header,
     content_digest,
     segment_id_for,
-    sha256_hex,
     sign_request,
     verify_request,
 )
@@ -108,7 +108,7 @@ def open_upload(harness, device, size: int) -> tuple[str, bytes]:
     rec = device.add_segment(blob)
     sid = segment_id_for(rec.line)
     with harness.client(device.creds) as c:
-        c.create_upload(sid, rec.line, len(blob), sha256_hex(blob))
+        c.create_upload(sid, rec.line, len(blob), stored_digest_of(blob))
     return sid, blob
 
 
