@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from crypto.digests import plain_digest_from, stored_digest_from
 from crypto import canonical
+from crypto.digests import plain_digest_from, stored_digest_from
 from crypto.durable import write_atomic
 from crypto.records import (
     CHAIN_TYPES,

@@ -30,8 +30,8 @@ class DirectoryObjects:
     def put_file(
         self, key: str, src: Path, sha256: str | None = None, stored_digest: str | None = None
     ) -> None:
-        """``sha256`` and ``stored_digest`` are not checked here: the dock hashed these very bytes as it verified
-        them, and the file is renamed, not copied."""
+        """``sha256`` and ``stored_digest`` are not checked here: the dock hashed these very
+        bytes as it verified them, and the file is renamed, not copied."""
         dst = self._path(key)
         dst.parent.mkdir(exist_ok=True)
         if dst.exists():

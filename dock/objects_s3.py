@@ -192,7 +192,7 @@ class S3Objects:
         full = self._key(key)
         self._refuse_existing(key, full)
         if len(data) > self.settings.multipart_threshold:
-            self._put_multipart(full, io.BytesIO(data), len(data), sha256)
+            self._put_multipart(full, io.BytesIO(data), len(data), sha256, None)
         else:
             self._put_single(full, data, sha256)
 

@@ -15,8 +15,8 @@ import contextlib
 import os
 import random
 import socket
-import struct
 import ssl
+import struct
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field

@@ -7,8 +7,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from crypto.manifest import parse_chain_file_name
 from crypto.digests import stored_digest_of
+from crypto.manifest import parse_chain_file_name
 from crypto.seal import ParsedSegment, SealFormatError, parse_segment
 
 SEG_EXT = ".bwvseg"

@@ -133,7 +133,7 @@ class SegmentRoom(TrailRoom, PlainRoom):
     def _holds_other_segment(self, rep: SegmentReport, m: SignedRecord, f: SegFile) -> bool:
         """The file is, byte for byte, another segment some manifest here signs."""
         r = m.record
-        other = self.manifest_by_stored.get(f.digest)
+        other = self.manifest_by_stored.get(f.digest) if f.digest else None
         if other is None or other.seq == m.seq:
             return False
         o = other.record
