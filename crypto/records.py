@@ -17,6 +17,7 @@ wrong type, or whose signature does not verify, is a ``RecordError`` with a ``re
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -97,8 +98,10 @@ def sign_record(signer: Signer, record: dict[str, Any]) -> SignedRecord:
     validate(record)
     body = canonical.encode(record)
     sig = signer.sign(domain(record["type"]) + body)
-    line = canonical.encode({"record": record, "sig": sig}) + b"\n"
-    return SignedRecord(canonical.decode(body), line, sha256_hex(line))
+    # canonical({"record": R, "sig": SIG}), put together from canonical(R) encoded once
+    line = _HEAD + body + b',"sig":"' + sig.hex().encode("ascii") + b'"}\n'
+    # the record as signed: a copy of its canonical form (json parses canonical JSON as is)
+    return SignedRecord(json.loads(body), line, sha256_hex(line))
 
 
 def parse_line(line: bytes) -> tuple[dict[str, Any], bytes]:
