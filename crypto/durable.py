@@ -2,7 +2,7 @@
 
 - ``write_atomic(path, data)``: the file appears under its name whole or not at all (temp
   file, fsync, rename, fsync of the directory);
-- ``append_durable(f, data)``: returns once the bytes are on disk; on failure the file is cut
+- ``append_durable(f, *parts)``: returns once the bytes are on disk; on failure the file is cut
   back to where it was, so it never ends in a torn write that we made;
 - ``fsync_dir(path)``: make a rename or a new name in ``path`` durable.
 """
@@ -52,11 +52,13 @@ def write_atomic(path: Path, data: bytes, mode: int = 0o644, overwrite: bool = T
     fsync_dir(path.parent)
 
 
-def append_durable(f: BinaryIO, data: bytes) -> None:
-    """Append ``data`` to ``f`` and fsync; on failure cut ``f`` back and re-raise."""
+def append_durable(f: BinaryIO, *parts: bytes) -> None:
+    """Append ``parts`` (one after the other, none copied into another) to ``f`` and fsync;
+    on failure cut ``f`` back and re-raise."""
     start = f.seek(0, os.SEEK_END)
     try:
-        f.write(data)
+        for data in parts:
+            f.write(data)
         f.flush()
         os.fsync(f.fileno())
     except OSError:

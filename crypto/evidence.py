@@ -27,7 +27,6 @@ them (crypto/pending.py) and signs them at its next write or start with the true
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -43,8 +42,8 @@ from crypto.manifest import CHAIN_DIR, Chain, chunk_entry, end_fields, manifest_
 from crypto.pending import SUFFIX as PENDING_SUFFIX
 from crypto.pending import PendingEnd, PendingEnds
 from crypto.records import SignedRecord, sha256_hex
-from crypto.recovery import KnownPlain, RecoveredSegment, Recovery
-from crypto.seal import SegmentContext, SegmentEncryptor, frame
+from crypto.recovery import RecoveredSegment, Recovery
+from crypto.seal import LEN, SegmentContext, SegmentEncryptor
 from crypto.trail import TRAIL_NAME, TrailWriter
 
 __all__ = [
@@ -68,10 +67,7 @@ class _Open:
     f: BinaryIO
     enc: SegmentEncryptor
     chunks: list[dict[str, Any]] = field(default_factory=list)
-    stored: Any = field(default_factory=hashlib.sha256)
     stored_size: int = 0
-    plain: Any = field(default_factory=hashlib.sha256)
-    plain_size: int = 0
     broken: bool = False  # a write failed: the stream cannot go on; abort_segment()
     clock_sync_seq: int | None = None  # the time_sync the wall clock carried at its start
 
@@ -103,7 +99,6 @@ class EvidenceSink:
         self._leftovers = False  # an abort failed (full disk): finish it before the next
         # what a full disk kept from being signed: signed at the next write or start
         self.pending = PendingEnds(Path(str(chain_state_path) + PENDING_SUFFIX))
-        self._known: dict[str, KnownPlain] = {}  # aborted partial -> plain hash
 
     # -- the segment writer's interface ----------------------------------------------------
     def open_segment(self, info: SegmentInfo) -> None:
@@ -144,7 +139,6 @@ class EvidenceSink:
         seg = _Open(info, ctx, name, partial, f, enc)
         sync_seq = getattr(info, "clock_sync_seq", None)
         seg.clock_sync_seq = sync_seq if isinstance(sync_seq, int) else None
-        seg.stored.update(enc.header)
         seg.stored_size = len(enc.header)
         self._seg = seg
 
@@ -189,10 +183,7 @@ class EvidenceSink:
             file=seg.name,
             agency_key_id=seg.context.agency_key_id,
             header_sha256=sha256_hex(seg.enc.header),
-            stored_digest=seg.stored.hexdigest(),
             stored_size=seg.stored_size,
-            plain_sha256=seg.plain.hexdigest(),
-            plain_size=seg.plain_size,
             chunks=seg.chunks,
             recovered=False,
             unsigned_tail=None,
@@ -218,12 +209,10 @@ class EvidenceSink:
         seg.enc.forget()
         seg.f.close()
         self._seg = None
-        known = (len(seg.chunks), seg.plain.hexdigest(), seg.plain_size)
         try:
-            result = self.recovery.finish_partial(seg.partial, known, recovered=False)
+            result = self.recovery.finish_partial(seg.partial, recovered=False)
         except BaseException:
             self._leftovers = True  # an abort, not a crash: say so when it is signed
-            self._known[seg.partial.name] = known
             self.pending.aborted.add(seg.partial.name)
             self.pending.save()
             raise
@@ -307,16 +296,15 @@ class EvidenceSink:
         end_us: int,
         start: dict[str, Any] | None,
     ) -> SignedRecord:
-        data = bytes(data)
+        if not isinstance(data, bytes):
+            data = bytes(data)
         cipher = seg.enc.push(data, final=(kind == "final"))
-        framed = frame(cipher)
-        try:
-            append_durable(seg.f, framed)
+        try:  # the length prefix and the ciphertext, written as one chunk without a copy
+            append_durable(seg.f, LEN.pack(len(cipher)), cipher)
         except BaseException:
             seg.broken = True  # the stream state moved on without this chunk on disk
             raise
-        seg.stored.update(framed)
-        seg.stored_size += len(framed)
+        seg.stored_size += LEN.size + len(cipher)
         fields = {
             "recording_id": seg.context.recording_id,
             "segment_index": seg.context.segment_index,
@@ -336,19 +324,15 @@ class EvidenceSink:
             seg.broken = True  # on disk but unsigned: recovery sets it aside
             raise
         seg.chunks.append(chunk_entry(signed.record))
-        if kind != "final":
-            seg.plain.update(data)
-            seg.plain_size += len(data)
         return signed
 
     def _finish_leftovers(self) -> list[RecoveredSegment]:
         results = []
         for p in sorted(self.segments_dir.glob("*" + SEG_EXT + PARTIAL)):
             aborted = p.name in self.pending.aborted  # by a full disk, not by a crash
-            results.append(self.recovery.finish_partial(p, self._known.get(p.name), not aborted))
+            results.append(self.recovery.finish_partial(p, not aborted))
             if aborted:
                 self.pending.aborted.discard(p.name)
-                self._known.pop(p.name, None)
                 self.pending.save()
         self._leftovers = False
         return results

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from crypto import canonical
+from crypto.digests import plain_digest_from, stored_digest_from
 from crypto.durable import write_atomic
 from crypto.records import (
     CHAIN_TYPES,
@@ -257,16 +258,16 @@ def manifest_fields(
     file: str,
     agency_key_id: str,
     header_sha256: str,
-    stored_digest: str,
     stored_size: int,
-    plain_sha256: str | None,
-    plain_size: int,
     chunks: list[dict[str, Any]],
     recovered: bool,
     unsigned_tail: dict[str, Any] | None,
     clock_sync_seq: int | None = None,
 ) -> dict[str, Any]:
+    """A manifest's fields; its digests and plain size are made from ``header_sha256`` and
+    the chunks' hashes (docs/evidence-format.md, "Stored digest and plain digest")."""
     truncated = not (chunks and chunks[-1]["kind"] == "final")
+    plain = [c for c in chunks if c["kind"] != "final"]
     return {
         "firmware_version": firmware_version,
         "recording_id": recording_id,
@@ -280,10 +281,10 @@ def manifest_fields(
         "file": file,
         "agency_key_id": agency_key_id,
         "header_sha256": header_sha256,
-        "stored_digest": stored_digest,
+        "stored_digest": stored_digest_from(header_sha256, (c["cipher_sha256"] for c in chunks)),
         "stored_size": stored_size,
-        "plain_sha256": plain_sha256,
-        "plain_size": plain_size,
+        "plain_digest": plain_digest_from(c["plain_sha256"] for c in plain),
+        "plain_size": sum(c["plain_size"] for c in plain),
         "chunks": chunks,
         "truncated": truncated,
         "recovered": recovered,

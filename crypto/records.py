@@ -4,7 +4,7 @@ time records (``time_sync``: a dock's signed time answer and what the device did
 
 A signed record is one line (crypto/FORMAT.md, "Signed records")::
 
-    canonical({"record": R, "sig": hex(Ed25519(b"bwv:" + R.type + b":v2\\0" + canonical(R)))})
+    canonical({"record": R, "sig": hex(Ed25519(b"bwv:" + R.type + b":v3\\0" + canonical(R)))})
     + b"\\n"
 
 The record's hash (what the next record names as ``prev_sha256``) is SHA-256 of the whole
@@ -17,6 +17,7 @@ wrong type, or whose signature does not verify, is a ``RecordError`` with a ``re
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,8 +27,9 @@ from nacl.exceptions import BadSignatureError, CryptoError
 from nacl.signing import VerifyKey
 
 from crypto import canonical
+from crypto.digests import plain_digest_from, stored_digest_from
 
-VERSION = 2  # v1 was never deployed: readers refuse it (a record with "v": 1 is "schema")
+VERSION = 3  # v1 and v2 were never deployed: readers refuse them (a "v": 2 record is "schema")
 TYPES = ("trail", "manifest", "end", "time_sync", "clock_step")
 CHAIN_TYPES = ("manifest", "end", "time_sync", "clock_step")  # the chain's records
 TIME_TYPES = ("time_sync", "clock_step")  # chain records of no recording
@@ -50,7 +52,7 @@ _TAIL = b',"sig":"' + b"0" * 128 + b'"}\n'
 
 def domain(record_type: str) -> bytes:
     """The domain-separation prefix signed before the canonical record."""
-    return b"bwv:" + record_type.encode("ascii") + b":v2\x00"
+    return b"bwv:" + record_type.encode("ascii") + b":v3\x00"
 
 
 def sha256_hex(data: bytes) -> str:
@@ -96,8 +98,10 @@ def sign_record(signer: Signer, record: dict[str, Any]) -> SignedRecord:
     validate(record)
     body = canonical.encode(record)
     sig = signer.sign(domain(record["type"]) + body)
-    line = canonical.encode({"record": record, "sig": sig}) + b"\n"
-    return SignedRecord(canonical.decode(body), line, sha256_hex(line))
+    # canonical({"record": R, "sig": SIG}), put together from canonical(R) encoded once
+    line = _HEAD + body + b',"sig":"' + sig.hex().encode("ascii") + b'"}\n'
+    # the record as signed: a copy of its canonical form (json parses canonical JSON as is)
+    return SignedRecord(json.loads(body), line, sha256_hex(line))
 
 
 def parse_line(line: bytes) -> tuple[dict[str, Any], bytes]:
@@ -256,7 +260,7 @@ MANIFEST: dict[str, Check] = {
     "header_sha256": _hex64,
     "stored_digest": _hex64,
     "stored_size": _nat,
-    "plain_sha256": _opt(_hex64),
+    "plain_digest": _hex64,
     "plain_size": _nat,
     "chunks": _list_of(_fields(CHUNK)),
     "truncated": _bool,
@@ -320,7 +324,7 @@ def _problems(record: dict[str, Any], spec: dict[str, Check]) -> list[str]:
 
 
 def validate(record: Any) -> None:
-    """``RecordError("schema", ...)`` unless ``record`` is a well-formed v2 record."""
+    """``RecordError("schema", ...)`` unless ``record`` is a well-formed v3 record."""
     if not isinstance(record, dict):
         raise RecordError("schema", "record is not an object")
     spec = SCHEMAS.get(record.get("type"))  # type: ignore[arg-type]
@@ -347,3 +351,13 @@ def _check_manifest(m: dict[str, Any]) -> None:
     final = bool(m["chunks"]) and m["chunks"][-1]["kind"] == "final"
     if final == m["truncated"]:
         raise RecordError("schema", "truncated must be true exactly when there is no final chunk")
+    chunks = m["chunks"]
+    if m["stored_digest"] != stored_digest_from(
+        m["header_sha256"], (c["cipher_sha256"] for c in chunks)
+    ):
+        raise RecordError("schema", "stored_digest is not the one its header and chunks give")
+    plain = [c for c in chunks if c["kind"] != "final"]
+    if m["plain_digest"] != plain_digest_from(c["plain_sha256"] for c in plain):
+        raise RecordError("schema", "plain_digest is not the one its chunks give")
+    if m["plain_size"] != sum(c["plain_size"] for c in plain):
+        raise RecordError("schema", "plain_size is not the sum of its chunks'")

@@ -23,7 +23,6 @@ from crypto.seal import ParsedSegment, SealFormatError, parse_segment
 from crypto.trail import TrailWriter
 
 # what an aborted segment's sink still knew: (chunks written, plain SHA-256, plain size)
-KnownPlain = tuple[int, str, int]
 
 
 @dataclass(frozen=True)
@@ -62,9 +61,7 @@ class Recovery:
                 return path
             i += 1
 
-    def finish_partial(
-        self, partial: Path, known_plain: KnownPlain | None, recovered: bool
-    ) -> RecoveredSegment:
+    def finish_partial(self, partial: Path, recovered: bool) -> RecoveredSegment:
         """Close a partial segment at its last signed chunk (see the module docstring)."""
         data = partial.read_bytes()
         name = partial.name[: -len(PARTIAL)]
@@ -94,9 +91,7 @@ class Recovery:
         tail = data[keep_len:]
         unsigned_path = self._unsigned_tail(partial, name, tail, keep_len)
         chunks = [chunk_entry(r) for r in kept]
-        fields = self._manifest(
-            parsed, name, data[:keep_len], chunks, known_plain, recovered, unsigned_path
-        )
+        fields = self._manifest(parsed, name, keep_len, chunks, recovered, unsigned_path)
         self.chain.append("manifest", fields)
         rename_durable(partial, final)
         truncated = not (chunks and chunks[-1]["kind"] == "final")
@@ -132,9 +127,8 @@ class Recovery:
         self,
         parsed: ParsedSegment,
         name: str,
-        stored: bytes,
+        stored_size: int,
         chunks: list[dict[str, Any]],
-        known_plain: KnownPlain | None,
         recovered: bool,
         unsigned_path: Path | None,
     ) -> dict[str, Any]:
@@ -147,10 +141,6 @@ class Recovery:
                 "size": len(aside),
                 "sha256": sha256_hex(aside),
             }
-        if known_plain is not None and known_plain[0] == len(chunks):
-            plain_sha256: str | None = known_plain[1]
-        else:
-            plain_sha256 = None  # the key is gone: only the per-chunk hashes are known
         end_us = chunks[-1]["end_us"] if chunks else ctx.start_us
         return manifest_fields(
             firmware_version=self.firmware_version,
@@ -165,10 +155,7 @@ class Recovery:
             file=name,
             agency_key_id=ctx.agency_key_id,  # the header's: what its segment key is sealed to
             header_sha256=parsed.header_sha256,
-            stored_digest=sha256_hex(stored),
-            stored_size=len(stored),
-            plain_sha256=plain_sha256,
-            plain_size=sum(c["plain_size"] for c in chunks),
+            stored_size=stored_size,
             chunks=chunks,
             recovered=recovered,
             unsigned_tail=unsigned_tail,

@@ -26,7 +26,7 @@ from capture.clock import MonotonicClock
 from dock.client import DockClient
 from dock.server import ServerThread, wall_clock_us
 from dock.shipper import ChainOutbox, Shipper, ShipperConfig
-from dock.testing import DockHarness, OutboxDevice, random_bytes
+from dock.testing import DockHarness, OutboxDevice, segment_bytes
 from dock.verify import ChainRecordVerifier
 
 MB = 1_000_000
@@ -118,7 +118,7 @@ def _dock_upload_s(tmp: Path, n: int, segment_mb: int, chunk_mb: int | None) -> 
         dev = OutboxDevice(tmp / "outbox", "bench-cam")
         creds = dock.enroll(dev)
         for i in range(n):
-            dev.add_segment(random_bytes(segment_mb * MB, seed=i))
+            dev.add_segment(segment_bytes(segment_mb * MB, seed=i))
         dev.end_recording()
         client = DockClient(dock.url, creds, wall_clock=wall_clock_us, timeout=120)
         shipper = Shipper(
@@ -155,7 +155,7 @@ def upload_throughput(
             segs = [tmp / f"seg{i}" for i in range(n)]
             with open(data, "wb") as f:
                 for i, seg in enumerate(segs):
-                    payload = random_bytes(segment_mb * MB, seed=i)
+                    payload = segment_bytes(segment_mb * MB, seed=i)
                     seg.write_bytes(payload)
                     f.write(payload)
             plain_s = min(plain_s, _plain_upload_s(data, tmp))
@@ -184,7 +184,7 @@ def dock_verify_throughput(segment_mb: int = 64, rounds: int = 3) -> Figure:
     with tempfile.TemporaryDirectory() as tmp_s:
         tmp = Path(tmp_s)
         dev = OutboxDevice(tmp / "outbox", "bench-cam")
-        rec = dev.add_segment(random_bytes(segment_mb * MB, seed=1))
+        rec = dev.add_segment(segment_bytes(segment_mb * MB, seed=1))
         blob = tmp / "outbox" / "segments" / rec.record["file"]
         verifier = ChainRecordVerifier()
         best = float("inf")

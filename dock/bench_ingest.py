@@ -26,7 +26,7 @@ from dock.client import DockClient
 from dock.receipts import SignedReceipt
 from dock.server import wall_clock_us
 from dock.shipper import ChainOutbox, Shipper, ShipperConfig
-from dock.testing import DockHarness, OutboxDevice, random_bytes
+from dock.testing import DockHarness, OutboxDevice, segment_bytes
 
 MB = 1_000_000
 
@@ -90,7 +90,7 @@ def ingest(
             dev = OutboxDevice(work / f"cam{i:02d}" / "outbox", f"ingest-{i:02d}")
             creds = dock.enroll(dev)
             for s in range(segments):
-                dev.add_segment(random_bytes(int(segment_mb * MB), seed=i * 1000 + s), f"r{i}")
+                dev.add_segment(segment_bytes(int(segment_mb * MB), seed=i * 1000 + s), f"r{i}")
             devs.append((dev, creds))
         waits: list[float] = []
         camera_cpu: list[float] = []

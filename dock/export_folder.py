@@ -24,6 +24,7 @@ from typing import Any
 from nacl.public import PrivateKey
 
 from capture.fmp4 import fragment_count
+from crypto.digests import plain_digest_from
 from crypto.durable import write_atomic
 from crypto.evidence import SEGMENTS_DIR
 from crypto.manifest import CHAIN_DIR
@@ -168,8 +169,8 @@ def hand_over(
         return SegmentOut(idx, COPIED, dst, f"copied (encrypted) to {dst}")
     d = decrypt_segment(blob, agency_private_key)
     plain = d.plaintext
-    signed = manifest.get("plain_sha256")
-    whole = d.error is None and (signed is None or sha256_hex(plain) == signed)
+    signed = manifest.get("plain_digest")
+    whole = d.error is None and plain_digest_from(sha256_hex(b) for b in d.blobs) == signed
     if not whole:
         problems.append(
             f"segment {idx}: does not decrypt whole ({d.error or 'plaintext hash differs'})"

@@ -27,9 +27,11 @@ class DirectoryObjects:
             raise ValueError(f"not an object key: {key!r}")
         return self.root / device / name
 
-    def put_file(self, key: str, src: Path, sha256: str | None = None) -> None:
-        """``sha256`` is not checked here: the dock hashed these very bytes as it verified
-        them, and the file is renamed, not copied."""
+    def put_file(
+        self, key: str, src: Path, sha256: str | None = None, stored_digest: str | None = None
+    ) -> None:
+        """``sha256`` and ``stored_digest`` are not checked here: the dock hashed these very
+        bytes as it verified them, and the file is renamed, not copied."""
         dst = self._path(key)
         dst.parent.mkdir(exist_ok=True)
         if dst.exists():

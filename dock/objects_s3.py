@@ -59,6 +59,7 @@ from typing import Any, BinaryIO
 
 import botocore.exceptions  # type: ignore[import-untyped,unused-ignore]
 
+from crypto.digests import StoredDigest, stored_digest_of
 from dock.protocol import is_device_id, is_segment_id
 from dock.s3client import (
     CLIENT_ERRORS,
@@ -191,22 +192,28 @@ class S3Objects:
         full = self._key(key)
         self._refuse_existing(key, full)
         if len(data) > self.settings.multipart_threshold:
-            self._put_multipart(full, io.BytesIO(data), len(data), sha256)
+            self._put_multipart(full, io.BytesIO(data), len(data), sha256, None)
         else:
             self._put_single(full, data, sha256)
 
-    def put_file(self, key: str, src: Path, sha256: str | None = None) -> None:
+    def put_file(
+        self, key: str, src: Path, sha256: str | None = None, stored_digest: str | None = None
+    ) -> None:
         """Upload ``src`` (streamed: one part in memory at a time) and then remove it (the
-        file is consumed, as ``DirectoryObjects`` moves it)."""
+        file is consumed, as ``DirectoryObjects`` moves it). ``stored_digest``: the signed
+        stored digest of a segment's bytes, checked on the very bytes sent."""
         full = self._key(key)
         self._refuse_existing(key, full)
         with open(src, "rb") as f:
             size = f.seek(0, io.SEEK_END)
             f.seek(0)
             if size > self.settings.multipart_threshold:
-                self._put_multipart(full, f, size, sha256)
+                self._put_multipart(full, f, size, sha256, stored_digest)
             else:
-                self._put_single(full, f.read(), sha256)
+                data = f.read()
+                if stored_digest is not None:
+                    _check_digest(full, stored_digest_of(data), stored_digest)
+                self._put_single(full, data, sha256)
         Path(src).unlink()
 
     def _refuse_existing(self, key: str, full: str) -> None:
@@ -241,7 +248,9 @@ class S3Objects:
             )
         self._confirm(full, version, md5.hexdigest(), len(data), until)
 
-    def _put_multipart(self, full: str, f: BinaryIO, size: int, sha256: str | None) -> None:
+    def _put_multipart(
+        self, full: str, f: BinaryIO, size: int, sha256: str | None, stored_digest: str | None
+    ) -> None:
         part_size = max(self.settings.part_size, math.ceil(size / MAX_PARTS))
         until = self._until()
         with errors(f"starting the upload of {full}"):
@@ -254,8 +263,10 @@ class S3Objects:
             )
         upload_id = upload["UploadId"]
         try:
-            parts, whole = self._send_parts(full, upload_id, f, part_size)
+            parts, whole, digest = self._send_parts(full, upload_id, f, part_size)
             _check_ours(full, whole, sha256)
+            if stored_digest is not None:
+                _check_digest(full, digest.hexdigest(), stored_digest)
             with errors(f"completing the upload of {full}"):
                 resp = self.client.complete_multipart_upload(
                     Bucket=self.bucket,
@@ -313,11 +324,13 @@ class S3Objects:
 
     def _send_parts(
         self, full: str, upload_id: str, f: BinaryIO, part_size: int
-    ) -> tuple[list[Part], str]:
+    ) -> tuple[list[Part], str, StoredDigest]:
         whole = hashlib.sha256()
+        digest = StoredDigest()
         parts: list[Part] = []
         while chunk := f.read(part_size):
             whole.update(chunk)
+            digest.update(chunk)
             part = Part(len(parts) + 1, chunk)
             with errors(f"uploading part {part.number} of {full}"):
                 resp = self.client.upload_part(
@@ -331,7 +344,7 @@ class S3Objects:
                 )
             part.check(resp, full)
             parts.append(part)
-        return parts, whole.hexdigest()
+        return parts, whole.hexdigest(), digest
 
     def _abort(self, full: str, upload_id: str) -> None:
         try:
@@ -490,6 +503,13 @@ class S3Objects:
 
 
 _KINDS = ("blob", "manifest", "unsigned")
+
+
+def _check_digest(full: str, ours: str | None, signed: str) -> None:
+    if ours != signed.lower():
+        raise ObjectStoreError(
+            f"object {full} not stored: its bytes do not have the signed stored digest"
+        )
 
 
 def _check_ours(full: str, ours: str, sha256: str | None) -> None:

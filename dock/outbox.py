@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
+from crypto.digests import StoredDigest
 from crypto.durable import fsync_dir
 from crypto.layout import SEG_EXT, SEGMENTS_DIR
 from crypto.manifest import CHAIN_DIR, parse_chain_file_name
@@ -210,7 +211,7 @@ class ChainOutbox:
             if r is None:
                 continue
             if blob is not None and blob.is_file():
-                if _hash_file(blob) != (r.stored_digest, r.stored_size):
+                if _digest_file(blob) != (r.stored_digest, r.stored_size):
                     log.error("outbox: %s is not the bytes its receipt names: kept", blob.name)
                     continue
                 deleted.append(blob.name)
@@ -219,7 +220,7 @@ class ChainOutbox:
         for blob in sorted(self.blobs_dir.glob("*" + SEG_EXT)) if self.blobs_dir.is_dir() else []:
             if blob.name in named or not blob.is_file():
                 continue
-            if _hash_file(blob) in by_bytes:
+            if _digest_file(blob) in by_bytes:
                 blob.unlink()
                 fsync_dir(self.blobs_dir)
                 deleted.append(blob.name)
@@ -251,7 +252,20 @@ def _open_blob(path: Path | None) -> BinaryIO:
     return io.BytesIO(b"") if path is None else open(path, "rb")  # noqa: SIM115
 
 
+def _digest_file(path: Path | None) -> tuple[str | None, int]:
+    """A stored file's stored digest and size; for a record with no stored file (``None``)
+    the SHA-256 of nothing, as its receipt names (docs/evidence-format.md, "Receipt")."""
+    if path is None:
+        return hashlib.sha256(b"").hexdigest(), 0
+    d = StoredDigest()
+    with open(path, "rb") as f:
+        while block := f.read(READ_BLOCK):
+            d.update(block)
+    return d.hexdigest(), d.size
+
+
 def _hash_file(path: Path | None) -> tuple[str, int]:
+    """SHA-256 and size of set-aside (unsigned) bytes."""
     h = hashlib.sha256()
     n = 0
     with _open_blob(path) as f:

@@ -39,6 +39,7 @@ from dock.outbox import (  # noqa: F401 - ChainOutbox, Outbox, valid_receipts: u
     ChainOutbox,
     Outbox,
     OutboxSegment,
+    _digest_file,
     _hash_file,
     _open_blob,
     valid_receipts,
@@ -387,7 +388,7 @@ class Shipper:
     def _check_held_file(self, seg: OutboxSegment, digest: str, size: int) -> None:
         """A record the dock holds already: the file here must be the one its manifest
         names (one that changed since its upload stays, refused, and is reported)."""
-        if _hash_file(seg.blob_path) != (digest, size):
+        if _digest_file(seg.blob_path) != (digest, size):
             raise ChangedOnCamera(
                 f"{seg.name}: the file is not the stored bytes its manifest names "
                 "(changed on the camera since its upload)"
@@ -489,7 +490,7 @@ class Shipper:
         """Hash the file again right before the delete: delete only the exact bytes the
         dock vouches for (a file changed since its upload stays, and is reported)."""
         rc = r.receipt
-        if _hash_file(seg.blob_path) != (rc.stored_digest, rc.stored_size):
+        if _digest_file(seg.blob_path) != (rc.stored_digest, rc.stored_size):
             what = seg.blob_path.name if seg.blob_path is not None else seg.name
             log.error(
                 "%s changed on the camera since its upload: not the bytes the dock's receipt "

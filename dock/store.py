@@ -190,10 +190,13 @@ class ObjectStore(Protocol):
     """Where segment bytes live. Objects are written once and never replaced
     (``FileExistsError``)."""
 
-    def put_file(self, key: str, src: Path, sha256: str | None = None) -> None:
+    def put_file(
+        self, key: str, src: Path, sha256: str | None = None, stored_digest: str | None = None
+    ) -> None:
         """Make ``src`` (a local file, consumed) the object ``key``, durably. ``sha256``:
-        the hex SHA-256 of its bytes (the signed hash), when known: a store that can have
-        the write checked against it does, and refuses the write if they differ."""
+        the hex SHA-256 of its bytes, or ``stored_digest``, a segment's signed stored
+        digest, when known: a store that can have the write checked against it does, and
+        refuses the write if they differ."""
         ...
 
     def put_bytes(self, key: str, data: bytes, sha256: str | None = None) -> None: ...

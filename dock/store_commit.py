@@ -106,7 +106,7 @@ class SegmentCommits(SegmentUploads):
                     staged.unlink()
                 else:
                     try:
-                        self.objects.put_file(bkey, staged, sha256=fields.stored_digest)
+                        self.objects.put_file(bkey, staged, stored_digest=fields.stored_digest)
                     except FileExistsError:
                         staged.unlink(missing_ok=True)
         except StoreError:

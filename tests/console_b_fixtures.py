@@ -9,11 +9,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from console.core import AUDITOR, INVESTIGATOR, SUPERVISOR, TECHNICIAN, Account, open_console
+from crypto.digests import stored_digest_of
 from dock.instance import open_dock
 from dock.outbox import ChainOutbox
-from dock.protocol import segment_id_for, sha256_hex
+from dock.protocol import segment_id_for
 from dock.receive import receive_segment
-from dock.testing import OutboxDevice, random_bytes
+from dock.testing import OutboxDevice, segment_bytes
 
 T0 = 1_800_000_000_000_000  # 2027-01-15 08:00:00 UTC
 DAY = 86_400 * 1_000_000
@@ -37,7 +38,7 @@ def ship(dock, dev: OutboxDevice) -> None:
         if store.upload_state(dev.device_id, sid) is not None:
             continue
         blob = seg.blob_path.read_bytes() if seg.blob_path else b""
-        store.begin_upload(dev.device_id, sid, manifest, len(blob), sha256_hex(blob), now)
+        store.begin_upload(dev.device_id, sid, manifest, len(blob), stored_digest_of(blob), now)
         if blob:
             store.append_chunk(dev.device_id, sid, 0, blob)
         receive_segment(dock, record, sid)
@@ -51,6 +52,7 @@ class TimedDevice(OutboxDevice):
 
     def add_segment(self, stored: bytes, recording_id: str = "rec1", segment_index=None):
         from crypto.manifest import manifest_fields
+        from dock.testing import stored_parts
 
         index = sum(
             1 for r in self.records
@@ -66,9 +68,8 @@ class TimedDevice(OutboxDevice):
                 firmware_version="test", recording_id=recording_id, segment_index=index,
                 start_us=0, end_us=1, wall_start_us=start, wall_end_us=self.wall_us,
                 wall_quality="unsynced", trigger={}, file=name,
-                agency_key_id=self.agency_key_id, header_sha256=sha256_hex(stored[:64]),
-                stored_digest=sha256_hex(stored), stored_size=len(stored), plain_sha256=None,
-                plain_size=0, chunks=[], recovered=False, unsigned_tail=None,
+                agency_key_id=self.agency_key_id, **stored_parts(stored), recovered=False,
+                unsigned_tail=None,
             ),
         )  # fmt: skip
         self.records.append(rec)
@@ -90,7 +91,7 @@ def record(
     if at_us is not None:
         dev.wall_us = at_us
     for i in range(segments):
-        dev.add_segment(random_bytes(2000 + i, sum(recording_id.encode()) + i), recording_id)
+        dev.add_segment(segment_bytes(2000 + i, sum(recording_id.encode()) + i), recording_id)
     dev.end_recording(recording_id)
     ship(dock, dev)
 

@@ -93,7 +93,7 @@ def test_signed_line_domain_separation_and_strictness():
     ident = device_identity()
     rec = {
         "type": "end",
-        "v": 2,
+        "v": 3,
         "device_id": ident.device_id,
         "key_id": ident.key_id,
         "seq": 0,

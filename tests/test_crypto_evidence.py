@@ -11,8 +11,10 @@ import stat
 import pytest
 
 import crypto.evidence as evidence_mod
+from crypto.digests import plain_digest_from
 from crypto.evidence import EvidenceSink
 from crypto.manifest import ChainStateError
+from crypto.records import sha256_hex
 from crypto.seal import decrypt_segment, parse_segment
 from crypto.testing import (
     WALL0,
@@ -240,11 +242,11 @@ def test_full_disk_aborts_to_the_signed_fragments_and_the_recording_resumes(dev,
     real = evidence_mod.append_durable
     calls = {"n": 0}
 
-    def filling(f, data):
+    def filling(f, *data):
         calls["n"] += 1
         if calls["n"] == 4:  # header, init, fragment 0, then the disk is full
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        real(f, data)
+        real(f, *data)
 
     monkeypatch.setattr(evidence_mod, "append_durable", filling)
     with pytest.raises(OSError):
@@ -268,7 +270,9 @@ def test_full_disk_aborts_to_the_signed_fragments_and_the_recording_resumes(dev,
     d = decrypt_segment(path.read_bytes(), agency)
     assert d.blobs == w.blobs[0][:2] and not d.final
     m = json.loads((root / "outbox/chain/000000000000.manifest.json").read_bytes())["record"]
-    assert m["plain_sha256"] is not None and m["recovered"] is False
+    # its plain digest names the two blobs that were written, and it was no crash
+    assert m["plain_digest"] == plain_digest_from(sha256_hex(b) for b in w.blobs[0][:2])
+    assert m["recovered"] is False
 
 
 def test_misuse_is_refused(dev):

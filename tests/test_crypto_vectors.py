@@ -44,7 +44,7 @@ def _keys() -> tuple[DeviceIdentity, PrivateKey]:
 def _end_record(ident: DeviceIdentity) -> dict:
     return {
         "type": "end",
-        "v": 2,
+        "v": 3,
         "device_id": ident.device_id,
         "key_id": ident.key_id,
         "seq": 0,

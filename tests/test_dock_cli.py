@@ -24,8 +24,8 @@ from bwv.dock_cmd import dock
 from capture.clock import OffsetWallClock, VirtualClock
 from capture.segment_writer import SegmentWriter
 from crypto import testing as ct
+from crypto.digests import stored_digest_of
 from crypto.identity import DeviceIdentity, write_secret_key
-from crypto.records import sha256_hex
 from dock.client import DeviceCredentials, DockClient, DockRefused, enroll
 from dock.export import ExportError, export_recording
 from dock.shipper import ChainOutbox, Shipper
@@ -209,7 +209,7 @@ def test_export_recording_api_gives_the_plaintext_the_camera_wrote(docked, tmp_p
     # the dock's own stored copies, inside its store, as the manifests sign them
     assert all(p.is_relative_to(docked["store"]) for p in res.stored)
     signed = [json.loads(p.read_bytes())["record"] for p in res.manifests]
-    assert [sha256_hex(p.read_bytes()) for p in res.stored] == [
+    assert [stored_digest_of(p.read_bytes()) for p in res.stored] == [
         r["stored_digest"] for r in signed if r["type"] == "manifest"
     ]
     assert res.report["ok"] is True and res.report_path == tmp_path / "o" / "report.json"

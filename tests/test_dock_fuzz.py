@@ -21,7 +21,7 @@ from schemathesis import GenerationMode
 
 from dock.protocol import sign_request
 from dock.server import DockConfig
-from dock.testing import DockHarness, OutboxDevice, random_bytes
+from dock.testing import DockHarness, OutboxDevice, segment_bytes
 
 EXAMPLES = 40  # per operation, each sent signed and unsigned
 
@@ -62,7 +62,7 @@ def fuzz_env(tmp_path_factory):
     )
     dev = OutboxDevice(tmp_path_factory.mktemp("dev"), "cam-fuzz")
     harness.enroll(dev)
-    dev.add_segment(random_bytes(1000, 1))  # something real to find
+    dev.add_segment(segment_bytes(1000, 1))  # something real to find
     signed = requests.Session()
     signed.verify = str(harness.cert_path)  # over the dock's TLS, its certificate trusted
     signed.auth = Signed(dev, harness.dock.admin_token or "")

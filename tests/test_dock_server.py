@@ -5,13 +5,13 @@ Each refusal is a 4xx with a message that says what is wrong, and leaves nothing
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 
 import httpx
 import pytest
 from nacl.signing import SigningKey
 
+from crypto.digests import stored_digest_of
 from dock.client import DockRefused, DockUnavailable, check_answer, enroll
 from dock.custody import verify_custody_log
 from dock.protocol import (
@@ -21,12 +21,11 @@ from dock.protocol import (
     b64e,
     chunk_checksum_header,
     segment_id_for,
-    sha256_hex,
     sign_request,
 )
 from dock.server import DockConfig
 from dock.store_sqlite import INDEX_FILE
-from dock.testing import DockHarness, OutboxDevice, random_bytes
+from dock.testing import DockHarness, OutboxDevice, segment_bytes
 from dock.verify import ChainRecordVerifier
 
 
@@ -88,7 +87,7 @@ def stored_nothing(harness, device_id):
 
 def _upload(client, rec, blob, chunk=20_000):
     sid = segment_id_for(rec.line)
-    state = client.create_upload(sid, rec.line, len(blob), sha256_hex(blob))
+    state = client.create_upload(sid, rec.line, len(blob), stored_digest_of(blob))
     while state.offset < len(blob):
         state = client.append(sid, state.offset, blob[state.offset : state.offset + chunk])
     return sid, client.complete(sid)
@@ -98,7 +97,7 @@ def _upload(client, rec, blob, chunk=20_000):
 
 
 def test_upload_verify_store_log_and_receipt(harness, device):
-    blob = random_bytes(70_000, 1)
+    blob = segment_bytes(70_000, 1)
     rec = device.add_segment(blob)
     with harness.client(device.creds) as c:
         sync = c.sync_time()
@@ -106,7 +105,7 @@ def test_upload_verify_store_log_and_receipt(harness, device):
         assert receipt.verify(harness.public_key)
         r = receipt.receipt
         assert (r.device_id, r.segment_id, r.seq) == (device.device_id, sid, 0)
-        assert r.stored_digest == sha256_hex(blob) and r.manifest_sha256 == rec.sha256
+        assert r.stored_digest == stored_digest_of(blob) and r.manifest_sha256 == rec.sha256
         # asking again gives the same receipt: complete is idempotent
         assert c.complete(sid) == receipt
         assert c.upload_state(sid).complete
@@ -119,14 +118,14 @@ def test_upload_verify_store_log_and_receipt(harness, device):
     assert (objects / f"{sid}.manifest").read_bytes() == rec.line
     log = harness.dock.store.custody_log()
     received = [e for e in log if e.action == "received" and e.segment_id == sid]
-    assert len(received) == 1 and received[0].sha256 == sha256_hex(blob)
+    assert len(received) == 1 and received[0].sha256 == stored_digest_of(blob)
     assert received[0].actor == f"device:{device.device_id}"
     assert received[0].entry_hash == r.log_entry_hash
     assert verify_custody_log(log, harness.public_key) == []
 
 
 def test_end_records_ship_as_empty_uploads(harness, device):
-    blob = random_bytes(1000, 2)
+    blob = segment_bytes(1000, 2)
     rec0 = device.add_segment(blob)
     end = device.end_recording()
     with harness.client(device.creds) as c:
@@ -212,7 +211,7 @@ def test_the_device_rejects_answers_not_signed_by_its_pinned_dock(harness, devic
 
 def test_revoked_device_is_refused_and_logged(harness, device):
     admin = {"Authorization": f"Bearer {harness.dock.admin_token}"}
-    blob = random_bytes(100, 3)
+    blob = segment_bytes(100, 3)
     rec = device.add_segment(blob)
     r = httpx.post(
         f"{harness.admin_url}/v1/admin/devices/{device.device_id}/revoke",
@@ -221,7 +220,7 @@ def test_revoked_device_is_refused_and_logged(harness, device):
     )
     assert r.status_code == 200 and r.json()["revoked"]
     with harness.client(device.creds) as c, pytest.raises(DockRefused) as e:
-        c.create_upload(segment_id_for(rec.line), rec.line, len(blob), sha256_hex(blob))
+        c.create_upload(segment_id_for(rec.line), rec.line, len(blob), stored_digest_of(blob))
     assert e.value.status == 403 and "revoked" in e.value.detail
     assert stored_nothing(harness, device.device_id)
     entry = [x for x in harness.dock.store.custody_log() if x.action == "revoked"][-1]
@@ -336,11 +335,11 @@ def test_device_path_tricks_in_admin_urls_are_refused(harness):
 
 
 def test_wrong_chunk_checksum_appends_nothing(harness, device):
-    blob = random_bytes(5000, 4)
+    blob = segment_bytes(5000, 4)
     rec = device.add_segment(blob)
     with harness.client(device.creds) as c:
         sid = segment_id_for(rec.line)
-        c.create_upload(sid, rec.line, len(blob), sha256_hex(blob))
+        c.create_upload(sid, rec.line, len(blob), stored_digest_of(blob))
         r = raw(
             harness,
             "PATCH",
@@ -363,11 +362,11 @@ def test_wrong_chunk_checksum_appends_nothing(harness, device):
 
 
 def test_oversized_bodies_are_refused_before_they_are_read(harness, device):
-    big = random_bytes(harness.dock.config.max_chunk_bytes + 1, 5)
+    big = segment_bytes(harness.dock.config.max_chunk_bytes + 1, 5)
     rec = device.add_segment(big)
     with harness.client(device.creds) as c:
         sid = segment_id_for(rec.line)
-        c.create_upload(sid, rec.line, len(big), sha256_hex(big))
+        c.create_upload(sid, rec.line, len(big), stored_digest_of(big))
         with pytest.raises(DockRefused) as e:
             c.append(sid, 0, big)
         assert e.value.status == 413 and "larger than" in e.value.detail
@@ -394,35 +393,35 @@ def test_oversized_bodies_are_refused_before_they_are_read(harness, device):
 
 def test_a_manifest_of_another_device_is_refused(harness, device, tmp_path):
     other = OutboxDevice(tmp_path / "o", "cam-other")
-    blob = random_bytes(100, 6)
+    blob = segment_bytes(100, 6)
     rec = other.add_segment(blob)
     with harness.client(device.creds) as c, pytest.raises(DockRefused) as e:
-        c.create_upload(segment_id_for(rec.line), rec.line, len(blob), sha256_hex(blob))
+        c.create_upload(segment_id_for(rec.line), rec.line, len(blob), stored_digest_of(blob))
     assert e.value.status == 403 and "another device" in e.value.detail
     assert stored_nothing(harness, device.device_id)
 
 
 def test_upload_declaring_other_bytes_than_the_manifest_is_refused(harness, device):
-    blob = random_bytes(100, 7)
+    blob = segment_bytes(100, 7)
     rec = device.add_segment(blob)
     sid = segment_id_for(rec.line)
     with harness.client(device.creds) as c:
         with pytest.raises(DockRefused, match="stored hash"):
             c.create_upload(sid, rec.line, len(blob), "0" * 64)
         with pytest.raises(DockRefused, match="SHA-256 of the manifest"):
-            c.create_upload("0" * 64, rec.line, len(blob), sha256_hex(blob))
+            c.create_upload("0" * 64, rec.line, len(blob), stored_digest_of(blob))
         with pytest.raises(DockRefused, match="size"):
-            c.create_upload(sid, rec.line, len(blob) + 1, sha256_hex(blob))
+            c.create_upload(sid, rec.line, len(blob) + 1, stored_digest_of(blob))
     assert stored_nothing(harness, device.device_id)
 
 
 def test_a_blob_that_does_not_match_its_manifest_is_refused_at_completion(harness, device):
-    blob = random_bytes(3000, 8)
+    blob = segment_bytes(3000, 8)
     rec = device.add_segment(blob)
     sid = segment_id_for(rec.line)
     bad = bytes([blob[0] ^ 1]) + blob[1:]  # checksummed chunks, but not the signed bytes
     with harness.client(device.creds) as c:
-        c.create_upload(sid, rec.line, len(blob), sha256_hex(blob))
+        c.create_upload(sid, rec.line, len(blob), stored_digest_of(blob))
         c.append(sid, 0, bad)
         with pytest.raises(DockRefused) as e:
             c.complete(sid)
@@ -434,20 +433,20 @@ def test_a_blob_that_does_not_match_its_manifest_is_refused_at_completion(harnes
 
 
 def test_a_tampered_manifest_is_refused(harness, device):
-    blob = random_bytes(100, 9)
+    blob = segment_bytes(100, 9)
     rec = device.add_segment(blob)
     forged = rec.line.replace(b'"firmware_version":"test"', b'"firmware_version":"evil"')
     assert forged != rec.line
     sid = segment_id_for(forged)
     with harness.client(device.creds) as c, pytest.raises(DockRefused) as e:
-        c.create_upload(sid, forged, len(blob), sha256_hex(blob))  # refused at creation
+        c.create_upload(sid, forged, len(blob), stored_digest_of(blob))  # refused at creation
     assert e.value.status == 422 and "does not verify" in e.value.detail
     assert stored_nothing(harness, device.device_id)
     assert harness.dock.store.open_uploads(device.device_id) == (0, 0)
 
 
 def test_a_sequence_number_cannot_be_used_twice(harness, device, tmp_path):
-    blob = random_bytes(100, 10)
+    blob = segment_bytes(100, 10)
     rec = device.add_segment(blob)
     with harness.client(device.creds) as c:
         _upload(c, rec, blob)
@@ -459,10 +458,12 @@ def test_a_sequence_number_cannot_be_used_twice(harness, device, tmp_path):
         twin.chain = Chain(
             tmp_path / "twin" / "c", tmp_path / "twin" / "s", device.identity, device.public_key
         )
-        blob2 = random_bytes(100, 11)
+        blob2 = segment_bytes(100, 11)
         rec2 = twin.add_segment(blob2)
         with pytest.raises(DockRefused) as e:
-            c.create_upload(segment_id_for(rec2.line), rec2.line, len(blob2), sha256_hex(blob2))
+            c.create_upload(
+                segment_id_for(rec2.line), rec2.line, len(blob2), stored_digest_of(blob2)
+            )
         assert e.value.status == 409 and "never reused" in e.value.detail
     assert len(harness.dock.store.held_segments(device.device_id)) == 1
 
@@ -484,7 +485,7 @@ def test_verifier_reads_crypto_chain_records(tmp_path):
     assert (f.record_type, f.seq, f.stored_digest) == (
         "manifest",
         0,
-        hashlib.sha256(blob).hexdigest(),
+        stored_digest_of(blob),
     )
     import io
 
@@ -531,11 +532,11 @@ def test_bad_json_and_headers_get_clear_4xx(harness, device):
 
 
 def test_lost_staged_bytes_ask_for_the_upload_again(harness, device):
-    blob = random_bytes(2000, 12)
+    blob = segment_bytes(2000, 12)
     rec = device.add_segment(blob)
     sid = segment_id_for(rec.line)
     with harness.client(device.creds) as c:
-        c.create_upload(sid, rec.line, len(blob), sha256_hex(blob))
+        c.create_upload(sid, rec.line, len(blob), stored_digest_of(blob))
         c.append(sid, 0, blob[:1000])
         (harness.store_dir / "staging" / device.device_id / f"{sid}.part").unlink()
         with pytest.raises(DockRefused) as e:

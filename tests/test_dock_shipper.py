@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from nacl.signing import SigningKey
 
 from capture.clock import MonotonicClock, VirtualClock
+from crypto.digests import stored_digest_of
 from dock.client import DeviceCredentials, DockClient
 from dock.custody import verify_custody_log
 from dock.protocol import (
@@ -28,13 +29,12 @@ from dock.protocol import (
     KeySigner,
     canonical_json,
     segment_id_for,
-    sha256_hex,
     sign_response,
 )
 from dock.receipts import SignedReceipt, sign_receipt
 from dock.server import DockConfig
 from dock.shipper import ChainOutbox, Shipper, ShipperConfig, ShipperThread
-from dock.testing import DockHarness, Fault, FaultProxy, OutboxDevice, random_bytes
+from dock.testing import DockHarness, Fault, FaultProxy, OutboxDevice, segment_bytes
 from dock.tls import pinned_to
 
 FAST = ShipperConfig(chunk_bytes=8 << 10, jitter=0.0, backoff_initial_s=1.0, backoff_max_s=30.0)
@@ -52,7 +52,7 @@ def new_device(harness, root: Path, segments=3, size=20_000, seed=0, end=True):
     dev = OutboxDevice(root / "outbox", f"cam-{next(_ids):05d}")
     dev.creds = harness.enroll(dev)
     for i in range(segments):
-        dev.add_segment(random_bytes(size + i * 997, seed + i))
+        dev.add_segment(segment_bytes(size + i * 997, seed + i))
     if end:
         dev.end_recording()
     return dev
@@ -150,7 +150,7 @@ def test_resumes_where_it_stopped_after_a_dock_restart(harness, tmp_path):
     blob = (dev.root / "segments" / rec.record["file"]).read_bytes()
     sid = segment_id_for(rec.line)
     with harness.client(dev.creds) as c:  # an upload broken off at 40 000 bytes
-        c.create_upload(sid, rec.line, len(blob), sha256_hex(blob))
+        c.create_upload(sid, rec.line, len(blob), stored_digest_of(blob))
         c.append(sid, 0, blob[:40_000])
     harness.restart()
     clock = VirtualClock()
@@ -352,7 +352,7 @@ def test_duplicate_and_out_of_order_uploads_end_up_exactly_once(harness, tmp_pat
         for rec in (dev.records[2], dev.records[0], dev.records[2]):  # late, early, again
             blob = (dev.root / "segments" / rec.record["file"]).read_bytes()
             sid = segment_id_for(rec.line)
-            c.create_upload(sid, rec.line, len(blob), sha256_hex(blob))
+            c.create_upload(sid, rec.line, len(blob), stored_digest_of(blob))
             state = c.upload_state(sid)
             if not state.complete:
                 c.append(sid, 0, blob)
@@ -435,7 +435,7 @@ def test_connections_cut_at_random_points_and_dock_restarts_lose_nothing(harness
         dev = OutboxDevice(Path(tmp) / "outbox", f"cam-{next(_ids):05d}")
         dev.creds = harness.enroll(dev)
         for i, n in enumerate(sizes):
-            dev.add_segment(random_bytes(n, i))
+            dev.add_segment(segment_bytes(n, i))
         dev.end_recording()
         upstream = ("127.0.0.1", harness.server.port)
         with FaultProxy(upstream, schedule, on_restart=harness.restart) as proxy:

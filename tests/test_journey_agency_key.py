@@ -16,6 +16,7 @@ from nacl.public import PrivateKey
 
 from bwv.cli import main
 from capture.clock import MonotonicClock
+from crypto.digests import stored_digest_of
 from crypto.identity import write_secret_key
 from crypto.records import RecordError, sign_record, verify_line
 from crypto.seal import parse_segment
@@ -74,16 +75,16 @@ def test_both_the_header_and_the_manifest_sign_the_agency_key_sealed_to(tmp_path
     manifests = [json.loads(p.read_bytes())["record"] for p in (outbox / "chain").iterdir()]
     ids = [m["agency_key_id"] for m in manifests if m["type"] == "manifest"]
     assert ids == [kid(SUBSTITUTE)] * 2
-    assert {m["v"] for m in manifests} == {2}
+    assert {m["v"] for m in manifests} == {3}
 
 
-def test_a_version_1_record_is_refused_with_its_version():
+def test_a_version_2_record_is_refused_with_its_version():
     ident = device_identity("cam-v1")
     line = sign_record(
         ident,
         {
             "type": "end",
-            "v": 2,
+            "v": 3,
             "device_id": ident.device_id,
             "key_id": ident.key_id,
             "seq": 0,
@@ -96,8 +97,8 @@ def test_a_version_1_record_is_refused_with_its_version():
             "recovered": False,
         },
     ).line
-    old = line.replace(b'"v":2', b'"v":1')
-    with pytest.raises(RecordError, match="format version 1: this reader knows version 2 only"):
+    old = line.replace(b'"v":3', b'"v":2')
+    with pytest.raises(RecordError, match="format version 2: this reader knows version 3 only"):
         verify_line(old, ident.public_key)
 
 
@@ -134,7 +135,7 @@ def test_the_refusal_has_its_own_code_on_the_wire(tmp_path):
         creds = DeviceCredentials(ident.device_id, ident, got.dock_public_key)
         manifest = (outbox / "chain" / "000000000000.manifest.json").read_bytes()
         blob = (outbox / "segments" / "rec-1_0000.bwvseg").read_bytes()
-        sha = hashlib.sha256(blob).hexdigest()
+        sha = stored_digest_of(blob)
         segment_id = hashlib.sha256(manifest).hexdigest()
         with (
             DockClient(harness.url, creds, wall_clock=wall_clock_us) as client,

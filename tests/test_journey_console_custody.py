@@ -12,7 +12,7 @@ import pytest
 
 from console import custody_log as cl
 from console.core import AUDITOR, Account, ConsoleConfig, open_console
-from dock.testing import DockHarness, OutboxDevice, random_bytes
+from dock.testing import DockHarness, OutboxDevice, segment_bytes
 from tests.test_journey_log_dock import ship_all
 
 AUDIT = Account("audrey", frozenset({AUDITOR}))
@@ -25,7 +25,7 @@ def console(tmp_path):
     dev.creds = h.enroll(dev)
     for rec in ("recA", "recB"):
         for i in range(2):
-            dev.add_segment(random_bytes(2000 + i, i), recording_id=rec)
+            dev.add_segment(segment_bytes(2000 + i, i), recording_id=rec)
         dev.end_recording(rec)
     ship_all(h, dev)
     yield open_console(h.dock, h.store_dir, ConsoleConfig(secure_cookies=False))

@@ -21,11 +21,12 @@ from capture.clock import VirtualClock
 from console.core import open_console
 from console.metrics import health, new_registry
 from console.tls import ConsoleTlsError, ensure_console_tls, fingerprint
+from crypto.digests import stored_digest_of
 from dock.client import DockClient, DockRefused
-from dock.protocol import segment_id_for, sha256_hex
+from dock.protocol import segment_id_for
 from dock.server import wall_clock_us
 from dock.shipper import ChainOutbox, Shipper, ShipperConfig
-from dock.testing import DockHarness, OutboxDevice, random_bytes
+from dock.testing import DockHarness, OutboxDevice, segment_bytes
 
 Usage = namedtuple("Usage", "total used free")
 GB = 1 << 30
@@ -68,10 +69,10 @@ def test_metrics_count_what_the_dock_received_refused_holds_and_waits_for(harnes
     good.creds = harness.enroll(good)
     sizes = [30_000, 41_000]
     for i, n in enumerate(sizes):
-        good.add_segment(random_bytes(n, i))
+        good.add_segment(segment_bytes(n, i))
     bad = OutboxDevice(tmp_path / "bad" / "outbox", "cam-bad")
     bad.creds = harness.enroll(bad)
-    blob = random_bytes(10_000, 9)
+    blob = segment_bytes(10_000, 9)
     rec = bad.add_segment(blob)
     lost = OutboxDevice(tmp_path / "lost" / "outbox", "cam-lost")
     lost.creds = harness.enroll(lost)
@@ -80,7 +81,7 @@ def test_metrics_count_what_the_dock_received_refused_holds_and_waits_for(harnes
     assert ship(harness, good)[-1] == "idle"
     with harness.client(bad.creds) as c:  # bytes on the way that are not the signed ones
         sid = segment_id_for(rec.line)
-        c.create_upload(sid, rec.line, len(blob), sha256_hex(blob))
+        c.create_upload(sid, rec.line, len(blob), stored_digest_of(blob))
         c.append(sid, 0, bytes([blob[0] ^ 1]) + blob[1:])
         with pytest.raises(DockRefused, match="not the one the manifest signs"):
             c.complete(sid)
@@ -113,7 +114,7 @@ def test_metrics_read_only_new_custody_entries_on_each_scrape(harness, tmp_path)
     assert "bwv_dock_uploads_completed_total 0.0" in first
     dev = OutboxDevice(tmp_path / "d" / "outbox", "cam-1")
     dev.creds = harness.enroll(dev)
-    dev.add_segment(random_bytes(5000, 1))
+    dev.add_segment(segment_bytes(5000, 1))
     ship(harness, dev)
     second = generate_latest(registry).decode()  # the same registry: counted once, not twice
     assert "bwv_dock_uploads_completed_total 1.0" in second

@@ -19,8 +19,7 @@ import pytest
 
 from console.testing import START_US, ConsoleHarness
 from crypto.manifest import manifest_fields
-from dock.protocol import sha256_hex
-from dock.testing import DockHarness, OutboxDevice, random_bytes
+from dock.testing import DockHarness, OutboxDevice, segment_bytes, stored_parts
 from tests.test_journey_log_dock import ship_all
 
 DAY_US = 86_400 * 1_000_000
@@ -48,9 +47,7 @@ def segment_at(dev: OutboxDevice, stored: bytes, rec: str, index: int, wall_us: 
         firmware_version="test", recording_id=rec, segment_index=index, start_us=0,
         end_us=60_000_000, wall_start_us=wall_us, wall_end_us=wall_us + 60_000_000,
         wall_quality="synced", trigger={}, file=name, agency_key_id=dev.agency_key_id,
-        header_sha256=sha256_hex(stored[:64]), stored_digest=sha256_hex(stored),
-        stored_size=len(stored), plain_sha256=None, plain_size=0, chunks=[], recovered=False,
-        unsigned_tail=None,
+        **stored_parts(stored), recovered=False, unsigned_tail=None,
     )  # fmt: skip
     record, _ = dev.chain.append("manifest", fields)
     dev.records.append(record)
@@ -72,7 +69,7 @@ def shipped_console(
                 hours_ago = 30 if n == 0 else 6 - n  # the first camera: the day before
                 start = START_US - hours_ago * 3_600_000_000 + k * 1_800_000_000
                 for i in range(2):
-                    data = random_bytes(3000 + i, n * 10 + i)
+                    data = segment_bytes(3000 + i, n * 10 + i)
                     segment_at(dev, data, rec, i, start + i * 60_000_000)
                 dev.end_recording(rec)
             ship_all(h, dev)

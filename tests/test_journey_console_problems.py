@@ -24,7 +24,7 @@ from dock.checkpoints import (
     log_dir,
     save_log_config,
 )
-from dock.testing import DockHarness, OutboxDevice, random_bytes
+from dock.testing import DockHarness, OutboxDevice, segment_bytes
 from tests.test_journey_log_dock import ship_all
 from tlog.cosignature import CosignatureSigner
 from tlog.note import add_signatures, split_note
@@ -63,7 +63,7 @@ def _shipped(h: DockHarness, root: Path, name: str, recordings=("recA",), drop=(
     dev.creds = h.enroll(dev)
     for rec in recordings:
         for i in range(2):
-            dev.add_segment(random_bytes(2000 + i, i), recording_id=rec)
+            dev.add_segment(segment_bytes(2000 + i, i), recording_id=rec)
         dev.end_recording(rec)
     for seq in drop:
         for p in (dev.root / "chain").iterdir():

@@ -21,12 +21,13 @@ import pytest
 
 from console.core import ConsoleConfig
 from console.testing import ConsoleHarness, browser, sign_in
+from crypto.digests import stored_digest_of
 from dock.client import DockClient, DockRefused, enroll
 from dock.device_report import FixedBattery, Reporter
-from dock.protocol import segment_id_for, sha256_hex
+from dock.protocol import segment_id_for
 from dock.server import wall_clock_us
 from dock.shipper import ChainOutbox, Shipper, ShipperConfig
-from dock.testing import DockHarness, OutboxDevice, random_bytes
+from dock.testing import DockHarness, OutboxDevice, segment_bytes
 from dock.tls import fingerprint
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -92,11 +93,11 @@ def failing_camera(dock: DockHarness, root: Path) -> None:
     """A camera whose segment arrives altered on the way: the dock refuses it."""
     dev = OutboxDevice(root / "outbox", "bwv-0043")
     creds = dock.enroll(dev)
-    blob = random_bytes(30_000, 5)
+    blob = segment_bytes(30_000, 5)
     rec = dev.add_segment(blob)
     sid = segment_id_for(rec.line)
     with dock.client(creds) as c:
-        c.create_upload(sid, rec.line, len(blob), sha256_hex(blob))
+        c.create_upload(sid, rec.line, len(blob), stored_digest_of(blob))
         c.append(sid, 0, bytes([blob[0] ^ 1]) + blob[1:])
         with pytest.raises(DockRefused):
             c.complete(sid)
@@ -133,7 +134,7 @@ def test_a_technician_enrols_a_camera_and_watches_its_upload_to_the_receipt(site
             config=ShipperConfig(chunk_bytes=CHUNK, jitter=0.0),
             reporter=Reporter(outbox, firmware_version="1.4.2", battery=FixedBattery(76)),
         )
-        rec = cam.add_segment(random_bytes(SIZE, 42))
+        rec = cam.add_segment(segment_bytes(SIZE, 42))
         sid = segment_id_for(rec.line)
         done: list = []
         ship = threading.Thread(target=lambda: done.extend(shipper.drain()), daemon=True)
@@ -181,7 +182,7 @@ def test_with_javascript_off_the_cameras_and_uploads_pages_still_read(site, tmp_
     dock, h, server, password = site
     cam = OutboxDevice(tmp_path / "cam" / "outbox", "bwv-0050")
     creds = dock.enroll(cam)
-    cam.add_segment(random_bytes(20_000, 7))
+    cam.add_segment(segment_bytes(20_000, 7))
     with dock.client(creds) as client:
         Shipper(ChainOutbox(cam.root), client, _Clock()).drain()
     with browser(javascript=False) as page:

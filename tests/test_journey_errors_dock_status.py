@@ -56,11 +56,11 @@ def _disk_full(root: Path, ident, agency) -> None:
     real = evidence_mod.append_durable
     calls = {"n": 0}
 
-    def filling(f, data):
+    def filling(f, *data):
         calls["n"] += 1
         if calls["n"] == 4:  # header, init, fragment 0, then the disk is full
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        real(f, data)
+        real(f, *data)
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(evidence_mod, "append_durable", filling)

@@ -26,7 +26,7 @@ from capture.clock import VirtualClock
 from dock.client import DockClient
 from dock.protocol import H_DOCK_SIGNATURE, H_NONCE, verify_response
 from dock.shipper import ChainOutbox, Shipper, ShipperConfig
-from dock.testing import DockHarness, OutboxDevice, random_bytes
+from dock.testing import DockHarness, OutboxDevice, segment_bytes
 from dock.tls import pinned_to
 
 FAST = ShipperConfig(chunk_bytes=16 << 10, jitter=0.0, backoff_initial_s=1.0, backoff_max_s=30.0)
@@ -77,7 +77,7 @@ def _device(harness: DockHarness, root: Path, name: str, segments: int, size: in
     dev = OutboxDevice(root / "outbox", name)
     dev.creds = harness.enroll(dev)
     for i in range(segments):
-        dev.add_segment(random_bytes(size + i * 101, i))
+        dev.add_segment(segment_bytes(size + i * 101, i))
     dev.end_recording()
     return dev
 

@@ -20,7 +20,7 @@ from dock.client import DockClient
 from dock.protocol import canonical_json
 from dock.receipts import SignedReceipt, sign_receipt
 from dock.shipper import ChainOutbox, Shipper, ShipperConfig
-from dock.testing import DockHarness, OutboxDevice, random_bytes
+from dock.testing import DockHarness, OutboxDevice, segment_bytes
 
 FAST = ShipperConfig(chunk_bytes=8 << 10, jitter=0.0)
 
@@ -56,7 +56,7 @@ def _device(harness, storage: Path, name: str) -> OutboxDevice:
     dev = OutboxDevice(storage / "outbox", name)
     dev.creds = harness.enroll(dev)
     for i in range(3):
-        dev.add_segment(random_bytes(30_000 + i, i))
+        dev.add_segment(segment_bytes(30_000 + i, i))
     dev.end_recording()
     return dev
 

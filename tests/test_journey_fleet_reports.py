@@ -15,16 +15,17 @@ from nacl.signing import SigningKey
 
 from base.clock import VirtualClock
 from bwv.cli import main
+from crypto.digests import stored_digest_of
 from crypto.identity import DeviceIdentity
 from crypto.testing import seed
 from dock.client import DockRefused, DockUnavailable
 from dock.device_report import FixedBattery, Reporter
 from dock.fleet import camera_rows, upload_rows
 from dock.outbox import ChainOutbox
-from dock.protocol import Code, segment_id_for, sha256_hex
+from dock.protocol import Code, segment_id_for
 from dock.server import ServerThread, create_app, open_dock, wall_clock_us
 from dock.shipper import Shipper, ShipperConfig
-from dock.testing import DockHarness, OutboxDevice, random_bytes
+from dock.testing import DockHarness, OutboxDevice, segment_bytes
 from dock.tls import ensure_tls_files
 
 FAST = ShipperConfig(backoff_initial_s=0.001, backoff_max_s=0.001, jitter=0.0)
@@ -60,7 +61,7 @@ def harness(tmp_path, dock_clock):
 def _camera(harness, tmp_path, name="cam-fleet-1", segments=(3000, 2000)):
     dev = OutboxDevice(tmp_path / name, name)
     for i, n in enumerate(segments):
-        dev.add_segment(random_bytes(n, i))
+        dev.add_segment(segment_bytes(n, i))
     return dev, harness.enroll(dev)
 
 
@@ -233,11 +234,11 @@ def test_a_stalled_upload_stands_out_with_why(harness, tmp_path, dock_clock):
     dev, creds = _camera(harness, tmp_path, segments=(4000,))
     store, activity = harness.dock.store, harness.dock.activity
     manifest = dev.records[0].line
-    blob = random_bytes(4000, 0)
+    blob = segment_bytes(4000, 0)
     sid = segment_id_for(manifest)
     with harness.client(creds) as client:
         client.sync_time()
-        client.create_upload(sid, manifest, 4000, sha256_hex(blob))
+        client.create_upload(sid, manifest, 4000, stored_digest_of(blob))
         client.append(sid, 0, blob[:1000])
         with pytest.raises(DockRefused):  # a retried chunk: routine, not a failure
             client.append(sid, 0, blob[:1000])
@@ -256,7 +257,7 @@ def test_a_refusal_shows_its_reason(tmp_path, dock_clock):
     harness = DockHarness(tmp_path / "dock", clock=dock_clock, agency_public_key=bytes(agency))
     try:
         dev = OutboxDevice(tmp_path / "cam", "cam-swapped", agency_key_id="ab" * 8)
-        dev.add_segment(random_bytes(1000, 1))
+        dev.add_segment(segment_bytes(1000, 1))
         creds = harness.enroll(dev)
         with harness.client(creds) as client:
             reports = Shipper(ChainOutbox(dev.root), client, VirtualClock(), config=FAST).drain()

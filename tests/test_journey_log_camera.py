@@ -18,7 +18,7 @@ from dock.log_proof import WitnessPolicy, check_proof
 from dock.outbox import ChainOutbox
 from dock.receipts import SignedReceipt, UploadState
 from dock.shipper import Shipper, ShipperConfig
-from dock.testing import DockHarness, OutboxDevice, random_bytes
+from dock.testing import DockHarness, OutboxDevice, segment_bytes
 from tlog.checkpoint import Checkpoint
 from tlog.cosignature import CosignatureSigner
 from tlog.merkle import verify_consistency
@@ -93,7 +93,7 @@ def device(h, root, name, segments=2):
     dev = OutboxDevice(root / name, name)
     dev.creds = h.enroll(dev)
     for i in range(segments):
-        dev.add_segment(random_bytes(4000 + i, i))
+        dev.add_segment(segment_bytes(4000 + i, i))
     dev.end_recording()
     return dev
 

@@ -18,7 +18,7 @@ from dock.outbox import ChainOutbox
 from dock.protocol import segment_id_for
 from dock.receipts import RECEIPT_TYPE, SignedReceipt
 from dock.shipper import Shipper, ShipperConfig
-from dock.testing import DockHarness, OutboxDevice, random_bytes
+from dock.testing import DockHarness, OutboxDevice, segment_bytes
 from dock.translog import proof_for_record
 from tlog.checkpoint import Checkpoint
 from tlog.merkle import leaf_hash, root_from_hashes, verify_inclusion
@@ -53,7 +53,7 @@ def new_device(harness, root, name, segments=2):
     dev = OutboxDevice(root / name, name)
     dev.creds = harness.enroll(dev)
     for i in range(segments):
-        dev.add_segment(random_bytes(5000 + i, i))
+        dev.add_segment(segment_bytes(5000 + i, i))
     dev.end_recording()
     return dev
 
@@ -124,7 +124,7 @@ def test_every_receipt_carries_a_proof_the_camera_checks(harness, tmp_path):
     by_sid = {r.sha256: r for r in dev.records}
     for signed in receipts:
         rc = signed.receipt
-        assert rc.type == RECEIPT_TYPE == "bwv-dock-receipt-v2"
+        assert rc.type == RECEIPT_TYPE == "bwv-dock-receipt-v3"
         line = by_sid[rc.segment_id].line
         assert signed.proof is not None and signed.proof["leaf_index"] == rc.leaf_index
         no_witness = WitnessPolicy()

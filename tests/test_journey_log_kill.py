@@ -28,7 +28,7 @@ from dock.outbox import ChainOutbox
 from dock.protocol import key_id
 from dock.receipts import SignedReceipt
 from dock.shipper import Shipper, ShipperConfig
-from dock.testing import OutboxDevice, random_bytes
+from dock.testing import OutboxDevice, segment_bytes
 from dock.tls import pinned_to
 from tlog.checkpoint import Checkpoint
 from tlog.merkle import consistency_proof, verify_consistency, verify_inclusion
@@ -166,7 +166,7 @@ def test_kill_9_never_loses_a_receipted_leaf_nor_forks_the_log(tmp_path: Path) -
             timer.start()
             for i in range(60):  # record and ship until the dock is killed under it
                 rec = dev.add_segment(
-                    random_bytes(rng.randint(500, 3000), rnd * 100 + i), f"r{rnd}"
+                    segment_bytes(rng.randint(500, 3000), rnd * 100 + i), f"r{rnd}"
                 )
                 lines[rec.sha256] = rec.line
                 r = sh.step()

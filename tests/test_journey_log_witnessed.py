@@ -15,7 +15,7 @@ from dock.client import DockClient
 from dock.log_proof import WitnessPolicy
 from dock.outbox import ChainOutbox
 from dock.shipper import Shipper, ShipperConfig
-from dock.testing import OutboxDevice, random_bytes, witnessed_dock
+from dock.testing import OutboxDevice, segment_bytes, witnessed_dock
 from tlog.note import split_note
 from tsa.verify import verify_token
 from witness.client import WitnessClient
@@ -43,7 +43,7 @@ def ship(h, root, name, segments=2):
     dev = OutboxDevice(root / name, name)
     dev.creds = h.enroll(dev)
     for i in range(segments):
-        dev.add_segment(random_bytes(3000 + i, i))
+        dev.add_segment(segment_bytes(3000 + i, i))
     dev.end_recording()
     client = DockClient(h.url, dev.creds, wall_clock=_wall, timeout=10)
     policy = WitnessPolicy((h.witness_vkey,))

@@ -33,7 +33,7 @@ from dock.outbox import ChainOutbox
 from dock.protocol import key_id
 from dock.shipper import Shipper, ShipperConfig
 from dock.store import chain_report
-from dock.testing import OutboxDevice, random_bytes
+from dock.testing import OutboxDevice, segment_bytes
 from dock.tls import pinned_to
 from tests.servers import free_port
 from tlog.checkpoint import Checkpoint
@@ -104,7 +104,7 @@ class Camera:
 
     def record(self, i: int) -> None:
         rec = self.dev.add_segment(
-            random_bytes(self.rng.randint(20_000, 60_000), seed=self.n * 100 + i),
+            segment_bytes(self.rng.randint(20_000, 60_000), seed=self.n * 100 + i),
             "r1" if i < 3 else "r2",
         )
         self.recorded.append(rec.sha256)

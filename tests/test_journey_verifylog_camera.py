@@ -19,7 +19,7 @@ from crypto.verify import read_outbox, verify
 from crypto.verify.log import LogTrust
 from dock.checkpoints import latest_checkpoint
 from dock.log_audit import audit_store
-from dock.testing import DockHarness, OutboxDevice, random_bytes
+from dock.testing import DockHarness, OutboxDevice, segment_bytes
 from tests.test_journey_log_dock import ship_all
 from tlog.cosignature import CosignatureSigner
 from tlog.note import add_signatures, split_note
@@ -29,7 +29,7 @@ SEED = hashlib.sha256(b"cam-seed").digest()
 
 
 def _record(dev: OutboxDevice, rec: str) -> None:
-    dev.add_segment(random_bytes(2000 + len(rec), len(rec)), recording_id=rec)
+    dev.add_segment(segment_bytes(2000 + len(rec), len(rec)), recording_id=rec)
     dev.end_recording(rec)
 
 

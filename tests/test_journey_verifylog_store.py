@@ -24,7 +24,7 @@ from dock.custody import entry_hash, entry_of_row, verify_custody_log
 from dock.keys import DOCK_KEY_FILE, load_or_create_signing_key
 from dock.log_audit import audit_store
 from dock.protocol import b64e
-from dock.testing import DockHarness, OutboxDevice, random_bytes
+from dock.testing import DockHarness, OutboxDevice, segment_bytes
 from tests.test_journey_log_dock import ship_all
 from tlog.cosignature import CosignatureSigner
 from tlog.note import add_signatures, split_note
@@ -41,7 +41,7 @@ def shipped(tmp_path):
         dev.creds = h.enroll(dev)
         for rec in ("recA", "recB"):
             for i in range(2):
-                dev.add_segment(random_bytes(3000 + i, i), recording_id=rec)
+                dev.add_segment(segment_bytes(3000 + i, i), recording_id=rec)
             dev.end_recording(rec)
         ship_all(h, dev)
         cp = latest_checkpoint(h.store_dir)

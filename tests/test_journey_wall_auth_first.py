@@ -15,6 +15,7 @@ import time
 import pytest
 from nacl.signing import SigningKey
 
+from crypto.digests import stored_digest_of
 from dock.client import DockRefused
 from dock.protocol import (
     H_UPLOAD_CHECKSUM,
@@ -23,13 +24,12 @@ from dock.protocol import (
     chunk_checksum_header,
     content_digest,
     segment_id_for,
-    sha256_hex,
     sign_request,
     verify_request,
 )
 from dock.server import DockConfig
 from dock.store_sqlite import INDEX_FILE
-from dock.testing import DockHarness, OutboxDevice, random_bytes
+from dock.testing import DockHarness, OutboxDevice, segment_bytes
 from dock.wall import WallLimits
 
 MiB = 1 << 20
@@ -104,11 +104,11 @@ def signed_chunk_head(device, sid: str, body: bytes, *, length: int | None = Non
 
 
 def open_upload(harness, device, size: int) -> tuple[str, bytes]:
-    blob = random_bytes(size, 7)
+    blob = segment_bytes(size, 7)
     rec = device.add_segment(blob)
     sid = segment_id_for(rec.line)
     with harness.client(device.creds) as c:
-        c.create_upload(sid, rec.line, len(blob), sha256_hex(blob))
+        c.create_upload(sid, rec.line, len(blob), stored_digest_of(blob))
     return sid, blob
 
 

@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import pytest
 
+from crypto.digests import stored_digest_of
 from dock.client import DockRefused
-from dock.protocol import segment_id_for, sha256_hex
+from dock.protocol import segment_id_for
 from dock.server import DockConfig
-from dock.testing import DockHarness, OutboxDevice, random_bytes
+from dock.testing import DockHarness, OutboxDevice, segment_bytes
 from dock.wall import WallLimits
 
 HOUR_US = 3600 * 1_000_000
@@ -37,12 +38,12 @@ def make(tmp_path, clock, **limits):
 
 
 def create(harness, device, size: int, seed: int):
-    blob = random_bytes(size, seed)
+    blob = segment_bytes(size, seed)
     rec = device.add_segment(blob)
     sid = segment_id_for(rec.line)
     with harness.client(device.creds) as c:
         c.sync_time()  # the dock's clock is the test's
-        c.create_upload(sid, rec.line, len(blob), sha256_hex(blob))
+        c.create_upload(sid, rec.line, len(blob), stored_digest_of(blob))
     return sid, blob
 
 
@@ -51,11 +52,11 @@ def test_a_manifest_signed_by_another_key_is_refused_at_creation(tmp_path, clock
     try:
         impostor = OutboxDevice(tmp_path / "impostor", dev.device_id)  # same id, other key
         impostor.creds = dev.creds  # requests signed by the enrolled key, manifest not
-        blob = random_bytes(1000, 1)
+        blob = segment_bytes(1000, 1)
         rec = impostor.add_segment(blob)
         with h.client(dev.creds) as c, pytest.raises(DockRefused) as e:
             c.sync_time()
-            c.create_upload(segment_id_for(rec.line), rec.line, len(blob), sha256_hex(blob))
+            c.create_upload(segment_id_for(rec.line), rec.line, len(blob), stored_digest_of(blob))
         assert (e.value.status, e.value.code) == (422, "manifest_invalid")
         assert h.dock.store.open_uploads(dev.device_id) == (0, 0)
         assert not (h.store_dir / "staging" / dev.device_id).exists()

@@ -15,9 +15,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from dock.protocol import segment_id_for, sha256_hex
+from crypto.digests import stored_digest_of
+from dock.protocol import segment_id_for
 from dock.server import DockConfig
-from dock.testing import DockHarness, OutboxDevice, random_bytes
+from dock.testing import DockHarness, OutboxDevice, segment_bytes
 from dock.wall import WallLimits
 
 STALLED = 300  # connections that stop inside their headers
@@ -82,11 +83,11 @@ def test_stalled_connections_do_not_keep_a_camera_out(tmp_path, fds):
         r = httpx.get(f"{h.url}/v1/dock", timeout=5, verify=h.verify)
         assert r.status_code == 200
         assert time.monotonic() - t0 < 1.0
-        blob = random_bytes(200_000, 3)
+        blob = segment_bytes(200_000, 3)
         rec = dev.add_segment(blob)
         sid = segment_id_for(rec.line)
         with h.client(creds) as c:
-            c.create_upload(sid, rec.line, len(blob), sha256_hex(blob))
+            c.create_upload(sid, rec.line, len(blob), stored_digest_of(blob))
             c.append(sid, 0, blob)
             receipt = c.complete(sid)
         assert receipt.receipt.segment_id == sid

@@ -16,6 +16,7 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 from nacl.signing import SigningKey
 
+from crypto.digests import stored_digest_of
 from dock.custody import verify_custody_log
 from dock.enroll import issue_token, token_hash
 from dock.leaves import custody_leaf
@@ -55,7 +56,9 @@ def store(tmp_path, index):
 
 def record(seq: int, prev: str | None, blob: bytes, device_id: str = DEV):
     """A chain record as the store sees it once verified: its line, id and fields."""
-    line = json.dumps({"d": device_id, "seq": seq, "prev": prev, "h": sha256_hex(blob)}).encode()
+    line = json.dumps(
+        {"d": device_id, "seq": seq, "prev": prev, "h": stored_digest_of(blob)}
+    ).encode()
     line += b"\n"
     fields = ManifestFields(
         "manifest",
@@ -64,7 +67,7 @@ def record(seq: int, prev: str | None, blob: bytes, device_id: str = DEV):
         "rec1",
         seq,
         seq,
-        sha256_hex(blob),
+        stored_digest_of(blob),
         len(blob),
         prev,
         sha256_hex(line),
@@ -96,7 +99,7 @@ def commit(store, rec, now: int, gap: bool = False) -> SignedReceipt:
 
 def ship(store, rec, now: int, gap: bool = False) -> SignedReceipt:
     line, sid, fields, blob = rec
-    store.begin_upload(fields.device_id, sid, line, len(blob), sha256_hex(blob), now)
+    store.begin_upload(fields.device_id, sid, line, len(blob), stored_digest_of(blob), now)
     store.append_chunk(fields.device_id, sid, 0, blob)
     return commit(store, rec, now, gap)
 
@@ -129,7 +132,7 @@ def test_enrol_upload_with_resume_commit_and_gaps(store):
     enrol(store)
     recs = chain(3)
     line, sid, fields, blob = recs[0]
-    state = store.begin_upload(DEV, sid, line, len(blob), sha256_hex(blob), 10)
+    state = store.begin_upload(DEV, sid, line, len(blob), stored_digest_of(blob), 10)
     assert (state.offset, state.complete) == (0, False)
     store.append_chunk(DEV, sid, 0, blob[:1000])
     with open(store.staging / DEV / f"{sid}.part", "ab") as f:
@@ -217,11 +220,11 @@ class FailingObjects(DirectoryObjects):
         self.fail = True
         self.hashes: list[str | None] = []
 
-    def put_file(self, key, src, sha256=None):
-        self.hashes.append(sha256)
+    def put_file(self, key, src, sha256=None, stored_digest=None):
+        self.hashes.append(stored_digest or sha256)
         if self.fail:
             raise RuntimeError("endpoint unreachable")
-        super().put_file(key, src, sha256)
+        super().put_file(key, src, sha256, stored_digest)
 
     def put_bytes(self, key, data, sha256=None):
         self.hashes.append(sha256)

@@ -7,8 +7,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from crypto.digests import stored_digest_of
 from crypto.manifest import parse_chain_file_name
-from crypto.records import sha256_hex
 from crypto.seal import ParsedSegment, SealFormatError, parse_segment
 
 SEG_EXT = ".bwvseg"
@@ -21,7 +21,7 @@ _UNSIGNED_NAME = re.compile(r"\.unsigned(\.\d+)?\Z")
 class SegFile:
     name: str
     data: bytes
-    sha256: str
+    digest: str | None  # its stored digest (None: not a header and whole chunks)
     parsed: ParsedSegment | None
     error: str | None
     partial: bool
@@ -81,7 +81,7 @@ def load_segment(name: str, data: bytes, partial: bool) -> SegFile:
         error = None
     except SealFormatError as exc:
         parsed, error = None, str(exc)
-    return SegFile(name, data, sha256_hex(data), parsed, error, partial)
+    return SegFile(name, data, stored_digest_of(data), parsed, error, partial)
 
 
 def read_outbox(outbox: Path) -> dict[str, bytes]:

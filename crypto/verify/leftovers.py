@@ -72,7 +72,7 @@ class LeftoverRoom(VerifierState):
         for f in self.segfiles:
             if f.used:
                 continue
-            m = self.manifest_by_stored.get(f.sha256)
+            m = self.manifest_by_stored.get(f.digest) if f.digest else None
             if m is not None:
                 self.find(
                     "duplicate",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from crypto.digests import plain_digest_from
 from crypto.records import SignedRecord, sha256_hex
 from crypto.seal import LEN, SegmentContext, decrypt_segment, parse_chunks
 from crypto.verify.chunks import compare_chunks
@@ -98,7 +99,7 @@ class SegmentRoom(TrailRoom, PlainRoom):
         by_hash = [
             f
             for f in self.segfiles
-            if f.sha256 == r["stored_digest"] and len(f.data) == r["stored_size"]
+            if f.digest == r["stored_digest"] and len(f.data) == r["stored_size"]
         ]
         exact = next((f for f in by_name if f in by_hash), None)
         if exact is not None or not by_hash:
@@ -132,7 +133,7 @@ class SegmentRoom(TrailRoom, PlainRoom):
     def _holds_other_segment(self, rep: SegmentReport, m: SignedRecord, f: SegFile) -> bool:
         """The file is, byte for byte, another segment some manifest here signs."""
         r = m.record
-        other = self.manifest_by_stored.get(f.sha256)
+        other = self.manifest_by_stored.get(f.digest) if f.digest else None
         if other is None or other.seq == m.seq:
             return False
         o = other.record
@@ -310,8 +311,9 @@ class SegmentRoom(TrailRoom, PlainRoom):
         rep.decrypted = d.error is None
         if d.error is not None:
             self.find("undecryptable", d.error, file=f.name, **where)
-        for i, blob in enumerate(d.blobs):
-            if i < len(r["chunks"]) and sha256_hex(blob) != r["chunks"][i]["plain_sha256"]:
+        hashes = [sha256_hex(blob) for blob in d.blobs]
+        for i, h in enumerate(hashes):
+            if i < len(r["chunks"]) and h != r["chunks"][i]["plain_sha256"]:
                 rep.decrypted = False
                 self.find(
                     ALTERED,
@@ -327,8 +329,7 @@ class SegmentRoom(TrailRoom, PlainRoom):
                     file=f.name,
                     **where,
                 )
-            plain = d.plaintext
-            if r["plain_sha256"] is not None and sha256_hex(plain) != r["plain_sha256"]:
+            if plain_digest_from(hashes) != r["plain_digest"]:
                 self.find(
                     ALTERED, "plaintext hash differs from the signed one", file=f.name, **where
                 )

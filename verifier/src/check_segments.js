@@ -2,6 +2,7 @@
 // the agency key id; files no manifest names (docs/evidence-format.md, "Checks" 3, 4, 6).
 
 import { sha256hex } from "./canonical.js";
+import { storedDigest } from "./digests.js";
 import { missingSegment } from "./recordings.js";
 import { hashAll, lineUp, parseChunks, parseStored, splitBoxes, splitSizes } from "./segments.js";
 
@@ -87,9 +88,10 @@ function markAll(rep, status, detail) {
   }
 }
 
-/** The stored file is byte for byte another segment a manifest here signs. */
-function holdsOtherStored(ctx, r, rep, sha) {
-  const o = ctx.manifests.map((e) => e.record).find((x) => x.stored_digest === sha);
+/** The stored file is byte for byte another segment a manifest here signs (by stored digest). */
+function holdsOtherStored(ctx, r, rep, digest) {
+  if (digest === null) return false;
+  const o = ctx.manifests.map((e) => e.record).find((x) => x.stored_digest === digest);
   if (!o || o.seq === r.seq) return false;
   rep.status = o.recording_id === r.recording_id ? "reordered" : "substituted";
   rep.chunks = r.chunks.map((c) => ({ chunk: c.chunk, position: null, kind: c.kind,
@@ -120,7 +122,7 @@ function fromElsewhere(ctx, r, rep, c) {
 
 async function checkStored(ctx, m, rep, bytes) {
   const r = m.record;
-  const sha = await sha256hex(bytes);
+  const digest = await storedDigest(bytes);
   const parsed = parseStored(bytes);
   const headerSha = parsed.error ? null : await sha256hex(parsed.header);
   if (!parsed.error && headerSha === r.header_sha256) {
@@ -130,12 +132,12 @@ async function checkStored(ctx, m, rep, bytes) {
     }
     ctx.headerAgency.set(r, parsed.context.agency_key_id);
   }
-  if (sha === r.stored_digest && bytes.length === r.stored_size) {
+  if (digest !== null && digest === r.stored_digest && bytes.length === r.stored_size) {
     rep.chunks = r.chunks.map((c) => ({ chunk: c.chunk, position: c.chunk, kind: c.kind,
       status: "authentic", detail: "" }));
     return;
   }
-  if (holdsOtherStored(ctx, r, rep, sha)) return;
+  if (holdsOtherStored(ctx, r, rep, digest)) return;
   let chunks;
   let problem;
   let hsha = headerSha;
@@ -332,7 +334,8 @@ export async function leftovers(ctx, segments) {
     } else if (SET_ASIDE.test(name)) {
       ctx.find("unsigned", "set-aside bytes that no manifest names", { file: name });
     } else if (STORED.test(name)) {
-      const m = stored.get(await sha256hex(data));
+      const digest = await storedDigest(data);
+      const m = digest === null ? undefined : stored.get(digest);
       if (m) {
         ctx.find("duplicate", `a copy of segment ${m.recording_id}/${m.segment_index}`,
           { file: name });

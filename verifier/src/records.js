@@ -2,6 +2,7 @@
 // (docs/evidence-format.md, "Signed records").
 
 import { canonicalBytes, concat, ed25519Verify, parseCanonical, te, unhex } from "./canonical.js";
+import { manifestDigestError } from "./digests.js";
 
 const COMMON = ["type", "v", "device_id", "key_id", "seq", "prev_sha256"];
 const FIELDS = {
@@ -9,7 +10,7 @@ const FIELDS = {
     "plain_sha256", "plain_size", "cipher_sha256", "cipher_size", "segment"],
   manifest: ["firmware_version", "recording_id", "segment_index", "start_us", "end_us",
     "wall_start_us", "wall_end_us", "wall_quality", "trigger", "file", "agency_key_id",
-    "header_sha256", "stored_digest", "stored_size", "plain_sha256", "plain_size", "chunks",
+    "header_sha256", "stored_digest", "stored_size", "plain_digest", "plain_size", "chunks",
     "truncated", "recovered", "unsigned_tail", "clock_sync_seq"],
   end: ["firmware_version", "recording_id", "reason", "end_us", "segment_count", "recovered"],
   time_sync: ["capture_us", "device_wall_us", "nonce", "dock_time_us", "dock_key_id",
@@ -42,7 +43,7 @@ function sameKeys(obj, keys) {
 /** Why a record does not pass its schema, or null. */
 export function schemaError(r) {
   if (!isObj(r)) return "not an object";
-  if (r.v !== 2) return `format version ${r.v}: this reader knows version 2 only`;
+  if (r.v !== 3) return `format version ${JSON.stringify(r.v)}: this reader knows version 3 only`;
   const extra = FIELDS[r.type];
   if (!extra) return `unknown record type ${JSON.stringify(r.type)}`;
   const keys = [...COMMON, ...extra];
@@ -89,12 +90,12 @@ export async function readSignedLine(line, pub, kid) {
     return { record: null, error: "not a signed record" };
   }
   const r = outer.record;
-  const why = schemaError(r);
+  const why = schemaError(r) ?? (r.type === "manifest" ? await manifestDigestError(r) : null);
   if (why) return { record: isObj(r) ? r : null, error: why };
   if (r.key_id !== kid) return { record: r, error: `signed by key ${r.key_id}, not ${kid}` };
   const sig = typeof outer.sig === "string" && /^[0-9a-f]{128}$/.test(outer.sig)
     ? unhex(outer.sig) : null;
-  const domain = te.encode(`bwv:${r.type}:v2\0`);
+  const domain = te.encode(`bwv:${r.type}:v3\0`);
   const ok = sig && (await ed25519Verify(pub, sig, concat(domain, canonicalBytes(r))));
   if (!ok) return { record: r, error: "signature does not verify" };
   return { record: r, error: null };

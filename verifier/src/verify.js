@@ -1,4 +1,4 @@
-// bwv exhibit verifier, written from docs/evidence-format.md (version 2).
+// bwv exhibit verifier, written from docs/evidence-format.md (version 3).
 // verifyBundle(files: Map<name, Uint8Array>, anchors) -> report (the shape of
 // `bwv verify --json`): {ok, trusted, device_id, key_id, findings, recordings, segments,
 // time_syncs, log?} or, when the bundle could not be checked, {ok: false, error, wanting}.

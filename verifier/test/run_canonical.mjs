@@ -26,7 +26,7 @@ for (const bad of v.invalid) {
 }
 const s = v.signed_record;
 if (s.signed_message_hex) {
-  const msg = concat(te.encode(`bwv:${s.record.type}:v2\0`), canonicalBytes(s.record));
+  const msg = concat(te.encode(`bwv:${s.record.type}:v3\0`), canonicalBytes(s.record));
   check(hex(msg) === s.signed_message_hex, "signed message bytes");
 }
 const line = s.line ?? (s.signature_hex

@@ -1,0 +1,100 @@
+"""The stored digest and the plain digest (docs/evidence-format.md, "Stored digest and plain
+digest"): the camera makes them from the chunk hashes it signs, the dock and the verifiers
+from the file's bytes as they come; an outsider with the specification's dozen lines of
+Python gets the same answer, and a file that is not a header and whole chunks has none."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from nacl.public import PrivateKey
+
+from crypto.digests import StoredDigest, plain_digest_from, stored_digest_from, stored_digest_of
+from crypto.identity import DeviceIdentity
+from crypto.records import sha256_hex
+from crypto.seal import parse_segment
+from crypto.testing import Written, make_sink, seed, write_segment
+
+SPEC = Path(__file__).parents[1] / "docs" / "evidence-format.md"
+VECTOR_SEGMENTS = sorted((Path(__file__).parent / "vectors").rglob("*.bwvseg"))
+
+
+def _spec_function():
+    """The reference function exactly as the specification prints it."""
+    text = SPEC.read_text()
+    block = re.search(
+        r"```python\n(import hashlib, struct\n.*?def stored_digest.*?)```", text, re.S
+    )
+    assert block, "the specification's reference function is gone"
+    scope: dict = {}
+    exec(block.group(1), scope)  # noqa: S102 - our own specification's code
+    return scope["stored_digest"]
+
+
+def _segment(tmp_path: Path, fragments: int = 3) -> tuple[bytes, dict]:
+    ident = DeviceIdentity.from_seed("dig-01", seed("digests"))
+    agency = PrivateKey(seed("digests agency"))
+    sink = make_sink(tmp_path, ident, agency)
+    write_segment(sink, Written("d1"), 0, fragments=fragments, size=3000)
+    sink.close()
+    outbox = tmp_path / "outbox"
+    manifest = json.loads(next((outbox / "chain").glob("*.manifest.json")).read_bytes())
+    return (outbox / "segments" / "d1_0000.bwvseg").read_bytes(), manifest["record"]
+
+
+def test_the_camera_the_file_and_the_specification_agree(tmp_path):
+    data, m = _segment(tmp_path)
+    spec = _spec_function()
+    assert stored_digest_of(data) == spec(data) == m["stored_digest"]
+    parsed = parse_segment(data)
+    assert m["stored_digest"] == stored_digest_from(
+        sha256_hex(parsed.header), (sha256_hex(c) for c in parsed.chunks)
+    )
+    plain = [c["plain_sha256"] for c in m["chunks"] if c["kind"] != "final"]
+    assert m["plain_digest"] == plain_digest_from(plain)
+    # not the SHA-256 of the file: an auditor's sha256sum is not the stored digest
+    assert m["stored_digest"] != sha256_hex(data)
+
+
+def test_every_stored_segment_of_the_vectors_has_the_digest_the_specification_gives():
+    spec = _spec_function()
+    assert VECTOR_SEGMENTS
+    for p in VECTOR_SEGMENTS:
+        data = p.read_bytes()
+        assert stored_digest_of(data) == spec(data), p
+
+
+@settings(max_examples=60, deadline=None)
+@given(cuts=st.lists(st.integers(min_value=1, max_value=4000), min_size=1, max_size=40))
+def test_fed_in_pieces_of_any_size_the_digest_is_the_same(tmp_path_factory, cuts):
+    data, m = _segment(tmp_path_factory.mktemp("d"), fragments=2)
+    d = StoredDigest()
+    pos = 0
+    for n in cuts:
+        d.update(data[pos : pos + n])
+        pos += n
+    d.update(data[pos:])
+    assert d.hexdigest() == m["stored_digest"] and d.size == len(data)
+
+
+@settings(max_examples=60, deadline=None)
+@given(cut=st.integers(min_value=1, max_value=10_000), junk=st.binary(min_size=1, max_size=30))
+def test_a_cut_or_lengthened_file_is_not_the_signed_one(tmp_path_factory, cut, junk):
+    """Cut anywhere, or with bytes added, a file never has the signed digest: cut inside a
+    chunk (or its header) or lengthened by less than a whole chunk, it has none at all."""
+    data, m = _segment(tmp_path_factory.mktemp("t"), fragments=2)
+    spec = _spec_function()
+    ends = set(parse_segment(data).offsets) | {len(data)}
+    torn = data[: max(0, len(data) - cut)]
+    assert stored_digest_of(torn) == spec(torn) != m["stored_digest"]
+    if len(torn) not in ends:
+        assert stored_digest_of(torn) is None
+        d = StoredDigest()
+        d.update(torn)
+        assert d.hexdigest() is None and d.why_none()
+    longer = data + junk
+    assert stored_digest_of(longer) is None and spec(longer) is None
