@@ -315,9 +315,7 @@ class Shipper:
         manifest = seg.manifest_path.read_bytes()
         sid = segment_id_for(manifest)
         found, size = _digest_file(seg.blob_path)
-        # a file that is not a header and whole chunks has no stored digest: declared as
-        # none, the dock refuses it and the camera keeps it (and says so)
-        digest = found if found is not None else "0" * 64
+        digest = found or "0" * 64  # not a stored file: the dock refuses it, the camera keeps it
         sent = 0
         chunk_bytes = self.config.chunk_bytes
         state = self.client.create_upload(sid, manifest, size, digest)
