@@ -69,11 +69,13 @@ from dock.s3client import (
     ObjectStoreError,
     Part,
     b64,
+    check_written,
     client_config,
     code,
     errors,
     make_client,
     status,
+    utc_text,
 )
 from dock.s3config import S3Location, S3Settings
 
@@ -97,10 +99,6 @@ class ObjectLock:
     mode: str | None  # "GOVERNANCE" | "COMPLIANCE" | None
     retain_until_s: float | None
     legal_hold: bool
-
-
-def _utc(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class S3Objects:
@@ -199,9 +197,8 @@ class S3Objects:
     def put_file(
         self, key: str, src: Path, sha256: str | None = None, stored_digest: str | None = None
     ) -> None:
-        """Upload ``src`` (streamed: one part in memory at a time) and then remove it (the
-        file is consumed, as ``DirectoryObjects`` moves it). ``stored_digest``: the signed
-        stored digest of a segment's bytes, checked on the very bytes sent."""
+        """Upload ``src`` (streamed, one part in memory at a time; consumed, as
+        ``DirectoryObjects`` moves it), checked against the signed ``stored_digest``."""
         full = self._key(key)
         self._refuse_existing(key, full)
         with open(src, "rb") as f:
@@ -211,8 +208,7 @@ class S3Objects:
                 self._put_multipart(full, f, size, sha256, stored_digest)
             else:
                 data = f.read()
-                if stored_digest is not None:
-                    _check_digest(full, stored_digest_of(data), stored_digest)
+                check_written(full, stored_digest_of(data), stored_digest, "stored digest")
                 self._put_single(full, data, sha256)
         Path(src).unlink()
 
@@ -227,7 +223,7 @@ class S3Objects:
 
     def _put_single(self, full: str, data: bytes, sha256: str | None) -> None:
         sha = hashlib.sha256(data)
-        _check_ours(full, sha.hexdigest(), sha256)
+        check_written(full, sha.hexdigest(), sha256)
         md5 = hashlib.md5(data, usedforsecurity=False)
         until = self._until()
         with errors(f"writing {full}"):
@@ -264,9 +260,8 @@ class S3Objects:
         upload_id = upload["UploadId"]
         try:
             parts, whole, digest = self._send_parts(full, upload_id, f, part_size)
-            _check_ours(full, whole, sha256)
-            if stored_digest is not None:
-                _check_digest(full, digest.hexdigest(), stored_digest)
+            check_written(full, whole, sha256)
+            check_written(full, digest.hexdigest(), stored_digest, "stored digest")
             with errors(f"completing the upload of {full}"):
                 resp = self.client.complete_multipart_upload(
                     Bucket=self.bucket,
@@ -421,7 +416,7 @@ class S3Objects:
             return f"object {key} is locked: the object store refused to delete it"
         why = []
         if lock.mode and lock.retain_until_s is not None:
-            why.append(f"{lock.mode.lower()} retention until {_utc(lock.retain_until_s)}")
+            why.append(f"{lock.mode.lower()} retention until {utc_text(lock.retain_until_s)}")
         if lock.legal_hold:
             why.append("a legal hold")
         reason = " and ".join(why) or "a lock"
@@ -503,17 +498,3 @@ class S3Objects:
 
 
 _KINDS = ("blob", "manifest", "unsigned")
-
-
-def _check_digest(full: str, ours: str | None, signed: str) -> None:
-    if ours != signed.lower():
-        raise ObjectStoreError(
-            f"object {full} not stored: its bytes do not have the signed stored digest"
-        )
-
-
-def _check_ours(full: str, ours: str, sha256: str | None) -> None:
-    if sha256 is not None and ours != sha256.lower():
-        raise ObjectStoreError(
-            f"object {full} not stored: its bytes do not hash to the signed SHA-256"
-        )

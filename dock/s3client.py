@@ -8,6 +8,7 @@ import contextlib
 import hashlib
 import io
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import boto3  # type: ignore[import-untyped,unused-ignore]
@@ -175,3 +176,13 @@ class ObjectReader(io.RawIOBase):
     def close(self) -> None:
         self._drop()
         super().close()
+
+
+def check_written(full: str, ours: str | None, signed: str | None, what: str = "SHA-256") -> None:
+    """Refuse a write whose bytes, as we sent them, are not the signed ones."""
+    if signed is not None and ours != signed.lower():
+        raise ObjectStoreError(f"object {full} not stored: its bytes do not have the signed {what}")
+
+
+def utc_text(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

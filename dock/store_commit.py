@@ -105,8 +105,10 @@ class SegmentCommits(SegmentUploads):
                 if self.objects.exists(bkey):  # a previous attempt got this far
                     staged.unlink()
                 else:
+                    segment = fields.record_type == "manifest"  # others: an empty blob
+                    digest = {"stored_digest" if segment else "sha256": fields.stored_digest}
                     try:
-                        self.objects.put_file(bkey, staged, stored_digest=fields.stored_digest)
+                        self.objects.put_file(bkey, staged, **digest)
                     except FileExistsError:
                         staged.unlink(missing_ok=True)
         except StoreError:

@@ -16,7 +16,6 @@ import os
 import random
 import socket
 import ssl
-import struct
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -36,7 +35,9 @@ from dock.agency import pin_agency_key
 from dock.checkpoints import LogConfig
 from dock.client import DeviceCredentials, DockClient, enroll
 from dock.enroll import issue_token
-from dock.protocol import sha256_hex
+from dock.fake_segments import declared_digest as declared_digest
+from dock.fake_segments import segment_bytes as segment_bytes
+from dock.fake_segments import stored_parts
 from dock.server import (
     DockConfig,
     ServerThread,
@@ -285,61 +286,6 @@ class _Pair:
 def random_bytes(n: int, seed: int | None = 0) -> bytes:
     """Deterministic bytes for a seed (os.urandom when seed is None)."""
     return os.urandom(n) if seed is None else random.Random(seed).randbytes(n)
-
-
-_FAKE_HEADER = 6 + 2 + 4 + 2 + 80 + 24  # magic, version, context length, "{}", key, header
-FAKE_CHUNK = 1 << 20
-
-
-def segment_bytes(n: int, seed: int | None = 0) -> bytes:
-    """``n`` deterministic bytes shaped as a stored segment file (docs/evidence-format.md,
-    "Stored segment file"): a header whose context is ``{}``, then random "ciphertext"
-    in framed chunks of up to 1 MiB, so that it has a stored digest. Nothing decrypts it:
-    it stands for a segment wherever only its bytes matter (the dock, the shipper)."""
-    body = n - _FAKE_HEADER
-    if body < 4 + 17:
-        raise ValueError(f"a stored segment has at least {_FAKE_HEADER + 21} bytes")
-    rand = random_bytes(n, seed)
-    out = bytearray(b"BWVSEG" + struct.pack(">HI", 2, 2) + b"{}" + rand[:104])
-    k = -(-body // (FAKE_CHUNK + 4))
-    sizes = [(body - 4 * k) // k] * k
-    sizes[-1] += body - 4 * k - sum(sizes)
-    pos = _FAKE_HEADER
-    for size in sizes:
-        out += struct.pack(">I", size) + rand[pos : pos + size]
-        pos += size
-    return bytes(out)
-
-
-def stored_parts(stored: bytes) -> dict[str, Any]:
-    """``manifest_fields``' header hash, size and chunks for a file made by
-    ``segment_bytes`` (or any stored segment): each chunk's ciphertext hash as it is, its
-    "plaintext" hash and size made up (the dock never sees plaintext)."""
-    (n,) = struct.unpack_from(">I", stored, 8)
-    pos = 12 + n + 104
-    header = stored[:pos]
-    chunks: list[dict[str, Any]] = []
-    while pos < len(stored):
-        (size,) = struct.unpack_from(">I", stored, pos)
-        cipher = stored[pos + 4 : pos + 4 + size]
-        if len(cipher) != size:
-            raise ValueError("not a stored segment: make it with segment_bytes()")
-        i = len(chunks)
-        chunks.append(
-            {
-                "chunk": i,
-                "kind": "init" if i == 0 else "fragment",
-                "first_us": 0,
-                "end_us": 1,
-                "plain_sha256": sha256_hex(cipher[17:]),
-                "plain_size": size - 17,
-                "cipher_sha256": sha256_hex(cipher),
-                "cipher_size": size,
-                "trail_seq": i,
-            }
-        )
-        pos += 4 + size
-    return {"header_sha256": sha256_hex(header), "stored_size": len(stored), "chunks": chunks}
 
 
 class DockHarness:

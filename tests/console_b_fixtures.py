@@ -9,12 +9,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from console.core import AUDITOR, INVESTIGATOR, SUPERVISOR, TECHNICIAN, Account, open_console
-from crypto.digests import stored_digest_of
 from dock.instance import open_dock
 from dock.outbox import ChainOutbox
 from dock.protocol import segment_id_for
 from dock.receive import receive_segment
-from dock.testing import OutboxDevice, segment_bytes
+from dock.testing import OutboxDevice, declared_digest, segment_bytes
 
 T0 = 1_800_000_000_000_000  # 2027-01-15 08:00:00 UTC
 DAY = 86_400 * 1_000_000
@@ -38,7 +37,7 @@ def ship(dock, dev: OutboxDevice) -> None:
         if store.upload_state(dev.device_id, sid) is not None:
             continue
         blob = seg.blob_path.read_bytes() if seg.blob_path else b""
-        store.begin_upload(dev.device_id, sid, manifest, len(blob), stored_digest_of(blob), now)
+        store.begin_upload(dev.device_id, sid, manifest, len(blob), declared_digest(blob), now)
         if blob:
             store.append_chunk(dev.device_id, sid, 0, blob)
         receive_segment(dock, record, sid)

@@ -11,7 +11,6 @@ import httpx
 import pytest
 from nacl.signing import SigningKey
 
-from crypto.digests import stored_digest_of
 from dock.client import DockRefused, DockUnavailable, check_answer, enroll
 from dock.custody import verify_custody_log
 from dock.protocol import (
@@ -25,7 +24,7 @@ from dock.protocol import (
 )
 from dock.server import DockConfig
 from dock.store_sqlite import INDEX_FILE
-from dock.testing import DockHarness, OutboxDevice, segment_bytes
+from dock.testing import DockHarness, OutboxDevice, declared_digest, segment_bytes
 from dock.verify import ChainRecordVerifier
 
 
@@ -87,7 +86,7 @@ def stored_nothing(harness, device_id):
 
 def _upload(client, rec, blob, chunk=20_000):
     sid = segment_id_for(rec.line)
-    state = client.create_upload(sid, rec.line, len(blob), stored_digest_of(blob))
+    state = client.create_upload(sid, rec.line, len(blob), declared_digest(blob))
     while state.offset < len(blob):
         state = client.append(sid, state.offset, blob[state.offset : state.offset + chunk])
     return sid, client.complete(sid)
@@ -105,7 +104,7 @@ def test_upload_verify_store_log_and_receipt(harness, device):
         assert receipt.verify(harness.public_key)
         r = receipt.receipt
         assert (r.device_id, r.segment_id, r.seq) == (device.device_id, sid, 0)
-        assert r.stored_digest == stored_digest_of(blob) and r.manifest_sha256 == rec.sha256
+        assert r.stored_digest == declared_digest(blob) and r.manifest_sha256 == rec.sha256
         # asking again gives the same receipt: complete is idempotent
         assert c.complete(sid) == receipt
         assert c.upload_state(sid).complete
@@ -118,7 +117,7 @@ def test_upload_verify_store_log_and_receipt(harness, device):
     assert (objects / f"{sid}.manifest").read_bytes() == rec.line
     log = harness.dock.store.custody_log()
     received = [e for e in log if e.action == "received" and e.segment_id == sid]
-    assert len(received) == 1 and received[0].sha256 == stored_digest_of(blob)
+    assert len(received) == 1 and received[0].sha256 == declared_digest(blob)
     assert received[0].actor == f"device:{device.device_id}"
     assert received[0].entry_hash == r.log_entry_hash
     assert verify_custody_log(log, harness.public_key) == []
@@ -211,7 +210,7 @@ def test_the_device_rejects_answers_not_signed_by_its_pinned_dock(harness, devic
 
 def test_revoked_device_is_refused_and_logged(harness, device):
     admin = {"Authorization": f"Bearer {harness.dock.admin_token}"}
-    blob = segment_bytes(100, 3)
+    blob = segment_bytes(200, 3)
     rec = device.add_segment(blob)
     r = httpx.post(
         f"{harness.admin_url}/v1/admin/devices/{device.device_id}/revoke",
@@ -220,7 +219,7 @@ def test_revoked_device_is_refused_and_logged(harness, device):
     )
     assert r.status_code == 200 and r.json()["revoked"]
     with harness.client(device.creds) as c, pytest.raises(DockRefused) as e:
-        c.create_upload(segment_id_for(rec.line), rec.line, len(blob), stored_digest_of(blob))
+        c.create_upload(segment_id_for(rec.line), rec.line, len(blob), declared_digest(blob))
     assert e.value.status == 403 and "revoked" in e.value.detail
     assert stored_nothing(harness, device.device_id)
     entry = [x for x in harness.dock.store.custody_log() if x.action == "revoked"][-1]
@@ -339,7 +338,7 @@ def test_wrong_chunk_checksum_appends_nothing(harness, device):
     rec = device.add_segment(blob)
     with harness.client(device.creds) as c:
         sid = segment_id_for(rec.line)
-        c.create_upload(sid, rec.line, len(blob), stored_digest_of(blob))
+        c.create_upload(sid, rec.line, len(blob), declared_digest(blob))
         r = raw(
             harness,
             "PATCH",
@@ -366,7 +365,7 @@ def test_oversized_bodies_are_refused_before_they_are_read(harness, device):
     rec = device.add_segment(big)
     with harness.client(device.creds) as c:
         sid = segment_id_for(rec.line)
-        c.create_upload(sid, rec.line, len(big), stored_digest_of(big))
+        c.create_upload(sid, rec.line, len(big), declared_digest(big))
         with pytest.raises(DockRefused) as e:
             c.append(sid, 0, big)
         assert e.value.status == 413 and "larger than" in e.value.detail
@@ -393,25 +392,25 @@ def test_oversized_bodies_are_refused_before_they_are_read(harness, device):
 
 def test_a_manifest_of_another_device_is_refused(harness, device, tmp_path):
     other = OutboxDevice(tmp_path / "o", "cam-other")
-    blob = segment_bytes(100, 6)
+    blob = segment_bytes(200, 6)
     rec = other.add_segment(blob)
     with harness.client(device.creds) as c, pytest.raises(DockRefused) as e:
-        c.create_upload(segment_id_for(rec.line), rec.line, len(blob), stored_digest_of(blob))
+        c.create_upload(segment_id_for(rec.line), rec.line, len(blob), declared_digest(blob))
     assert e.value.status == 403 and "another device" in e.value.detail
     assert stored_nothing(harness, device.device_id)
 
 
 def test_upload_declaring_other_bytes_than_the_manifest_is_refused(harness, device):
-    blob = segment_bytes(100, 7)
+    blob = segment_bytes(200, 7)
     rec = device.add_segment(blob)
     sid = segment_id_for(rec.line)
     with harness.client(device.creds) as c:
         with pytest.raises(DockRefused, match="stored hash"):
             c.create_upload(sid, rec.line, len(blob), "0" * 64)
         with pytest.raises(DockRefused, match="SHA-256 of the manifest"):
-            c.create_upload("0" * 64, rec.line, len(blob), stored_digest_of(blob))
+            c.create_upload("0" * 64, rec.line, len(blob), declared_digest(blob))
         with pytest.raises(DockRefused, match="size"):
-            c.create_upload(sid, rec.line, len(blob) + 1, stored_digest_of(blob))
+            c.create_upload(sid, rec.line, len(blob) + 1, declared_digest(blob))
     assert stored_nothing(harness, device.device_id)
 
 
@@ -421,7 +420,7 @@ def test_a_blob_that_does_not_match_its_manifest_is_refused_at_completion(harnes
     sid = segment_id_for(rec.line)
     bad = bytes([blob[0] ^ 1]) + blob[1:]  # checksummed chunks, but not the signed bytes
     with harness.client(device.creds) as c:
-        c.create_upload(sid, rec.line, len(blob), stored_digest_of(blob))
+        c.create_upload(sid, rec.line, len(blob), declared_digest(blob))
         c.append(sid, 0, bad)
         with pytest.raises(DockRefused) as e:
             c.complete(sid)
@@ -433,20 +432,20 @@ def test_a_blob_that_does_not_match_its_manifest_is_refused_at_completion(harnes
 
 
 def test_a_tampered_manifest_is_refused(harness, device):
-    blob = segment_bytes(100, 9)
+    blob = segment_bytes(200, 9)
     rec = device.add_segment(blob)
     forged = rec.line.replace(b'"firmware_version":"test"', b'"firmware_version":"evil"')
     assert forged != rec.line
     sid = segment_id_for(forged)
     with harness.client(device.creds) as c, pytest.raises(DockRefused) as e:
-        c.create_upload(sid, forged, len(blob), stored_digest_of(blob))  # refused at creation
+        c.create_upload(sid, forged, len(blob), declared_digest(blob))  # refused at creation
     assert e.value.status == 422 and "does not verify" in e.value.detail
     assert stored_nothing(harness, device.device_id)
     assert harness.dock.store.open_uploads(device.device_id) == (0, 0)
 
 
 def test_a_sequence_number_cannot_be_used_twice(harness, device, tmp_path):
-    blob = segment_bytes(100, 10)
+    blob = segment_bytes(200, 10)
     rec = device.add_segment(blob)
     with harness.client(device.creds) as c:
         _upload(c, rec, blob)
@@ -458,11 +457,11 @@ def test_a_sequence_number_cannot_be_used_twice(harness, device, tmp_path):
         twin.chain = Chain(
             tmp_path / "twin" / "c", tmp_path / "twin" / "s", device.identity, device.public_key
         )
-        blob2 = segment_bytes(100, 11)
+        blob2 = segment_bytes(200, 11)
         rec2 = twin.add_segment(blob2)
         with pytest.raises(DockRefused) as e:
             c.create_upload(
-                segment_id_for(rec2.line), rec2.line, len(blob2), stored_digest_of(blob2)
+                segment_id_for(rec2.line), rec2.line, len(blob2), declared_digest(blob2)
             )
         assert e.value.status == 409 and "never reused" in e.value.detail
     assert len(harness.dock.store.held_segments(device.device_id)) == 1
@@ -478,14 +477,14 @@ def test_index_and_keys_are_not_readable_by_others(harness):
 
 def test_verifier_reads_crypto_chain_records(tmp_path):
     dev = OutboxDevice(tmp_path, "cam-v")
-    blob = b"stored bytes"
+    blob = segment_bytes(300, 1)
     rec = dev.add_segment(blob)
     v = ChainRecordVerifier()
     f = v.parse(rec.line)
     assert (f.record_type, f.seq, f.stored_digest) == (
         "manifest",
         0,
-        stored_digest_of(blob),
+        declared_digest(blob),
     )
     import io
 
@@ -536,7 +535,7 @@ def test_lost_staged_bytes_ask_for_the_upload_again(harness, device):
     rec = device.add_segment(blob)
     sid = segment_id_for(rec.line)
     with harness.client(device.creds) as c:
-        c.create_upload(sid, rec.line, len(blob), stored_digest_of(blob))
+        c.create_upload(sid, rec.line, len(blob), declared_digest(blob))
         c.append(sid, 0, blob[:1000])
         (harness.store_dir / "staging" / device.device_id / f"{sid}.part").unlink()
         with pytest.raises(DockRefused) as e:

@@ -20,7 +20,6 @@ from hypothesis import strategies as st
 from nacl.signing import SigningKey
 
 from capture.clock import MonotonicClock, VirtualClock
-from crypto.digests import stored_digest_of
 from dock.client import DeviceCredentials, DockClient
 from dock.custody import verify_custody_log
 from dock.protocol import (
@@ -34,7 +33,14 @@ from dock.protocol import (
 from dock.receipts import SignedReceipt, sign_receipt
 from dock.server import DockConfig
 from dock.shipper import ChainOutbox, Shipper, ShipperConfig, ShipperThread
-from dock.testing import DockHarness, Fault, FaultProxy, OutboxDevice, segment_bytes
+from dock.testing import (
+    DockHarness,
+    Fault,
+    FaultProxy,
+    OutboxDevice,
+    declared_digest,
+    segment_bytes,
+)
 from dock.tls import pinned_to
 
 FAST = ShipperConfig(chunk_bytes=8 << 10, jitter=0.0, backoff_initial_s=1.0, backoff_max_s=30.0)
@@ -150,7 +156,7 @@ def test_resumes_where_it_stopped_after_a_dock_restart(harness, tmp_path):
     blob = (dev.root / "segments" / rec.record["file"]).read_bytes()
     sid = segment_id_for(rec.line)
     with harness.client(dev.creds) as c:  # an upload broken off at 40 000 bytes
-        c.create_upload(sid, rec.line, len(blob), stored_digest_of(blob))
+        c.create_upload(sid, rec.line, len(blob), declared_digest(blob))
         c.append(sid, 0, blob[:40_000])
     harness.restart()
     clock = VirtualClock()
@@ -352,7 +358,7 @@ def test_duplicate_and_out_of_order_uploads_end_up_exactly_once(harness, tmp_pat
         for rec in (dev.records[2], dev.records[0], dev.records[2]):  # late, early, again
             blob = (dev.root / "segments" / rec.record["file"]).read_bytes()
             sid = segment_id_for(rec.line)
-            c.create_upload(sid, rec.line, len(blob), stored_digest_of(blob))
+            c.create_upload(sid, rec.line, len(blob), declared_digest(blob))
             state = c.upload_state(sid)
             if not state.complete:
                 c.append(sid, 0, blob)
@@ -429,7 +435,7 @@ faults = st.lists(
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
-@given(schedule=faults, sizes=st.lists(st.integers(0, 40_000), min_size=1, max_size=3))
+@given(schedule=faults, sizes=st.lists(st.integers(200, 40_000), min_size=1, max_size=3))
 def test_connections_cut_at_random_points_and_dock_restarts_lose_nothing(harness, schedule, sizes):
     with tempfile.TemporaryDirectory() as tmp:
         dev = OutboxDevice(Path(tmp) / "outbox", f"cam-{next(_ids):05d}")

@@ -16,7 +16,6 @@ from nacl.public import PrivateKey
 
 from bwv.cli import main
 from capture.clock import MonotonicClock
-from crypto.digests import stored_digest_of
 from crypto.identity import write_secret_key
 from crypto.records import RecordError, sign_record, verify_line
 from crypto.seal import parse_segment
@@ -25,7 +24,7 @@ from dock.client import DeviceCredentials, DockClient, DockRefused, enroll
 from dock.protocol import Code
 from dock.server import wall_clock_us
 from dock.shipper import ChainOutbox, Shipper
-from dock.testing import DockHarness
+from dock.testing import DockHarness, declared_digest
 
 REAL = PrivateKey(hashlib.sha256(b"the agency").digest())
 SUBSTITUTE = PrivateKey(hashlib.sha256(b"a substitute agency.pub").digest())
@@ -135,7 +134,7 @@ def test_the_refusal_has_its_own_code_on_the_wire(tmp_path):
         creds = DeviceCredentials(ident.device_id, ident, got.dock_public_key)
         manifest = (outbox / "chain" / "000000000000.manifest.json").read_bytes()
         blob = (outbox / "segments" / "rec-1_0000.bwvseg").read_bytes()
-        sha = stored_digest_of(blob)
+        sha = declared_digest(blob)
         segment_id = hashlib.sha256(manifest).hexdigest()
         with (
             DockClient(harness.url, creds, wall_clock=wall_clock_us) as client,

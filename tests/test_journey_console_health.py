@@ -21,12 +21,11 @@ from capture.clock import VirtualClock
 from console.core import open_console
 from console.metrics import health, new_registry
 from console.tls import ConsoleTlsError, ensure_console_tls, fingerprint
-from crypto.digests import stored_digest_of
 from dock.client import DockClient, DockRefused
 from dock.protocol import segment_id_for
 from dock.server import wall_clock_us
 from dock.shipper import ChainOutbox, Shipper, ShipperConfig
-from dock.testing import DockHarness, OutboxDevice, segment_bytes
+from dock.testing import DockHarness, OutboxDevice, declared_digest, segment_bytes
 
 Usage = namedtuple("Usage", "total used free")
 GB = 1 << 30
@@ -81,7 +80,7 @@ def test_metrics_count_what_the_dock_received_refused_holds_and_waits_for(harnes
     assert ship(harness, good)[-1] == "idle"
     with harness.client(bad.creds) as c:  # bytes on the way that are not the signed ones
         sid = segment_id_for(rec.line)
-        c.create_upload(sid, rec.line, len(blob), stored_digest_of(blob))
+        c.create_upload(sid, rec.line, len(blob), declared_digest(blob))
         c.append(sid, 0, bytes([blob[0] ^ 1]) + blob[1:])
         with pytest.raises(DockRefused, match="not the one the manifest signs"):
             c.complete(sid)

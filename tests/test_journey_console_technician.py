@@ -21,13 +21,12 @@ import pytest
 
 from console.core import ConsoleConfig
 from console.testing import ConsoleHarness, browser, sign_in
-from crypto.digests import stored_digest_of
 from dock.client import DockClient, DockRefused, enroll
 from dock.device_report import FixedBattery, Reporter
 from dock.protocol import segment_id_for
 from dock.server import wall_clock_us
 from dock.shipper import ChainOutbox, Shipper, ShipperConfig
-from dock.testing import DockHarness, OutboxDevice, segment_bytes
+from dock.testing import DockHarness, OutboxDevice, declared_digest, segment_bytes
 from dock.tls import fingerprint
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -97,7 +96,7 @@ def failing_camera(dock: DockHarness, root: Path) -> None:
     rec = dev.add_segment(blob)
     sid = segment_id_for(rec.line)
     with dock.client(creds) as c:
-        c.create_upload(sid, rec.line, len(blob), stored_digest_of(blob))
+        c.create_upload(sid, rec.line, len(blob), declared_digest(blob))
         c.append(sid, 0, bytes([blob[0] ^ 1]) + blob[1:])
         with pytest.raises(DockRefused):
             c.complete(sid)

@@ -15,7 +15,6 @@ from nacl.signing import SigningKey
 
 from base.clock import VirtualClock
 from bwv.cli import main
-from crypto.digests import stored_digest_of
 from crypto.identity import DeviceIdentity
 from crypto.testing import seed
 from dock.client import DockRefused, DockUnavailable
@@ -25,7 +24,7 @@ from dock.outbox import ChainOutbox
 from dock.protocol import Code, segment_id_for
 from dock.server import ServerThread, create_app, open_dock, wall_clock_us
 from dock.shipper import Shipper, ShipperConfig
-from dock.testing import DockHarness, OutboxDevice, segment_bytes
+from dock.testing import DockHarness, OutboxDevice, declared_digest, segment_bytes
 from dock.tls import ensure_tls_files
 
 FAST = ShipperConfig(backoff_initial_s=0.001, backoff_max_s=0.001, jitter=0.0)
@@ -238,7 +237,7 @@ def test_a_stalled_upload_stands_out_with_why(harness, tmp_path, dock_clock):
     sid = segment_id_for(manifest)
     with harness.client(creds) as client:
         client.sync_time()
-        client.create_upload(sid, manifest, 4000, stored_digest_of(blob))
+        client.create_upload(sid, manifest, 4000, declared_digest(blob))
         client.append(sid, 0, blob[:1000])
         with pytest.raises(DockRefused):  # a retried chunk: routine, not a failure
             client.append(sid, 0, blob[:1000])

@@ -15,7 +15,6 @@ import time
 import pytest
 from nacl.signing import SigningKey
 
-from crypto.digests import stored_digest_of
 from dock.client import DockRefused
 from dock.protocol import (
     H_UPLOAD_CHECKSUM,
@@ -29,7 +28,7 @@ from dock.protocol import (
 )
 from dock.server import DockConfig
 from dock.store_sqlite import INDEX_FILE
-from dock.testing import DockHarness, OutboxDevice, segment_bytes
+from dock.testing import DockHarness, OutboxDevice, declared_digest, segment_bytes
 from dock.wall import WallLimits
 
 MiB = 1 << 20
@@ -108,7 +107,7 @@ def open_upload(harness, device, size: int) -> tuple[str, bytes]:
     rec = device.add_segment(blob)
     sid = segment_id_for(rec.line)
     with harness.client(device.creds) as c:
-        c.create_upload(sid, rec.line, len(blob), stored_digest_of(blob))
+        c.create_upload(sid, rec.line, len(blob), declared_digest(blob))
     return sid, blob
 
 

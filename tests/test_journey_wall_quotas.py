@@ -7,11 +7,10 @@ from __future__ import annotations
 
 import pytest
 
-from crypto.digests import stored_digest_of
 from dock.client import DockRefused
 from dock.protocol import segment_id_for
 from dock.server import DockConfig
-from dock.testing import DockHarness, OutboxDevice, segment_bytes
+from dock.testing import DockHarness, OutboxDevice, declared_digest, segment_bytes
 from dock.wall import WallLimits
 
 HOUR_US = 3600 * 1_000_000
@@ -43,7 +42,7 @@ def create(harness, device, size: int, seed: int):
     sid = segment_id_for(rec.line)
     with harness.client(device.creds) as c:
         c.sync_time()  # the dock's clock is the test's
-        c.create_upload(sid, rec.line, len(blob), stored_digest_of(blob))
+        c.create_upload(sid, rec.line, len(blob), declared_digest(blob))
     return sid, blob
 
 
@@ -56,7 +55,7 @@ def test_a_manifest_signed_by_another_key_is_refused_at_creation(tmp_path, clock
         rec = impostor.add_segment(blob)
         with h.client(dev.creds) as c, pytest.raises(DockRefused) as e:
             c.sync_time()
-            c.create_upload(segment_id_for(rec.line), rec.line, len(blob), stored_digest_of(blob))
+            c.create_upload(segment_id_for(rec.line), rec.line, len(blob), declared_digest(blob))
         assert (e.value.status, e.value.code) == (422, "manifest_invalid")
         assert h.dock.store.open_uploads(dev.device_id) == (0, 0)
         assert not (h.store_dir / "staging" / dev.device_id).exists()
@@ -67,10 +66,10 @@ def test_a_manifest_signed_by_another_key_is_refused_at_creation(tmp_path, clock
 def test_a_device_may_hold_only_so_many_uploads_open(tmp_path, clock):
     h, dev = make(tmp_path, clock, max_open_uploads=2)
     try:
-        create(h, dev, 100, 1)
-        create(h, dev, 100, 2)
+        create(h, dev, 200, 1)
+        create(h, dev, 200, 2)
         with pytest.raises(DockRefused) as e:
-            create(h, dev, 100, 3)
+            create(h, dev, 200, 3)
         assert (e.value.status, e.value.code) == (429, "quota")
         assert "2 uploads open" in e.value.detail
     finally:
@@ -99,10 +98,10 @@ def test_an_abandoned_upload_expires_with_its_staged_bytes_and_a_custody_event(t
         staged = h.store_dir / "staging" / dev.device_id / f"{sid}.part"
         assert staged.stat().st_size == 2000
         clock.now_us += 23 * HOUR_US  # not yet
-        create(h, dev, 100, 2)
+        create(h, dev, 200, 2)
         assert staged.exists()
         clock.now_us += 2 * HOUR_US  # 25 h: abandoned
-        create(h, dev, 100, 3)
+        create(h, dev, 200, 3)
         assert not staged.exists()
         assert h.dock.store.upload_state(dev.device_id, sid) is None
         expired = [e for e in h.dock.store.custody_log() if e.action == "upload_expired"]

@@ -15,10 +15,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from crypto.digests import stored_digest_of
 from dock.protocol import segment_id_for
 from dock.server import DockConfig
-from dock.testing import DockHarness, OutboxDevice, segment_bytes
+from dock.testing import DockHarness, OutboxDevice, declared_digest, segment_bytes
 from dock.wall import WallLimits
 
 STALLED = 300  # connections that stop inside their headers
@@ -87,7 +86,7 @@ def test_stalled_connections_do_not_keep_a_camera_out(tmp_path, fds):
         rec = dev.add_segment(blob)
         sid = segment_id_for(rec.line)
         with h.client(creds) as c:
-            c.create_upload(sid, rec.line, len(blob), stored_digest_of(blob))
+            c.create_upload(sid, rec.line, len(blob), declared_digest(blob))
             c.append(sid, 0, blob)
             receipt = c.complete(sid)
         assert receipt.receipt.segment_id == sid

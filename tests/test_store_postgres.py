@@ -8,7 +8,6 @@ Several docks on one index: tests/test_store_postgres_fleet.py."""
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -16,7 +15,6 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 from nacl.signing import SigningKey
 
-from crypto.digests import stored_digest_of
 from dock.custody import verify_custody_log
 from dock.enroll import issue_token, token_hash
 from dock.leaves import custody_leaf
@@ -28,6 +26,7 @@ from dock.sqldb import open_database
 from dock.sqldb_postgres import redact_url, translate
 from dock.store import StoreError, storage_failure
 from dock.store_sqlite import INDEX_FILE, DirectoryStore
+from dock.testing import declared_digest, segment_bytes
 from dock.verify import ManifestFields
 
 KEY = SigningKey(bytes(range(1, 33)))
@@ -57,7 +56,7 @@ def store(tmp_path, index):
 def record(seq: int, prev: str | None, blob: bytes, device_id: str = DEV):
     """A chain record as the store sees it once verified: its line, id and fields."""
     line = json.dumps(
-        {"d": device_id, "seq": seq, "prev": prev, "h": stored_digest_of(blob)}
+        {"d": device_id, "seq": seq, "prev": prev, "h": declared_digest(blob)}
     ).encode()
     line += b"\n"
     fields = ManifestFields(
@@ -67,7 +66,7 @@ def record(seq: int, prev: str | None, blob: bytes, device_id: str = DEV):
         "rec1",
         seq,
         seq,
-        stored_digest_of(blob),
+        declared_digest(blob),
         len(blob),
         prev,
         sha256_hex(line),
@@ -83,7 +82,7 @@ def chain(n: int, device_id: str = DEV, size: int = 3000):
     """``n`` linked records with their blobs."""
     out, prev = [], None
     for seq in range(n):
-        blob = os.urandom(size)
+        blob = segment_bytes(size, None)
         line, sid, fields = record(seq, prev, blob, device_id)
         out.append((line, sid, fields, blob))
         prev = fields.manifest_sha256
@@ -99,7 +98,7 @@ def commit(store, rec, now: int, gap: bool = False) -> SignedReceipt:
 
 def ship(store, rec, now: int, gap: bool = False) -> SignedReceipt:
     line, sid, fields, blob = rec
-    store.begin_upload(fields.device_id, sid, line, len(blob), stored_digest_of(blob), now)
+    store.begin_upload(fields.device_id, sid, line, len(blob), declared_digest(blob), now)
     store.append_chunk(fields.device_id, sid, 0, blob)
     return commit(store, rec, now, gap)
 
@@ -132,7 +131,7 @@ def test_enrol_upload_with_resume_commit_and_gaps(store):
     enrol(store)
     recs = chain(3)
     line, sid, fields, blob = recs[0]
-    state = store.begin_upload(DEV, sid, line, len(blob), stored_digest_of(blob), 10)
+    state = store.begin_upload(DEV, sid, line, len(blob), declared_digest(blob), 10)
     assert (state.offset, state.complete) == (0, False)
     store.append_chunk(DEV, sid, 0, blob[:1000])
     with open(store.staging / DEV / f"{sid}.part", "ab") as f:
@@ -172,7 +171,7 @@ def test_refusals_reject_and_retire(store):
     enrol(store)
     recs = chain(2)
     ship(store, recs[0], 10)
-    other_blob = b"other bytes"
+    other_blob = segment_bytes(300, 9)
     other_line, other_sid, other_fields = record(0, None, other_blob)
     store.begin_upload(DEV, other_sid, other_line, len(other_blob), "0" * 64, 11)
     store.append_chunk(DEV, other_sid, 0, other_blob)
@@ -281,10 +280,11 @@ def test_an_index_a_newer_dock_migrated_is_refused(tmp_path, index):
 
 def test_a_store_made_before_migrations_opens_unchanged(tmp_path):
     """An index as the dock made it before schema versions (the same tables, no
-    schema_migrations): its data is all there, and it is marked as version 1."""
+    schema_migrations): its data is all there, it is marked as version 1 and brought up to
+    date from there (format v3 renamed a column: stored_digest)."""
     root = tmp_path / "dock"
     root.mkdir()
-    (first,) = load("sqlite")
+    first, *later = load("sqlite")
     old = sqlite3.connect(root / INDEX_FILE)
     for statement in first.statements:
         old.execute(statement)
@@ -301,7 +301,9 @@ def test_a_store_made_before_migrations_opens_unchanged(tmp_path):
     try:
         assert store.get_device(DEV).public_key == PUB
         assert store.open_uploads(DEV) == (1, 10)
-        assert store.db.q("SELECT version FROM schema_migrations") == [(1,)]
+        versions = store.db.q("SELECT version FROM schema_migrations ORDER BY version")
+        assert versions == [(1,)] + [(m.version,) for m in later] and later
+        assert store.db.q("SELECT stored_digest FROM segments") == []
         store.log("technician", "note", 3)
         check_logs(store)
     finally:

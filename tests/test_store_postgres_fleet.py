@@ -12,13 +12,12 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 import dock.instance as instance
-from crypto.digests import stored_digest_of
 from dock.keys import DOCK_KEY_FILE
 from dock.objects import DirectoryObjects
 from dock.protocol import segment_id_for
 from dock.store import StoreError
 from dock.store_sqlite import DirectoryStore
-from dock.testing import DockHarness, OutboxDevice, segment_bytes
+from dock.testing import DockHarness, OutboxDevice, declared_digest, segment_bytes
 from tests.test_store_postgres import (
     DEV,
     KEY,
@@ -88,12 +87,12 @@ def test_an_upload_begun_on_one_dock_starts_again_at_0_on_another(docks):
     enrol(a)
     (rec,) = chain(1, size=4000)
     line, sid, fields, blob = rec
-    a.begin_upload(DEV, sid, line, len(blob), stored_digest_of(blob), 1)
+    a.begin_upload(DEV, sid, line, len(blob), declared_digest(blob), 1)
     a.append_chunk(DEV, sid, 0, blob[:2000])
     assert a.upload_state(DEV, sid).offset == 2000
     # the camera turns to dock B: its bytes are on A, so B starts the upload again
     assert b.upload_state(DEV, sid).offset == 0
-    assert b.begin_upload(DEV, sid, line, len(blob), stored_digest_of(blob), 2).offset == 0
+    assert b.begin_upload(DEV, sid, line, len(blob), declared_digest(blob), 2).offset == 0
     b.append_chunk(DEV, sid, 0, blob[:1000])
     # back to A, which holds more than the 1000 bytes counted: it goes on from 1000
     assert a.upload_state(DEV, sid).offset == 1000
@@ -117,7 +116,7 @@ def test_completing_on_a_dock_without_the_bytes_asks_for_them_again(docks):
     enrol(a)
     (rec,) = chain(1)
     line, sid, fields, blob = rec
-    a.begin_upload(DEV, sid, line, len(blob), stored_digest_of(blob), 1)
+    a.begin_upload(DEV, sid, line, len(blob), declared_digest(blob), 1)
     a.append_chunk(DEV, sid, 0, blob)
     with pytest.raises(StoreError) as e:
         commit(b, rec, 2)
@@ -132,7 +131,7 @@ def test_the_same_segment_committed_on_two_docks_at_once_is_receipted_once(docks
     enrol(a)
     (rec,) = chain(1, size=20_000)
     line, sid, fields, blob = rec
-    a.begin_upload(DEV, sid, line, len(blob), stored_digest_of(blob), 1)
+    a.begin_upload(DEV, sid, line, len(blob), declared_digest(blob), 1)
     a.append_chunk(DEV, sid, 0, blob)
     (b.staging / DEV).mkdir(parents=True, exist_ok=True)  # B holds the bytes too
     shutil.copy(a.staging / DEV / f"{sid}.part", b.staging / DEV / f"{sid}.part")
@@ -209,7 +208,7 @@ def test_a_camera_that_turns_to_another_dock_mid_upload_ships_its_segment_once(
         rec = dev.add_segment(blob)
         sid = segment_id_for(rec.line)
         with a.client(dev.creds) as ca:
-            ca.create_upload(sid, rec.line, len(blob), stored_digest_of(blob))
+            ca.create_upload(sid, rec.line, len(blob), declared_digest(blob))
             assert ca.append(sid, 0, blob[:20_000]).offset == 20_000
         with b.client(dev.creds) as cb:
             state = cb.upload_state(sid)
