@@ -1,8 +1,9 @@
 """Dock figures (plain functions; the bench harness registers them):
 
 - ``upload_throughput``: segments shipped device → dock over loopback by the real shipper
-  (signed requests, checksummed chunks, fsync'd appends, verification, custody log, receipt,
-  delete), in MB/s of stored bytes; beside it, the limit (each segment PUT over the dock's
+  (signed requests, checksummed chunks in its default size, written straight into the staged
+  file and fsync'd before the receipt, verification, custody log, receipt, delete), in MB/s
+  of stored bytes; beside it, the limit (each segment PUT over the dock's
   own TLS set-up, written with one fsync and hashed once at the receiver) and one plain
   HTTP PUT of the same bytes to a
   minimal server on the same uvicorn (written to a file, fsync'd once), and the ratio.

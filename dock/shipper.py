@@ -41,13 +41,11 @@ from dock.outbox import (  # noqa: F401 - ChainOutbox, Outbox, valid_receipts: u
     OutboxSegment,
     _digest_file,
     _hash_file,
-    _open_blob,
     valid_receipts,
 )
 from dock.protocol import Code, segment_id_for
-from dock.readahead import ReadAhead
 from dock.receipts import SignedReceipt, UnsignedState, UploadState
-from dock.verify import ManifestError, default_verifier
+from dock.ship_chunks import ReadAhead, check_held_file, declared
 
 log = logging.getLogger("bwv.shipper")
 
@@ -72,14 +70,6 @@ class ShipperConfig:
 
 class ReceiptInvalid(DockUnavailable):
     """An answer that is not a valid receipt for this segment's exact bytes."""
-
-
-class ChangedOnCamera(DockRefused):
-    """Not the dock's word, the camera's own finding: the file is not the one its manifest
-    names. Kept and reported like a segment the dock refuses."""
-
-    def __init__(self, detail: str) -> None:
-        super().__init__(422, detail, Code.MISMATCH)
 
 
 class ReceiptUnwitnessed(Exception):
@@ -143,7 +133,7 @@ class Shipper:
         self.witnesses = witnesses or WitnessPolicy()
         self.state = ShipperState(witnessed=self.witnesses.witnessed)
         self.reporter = reporter or Reporter(outbox)
-        self._ahead = ReadAhead()  # the next chunk, read and hashed while the dock works
+        self._ahead = ReadAhead(self.config.chunk_bytes)  # next chunk, read while the dock works
         self._reconciled = False
         self._in_round = False  # records were pending at the last step (a round under way)
 
@@ -165,6 +155,7 @@ class Shipper:
             pending, later = self._pending(now)
             self._report(now, bool(pending))
             if not pending:
+                self._ahead.discard()  # nothing to ship: hold no chunk
                 if later is not None:
                     return StepReport("waiting", retry_at_us=later)
                 return StepReport("idle")
@@ -322,39 +313,25 @@ class Shipper:
 
     # -- one segment
 
-    def _ship(
-        self, seg: OutboxSegment, after: OutboxSegment | None = None
-    ) -> tuple[SignedReceipt, int]:
-        """Ship one record (``after``: the one to ship next, whose first chunk is read
-        ahead while the dock completes this one)."""
+    def _ship(self, seg: OutboxSegment, after: OutboxSegment | None) -> tuple[SignedReceipt, int]:
+        """Ship one record (``after``'s first chunk read while the dock completes it)."""
         manifest = seg.manifest_path.read_bytes()
         sid = segment_id_for(manifest)
-        digest, size = _declared(manifest, seg.blob_path)
+        digest, size = declared(manifest, seg.blob_path)
         sent = 0
         chunk_bytes = self.config.chunk_bytes
         state = self.client.create_upload(sid, manifest, size, digest)
-        if state.complete:  # held already (a delete cut short, or a file changed since)
-            self._check_held_file(seg, digest, size)
         for _ in range(self.config.max_rounds):
-            if state.complete:
+            if state.complete:  # held already (a delete cut short, or a file changed since)
+                check_held_file(seg, digest, size)
                 if state.receipt is None:
                     raise ReceiptInvalid(f"{seg.name}: upload complete but no receipt given")
                 receipt = state.receipt
                 break
             try:
-                while state.offset < size:
-                    assert seg.blob_path is not None  # size > 0
-                    n = min(chunk_bytes, size - state.offset)
-                    chunk = self._ahead.take(seg.blob_path, state.offset, n)
-                    if len(chunk.data) != n:
-                        raise OSError(f"{seg.name}: the file was cut short while shipped")
-                    self._read_ahead(seg.blob_path, state.offset + n, size, chunk_bytes, after)
-                    state = self.client.append(sid, state.offset, chunk.data, chunk.sha256)
-                    sent += n
-                if state.complete and state.receipt is not None:
-                    receipt = state.receipt  # the last chunk's answer carries it
-                else:  # an empty upload, or a dock that completes only when asked
-                    receipt = self.client.complete(sid)
+                state, n = self._ahead.send(self.client, seg, sid, state, chunk_bytes, after)
+                sent += n
+                receipt = state.receipt or self.client.complete(sid)  # the last chunk's has it
                 break
             except DockRefused as exc:
                 if exc.code == Code.BODY_TOO_LARGE and chunk_bytes > MIN_CHUNK:
@@ -368,31 +345,6 @@ class Shipper:
             raise DockUnavailable(f"{seg.name}: no progress after {self.config.max_rounds} rounds")
         self._check_receipt(receipt, seg, sid, manifest, digest, size)
         return receipt, sent
-
-    def _read_ahead(
-        self, blob: Path, at: int, size: int, chunk_bytes: int, after: OutboxSegment | None
-    ) -> None:
-        """Read the chunk after the one being sent: of this file, or the next record's first."""
-        if at < size:
-            self._ahead.start(blob, at, min(chunk_bytes, size - at))
-            return
-        if after is None or after.blob_path is None:
-            return
-        try:
-            n = min(self.config.chunk_bytes, after.blob_path.stat().st_size)
-        except OSError:
-            return
-        if n:
-            self._ahead.start(after.blob_path, 0, n)
-
-    def _check_held_file(self, seg: OutboxSegment, digest: str, size: int) -> None:
-        """A record the dock holds already: the file here must be the one its manifest
-        names (one that changed since its upload stays, refused, and is reported)."""
-        if _digest_file(seg.blob_path) != (digest, size):
-            raise ChangedOnCamera(
-                f"{seg.name}: the file is not the stored bytes its manifest names "
-                "(changed on the camera since its upload)"
-            )
 
     def _ship_unsigned(self, seg: OutboxSegment) -> int:
         """Ship the set-aside unsigned bytes the segment's manifest names (the dock holds the
@@ -498,19 +450,6 @@ class Shipper:
                 what,
             )
             raise ReceiptInvalid(f"{seg.name}: receipt refused: names other stored bytes")
-
-
-def _declared(manifest: bytes, blob: Path | None) -> tuple[str, int]:
-    """The stored digest the record signs (the dock checks the bytes against it, the
-    receipt must name it, and the file is hashed again before its delete: hashing the whole
-    file before sending would add nothing) and the file's size (0 without a file)."""
-    try:
-        digest = default_verifier().parse(manifest).stored_digest
-    except ManifestError as exc:
-        raise DockUnavailable(f"unreadable record: {exc}") from None
-    if blob is None:
-        return digest, 0
-    return digest, blob.stat().st_size
 
 
 # --------------------------------------------------------------------------- thread

@@ -121,6 +121,22 @@ class SegmentUploads(StoreIndex):
             )
         return replace(state, offset=0)
 
+    def close(self) -> None:
+        # A dock that stops in good order keeps what it received: the bytes of uploads it
+        # holds in memory only are fsync'd and counted first (a crash loses just those). No
+        # device lock is waited for (a request cut off by the stop may hold one): an entry
+        # with no chunk being written has all its bytes in the file, and counting them
+        # where a commit removed the upload changes nothing.
+        for (device_id, segment_id), live in self._live_uploads.unsynced():
+            try:
+                with open(self._staged(device_id, segment_id), "rb") as f:
+                    self._make_durable(device_id, segment_id, f, live)
+            except Exception as exc:  # noqa: BLE001 - the durable offset stands: sent again
+                log.warning(
+                    "upload %s of %s not synced at close: %s", segment_id[:16], device_id, exc
+                )
+        super().close()
+
     def _new_staged(self, device_id: str, segment_id: str) -> Path:
         """An empty staged file for the upload (made durable, with its directory entry, at
         the first fsync point: until then the index counts 0 bytes of it, and a chunk at 0
@@ -193,36 +209,37 @@ class SegmentUploads(StoreIndex):
             key = (device_id, segment_id)
             live = self._live_uploads.claim(key, row[0], row[1], offset)
             try:
-                f = self._open_staged(device_id, segment_id, live.durable, offset)
+                f = self._open_staged(device_id, segment_id, offset)
             except BaseException:
                 live.busy = False
                 raise
             return ChunkWriter(key, live, f, offset)
 
-    def _open_staged(self, device_id: str, segment_id: str, durable: int, offset: int) -> Any:
+    def _open_staged(self, device_id: str, segment_id: str, offset: int) -> Any:
         """The staged file open at ``offset``, bytes past it cut off (a chunk a crash or a
         failure left half written: the index never counted them)."""
         path = self._staged(device_id, segment_id)
-        if durable == 0:  # nothing counted yet: (re)made if a crash lost the empty file
+        if offset == 0:  # nothing to keep: (re)made if a crash lost the empty file
             path.parent.mkdir(exist_ok=True)
             fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
         else:
             try:
                 fd = os.open(path, os.O_RDWR)
             except FileNotFoundError:
+                fd = -1
+            if fd < 0 or os.fstat(fd).st_size < offset:  # gone, or cut short under us
+                if fd >= 0:
+                    os.close(fd)
                 self._drop_upload(device_id, segment_id)
-                raise StoreError(
-                    "the dock lost the uploaded bytes; upload again", 409, Code.LOST
-                ) from None
+                raise StoreError("the dock lost the uploaded bytes; upload again", 409, Code.LOST)
         f = open(fd, "r+b")  # noqa: SIM115 - closed by finish_chunk
         f.truncate(offset)
         f.seek(offset)
         return f
 
     def finish_chunk(self, writer: ChunkWriter, ok: bool) -> UploadState:
-        """The chunk's end: counted (``ok``: its body came whole and checked), or cut off
-        the staged file again. Every ``sync_every`` bytes (each chunk with a shared index)
-        the staged file is fsync'd and its durable offset written to the index."""
+        # counted, or cut off the staged file again; every SYNC_EVERY bytes (each chunk
+        # with a shared index, whose offset other docks read) fsync'd and counted
         live, f = writer.live, writer.f
         device_id, segment_id = writer.key
         try:
@@ -256,8 +273,7 @@ class SegmentUploads(StoreIndex):
         live.durable = live.offset
 
     def received_digest(self, device_id: str, segment_id: str) -> StoredDigest | None:
-        """The stored digest of the whole upload, taken as its bytes arrived in this process
-        (None: resumed after a restart, or a chunk failed midway: read the file)."""
+        # None: resumed after a crash, or a chunk failed midway: the file is read
         row = self._upload_row_of(device_id, segment_id)
         if row is None:
             return None
@@ -362,8 +378,9 @@ class SegmentUploads(StoreIndex):
             try:
                 with f:
                     yield f
-            finally:
-                self._live_uploads.drop((device_id, segment_id))
+            finally:  # committed or refused: forgotten (a failed commit keeps its offset)
+                if self._upload_row_of(device_id, segment_id) is None:
+                    self._live_uploads.drop((device_id, segment_id))
 
     def _durable_before_verifying(self, device_id: str, segment_id: str, path: Path) -> None:
         """The staged bytes this process wrote but did not yet fsync, fsync'd (device lock

@@ -6,11 +6,12 @@ it is written only right after an fsync of the staged file (``sync_every`` bytes
 apart, at the upload's completion before anything is verified or receipted, and after
 every chunk with a shared index, whose offset other docks read). Between those points the
 offset the dock answers with is the one held here, in memory (``LiveUpload.offset``): the
-bytes are written, in the page cache. A dock that stops (crash, restart, power) loses this
-table: it answers with the index's durable offset again and cuts its staged file back to it
-before the next chunk, so the offset it reports never counts a byte that is not on disk,
-and the camera, told a lower offset than it reached, sends the rest again (nothing lost,
-nothing counted twice). A receipt is signed only after the fsync at completion.
+bytes are written, in the page cache. A dock that stops in good order (``close``) fsyncs and
+counts them first. One that crashes loses this table: it answers with the index's durable
+offset again and cuts its staged file back to it before the next chunk, so the offset it
+reports never counts a byte that is not on disk, and the camera, told a lower offset than
+it reached, sends the rest again (nothing lost, nothing counted twice). A receipt is signed
+only after the fsync at completion.
 
 Order. One chunk of an upload is received at a time (``busy``): a second PATCH for it while
 one is being written is refused (409, the camera asks the offset again), so writes never
@@ -113,6 +114,11 @@ class LiveUploads:
                 )
             live.busy = True
             return live
+
+    def unsynced(self) -> list[tuple[Key, LiveUpload]]:
+        """The uploads holding bytes not yet fsync'd, no chunk of theirs being written."""
+        with self._lock:
+            return [(k, v) for k, v in self._by.items() if v.offset > v.durable and not v.busy]
 
     def drop(self, key: Key) -> None:
         with self._lock:

@@ -1,7 +1,8 @@
 """Uploads written straight into the staged file, fsync'd in batches (dock/upload_live.py):
 the offset the dock reports never counts a byte a power cut could take, a chunk that fails
 midway leaves nothing behind, two chunks of one upload never interleave, and a receipt is
-given only for a file that is on disk for good and verified.
+given only for a file that is on disk for good and verified. A dock stopped in good order
+keeps all it received.
 
 The disk is modelled (``Disk``): every fsync the store makes is recorded with the file's size
 at that moment; a power cut truncates each staged file to its last fsync'd size (an unsynced
@@ -73,7 +74,9 @@ def disk(monkeypatch):
 
 
 class Dock:
-    """A store on a directory, restarted for real (closed, then opened again)."""
+    """A store on a directory, restarted for real: a new store object on the same files,
+    after the old one was closed in good order (``restart``) or dropped as a killed process
+    leaves it, its index connection gone and nothing more done (``crash``)."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -81,6 +84,13 @@ class Dock:
 
     def restart(self) -> None:
         self.store.close()
+        self.store = DirectoryStore(self.root, KEY)
+
+    def crash(self, disk: Disk | None = None) -> None:
+        """Killed; with ``disk``, the power cut too (what was not fsync'd is lost)."""
+        self.store.db.close()
+        if disk is not None:
+            disk.power_cut(self.root)
         self.store = DirectoryStore(self.root, KEY)
 
     def close(self) -> None:
@@ -123,12 +133,14 @@ def _staged_size(dock: Dock, dev: OutboxDevice, sid: str) -> int:
 
 
 # one step of an upload: a whole chunk, a chunk cut midway (after ``cut`` of its bytes), a
-# restart of the dock, or a power cut (a restart that loses what was never fsync'd)
+# restart of the dock in good order, a crash, or a power cut (a crash that loses what was
+# never fsync'd)
 steps = st.lists(
     st.one_of(
         st.tuples(st.just("chunk"), st.integers(1, 30_000)),
         st.tuples(st.just("cut"), st.integers(1, 30_000), st.floats(0, 1)),
         st.tuples(st.just("restart")),
+        st.tuples(st.just("crash")),
         st.tuples(st.just("power_cut")),
     ),
     max_size=14,
@@ -161,14 +173,15 @@ def test_faults_leave_every_byte_received_once_and_a_receipt_only_for_a_durable_
             # (the index's count; the one held in memory only while this process lives)
             assert state.offset <= _staged_size(dock, dev, sid)
             at = state.offset
-            if step[0] == "restart":
+            if step[0] == "restart":  # in good order: what was received is kept
                 dock.restart()
-            elif step[0] == "power_cut":
-                dock.store.close()
-                disk.power_cut(dock.root)
-                dock.store = DirectoryStore(dock.root, KEY)
+                assert dock.store.upload_state(dev.device_id, sid).offset == at
+                assert at == 0 or disk.synced_size(dock.store._staged(dev.device_id, sid)) >= at
+            elif step[0] in ("crash", "power_cut"):
+                dock.crash(disk if step[0] == "power_cut" else None)
                 after = dock.store.upload_state(dev.device_id, sid)
-                assert after is not None and after.offset <= _staged_size(dock, dev, sid)
+                assert after is not None and after.offset <= at
+                assert after.offset <= _staged_size(dock, dev, sid)
             elif step[0] == "chunk":
                 chunk = blob[at : at + step[1]]
                 state = dock.store.append_chunk(dev.device_id, sid, at, chunk)
@@ -206,9 +219,7 @@ def test_after_a_crash_before_the_fsync_the_offset_is_what_is_on_disk(tmp_path, 
         # written, not yet fsync'd: the live dock counts it, the index does not
         assert dock.store.upload_state(dev.device_id, sid).offset == half
         assert disk.synced_size(dock.store._staged(dev.device_id, sid)) == 0
-        dock.store.close()
-        disk.power_cut(dock.root)  # the unsynced half is gone
-        dock.store = DirectoryStore(dock.root, KEY)
+        dock.crash(disk)  # killed, and the power cut: the unsynced half is gone
         assert _staged_size(dock, dev, sid) == 0
         assert dock.store.upload_state(dev.device_id, sid).offset == 0
         with pytest.raises(StoreError) as e:  # the camera's old offset is refused ...
@@ -228,7 +239,7 @@ def test_a_crash_without_a_power_cut_resumes_from_the_durable_offset(tmp_path, m
         dev, blob, line, sid = _device(tmp_path, dock, os.urandom(40_000))
         dock.store.append_chunk(dev.device_id, sid, 0, blob[:12_000])  # a sync point
         dock.store.append_chunk(dev.device_id, sid, 12_000, blob[12_000:15_000])  # not
-        dock.restart()
+        dock.crash()
         # the file holds 15 000 bytes; only the 12 000 fsync'd and counted are reported
         assert _staged_size(dock, dev, sid) == 15_000
         assert dock.store.upload_state(dev.device_id, sid).offset == 12_000
