@@ -297,6 +297,8 @@ class SegmentUploads(StoreIndex):
                 (now_us - max_age_us,),
             ).fetchall()
             for dev, seg, size, offset, created in rows:
+                live = self._live_uploads.get((dev, seg), offset)  # bytes held past the index's
+                offset = live.offset if live is not None else offset
                 db.execute("DELETE FROM uploads WHERE device_id=? AND segment_id=?", (dev, seg))
                 self._append_log(
                     db,

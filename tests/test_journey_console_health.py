@@ -81,9 +81,8 @@ def test_metrics_count_what_the_dock_received_refused_holds_and_waits_for(harnes
     with harness.client(bad.creds) as c:  # bytes on the way that are not the signed ones
         sid = segment_id_for(rec.line)
         c.create_upload(sid, rec.line, len(blob), declared_digest(blob))
-        c.append(sid, 0, bytes([blob[0] ^ 1]) + blob[1:])
         with pytest.raises(DockRefused, match="not the one the manifest signs"):
-            c.complete(sid)
+            c.append(sid, 0, bytes([blob[0] ^ 1]) + blob[1:])  # the last chunk completes it
     harness.dock.store.record_report(
         "cam-bad", {"queued_segments": 3, "queued_bytes": 123_456}, wall_clock_us()
     )

@@ -209,9 +209,9 @@ def test_upload_progress_and_rate_follow_the_docks_clock(harness, tmp_path, dock
     with harness.client(creds) as client:
         real_append = client.append
 
-        def paced(segment_id, offset, chunk):  # one chunk a second, by the dock's clock
+        def paced(segment_id, offset, chunk, *rest):  # one chunk a second, by the dock's clock
             dock_clock.advance_s(1)
-            state = real_append(segment_id, offset, chunk)
+            state = real_append(segment_id, offset, chunk, *rest)
             seen.append(upload_rows(store, activity, harness.clock(), stalled_s=60))
             return state
 
