@@ -18,12 +18,13 @@ from __future__ import annotations
 import resource
 import threading
 import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from capture.clock import MonotonicClock
 from dock.client import DockClient
-from dock.receipts import SignedReceipt
+from dock.receipts import SignedReceipt, UploadState
 from dock.server import wall_clock_us
 from dock.shipper import ChainOutbox, Shipper, ShipperConfig
 from dock.testing import DockHarness, OutboxDevice, segment_bytes
@@ -41,11 +42,27 @@ class IngestFigures:
 
 
 class _TimedClient(DockClient):
-    """A camera's client that notes how long each completion (last byte → receipt) took."""
+    """A camera's client that notes, for each upload, how long after its last byte was sent
+    the receipt came (in the answer to the last chunk, or to an explicit completion)."""
 
     def __init__(self, *args: object, waits: list[float], **kw: object) -> None:
         super().__init__(*args, **kw)  # type: ignore[arg-type]
         self._waits = waits
+        self._sent_at = 0.0
+
+    def _body(self, chunk: bytes) -> Iterable[memoryview]:
+        return _Noted(super()._body(chunk), self)
+
+    def sent(self) -> None:
+        self._sent_at = time.perf_counter()
+
+    def append(
+        self, segment_id: str, offset: int, chunk: bytes, sha256: bytes | None = None
+    ) -> UploadState:
+        state = super().append(segment_id, offset, chunk, sha256)
+        if state.receipt is not None:
+            self._waits.append(time.perf_counter() - self._sent_at)
+        return state
 
     def complete(self, segment_id: str) -> SignedReceipt:
         t = time.perf_counter()
@@ -53,6 +70,18 @@ class _TimedClient(DockClient):
             return super().complete(segment_id)
         finally:
             self._waits.append(time.perf_counter() - t)
+
+
+class _Noted:
+    """A request body (iterable again if the request is sent again) that tells its client
+    when the transport asked for more after the last piece: every byte was sent."""
+
+    def __init__(self, pieces: Iterable[memoryview], client: _TimedClient) -> None:
+        self.pieces, self.client = pieces, client
+
+    def __iter__(self) -> Iterator[memoryview]:
+        yield from self.pieces
+        self.client.sent()
 
 
 def _ship_all(shipper: Shipper, segments: int, give_up_s: float = 600.0) -> None:

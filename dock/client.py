@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -283,7 +283,7 @@ class DockClient:
         _, body = self._call(
             "PATCH",
             path,
-            content=_Pieces(chunk),  # streamed: the dock takes the first while the rest go
+            content=self._body(chunk),  # streamed: the dock takes the first while the rest go
             headers={
                 "Content-Length": str(len(chunk)),
                 H_UPLOAD_OFFSET: str(offset),
@@ -294,6 +294,9 @@ class DockClient:
             },
         )
         return body
+
+    def _body(self, chunk: bytes) -> Iterable[memoryview]:
+        return _Pieces(chunk)
 
     def complete(self, segment_id: str) -> SignedReceipt:
         _, body = self._call("POST", f"/v1/segments/{segment_id}/complete")
