@@ -8,7 +8,7 @@
   HTTP PUT of the same bytes to a
   minimal server on the same uvicorn (written to a file, fsync'd once), and the ratio.
 - ``dock_verify_throughput``: the dock's check of one stored segment (record signature,
-  SHA-256 of the blob, chain link), MB/s, from a warm page cache.
+  stored digest of the blob, chain link), MB/s, from a warm page cache.
 """
 
 from __future__ import annotations
@@ -200,7 +200,8 @@ def dock_verify_throughput(segment_mb: int = 64, rounds: int = 3) -> Figure:
         "dock_verify_throughput",
         round(segment_mb * MB / MB / best, 1),
         "MB/s",
-        f"one {segment_mb} MB segment: record signature, SHA-256, chain link (best of {rounds})",
+        f"one {segment_mb} MB segment: record signature, stored digest, chain link "
+        f"(best of {rounds})",
     )
 
 
