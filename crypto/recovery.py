@@ -22,8 +22,6 @@ from crypto.records import SignedRecord, sha256_hex
 from crypto.seal import ParsedSegment, SealFormatError, parse_segment
 from crypto.trail import TrailWriter
 
-# what an aborted segment's sink still knew: (chunks written, plain SHA-256, plain size)
-
 
 @dataclass(frozen=True)
 class RecoveredSegment:

@@ -5,6 +5,7 @@ random bytes for ciphertext. Nothing decrypts them."""
 
 from __future__ import annotations
 
+import os
 import random
 import struct
 from typing import Any
@@ -14,8 +15,7 @@ from crypto.records import sha256_hex
 
 
 def _random_bytes(n: int, seed: int | None) -> bytes:
-    import os
-
+    """Deterministic bytes for a seed (os.urandom when seed is None)."""
     return os.urandom(n) if seed is None else random.Random(seed).randbytes(n)
 
 

@@ -200,7 +200,7 @@ def recording_records(records: list[HeldRecord], recording_id: str) -> list[Held
 
 def summarise_recording(holdings: DeviceHoldings, recording_id: str) -> RecordingSummary | None:
     """The state of ``recording_id`` from the records the dock holds (each was verified on
-    receipt: signature, stored hash, link to the record before it)."""
+    receipt: signature, stored digest, link to the record before it)."""
     mine = [r for r in holdings.records if r.fields.recording_id == recording_id]
     gone = [r for r in holdings.retired if r.recording_id == recording_id]
     if gone:

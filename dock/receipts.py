@@ -18,7 +18,8 @@ from nacl.signing import SigningKey
 
 from dock.protocol import ProtocolError, b64d_or, b64e, canonical_json, key_id, verify_detached
 
-# v2: the receipt names its record's leaf in the dock's transparency log (``leaf_index``)
+# v2 named its record's leaf in the dock's transparency log (``leaf_index``); v3 names the
+# stored bytes by their stored digest (format v3)
 RECEIPT_TYPE = "bwv-dock-receipt-v3"
 UNSIGNED_RECEIPT_TYPE = "bwv-dock-unsigned-receipt-v1"
 

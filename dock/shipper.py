@@ -7,7 +7,7 @@ the device, waking when a segment closes or the camera is docked.
 
 Per segment: create the upload (idempotent: the id is the manifest's hash), ask the offset,
 append the rest in checksummed chunks, complete, check the receipt (dock key, device,
-segment id, manifest hash, stored hash and size of the bytes sent), with witnesses pinned
+segment id, manifest hash, stored digest and size of the bytes sent), with witnesses pinned
 check its proof (dock/log_proof.py: the record in a checkpoint of the pinned dock cosigned by
 the quorum of pinned witnesses; otherwise the segment stays, reported as unwitnessed, and is
 asked about again after ``witness_retry_s``), hash the local file again right before the

@@ -143,7 +143,10 @@ class SegmentUploads(StoreIndex):
         makes it again if a crash lost it)."""
         path = self._staged(device_id, segment_id)
         path.parent.mkdir(exist_ok=True)
-        path.write_bytes(b"")
+        # a new file, not the old one emptied: a chunk still being written into the old one
+        # (its upload started again meanwhile) never reaches the new one
+        path.unlink(missing_ok=True)
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
         return path
 
     def begin_upload(
@@ -232,7 +235,7 @@ class SegmentUploads(StoreIndex):
                     os.close(fd)
                 self._drop_upload(device_id, segment_id)
                 raise StoreError("the dock lost the uploaded bytes; upload again", 409, Code.LOST)
-        f = open(fd, "r+b")  # noqa: SIM115 - closed by finish_chunk
+        f = open(fd, "r+b", buffering=0)  # noqa: SIM115 - closed by finish_chunk
         f.truncate(offset)
         f.seek(offset)
         return f
@@ -244,10 +247,12 @@ class SegmentUploads(StoreIndex):
         device_id, segment_id = writer.key
         try:
             with self._device(device_id):
+                if not self._live_uploads.is_current(writer.key, live):
+                    raise _restarted()  # its file is not the upload's any more: left alone
                 if not ok or writer.failed:
-                    f.truncate(writer.start)
                     if writer.written and live.digest is not None:
                         live.digest = None  # fed bytes that do not count: read it at the end
+                    f.truncate(writer.start)
                     return UploadState(segment_id, live.size, live.offset, False)
                 live.offset = writer.end
                 every = 1 if self.db.shared else SYNC_EVERY  # shared: the fleet reads it
@@ -255,8 +260,10 @@ class SegmentUploads(StoreIndex):
                     self._make_durable(device_id, segment_id, f, live)
                 return UploadState(segment_id, live.size, live.offset, False)
         finally:
-            f.close()
-            live.busy = False
+            try:
+                f.close()
+            finally:
+                live.busy = False
 
     def _make_durable(self, device_id: str, segment_id: str, f: BinaryIO, live: LiveUpload) -> None:
         """fsync the staged file (and, the first time, its directory entry), then count its
@@ -266,10 +273,13 @@ class SegmentUploads(StoreIndex):
         if live.durable == 0:
             fsync_dir(self._staged(device_id, segment_id).parent)
         with self._tx() as db:
-            db.execute(
-                'UPDATE uploads SET "offset"=? WHERE device_id=? AND segment_id=?',
-                (live.offset, device_id, segment_id),
+            cur = db.execute(
+                'UPDATE uploads SET "offset"=? WHERE device_id=? AND segment_id=?'
+                ' AND "offset"=?',  # the durable offset it stood on, or it was started again
+                (live.offset, device_id, segment_id, live.durable),
             )
+            if cur.rowcount != 1:
+                raise _restarted()
         live.durable = live.offset
 
     def received_digest(self, device_id: str, segment_id: str) -> StoredDigest | None:
@@ -279,6 +289,11 @@ class SegmentUploads(StoreIndex):
             return None
         live = self._live_uploads.get((device_id, segment_id), row[1])
         if live is None or live.busy or live.digest is None or live.digest.size != row[0]:
+            return None
+        try:  # and the file holds as many bytes as were hashed
+            if self._staged(device_id, segment_id).stat().st_size != row[0]:
+                return None
+        except FileNotFoundError:
             return None
         return live.digest
 
@@ -424,3 +439,9 @@ class SegmentUploads(StoreIndex):
             )
         self._drop_staged(device_id, segment_id)
         return entry
+
+
+def _restarted() -> StoreError:
+    return StoreError(
+        "the upload was started again or ended meanwhile; ask the offset again", 409, Code.OFFSET
+    )

@@ -12,8 +12,6 @@
 from __future__ import annotations
 
 import contextlib
-import os
-import random
 import socket
 import ssl
 import threading
@@ -281,11 +279,6 @@ class _Pair:
             with contextlib.suppress(OSError):
                 s.shutdown(socket.SHUT_RDWR)
             s.close()
-
-
-def random_bytes(n: int, seed: int | None = 0) -> bytes:
-    """Deterministic bytes for a seed (os.urandom when seed is None)."""
-    return os.urandom(n) if seed is None else random.Random(seed).randbytes(n)
 
 
 class DockHarness:

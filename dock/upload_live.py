@@ -121,8 +121,14 @@ class LiveUploads:
             return [(k, v) for k, v in self._by.items() if v.offset > v.durable and not v.busy]
 
     def drop(self, key: Key) -> None:
+        """Forget the upload (started again, expired, committed): a chunk of it still being
+        written is then no longer current and counts for nothing (``is_current``)."""
         with self._lock:
             self._by.pop(key, None)
+
+    def is_current(self, key: Key, live: LiveUpload) -> bool:
+        with self._lock:
+            return self._by.get(key) is live
 
 
 class ChunkWriter:
@@ -144,7 +150,12 @@ class ChunkWriter:
             raise StoreError(
                 f"chunk ends past the declared size {self.live.size}", 413, Code.OFFSET
             )
-        self.f.write(block)
+        view = memoryview(block)
+        while view:  # an unbuffered file: a write error is raised here, not at close
+            n = self.f.write(view)
+            if not n:
+                raise OSError(f"short write to the staged file ({self.key[1][:16]})")
+            view = view[n:]
         if self.live.digest is not None:
             self.live.digest.update(block)
         self.written += len(block)

@@ -41,7 +41,7 @@ class ManifestFields:
     recording_id: str | None  # None: a time record (of no recording)
     segment_index: int | None
     seq: int  # device-wide, never reused
-    stored_digest: str  # hash of the stored (encrypted) blob, lowercase hex
+    stored_digest: str  # of the stored (encrypted) blob; an empty record: SHA-256 of nothing
     stored_size: int
     prev_manifest_sha256: str | None  # None: the first record of the device's chain
     manifest_sha256: str  # hash of this record's bytes, as the next one names it

@@ -405,7 +405,7 @@ def test_upload_declaring_other_bytes_than_the_manifest_is_refused(harness, devi
     rec = device.add_segment(blob)
     sid = segment_id_for(rec.line)
     with harness.client(device.creds) as c:
-        with pytest.raises(DockRefused, match="stored hash"):
+        with pytest.raises(DockRefused, match="stored digest"):
             c.create_upload(sid, rec.line, len(blob), "0" * 64)
         with pytest.raises(DockRefused, match="SHA-256 of the manifest"):
             c.create_upload("0" * 64, rec.line, len(blob), declared_digest(blob))

@@ -33,10 +33,10 @@ from dock.verify import ChainRecordVerifier
 KEY = SigningKey(bytes(range(1, 33)))
 
 
-def v3_blob(payload: bytes, chunk: int = 5000) -> bytes:
-    """Bytes laid out as a v3 stored segment (header, then length-prefixed chunks): what
+def stored_blob(payload: bytes, chunk: int = 5000) -> bytes:
+    """Bytes laid out as a stored segment file (header, then length-prefixed chunks): what
     the dock hashes into a stored digest (it never decrypts)."""
-    out = bytearray(MAGIC + b"\x00\x03" + struct.pack(">I", 0) + bytes(104))
+    out = bytearray(MAGIC + b"\x00\x02" + struct.pack(">I", 0) + bytes(104))
     for i in range(0, max(len(payload), 1), chunk):
         c = payload[i : i + chunk].ljust(17, b"\x00")
         out += struct.pack(">I", len(c)) + c
@@ -105,7 +105,7 @@ def _device(tmp: Path, dock: Dock, payload: bytes) -> tuple[OutboxDevice, bytes,
     dev = OutboxDevice(tmp / "outbox", "cam-1", seed=bytes(32))
     t = issue_token(dock.store, 0, device_id=dev.device_id, ttl_s=60)
     dock.store.enroll(dev.device_id, dev.public_key, token_hash(t.token), 1)
-    blob = v3_blob(payload)
+    blob = stored_blob(payload)
     rec = dev.add_segment(blob)
     line = rec.line
     sid = sha256_hex(line)
@@ -290,5 +290,94 @@ def test_a_chunk_past_the_declared_size_is_refused_and_cut_off(tmp_path, disk):
         assert e.value.status == 413
         assert dock.store.upload_state(dev.device_id, sid).offset == 0
         assert _staged_size(dock, dev, sid) == 0
+    finally:
+        dock.close()
+
+
+# -- a chunk that outlives its upload, and a disk that fails mid-chunk ----------------------
+
+
+def test_a_chunk_still_arriving_when_its_upload_started_again_counts_for_nothing(
+    tmp_path, disk, monkeypatch
+):
+    """A stalled chunk whose upload expired and was created anew meanwhile (or, with a
+    shared index, was started again here because another dock moved it on) neither counts
+    its bytes nor touches the new upload's file, whether it then ends well or badly: the
+    new upload's bytes and offset are the camera's, and its receipt covers exactly them."""
+    monkeypatch.setattr(store_uploads, "SYNC_EVERY", 1)  # every chunk fsync'd and counted
+    dock = Dock(tmp_path / "dock")
+    try:
+        dev, blob, line, sid = _device(tmp_path, dock, os.urandom(20_000))
+        store = dock.store
+        store.append_chunk(dev.device_id, sid, 0, blob[:6000])
+        for ends_well in (True, False):
+            stalled = store.open_chunk(dev.device_id, sid, 6000)
+            stalled.write(blob[6000:8000])  # ... and then nothing for a long time
+            assert store.expire_uploads(10**15, 1) == 1  # abandoned: dropped with its file
+            store.begin_upload(dev.device_id, sid, line, len(blob), stored_digest_of(blob), 2)
+            store.append_chunk(dev.device_id, sid, 0, blob[:3000])
+            with pytest.raises(StoreError) as err:
+                store.finish_chunk(stalled, ends_well)
+            assert err.value.status == 409 and err.value.code == Code.OFFSET
+            assert _staged_size(dock, dev, sid) == 3000
+            assert store.upload_state(dev.device_id, sid).offset == 3000
+            assert store._upload_row_of(dev.device_id, sid) == (len(blob), 3000)
+            store.append_chunk(dev.device_id, sid, 3000, blob[3000:6000])
+        store.append_chunk(dev.device_id, sid, 6000, blob[6000:])
+        receipt = _complete(dock, dev, line, sid, disk)
+        assert receipt.receipt.stored_digest == stored_digest_of(blob)
+        with store.objects.open(f"{dev.device_id}/{sid}.blob") as held:
+            assert held.read() == blob
+    finally:
+        dock.close()
+
+
+class _Failing:
+    """The staged file as a full disk makes it: writes (or closing) fail with ENOSPC."""
+
+    def __init__(self, f, on: str) -> None:
+        self._f, self._on = f, on
+
+    def write(self, data):
+        if self._on == "write":
+            raise OSError(28, "No space left on device")
+        return self._f.write(data)
+
+    def close(self):
+        self._f.close()
+        if self._on == "close":
+            raise OSError(28, "No space left on device")
+
+    def __getattr__(self, name):
+        return getattr(self._f, name)
+
+
+@pytest.mark.parametrize("on", ["write", "close"])
+def test_a_disk_full_mid_chunk_counts_nothing_and_the_upload_goes_on(tmp_path, disk, on):
+    """A write that fails refuses the chunk, its bytes neither counted nor kept; a close that
+    fails after every byte was written (unbuffered: they are in the file) counts what is
+    there. Either way the upload is not left marked as receiving: the camera's next chunk,
+    at the offset the dock gives, is taken."""
+    dock = Dock(tmp_path / "dock")
+    try:
+        dev, blob, line, sid = _device(tmp_path, dock, os.urandom(12_000))
+        store = dock.store
+        store.append_chunk(dev.device_id, sid, 0, blob[:4000])
+        w = store.open_chunk(dev.device_id, sid, 4000)
+        w.f = _Failing(w.f, on)
+        with pytest.raises(OSError):
+            try:
+                w.write(blob[4000:9000])
+                ok = True
+            except OSError:
+                ok = False
+                raise
+            finally:
+                store.finish_chunk(w, ok)
+        held = 4000 if on == "write" else 9000
+        assert store.upload_state(dev.device_id, sid).offset == held
+        assert _staged_size(dock, dev, sid) == held
+        store.append_chunk(dev.device_id, sid, held, blob[held:])  # taken: not "busy"
+        assert _complete(dock, dev, line, sid, disk).receipt.stored_size == len(blob)
     finally:
         dock.close()

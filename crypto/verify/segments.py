@@ -52,7 +52,7 @@ class SegmentRoom(TrailRoom, PlainRoom):
             ]
             if exact.parsed is None or [sha256_hex(c) for c in exact.parsed.chunks] != [
                 c["cipher_sha256"] for c in expected
-            ]:  # the stored hash matches but the manifest's own chunk list does not
+            ]:  # the stored digest matches but the manifest's own chunk list does not
                 self._mark_all(rep, ALTERED, "the manifest's chunk list does not match")
                 self.find(
                     ALTERED,

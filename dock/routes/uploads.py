@@ -67,7 +67,7 @@ def _check_declared(
     if f.device_id != device_id:
         raise Refused(403, Code.OTHER_DEVICE, "the manifest names another device")
     if f.stored_digest != req.sha256:
-        raise Refused(422, Code.MISMATCH, "sha256 is not the stored hash the manifest names")
+        raise Refused(422, Code.MISMATCH, "sha256 is not the stored digest the manifest names")
     if f.stored_size != req.size:
         raise Refused(422, Code.MISMATCH, f"size {req.size} is not the manifest's {f.stored_size}")
     held = dock.store.held_segment(device_id, seq=f.seq)
