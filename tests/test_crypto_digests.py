@@ -9,6 +9,7 @@ import json
 import re
 from pathlib import Path
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from nacl.public import PrivateKey
@@ -98,3 +99,45 @@ def test_a_cut_or_lengthened_file_is_not_the_signed_one(tmp_path_factory, cut, j
         assert d.hexdigest() is None and d.why_none()
     longer = data + junk
     assert stored_digest_of(longer) is None and spec(longer) is None
+
+
+def _signed_line(ident, record: dict) -> bytes:
+    """A record signed as the format says, without sign_record's own schema check (what a
+    faulty or forging device could sign)."""
+    from crypto import canonical
+    from crypto.records import domain
+
+    body = canonical.encode(record)
+    sig = ident.sign(domain(record["type"]) + body)
+    return b'{"record":' + body + b',"sig":"' + sig.hex().encode() + b'"}\n'
+
+
+def test_a_signed_manifest_whose_digests_do_not_follow_from_its_chunks_is_refused(tmp_path):
+    """Signed by the device's own key, but naming its file by a SHA-256 of its bytes (the
+    v2 way) or a plain digest that is not its chunks': it fails its schema, as any verifier
+    following the specification refuses it."""
+    from crypto.records import RecordError, verify_line
+
+    data, m = _segment(tmp_path)
+    ident = DeviceIdentity.from_seed("dig-01", seed("digests"))
+    assert verify_line(_signed_line(ident, m), ident.public_key).record == m
+    for field, value in (("stored_digest", sha256_hex(data)), ("plain_digest", "0" * 64)):
+        forged = {**m, field: value}
+        with pytest.raises(RecordError) as err:
+            verify_line(_signed_line(ident, forged), ident.public_key)
+        assert err.value.reason == "schema" and field in err.value.detail
+
+
+def test_a_stored_file_with_bytes_appended_is_not_the_one_its_manifest_signs(tmp_path):
+    from crypto.verify import verify_outbox
+
+    _segment(tmp_path)
+    ident = DeviceIdentity.from_seed("dig-01", seed("digests"))
+    outbox = tmp_path / "outbox"
+    seg = outbox / "segments" / "d1_0000.bwvseg"
+    (before,) = verify_outbox(outbox, ident.public_key, None).segments
+    assert before.status == "authentic"
+    seg.write_bytes(seg.read_bytes() + bytes(21))  # one more "chunk" of zeros, framed
+    report = verify_outbox(outbox, ident.public_key, None)
+    (after,) = report.segments
+    assert after.status != "authentic" and not report.ok
