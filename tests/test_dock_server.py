@@ -551,3 +551,41 @@ def test_admin_lists_devices_with_their_chains(harness, device):
     assert r.status_code == 200
     mine = [d for d in r.json() if d["device_id"] == device.device_id]
     assert mine and mine[0]["chain"]["held"] == 0 and not mine[0]["revoked"]
+
+
+def test_a_chunk_stuck_on_a_slow_disk_holds_up_no_other_camera(harness, device, tmp_path):
+    """The staged file is written off the event loop: while one camera's chunk waits on the
+    disk, another camera is answered."""
+    import threading
+
+    import dock.upload_live as upload_live
+
+    other = OutboxDevice(tmp_path / "other", f"cam-{secrets.token_hex(4)}")
+    other.creds = harness.enroll(other)
+    blob = segment_bytes(50_000, 21)
+    rec = device.add_segment(blob)
+    sid = segment_id_for(rec.line)
+    entered, release = threading.Event(), threading.Event()
+    real = upload_live.ChunkWriter.write
+
+    def slow_disk(self, block):
+        entered.set()
+        assert release.wait(30), "the test never let the disk go on"
+        return real(self, block)
+
+    upload_live.ChunkWriter.write = slow_disk
+    results: list = []
+    try:
+        with harness.client(device.creds) as c:
+            c.create_upload(sid, rec.line, len(blob), declared_digest(blob))
+            t = threading.Thread(target=lambda: results.append(c.append(sid, 0, blob)))
+            t.start()
+            assert entered.wait(30)
+            with harness.client(other.creds, timeout=10) as o:  # answered while A waits
+                assert o.status()["device_id"] == other.device_id
+            release.set()
+            t.join(30)
+    finally:
+        release.set()
+        upload_live.ChunkWriter.write = real
+    assert results and results[0].complete and results[0].receipt is not None

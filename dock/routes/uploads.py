@@ -35,6 +35,7 @@ from dock.routes.models import (
 from dock.store import DeviceRecord
 from dock.strict import StrictJSONRoute
 from dock.translog import with_proof
+from dock.upload_live import ChunkWriter
 from dock.verify import ManifestError
 
 router = APIRouter(route_class=StrictJSONRoute)
@@ -186,8 +187,15 @@ async def append_chunk(
     )
     ok = False
     try:
+        held: list[bytes] = []  # written (and hashed) a MiB at a time, off the event loop
+        n = 0
         async for block in request.stream():  # checked against its digest as it comes
-            writer.write(block)
+            held.append(block)
+            n += len(block)
+            if n >= WRITE_BATCH:
+                await run_in_threadpool(_write_all, writer, held)
+                held, n = [], 0
+        await run_in_threadpool(_write_all, writer, held)
         ok = True
     except ClientDisconnect:
         raise Refused(400, Code.INVALID, "connection closed before the body was complete") from None
@@ -200,6 +208,16 @@ async def append_chunk(
     # completion all the same is given the same receipt): one round trip less a segment
     receipt = await run_in_threadpool(_complete, dock, auth.device, segment_id)
     return replace(appended, complete=True, receipt=receipt).to_json()
+
+
+WRITE_BATCH = 1 << 20  # body bytes held before they go to the staged file
+
+
+def _write_all(writer: ChunkWriter, blocks: list[bytes]) -> None:
+    """Write blocks into the staged file (a worker thread: a slow disk stalls this chunk,
+    never the event loop and every other camera's request with it)."""
+    for block in blocks:
+        writer.write(block)
 
 
 @router.post(
