@@ -7,7 +7,7 @@ trail signs one by one, so that no byte is hashed twice for one purpose.
 - ``StoredDigest``: from the file's bytes, fed in pieces of any size (the dock as an upload
   arrives, the verifiers); a file that does not split exactly into a header and whole chunks
   has no stored digest (``hexdigest()`` is None, ``problem`` says why);
-- ``stored_digest_of(data)``: the same over bytes in memory or a file.
+- ``digest_of(data)`` / ``stored_digest_of(data)``: the same over bytes in memory or a file.
 """
 
 from __future__ import annotations
@@ -134,9 +134,12 @@ class StoredDigest:
         return "the last chunk is cut short"
 
 
-def stored_digest_of(data: bytes | bytearray | memoryview | BinaryIO | Path) -> str | None:
-    """The stored digest of a whole file (bytes, an open binary file read to its end, or a
-    path); None when it does not split exactly into a header and whole chunks."""
+Source = bytes | bytearray | memoryview | BinaryIO | Path
+
+
+def digest_of(data: Source) -> StoredDigest:
+    """A whole file's ``StoredDigest`` (bytes, an open binary file read to its end, or a
+    path): its ``hexdigest()`` and the ``size`` it was fed."""
     d = StoredDigest()
     if isinstance(data, Path):
         with open(data, "rb") as f:
@@ -145,7 +148,13 @@ def stored_digest_of(data: bytes | bytearray | memoryview | BinaryIO | Path) -> 
         d.update(data)
     else:
         _feed(d, data)
-    return d.hexdigest()
+    return d
+
+
+def stored_digest_of(data: Source) -> str | None:
+    """The stored digest of a whole file (as ``digest_of`` takes it); None when it does not
+    split exactly into a header and whole chunks."""
+    return digest_of(data).hexdigest()
 
 
 def _feed(d: StoredDigest, f: BinaryIO) -> None:

@@ -12,6 +12,7 @@ from typing import Any
 
 from crypto.digests import stored_digest_of
 from crypto.records import sha256_hex
+from dock.verify import EMPTY_SHA256
 
 
 def _random_bytes(n: int, seed: int | None) -> bytes:
@@ -46,7 +47,7 @@ def segment_bytes(n: int, seed: int | None = 0) -> bytes:
 def declared_digest(stored: bytes) -> str | None:
     """What a camera declares for an upload's bytes: their stored digest, or for an end
     record's empty upload the SHA-256 of nothing (docs/evidence-format.md, "Receipt")."""
-    return stored_digest_of(stored) if stored else sha256_hex(b"")
+    return stored_digest_of(stored) if stored else EMPTY_SHA256
 
 
 def stored_parts(stored: bytes) -> dict[str, Any]:

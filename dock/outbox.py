@@ -17,13 +17,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
-from crypto.digests import StoredDigest
+from crypto.digests import digest_of
 from crypto.durable import fsync_dir
 from crypto.layout import SEG_EXT, SEGMENTS_DIR
 from crypto.manifest import CHAIN_DIR, parse_chain_file_name
 from dock.protocol import canonical_json, segment_id_for
 from dock.receipts import Receipt, SignedReceipt, SignedUnsignedReceipt
-from dock.verify import ChainRecordVerifier, ManifestError, SegmentVerifier
+from dock.verify import EMPTY_SHA256, ChainRecordVerifier, ManifestError, SegmentVerifier
 
 log = logging.getLogger("bwv.shipper")
 
@@ -256,11 +256,8 @@ def _digest_file(path: Path | None) -> tuple[str | None, int]:
     """A stored file's stored digest and size; for a record with no stored file (``None``)
     the SHA-256 of nothing, as its receipt names (docs/evidence-format.md, "Receipt")."""
     if path is None:
-        return hashlib.sha256(b"").hexdigest(), 0
-    d = StoredDigest()
-    with open(path, "rb") as f:
-        while block := f.read(READ_BLOCK):
-            d.update(block)
+        return EMPTY_SHA256, 0
+    d = digest_of(path)
     return d.hexdigest(), d.size
 
 

@@ -160,7 +160,6 @@ class ChunkWriter:
             self.live.digest.update(block)
         self.written += len(block)
         if _start_writeback is not None and end - self._kicked >= WRITEBACK_STEP:
-            self.f.flush()
             _start_writeback(self.f.fileno(), self._kicked, end - self._kicked)
             self._kicked = end
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
-from crypto.digests import StoredDigest
+from crypto.digests import StoredDigest, digest_of
 from crypto.manifest import chain_file_name
 from crypto.records import CHAIN_TYPES, RecordError, SignedRecord, verify_line
 from crypto.verify.inputs import basename
@@ -119,15 +119,8 @@ def check_chain_record(
         if stored is None:
             problems.append("the stored segment was not given")
         else:
-            if isinstance(stored, StoredDigest):
-                d = stored  # computed as the bytes arrived (the dock)
-            else:
-                d = StoredDigest()
-                if isinstance(stored, bytes | bytearray | memoryview):
-                    d.update(stored)
-                else:
-                    while block := stored.read(1 << 20):
-                        d.update(block)
+            # a StoredDigest: computed as the bytes arrived (the dock)
+            d = stored if isinstance(stored, StoredDigest) else digest_of(stored)
             if d.hexdigest() != r["stored_digest"] or d.size != r["stored_size"]:
                 problems.append("the stored segment is not the one the manifest signs")
     return RecordCheck(not problems, tuple(problems), r, rec.sha256, gap)
