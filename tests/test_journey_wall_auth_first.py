@@ -162,19 +162,25 @@ def test_a_device_sends_only_so_many_chunks_at_once(tmp_path):
         device = OutboxDevice(tmp_path / "dev", "cam-busy")
         device.creds = harness.enroll(device)
         sid, blob = open_upload(harness, device, 40_000)
-        staging = harness.store_dir / "staging" / device.device_id
+        live = harness.dock.store._live_uploads  # the chunks the dock is receiving
+
+        def receiving() -> bool:
+            entry = live.get((device.device_id, sid), 0)
+            return entry is not None and entry.busy
+
         with connect(harness) as first:
             first.sendall(signed_chunk_head(device, sid, blob))
             first.sendall(blob[:1000])  # in flight, then silent
             deadline = time.monotonic() + 5
-            while not list(staging.glob("*.in")) and time.monotonic() < deadline:
+            while not receiving() and time.monotonic() < deadline:
                 time.sleep(0.01)  # (waiting for a condition, with a deadline)
+            assert receiving()
             with harness.client(device.creds) as c, pytest.raises(DockRefused) as e:
                 c.append(sid, 0, blob)
             assert (e.value.status, e.value.code) == (429, "busy")
         # the first went away: the device goes on
         deadline = time.monotonic() + 5
-        while list(staging.glob("*.in")) and time.monotonic() < deadline:
+        while receiving() and time.monotonic() < deadline:
             time.sleep(0.01)
         with harness.client(device.creds) as c:
             assert c.append(sid, 0, blob).offset == len(blob)
