@@ -4,12 +4,15 @@
 #
 #   sudo ./install.sh            a camera: install or upgrade (idempotent: safe to run again)
 #   sudo ./install.sh --dock     the dock alone: no camera packages, no bwv.service
+#   sudo ./install.sh --tpm      a camera with a TPM 2.0 module on its SPI header (Infineon
+#                                SLB 9670): also enables dtoverlay=tpm-slb9670 (reboot after)
 #   ./install.sh --dry-run       print what it would do, change nothing (with or without --dock)
 #
 # A camera: python3-picamera2, python3-pyaudio and python3-rpi-lgpio from apt (picamera2 needs
 # the apt-only libcamera bindings), a virtual environment with --system-site-packages in
 # /opt/bwv/venv with bwv in it, the 'bwv' service user, /etc/bwv/bwv.toml (left alone if it
-# exists) and bwv.service, enabled. The dock: python3-venv from apt, the same virtual
+# exists) and bwv.service, enabled; the TPM stack (tpm2-tools, and tpm2-pytss built into the
+# environment: `bwv provision --key-store tpm`). The dock: python3-venv from apt, the same virtual
 # environment (bwv's dependencies all come as wheels), the 'bwv-dock' user and
 # bwv-dock.service, enabled. Keys are made by 'bwv provision' and the dock, never here.
 set -euo pipefail
@@ -21,13 +24,15 @@ UNIT_DIR=/etc/systemd/system
 SRC="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 DRY_RUN=0
 WITH_DOCK=0
+WITH_TPM=0
 
-usage() { sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; }
 
 for arg in "$@"; do
   case "$arg" in
     --dry-run) DRY_RUN=1 ;;
     --dock) WITH_DOCK=1 ;;
+    --tpm) WITH_TPM=1 ;;
     -h|--help) usage; exit 0 ;;
     *) echo "install.sh: unknown option: $arg" >&2; usage >&2; exit 2 ;;
   esac
@@ -70,16 +75,16 @@ system_user() {  # NAME HOME
   fi
 }
 
-venv_with_bwv() {  # [--system-site-packages]
+venv_with_bwv() {  # [--system-site-packages [EXTRAS]]
   say "virtual environment in $VENV${1:+ (with system site packages, for picamera2)}"
   if [ ! -x "$VENV/bin/python" ]; then
     run mkdir -p "$PREFIX"
-    run python3 -m venv "$@" "$VENV"
+    run python3 -m venv ${1:+"$1"} "$VENV"
   elif [ -n "${1:-}" ] && ! grep -qs '^include-system-site-packages = true' "$VENV/pyvenv.cfg"
   then  # made by a dock install on the same machine: let it see picamera2 too
-    run python3 -m venv "$@" "$VENV"
+    run python3 -m venv ${1:+"$1"} "$VENV"
   fi
-  run "$VENV/bin/python" -m pip install --quiet --upgrade "$SRC"
+  run "$VENV/bin/python" -m pip install --quiet --upgrade "$SRC${2:-}"
 }
 
 enable_units() {  # UNIT...
@@ -101,19 +106,41 @@ install_dock() {
   say "done. Next: sudo systemctl start bwv-dock; then bwv dock token (technician's guide, 9)"
 }
 
+tpm_overlay() {  # the SLB 9670 on SPI0 CE1: the kernel's tpm_tis_spi driver, /dev/tpmrm0
+  local cfg=/boot/firmware/config.txt
+  [ -e "$cfg" ] || cfg=/boot/config.txt
+  if grep -qs '^dtoverlay=tpm-slb9670' "$cfg"; then
+    say "dtoverlay=tpm-slb9670 already in $cfg"
+  else
+    say "enabling the TPM module: dtparam=spi=on and dtoverlay=tpm-slb9670 in $cfg (reboot after)"
+    if [ "$DRY_RUN" -eq 1 ]; then
+      printf 'would run: append dtparam=spi=on and dtoverlay=tpm-slb9670 to %s\n' "$cfg"
+    else
+      printf '\n# bwv: TPM 2.0 module (install.sh --tpm)\ndtparam=spi=on\ndtoverlay=tpm-slb9670\n' >>"$cfg"
+    fi
+  fi
+}
+
 install_camera() {
   apt_packages python3-venv python3-picamera2 python3-pyaudio python3-rpi-lgpio
+  # the TPM stack: tpm2-tools (and with it the tss group that owns /dev/tpmrm0), and what
+  # tpm2-pytss builds with (Debian's python3-tpm2-pytss does not work with the cryptography
+  # bwv needs)
+  apt_packages tpm2-tools libtss2-dev pkg-config gcc python3-dev
+  if [ "$WITH_TPM" -eq 1 ]; then
+    tpm_overlay
+  fi
   say "service user bwv"
   system_user bwv /var/lib/bwv
   local g
-  for g in video audio gpio; do
+  for g in video audio gpio tss; do
     if getent group "$g" >/dev/null 2>&1; then
       run usermod -a -G "$g" bwv
     fi
   done
   say "state directory /var/lib/bwv (keys, outbox; owned by bwv, private)"
   run install -d -m 0700 -o bwv -g bwv /var/lib/bwv /var/lib/bwv/keys
-  venv_with_bwv --system-site-packages
+  venv_with_bwv --system-site-packages "[tpm]"
   say "configuration in $ETC"
   run install -d -m 0750 -o root -g bwv "$ETC"
   if [ -e "$ETC/bwv.toml" ]; then

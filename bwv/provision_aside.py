@@ -25,7 +25,7 @@ from crypto.identity import DeviceIdentity, IdentityError, public_key_path
 KEY_DIR_MODE = 0o700
 
 
-def _utc_stamp() -> str:
+def utc_stamp() -> str:
     return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
 
 
@@ -101,7 +101,7 @@ def replace_old_identity(cfg: Config, key_path: Path, stamp: str) -> list[str]:
 
 def make_key(cfg: Config, key_path: Path) -> DeviceIdentity:
     """A new device key at ``key_path``, after moving aside what an old one left."""
-    stamp = _utc_stamp()
+    stamp = utc_stamp()
     try:
         # with --force the old key; without, what a lost key left (its .pub, its footage)
         for line in replace_old_identity(cfg, key_path, stamp):

@@ -31,6 +31,8 @@ import click
 
 from bwv.errors import CannotCheck
 from bwv.provision_aside import make_key
+from bwv.provision_tpm import FILE_STORE, KEY_STORES, TPM_STORE, describe, make_tpm_key
+from capture.device_key import FILE, DeviceKey, open_device_key
 from bwv.provision_enrol import Enrolment, enrol_and_pin, pin
 from bwv.provision_time import pin_tsa_ca, read_tsa_ca
 from bwv.status_cmd import DaemonStatus, config_option, load_config, read_daemon_status
@@ -63,7 +65,8 @@ class _Request:
     agency_raw: bytes
     enrolment: Enrolment | None  # None: no --token, the camera is not enrolled
     force: bool
-    kept: DeviceIdentity | None  # the key made before, enrolled as it is (a retry)
+    kept: DeviceKey | None  # the key made before, enrolled as it is (a retry)
+    key_store: str = FILE_STORE  # where a new key is made: a file or the TPM
     witness_keys: tuple[str, ...] = ()  # to pin at keys.witnesses (none given: left as is)
 
 
@@ -178,8 +181,8 @@ def _existing_key_id(key_path: Path) -> str:
 
 
 def _kept_identity(
-    cfg: Config, key_path: Path, token: str | None, force: bool
-) -> DeviceIdentity | None:
+    cfg: Config, key_path: Path, token: str | None, force: bool, key_store: str = FILE_STORE
+) -> DeviceKey | None:
     """The key made before, to enrol as it is; None when a new one is to be made. Without
     --token or --force an existing key is a refusal: it is never replaced silently."""
     if not os.path.lexists(key_path) or force:
@@ -192,12 +195,20 @@ def _kept_identity(
             "--force: the old key is moved aside, never deleted."
         )
     try:
-        return DeviceIdentity.load(key_path, cfg.device_id)
+        kept = open_device_key(key_path, cfg.device_id, cfg.keys.tpm_tcti)
     except IdentityError as exc:
         raise _fail(
             f"cannot use the device key made before: {exc}; to replace it, run again "
             "with --force (the old key is moved aside, never deleted)"
         ) from None
+    if kept.store != key_store:
+        kept.close()
+        raise _fail(
+            f"this camera's device key is {describe(kept)}, not in the {key_store} store "
+            f"asked for: run again with --key-store {kept.store} to enrol it, or with "
+            "--force to replace it (the old key is moved aside, never deleted)"
+        )
+    return kept
 
 
 def _writable_problem(target: Path) -> str | None:
@@ -240,6 +251,7 @@ def _check_request(
     force: bool,
     trust_first_dock: bool = False,
     witness_key: tuple[str, ...] = (),
+    key_store: str = FILE_STORE,
 ) -> _Request:
     """Everything checked, in the order a technician fixes it: the options, the agency key,
     --dock-key, an existing device key."""
@@ -272,25 +284,28 @@ def _check_request(
             else None
         ),
         force=force,
-        kept=_kept_identity(cfg, key_path, token, force),
+        kept=_kept_identity(cfg, key_path, token, force, key_store),
         witness_keys=_witness_keys(witness_key, k.witness_quorum),
+        key_store=key_store,
     )
 
 
 # -- the changes, in order ----------------------------------------------------------------------
 
 
-def _device_identity(req: _Request) -> DeviceIdentity:
+def _device_identity(req: _Request) -> DeviceKey:
     """The key made before (a retry of the enrolment), or a new one."""
+    if req.kept is None and req.key_store == TPM_STORE:
+        return make_tpm_key(req.cfg, req.key_path)
     if req.kept is None:
-        return make_key(req.cfg, req.key_path)
+        return DeviceKey(make_key(req.cfg, req.key_path), None, FILE)
     click.echo(
         f"note: keeping this camera's device key (key id {req.kept.key_id}); enrolling it", err=True
     )
     return req.kept
 
 
-def _pin_agency_key(req: _Request, identity: DeviceIdentity) -> None:
+def _pin_agency_key(req: _Request, identity: DeviceKey) -> None:
     try:
         replaced = pin(req.agency_path, req.agency_raw)
     except OSError as exc:
@@ -323,9 +338,10 @@ def _pin_witnesses(req: _Request) -> None:
     click.echo(f"witnesses:      {names}   (pinned at {path})")
 
 
-def _print_identity(req: _Request, identity: DeviceIdentity) -> None:
+def _print_identity(req: _Request, identity: DeviceKey) -> None:
     click.echo(f"device id:      {identity.device_id}")
     click.echo(f"device key id:  {identity.key_id}   (public key: {public_key_path(req.key_path)})")
+    click.echo(f"device key:     {describe(identity)}")
     click.echo(f"agency key id:  {key_id_of(req.agency_raw)}   (pinned at {req.agency_path})")
 
 
@@ -338,9 +354,10 @@ def _pin_tsa(req: _Request, pem: bytes) -> None:
     click.echo(f"TSA CA:         {digest}   (SHA-256 fingerprint; pinned at {target})")
 
 
-def _enrol(req: _Request, enrolment: Enrolment, identity: DeviceIdentity) -> None:
-    """Enrol at the dock; note it when the camera ships to another dock than this one."""
-    enrol_and_pin(identity, enrolment, req.dock_path)
+def _enrol(req: _Request, enrolment: Enrolment, identity: DeviceKey) -> None:
+    """Enrol at the dock; note it when the camera ships to another dock than this one. A TPM
+    key is enrolled with the TPM's proof that it holds it (attestation)."""
+    enrol_and_pin(identity.signer, enrolment, req.dock_path, attestor=identity.attestor)
     url, configured = enrolment.url, req.cfg.dock.url
     if url != configured:
         click.echo(
@@ -405,6 +422,15 @@ def _say_not_enrolled(req: _Request) -> None:
     "keys.witness_quorum of them have cosigned the dock's checkpoint that holds it.",
 )
 @click.option(
+    "--key-store",
+    type=click.Choice(KEY_STORES),
+    default=FILE_STORE,
+    show_default=True,
+    help="Where a new device key is made: 'tpm' inside the camera's TPM 2.0 module (ECDSA "
+    "P-256, cannot be copied; the dock enrols it only with the TPM's attestation; "
+    "keys.tpm_tcti says where the TPM is), 'file' a 0600 Ed25519 key file.",
+)
+@click.option(
     "--force",
     is_flag=True,
     help="Replace an existing device key. The old key, its public key and the "
@@ -420,6 +446,7 @@ def provision(
     witness_key: tuple[str, ...],
     force: bool,
     tsa_ca: Path | None = None,
+    key_store: str = FILE_STORE,
 ) -> None:
     """Make this camera's key, pin the agency's key and, with --token, enrol at the dock.
 
@@ -429,12 +456,29 @@ def provision(
     the command refuses, unless --force replaces the key.
     """
     req = _check_request(
-        config_path, agency_pub, dock_url, token, dock_key, force, trust_first_dock, witness_key
+        config_path,
+        agency_pub,
+        dock_url,
+        token,
+        dock_key,
+        force,
+        trust_first_dock,
+        witness_key,
+        key_store,
     )
-    tsa_pem = read_tsa_ca(tsa_ca) if tsa_ca is not None else None
-    daemon = read_daemon_status(req.cfg)
-    _check_can_change(req, daemon)
-    identity = _device_identity(req)
+    try:
+        tsa_pem = read_tsa_ca(tsa_ca) if tsa_ca is not None else None
+        daemon = read_daemon_status(req.cfg)
+        _check_can_change(req, daemon)
+    except BaseException:
+        if req.kept is not None:
+            req.kept.close()
+        raise
+    with _device_identity(req) as identity:
+        _provision(req, identity, tsa_pem, daemon)
+
+
+def _provision(req: _Request, identity: DeviceKey, tsa_pem: bytes | None, daemon: DaemonStatus) -> None:
     _pin_agency_key(req, identity)
     _print_identity(req, identity)
     _pin_witnesses(req)

@@ -12,12 +12,14 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import click
 
 from bwv.errors import CannotCheck
 from crypto.durable import write_atomic
-from crypto.identity import DeviceIdentity, IdentityError, key_id_of, load_public_key
+from crypto.identity import IdentityError, key_id_of, load_public_key
+from crypto.records import Signer
 
 PUBLIC_MODE = 0o644
 FIRST_USE_SUFFIX = ".first-use"  # beside the pinned dock key: it was taken on first use
@@ -81,7 +83,9 @@ def enroll_error(exc: Exception, url: str, expected: bool) -> click.ClickExcepti
     return CannotCheck(msg)
 
 
-def _enrolled_dock_key(identity: DeviceIdentity, how: Enrolment) -> tuple[bytes, str]:
+def _enrolled_dock_key(
+    identity: Signer, how: Enrolment, attestor: Any | None = None
+) -> tuple[bytes, str]:
     """Enrol ``identity`` at the dock; the dock's public key and key id, checked."""
     from dock.client import DockError, enroll
 
@@ -97,6 +101,7 @@ def _enrolled_dock_key(identity: DeviceIdentity, how: Enrolment) -> tuple[bytes,
             dock_fingerprint=how.dock_fingerprint,
             trust_first_dock=how.trust_first_dock,
             timeout=15.0,
+            attestor=attestor,
         )
     except DockError as exc:
         why = enroll_error(exc, how.url, how.pinned).message
@@ -114,10 +119,13 @@ def _enrolled_dock_key(identity: DeviceIdentity, how: Enrolment) -> tuple[bytes,
     return got.dock_public_key, got.dock_key_id
 
 
-def enrol_and_pin(identity: DeviceIdentity, how: Enrolment, dock_path: Path) -> None:
+def enrol_and_pin(
+    identity: Signer, how: Enrolment, dock_path: Path, attestor: Any | None = None
+) -> None:
     """Enrol at the dock, pin its key at ``dock_path`` and print its key id, and how it
-    was checked (against --dock-key, or taken on first use)."""
-    dock_key, dock_key_id = _enrolled_dock_key(identity, how)
+    was checked (against --dock-key, or taken on first use). ``attestor``: a TPM key's proof
+    that the TPM holds it (``tpm.attest``), which the dock requires of such a key."""
+    dock_key, dock_key_id = _enrolled_dock_key(identity, how, attestor)
     try:
         replaced = pin(dock_path, dock_key)
     except OSError as exc:

@@ -27,6 +27,9 @@ MAX_LOW_SPACE_MINUTES = 1e9
 MAX_PRE_RECORD_MB = 1_000_000
 
 
+TCTI_KINDS = ("device", "swtpm", "mssim", "tabrmd")  # how tpm2-tss reaches a TPM
+
+
 class ConfigError(ValueError):
     def __init__(self, key: str, message: str) -> None:
         super().__init__(f"{key}: {message}")
@@ -77,6 +80,9 @@ class KeysConfig:
     tsa_ca: str = "/var/lib/bwv/keys/tsa-ca.pem"  # `bwv provision --tsa-ca`: the TSA's CA
     witnesses: str = "/var/lib/bwv/keys/witnesses"  # pinned witness vkeys, one a line
     witness_quorum: int = 1  # witnesses whose cosignature a delete waits for
+    # where the TPM is when `bwv provision --key-store tpm` put the device key in one
+    # ("" = $BWV_TPM_TCTI, else the kernel's resource manager, device:/dev/tpmrm0)
+    tpm_tcti: str = ""
 
 
 @dataclass(frozen=True)
@@ -199,6 +205,13 @@ def _check_identity(cfg: Config) -> None:
     )
     q = cfg.keys.witness_quorum
     _check(1 <= q <= 16, "keys.witness_quorum", f"must be 1..16 (got {q})")
+    t = cfg.keys.tpm_tcti
+    _check(
+        t == "" or (t.isprintable() and len(t) <= 256 and t.split(":", 1)[0] in TCTI_KINDS),
+        "keys.tpm_tcti",
+        f"must be empty or start with one of {', '.join(k + ':' for k in TCTI_KINDS)} "
+        f"(got {t!r})",
+    )
 
 
 def _check_media(cfg: Config) -> None:

@@ -12,13 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from capture.config import Config
+from capture.device_key import DeviceKey, open_configured_key
 from crypto.evidence import EvidenceSink
-from crypto.identity import (
-    DeviceIdentity,
-    IdentityError,
-    load_agency_public_key,
-    load_dock_public_key,
-)
+from crypto.identity import IdentityError, load_agency_public_key, load_dock_public_key
 
 
 @dataclass
@@ -26,7 +22,7 @@ class EvidenceSetup:
     sink: EvidenceSink | None
     refusal: str | None  # why the device must not record (None: it can)
     warnings: list[str]
-    identity: DeviceIdentity | None = None
+    key: DeviceKey | None = None  # the device's key (file or TPM), shared with the shipper
 
 
 def outbox_dir(cfg: Config) -> Path:
@@ -45,21 +41,26 @@ def open_evidence(cfg: Config, firmware_version: str) -> EvidenceSetup:
             None, f"no device key at {k.device_key}: run `bwv provision`", warnings
         )
     try:
-        identity = DeviceIdentity.load(Path(k.device_key), cfg.device_id)
         agency = load_agency_public_key(Path(k.agency_public_key))
+        key = open_configured_key(cfg)
     except IdentityError as exc:
         return EvidenceSetup(None, f"cannot record: {exc}", warnings)
     if Path(k.dock_public_key).exists():
         try:
             load_dock_public_key(Path(k.dock_public_key))
         except IdentityError as exc:
-            return EvidenceSetup(None, f"cannot record: {exc}", warnings, identity)
+            return EvidenceSetup(None, f"cannot record: {exc}", warnings, key)
     else:
         warnings.append(f"no dock key pinned at {k.dock_public_key}: cannot ship footage")
     try:
         sink = EvidenceSink(
-            outbox_dir(cfg), identity, agency, firmware_version, chain_state_path(cfg)
+            outbox_dir(cfg),
+            key.signer,
+            agency,
+            firmware_version,
+            chain_state_path(cfg),
+            counter=key.counter,
         )
     except (OSError, ValueError) as exc:
-        return EvidenceSetup(None, f"cannot open the evidence store: {exc}", warnings, identity)
-    return EvidenceSetup(sink, None, warnings, identity)
+        return EvidenceSetup(None, f"cannot open the evidence store: {exc}", warnings, key)
+    return EvidenceSetup(sink, None, warnings, key)

@@ -89,6 +89,7 @@ class Daemon:
         prepare_storage(cfg)
         setup = open_evidence(cfg, firmware)
         self.sink = setup.sink
+        self.key = setup.key  # one connection to a TPM, shared by the recorder and the shipper
         controls = OfficerControls(hw.pins, controls_config(cfg))
         recorder = None
         if setup.sink is not None:
@@ -135,7 +136,7 @@ class Daemon:
     def _start_shipper(self) -> None:
         if not self.cfg.dock.url or self.core.refusal:
             return
-        from crypto.identity import DeviceIdentity, IdentityError, load_dock_public_key
+        from crypto.identity import IdentityError, load_dock_public_key
         from dock.client import DeviceCredentials, DockClient
         from dock.clocksync import shipper_on_time
         from dock.device_report import Reporter
@@ -143,8 +144,10 @@ class Daemon:
         from dock.outbox import ChainOutbox
         from dock.shipper import Shipper, ShipperThread
 
+        ident = self.key.signer if self.key is not None else None
+        if ident is None:
+            return
         try:
-            ident = DeviceIdentity.load(Path(self.cfg.keys.device_key), self.cfg.device_id)
             dock_key = bytes(load_dock_public_key(Path(self.cfg.keys.dock_public_key)))
             witnesses = load_policy(Path(self.cfg.keys.witnesses), self.cfg.keys.witness_quorum)
         except (IdentityError, WitnessKeysError) as exc:
@@ -262,6 +265,8 @@ class Daemon:
             self.shipper.stop()
         if self.sink is not None:
             self.sink.close()
+        if self.key is not None:
+            self.key.close()
         self.hw.pins.close()
 
     def run(self, stop: threading.Event) -> None:

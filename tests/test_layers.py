@@ -26,10 +26,11 @@ MAY_IMPORT: dict[str, set[str]] = {
     "tlog": {"base"},
     "tsa": {"base", "crypto"},
     "witness": {"base", "crypto", "tlog"},
-    "capture": {"base", "pre_record", "gpio", "crypto"},
+    "tpm": {"base", "crypto"},  # the only package that imports tpm2-pytss
+    "capture": {"base", "pre_record", "gpio", "crypto", "tpm"},
     "dock": {"base", "crypto", "capture", "tlog", "witness", "tsa"},
     "console": {"base", "crypto", "capture", "tlog", "witness", "tsa", "dock"},
-    "device_app": {"base", "pre_record", "gpio", "crypto", "capture", "dock", "tsa"},
+    "device_app": {"base", "pre_record", "gpio", "crypto", "capture", "dock", "tsa", "tpm"},
 }
 PACKAGES = set(MAY_IMPORT) | FRONT_ENDS
 

@@ -138,14 +138,23 @@ def check_enrolment(
 ) -> tuple[Status, str] | None:
     """Ask the dock (a signed ``GET /v1/status``) whether it knows this camera and has not
     revoked it. None when there is no usable device key to ask with (its own check fails)."""
-    from crypto.identity import DeviceIdentity, IdentityError
+    from capture.device_key import open_configured_key
+    from crypto.identity import IdentityError
+
+    try:
+        key = open_configured_key(cfg)
+    except IdentityError:
+        return None
+    with key:
+        return _ask_dock(url, key.signer, dock_key, opts)
+
+
+def _ask_dock(
+    url: str, ident: Any, dock_key: bytes, opts: SelftestOptions
+) -> tuple[Status, str] | None:
     from dock.client import DeviceCredentials, DockClient, DockError, DockRefused
     from dock.protocol import Code
 
-    try:
-        ident = DeviceIdentity.load(Path(cfg.keys.device_key), cfg.device_id)
-    except IdentityError:
-        return None
     creds = DeviceCredentials(ident.device_id, ident, dock_key)
     try:
         with DockClient(

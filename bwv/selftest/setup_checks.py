@@ -7,6 +7,7 @@ import os
 import secrets
 import time
 from pathlib import Path
+from typing import Any
 
 from bwv.selftest.model import Check
 from capture.config import Config
@@ -33,28 +34,26 @@ def check_config(cfg: Config, source: str) -> Check:
 
 
 def check_keys(cfg: Config) -> list[Check]:
-    from crypto.identity import (
-        DeviceIdentity,
-        IdentityError,
-        key_id_of,
-        load_agency_public_key,
-        load_dock_public_key,
-    )
+    from capture.device_key import open_configured_key
+    from crypto.identity import IdentityError, key_id_of, load_agency_public_key, load_dock_public_key
 
     k = cfg.keys
     out = []
     try:
-        ident = DeviceIdentity.load(Path(k.device_key), cfg.device_id)
-        out.append(
-            Check(
-                "device key",
-                "PASS",
-                f"key id {ident.key_id} ({k.device_key})",
-                {"key_id": ident.key_id},
+        with open_configured_key(cfg) as key:
+            where = "held in the TPM" if key.store == "tpm" else f"in {k.device_key}"
+            out.append(
+                Check(
+                    "device key",
+                    "PASS",
+                    f"key id {key.key_id} ({where})",
+                    {"key_id": key.key_id, "key_store": key.store},
+                )
             )
-        )
+            if key.store == "tpm":
+                out.append(check_tpm_key(key))
     except IdentityError as exc:
-        hint = "" if Path(k.device_key).exists() else ": run `bwv provision`"
+        hint = "" if os.path.lexists(k.device_key) else ": run `bwv provision`"
         out.append(Check("device key", "FAIL", f"{exc}{hint}"))
     try:
         agency = load_agency_public_key(Path(k.agency_public_key))
@@ -80,6 +79,28 @@ def check_keys(cfg: Config) -> list[Check]:
             out.append(Check("dock key", "FAIL", f"{exc} (the daemon refuses to record)"))
     out.append(check_witnesses(cfg))
     return out
+
+
+def check_tpm_key(key: Any) -> Check:
+    """The TPM signs a fresh message with the device key and the signature verifies against
+    the pinned public key; its counter answers. The counter is only read: every count must
+    belong to a chain record, so a self-test never spends one."""
+    from crypto.suites import verify_signature
+
+    message = b"bwv:selftest\0" + secrets.token_bytes(32)
+    try:
+        sig = key.signer.sign(message)
+        value = key.counter.value()
+    except Exception as exc:  # the TPM's own error, in its words
+        return Check("TPM", "FAIL", f"the TPM did not answer: {exc}")
+    if not verify_signature(key.public_key, message, sig):
+        return Check("TPM", "FAIL", "the TPM's signature does not verify with device.key.pub")
+    return Check(
+        "TPM",
+        "PASS",
+        f"signs with the device key (ECDSA P-256, cannot leave the TPM); counter at {value}",
+        {"counter": value},
+    )
 
 
 def check_witnesses(cfg: Config) -> Check:
