@@ -7,6 +7,7 @@ import logging
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -161,6 +162,15 @@ def _fleet_dock(out: Path) -> None:
     "and a PostgreSQL index as many docks share them (start them first: "
     "scripts/fleet-services.sh up; source /tmp/bwv-fleet/fleet.env).",
 )
+@click.option(
+    "--key-store",
+    type=click.Choice(["file", "tpm"]),
+    default="file",
+    show_default=True,
+    help="Where the camera's key lives: a file, or a software TPM (Debian's swtpm, started "
+    "in OUT/tpm: the key is made inside it, every chain record numbered by its counter, and "
+    "the dock enrols the camera on the TPM's attestation).",
+)
 @click.pass_context
 def sim_raid(
     ctx: click.Context,
@@ -171,6 +181,7 @@ def sim_raid(
     fps: int | None,
     realtime: bool,
     dock_store: str,
+    key_store: str = "file",
 ) -> None:
     """A scripted raid on the simulated device, headless.
 
@@ -181,7 +192,7 @@ def sim_raid(
     OUT must be new, empty, or an earlier raid's folder, which is replaced (saying so);
     anything else is refused (exit 2).
     """
-    from simulator.raid import RaidOutError, RaidPlan, prepare_out, run_raid
+    from simulator.raid import RaidOutError, RaidPlan, prepare_out
 
     overrides: dict = {}
     if ctx.obj.get("config") is None:
@@ -212,7 +223,7 @@ def sim_raid(
     plan = RaidPlan(record_s=record)
     now_us = time.time_ns() // 1000
     epoch = now_us if realtime else now_us - plan.lasts_us(cfg)  # over before it docks
-    result = run_raid(cfg, out, plan, realtime=realtime, wall_epoch_us=epoch)
+    result = _run_raid(cfg, out, plan, realtime, epoch, key_store)
     for rec in result.summary["recordings"]:
         click.echo(
             f"recording {rec['id']}: frames {rec['first_frame']}..{rec['last_frame']} "
@@ -226,6 +237,21 @@ def sim_raid(
         for p in result.problems:
             click.echo(f"PROBLEM: {p}", err=True)
         sys.exit(1)
+
+
+def _run_raid(cfg: Any, out: Path, plan: Any, realtime: bool, epoch: int, key_store: str) -> Any:
+    from crypto.identity import IdentityError
+    from simulator.raid import run_raid
+    from simulator.soft_tpm import SoftTpmUnavailable
+
+    try:
+        return run_raid(cfg, out, plan, realtime=realtime, wall_epoch_us=epoch, key_store=key_store)
+    except SoftTpmUnavailable as exc:
+        click.echo(f"bwv sim raid: {exc}", err=True)
+        sys.exit(2)
+    except IdentityError as exc:  # the TPM would not make or use the key
+        click.echo(f"bwv sim raid: {exc}", err=True)
+        sys.exit(2)
 
 
 def _add_sim_console() -> None:

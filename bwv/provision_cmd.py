@@ -31,15 +31,14 @@ import click
 
 from bwv.errors import CannotCheck
 from bwv.provision_aside import make_key
-from bwv.provision_tpm import FILE_STORE, KEY_STORES, TPM_STORE, describe, make_tpm_key
-from capture.device_key import FILE, DeviceKey, open_device_key
 from bwv.provision_enrol import Enrolment, enrol_and_pin, pin
 from bwv.provision_time import pin_tsa_ca, read_tsa_ca
+from bwv.provision_tpm import FILE_STORE, KEY_STORES, TPM_STORE, describe, make_tpm_key
 from bwv.status_cmd import DaemonStatus, config_option, load_config, read_daemon_status
 from capture.config import Config
+from capture.device_key import FILE, DeviceKey, open_device_key
 from capture.evidence_setup import chain_state_path, outbox_dir
 from crypto.identity import (
-    DeviceIdentity,
     IdentityError,
     key_id_of,
     load_agency_public_key,
@@ -478,7 +477,9 @@ def provision(
         _provision(req, identity, tsa_pem, daemon)
 
 
-def _provision(req: _Request, identity: DeviceKey, tsa_pem: bytes | None, daemon: DaemonStatus) -> None:
+def _provision(
+    req: _Request, identity: DeviceKey, tsa_pem: bytes | None, daemon: DaemonStatus
+) -> None:
     _pin_agency_key(req, identity)
     _print_identity(req, identity)
     _pin_witnesses(req)

@@ -51,7 +51,9 @@ def make_tpm_key(cfg: Config, key_path: Path) -> DeviceKey:
     except OSError as exc:
         raise CannotCheck(f"cannot make the device key: {exc.strerror or exc}") from None
     if made.evicted:
-        click.echo("note: the TPM's previous device key was evicted (its public key was moved aside)")
+        click.echo(
+            "note: the TPM's previous device key was evicted (its public key was moved aside)"
+        )
     ref = TpmKeyRef(KEY_HANDLE, COUNTER_INDEX)
     try:
         write_atomic(key_path, ref.encode(), mode=SECRET_MODE)

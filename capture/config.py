@@ -209,8 +209,7 @@ def _check_identity(cfg: Config) -> None:
     _check(
         t == "" or (t.isprintable() and len(t) <= 256 and t.split(":", 1)[0] in TCTI_KINDS),
         "keys.tpm_tcti",
-        f"must be empty or start with one of {', '.join(k + ':' for k in TCTI_KINDS)} "
-        f"(got {t!r})",
+        f"must be empty or start with one of {', '.join(k + ':' for k in TCTI_KINDS)} (got {t!r})",
     )
 
 

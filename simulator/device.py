@@ -144,17 +144,25 @@ def make_device(
     state_dir: Path,
     realtime: bool = False,
     agency_dir: Path | None = None,
+    tpm_tcti: str | None = None,
+    tpm_ca_certs: tuple[Path, ...] = (),
     **kw,
 ) -> SimDevice:
     """The simulated device as it ships: footage encrypted to the (simulated) agency and
-    signed by its own throwaway key, kept in ``state_dir``; the stand-in agency's keys in
-    ``agency_dir`` (default: ``state_dir/agency``)."""
+    signed by its own throwaway key, kept in ``state_dir`` (or made in the TPM behind
+    ``tpm_tcti``, a swtpm); the stand-in agency's keys in ``agency_dir`` (default:
+    ``state_dir/agency``)."""
     from bwv import __version__
     from crypto.evidence import EvidenceSink
 
-    keys = sim_keys(state_dir, cfg.device_id, agency_dir)
+    keys = sim_keys(state_dir, cfg.device_id, agency_dir, tpm_tcti, tpm_ca_certs)
     storage = LocalStorage(state_dir / "outbox")
     sink = EvidenceSink(
-        storage.root, keys.identity, keys.agency_public, __version__, keys.chain_state_path
+        storage.root,
+        keys.identity,
+        keys.agency_public,
+        __version__,
+        keys.chain_state_path,
+        counter=keys.counter,
     )
     return SimDevice(cfg, storage, realtime=realtime, sink=sink, keys=keys, **kw)

@@ -10,8 +10,9 @@ would. Nothing here is ever a real agency's key.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from nacl.public import PrivateKey, PublicKey
 
@@ -34,11 +35,20 @@ AGENCY_PUB = "agency.pub"
 
 @dataclass(frozen=True)
 class SimKeys:
-    identity: DeviceIdentity
+    identity: Any  # crypto.records.Signer: a DeviceIdentity, or the TPM's key
     device_pub_path: Path
     agency_public: PublicKey
     agency_private_path: Path
     chain_state_path: Path
+    counter: Any | None = None  # the TPM's NV counter (None: a key in a file)
+    attestor: Any | None = None  # the TPM's proof that it holds the key, for enrolment
+    key_store: str = "file"
+    tpm_ca_certs: tuple[Path, ...] = ()  # the simulated TPM maker's CA, for the sim's dock
+    device_key: Any | None = None  # capture.device_key.DeviceKey (its TPM connection)
+
+    def close(self) -> None:
+        if self.device_key is not None:
+            self.device_key.close()
 
     def agency_private(self) -> PrivateKey:
         return load_agency_private_key(self.agency_private_path)
@@ -53,14 +63,22 @@ def agency_dir_of(state_dir: Path) -> Path:
     return Path(state_dir) / AGENCY_DIR
 
 
-def sim_keys(state_dir: Path, device_id: str, agency_dir: Path | None = None) -> SimKeys:
-    """Load the simulated device's keys from ``state_dir``, making them the first time.
+def sim_keys(
+    state_dir: Path,
+    device_id: str,
+    agency_dir: Path | None = None,
+    tpm_tcti: str | None = None,
+    tpm_ca_certs: tuple[Path, ...] = (),
+) -> SimKeys:
+    """Load the simulated device's keys from ``state_dir``, making them the first time; with
+    ``tpm_tcti`` the device key is made in (and used from) that TPM (a swtpm).
 
     A key file there that cannot be used raises ``IdentityError``: one line naming the file,
     and how to start afresh."""
     agency = agency_dir or agency_dir_of(state_dir)
     try:
-        return _sim_keys(Path(state_dir), device_id, agency)
+        keys = _sim_keys(Path(state_dir), device_id, agency, tpm_tcti)
+        return replace(keys, tpm_ca_certs=tuple(tpm_ca_certs))
     except OSError as exc:
         problem = f"{exc.filename or keys_dir(state_dir)}: {exc.strerror or exc}"
     except IdentityError as exc:
@@ -71,10 +89,29 @@ def sim_keys(state_dir: Path, device_id: str, agency_dir: Path | None = None) ->
     )
 
 
-def _sim_keys(state_dir: Path, device_id: str, agency_dir: Path) -> SimKeys:
+def _device_key(key_path: Path, device_id: str, tpm_tcti: str | None) -> Any:
+    """A ``capture.device_key.DeviceKey``: the file key (made the first time), or the key in
+    the TPM behind ``tpm_tcti`` (made there the first time, as provisioning does)."""
+    from capture.device_key import FILE, DeviceKey, TpmKeyRef, open_device_key
+
+    if tpm_tcti is None:
+        return DeviceKey(DeviceIdentity.load_or_generate(key_path, device_id), None, FILE)
+    if not key_path.exists():
+        from tpm.device import COUNTER_INDEX, KEY_HANDLE, TpmError, make_device_key
+
+        try:
+            made = make_device_key(tpm_tcti, KEY_HANDLE, COUNTER_INDEX)
+        except TpmError as exc:
+            raise IdentityError(f"cannot make the device key in the TPM: {exc}") from None
+        write_atomic(key_path, TpmKeyRef(KEY_HANDLE, COUNTER_INDEX).encode(), mode=0o600)
+        write_atomic(public_key_path(key_path), made.public_key.hex().encode() + b"\n")
+    return open_device_key(key_path, device_id, tpm_tcti)
+
+
+def _sim_keys(state_dir: Path, device_id: str, agency_dir: Path, tpm_tcti: str | None) -> SimKeys:
     d = keys_dir(state_dir)
     d.mkdir(parents=True, exist_ok=True, mode=0o700)
-    identity = DeviceIdentity.load_or_generate(d / DEVICE_KEY, device_id)
+    key = _device_key(d / DEVICE_KEY, device_id, tpm_tcti)
     agency_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     agency_sk_path, agency_pk_path = agency_dir / AGENCY_KEY, agency_dir / AGENCY_PUB
     for name in (AGENCY_KEY, AGENCY_PUB):  # an earlier version kept them with the device's
@@ -88,9 +125,13 @@ def _sim_keys(state_dir: Path, device_id: str, agency_dir: Path) -> SimKeys:
     if load_agency_private_key(agency_sk_path).public_key != agency_public:
         raise IdentityError(f"{agency_pk_path}: is not the public key of {agency_sk_path}")
     return SimKeys(
-        identity=identity,
+        identity=key.signer,
         device_pub_path=public_key_path(d / DEVICE_KEY),
         agency_public=agency_public,
         agency_private_path=agency_sk_path,
         chain_state_path=state_dir / "chain_state.json",
+        counter=key.counter,
+        attestor=key.attestor,
+        key_store=key.store,
+        device_key=key,
     )

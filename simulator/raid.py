@@ -20,6 +20,7 @@ from simulator.raid_log import (
     pin_witness,
     running_authorities,
 )
+from simulator.soft_tpm import SoftTpm
 
 # what a raid writes into its --out folder
 RAID_ENTRIES = frozenset(
@@ -92,29 +93,62 @@ def _s(x: float) -> int:
 
 
 def run_raid(
-    cfg: Config, out: Path, plan: RaidPlan, realtime: bool = False, wall_epoch_us: int | None = None
+    cfg: Config,
+    out: Path,
+    plan: RaidPlan,
+    realtime: bool = False,
+    wall_epoch_us: int | None = None,
+    key_store: str = "file",
 ) -> RaidResult:
     """``wall_epoch_us``: the wall-clock time at power-on (default: a fixed instant, so runs
-    are reproducible)."""
+    are reproducible). ``key_store="tpm"``: the device key lives in a software TPM (swtpm,
+    in ``OUT/tpm``) and the dock enrols it on the TPM's attestation."""
     out.mkdir(parents=True, exist_ok=True)
+    if key_store != "tpm":
+        return _raid(cfg, out, plan, realtime, wall_epoch_us, None)
+    from simulator.soft_tpm import soft_tpm
+
+    with soft_tpm(out / "tpm") as tpm:
+        return _raid(cfg, out, plan, realtime, wall_epoch_us, tpm)
+
+
+def _raid(
+    cfg: Config,
+    out: Path,
+    plan: RaidPlan,
+    realtime: bool,
+    wall_epoch_us: int | None,
+    tpm: SoftTpm | None,
+) -> RaidResult:
     state = out / "device"
     extra = {} if wall_epoch_us is None else {"wall_epoch_us": wall_epoch_us}
     dev: SimDevice = make_device(
-        cfg, state, realtime=realtime, agency_dir=out / "agency", boot_us=_s(plan.boot_s), **extra
+        cfg,
+        state,
+        realtime=realtime,
+        agency_dir=out / "agency",
+        boot_us=_s(plan.boot_s),
+        tpm_tcti=tpm.tcti if tpm else None,
+        tpm_ca_certs=tpm.ca_certs if tpm else (),
+        **extra,
     )
-    hold_us = _s(cfg.controls.hold_to_stop_s)
-    press_at = _s(plan.boot_s + cfg.pre_record.seconds + plan.settle_s)
-    dev.run_until(press_at)
-    dev.button(down=True)  # one press
-    dev.run_until(press_at + _s(0.15))
-    dev.button(down=False)
-    dev.run_until(press_at + _s(plan.record_s))
-    dev.button(down=True)  # hold to stop
-    dev.run_until(dev.now_us + hold_us + _s(0.2))
-    dev.button(down=False)
-    dev.run_until(dev.now_us + _s(1.0))
-    dev.shutdown()
-    return _summarise(cfg, out, dev)
+    try:
+        hold_us = _s(cfg.controls.hold_to_stop_s)
+        press_at = _s(plan.boot_s + cfg.pre_record.seconds + plan.settle_s)
+        dev.run_until(press_at)
+        dev.button(down=True)  # one press
+        dev.run_until(press_at + _s(0.15))
+        dev.button(down=False)
+        dev.run_until(press_at + _s(plan.record_s))
+        dev.button(down=True)  # hold to stop
+        dev.run_until(dev.now_us + hold_us + _s(0.2))
+        dev.button(down=False)
+        dev.run_until(dev.now_us + _s(1.0))
+        dev.shutdown()
+        return _summarise(cfg, out, dev)
+    finally:
+        if dev.keys is not None:
+            dev.keys.close()
 
 
 def _summarise(cfg: Config, out: Path, dev: SimDevice) -> RaidResult:

@@ -35,7 +35,12 @@ def check_config(cfg: Config, source: str) -> Check:
 
 def check_keys(cfg: Config) -> list[Check]:
     from capture.device_key import open_configured_key
-    from crypto.identity import IdentityError, key_id_of, load_agency_public_key, load_dock_public_key
+    from crypto.identity import (
+        IdentityError,
+        key_id_of,
+        load_agency_public_key,
+        load_dock_public_key,
+    )
 
     k = cfg.keys
     out = []

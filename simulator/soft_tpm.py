@@ -1,0 +1,90 @@
+"""A software TPM for the simulated camera: Debian's swtpm, started by the project's own
+``scripts/swtpm-temp.sh`` in a folder of the raid's, with a local CA that certified its
+endorsement key (the simulated "TPM maker", which the raid's dock is told to trust).
+
+``bwv sim raid --key-store tpm`` runs the whole raid with its device key in it: the key is
+made inside the TPM, every record is signed there, every chain record numbered by its NV
+counter, and the dock enrols the camera only on the TPM's attestation.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "swtpm-temp.sh"
+
+
+class SoftTpmUnavailable(Exception):
+    """swtpm could not be started; the message says why and what to install."""
+
+
+@dataclass(frozen=True)
+class SoftTpm:
+    folder: Path
+    tcti: str  # e.g. swtpm:host=127.0.0.1,port=40321
+    ca_certs: tuple[Path, ...]  # the local CA's root and intermediate (PEM): the "TPM maker"
+
+
+def _free_port_pair() -> int:
+    """A port whose next one is free too (swtpm's command and control ports)."""
+    for _ in range(50):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port >= 65535:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
+        return int(port)
+    raise SoftTpmUnavailable("no two free ports on 127.0.0.1 for swtpm")
+
+
+def _script(command: str, folder: Path, port: int | None = None) -> str:
+    if not SCRIPT.exists():
+        raise SoftTpmUnavailable(
+            f"{SCRIPT} is missing: run the simulator with a TPM from a source checkout of bwv"
+        )
+    env = dict(os.environ)
+    if port is not None:
+        env["BWV_SWTPM_PORT"] = str(port)
+    done = subprocess.run(
+        ["bash", str(SCRIPT), command, str(folder)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+    if done.returncode != 0:
+        why = (done.stderr.strip().splitlines() or ["(no message)"])[-1]
+        raise SoftTpmUnavailable(f"cannot start a software TPM: {why}")
+    return done.stdout
+
+
+def _read_env(text: str) -> dict[str, str]:
+    return dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
+
+
+@contextmanager
+def soft_tpm(folder: Path) -> Iterator[SoftTpm]:
+    """A swtpm with its state in ``folder`` (made the first time), stopped on the way out
+    (its state stays: the same TPM, counter and keys, if started again)."""
+    folder = Path(folder).resolve()
+    env = _read_env(_script("start", folder, _free_port_pair()))
+    try:
+        yield SoftTpm(
+            folder,
+            env["BWV_TPM_TCTI"],
+            (Path(env["BWV_TPM_CA_ROOT"]), Path(env["BWV_TPM_CA_ISSUER"])),
+        )
+    finally:
+        _script("stop", folder)
