@@ -49,6 +49,20 @@ def serve_store_options(f: F) -> F:
     return f
 
 
+def tpm_ca_option(f: F) -> F:
+    """``--tpm-ca PEM`` (repeatable): the TPM makers' CAs the dock trusts (dock/tpm_trust.py)."""
+    return click.option(
+        "--tpm-ca",
+        "tpm_ca",
+        multiple=True,
+        type=click.Path(exists=True, dir_okay=False, path_type=Path),
+        help="A TPM maker's CA certificate (PEM; repeat for each): a camera whose key is held "
+        "in a TPM is enrolled only if its TPM's endorsement key certificate chains to one of "
+        "them. Kept in STORE/dock.toml (tpm_ca) for later starts; given again, it replaces "
+        "the list. Without any: keys held in a TPM are not enrolled.",
+    )(f)
+
+
 def resolve_store(
     store: str, index: str | None, state_dir: Path | None, s3_credentials: Path | None
 ) -> Path:

@@ -13,7 +13,7 @@ from pathlib import Path
 import click
 
 from bwv.dock_account_cmd import account
-from bwv.dock_backends_opts import resolve_store, serve_store_options
+from bwv.dock_backends_opts import resolve_store, serve_store_options, tpm_ca_option
 from bwv.dock_common import (
     EXIT_ERROR,
     EXIT_NOT_VERIFIED,
@@ -117,6 +117,7 @@ dock.add_command(account)  # bwv dock account add|list|disable|passwd: the conso
     "server's own lines too).",
 )
 @console_options
+@tpm_ca_option
 @log_options
 def serve(
     store: str,
@@ -131,6 +132,7 @@ def serve(
     console_listen: str,
     console_cert: Path | None,
     console_key: Path | None,
+    tpm_ca: tuple[Path, ...],
     witness: tuple[str, ...],
     tsa_url: str | None,
     tsa_ca: Path | None,
@@ -150,6 +152,9 @@ def serve(
 
     The admin side (/v1/admin/...: tokens, revocation, devices, custody log; bearer token
     admin.token) listens apart, on --admin-listen: never where cameras connect.
+
+    A camera whose key is held in a TPM is enrolled only with its TPM's attestation, from a
+    TPM maker's CA given by --tpm-ca (kept for later starts).
 
     Footage sealed to another agency key than --agency-pub's is refused (wrong_agency_key);
     without a pinned agency key the dock says it cannot check that. Every record and custody
@@ -173,7 +178,7 @@ def serve(
     admin_sock_path, admin_host, admin_port = parse_admin_listen(admin_listen, store_dir)
     console_at = parse_console_listen(console_listen)
     log_config = log_config_of(witness, tsa_url, tsa_ca)
-    served = open_for_serving(store_dir, log_config, agency_pub)
+    served = open_for_serving(store_dir, log_config, agency_pub, tpm_ca)
     tls = tls_for_serving(store_dir, served, tls_cert)
     check_bind(host, port)
     if admin_sock_path is None:

@@ -56,9 +56,15 @@ def check_bind(host: str, port: int) -> None:
             ) from None
 
 
-def open_for_serving(store_dir: Path, log_config: Any = None, agency_pub: Path | None = None):
+def open_for_serving(
+    store_dir: Path,
+    log_config: Any = None,
+    agency_pub: Path | None = None,
+    tpm_ca: Sequence[Path] = (),
+):
     """The dock on ``store_dir`` (a new store if the folder is missing or empty), with
-    DIR/dock.pub written, the agency key ``agency_pub`` pinned (dock/agency.py), and its log's
+    DIR/dock.pub written, the agency key ``agency_pub`` pinned (dock/agency.py), the TPM CAs
+    ``tpm_ca`` named in its dock.toml (when given: dock/tpm_trust.py), and its log's
     configuration kept when ``log_config`` is given, the log's lock taken; a DockUsageError,
     in one line, if it cannot be."""
     import sqlite3
@@ -72,16 +78,20 @@ def open_for_serving(store_dir: Path, log_config: Any = None, agency_pub: Path |
     from dock.server import open_dock
     from dock.store import StoreError
     from dock.storedir import StoreDirError, check_store_dir
+    from dock.tpm_trust import TpmCaError, load_cas, save_tpm_cas
 
     try:
         check_store_dir(store_dir)
         agency = bytes(load_agency_public_key(agency_pub)) if agency_pub else None
+        load_cas(tpm_ca)  # each readable, before anything is made
         if not store_dir.exists():
             store_dir.mkdir(mode=0o700, parents=True)
         if log_config is not None:
             from dock.checkpoints import save_log_config
 
             save_log_config(store_dir, log_config)
+        if tpm_ca:
+            save_tpm_cas(store_dir, tpm_ca)
         dock = open_dock(store_dir)
         if agency is not None:  # pinned once the folder is a store
             dock.agency_key_id = pin_agency_key(store_dir, agency)
@@ -95,7 +105,7 @@ def open_for_serving(store_dir: Path, log_config: Any = None, agency_pub: Path |
         pub_path = store_dir / DOCK_PUB_FILE
         if not pub_path.exists() or pub_path.read_bytes() != text:
             write_atomic(pub_path, text, mode=0o644)
-    except (StoreDirError, LogConfigError, BackendsError) as exc:
+    except (StoreDirError, LogConfigError, BackendsError, TpmCaError) as exc:
         raise DockUsageError(str(exc)) from None
     except KeyFileError as exc:
         raise DockUsageError(f"dock key: {exc}") from None
@@ -198,6 +208,7 @@ def serve_facts(
     from dock.backends import load_backends
     from dock.keys import ADMIN_TOKEN_FILE
     from dock.tls import fingerprint
+    from dock.tpm_trust import describe_cas
 
     shown = f"[{host}]" if ":" in host else host
     if admin_sock is not None:
@@ -210,6 +221,7 @@ def serve_facts(
         "dock_fingerprint": fingerprint(served.public_key),
         "dock_public_key": str((store_dir / DOCK_PUB_FILE).resolve()),
         "agency_key_id": served.agency_key_id or "",
+        "tpm_cas": describe_cas(served.tpm_cas),
         "admin_token_file": str((store_dir / ADMIN_TOKEN_FILE).resolve()),
         "url": f"https://{shown}:{port}",
         "admin": admin,
@@ -248,6 +260,7 @@ def announce(facts: dict[str, str], log_format: str) -> dict[str, Any]:
         f"(or give it {facts['dock_public_key']})"
     )
     click.echo(f"agency key id:   {facts['agency_key_id'] or NOT_CONFIGURED}")
+    click.echo(f"TPM keys from:   {facts['tpm_cas']}")
     click.echo(f"admin token:     {facts['admin_token_file']}  (mode 0600; for /v1/admin)")
     if "log_origin" in facts:
         from bwv.dock_log_cmd import echo_log_facts

@@ -80,6 +80,8 @@ def collect_status(store_dir: Path, reverify: bool = False) -> dict[str, Any]:
                 {
                     "device_id": d.device_id,
                     "key_id": d.key_id,
+                    "key_store": d.key_store,
+                    "attested_by": d.attested_by,
                     "state": "revoked" if d.revoked else "enrolled",
                     "enrolled_at_us": d.enrolled_at_us,
                     "revoked_at_us": d.revoked_at_us,
@@ -117,7 +119,7 @@ def _camera_rows(devices: list[dict[str, Any]]) -> list[list[str]]:
         rows.append(
             [
                 d["device_id"],
-                d["key_id"],
+                f"{d['key_id']} ({d.get('key_store', 'file')})",
                 state,
                 _offset(d["time_offset_us"]),
                 when(d["time_synced_at_us"]),

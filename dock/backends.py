@@ -10,6 +10,9 @@ the index in one PostgreSQL database that every dock shares, named in the store 
     index = "postgresql://bwv@db.agency.example:5432/bwv"
     s3_credentials = "/etc/bwv/s3.credentials"   # optional: else the environment
 
+(A top-level ``tpm_ca = [...]`` before the table names the TPM makers' CAs the dock trusts:
+dock/tpm_trust.py.)
+
 No secret is ever in this file, on a command line or in a log: the S3 keys come from the
 environment (``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``; ``BWV_S3_ENDPOINT`` for a
 gateway other than AWS) or from the 0600 file ``s3_credentials`` names; PostgreSQL's
@@ -124,6 +127,11 @@ def _toml(b: Backends) -> str:
     return "\n".join(lines) + "\n"
 
 
+def backends_toml(b: Backends) -> str:
+    """The ``[store]`` table of ``dock.toml`` for ``b`` ("" for the embedded store)."""
+    return "" if b.embedded else _toml(b)
+
+
 def _quoted(s: str) -> str:
     return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
@@ -131,15 +139,21 @@ def _quoted(s: str) -> str:
 def bind_backends(store_dir: Path, wanted: Backends) -> Backends:
     """Write ``STORE/dock.toml`` for ``wanted`` (0600), or check that the one there says the
     same: a store directory serves one agency store, never two by turns."""
+    from dock.tpm_trust import tpm_ca_paths, tpm_ca_toml
+
     have = load_backends(store_dir)
     if have == wanted:
         return have
-    if (Path(store_dir) / BACKENDS_FILE).exists() or not _may_bind(store_dir, wanted):
+    if not have.embedded or not _may_bind(store_dir, wanted):
         raise BackendsError(
             f"{store_dir} already serves {have.describe()['objects']} with "
             f"{have.describe()['index']}: give a new --state folder for another store"
         )
-    write_atomic(Path(store_dir) / BACKENDS_FILE, _toml(wanted).encode(), mode=0o600)
+    try:
+        tpm = tpm_ca_toml([str(p) for p in tpm_ca_paths(store_dir)])  # kept: the dock's own
+    except ValueError as exc:
+        raise BackendsError(str(exc)) from None
+    write_atomic(Path(store_dir) / BACKENDS_FILE, (tpm + _toml(wanted)).encode(), mode=0o600)
     return wanted
 
 

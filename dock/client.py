@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 import httpx
 
 from crypto.time_answer import TIME_ANSWER_TYPE, time_answer, time_answer_bytes
+from dock.attestor import Attestor
 from dock.protocol import (
     H_DOCK_SIGNATURE,
     H_NONCE,
@@ -395,6 +396,8 @@ class Enrolled:
     key_id: str
     dock_public_key: bytes  # pin this (check its id with the technician's dock)
     dock_key_id: str
+    key_store: str = "file"  # "file" | "tpm", as the dock recorded it
+    attested_by: str | None = None  # for "tpm": the TPM CA the dock trusted
 
 
 def enroll(
@@ -410,8 +413,10 @@ def enroll(
     trust_first_dock: bool = False,
     transport: httpx.BaseTransport | None = None,
     timeout: float = 30.0,
+    attestor: Attestor | None = None,
 ) -> Enrolled:
-    """Provisioning: bind ``device_id`` to ``key`` at the dock with a technician's token.
+    """Provisioning: bind ``device_id`` to ``key`` at the dock with a technician's token
+    (a key held in a TPM: with its ``attestor``'s attestation of it, dock/enroll_tpm.py).
 
     With ``expected_dock_key`` (given out of band), or its ``dock_fingerprint`` (as ``bwv
     dock serve`` prints it), the TLS handshake completes only with the dock that holds it,
@@ -430,16 +435,21 @@ def enroll(
         if expected_dock_key is not None
         else pinned_client_context(first)
     )
+    from dock.client_enroll import ask_challenge
+
     auth = DeviceAuth(device_id, signer, wall_clock)
     with httpx.Client(
         base_url=base_url, transport=transport, timeout=timeout, auth=auth, verify=verify
     ) as http:
-        payload = {
+        challenge, credential = ask_challenge(http, attestor)
+        payload: dict[str, Any] = {
             "device_id": device_id,
             "public_key": bytes(public_key).hex(),
             "token": token,
-            "challenge": _challenge(http),
+            "challenge": challenge,
         }
+        if attestor is not None:
+            payload["attestation"] = attestor.finish(credential, challenge)
         try:
             resp = http.post("/v1/enroll", json=payload)
         except httpx.HTTPError as exc:
@@ -457,21 +467,9 @@ def enroll(
         body["key_id"],
         bytes.fromhex(body["dock_public_key"]),
         body["dock_key_id"],
+        body.get("key_store", "file"),
+        body.get("attested_by"),
     )
-
-
-def _challenge(http: httpx.Client) -> str:
-    """A fresh one-time challenge from the dock, for the enrollment to sign."""
-    try:
-        resp = http.post("/v1/enroll/challenge")
-        value = resp.json()["challenge"]
-    except httpx.HTTPError as exc:
-        raise DockUnavailable(f"enroll: {type(exc).__name__}: {exc}") from exc
-    except (ValueError, KeyError, TypeError):
-        raise DockUnavailable("enroll: the dock gave no challenge (not a bwv dock?)") from None
-    if not isinstance(value, str):
-        raise DockUnavailable("enroll: malformed challenge")
-    return value
 
 
 def _answer_key(resp: httpx.Response) -> bytes | None:

@@ -3,7 +3,9 @@
 A token is shown once, to the technician; the dock keeps only its SHA-256. It is bound to the
 one device id it was issued for, used up by the first enrollment that presents it, and expires
 (default: one hour) if never used. An enrollment also signs a fresh one-time challenge from the
-dock (``Challenges``), so a recorded enrollment request, replayed, is refused.
+dock (``Challenges``), so a recorded enrollment request, replayed, is refused. A key held in
+a TPM is enrolled only with the TPM's attestation of it, against the challenge (the secret of
+the credential the dock made with it stays with that challenge: ``TpmChallenge``).
 ``DEFAULT_TTL_S`` is the one default for every way of issuing one (``bwv dock token`` and
 ``POST /v1/admin/tokens``).
 """
@@ -12,7 +14,7 @@ from __future__ import annotations
 
 import secrets
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from dock.protocol import is_device_id, sha256_hex
 from dock.store import Store
@@ -52,27 +54,46 @@ def issue_token(
     return IssuedToken(token, device_id, expires)
 
 
+@dataclass(frozen=True)
+class TpmChallenge:
+    """What a challenge asked for with a TPM's keys binds: the endorsement certificate and
+    attestation key it was asked with, and the credential's secret that only that TPM can
+    recover (dock/attest.py). Never shown, never logged."""
+
+    ek_certificate: bytes
+    ak_public: bytes
+    secret: bytes = field(repr=False)
+
+
+@dataclass(frozen=True)
+class OpenChallenge:
+    expires_at_us: int
+    tpm: TpmChallenge | None = None
+
+
 class Challenges:
-    """One-time enrollment challenges, kept in memory for ``CHALLENGE_TTL_S``."""
+    """One-time enrollment challenges, kept in memory for ``CHALLENGE_TTL_S``; one asked
+    for with a TPM's keys keeps its credential's secret (``TpmChallenge``) with it."""
 
     def __init__(self, ttl_s: int = CHALLENGE_TTL_S, limit: int = MAX_CHALLENGES) -> None:
         self.ttl_us = ttl_s * 1_000_000
         self.limit = limit
-        self._open: dict[str, int] = {}  # challenge -> expiry (µs), oldest first
+        self._open: dict[str, OpenChallenge] = {}  # challenge -> its state, oldest first
         self._lock = threading.Lock()
 
-    def issue(self, now_us: int) -> str:
+    def issue(self, now_us: int, tpm: TpmChallenge | None = None) -> str:
         value = secrets.token_hex(32)
         with self._lock:
-            for old in [c for c, exp in self._open.items() if exp <= now_us]:
+            for old in [c for c, o in self._open.items() if o.expires_at_us <= now_us]:
                 del self._open[old]
             while len(self._open) >= self.limit:
                 del self._open[next(iter(self._open))]
-            self._open[value] = now_us + self.ttl_us
+            self._open[value] = OpenChallenge(now_us + self.ttl_us, tpm)
         return value
 
-    def take(self, value: str, now_us: int) -> bool:
-        """True once for a challenge this dock issued and that has not expired."""
+    def take(self, value: str, now_us: int) -> OpenChallenge | None:
+        """Once, for a challenge this dock issued and that has not expired: what it binds
+        (None: unknown, used or expired)."""
         with self._lock:
-            expires = self._open.pop(value, None)
-        return expires is not None and now_us < expires
+            held = self._open.pop(value, None)
+        return held if held is not None and now_us < held.expires_at_us else None

@@ -30,6 +30,7 @@ from crypto.verify.exhibit import (
     REPORT,
     VERIFY_PAGE,
     is_paper,
+    key_custody,
     read_exhibit,
     verify_exhibit,
 )
@@ -169,6 +170,7 @@ def label(out: Path, papers: Papers, recording_id: str, report: Report) -> str:
         f"- device: {papers.device_id}, key id {key_id_of(papers.public_key)}",
         f"- enrolled at the dock: {_utc(enr.get('at_us'))}, token id "
         f"{(enr.get('detail') or {}).get('token_id', '?')} (signed entry: {ENROLLMENT})",
+        f"- {key_custody(enr)}" if enr else "- key held: ? (no enrollment entry)",
         f"- start: {_utc(start)}; end: {_utc(end)}; clock: {first.get('wall_quality', '?')}",
         f"- duration: {(end - start) / 1e6:.3f} s" if start and end else "- duration: ?",
         f"- pre-record: {pre:.3f} s" if pre is not None else "- pre-record: ?",

@@ -25,6 +25,7 @@ from dock.keys import (
 )
 from dock.protocol import key_id
 from dock.store import Store
+from dock.tpm_trust import trusted_tpm_cas
 from dock.translog import DockLog
 from dock.verify import SegmentVerifier, default_verifier
 from dock.wall import WallLimits
@@ -60,6 +61,7 @@ class Dock:
     tsa: Any = None  # stamps time answers: ``timestamp(sha256) -> token`` (dock/routes/time.py)
     translog: DockLog | None = None  # the transparency log (dock/translog.py)
     activity: UploadActivity = field(default_factory=UploadActivity)  # uploads under way
+    tpm_cas: tuple[Any, ...] = ()  # x509 certificates: TPM makers' CAs (dock/tpm_trust.py)
 
     @property
     def public_key(self) -> bytes:
@@ -87,6 +89,7 @@ def open_dock(
     store_dir.mkdir(parents=True, exist_ok=True)
     key = load_or_create_signing_key(store_dir / DOCK_KEY_FILE)
     token = load_or_create_token(store_dir / ADMIN_TOKEN_FILE) if admin_api else None
+    tpm_cas = trusted_tpm_cas(store_dir)  # TpmCaError (one line) before the store is open
     store = open_store(store_dir, key)
     return Dock(
         store,
@@ -97,4 +100,5 @@ def open_dock(
         token,
         agency_key_id=pinned_agency_key_id(store_dir),
         translog=DockLog(store_dir, key, store, log_config, witness_client),
+        tpm_cas=tpm_cas,
     )

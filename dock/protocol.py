@@ -73,6 +73,7 @@ class Code:
     ADMIN = "admin_required"
     BAD_TOKEN = "bad_token"
     ENROLLED = "already_enrolled"
+    ATTESTATION = "attestation"  # a TPM key without an attestation the dock accepts
     INVALID = "invalid"
     BODY_TOO_LARGE = "body_too_large"
     STORAGE = "storage"

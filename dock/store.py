@@ -94,6 +94,8 @@ class DeviceRecord:
     revoke_reason: str | None = None
     time_offset_us: int | None = None  # dock time − device time at the last sync
     time_synced_at_us: int | None = None
+    key_store: str = "file"  # "file" (an Ed25519 key) | "tpm" (a P-256 key, attested)
+    attested_by: str | None = None  # for "tpm": the subject of the TPM CA that vouched
 
     @property
     def revoked(self) -> bool:
@@ -233,10 +235,19 @@ class Store(Protocol):
         ...
 
     def enroll(
-        self, device_id: str, public_key: bytes, token_sha256: str, now_us: int
+        self,
+        device_id: str,
+        public_key: bytes,
+        token_sha256: str,
+        now_us: int,
+        *,
+        key_store: str = "file",
+        attested_by: str | None = None,
     ) -> DeviceRecord:
         """Bind ``device_id`` to ``public_key`` with an unused, unexpired token (used up
-        here) and log ``enrolled``; refuses a revoked or already enrolled id."""
+        here) and log ``enrolled`` (with where the key is held, ``key_store``, and for a TPM
+        the CA that vouched for it, ``attested_by``); refuses a revoked or already enrolled
+        id."""
         ...
 
     def revoke(self, device_id: str, reason: str, actor: str, now_us: int) -> DeviceRecord:

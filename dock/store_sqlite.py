@@ -20,6 +20,7 @@ from dock.store_retire import SegmentRetirement
 __all__ = ["INDEX_FILE", "DirectoryStore"]
 
 NONCE_PURGE_EVERY_US = 60 * 1_000_000
+KEY_STORES = ("file", "tpm")
 
 
 class DirectoryStore(SegmentRetirement, DeviceReports):
@@ -43,7 +44,8 @@ class DirectoryStore(SegmentRetirement, DeviceReports):
     def get_device(self, device_id: str) -> DeviceRecord | None:
         rows = self._q(
             "SELECT device_id, public_key, key_id, enrolled_at_us, revoked_at_us,"
-            " revoke_reason, time_offset_us, time_synced_at_us FROM devices"
+            " revoke_reason, time_offset_us, time_synced_at_us, key_store, attested_by"
+            " FROM devices"
             " WHERE device_id=?",
             (device_id,),
         )
@@ -75,8 +77,17 @@ class DirectoryStore(SegmentRetirement, DeviceReports):
             )
 
     def enroll(
-        self, device_id: str, public_key: bytes, token_sha256: str, now_us: int
+        self,
+        device_id: str,
+        public_key: bytes,
+        token_sha256: str,
+        now_us: int,
+        *,
+        key_store: str = "file",
+        attested_by: str | None = None,
     ) -> DeviceRecord:
+        if key_store not in KEY_STORES:
+            raise ValueError(f"key_store is one of {KEY_STORES}")
         with self._tx() as db:
             row = db.execute(
                 "SELECT device_id, expires_at_us, used_at_us FROM tokens WHERE token_sha256=?",
@@ -103,9 +114,9 @@ class DirectoryStore(SegmentRetirement, DeviceReports):
                 (now_us, device_id, token_sha256),
             )
             db.execute(
-                "INSERT INTO devices(device_id, public_key, key_id, enrolled_at_us)"
-                " VALUES(?,?,?,?)",
-                (device_id, public_key, kid, now_us),
+                "INSERT INTO devices(device_id, public_key, key_id, enrolled_at_us,"
+                " key_store, attested_by) VALUES(?,?,?,?,?,?)",
+                (device_id, public_key, kid, now_us, key_store, attested_by),
             )
             self._append_log(
                 db,
@@ -114,7 +125,12 @@ class DirectoryStore(SegmentRetirement, DeviceReports):
                 now_us,
                 device_id=device_id,
                 sha256=sha256_hex(public_key),
-                detail={"key_id": kid, "token_id": token_sha256[:16]},
+                detail={
+                    "key_id": kid,
+                    "token_id": token_sha256[:16],
+                    "key_store": key_store,
+                    "attested_by": attested_by,
+                },
             )
         rec = self.get_device(device_id)
         assert rec is not None

@@ -11,7 +11,8 @@ custody-log entry that bound the device id to its key), ``receipts.jsonl``,
 papers (``log/checkpoint``, ``log/checkpoint.tsr``, ``log/proofs.jsonl``,
 ``log/checkpoints/<m>`` and ``<m>.tsr``: crypto/verify/log.py, read only given a witness
 key). The papers are not evidence: the verifier reads only ``device.pub`` and
-``enrollment.json``, and only to find the device's key from a dock key. Any other file is a finding.
+``enrollment.json``, and only to find the device's key from a dock key (and where that key
+is held: ``key_custody``). Any other file is a finding.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import base64
 import hashlib
 import json
 import zipfile
+from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -84,13 +86,28 @@ def read_exhibit(path: Path) -> dict[str, bytes]:
 
 
 def _hex_key(data: bytes | None, what: str) -> bytes:
+    """A device key in hex: Ed25519 (32 bytes) or P-256 (65 bytes, 0x04||X||Y)."""
     try:
         raw = bytes.fromhex((data or b"").decode("ascii").strip())
     except (UnicodeDecodeError, ValueError):
         raw = b""
-    if len(raw) != 32:
-        raise ExhibitError(f"{what}: not a 32-byte key in hex", wanting=True)
+    if len(raw) != 32 and not (len(raw) == 65 and raw[0] == 4):
+        raise ExhibitError(
+            f"{what}: not a device key in hex (32-byte Ed25519, or 65-byte P-256 from 04)",
+            wanting=True,
+        )
     return raw
+
+
+def key_custody(enrollment: Mapping[str, Any] | None) -> str:
+    """Where the dock's enrollment entry says the device's key is held: "key held in a TPM,
+    attested by <the TPM CA's subject>" or "key held in a file" (so is every key enrolled
+    before TPM keys were: its entry names no ``key_store``)."""
+    detail = (enrollment or {}).get("detail")
+    detail = detail if isinstance(detail, Mapping) else {}
+    if detail.get("key_store") == "tpm":
+        return f"key held in a TPM, attested by {detail.get('attested_by') or '?'}"
+    return "key held in a file"
 
 
 def _canonical(obj: Any) -> bytes:

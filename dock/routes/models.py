@@ -55,19 +55,71 @@ class DockInfo(BaseModel):
     dock_key_id: str
 
 
+# a device key: Ed25519 (32 bytes, a key in a file) or P-256 (the 65-byte SEC1 uncompressed
+# point 0x04 || X || Y, a key in a TPM: enrolled only with an attestation of it)
+DEVICE_KEY_PATTERN = "^([0-9a-f]{64}|04[0-9a-f]{128})$"
+MAX_TPM_HEX = 8192  # hex digits of one TPM structure or certificate (4 KiB)
+
+
+def _tpm_hex(what: str) -> Any:
+    return Field(pattern="^([0-9a-f]{2})+$", max_length=MAX_TPM_HEX, description=what + ", hex")
+
+
+class TpmChallenge(BaseModel):
+    """The TPM's endorsement key certificate and its attestation key: the dock answers with
+    a credential only that TPM can activate (``TPM2_MakeCredential``)."""
+
+    model_config = STRICT
+    ek_certificate: str = _tpm_hex("the endorsement key's X.509 certificate (DER)")
+    ak_public: str = _tpm_hex("the attestation key's TPM2B_PUBLIC")
+
+
+class ChallengeRequest(BaseModel):
+    model_config = STRICT
+    tpm: TpmChallenge | None = None
+
+
+class TpmCredential(BaseModel):
+    credential_blob: str = Field(description="TPM2B_ID_OBJECT, hex")
+    encrypted_secret: str = Field(description="TPM2B_ENCRYPTED_SECRET, hex")
+
+
+class Attestation(BaseModel):
+    """A TPM's word that it holds the key being enrolled: the activated credential (so the
+    attestation key is on the TPM the endorsement certificate names) and the attestation
+    key's certification of the device key (``TPM2_Certify``, over the challenge)."""
+
+    model_config = STRICT
+    ek_certificate: str = _tpm_hex("the endorsement key's X.509 certificate (DER)")
+    ak_public: str = _tpm_hex("the attestation key's TPM2B_PUBLIC")
+    key_public: str = _tpm_hex("the device key's TPM2B_PUBLIC")
+    activated_secret: str = _tpm_hex("the secret TPM2_ActivateCredential recovered")
+    certify_info: str = _tpm_hex("TPM2_Certify's TPMS_ATTEST, marshalled")
+    certify_signature: str = _tpm_hex("TPM2_Certify's TPMT_SIGNATURE, marshalled")
+
+
 class EnrollRequest(BaseModel):
     model_config = STRICT
     device_id: str = Field(pattern=DEVICE_ID_PATTERN)
-    public_key: str = Field(pattern=HEX64_PATTERN, description="Ed25519 public key, hex")
+    public_key: str = Field(
+        pattern=DEVICE_KEY_PATTERN,
+        description="Ed25519 public key (32 bytes), or a TPM's P-256 key (65 bytes, 04||X||Y), hex",
+    )
     token: str = Field(min_length=1, max_length=200, description="one-time enrollment token")
     challenge: str = Field(
         pattern="^[0-9a-f]{64}$", description="from POST /v1/enroll/challenge, used once"
+    )
+    attestation: Attestation | None = Field(
+        default=None, description="required for a P-256 key (a key held in a TPM)"
     )
 
 
 class ChallengeResponse(BaseModel):
     challenge: str
     expires_in_s: int
+    tpm: TpmCredential | None = Field(
+        default=None, description="when asked with a TPM's keys: the credential to activate"
+    )
 
 
 class EnrollResponse(BaseModel):
@@ -76,6 +128,8 @@ class EnrollResponse(BaseModel):
     enrolled_at_us: int
     dock_public_key: str
     dock_key_id: str
+    key_store: str = Field(description='"file" (Ed25519) or "tpm" (P-256, attested)')
+    attested_by: str | None = Field(description="the trusted TPM CA's subject, for a TPM key")
 
 
 class TimeRequest(BaseModel):
@@ -192,6 +246,8 @@ class ChainModel(BaseModel):
 class DeviceStatus(BaseModel):
     device_id: str
     key_id: str
+    key_store: str = "file"  # "file" | "tpm"
+    attested_by: str | None = None
     enrolled_at_us: int
     revoked: bool
     revoked_at_us: int | None

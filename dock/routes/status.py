@@ -16,6 +16,8 @@ def device_status(store: Store, device: DeviceRecord) -> DeviceStatus:
     return DeviceStatus(
         device_id=device.device_id,
         key_id=device.key_id,
+        key_store=device.key_store,
+        attested_by=device.attested_by,
         enrolled_at_us=device.enrolled_at_us,
         revoked=device.revoked,
         revoked_at_us=device.revoked_at_us,
