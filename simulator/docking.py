@@ -63,6 +63,10 @@ def visit_dock(
     dock_dir.mkdir(parents=True, exist_ok=True)
     # the dock knows the agency's key from the agency, not from the camera
     pin_agency_key(dock_dir, bytes(dev.keys.agency_private().public_key))
+    if dev.keys.tpm_ca_certs:  # the simulated TPM maker's CA: the dock trusts it
+        from dock.tpm_trust import save_tpm_cas
+
+        save_tpm_cas(dock_dir, dev.keys.tpm_ca_certs)
     dock = open_dock(dock_dir, clock=wall_clock_us)
     tls = ensure_tls_files(dock_dir, dock.key)  # over HTTPS, as a real dock
     server = ServerThread(create_app(dock), tls=tls).start()
@@ -82,6 +86,7 @@ def visit_dock(
                 token,
                 wall_clock=wall_clock_us,
                 expected_dock_key=dock.public_key,
+                attestor=dev.keys.attestor,
             )
             dock_key = got.dock_public_key
             write_atomic(pinned, dock_key.hex().encode() + b"\n")

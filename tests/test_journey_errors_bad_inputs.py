@@ -94,7 +94,26 @@ ROWS = [
         ("provision", "--config", "{device_config}", "--agency-pub", "{small_order}"),
         "not a usable X25519 public key",
     ),
+    Row(
+        "provision",
+        (
+            "provision",
+            "--config",
+            "{no_tpm_config}",
+            "--agency-pub",
+            "{agency_pub}",
+            "--key-store",
+            "tpm",
+        ),
+        "TPM",
+    ),
+    Row("config check", ("config", "check", "{bad_tcti}"), "keys.tpm_tcti: must be empty"),
     # -- the simulator: its configuration, its own key files
+    Row(
+        "sim raid",
+        ("sim", "raid", "--out", "{new_dir}", "--key-store", "vault"),
+        "Invalid value for '--key-store'",
+    ),
     Row("sim raid", ("sim", "--config", "{latin1}", "raid", "--out", "{new_dir}"), "not UTF-8"),
     Row(
         "sim raid",
@@ -326,6 +345,10 @@ def inputs(tmp_path_factory) -> dict[str, str]:
         "missing": str(d / "no-such.toml"),
         "afile": _write(d / "afile", "not a folder\n"),
         "device_config": _write(d / "device.toml", good),
+        "no_tpm_config": _write(  # a TPM that is not there: nothing listens on port 9
+            d / "no-tpm.toml", good + 'tpm_tcti = "swtpm:host=127.0.0.1,port=9"\n'
+        ),
+        "bad_tcti": _write(d / "tcti.toml", '[keys]\ntpm_tcti = "tpm0"\n'),
         "storage_is_a_file": _write(
             d / "storage.toml", good.replace(f'dir = "{storage}"', f'dir = "{d / "afile"}"')
         ),
