@@ -52,9 +52,10 @@ class SwTpm:
         """(root, intermediate) of the local CA, as cryptography certificates."""
         from cryptography import x509
 
-        return tuple(  # type: ignore[return-value]
+        root, issuer = (
             x509.load_pem_x509_certificate(p.read_bytes()) for p in (self.ca_root, self.ca_issuer)
         )
+        return root, issuer
 
 
 def require_swtpm() -> None:
