@@ -43,10 +43,18 @@ class SwTpm:
 
         return open_tpm(self.tcti)
 
-    def restart(self) -> None:
-        """Stop swtpm and start it again on the same state (a power cycle)."""
+    def stop(self) -> None:
+        """Stop swtpm, keeping its state."""
         run_script(SWTPM_SCRIPT, "stop", self.server.directory, self.server.env)
+
+    def start(self) -> None:
+        """Start it again on the same state."""
         run_script(SWTPM_SCRIPT, "start", self.server.directory, self.server.env)
+
+    def restart(self) -> None:
+        """A power cycle."""
+        self.stop()
+        self.start()
 
     def cas(self) -> tuple[Any, Any]:
         """(root, intermediate) of the local CA, as cryptography certificates."""

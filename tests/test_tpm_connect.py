@@ -61,3 +61,27 @@ def test_no_swtpm_on_the_port_is_said_plainly(swtpm_server: SwTpm) -> None:  # n
 def test_a_running_tpm_opens(swtpm_server: SwTpm) -> None:  # noqa: F811
     with swtpm_server.open() as esapi:
         assert len(bytes(esapi.get_random(8))) == 8
+
+
+def test_a_tpm_gone_midway_is_a_tpm_error(swtpm_server: SwTpm) -> None:  # noqa: F811
+    """The signer and the counter say so in a sentence (TpmError), not with the TSS's
+    exception, when the TPM stops answering."""
+    from tpm.connect import TpmError
+    from tpm.counter import TpmCounter, define_counter
+    from tpm.signer import create_device_key, load_signer
+
+    with swtpm_server.open() as esapi:
+        create_device_key(esapi)
+        define_counter(esapi)
+    signer = load_signer("bwv-test-0001", swtpm_server.tcti)
+    counter = TpmCounter(signer.esapi)
+    counter.next()
+    swtpm_server.stop()
+    try:
+        with pytest.raises(TpmError, match="did not sign"):
+            signer.sign(b"x")
+        with pytest.raises(TpmError, match="did not count"):
+            counter.next()
+    finally:
+        signer.close()
+        swtpm_server.start()
