@@ -102,7 +102,8 @@ start() {
   need_binaries
   local pid
   if pid="$(running_pid)"; then
-    say "already up in $DIR (pid $pid, $(grep TCTI "$DIR/swtpm.env" | cut -d= -f2-))"
+    say "already up in $DIR (pid $pid)"
+    cat "$DIR/swtpm.env"
     return 0
   fi
   mkdir -p "$DIR"
