@@ -44,7 +44,8 @@ def _keys() -> tuple[DeviceIdentity, PrivateKey]:
 def _end_record(ident: DeviceIdentity) -> dict:
     return {
         "type": "end",
-        "v": 3,
+        "v": 4,
+        "suite": "ed25519",
         "device_id": ident.device_id,
         "key_id": ident.key_id,
         "seq": 0,
@@ -55,6 +56,7 @@ def _end_record(ident: DeviceIdentity) -> dict:
         "end_us": 14 * S,
         "segment_count": 2,
         "recovered": False,
+        "counter": None,
     }
 
 
