@@ -69,6 +69,11 @@ class SoftP256Signer:
         der = self._key.sign(bytes(message), ec.ECDSA(hashes.SHA256(), deterministic_signing=True))
         return low_s(der_to_rs(der))
 
+    def secret_scalar_for_vectors(self) -> int:
+        """The private scalar (TEST KEYS ONLY: for vectors that other languages sign with)."""
+        value: int = self._key.private_numbers().private_value
+        return value
+
     def __repr__(self) -> str:
         return f"SoftP256Signer(device_id={self.device_id!r}, key_id={self.key_id!r})"
 
