@@ -13,7 +13,10 @@
 #                                           (the verifier page's tests drive it); and the
 #                                           fleet extra (boto3, psycopg) and the servers the
 #                                           fleet tests start (Ceph's ceph-mon, ceph-osd,
-#                                           radosgw; postgresql-15)
+#                                           radosgw; postgresql-15); and the TPM tests'
+#                                           software TPM (swtpm, swtpm-tools) and what
+#                                           tpm2-pytss builds against (libtss2-dev,
+#                                           pkg-config)
 #
 # Installs what a fresh Debian machine lacks with apt-get when it can (root or sudo). Does
 # nothing when .venv is already up to date.
@@ -39,6 +42,9 @@ if [ "$with_tests" -eq 1 ]; then
   [ -x /usr/bin/chromium ] || need_apt+=(chromium)  # the verifier page's browser tests
   command -v radosgw >/dev/null || need_apt+=(ceph-mon ceph-osd radosgw ceph-common)  # S3
   [ -x /usr/lib/postgresql/15/bin/initdb ] || need_apt+=(postgresql-15)  # the shared index
+  command -v swtpm_setup >/dev/null || need_apt+=(swtpm swtpm-tools)  # the TPM tests' TPM
+  [ -e /usr/include/tss2/tss2_esys.h ] || need_apt+=(libtss2-dev)  # tpm2-pytss builds on it
+  command -v pkg-config >/dev/null || need_apt+=(pkg-config)
   python3 -c 'import sysconfig, os, sys; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' || need_apt+=(python3-dev)
 fi
 if [ ${#need_apt[@]} -gt 0 ]; then
@@ -70,7 +76,7 @@ base_stamp=.venv/.bwv-installed
 test_stamp=.venv/.bwv-installed-test-tools
 if [ "$with_tests" -eq 1 ] && stale "$test_stamp"; then
   say "installing bwv, its dependencies and the test tools (pytest, hypothesis, ruff," \
-    "schemathesis, pyaudio; boto3 and psycopg for the fleet tests) into .venv" \
+    "schemathesis, pyaudio, tpm2-pytss; boto3 and psycopg for the fleet tests) into .venv" \
     "(a minute or two the first time)"
   pip_install -e '.[dev,fleet]'
   touch "$base_stamp" "$test_stamp"
