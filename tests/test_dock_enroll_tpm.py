@@ -212,7 +212,7 @@ def test_a_challenge_keeps_its_tpm_secret_for_one_use_only():
     from dock.enroll import CHALLENGE_TTL_S, Challenges, TpmChallenge
 
     c = Challenges()
-    bound = TpmChallenge(b"ek", b"ak", b"s" * 32)
+    bound = TpmChallenge(b"s" * 32)
     value = c.issue(0, bound)
     assert "s" * 8 not in repr(bound)  # the secret is never in a repr (nor a log)
     taken = c.take(value, 1)
