@@ -56,12 +56,10 @@ def issue_token(
 
 @dataclass(frozen=True)
 class TpmChallenge:
-    """What a challenge asked for with a TPM's keys binds: the endorsement certificate and
-    attestation key it was asked with, and the credential's secret that only that TPM can
-    recover (dock/attest.py). Never shown, never logged."""
+    """What a challenge asked for with a TPM's keys keeps: the secret of the credential only
+    that TPM can recover, bound to its endorsement certificate and attestation key
+    (dock.attest.make_credential). Never shown, never logged."""
 
-    ek_certificate: bytes
-    ak_public: bytes
     secret: bytes = field(repr=False)
 
 
