@@ -153,6 +153,9 @@ class TpmSigner:
     esapi: ESAPI = field(repr=False)
     handle: int = KEY_HANDLE
     suite: str = SUITE
+    # the key's ESAPI handle, made once: one per signature would pile up in the context (and
+    # cost a ReadPublic each) over a shift's thousands of records
+    _key: Any = field(default=None, repr=False)
 
     @property
     def key_id(self) -> str:
@@ -162,9 +165,11 @@ class TpmSigner:
         from tpm2_pytss import TSS2_Exception
 
         try:
-            key = self.esapi.tr_from_tpmpublic(self.handle)
-            return sign_digest(self.esapi, key, hashlib.sha256(message).digest())
+            if self._key is None:
+                self._key = self.esapi.tr_from_tpmpublic(self.handle)
+            return sign_digest(self.esapi, self._key, hashlib.sha256(message).digest())
         except TSS2_Exception as e:
+            self._key = None  # made again next time (the TPM may have been restarted)
             raise TpmError(f"the TPM did not sign with the device key ({e})") from None
 
     def close(self) -> None:
