@@ -89,14 +89,16 @@ function checkCounters(kept, find) {
     if (r.counter === null || r.counter === undefined) continue;
     if (prev) {
       const [p, c] = [prev.record.counter, r.counter];
+      const at = { file: e.file, seq: r.seq, counter: c, prev_seq: prev.record.seq,
+        prev_counter: p };
       const where = `chain record ${r.seq} has counter ${c}, chain record ${prev.record.seq} `;
       if (c > p + 1) {
         const k = c - p - 1;
-        find("counter_gap", `${where}had ${p}: ${k} record${k === 1 ? "" : "s"} the TPM counted `
-          + "are not in the chain", { file: e.file, seq: r.seq });
+        find("counter_gap", `${where}had ${p}: ${k === 1 ? "1 record" : `${k} records`} the `
+          + `TPM counted ${k === 1 ? "is" : "are"} not in the chain (removed, the device's `
+          + "storage rolled back, or power lost between counting and writing)", at);
       } else if (c <= p) {
-        find("counter_reused", `${where}had ${p}: a counter value the TPM gave before`,
-          { file: e.file, seq: r.seq });
+        find("counter_reused", `${where}had ${p}: a counter value the TPM gave before`, at);
       }
     }
     prev = e;

@@ -41,11 +41,26 @@ export function isLowS(sig) {
   return s > 0n && s <= HALF_N;
 }
 
+async function importP256(pub) {
+  return crypto.subtle.importKey("raw", pub, { name: "ECDSA", namedCurve: "P-256" }, false,
+    ["verify"]);
+}
+
+/** Whether a 65-byte 0x04‖X‖Y is a point on the curve (WebCrypto checks it on import). */
+export async function isP256Point(pub) {
+  if (suiteOf(pub) !== ECDSA_P256) return false;
+  try {
+    await importP256(pub);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 export async function p256Verify(pub, sig, msg) {
   if (suiteOf(pub) !== ECDSA_P256 || !isLowS(sig)) return false;
   try {
-    const key = await crypto.subtle.importKey("raw", pub,
-      { name: "ECDSA", namedCurve: "P-256" }, false, ["verify"]);
+    const key = await importP256(pub);
     return await crypto.subtle.verify({ name: "ECDSA", hash: "SHA-256" }, key, sig, msg);
   } catch {
     return false; // not a point on the curve, or r/s out of range

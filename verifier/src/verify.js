@@ -10,7 +10,7 @@ import { checkSegment, leftovers, trailOnly } from "./check_segments.js";
 import { checkRecordings } from "./recordings.js";
 import { checkTime } from "./timecheck.js";
 import { checkLog } from "./log.js";
-import { suiteOf } from "./suites.js";
+import { ECDSA_P256, isP256Point, suiteOf } from "./suites.js";
 
 export { verifyBundle };
 
@@ -45,6 +45,9 @@ async function trustAnchor(files, anchors) {
     if (!suiteOf(pub)) {
       return { error: "the device key is neither an Ed25519 key (32 bytes) nor a P-256 point "
         + "(65 bytes, 0x04 first)" };
+    }
+    if (suiteOf(pub) === ECDSA_P256 && !(await isP256Point(pub))) {
+      return { error: "the device key is not a point on the P-256 curve" };
     }
     return { pub, trusted: `device key ${await keyId(pub)}` };
   }
@@ -81,8 +84,13 @@ async function trustAnchor(files, anchors) {
 
 function finder(findings) {
   return (kind, detail, where = {}) => {
-    findings.push({ kind, detail, file: where.file ?? null, seq: where.seq ?? null,
-      recording_id: where.recording_id ?? null, segment_index: where.segment_index ?? null });
+    const f = { kind, detail, file: where.file ?? null, seq: where.seq ?? null,
+      recording_id: where.recording_id ?? null, segment_index: where.segment_index ?? null };
+    if ("counter" in where) { // a counter finding: the record's counter and its predecessor's
+      Object.assign(f, { counter: where.counter, prev_seq: where.prev_seq,
+        prev_counter: where.prev_counter });
+    }
+    findings.push(f);
   };
 }
 

@@ -125,7 +125,8 @@ async function chainOf(signer, counters, sigOf = () => (s) => s) {
     prev = sha(line);
   });
   const found = [];
-  const find = (kind, detail, where = {}) => found.push({ kind, detail, seq: where.seq ?? null });
+  const find = (kind, detail, where = {}) => found.push({ ...where, kind, detail,
+    seq: where.seq ?? null });
   await readChain(files, signer.pub, signer.kid, find);
   return found;
 }
@@ -137,6 +138,8 @@ check(kinds(await chainOf(ed, [null, null, null])) === "", "an Ed25519 chain has
   const f = await chainOf(p256, [41, 42, 45, 46]);
   check(kinds(f) === "counter_gap@2", `a jump of 3 is a counter_gap (${kinds(f)})`);
   check(/counter 45.*had 42: 2 records/.test(f[0]?.detail), "that names the counters and k");
+  check(f[0]?.counter === 45 && f[0]?.prev_seq === 1 && f[0]?.prev_counter === 42,
+    "and gives them as counter, prev_seq, prev_counter");
 }
 check(kinds(await chainOf(p256, [41, 42, 42, 43])) === "counter_reused@2",
   "a counter given twice is counter_reused");
@@ -207,6 +210,10 @@ function resign(files, signer, counterOf) {
     `a counter gap: found wanting, the footage itself intact (${kinds(rep.findings)})`);
   rep = await verifyBundle(good, { devicePub: new Uint8Array(33), agencyPub });
   check(rep.error && rep.wanting === false, "a device key of neither form cannot be checked");
+  const offCurve = p256.pub.slice();
+  offCurve[64] ^= 1;
+  rep = await verifyBundle(good, { devicePub: offCurve, agencyPub });
+  check(rep.error && rep.wanting === false, "nor a P-256 key off the curve");
 }
 console.log(failed ? `${failed} failed` : "all agree");
 process.exit(failed ? 1 : 0);
