@@ -36,12 +36,11 @@ from nacl.public import PublicKey
 from base.sink import SegmentInfo  # the segment writer's interface
 from crypto import canonical
 from crypto.durable import append_durable, fsync_dir, rename_durable
-from crypto.identity import DeviceIdentity
 from crypto.layout import PARTIAL, REC_ID, SEG_EXT, SEGMENTS_DIR, UNSIGNED, segment_file_name
 from crypto.manifest import CHAIN_DIR, Chain, chunk_entry, end_fields, manifest_fields
 from crypto.pending import SUFFIX as PENDING_SUFFIX
 from crypto.pending import PendingEnd, PendingEnds
-from crypto.records import SignedRecord, sha256_hex
+from crypto.records import Counter, SignedRecord, Signer, sha256_hex
 from crypto.recovery import RecoveredSegment, Recovery
 from crypto.seal import LEN, SegmentContext, SegmentEncryptor
 from crypto.trail import TRAIL_NAME, TrailWriter
@@ -78,21 +77,31 @@ class EvidenceSink:
     def __init__(
         self,
         outbox_dir: Path,
-        identity: DeviceIdentity,
+        identity: Signer,
         agency_pk: bytes | PublicKey,
         firmware_version: str,
         chain_state_path: Path,
+        counter: Counter | None = None,
     ) -> None:
+        """``identity``: the device key (a ``DeviceIdentity``, or a TPM's signer, which
+        needs the TPM's ``counter``: crypto/manifest.py)."""
         self.dir = Path(outbox_dir)
         self.segments_dir = self.dir / SEGMENTS_DIR
         self.segments_dir.mkdir(parents=True, exist_ok=True)
         self.identity = identity
         self.agency_pk = agency_pk if isinstance(agency_pk, PublicKey) else PublicKey(agency_pk)
         self.firmware_version = str(firmware_version)
+        # the chain first: it refuses a TPM key without its counter before a file is open
+        self.chain = Chain(
+            self.dir / CHAIN_DIR, chain_state_path, identity, identity.public_key, counter
+        )
         self.trail = TrailWriter(self.dir / TRAIL_NAME, identity, identity.public_key)
-        self.chain = Chain(self.dir / CHAIN_DIR, chain_state_path, identity, identity.public_key)
         self.recovery = Recovery(
-            self.segments_dir, identity, self.trail, self.chain, self.firmware_version
+            self.segments_dir,
+            identity,  # type: ignore[arg-type]  # Recovery uses device_id, key_id only
+            self.trail,
+            self.chain,
+            self.firmware_version,
         )
         self.last_recovery: list[RecoveredSegment] = []
         self._seg: _Open | None = None

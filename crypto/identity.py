@@ -1,5 +1,9 @@
 """The device's identity (an Ed25519 key made on the device) and the pinned public keys.
 
+A device key may instead be held in a TPM (package ``tpm``): its public key is a 65-byte
+P-256 point (``0x04 || X || Y``, 130 hex digits in ``device.pub``); the loaders and checks
+of device public keys here take both kinds (crypto/suites.py).
+
 Files (crypto/FORMAT.md, "Key files"):
 
 - ``device.key``: the 32-byte Ed25519 seed as 64 lowercase hex digits and a newline, mode
@@ -8,7 +12,7 @@ Files (crypto/FORMAT.md, "Key files"):
 - pinned keys (the agency's X25519 public key, the dock's Ed25519 public key): 32 bytes as
   64 hex digits or as base64, surrounding whitespace ignored.
 
-The key id is the first 16 hex digits (8 bytes) of SHA-256 of the 32-byte public key.
+The key id is the first 16 hex digits (8 bytes) of SHA-256 of the raw public key bytes.
 
 Secret key bytes never appear in a ``repr``, a ``str`` or an exception message.
 """
@@ -28,9 +32,11 @@ from nacl.exceptions import CryptoError
 from nacl.public import PrivateKey, PublicKey
 from nacl.signing import SigningKey, VerifyKey
 
+from crypto import suites
 from crypto.durable import write_atomic
 
 KEY_BYTES = 32
+P256_KEY_BYTES = suites.P256_KEY_BYTES
 SECRET_MODE = 0o600
 
 
@@ -39,7 +45,7 @@ class IdentityError(Exception):
 
 
 def key_id_of(public_key: bytes) -> str:
-    """The key id of a 32-byte public key: first 16 lowercase hex digits of its SHA-256."""
+    """The key id of a raw public key: first 16 lowercase hex digits of its SHA-256."""
     return hashlib.sha256(bytes(public_key)).hexdigest()[:16]
 
 
@@ -57,6 +63,7 @@ class DeviceIdentity:
     """The device's signing key with its device id. Holds the secret; never shows it."""
 
     __slots__ = ("_signing_key", "device_id", "public_key", "key_id")
+    suite = suites.ED25519  # a key in a file (a TPM's key is tpm.signer.TpmSigner)
 
     def __init__(self, device_id: str, signing_key: SigningKey) -> None:
         self.device_id = check_device_id(device_id)
@@ -136,24 +143,28 @@ def public_key_path(key_path: Path) -> Path:
 
 
 # -- pinned keys ---------------------------------------------------------------------------
-def parse_key_text(text: bytes, what: str, path: Path | str) -> bytes:
-    """32 key bytes from 64 hex digits or base64; ``IdentityError`` (without the content)."""
+def parse_key_text(
+    text: bytes, what: str, path: Path | str, sizes: tuple[int, ...] = (KEY_BYTES,)
+) -> bytes:
+    """Key bytes (of one of ``sizes``: 32 unless told) from hex digits or base64;
+    ``IdentityError`` (without the content)."""
     s = text.strip()
-    if len(s) == 2 * KEY_BYTES:
+    if len(s) in (2 * n for n in sizes):
         try:
             raw = binascii.unhexlify(s)
         except (binascii.Error, ValueError):
             raw = b""
-        if len(raw) == KEY_BYTES:
+        if len(raw) in sizes:
             return raw
     try:
         raw = base64.b64decode(s, validate=True)
     except (binascii.Error, ValueError):
         raw = b""
-    if len(raw) == KEY_BYTES:
+    if len(raw) in sizes:
         return raw
+    expected = " or ".join(f"{n} bytes as {2 * n} hex digits" for n in sizes)
     raise IdentityError(
-        f"{path}: not a valid {what} (expected 32 bytes as 64 hex digits or base64, "
+        f"{path}: not a valid {what} (expected {expected} or base64, "
         f"found {len(s)} characters that are neither)"
     )
 
@@ -191,13 +202,14 @@ def _read_secret_32(path: Path, what: str) -> bytes:
 
 
 def load_public_key(path: Path, what: str = "public key") -> bytes:
-    """A pinned 32-byte public key from a hex or base64 file (its encoding only: use the
-    loaders below, or ``check_public_key``, to know it is a usable key)."""
-    return parse_key_text(_read(Path(path), what), what, path)
+    """A pinned public key (32 bytes, or a 65-byte P-256 device key) from a hex or base64
+    file (its encoding only: use the loaders below, or ``check_public_key``, to know it is a
+    usable key of the kind wanted)."""
+    return parse_key_text(_read(Path(path), what), what, path, (KEY_BYTES, P256_KEY_BYTES))
 
 
 # -- the one check of public keys -------------------------------------------------------------
-X25519, ED25519 = "X25519", "Ed25519"
+X25519, ED25519, P256 = "X25519", "Ed25519", "P-256"
 
 
 def check_public_key(raw: bytes, kind: str, where: Path | str) -> bytes:
@@ -208,8 +220,11 @@ def check_public_key(raw: bytes, kind: str, where: Path | str) -> bytes:
     Refused: a wrong length, all zeros, and the low-order points: an X25519 key whose product
     with a random scalar is zero (nothing sealed to it is secret, and libsodium refuses to
     seal), an Ed25519 key that is not a canonical point of the main subgroup (a signature
-    under a low-order key proves nothing)."""
+    under a low-order key proves nothing), a ``P256`` key that is not a 65-byte uncompressed
+    point on the curve."""
     raw = bytes(raw)
+    if kind == P256:
+        return _check_p256(raw, where)
     if len(raw) != KEY_BYTES:
         raise IdentityError(f"{where}: an {kind} public key is {KEY_BYTES} bytes, not {len(raw)}")
     if raw == bytes(KEY_BYTES):
@@ -237,6 +252,28 @@ def check_public_key(raw: bytes, kind: str, where: Path | str) -> bytes:
     return raw
 
 
+def _check_p256(raw: bytes, where: Path | str) -> bytes:
+    if len(raw) != P256_KEY_BYTES or raw[0] != 0x04:
+        raise IdentityError(
+            f"{where}: a P-256 public key is {P256_KEY_BYTES} bytes starting 0x04 "
+            f"(an uncompressed point), not {len(raw)} bytes"
+        )
+    try:
+        suites.p256_public_key(raw)
+    except ValueError:
+        raise IdentityError(
+            f"{where}: not a usable P-256 public key (not a point on the curve)"
+        ) from None
+    return raw
+
+
+def check_device_public_key(raw: bytes, where: Path | str) -> bytes:
+    """``raw`` if it is a usable device public key of either suite: 32 bytes (Ed25519, a
+    key in a file) or 65 bytes (P-256, a key in a TPM); else ``IdentityError``."""
+    raw = bytes(raw)
+    return check_public_key(raw, P256 if len(raw) == P256_KEY_BYTES else ED25519, where)
+
+
 def load_agency_public_key(path: Path) -> PublicKey:
     """The agency's X25519 public key, pinned at provisioning (footage is sealed to it)."""
     raw = load_public_key(path, "agency X25519 public key")
@@ -250,9 +287,10 @@ def load_dock_public_key(path: Path) -> VerifyKey:
 
 
 def load_device_public_key(path: Path) -> bytes:
-    """A device's Ed25519 public key (``device.key.pub``, or one an investigator was given)."""
-    raw = load_public_key(path, "device Ed25519 public key")
-    return check_public_key(raw, ED25519, path)
+    """A device's public key (``device.key.pub``, or one an investigator was given): a
+    32-byte Ed25519 key or a 65-byte P-256 point (a key in a TPM)."""
+    raw = load_public_key(path, "device public key")
+    return check_device_public_key(raw, path)
 
 
 def load_agency_private_key(path: Path) -> PrivateKey:

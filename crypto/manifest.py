@@ -14,6 +14,12 @@ record), so a sequence number is never handed out twice.
 
 The recorder's thread signs manifests and end records while the shipper's signs time
 records: ``Chain.append`` hands out a sequence number and writes its record under one lock.
+
+A key held in a TPM (suite ``ecdsa-p256-sha256``) comes with the TPM's monotonic counter
+(``Counter``): each chain record carries the counter's value after one increment made for
+that record, so records removed from the chain, or a chain rolled back to an earlier copy,
+show as a gap in the counters however well the rest of the chain links up. An Ed25519 key
+(a key in a file) has no counter: its records say ``"counter": null``.
 """
 
 from __future__ import annotations
@@ -31,12 +37,15 @@ from crypto.records import (
     CHAIN_TYPES,
     TIME_TYPES,
     VERSION,
+    Counter,
     RecordError,
     SignedRecord,
     Signer,
     sign_record,
+    validate,
     verify_line,
 )
+from crypto.suites import ECDSA_P256, ED25519
 
 CHAIN_DIR = "chain"
 STATE_VERSION = 1
@@ -137,8 +146,20 @@ class Chain:
     """Appends signed records to the device's chain in ``chain_dir``."""
 
     def __init__(
-        self, chain_dir: Path, state_path: Path, signer: Signer, public_key: bytes
+        self,
+        chain_dir: Path,
+        state_path: Path,
+        signer: Signer,
+        public_key: bytes,
+        counter: Counter | None = None,
     ) -> None:
+        """``counter``: the TPM's counter, required with an ECDSA (TPM) signer and refused
+        with an Ed25519 one (``ValueError``: a programming error)."""
+        if signer.suite == ECDSA_P256 and counter is None:
+            raise ValueError(f"a chain signed by an {ECDSA_P256} key needs its TPM counter")
+        if signer.suite == ED25519 and counter is not None:
+            raise ValueError(f"an {ED25519} key has no hardware counter; pass counter=None")
+        self.counter = counter
         self.dir = Path(chain_dir)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.state_path = Path(state_path)
@@ -212,12 +233,17 @@ class Chain:
         record = {
             "type": record_type,
             "v": VERSION,
+            "suite": self.signer.suite,
             "device_id": self.signer.device_id,
             "key_id": self.signer.key_id,
             "seq": self.state.next_seq,
             "prev_sha256": self.state.prev_sha256,
             **fields,
         }
+        # a record that cannot be signed fails here, before the counter moves
+        validate({**record, "counter": None if self.counter is None else 0})
+        # counted before it is written: a power cut between the two shows as a gap
+        record["counter"] = None if self.counter is None else self.counter.next()
         signed = sign_record(self.signer, record)
         path = self.dir / chain_file_name(signed.seq, record_type)
         write_atomic(path, signed.line, overwrite=False)

@@ -2,10 +2,14 @@
 time records (``time_sync``: a dock's signed time answer and what the device did with it;
 ``clock_step``: a correction over the step limit that was applied).
 
-A signed record is one line (crypto/FORMAT.md, "Signed records")::
+A signed record is one line (docs/evidence-format.md, "Signed records", "Version 4")::
 
-    canonical({"record": R, "sig": hex(Ed25519(b"bwv:" + R.type + b":v3\\0" + canonical(R)))})
+    canonical({"record": R, "sig": hex(SIGN(b"bwv:" + R.type + b":v4\\0" + canonical(R)))})
     + b"\\n"
+
+where SIGN is the suite ``R.suite`` names (crypto/suites.py): Ed25519, or ECDSA P-256 over
+SHA-256 as 64 bytes ``r || s`` with a low ``s``. Chain records carry the device's hardware
+``counter`` (null for an Ed25519 key, which has no counter).
 
 The record's hash (what the next record names as ``prev_sha256``) is SHA-256 of the whole
 line, newline included; for a manifest or end record that is the SHA-256 of its file.
@@ -23,13 +27,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from nacl.exceptions import BadSignatureError, CryptoError
-from nacl.signing import VerifyKey
-
 from crypto import canonical
 from crypto.digests import plain_digest_from, stored_digest_from
+from crypto.suites import ECDSA_P256, ED25519, SUITES, suite_of, verify_signature
 
-VERSION = 3  # v1 and v2 were never deployed: readers refuse them (a "v": 2 record is "schema")
+# v1 and v2 were never deployed; this reader knows v4 only (v3 had no suite and no
+# counter): a record of another version is "schema"
+VERSION = 4
 TYPES = ("trail", "manifest", "end", "time_sync", "clock_step")
 CHAIN_TYPES = ("manifest", "end", "time_sync", "clock_step")  # the chain's records
 TIME_TYPES = ("time_sync", "clock_step")  # chain records of no recording
@@ -52,7 +56,7 @@ _TAIL = b',"sig":"' + b"0" * 128 + b'"}\n'
 
 def domain(record_type: str) -> bytes:
     """The domain-separation prefix signed before the canonical record."""
-    return b"bwv:" + record_type.encode("ascii") + b":v3\x00"
+    return b"bwv:" + record_type.encode("ascii") + b":v4\x00"
 
 
 def sha256_hex(data: bytes) -> str:
@@ -60,10 +64,23 @@ def sha256_hex(data: bytes) -> str:
 
 
 class Signer(Protocol):
+    """A device key: ``sign`` gives the 64-byte signature of ``message`` under ``suite``
+    (an ECDSA signer gives ``r || s`` with a low ``s``)."""
+
     device_id: str
     key_id: str
+    public_key: bytes
+    suite: str
 
     def sign(self, message: bytes) -> bytes: ...
+
+
+class Counter(Protocol):
+    """The device's monotonic hardware counter (a TPM NV counter): ``next`` increments it
+    and returns its new value. The chain writer calls it once per chain record signed by
+    an ECDSA (TPM) key."""
+
+    def next(self) -> int: ...
 
 
 class RecordError(ValueError):
@@ -96,6 +113,8 @@ class SignedRecord:
 def sign_record(signer: Signer, record: dict[str, Any]) -> SignedRecord:
     """Check ``record`` against its schema, sign it, and give its line."""
     validate(record)
+    if record["suite"] != signer.suite:  # a programming error, not a device's state
+        raise ValueError(f"a {record['suite']} record cannot be signed by a {signer.suite} key")
     body = canonical.encode(record)
     sig = signer.sign(domain(record["type"]) + body)
     # canonical({"record": R, "sig": SIG}), put together from canonical(R) encoded once
@@ -146,12 +165,19 @@ def verify_line(
             f"signed by device {record['device_id']!r} key {record['key_id']}, "
             f"not by this device's key {kid}",
         )
+    try:
+        suite = suite_of(public_key)
+    except ValueError as exc:
+        raise RecordError("foreign", str(exc)) from None
+    if record["suite"] != suite:
+        raise RecordError(
+            "foreign",
+            f"claims suite {record['suite']}, but key {kid} signs with {suite}",
+        )
     # the line is canonical, so it is b'{"record":' + canonical(record) + b',"sig":"..."}\n'
     body = bytes(line[len(_HEAD) : -len(_TAIL)])
-    try:
-        VerifyKey(bytes(public_key)).verify(domain(record["type"]) + body, sig)
-    except (BadSignatureError, CryptoError, ValueError, TypeError):
-        raise RecordError("bad_signature", "the signature does not verify") from None
+    if not verify_signature(public_key, domain(record["type"]) + body, sig):
+        raise RecordError("bad_signature", "the signature does not verify")
     return SignedRecord(record, bytes(line), sha256_hex(line))
 
 
@@ -206,11 +232,14 @@ def _list_of(check: Check) -> Check:
 COMMON: dict[str, Check] = {
     "type": _one_of(*TYPES),
     "v": lambda v: v == VERSION and _int(v),
+    "suite": _one_of(*SUITES),
     "device_id": _match(_NAME),
     "key_id": _match(_KEY_ID),
     "seq": _nat,
     "prev_sha256": _opt(_hex64),
 }
+# a chain record's hardware counter: null for an Ed25519 key (checked in ``validate``)
+CHAIN_COMMON: dict[str, Check] = {**COMMON, "counter": _opt(_nat)}
 
 SEGMENT_START: dict[str, Check] = {
     "header_sha256": _hex64,
@@ -245,7 +274,7 @@ CHUNK: dict[str, Check] = {**_CHUNK_FIELDS, "trail_seq": _nat}
 UNSIGNED_TAIL: dict[str, Check] = {"file": _match(_FILE), "size": _nat, "sha256": _hex64}
 
 MANIFEST: dict[str, Check] = {
-    **COMMON,
+    **CHAIN_COMMON,
     "firmware_version": _str,
     "recording_id": _match(_REC_ID),
     "segment_index": _nat,
@@ -270,7 +299,7 @@ MANIFEST: dict[str, Check] = {
 }
 
 END: dict[str, Check] = {
-    **COMMON,
+    **CHAIN_COMMON,
     "firmware_version": _str,
     "recording_id": _match(_REC_ID),
     "reason": _str,
@@ -280,7 +309,7 @@ END: dict[str, Check] = {
 }
 
 TIME_SYNC: dict[str, Check] = {
-    **COMMON,
+    **CHAIN_COMMON,
     "capture_us": _int,
     "device_wall_us": _int,
     "nonce": _match(_HEX32),
@@ -293,7 +322,7 @@ TIME_SYNC: dict[str, Check] = {
 }
 
 CLOCK_STEP: dict[str, Check] = {
-    **COMMON,
+    **CHAIN_COMMON,
     "capture_us": _int,
     "from_wall_us": _int,
     "to_wall_us": _int,
@@ -324,7 +353,7 @@ def _problems(record: dict[str, Any], spec: dict[str, Check]) -> list[str]:
 
 
 def validate(record: Any) -> None:
-    """``RecordError("schema", ...)`` unless ``record`` is a well-formed v3 record."""
+    """``RecordError("schema", ...)`` unless ``record`` is a well-formed v4 record."""
     if not isinstance(record, dict):
         raise RecordError("schema", "record is not an object")
     spec = SCHEMAS.get(record.get("type"))  # type: ignore[arg-type]
@@ -337,6 +366,14 @@ def validate(record: Any) -> None:
     problems = _problems(record, spec)
     if problems:
         raise RecordError("schema", "; ".join(problems[:5]))
+    if record["type"] in CHAIN_TYPES and (record["counter"] is None) != (
+        record["suite"] == ED25519
+    ):
+        raise RecordError(
+            "schema",
+            f"counter must be null for an {ED25519} record and a number for an "
+            f"{ECDSA_P256} one (suite {record['suite']}, counter {record['counter']!r})",
+        )
     if record["type"] == "manifest":
         _check_manifest(record)
 

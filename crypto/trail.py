@@ -143,6 +143,7 @@ class TrailWriter:
         record = {
             "type": "trail",
             "v": VERSION,
+            "suite": self.signer.suite,
             "device_id": self.signer.device_id,
             "key_id": self.signer.key_id,
             "seq": self.next_seq,

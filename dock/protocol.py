@@ -6,7 +6,8 @@ Requests. Every device request carries five headers::
     Bwv-Timestamp  the device's idea of the dock's time, Unix microseconds
     Bwv-Nonce      32 lowercase hex digits, never reused
     Content-Digest the body's SHA-256, RFC 9530: ``sha-256=:<base64 digest>:``
-    Bwv-Signature  base64 Ed25519 signature, by the device key, of the request string
+    Bwv-Signature  base64 signature, by the device key, of the request string: 64 bytes,
+                   Ed25519 or (a key in a TPM) ECDSA P-256 r||s, low-S (crypto/suites.py)
 
 The request string is ``request_string(...)``: a domain tag, method, raw path with query,
 the ``Content-Digest`` value, device id, timestamp and nonce, one per line. Since the body's
@@ -30,8 +31,9 @@ import re
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from nacl.exceptions import BadSignatureError
-from nacl.signing import SigningKey, VerifyKey
+from nacl.signing import SigningKey
+
+from crypto.suites import verify_signature
 
 H_DEVICE = "Bwv-Device"
 H_TIMESTAMP = "Bwv-Timestamp"
@@ -182,10 +184,11 @@ def b64d(text: str) -> bytes:
 
 
 class Signer(Protocol):
-    """Anything that signs with a device key: crypto.identity.DeviceIdentity, KeySigner."""
+    """Anything that signs with a device key: crypto.identity.DeviceIdentity, KeySigner, a
+    TPM's signer."""
 
     def sign(self, message: bytes) -> bytes:
-        """The 64-byte Ed25519 signature of ``message``."""
+        """The 64-byte signature of ``message`` (Ed25519, or ECDSA P-256 ``r || s``)."""
         ...
 
 
@@ -288,7 +291,7 @@ def parse_signed_headers(headers: Any) -> SignedHeaders:
     parse_content_digest(digest)
     signature = b64d_or(sig, H_SIGNATURE)
     if len(signature) != 64:
-        raise ProtocolError(f"{H_SIGNATURE}: an Ed25519 signature is 64 bytes")
+        raise ProtocolError(f"{H_SIGNATURE}: a signature is 64 bytes")
     return SignedHeaders(device_id, int(ts), nonce, signature, digest)
 
 
@@ -323,11 +326,9 @@ def verify_request(
 
 
 def verify_detached(public_key: bytes, message: bytes, signature: bytes) -> bool:
-    try:
-        VerifyKey(public_key).verify(message, signature)
-    except (BadSignatureError, ValueError, TypeError):
-        return False
-    return True
+    """Whether ``signature`` is the key's, under the suite its form gives (32 bytes:
+    Ed25519; 65: ECDSA P-256, low-S): crypto.suites.verify_signature."""
+    return verify_signature(bytes(public_key), bytes(message), bytes(signature))
 
 
 # --------------------------------------------------------------------------- answers

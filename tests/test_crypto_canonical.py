@@ -93,7 +93,8 @@ def test_signed_line_domain_separation_and_strictness():
     ident = device_identity()
     rec = {
         "type": "end",
-        "v": 3,
+        "v": 4,
+        "suite": "ed25519",
         "device_id": ident.device_id,
         "key_id": ident.key_id,
         "seq": 0,
@@ -104,6 +105,7 @@ def test_signed_line_domain_separation_and_strictness():
         "end_us": 5,
         "segment_count": 0,
         "recovered": False,
+        "counter": None,
     }
     signed = sign_record(ident, rec)
     assert verify_line(signed.line, ident.public_key).record == rec

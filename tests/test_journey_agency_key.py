@@ -74,16 +74,17 @@ def test_both_the_header_and_the_manifest_sign_the_agency_key_sealed_to(tmp_path
     manifests = [json.loads(p.read_bytes())["record"] for p in (outbox / "chain").iterdir()]
     ids = [m["agency_key_id"] for m in manifests if m["type"] == "manifest"]
     assert ids == [kid(SUBSTITUTE)] * 2
-    assert {m["v"] for m in manifests} == {3}
+    assert {m["v"] for m in manifests} == {4}
 
 
-def test_a_version_2_record_is_refused_with_its_version():
+def test_a_version_3_record_is_refused_with_its_version():
     ident = device_identity("cam-v1")
     line = sign_record(
         ident,
         {
             "type": "end",
-            "v": 3,
+            "v": 4,
+            "suite": "ed25519",
             "device_id": ident.device_id,
             "key_id": ident.key_id,
             "seq": 0,
@@ -94,10 +95,11 @@ def test_a_version_2_record_is_refused_with_its_version():
             "end_us": 1,
             "segment_count": 0,
             "recovered": False,
+            "counter": None,
         },
     ).line
-    old = line.replace(b'"v":3', b'"v":2')
-    with pytest.raises(RecordError, match="format version 2: this reader knows version 3 only"):
+    old = line.replace(b'"v":4', b'"v":3')
+    with pytest.raises(RecordError, match="format version 3: this reader knows version 4 only"):
         verify_line(old, ident.public_key)
 
 

@@ -16,6 +16,9 @@ DUPLICATED = "duplicated"
 EQUIVOCATION = "equivocation"  # finding: two different signed records with one seq
 TRAIL_MISSING = "trail_missing"  # finding: trail lines that should be there are not
 TIME_INCONSISTENT = "time_inconsistent"  # finding: a claimed wall time outside its bounds
+COUNTER_GAP = "counter_gap"  # finding: the TPM counted records that are not in the chain
+COUNTER_REUSED = "counter_reused"  # finding: a counter at or below its predecessor's
+COUNTER_FIELDS = ("counter", "prev_seq", "prev_counter")  # in a counter finding only
 
 
 @dataclass
@@ -23,12 +26,17 @@ class Finding:
     kind: str  # altered, substituted, reordered, missing, unsigned, duplicate, gap,
     #            equivocation, trail_missing, extra (an exhibit's),
     #            chain_break, torn, truncated, cut_short, ended_early, misnamed, malformed,
-    #            unrecognized, no_trail, undecryptable, time_inconsistent
+    #            unrecognized, no_trail, undecryptable, time_inconsistent,
+    #            counter_gap, counter_reused
     detail: str
     file: str | None = None
     recording_id: str | None = None
     segment_index: int | None = None
     seq: int | None = None
+    # a counter finding's: the record's counter, and its predecessor in the chain given
+    counter: int | None = None
+    prev_seq: int | None = None
+    prev_counter: int | None = None
 
 
 @dataclass
@@ -106,6 +114,7 @@ class Report:
     ok: bool
     device_id: str | None
     key_id: str
+    suite: str  # what the device key signs with: ed25519 (a key file), ecdsa-p256-sha256 (TPM)
     segments: list[SegmentReport]
     recordings: list[RecordingReport]
     findings: list[Finding]
@@ -114,6 +123,10 @@ class Report:
 
     def to_json(self) -> dict[str, Any]:
         out = asdict(self)
+        for f in out["findings"]:  # the counter fields belong to counter findings only
+            if f["kind"] not in (COUNTER_GAP, COUNTER_REUSED):
+                for k in COUNTER_FIELDS:
+                    del f[k]
         if self.log is None:  # not checked: the report is as it was without a log
             del out["log"]
         return out

@@ -10,6 +10,7 @@ from nacl.public import PrivateKey
 
 from crypto.identity import key_id_of
 from crypto.records import RecordError, SignedRecord, parse_line
+from crypto.suites import suite_of
 from crypto.verify.inputs import SegFile
 from crypto.verify.report import ALTERED, SUBSTITUTED, Finding, SegmentReport
 
@@ -19,6 +20,14 @@ RECORD_REASON = {
     "bad_signature": ALTERED,
     "foreign": SUBSTITUTED,
 }
+
+
+def _suite(public_key: bytes) -> str:
+    """The key's suite; "unknown" for a key of neither form (nothing verifies under it)."""
+    try:
+        return suite_of(public_key)
+    except ValueError:
+        return "unknown"
 
 
 class VerifierState:
@@ -39,6 +48,7 @@ class VerifierState:
         self.files = dict(sorted(files.items()))
         self.pk = bytes(device_public_key)
         self.key_id = key_id_of(self.pk)
+        self.suite = _suite(self.pk)
         self.agency = agency_private_key
         self.device_id = device_id
         self.first_chain_seq = first_chain_seq

@@ -63,7 +63,14 @@ class _Verifier(ChainRoom, SegmentRoom, PlainRoom, LeftoverRoom, RecordingRoom, 
             and all(r.status == "complete" for r in recordings)
         )
         return Report(
-            ok, self.device_id, self.key_id, self.segments, recordings, self.findings, time_syncs
+            ok,
+            self.device_id,
+            self.key_id,
+            self.suite,
+            self.segments,
+            recordings,
+            self.findings,
+            time_syncs,
         )
 
     def _segment_prefix(self) -> str:

@@ -79,7 +79,11 @@ def time_sync(ident: DeviceIdentity) -> dict:
         applied=True,
         tsa_token=None,
     )
-    common = {k: v for k, v in _records()[0].items() if k in ("v", "device_id", "key_id")}
+    common = {
+        k: v
+        for k, v in _records()[0].items()
+        if k in ("v", "suite", "device_id", "key_id", "counter")
+    }
     r = {"type": "time_sync", **common, "seq": 0, "prev_sha256": None, **fields}
     r["dock_signature"] = dock.sign(time_answer_bytes(recorded_time_answer(r))).signature.hex()
     return r
