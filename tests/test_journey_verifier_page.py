@@ -46,9 +46,11 @@ def _hex(name: str) -> str:
 
 
 def anchors_and_args(name: str) -> tuple[dict, list[str]]:
-    """The keys to trust, for the page and for `bwv verify` (as expected_verdicts.json says)."""
-    anchors = {"devicePub": _hex(EXPECTED["device_pub"]), "agencyPub": _hex(EXPECTED["agency_pub"])}
-    args = ["--device-pub", str(VEC / EXPECTED["device_pub"])]
+    """The keys to trust, for the page and for `bwv verify` (as expected_verdicts.json says;
+    a vector may name its own device key, e.g. a TPM's P-256 key)."""
+    device = EXPECTED["vectors"][name].get("device_pub", EXPECTED["device_pub"])
+    anchors = {"devicePub": _hex(device), "agencyPub": _hex(EXPECTED["agency_pub"])}
+    args = ["--device-pub", str(VEC / device)]
     args += ["--agency-pub", str(VEC / EXPECTED["agency_pub"])]
     if EXPECTED["vectors"][name].get("log"):
         w = EXPECTED["witness"]

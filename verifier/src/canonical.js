@@ -76,7 +76,7 @@ export async function sha256hex(bytes) {
   return hex(await sha256(bytes));
 }
 
-/** Key id: the first 16 hex digits of SHA-256 of a 32-byte public key. */
+/** Key id: the first 16 hex digits of SHA-256 of a raw public key (32 or 65 bytes). */
 export async function keyId(pub) {
   return (await sha256hex(pub)).slice(0, 16);
 }

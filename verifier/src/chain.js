@@ -1,5 +1,5 @@
 // The chain (manifests/) and the trail (trail.jsonl): signatures, seq, links, duplicates,
-// equivocation, gaps (docs/evidence-format.md, "Checks" 1-2).
+// equivocation, gaps, the TPM counter (docs/evidence-format.md, "Checks" 1-2, "Version 4").
 
 import { equalBytes, parseJson, sha256hex } from "./canonical.js";
 import { readSignedLine } from "./records.js";
@@ -71,9 +71,38 @@ export function seqOfName(name) {
   return m ? Number(m[1]) : null;
 }
 
-/** What a refused record's error makes it: signed by another key is `substituted`. */
-function reasonKind(error) {
-  return error.startsWith("signed by key") ? "substituted" : "altered";
+/** What a refused record makes it: signed by another key (or suite) is `substituted`. */
+function reasonKind(reason) {
+  return reason === "foreign" ? "substituted" : "altered";
+}
+
+/**
+ * The counter rule: along the chain in seq order each record's counter (a TPM's NV counter,
+ * counted once per chain record) is the previous chain record's + 1. More is `counter_gap`
+ * (records the TPM counted are not in the chain: rolled back, removed, or power lost between
+ * counting and writing), no more is `counter_reused`. Ed25519 records (counter null) have none.
+ */
+function checkCounters(kept, find) {
+  let prev = null;
+  for (const e of kept) {
+    const r = e.record;
+    if (r.counter === null || r.counter === undefined) continue;
+    if (prev) {
+      const [p, c] = [prev.record.counter, r.counter];
+      const at = { file: e.file, seq: r.seq, counter: c, prev_seq: prev.record.seq,
+        prev_counter: p };
+      const where = `chain record ${r.seq} has counter ${c}, chain record ${prev.record.seq} `;
+      if (c > p + 1) {
+        const k = c - p - 1;
+        find("counter_gap", `${where}had ${p}: ${k === 1 ? "1 record" : `${k} records`} the `
+          + `TPM counted ${k === 1 ? "is" : "are"} not in the chain (removed, the device's `
+          + "storage rolled back, or power lost between counting and writing)", at);
+      } else if (c <= p) {
+        find("counter_reused", `${where}had ${p}: a counter value the TPM gave before`, at);
+      }
+    }
+    prev = e;
+  }
 }
 
 /** The chain records of manifests/: [{file, bytes, hash, record}] kept, sorted by seq. */
@@ -87,9 +116,9 @@ export async function readChain(files, pub, kid, find) {
       find("altered", "not one signed line", { file });
       continue;
     }
-    const { record, error } = await readSignedLine(line, pub, kid);
+    const { record, error, reason } = await readSignedLine(line, pub, kid);
     if (error) {
-      find(reasonKind(error), `chain record: ${error}`, { file });
+      find(reasonKind(reason), `chain record: ${error}`, { file });
       continue;
     }
     const want = `${String(record.seq).padStart(12, "0")}.${record.type}.json`;
@@ -100,6 +129,7 @@ export async function readChain(files, pub, kid, find) {
   const named = names.map(seqOfName).filter((s) => s !== null);
   const first = named.length ? Math.min(...named) : 0;
   const gaps = walk(kept, first, find, "gap", "chain record", null);
+  checkCounters(kept, find);
   return { records: kept, gaps, names };
 }
 
@@ -136,9 +166,9 @@ export async function readTrail(files, pub, kid, find) {
       bad.push({ no: i + 1, kind: "torn", why: "cut short (no final newline)" });
       continue;
     }
-    const { record, error } = await readSignedLine(line, pub, kid);
+    const { record, error, reason } = await readSignedLine(line, pub, kid);
     if (error || record.type !== "trail") {
-      bad.push({ no: i + 1, kind: error ? reasonKind(error) : "altered",
+      bad.push({ no: i + 1, kind: error ? reasonKind(reason) : "altered",
         why: error || "not a trail record" });
       continue;
     }

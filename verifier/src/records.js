@@ -1,10 +1,14 @@
-// Signed records: schema, canonical form, key id, Ed25519 signature with the domain string
-// (docs/evidence-format.md, "Signed records").
+// Signed records: schema, canonical form, key id, the signature (Ed25519 or ECDSA P-256, the
+// record's "suite") with the domain string (docs/evidence-format.md, "Signed records",
+// "Version 4").
 
-import { canonicalBytes, concat, ed25519Verify, parseCanonical, te, unhex } from "./canonical.js";
+import { canonicalBytes, concat, parseCanonical, te, unhex } from "./canonical.js";
 import { manifestDigestError } from "./digests.js";
+import { ED25519, SUITES, suiteOf, verifySignature } from "./suites.js";
 
-const COMMON = ["type", "v", "device_id", "key_id", "seq", "prev_sha256"];
+export const VERSION = 4;
+const COMMON = ["type", "v", "suite", "device_id", "key_id", "seq", "prev_sha256"];
+const CHAIN_TYPES = new Set(["manifest", "end", "time_sync", "clock_step"]); // have "counter"
 const FIELDS = {
   trail: ["recording_id", "segment_index", "chunk", "kind", "first_us", "end_us",
     "plain_sha256", "plain_size", "cipher_sha256", "cipher_size", "segment"],
@@ -43,10 +47,12 @@ function sameKeys(obj, keys) {
 /** Why a record does not pass its schema, or null. */
 export function schemaError(r) {
   if (!isObj(r)) return "not an object";
-  if (r.v !== 3) return `format version ${JSON.stringify(r.v)}: this reader knows version 3 only`;
+  if (r.v !== VERSION) {
+    return `format version ${JSON.stringify(r.v)}: this reader knows version ${VERSION} only`;
+  }
   const extra = FIELDS[r.type];
   if (!extra) return `unknown record type ${JSON.stringify(r.type)}`;
-  const keys = [...COMMON, ...extra];
+  const keys = [...COMMON, ...extra, ...(CHAIN_TYPES.has(r.type) ? ["counter"] : [])];
   const have = { ...r };
   if (r.type === "manifest" && !("clock_sync_seq" in have)) have.clock_sync_seq = null;
   if (!sameKeys(have, keys)) return "fields missing or extra";
@@ -54,6 +60,12 @@ export function schemaError(r) {
     if (INTS.has(k) && !isInt(have[k])) return `${k} is not an integer`;
   }
   if (r.seq < 0) return "negative seq";
+  if (!SUITES.includes(r.suite)) return `unknown suite ${JSON.stringify(r.suite)}`;
+  if (CHAIN_TYPES.has(r.type) && (r.suite === ED25519 ? r.counter !== null
+    : !(isInt(r.counter) && r.counter >= 0))) {
+    return `counter ${JSON.stringify(r.counter)}: null for an ${ED25519} record, `
+      + "a natural number for a TPM's";
+  }
   if (typeof r.device_id !== "string" || !/^[A-Za-z0-9._-]{1,64}$/.test(r.device_id)) {
     return "bad device_id";
   }
@@ -74,29 +86,45 @@ export function schemaError(r) {
   return null;
 }
 
+/** The domain-separation prefix signed before the canonical record. */
+export function domain(type) {
+  return te.encode(`bwv:${type}:v${VERSION}\0`);
+}
+
 /**
  * Read one signed line (bytes with or without its final newline stripped: `line` here is the
- * line WITHOUT 0x0A). Returns {record, error}. error is null when canonical, schema-valid,
- * with the expected key id and a valid signature.
+ * line WITHOUT 0x0A). Returns {record, error, reason}. error is null when canonical,
+ * schema-valid, with the expected key id, the suite of that key and a valid signature;
+ * otherwise reason is the Python reader's: "malformed", "schema", "foreign" (another key, or
+ * a suite that is not the key's) or "bad_signature" (a high-S ECDSA signature among them).
  */
 export async function readSignedLine(line, pub, kid) {
   let outer;
   try {
     outer = parseCanonical(line);
   } catch (e) {
-    return { record: null, error: `not canonical JSON (${e.message})` };
+    return { record: null, error: `not canonical JSON (${e.message})`, reason: "malformed" };
   }
-  if (!isObj(outer) || !sameKeys(outer, ["record", "sig"])) {
-    return { record: null, error: "not a signed record" };
+  if (!isObj(outer) || !sameKeys(outer, ["record", "sig"]) || !isObj(outer.record)) {
+    return { record: null, error: "not a signed record", reason: "malformed" };
   }
   const r = outer.record;
+  if (!(typeof outer.sig === "string" && /^[0-9a-f]{128}$/.test(outer.sig))) {
+    return { record: r, error: "sig is not 128 lowercase hex digits", reason: "malformed" };
+  }
   const why = schemaError(r) ?? (r.type === "manifest" ? await manifestDigestError(r) : null);
-  if (why) return { record: isObj(r) ? r : null, error: why };
-  if (r.key_id !== kid) return { record: r, error: `signed by key ${r.key_id}, not ${kid}` };
-  const sig = typeof outer.sig === "string" && /^[0-9a-f]{128}$/.test(outer.sig)
-    ? unhex(outer.sig) : null;
-  const domain = te.encode(`bwv:${r.type}:v3\0`);
-  const ok = sig && (await ed25519Verify(pub, sig, concat(domain, canonicalBytes(r))));
-  if (!ok) return { record: r, error: "signature does not verify" };
-  return { record: r, error: null };
+  if (why) return { record: r, error: why, reason: "schema" };
+  if (r.key_id !== kid) {
+    return { record: r, error: `signed by key ${r.key_id}, not ${kid}`, reason: "foreign" };
+  }
+  const suite = suiteOf(pub);
+  if (r.suite !== suite) {
+    return { record: r, error: `signed in suite ${r.suite}, but key ${kid} is ${suite}`,
+      reason: "foreign" };
+  }
+  const sig = unhex(outer.sig);
+  if (!(await verifySignature(pub, concat(domain(r.type), canonicalBytes(r)), sig))) {
+    return { record: r, error: "signature does not verify", reason: "bad_signature" };
+  }
+  return { record: r, error: null, reason: null };
 }

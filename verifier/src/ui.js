@@ -2,15 +2,19 @@
 // Uses readZip/dropTopFolder (zip.js) and verifyBundle (verify.js), inlined before it.
 import { readZip, dropTopFolder } from "./zip.js";
 import { verifyBundle } from "./verify.js";
+import { SUITE_WORDS } from "./suites.js";
 
 const $ = (id) => document.getElementById(id);
 const BAD = new Set(["altered", "missing", "reordered", "substituted", "unsigned", "duplicated",
   "extra", "incomplete", "cut_short", "equivocation"]);
 
-function hexKey(text, what) {
+// a device key is Ed25519 (64 hex) or a TPM's P-256 point (130 hex); the others are 32 bytes
+function hexKey(text, what, p256 = false) {
   const t = (text || "").trim().split(/\s+/)[0] || "";
   if (!t) return undefined;
-  if (!/^[0-9a-fA-F]{64}$/.test(t)) throw new Error(`${what}: not a 32-byte key in hex`);
+  if (!/^[0-9a-fA-F]{64}$/.test(t) && !(p256 && /^04[0-9a-fA-F]{128}$/.test(t))) {
+    throw new Error(`${what}: not a 32-byte key${p256 ? " or a 65-byte P-256 point" : ""} in hex`);
+  }
   return Uint8Array.from(t.match(/../g).map((h) => parseInt(h, 16)));
 }
 
@@ -18,7 +22,7 @@ let checkpointBytes;
 
 async function anchorsFromForm() {
   const a = {
-    devicePub: hexKey($("device-pub").value, "device public key"),
+    devicePub: hexKey($("device-pub").value, "device public key", true),
     dockPub: hexKey($("dock-pub").value, "dock public key"),
     agencyPub: hexKey($("agency-pub").value, "agency public key"),
   };
@@ -74,7 +78,9 @@ function renderVerdict(report) {
   const v = $("verdict");
   v.className = report.ok ? "ok" : "bad";
   v.textContent = report.ok ? "VERIFIED" : "NOT VERIFIED";
-  $("trusted").textContent = `Key trusted: ${report.trusted || "?"}`;
+  const suite = SUITE_WORDS[report.suite];
+  $("trusted").textContent = `Key trusted: ${report.trusted || "?"}`
+    + (suite ? `; the records are signed with ${suite}` : "");
 }
 
 function renderRecordings(report) {
@@ -181,7 +187,9 @@ function b64(s) {
 window.bwvVerifyFiles = async (files, anchors) => {
   const map = dropTopFolder(new Map(Object.entries(files).map(([n, d]) => [n, b64(d)])));
   const a = {};
-  for (const k of ["devicePub", "dockPub", "agencyPub"]) if (anchors[k]) a[k] = hexKey(anchors[k], k);
+  for (const k of ["devicePub", "dockPub", "agencyPub"]) {
+    if (anchors[k]) a[k] = hexKey(anchors[k], k, k === "devicePub");
+  }
   if (anchors.witnessVkeys) a.witnessVkeys = anchors.witnessVkeys;
   if (anchors.checkpoint) a.checkpoint = b64(anchors.checkpoint);
   return run(map, a);

@@ -1,4 +1,4 @@
-// bwv exhibit verifier, written from docs/evidence-format.md (version 3).
+// bwv exhibit verifier, written from docs/evidence-format.md (version 4).
 // verifyBundle(files: Map<name, Uint8Array>, anchors) -> report (the shape of
 // `bwv verify --json`): {ok, trusted, device_id, key_id, findings, recordings, segments,
 // time_syncs, log?} or, when the bundle could not be checked, {ok: false, error, wanting}.
@@ -10,6 +10,7 @@ import { checkSegment, leftovers, trailOnly } from "./check_segments.js";
 import { checkRecordings } from "./recordings.js";
 import { checkTime } from "./timecheck.js";
 import { checkLog } from "./log.js";
+import { ECDSA_P256, isP256Point, suiteOf } from "./suites.js";
 
 export { verifyBundle };
 
@@ -26,17 +27,28 @@ function isKnown(name) {
   return false;
 }
 
-/** A pinned key file: 64 hex digits or 44 base64 characters, whitespace around ignored. */
+/**
+ * A pinned key file: an Ed25519 key (64 hex digits or 44 base64 characters) or a P-256 point
+ * (130 hex digits or 88 base64 characters, 0x04 first), whitespace around ignored; or null.
+ */
 export function readKey(text) {
   const s = (typeof text === "string" ? text : td.decode(text)).trim();
-  if (/^[0-9a-fA-F]{64}$/.test(s)) return unhex(s.toLowerCase());
-  const b = b64decode(s);
-  return b && b.length === 32 ? b : null;
+  const b = /^([0-9a-fA-F]{64}|[0-9a-fA-F]{130})$/.test(s) ? unhex(s.toLowerCase()) : b64decode(s);
+  return b && suiteOf(b) ? b : null;
 }
+
+const DEVICE_PUB_FILE = /^([0-9a-f]{64}|04[0-9a-f]{128})\n$/;
 
 async function trustAnchor(files, anchors) {
   if (anchors.devicePub) {
     const pub = anchors.devicePub;
+    if (!suiteOf(pub)) {
+      return { error: "the device key is neither an Ed25519 key (32 bytes) nor a P-256 point "
+        + "(65 bytes, 0x04 first)" };
+    }
+    if (suiteOf(pub) === ECDSA_P256 && !(await isP256Point(pub))) {
+      return { error: "the device key is not a point on the P-256 curve" };
+    }
     return { pub, trusted: `device key ${await keyId(pub)}` };
   }
   if (!anchors.dockPub) return { error: "no trust anchor: give the device's or the dock's public key" };
@@ -61,8 +73,8 @@ async function trustAnchor(files, anchors) {
     return bad("enrollment.json: the dock's signature does not verify");
   }
   const pub = readKey(pubBytes);
-  if (!pub || /^[0-9a-f]{64}\n$/.test(td.decode(pubBytes)) === false) {
-    return bad("device.pub is not 64 hex digits and a newline");
+  if (!pub || !DEVICE_PUB_FILE.test(td.decode(pubBytes))) {
+    return bad("device.pub is not 64 (Ed25519) or 130 (P-256) hex digits and a newline");
   }
   if ((await sha256hex(pub)) !== entry.sha256) {
     return bad("device.pub is not the key enrollment.json binds");
@@ -72,8 +84,13 @@ async function trustAnchor(files, anchors) {
 
 function finder(findings) {
   return (kind, detail, where = {}) => {
-    findings.push({ kind, detail, file: where.file ?? null, seq: where.seq ?? null,
-      recording_id: where.recording_id ?? null, segment_index: where.segment_index ?? null });
+    const f = { kind, detail, file: where.file ?? null, seq: where.seq ?? null,
+      recording_id: where.recording_id ?? null, segment_index: where.segment_index ?? null };
+    if ("counter" in where) { // a counter finding: the record's counter and its predecessor's
+      Object.assign(f, { counter: where.counter, prev_seq: where.prev_seq,
+        prev_counter: where.prev_counter });
+    }
+    findings.push(f);
   };
 }
 
@@ -140,7 +157,7 @@ async function verifyInner(files, anchors) {
   const recordings = checkRecordings(ctx, segments);
   const time = await checkTime(ctx, recordings);
   const out = { ok: false, trusted, device_id: chain.records[0]?.record.device_id ?? null,
-    key_id: kid, findings, recordings, segments, time_syncs: time.syncs };
+    key_id: kid, suite: suiteOf(pub), findings, recordings, segments, time_syncs: time.syncs };
   if (anchors.witnessVkeys && anchors.witnessVkeys.length) {
     out.log = await checkLog(ctx, recordings);
   }

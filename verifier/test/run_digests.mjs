@@ -1,5 +1,5 @@
 // verifier/src/digests.js (stored digest, plain digest) against the spec's Python reference
-// (verifier/test/digests_reference.py, run with python3), and a v3 manifest through
+// (verifier/test/digests_reference.py, run with python3), and a v4 manifest through
 // records.js: the right digests pass, a wrong one or "v": 2 fails its schema.
 // Usage: node verifier/test/run_digests.mjs  (python3 on PATH, or BWV_PYTHON=/path/python)
 import { execFileSync } from "node:child_process";
@@ -8,7 +8,7 @@ import { fileURLToPath } from "node:url";
 import { canonicalBytes, concat, hex, keyId, sha256hex, te, unhex } from "../src/canonical.js";
 import { manifestDigestError, plainDigest, plainDigestOf, storedDigest, storedDigestOf }
   from "../src/digests.js";
-import { readSignedLine } from "../src/records.js";
+import { domain, readSignedLine } from "../src/records.js";
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const ref = JSON.parse(execFileSync(process.env.BWV_PYTHON || "python3",
@@ -46,7 +46,7 @@ check(await plainDigest(ref.blobs.map(unhex)) === ref.plain_digest, "plainDigest
 check(await plainDigestOf(ref.plain_sha256) === ref.plain_digest, "plainDigestOf(hashes)");
 check(await plainDigest([]) === ref.empty_plain_digest, "plainDigest of no blob");
 
-// A manifest as a v3 device signs it: 2 blobs, 3 chunks (init, fragment, final).
+// A manifest as a v4 device with a key in a file signs it: 2 blobs, 3 chunks (init, fragment, final).
 const finalPlain = await sha256hex(new Uint8Array(0));
 const kinds = ["init", "fragment", "final"];
 const chunks = ref.cipher_sha256.map((c, i) => ({ chunk: i, kind: kinds[i], first_us: i,
@@ -56,7 +56,8 @@ const chunks = ref.cipher_sha256.map((c, i) => ({ chunk: i, kind: kinds[i], firs
 const keys = await crypto.subtle.generateKey({ name: "Ed25519" }, true, ["sign", "verify"]);
 const pub = new Uint8Array(await crypto.subtle.exportKey("raw", keys.publicKey));
 const kid = await keyId(pub);
-const manifest = { type: "manifest", v: 3, device_id: "cam-1", key_id: kid, seq: 4,
+const manifest = { type: "manifest", v: 4, suite: "ed25519", counter: null, device_id: "cam-1",
+  key_id: kid, seq: 4,
   prev_sha256: "0".repeat(64), firmware_version: "t", recording_id: "rec1", segment_index: 0,
   start_us: 0, end_us: 3, wall_start_us: 0, wall_end_us: 3, wall_quality: "unsynced",
   trigger: "manual", file: "rec1_0000.bwvseg", agency_key_id: "0".repeat(16),
@@ -66,15 +67,20 @@ const manifest = { type: "manifest", v: 3, device_id: "cam-1", key_id: kid, seq:
 check(await manifestDigestError(manifest) === null, "manifestDigestError: right digests pass");
 
 async function read(r) {
-  const msg = concat(te.encode(`bwv:${r.type}:v3\0`), canonicalBytes(r));
+  const msg = concat(domain(r.type), canonicalBytes(r));
   const sig = hex(new Uint8Array(await crypto.subtle.sign({ name: "Ed25519" }, keys.privateKey,
     msg)));
   return readSignedLine(te.encode(`{"record":${new TextDecoder().decode(canonicalBytes(r))},`
     + `"sig":"${sig}"}`), pub, kid);
 }
-check((await read(manifest)).error === null, "a signed v3 manifest reads");
+check((await read(manifest)).error === null, "a signed v4 manifest reads");
+check(hex(domain("manifest")) === hex(te.encode("bwv:manifest:v4\0")), "the v4 domain string");
 const cases = [
-  ["v 2", { v: 2 }, /^format version 2: this reader knows version 3 only$/],
+  ["v 2", { v: 2 }, /^format version 2: this reader knows version 4 only$/],
+  ["v 3", { v: 3 }, /^format version 3: this reader knows version 4 only$/],
+  ["no suite", { suite: undefined }, /fields missing or extra/],
+  ["no counter", { counter: undefined }, /fields missing or extra/],
+  ["a counter with an ed25519 suite", { counter: 3 }, /^counter 3/],
   ["stored_digest the file's SHA-256", { stored_digest: await sha256hex(closed) }, /^stored_digest/],
   ["plain_digest null", { plain_digest: null }, /^plain_digest/],
   ["plain_digest over the final chunk too",
@@ -88,6 +94,7 @@ const cases = [
 for (const [what, change, want] of cases) {
   const r = { ...manifest, ...change };
   if ("plain_sha256" in change) delete r.plain_digest;
+  for (const [k, x] of Object.entries(change)) if (x === undefined) delete r[k];
   const { error } = await read(r);
   check(want.test(error ?? ""), `refused: ${what} (${error})`);
 }
