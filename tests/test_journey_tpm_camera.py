@@ -51,7 +51,7 @@ class TpmCamera:
         return load(self.config)
 
 
-def test_the_tpm_key_never_touches_the_card_and_signs_what_verifies(tmp_path, swtpm_server):
+def test_the_tpm_key_never_touches_the_card_and_signs_what_verifies(tmp_path, swtpm_server):  # noqa: F811
     from crypto.suites import ECDSA_P256, verify_signature
 
     cam = TpmCamera(tmp_path, swtpm_server.tcti)
@@ -72,7 +72,7 @@ def test_the_tpm_key_never_touches_the_card_and_signs_what_verifies(tmp_path, sw
         assert not verify_signature(pub, b"another record", sig)
 
 
-def test_selftest_checks_the_tpm_and_never_spends_a_count(tmp_path, swtpm_server):
+def test_selftest_checks_the_tpm_and_never_spends_a_count(tmp_path, swtpm_server):  # noqa: F811
     from bwv.selftest.setup_checks import check_keys
 
     cam = TpmCamera(tmp_path, swtpm_server.tcti)
@@ -87,7 +87,7 @@ def test_selftest_checks_the_tpm_and_never_spends_a_count(tmp_path, swtpm_server
         assert key.counter.value() == before  # every count belongs to a chain record
 
 
-def test_force_replaces_the_tpm_key_and_the_counter_goes_on(tmp_path, swtpm_server):
+def test_force_replaces_the_tpm_key_and_the_counter_goes_on(tmp_path, swtpm_server):  # noqa: F811
     cam = TpmCamera(tmp_path, swtpm_server.tcti)
     assert cam.provision("--key-store", "tpm").exit_code == 0
     with open_configured_key(cam.cfg()) as key:
@@ -102,7 +102,7 @@ def test_force_replaces_the_tpm_key_and_the_counter_goes_on(tmp_path, swtpm_serv
     assert any(p.name.endswith(".pub") for p in aside)
 
 
-def test_a_card_whose_reference_names_no_key_in_the_tpm_is_refused(tmp_path, swtpm_server):
+def test_a_card_whose_reference_names_no_key_in_the_tpm_is_refused(tmp_path, swtpm_server):  # noqa: F811
     from crypto.identity import IdentityError
 
     cam = TpmCamera(tmp_path, swtpm_server.tcti)
@@ -134,7 +134,7 @@ def _sim_config():
     )
 
 
-def test_a_restored_sd_card_snapshot_is_found_out_by_the_counter(tmp_path, swtpm_server):
+def test_a_restored_sd_card_snapshot_is_found_out_by_the_counter(tmp_path, swtpm_server):  # noqa: F811
     """The officer records twice; someone puts back a copy of the card taken between the
     two recordings (the second is gone, the chain looks whole) and the camera records on.
     The TPM's counter was not put back: the verifier reports the gap."""
