@@ -45,6 +45,10 @@ def _hex(name: str) -> str:
     return (VEC / name).read_text().strip()
 
 
+def _hex_of(path: Path) -> str:
+    return path.read_text().strip()
+
+
 def anchors_and_args(name: str) -> tuple[dict, list[str]]:
     """The keys to trust, for the page and for `bwv verify` (as expected_verdicts.json says;
     a vector may name its own device key, e.g. a TPM's P-256 key)."""
@@ -129,6 +133,46 @@ def test_the_page_and_bwv_verify_agree_fragment_by_fragment(page, name):
     verdict = page.inner_text("#verdict")
     assert verdict == ("VERIFIED" if want["ok"] else "NOT VERIFIED")
     assert "device key" in page.inner_text("#trusted")  # the page says which key it trusted
+
+
+TPM = ROOT / "tests" / "vectors" / "tpm"
+TPM_EXPECTED = json.loads((TPM / "expected_verdicts.json").read_text())
+
+
+def tpm_bundle(vector: dict, out: Path) -> Path:
+    """A TPM-suite vector (tests/vectors/tpm/: a P-256 key's recording, its end record
+    changed) as an exhibit: the outbox's chain/ is the exhibit's manifests/."""
+    shutil.copytree(TPM / "outbox" / "segments", out / "segments")
+    shutil.copytree(TPM / "outbox" / "chain", out / "manifests")
+    shutil.copy(TPM / "outbox" / "trail.jsonl", out / "trail.jsonl")
+    for ch in vector["change"]:
+        name = ch["replace"].replace("chain/", "manifests/", 1)
+        shutil.copy(TPM / ch["with"], out / name)
+    return out
+
+
+def counter_findings(rep: dict) -> list[dict]:
+    keys = ("kind", "seq", "counter", "prev_seq", "prev_counter")
+    return [{k: f.get(k) for k in keys} for f in rep["findings"] if f["kind"].startswith("counter")]
+
+
+@pytest.mark.parametrize("vector", TPM_EXPECTED["vectors"], ids=lambda v: v["name"])
+def test_the_page_and_bwv_verify_agree_on_a_tpm_keys_exhibit(page, tmp_path, vector):
+    """ECDSA P-256 in the browser's WebCrypto: a high-S signature refused, a suite that is not
+    the key's, the counter rule; the page names the suite that signed."""
+    bundle = tpm_bundle(vector, tmp_path / "exhibit")
+    agency = tmp_path / "agency.pub"
+    agency.write_text(json.loads((TPM / "keys.json").read_text())["agency_public_hex"] + "\n")
+    device = TPM / TPM_EXPECTED["device_pub"]
+    args = ["--json", "--device-pub", str(device), "--agency-pub", str(agency)]
+    want = json.loads(CliRunner().invoke(main, ["verify", str(bundle), *args]).output)
+    got = page_report(page, bundle, {"devicePub": _hex_of(device), "agencyPub": _hex_of(agency)})
+    assert compared(got) == compared(want)
+    assert got["suite"] == want["suite"] == vector["suite"] == "ecdsa-p256-sha256"
+    assert counter_findings(got) == counter_findings(want) == vector["counter_findings"]
+    assert sorted(f["kind"] for f in got["findings"]) == vector["finding_kinds"]
+    assert page.inner_text("#verdict") == ("VERIFIED" if vector["ok"] else "NOT VERIFIED")
+    assert "ECDSA P-256" in page.inner_text("#trusted")
 
 
 def test_a_tampered_exhibit_shows_its_bad_fragment_and_is_screenshot(page):

@@ -1,10 +1,12 @@
 // Runs verifier/src/verify.js on every bundle of tests/vectors/exhibit/ and compares with
 // expected_verdicts.json (and, with --bwv-json DIR, with `bwv verify --json` reports saved
-// there as <bundle>.json). Usage: node verifier/test/run_vectors.mjs [--dock] [--bwv-json DIR]
+// there as <bundle>.json); then the TPM-suite vectors of tests/vectors/tpm/ (tpm_vectors.mjs).
+// Usage: node verifier/test/run_vectors.mjs [--dock] [--bwv-json DIR]
 import { readFileSync, readdirSync, statSync, existsSync } from "node:fs";
 import { join, relative, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
 import { verifyBundle, readKey } from "../src/verify.js";
+import { runTpmVectors } from "./tpm_vectors.mjs";
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
 const VEC = join(ROOT, "tests", "vectors", "exhibit");
@@ -111,5 +113,6 @@ for (const [name, want] of Object.entries(expected.vectors)) {
     }
   }
 }
+failed += await runTpmVectors(ROOT, { dock: viaDock, verbose: args.includes("-v") });
 console.log(failed ? `${failed} failed` : "all agree");
 process.exit(failed ? 1 : 0);
