@@ -8,6 +8,7 @@ status. A screenshot of the page on a tampered exhibit is saved for the README
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import shutil
 import subprocess
@@ -141,8 +142,10 @@ TPM_EXPECTED = json.loads((TPM / "expected_verdicts.json").read_text())
 
 def tpm_bundle(vector: dict, out: Path) -> Path:
     """A TPM-suite vector (tests/vectors/tpm/: a P-256 key's recording, its end record
-    changed) as an exhibit: the outbox's chain/ is the exhibit's manifests/."""
+    changed) as an exhibit: the outbox's chain/ is the exhibit's manifests/, and the label
+    that makes `bwv verify` read the folder as an exhibit."""
     shutil.copytree(TPM / "outbox" / "segments", out / "segments")
+    (out / "EXHIBIT.md").write_text(f"# A TPM-suite vector as an exhibit: {vector['name']}\n")
     shutil.copytree(TPM / "outbox" / "chain", out / "manifests")
     shutil.copy(TPM / "outbox" / "trail.jsonl", out / "trail.jsonl")
     for ch in vector["change"]:
@@ -173,6 +176,43 @@ def test_the_page_and_bwv_verify_agree_on_a_tpm_keys_exhibit(page, tmp_path, vec
     assert sorted(f["kind"] for f in got["findings"]) == vector["finding_kinds"]
     assert page.inner_text("#verdict") == ("VERIFIED" if vector["ok"] else "NOT VERIFIED")
     assert "ECDSA P-256" in page.inner_text("#trusted")
+
+
+def enroll_in_bundle(bundle: Path, device_pub: Path) -> None:
+    """device.pub and the enrollment.json the exhibit vectors' dock (its test seed in
+    tests/vectors/exhibit/source/keys.json) signs for that key, as `bwv dock export` puts them."""
+    from nacl.signing import SigningKey
+
+    pub = bytes.fromhex(_hex_of(device_pub))
+    seed = json.loads((VEC / "source" / "keys.json").read_text())["dock"]
+    body = {
+        "action": "enrolled", "actor": "technician", "at_us": 1_700_000_000_000_000,
+        "detail": {"key_id": hashlib.sha256(pub).hexdigest()[:16]},
+        "device_id": "bwv-vector-tpm-01", "index": 1, "prev_hash": "0" * 64,
+        "segment_id": None, "sha256": hashlib.sha256(pub).hexdigest(),
+    }  # fmt: skip
+    h = hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode())
+    sig = SigningKey(bytes.fromhex(seed)).sign(h.digest()).signature
+    entry = body | {"entry_hash": h.hexdigest(), "signature": base64.b64encode(sig).decode()}
+    (bundle / "enrollment.json").write_text(json.dumps(entry))
+    (bundle / "device.pub").write_text(pub.hex() + "\n")
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="bwv verify --dock-pub reads an exhibit's device.pub as a 32-byte key only "
+    "(crypto/verify/exhibit.py _hex_key): 'device.pub: not a 32-byte key in hex' for a TPM key",
+)
+def test_trusting_the_dock_key_for_a_tpm_key_reads_its_p256_device_pub(page, tmp_path):
+    bundle = tpm_bundle(TPM_EXPECTED["vectors"][0], tmp_path / "exhibit")
+    enroll_in_bundle(bundle, TPM / TPM_EXPECTED["device_pub"])
+    got = page_report(page, bundle, {"dockPub": _hex("dock.pub")})
+    assert got["ok"] is True and got["suite"] == "ecdsa-p256-sha256"
+    assert "dock key" in page.inner_text("#trusted")
+    res = CliRunner().invoke(
+        main, ["verify", str(bundle), "--json", "--dock-pub", str(VEC / "dock.pub")]
+    )
+    assert compared(got) == compared(json.loads(res.output))
 
 
 def test_a_tampered_exhibit_shows_its_bad_fragment_and_is_screenshot(page):

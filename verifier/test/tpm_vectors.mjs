@@ -63,7 +63,7 @@ export async function runTpmVectors(root, { dock = false, verbose = false } = {}
   const agencyPub = unhex(keys.agency_public_hex);
   const outbox = walk(join(dir, "outbox"));
   const anchors = { agencyPub };
-  const extra = new Map();
+  const extra = new Map([["EXHIBIT.md", te.encode("# A TPM-suite vector as an exhibit\n")]]);
   if (dock) {
     const ex = join(root, "tests", "vectors", "exhibit");
     const seed = Buffer.from(JSON.parse(readFileSync(join(ex, "source", "keys.json"), "utf8")).dock,
