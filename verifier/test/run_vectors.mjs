@@ -38,7 +38,7 @@ for (const [name, want] of Object.entries(expected.vectors)) {
   const files = walk(join(VEC, name));
   const anchors = { agencyPub: key(expected.agency_pub) };
   if (viaDock) anchors.dockPub = key(expected.witness.dock_pub);
-  else anchors.devicePub = key(want.device_pub ?? expected.device_pub); // a TPM vector's own key
+  else anchors.devicePub = key(expected.device_pub);
   if (want.log) {
     anchors.witnessVkeys = vkeys;
     anchors.checkpoint = checkpoint;
