@@ -9,7 +9,7 @@ export const ED25519 = "ed25519";
 export const ECDSA_P256 = "ecdsa-p256-sha256";
 export const SUITES = [ED25519, ECDSA_P256];
 
-/** What each suite is, in words for the page and the report. */
+/** What each suite is, in words for the page. */
 export const SUITE_WORDS = {
   [ED25519]: "Ed25519 (key held in a file)",
   [ECDSA_P256]: "ECDSA P-256 with SHA-256 (key held in a TPM)",

@@ -1,10 +1,12 @@
 // Runs verifier/src/verify.js on every bundle of tests/vectors/exhibit/ and compares with
 // expected_verdicts.json (and, with --bwv-json DIR, with `bwv verify --json` reports saved
-// there as <bundle>.json). Usage: node verifier/test/run_vectors.mjs [--dock] [--bwv-json DIR]
+// there as <bundle>.json); then the TPM-suite vectors of tests/vectors/tpm/ (tpm_vectors.mjs).
+// Usage: node verifier/test/run_vectors.mjs [--dock] [--bwv-json DIR]
 import { readFileSync, readdirSync, statSync, existsSync } from "node:fs";
 import { join, relative, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
 import { verifyBundle, readKey } from "../src/verify.js";
+import { runTpmVectors } from "./tpm_vectors.mjs";
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
 const VEC = join(ROOT, "tests", "vectors", "exhibit");
@@ -36,7 +38,7 @@ for (const [name, want] of Object.entries(expected.vectors)) {
   const files = walk(join(VEC, name));
   const anchors = { agencyPub: key(expected.agency_pub) };
   if (viaDock) anchors.dockPub = key(expected.witness.dock_pub);
-  else anchors.devicePub = key(want.device_pub ?? expected.device_pub); // a TPM vector's own key
+  else anchors.devicePub = key(expected.device_pub);
   if (want.log) {
     anchors.witnessVkeys = vkeys;
     anchors.checkpoint = checkpoint;
@@ -111,5 +113,6 @@ for (const [name, want] of Object.entries(expected.vectors)) {
     }
   }
 }
+failed += await runTpmVectors(ROOT, { dock: viaDock, verbose: args.includes("-v") });
 console.log(failed ? `${failed} failed` : "all agree");
 process.exit(failed ? 1 : 0);
