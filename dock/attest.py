@@ -124,6 +124,9 @@ def ek_public_key(ek_cert_der: bytes) -> tuple[x509.Certificate, rsa.RSAPublicKe
     try:
         cert = x509.load_der_x509_certificate(ek_cert_der)
         key = cert.public_key()
+        # cryptography reads a certificate's fields when first asked: ask here, where a
+        # garbled one is "malformed", not later as a ValueError
+        cert.issuer.rfc4514_string(), cert.subject.rfc4514_string(), cert.serial_number
     except (ValueError, UnsupportedAlgorithm) as e:
         raise AttestationError("malformed", f"the EK certificate cannot be read: {e}") from None
     if not isinstance(key, rsa.RSAPublicKey) or key.key_size != 2048:

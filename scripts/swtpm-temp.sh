@@ -5,7 +5,7 @@
 # DIR, never /var/lib/swtpm-localca), the pid and the log.
 #
 #   scripts/swtpm-temp.sh start [DIR]   manufacture the TPM (the first time) and start it
-#                                       (again: does nothing if it is up)
+#                                       (again: does nothing if it is up); "up" is the same
 #   scripts/swtpm-temp.sh env   [DIR]   print DIR/swtpm.env: BWV_TPM_TCTI (the TCTI, e.g.
 #                                       swtpm:host=127.0.0.1,port=2321), BWV_TPM_CA_ROOT and
 #                                       BWV_TPM_CA_ISSUER (the local CA's root and its
@@ -22,7 +22,7 @@ say() { printf 'swtpm-temp: %s\n' "$*" >&2; }
 die() { say "$*"; exit 1; }
 
 usage() {
-  echo "usage: swtpm-temp.sh start|stop|down|env [DIR]" >&2
+  echo "usage: swtpm-temp.sh start|up|stop|down|env [DIR]" >&2
   exit 2
 }
 
@@ -102,7 +102,8 @@ start() {
   need_binaries
   local pid
   if pid="$(running_pid)"; then
-    say "already up in $DIR (pid $pid, $(grep TCTI "$DIR/swtpm.env" | cut -d= -f2-))"
+    say "already up in $DIR (pid $pid)"
+    cat "$DIR/swtpm.env"
     return 0
   fi
   mkdir -p "$DIR"
@@ -163,7 +164,7 @@ down() {
 }
 
 case "$cmd" in
-  start) start ;;
+  start | up) start ;;
   stop) stop ;;
   down) down ;;
   env)

@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
-from tpm.connect import open_tpm
+from tpm.connect import TpmError, open_tpm
 from tpm.counter import nv_index
 from tpm.signer import KEY_HANDLE, persistent, storage_primary
 
@@ -38,7 +38,7 @@ class Attestor(Protocol):
     def finish(self, credential: dict[str, str], challenge: str) -> dict[str, str]: ...
 
 
-class AttestError(Exception):
+class AttestError(TpmError):
     """The TPM could not attest (no EK certificate, no device key, a refused command)."""
 
 
@@ -125,9 +125,53 @@ def policy_session(esapi: ESAPI) -> Iterator[Any]:
             esapi.flush_context(session)
 
 
+def make_ak(esapi: ESAPI) -> tuple[Any, Any]:
+    """A fresh attestation key under the storage primary: (TPM2B_PRIVATE, TPM2B_PUBLIC). The
+    private part is the TPM's wrapped blob (useless outside this TPM); nothing stays loaded."""
+    private, public, _, _, _ = esapi.create(storage_primary(esapi), None, ak_template())
+    return private, public
+
+
+def activate_and_certify(
+    esapi: ESAPI,
+    ak: tuple[Any, Any],
+    credential: tuple[Any, Any],
+    qualifying: bytes,
+    key_handle: int = KEY_HANDLE,
+) -> dict[str, str]:
+    """ActivateCredential (``credential``: TPM2B_ID_OBJECT, TPM2B_ENCRYPTED_SECRET) with the
+    EK and ``ak``, then Certify of the device key by ``ak`` over ``qualifying``: the
+    attestation's fields but the EK certificate (hex)."""
+    from tpm2_pytss import ESYS_TR, TPM2_ALG, TPMT_SIG_SCHEME
+
+    key = persistent(esapi, key_handle)
+    if key is None:
+        raise AttestError(f"the TPM has no device key at {key_handle:#x}")
+    key_public, _, _ = esapi.read_public(key)
+    loaded = esapi.load(storage_primary(esapi), *ak)
+    try:
+        with endorsement_key(esapi) as ek, policy_session(esapi) as session:
+            secret = esapi.activate_credential(
+                loaded, ek, *credential, session1=ESYS_TR.PASSWORD, session2=session
+            )
+        null_scheme = TPMT_SIG_SCHEME(scheme=TPM2_ALG.NULL)  # the AK's own
+        info, signature = esapi.certify(key, loaded, qualifying, null_scheme)
+    finally:
+        esapi.flush_context(loaded)
+    return {
+        "ak_public": ak[1].marshal().hex(),
+        "key_public": key_public.marshal().hex(),
+        "activated_secret": bytes(secret).hex(),
+        "certify_info": bytes(info).hex(),
+        "certify_signature": signature.marshal().hex(),
+    }
+
+
 @dataclass
 class TpmAttestor:
-    """The ``Attestor`` for the device key at ``key_handle`` in the TPM behind ``tcti``."""
+    """The ``Attestor`` for the device key at ``key_handle`` in the TPM behind ``tcti``.
+    Errors are :class:`AttestError` or ``tpm.connect.TpmUnavailable`` (both ``TpmError``),
+    each one plain sentence."""
 
     tcti: str | None = None
     key_handle: int = KEY_HANDLE
@@ -140,12 +184,10 @@ class TpmAttestor:
         with open_tpm(self.tcti) as esapi:
             try:
                 self._ek_cert = ek_certificate(esapi)
-                parent = storage_primary(esapi)
-                private, public, _, _, _ = esapi.create(parent, None, ak_template())
+                self._ak = make_ak(esapi)
             except TSS2_Exception as e:
                 raise AttestError(f"the TPM could not make an attestation key ({e})") from None
-        self._ak = (private, public)
-        return {"ek_certificate": self._ek_cert.hex(), "ak_public": public.marshal().hex()}
+        return {"ek_certificate": self._ek_cert.hex(), "ak_public": self._ak[1].marshal().hex()}
 
     def finish(self, credential: dict[str, str], challenge: str) -> dict[str, str]:
         from tpm2_pytss import TPM2B_ENCRYPTED_SECRET, TPM2B_ID_OBJECT, TSS2_Exception
@@ -160,35 +202,9 @@ class TpmAttestor:
             raise AttestError(f"the dock's credential cannot be read ({e})") from None
         with open_tpm(self.tcti) as esapi:
             try:
-                return self._activate_and_certify(esapi, blob, enc, qualifying)
+                fields = activate_and_certify(
+                    esapi, self._ak, (blob, enc), qualifying, self.key_handle
+                )
             except TSS2_Exception as e:
                 raise AttestError(f"the TPM refused to attest ({e})") from None
-
-    def _activate_and_certify(
-        self, esapi: ESAPI, blob: Any, enc: Any, qualifying: bytes
-    ) -> dict[str, str]:
-        from tpm2_pytss import ESYS_TR, TPM2_ALG, TPMT_SIG_SCHEME
-
-        assert self._ak is not None
-        key = persistent(esapi, self.key_handle)
-        if key is None:
-            raise AttestError(f"the TPM has no device key at {self.key_handle:#x}")
-        key_public, _, _ = esapi.read_public(key)
-        ak = esapi.load(storage_primary(esapi), *self._ak)
-        try:
-            with endorsement_key(esapi) as ek, policy_session(esapi) as session:
-                secret = esapi.activate_credential(
-                    ak, ek, blob, enc, session1=ESYS_TR.PASSWORD, session2=session
-                )
-            null_scheme = TPMT_SIG_SCHEME(scheme=TPM2_ALG.NULL)  # the AK's own
-            info, signature = esapi.certify(key, ak, qualifying, null_scheme)
-        finally:
-            esapi.flush_context(ak)
-        return {
-            "ek_certificate": self._ek_cert.hex(),
-            "ak_public": self._ak[1].marshal().hex(),
-            "key_public": key_public.marshal().hex(),
-            "activated_secret": bytes(secret).hex(),
-            "certify_info": bytes(info).hex(),
-            "certify_signature": signature.marshal().hex(),
-        }
+        return {"ek_certificate": self._ek_cert.hex(), **fields}

@@ -13,7 +13,11 @@ DEFAULT_TCTI = "device:/dev/tpmrm0"
 TCTI_VARS = ("BWV_TPM_TCTI", "TPM2TOOLS_TCTI")
 
 
-class TpmUnavailable(Exception):
+class TpmError(Exception):
+    """Anything the TPM room reports: one plain sentence, never a TSS traceback."""
+
+
+class TpmUnavailable(TpmError):
     """No TPM could be reached (or tpm2-pytss is missing); the message says what to do."""
 
 

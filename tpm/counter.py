@@ -13,6 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from tpm.connect import TpmError
+
 if TYPE_CHECKING:
     from tpm2_pytss import ESAPI
 
@@ -69,7 +71,7 @@ def define_counter(esapi: ESAPI, index: int = COUNTER_INDEX) -> int:
     return read_counter(esapi, nv)
 
 
-class NoCounter(Exception):
+class NoCounter(TpmError):
     """The counter's NV index is not defined (``define_counter`` makes it)."""
 
 
@@ -88,9 +90,19 @@ class TpmCounter:
         return nv
 
     def next(self) -> int:
-        nv = self._nv()
-        self.esapi.nv_increment(nv, nv)
-        return read_counter(self.esapi, nv)
+        from tpm2_pytss import TSS2_Exception
+
+        try:
+            nv = self._nv()
+            self.esapi.nv_increment(nv, nv)
+            return read_counter(self.esapi, nv)
+        except TSS2_Exception as e:
+            raise TpmError(f"the TPM did not count ({e})") from None
 
     def value(self) -> int:
-        return read_counter(self.esapi, self._nv())
+        from tpm2_pytss import TSS2_Exception
+
+        try:
+            return read_counter(self.esapi, self._nv())
+        except TSS2_Exception as e:
+            raise TpmError(f"the TPM's counter cannot be read ({e})") from None

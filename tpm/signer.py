@@ -12,7 +12,7 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from tpm.connect import open_tpm
+from tpm.connect import TpmError, open_tpm
 
 if TYPE_CHECKING:
     from tpm2_pytss import ESAPI
@@ -159,8 +159,13 @@ class TpmSigner:
         return key_id_of(self.public_key)
 
     def sign(self, message: bytes) -> bytes:
-        key = self.esapi.tr_from_tpmpublic(self.handle)
-        return sign_digest(self.esapi, key, hashlib.sha256(message).digest())
+        from tpm2_pytss import TSS2_Exception
+
+        try:
+            key = self.esapi.tr_from_tpmpublic(self.handle)
+            return sign_digest(self.esapi, key, hashlib.sha256(message).digest())
+        except TSS2_Exception as e:
+            raise TpmError(f"the TPM did not sign with the device key ({e})") from None
 
     def close(self) -> None:
         self.esapi.close()
@@ -172,7 +177,7 @@ class TpmSigner:
         self.close()
 
 
-class NoDeviceKey(Exception):
+class NoDeviceKey(TpmError):
     """The TPM has no device key at the handle (``bwv provision`` makes one)."""
 
 
