@@ -371,3 +371,22 @@ def test_an_exhibit_of_a_tpm_key_finds_the_device_key_from_the_dock_key(tmp_path
     files[DEVICE_PUB] = b"05" + b"11" * 64
     with pytest.raises(ExhibitError, match="not a device key"):
         device_key_from_enrollment(files, bytes(key.verify_key))
+
+
+def test_a_challenge_for_a_tpm_that_cannot_be_read_is_refused(harness, tmp_path):
+    _, ca = ca_pem(tmp_path, "Not An EK")
+    not_ek = ca.public_bytes(serialization.Encoding.DER).hex()  # a P-256 key, not an RSA EK
+    with harness.http() as http:
+        for tpm, status, says in (
+            ({"ek_certificate": "30" * 8, "ak_public": "00" * 8}, 403, "cannot be read"),
+            ({"ek_certificate": not_ek, "ak_public": "00" * 8}, 403, "not an RSA 2048 key"),
+            ({"ek_certificate": "zz", "ak_public": "00"}, 422, ""),
+            ({"ek_certificate": "30"}, 422, ""),
+        ):
+            r = http.post("/v1/enroll/challenge", json={"tpm": tpm})
+            assert r.status_code == status, r.text
+            if status == 403:
+                assert r.json()["code"] == "attestation" and says in r.json()["detail"]
+        # asked without a TPM, as ever: no credential in the answer
+        plain = http.post("/v1/enroll/challenge").json()
+        assert set(plain) == {"challenge", "expires_in_s"}
