@@ -74,13 +74,44 @@ def enroll_error(exc: Exception, url: str, expected: bool) -> click.ClickExcepti
             Code.ENROLLED: "this device id is enrolled at the dock already (with another key): "
             "give the camera a new device_id",
             Code.REVOKED: "this device id was revoked: give the camera a new device_id",
+            Code.ATTESTATION: "a key held in a TPM is enrolled only on its TPM's attestation, "
+            "vouched for by a TPM maker's CA the dock trusts (`bwv dock init --tpm-ca`, "
+            "technician's guide, section 9)",
         }.get(exc.code or "", "")
         msg = f"the dock at {url} refused the enrolment ({exc.status}): {exc.detail}"
         return CannotCheck(msg + (f"; {hint}" if hint else ""))
+    if isinstance(exc, AttestorFailed):
+        return CannotCheck(f"cannot enrol at {url}: {exc}")
     msg = f"cannot enrol at {url}: {exc}"
     if expected and ("not signed" in str(exc) or "pinned dock key" in str(exc)):
         msg += " (that dock does not hold the key in --dock-key: wrong dock, or wrong key)"
     return CannotCheck(msg)
+
+
+class AttestorFailed(Exception):
+    """The TPM could not attest its key (its own words)."""
+
+
+def _attest_guarded(attestor: Any | None) -> Any | None:
+    """``attestor`` whose TPM failures come out as ``AttestorFailed`` (one line, no traceback)."""
+    if attestor is None:
+        return None
+    from tpm.connect import TpmError
+
+    class Guarded:
+        def begin(self) -> dict[str, str]:
+            try:
+                return dict(attestor.begin())
+            except TpmError as exc:
+                raise AttestorFailed(f"the TPM could not attest its key: {exc}") from None
+
+        def finish(self, credential: dict[str, str], challenge: str) -> dict[str, str]:
+            try:
+                return dict(attestor.finish(credential, challenge))
+            except TpmError as exc:
+                raise AttestorFailed(f"the TPM could not attest its key: {exc}") from None
+
+    return Guarded()
 
 
 def _enrolled_dock_key(
@@ -101,9 +132,9 @@ def _enrolled_dock_key(
             dock_fingerprint=how.dock_fingerprint,
             trust_first_dock=how.trust_first_dock,
             timeout=15.0,
-            attestor=attestor,
+            attestor=_attest_guarded(attestor),
         )
-    except DockError as exc:
+    except (DockError, AttestorFailed) as exc:
         why = enroll_error(exc, how.url, how.pinned).message
         raise CannotCheck(
             f"{why}\nThe device key ({identity.key_id}) and the agency key are in "

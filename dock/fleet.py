@@ -27,6 +27,8 @@ class CameraRow:
     device_id: str
     key_id: str
     enrolled_at_us: int
+    key_store: str  # "file" | "tpm" (dock.store.DeviceRecord)
+    attested_by: str | None  # the TPM maker's CA that vouched for a key held in a TPM
     firmware_version: str | None  # reported, else the newest held record's, else None
     firmware_source: str | None  # "report" | "record" | None
     last_seen_us: int | None  # the last request, report, time sync or receipt
@@ -158,6 +160,8 @@ def camera_row(
         device_id=device.device_id,
         key_id=device.key_id,
         enrolled_at_us=device.enrolled_at_us,
+        key_store=device.key_store,
+        attested_by=device.attested_by,
         firmware_version=firmware,
         firmware_source=source,
         last_seen_us=_last_seen(

@@ -108,6 +108,16 @@ ROWS = [
         "TPM",
     ),
     Row("config check", ("config", "check", "{bad_tcti}"), "keys.tpm_tcti: must be empty"),
+    Row(
+        "dock init",
+        ("dock", "init", "--store", "{new_dir}", "--tpm-ca", "{afile}"),
+        "holds no PEM certificate",
+    ),
+    Row(
+        "dock serve",
+        ("dock", "serve", "--store", "{new_dir}", "--tpm-ca", "{afile}"),
+        "holds no PEM certificate",
+    ),
     # -- the simulator: its configuration, its own key files
     Row(
         "sim raid",

@@ -198,11 +198,6 @@ def enroll_in_bundle(bundle: Path, device_pub: Path) -> None:
     (bundle / "device.pub").write_text(pub.hex() + "\n")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bwv verify --dock-pub reads an exhibit's device.pub as a 32-byte key only "
-    "(crypto/verify/exhibit.py _hex_key): 'device.pub: not a 32-byte key in hex' for a TPM key",
-)
 def test_trusting_the_dock_key_for_a_tpm_key_reads_its_p256_device_pub(page, tmp_path):
     bundle = tpm_bundle(TPM_EXPECTED["vectors"][0], tmp_path / "exhibit")
     enroll_in_bundle(bundle, TPM / TPM_EXPECTED["device_pub"])
