@@ -148,7 +148,7 @@ def check_chain_record(
     else:
         gap = True
     if previous_counter is not None and r["counter"] is not None:
-        problem = counter_problem(r["seq"] - 1, previous_counter, r["seq"], r["counter"])
+        problem = counter_problem(None, previous_counter, r["seq"], r["counter"])
         if problem is not None:
             problems.append(f"{problem[0]}: {problem[1]}")
     if r["type"] == "manifest":
@@ -163,23 +163,25 @@ def check_chain_record(
 
 
 def counter_problem(
-    prev_seq: int, prev_counter: int, seq: int, counter: int
+    prev_seq: int | None, prev_counter: int, seq: int, counter: int
 ) -> tuple[str, str] | None:
-    """The counter rule between a chain record and the one before it in the chain given:
-    ``(kind, detail)``, or None when ``counter`` is ``prev_counter + 1``."""
+    """The counter rule between a chain record and the one before it in the chain given
+    (``prev_seq``: its seq, None when not known): ``(kind, detail)``, or None when
+    ``counter`` is ``prev_counter + 1``."""
     if counter == prev_counter + 1:
         return None
+    before = "the record before it" if prev_seq is None else f"record {prev_seq} before it"
     if counter > prev_counter + 1:
         k = counter - prev_counter - 1
         return (
             COUNTER_GAP,
-            f"chain record {seq} has counter {counter}, record {prev_seq} before it "
-            f"{prev_counter}: {k} record{'s' if k != 1 else ''} the device's TPM counted "
+            f"chain record {seq} has counter {counter}, {before} {prev_counter}: "
+            f"{k} record{'s' if k != 1 else ''} the device's TPM counted "
             f"{'are' if k != 1 else 'is'} not in this chain (removed, the device's storage "
             "rolled back, or power lost between counting and writing)",
         )
     return (
         COUNTER_REUSED,
-        f"chain record {seq} has counter {counter}, not above record {prev_seq}'s "
-        f"{prev_counter}: a TPM counter never goes back or repeats",
+        f"chain record {seq} has counter {counter}, not above {before}: {prev_counter} "
+        "(a TPM counter never goes back or repeats)",
     )
