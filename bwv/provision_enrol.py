@@ -98,16 +98,18 @@ def _attest_guarded(attestor: Any | None) -> Any | None:
         return None
     from tpm.connect import TpmError
 
+    inner: Any = attestor
+
     class Guarded:
         def begin(self) -> dict[str, str]:
             try:
-                return dict(attestor.begin())
+                return dict(inner.begin())
             except TpmError as exc:
                 raise AttestorFailed(f"the TPM could not attest its key: {exc}") from None
 
         def finish(self, credential: dict[str, str], challenge: str) -> dict[str, str]:
             try:
-                return dict(attestor.finish(credential, challenge))
+                return dict(inner.finish(credential, challenge))
             except TpmError as exc:
                 raise AttestorFailed(f"the TPM could not attest its key: {exc}") from None
 
@@ -147,6 +149,8 @@ def _enrolled_dock_key(
         )
     if len(got.dock_public_key) != 32:
         raise CannotCheck("the dock answered with a malformed key; nothing pinned")
+    if got.key_store == "tpm":
+        click.echo(f"enrolled as:    key held in a TPM, attested by {got.attested_by}")
     return got.dock_public_key, got.dock_key_id
 
 

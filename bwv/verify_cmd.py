@@ -358,9 +358,16 @@ def rename_files(report: Report, real: dict[str, str]) -> None:
             c.detail = sub(c.detail) or ""
 
 
+SUITE_WORDS = {
+    "ed25519": "Ed25519, a key in a file",
+    "ecdsa-p256-sha256": "ECDSA P-256, a key in a TPM",
+}
+
+
 def _print(report: Report, decrypting: bool) -> None:
     click.echo(
         f"device {report.device_id or '?'} key {report.key_id}"
+        + (f" ({SUITE_WORDS.get(report.suite, report.suite)})" if report.suite else "")
         + ("" if decrypting else " (footage not decrypted: no --agency-key)")
     )
     for rec in report.recordings:

@@ -98,7 +98,7 @@ class EvidenceSink:
         self.trail = TrailWriter(self.dir / TRAIL_NAME, identity, identity.public_key)
         self.recovery = Recovery(
             self.segments_dir,
-            identity,  # type: ignore[arg-type]  # Recovery uses device_id, key_id only
+            identity,
             self.trail,
             self.chain,
             self.firmware_version,

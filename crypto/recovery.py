@@ -15,10 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from crypto.durable import fsync_dir, rename_durable, truncate_durable, write_atomic
-from crypto.identity import DeviceIdentity
 from crypto.layout import PARTIAL, PARTIAL_NAME, UNSIGNED, segment_file_name
 from crypto.manifest import Chain, chunk_entry, manifest_fields
-from crypto.records import SignedRecord, sha256_hex
+from crypto.records import SignedRecord, Signer, sha256_hex
 from crypto.seal import ParsedSegment, SealFormatError, parse_segment
 from crypto.trail import TrailWriter
 
@@ -42,7 +41,7 @@ class Recovery:
     """What finishing a partial segment needs of the evidence sink."""
 
     segments_dir: Path
-    identity: DeviceIdentity
+    identity: Signer
     trail: TrailWriter
     chain: Chain
     firmware_version: str

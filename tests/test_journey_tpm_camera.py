@@ -27,6 +27,7 @@ class TpmCamera:
     """A camera's configuration under one temporary directory, its TPM the module's swtpm."""
 
     def __init__(self, root: Path, tcti: str) -> None:
+        root.mkdir(parents=True, exist_ok=True)
         self.storage = root / "var"
         self.key = self.storage / "keys" / "device.key"
         self.config = root / "bwv.toml"
@@ -199,3 +200,49 @@ def test_sim_raid_with_the_key_in_a_tpm_runs_end_to_end_and_verifies(tmp_path):
     assert exhibits and all("held in a TPM" in p.read_text() for p in exhibits)
     r = CliRunner().invoke(main, ["verify", str(out)])
     assert r.exit_code == 0, r.output
+
+
+def _dock_trusting(root: Path, cas: tuple[Path, ...]):
+    from dock.testing import DockHarness
+    from dock.tpm_trust import save_tpm_cas
+
+    root.mkdir(parents=True, exist_ok=True)
+    if cas:
+        save_tpm_cas(root, cas)
+    return DockHarness(root)
+
+
+def _enrol_args(harness, device_id: str) -> tuple[str, ...]:
+    return (
+        "--key-store", "tpm", "--dock-url", harness.url,
+        "--token", harness.token(device_id), "--trust-first-dock",
+    )  # fmt: skip
+
+
+def test_provision_enrols_the_tpm_key_on_its_attestation(tmp_path, swtpm_server):  # noqa: F811
+    cam = TpmCamera(tmp_path / "cam", swtpm_server.tcti)
+    harness = _dock_trusting(tmp_path / "dock", (swtpm_server.ca_root, swtpm_server.ca_issuer))
+    try:
+        r = cam.provision(*_enrol_args(harness, "cam-tpm-001"))
+        assert r.exit_code == 0, r.output
+        assert "key held in a TPM, attested by CN=swtpm-localca-rootca" in r.output
+        rec = harness.dock.store.get_device("cam-tpm-001")
+        assert rec is not None and rec.key_store == "tpm"
+        with open_configured_key(cam.cfg()) as key:
+            assert rec.key_id == key.key_id
+    finally:
+        harness.close()
+
+
+def test_a_dock_that_trusts_no_tpm_maker_refuses_and_the_key_stays(tmp_path, swtpm_server):  # noqa: F811
+    cam = TpmCamera(tmp_path / "cam", swtpm_server.tcti)
+    harness = _dock_trusting(tmp_path / "dock", ())
+    try:
+        r = cam.provision(*_enrol_args(harness, "cam-tpm-001"))
+        assert r.exit_code == 2, r.output
+        assert "--tpm-ca" in r.output and "NOT enrolled" in r.output
+        assert "Traceback" not in r.output
+        assert harness.dock.store.get_device("cam-tpm-001") is None
+        assert cam.key.exists()  # kept: run again once the dock trusts the maker
+    finally:
+        harness.close()
