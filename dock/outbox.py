@@ -23,7 +23,13 @@ from crypto.layout import SEG_EXT, SEGMENTS_DIR
 from crypto.manifest import CHAIN_DIR, parse_chain_file_name
 from dock.protocol import canonical_json, segment_id_for
 from dock.receipts import Receipt, SignedReceipt, SignedUnsignedReceipt
-from dock.verify import EMPTY_SHA256, ChainRecordVerifier, ManifestError, SegmentVerifier
+from dock.verify import (
+    EMPTY_SHA256,
+    ChainRecordVerifier,
+    ManifestError,
+    ManifestFields,
+    SegmentVerifier,
+)
 
 log = logging.getLogger("bwv.shipper")
 
@@ -93,6 +99,8 @@ class ChainOutbox:
         self.receipts = Path(receipts_dir) if receipts_dir else self.root.parent / "receipts"
         self.verifier = verifier or ChainRecordVerifier()
         self.unreadable: dict[str, str] = {}  # record file -> why it cannot be shipped
+        # each record file read once (records are written once): its stat, id and fields
+        self._seen: dict[Path, tuple[tuple[int, ...], str, ManifestFields | ManifestError]] = {}
 
     def _records(self) -> list[tuple[int, Path]]:
         if not self.chain_dir.is_dir():
@@ -104,15 +112,34 @@ class ChainOutbox:
                 found.append((parsed[0], p))
         return sorted(found)
 
-    def _receipted(self, record: Path) -> bool:
+    def _read(self, record: Path) -> tuple[str, ManifestFields | ManifestError] | None:
+        """The record's segment id and its fields (or why it cannot be read), read again
+        only when the file is not the one read before (None: it is gone)."""
         try:
-            sid = segment_id_for(record.read_bytes())
+            st = record.stat()
+            key = (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+            seen = self._seen.get(record)
+            if seen is not None and seen[0] == key:
+                return seen[1], seen[2]
+            data = record.read_bytes()
         except FileNotFoundError:
-            return True
-        return (self.receipts / f"{sid}.json").is_file()
+            return None
+        try:
+            fields: ManifestFields | ManifestError = self.verifier.parse(data)
+        except ManifestError as exc:
+            fields = exc
+        sid = segment_id_for(data)
+        self._seen[record] = (key, sid, fields)
+        return sid, fields
+
+    def _receipted(self, record: Path) -> bool:
+        read = self._read(record)
+        return read is None or (self.receipts / f"{read[0]}.json").is_file()
 
     def finished(self) -> list[OutboxSegment]:
         records = self._records()
+        current = {p for _, p in records}
+        self._seen = {p: v for p, v in self._seen.items() if p in current}  # the gone, forgotten
         newest = records[-1][0] if records else None
         found = []
         for seq, path in records:
@@ -122,14 +149,14 @@ class ChainOutbox:
                 if seq != newest and not self._blob_left(path):
                     path.unlink(missing_ok=True)
                 continue
-            try:
-                f = self.verifier.parse(path.read_bytes())
-            except FileNotFoundError:
+            read = self._read(path)
+            if read is None:
                 continue
-            except ManifestError as exc:
+            f = read[1]
+            if isinstance(f, ManifestError):
                 if path.name not in self.unreadable:
-                    log.error("outbox: cannot ship %s: %s", path.name, exc)
-                self.unreadable[path.name] = str(exc)
+                    log.error("outbox: cannot ship %s: %s", path.name, f)
+                self.unreadable[path.name] = str(f)
                 continue
             blob = None
             tail_path, tail = None, None
@@ -180,10 +207,10 @@ class ChainOutbox:
             fsync_dir(self.chain_dir)
 
     def _blob_left(self, record: Path) -> bool:
-        try:
-            f = self.verifier.parse(record.read_bytes())
-        except (OSError, ManifestError):
+        read = self._read(record)
+        if read is None or isinstance(read[1], ManifestError):
             return False
+        f = read[1]
         name = str(f.raw.get("file", "")) if f.record_type == "manifest" else ""
         return bool(name) and (self.blobs_dir / name).is_file()
 

@@ -10,7 +10,8 @@ shipper holds two chunks at most (bounded memory).
 A chunk read ahead is used only for the same file, offset and length; the bytes sent are
 the bytes hashed (the dock checks both against the signed digest, then the manifest), so a
 file that changed meanwhile is refused by the dock or caught by the check before a delete,
-as it is without read-ahead."""
+as it is without read-ahead. The first chunk of a file carries the file's stamp, taken before
+it was read (dock/ship_stamp.py): that check's evidence that the file did not change since."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from dock.client import DockClient, DockRefused, DockUnavailable
 from dock.outbox import OutboxSegment, _digest_file
 from dock.protocol import Code
 from dock.receipts import UploadState
+from dock.ship_stamp import FileStamp, stamp_of
 from dock.verify import ManifestError, default_verifier
 
 
@@ -34,10 +36,14 @@ class ChangedOnCamera(DockRefused):
         super().__init__(422, detail, Code.MISMATCH)
 
 
+class ReceiptInvalid(DockUnavailable):
+    """An answer that is not a valid receipt for this segment's exact bytes."""
+
+
 def declared(manifest: bytes, blob: Path | None) -> tuple[str, int]:
     """The stored digest the record signs (the dock checks the bytes against it, the
-    receipt must name it, and the file is hashed again before its delete: hashing the whole
-    file before sending would add nothing) and the file's size (0 without a file)."""
+    receipt must name it, and the file is checked again before its delete: hashing the
+    whole file before sending would add nothing) and the file's size (0 without a file)."""
     try:
         digest = default_verifier().parse(manifest).stored_digest
     except ManifestError as exc:
@@ -61,14 +67,17 @@ def check_held_file(seg: OutboxSegment, digest: str, size: int) -> None:
 class Chunk:
     data: bytes
     sha256: bytes
+    stamp: FileStamp | None = None  # the file's, taken before its first chunk was read
 
 
 def read_chunk(path: Path, offset: int, n: int) -> Chunk:
-    """``n`` bytes of ``path`` at ``offset`` (fewer if it is shorter) and their SHA-256."""
+    """``n`` bytes of ``path`` at ``offset`` (fewer if it is shorter) and their SHA-256; the
+    first chunk with the file's stamp, taken before a byte of it is read (dock/ship_stamp.py)."""
     with open(path, "rb") as f:
+        stamp = stamp_of(f.fileno()) if offset == 0 else None  # the file read, not a name
         f.seek(offset)
         data = f.read(n)
-    return Chunk(data, hashlib.sha256(data).digest())
+    return Chunk(data, hashlib.sha256(data).digest(), stamp)
 
 
 Key = tuple[Path, int, int]
@@ -139,18 +148,25 @@ class ReadAhead:
         state: UploadState,
         chunk_bytes: int,
         after: OutboxSegment | None,
-    ) -> tuple[UploadState, int]:
+    ) -> tuple[UploadState, int, FileStamp | None]:
         """Send the record's bytes from the dock's offset to the end, a chunk at a time
-        (each read and hashed while the one before was sent); the last answer, and the
-        bytes sent."""
+        (each read and hashed while the one before was sent); the last answer, the bytes
+        sent, and the file's stamp if they were all of its bytes, from offset 0, each chunk
+        taken by the dock right after the one before (else None)."""
         sent = 0
+        stamp = None
         while state.offset < state.size:
             assert seg.blob_path is not None  # a record with bytes has its file
             n = min(chunk_bytes, state.size - state.offset)
             chunk = self.take(seg.blob_path, state.offset, n)
             if len(chunk.data) != n:
                 raise OSError(f"{seg.name}: the file was cut short while shipped")
+            if state.offset == 0:
+                stamp = chunk.stamp
             self.start_next(seg.blob_path, state.offset + n, state.size, chunk_bytes, after)
-            state = client.append(sid, state.offset, chunk.data, chunk.sha256)
+            offset = state.offset
+            state = client.append(sid, offset, chunk.data, chunk.sha256)
+            if state.offset != offset + n and not state.complete:
+                stamp = None  # the dock holds other bytes than this run's: hash it again
             sent += n
-        return state, sent
+        return state, sent, stamp

@@ -10,11 +10,13 @@ append the rest in checksummed chunks, complete, check the receipt (dock key, de
 segment id, manifest hash, stored digest and size of the bytes sent), with witnesses pinned
 check its proof (dock/log_proof.py: the record in a checkpoint of the pinned dock cosigned by
 the quorum of pinned witnesses; otherwise the segment stays, reported as unwitnessed, and is
-asked about again after ``witness_retry_s``), hash the local file again right before the
-delete (a file changed since its upload stays, and is reported), keep the receipt, delete
-the segment. A segment whose manifest names set-aside unsigned bytes
-(``unsigned_tail``: what a crash left after the last signed chunk) ships them next, as their
-own kind of upload (dock/unsigned.py), deleted on the dock's receipt for them. Any fault
+asked about again after ``witness_retry_s``), check right before the delete that the local
+file still holds the bytes the receipt names (a file changed since its upload stays, and is
+reported: its stamp shows it unchanged since this step read and sent all of it, or it is
+hashed again, dock/ship_stamp.py), keep the receipt, delete the segment. A segment whose
+manifest names set-aside unsigned bytes (``unsigned_tail``: what a crash left after the last
+signed chunk) ships them next, as their own kind of upload (dock/ship_unsigned.py,
+dock/unsigned.py), deleted on the dock's receipt for them. Any fault
 leaves the segment where it is; the next attempt resumes at the dock's offset, after an
 exponential backoff. A segment the dock refuses (verification, chain conflict) stays on the
 device, is reported, and is not retried until ``retry_refused``.
@@ -29,7 +31,6 @@ import random
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from base.clock import Clock
 from dock.client import DockClient, DockFull, DockRefused, DockUnavailable, TimeSync
@@ -40,16 +41,18 @@ from dock.outbox import (  # noqa: F401 - ChainOutbox, Outbox, valid_receipts: u
     Outbox,
     OutboxSegment,
     _digest_file,
-    _hash_file,
     valid_receipts,
 )
 from dock.protocol import Code, segment_id_for
-from dock.receipts import SignedReceipt, UnsignedState, UploadState
-from dock.ship_chunks import ReadAhead, check_held_file, declared
+from dock.receipts import SignedReceipt, UploadState
+from dock.ship_chunks import ReadAhead, ReceiptInvalid, check_held_file, declared
+from dock.ship_stamp import FileStamp, unchanged_since
+from dock.ship_unsigned import ship_unsigned
 
 log = logging.getLogger("bwv.shipper")
 
 MIN_CHUNK = 64 << 10
+CONTINUE = frozenset({"shipped", "refused", "vanished", "unwitnessed"})  # more to ship now
 
 
 # --------------------------------------------------------------------------- shipper
@@ -66,10 +69,6 @@ class ShipperConfig:
     idle_poll_s: float = 10.0  # the thread looks at the outbox this often when idle
     max_rounds: int = 8  # offset re-reads within one attempt before giving up on it
     witness_retry_s: float = 30.0  # ask again for a witnessed proof of a kept segment
-
-
-class ReceiptInvalid(DockUnavailable):
-    """An answer that is not a valid receipt for this segment's exact bytes."""
 
 
 class ReceiptUnwitnessed(Exception):
@@ -160,10 +159,12 @@ class Shipper:
                     return StepReport("waiting", retry_at_us=later)
                 return StepReport("idle")
             segment = pending[0]
-            receipt, sent = self._ship(segment, pending[1] if len(pending) > 1 else None)
-            sent += self._ship_unsigned(segment)
+            receipt, sent, stamp = self._ship(segment, pending[1] if len(pending) > 1 else None)
+            sent += ship_unsigned(
+                self.client, self.outbox, segment, self.config.chunk_bytes, self.config.max_rounds
+            )
             self._check_witnessed(segment, receipt)
-            self._check_unchanged(segment, receipt)
+            self._check_unchanged(segment, receipt, stamp)
             self.outbox.delete(segment, receipt)
         except FileNotFoundError:
             return StepReport(
@@ -199,7 +200,7 @@ class Shipper:
         for _ in range(max_steps):
             r = self.step()
             reports.append(r)
-            if r.action not in ("shipped", "refused", "vanished", "unwitnessed"):
+            if r.action not in CONTINUE:
                 break
         return reports
 
@@ -313,14 +314,19 @@ class Shipper:
 
     # -- one segment
 
-    def _ship(self, seg: OutboxSegment, after: OutboxSegment | None) -> tuple[SignedReceipt, int]:
-        """Ship one record (``after``'s first chunk read while the dock completes it)."""
+    def _ship(
+        self, seg: OutboxSegment, after: OutboxSegment | None
+    ) -> tuple[SignedReceipt, int, FileStamp | None]:
+        """Ship one record (``after``'s first chunk read while the dock completes it); its
+        receipt, the bytes sent, and the file's stamp if this step read and sent all of it
+        (dock/ship_stamp.py)."""
         manifest = seg.manifest_path.read_bytes()
         sid = segment_id_for(manifest)
         digest, size = declared(manifest, seg.blob_path)
         sent = 0
         chunk_bytes = self.config.chunk_bytes
         state = self.client.create_upload(sid, manifest, size, digest)
+        stamp = None
         for _ in range(self.config.max_rounds):
             if state.complete:  # held already (a delete cut short, or a file changed since)
                 check_held_file(seg, digest, size)
@@ -329,7 +335,7 @@ class Shipper:
                 receipt = state.receipt
                 break
             try:
-                state, n = self._ahead.send(self.client, seg, sid, state, chunk_bytes, after)
+                state, n, stamp = self._ahead.send(self.client, seg, sid, state, chunk_bytes, after)
                 sent += n
                 receipt = state.receipt or self.client.complete(sid)  # the last chunk's has it
                 break
@@ -344,70 +350,7 @@ class Shipper:
         else:
             raise DockUnavailable(f"{seg.name}: no progress after {self.config.max_rounds} rounds")
         self._check_receipt(receipt, seg, sid, manifest, digest, size)
-        return receipt, sent
-
-    def _ship_unsigned(self, seg: OutboxSegment) -> int:
-        """Ship the set-aside unsigned bytes the segment's manifest names (the dock holds the
-        segment now), marked as what they are; delete them on the dock's receipt. A refusal
-        keeps them on the camera and is reported; it never holds up the segment."""
-        path, tail = seg.unsigned_path, seg.unsigned
-        if path is None or tail is None or not path.is_file():
-            return 0
-        if _hash_file(path) != (tail[2], tail[1]):
-            log.error("%s differs from the size and hash its manifest names: kept", path.name)
-            return 0
-        sid = segment_id_for(seg.manifest_path.read_bytes())
-        sent = 0
-        try:
-            state = self.client.unsigned_state(sid)
-            for _ in range(self.config.max_rounds):
-                if state.complete:
-                    break
-                try:
-                    with open(path, "rb") as f:
-                        while True:
-                            f.seek(state.offset)
-                            chunk = f.read(min(self.config.chunk_bytes, tail[1] - state.offset))
-                            state = self.client.append_unsigned(sid, state.offset, chunk)
-                            sent += len(chunk)
-                            if state.complete or state.offset >= tail[1]:
-                                break
-                except DockRefused as exc:
-                    if exc.code not in Code.REREAD:
-                        raise
-                    state = self.client.unsigned_state(sid)
-            else:
-                raise DockUnavailable(f"{path.name}: no progress after {self.config.max_rounds}")
-        except DockRefused as exc:
-            log.error("dock refused %s (unsigned bytes): %s; kept", path.name, exc.detail)
-            return sent
-        self._check_unsigned_receipt(state, seg, sid, path)
-        assert state.receipt is not None
-        self.outbox.delete_unsigned(path, state.receipt)
-        log.info(
-            "shipped %s: %d bytes never signed, kept by the dock as unsigned", path.name, tail[1]
-        )
-        return sent
-
-    def _check_unsigned_receipt(
-        self, state: UnsignedState, seg: OutboxSegment, sid: str, path: Path
-    ) -> None:
-        r = state.receipt
-        if not state.complete or r is None:
-            raise ReceiptInvalid(f"{path.name}: upload complete but no receipt given")
-        ident = self.client.credentials
-        rc = r.receipt
-        problems = []
-        if not r.verify(ident.dock_public_key):
-            problems.append("not signed by the pinned dock key")
-        if rc.device_id != ident.device_id or rc.segment_id != sid:
-            problems.append("names another device or segment")
-        if seg.unsigned is None or (rc.file, rc.size, rc.sha256) != seg.unsigned:
-            problems.append("names other bytes")
-        elif _hash_file(path) != (rc.sha256, rc.size):
-            problems.append("names other bytes than those here")
-        if problems:
-            raise ReceiptInvalid(f"{path.name}: receipt refused: " + ", ".join(problems))
+        return receipt, sent, stamp
 
     def _reread(self, sid: str, manifest: bytes, size: int, digest: str) -> UploadState:
         state = self.client.upload_state(sid)
@@ -438,10 +381,20 @@ class Shipper:
         if problems:
             raise ReceiptInvalid(f"{seg.name}: receipt refused: " + ", ".join(problems))
 
-    def _check_unchanged(self, seg: OutboxSegment, r: SignedReceipt) -> None:
-        """Hash the file again right before the delete: delete only the exact bytes the
-        dock vouches for (a file changed since its upload stays, and is reported)."""
+    def _check_unchanged(
+        self, seg: OutboxSegment, r: SignedReceipt, stamp: FileStamp | None = None
+    ) -> None:
+        """Right before the delete: delete only the exact bytes the dock vouches for (a file
+        changed since its upload stays, and is reported). The file is hashed again, unless
+        its stamp shows it is the one this step read and sent, unchanged since
+        (dock/ship_stamp.py)."""
         rc = r.receipt
+        if (
+            stamp is not None
+            and stamp.size == rc.stored_size
+            and unchanged_since(stamp, seg.blob_path)
+        ):
+            return
         if _digest_file(seg.blob_path) != (rc.stored_digest, rc.stored_size):
             what = seg.blob_path.name if seg.blob_path is not None else seg.name
             log.error(
@@ -491,7 +444,7 @@ class ShipperThread:
             except Exception:  # never let the thread die silently; report and back off
                 log.exception("shipper step failed")
                 r = StepReport("failed")
-            if r.action in ("shipped", "refused", "vanished", "unwitnessed"):
+            if r.action in CONTINUE:
                 continue
             delay = self.shipper.config.idle_poll_s
             if r.retry_at_us is not None:

@@ -2,6 +2,8 @@
 read where it stands, append chunks at ``Upload-Offset``, and complete it (verify, store,
 log, receipt: dock/receive.py)."""
 
+import asyncio
+import contextlib
 from dataclasses import replace
 from typing import Annotated, Any
 
@@ -187,15 +189,7 @@ async def append_chunk(
     )
     ok = False
     try:
-        held: list[bytes] = []  # written (and hashed) a MiB at a time, off the event loop
-        n = 0
-        async for block in request.stream():  # checked against its digest as it comes
-            held.append(block)
-            n += len(block)
-            if n >= WRITE_BATCH:
-                await run_in_threadpool(_write_all, writer, held)
-                held, n = [], 0
-        await run_in_threadpool(_write_all, writer, held)
+        await _receive_into(writer, request)
         ok = True
     except ClientDisconnect:
         raise Refused(400, Code.INVALID, "connection closed before the body was complete") from None
@@ -211,6 +205,33 @@ async def append_chunk(
 
 
 WRITE_BATCH = 1 << 20  # body bytes held before they go to the staged file
+
+
+async def _receive_into(writer: ChunkWriter, request: Request) -> None:
+    """The body, checked against its digest as it comes, written (and hashed) into the
+    staged file a MiB at a time in a worker thread, off the event loop, while the next MiB
+    is received: one batch written at a time, in order, and the file never closed (by
+    ``finish_chunk``) while a batch is being written into it."""
+    held: list[bytes] = []
+    n = 0
+    writing: asyncio.Future[None] | None = None
+    try:
+        async for block in request.stream():
+            held.append(block)
+            n += len(block)
+            if n >= WRITE_BATCH:
+                if writing is not None:
+                    await writing
+                writing = asyncio.ensure_future(run_in_threadpool(_write_all, writer, held))
+                held, n = [], 0
+    except BaseException:
+        if writing is not None:
+            with contextlib.suppress(Exception):  # the body's failure is the one to tell
+                await writing
+        raise
+    if writing is not None:
+        await writing
+    await run_in_threadpool(_write_all, writer, held)
 
 
 def _write_all(writer: ChunkWriter, blocks: list[bytes]) -> None:
