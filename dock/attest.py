@@ -127,8 +127,9 @@ def ek_public_key(ek_cert_der: bytes) -> tuple[x509.Certificate, rsa.RSAPublicKe
         # cryptography reads a certificate's fields when first asked: ask here, where a
         # garbled one is "malformed", not later as a ValueError
         cert.issuer.rfc4514_string(), cert.subject.rfc4514_string(), cert.serial_number
-    except (ValueError, UnsupportedAlgorithm, x509.InvalidVersion) as e:
-        # InvalidVersion: a version field other than v1/v3 (hypothesis found one bit does it)
+    except Exception as e:  # noqa: BLE001 - untrusted DER: cryptography raises ValueError,
+        # InvalidVersion, UnsupportedAlgorithm, TypeError (a garbled name's string type), ...;
+        # hypothesis found each by flipping one bit. Whatever it is, the certificate is malformed
         raise AttestationError("malformed", f"the EK certificate cannot be read: {e}") from None
     if not isinstance(key, rsa.RSAPublicKey) or key.key_size != 2048:
         raise AttestationError("malformed", "the endorsement key is not an RSA 2048 key")

@@ -152,3 +152,22 @@ def test_the_secret_is_bound_to_the_keys_it_was_made_for(real: tuple[Run, list[A
     b, blob_b, enc_b = make_credential(ek, ak)
     assert a[:32] != b[:32] and blob_a != blob_b and enc_a != enc_b  # fresh each time
     assert a[32:] == b[32:]  # the same binding
+
+
+def test_every_one_bit_change_of_the_ek_certificate_reads_or_is_malformed(
+    real: tuple[Run, list[Any]],
+) -> None:
+    """Exhaustively, not by sampling: a garbled certificate made cryptography raise
+    ValueError, InvalidVersion and TypeError by turns (each found by the test above)."""
+    from dock.attest import ek_public_key
+
+    run, _ = real
+    der = bytes.fromhex(run.att["ek_certificate"])
+    for bit in range(len(der) * 8):
+        raw = bytearray(der)
+        raw[bit // 8] ^= 1 << (bit % 8)
+        try:
+            cert, _key = ek_public_key(bytes(raw))
+            cert.issuer.rfc4514_string()
+        except AttestationError as e:
+            assert e.reason == "malformed"
