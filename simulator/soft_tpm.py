@@ -1,5 +1,5 @@
 """A software TPM for the simulated camera: Debian's swtpm, started by the project's own
-``scripts/swtpm-temp.sh`` in a folder of the raid's, with a local CA that certified its
+``simulator/swtpm-temp.sh`` (``scripts/swtpm-temp.sh``) in a folder of the raid's, with a local CA that certified its
 endorsement key (the simulated "TPM maker", which the raid's dock is told to trust).
 
 ``bwv sim raid --key-store tpm`` runs the whole raid with its device key in it: the key is
@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "swtpm-temp.sh"
+SCRIPT = Path(__file__).resolve().parent / "swtpm-temp.sh"  # package data (scripts/ runs it)
 
 
 class SoftTpmUnavailable(Exception):
@@ -51,7 +51,7 @@ def _free_port_pair() -> int:
 def _script(command: str, folder: Path, port: int | None = None) -> str:
     if not SCRIPT.exists():
         raise SoftTpmUnavailable(
-            f"{SCRIPT} is missing: run the simulator with a TPM from a source checkout of bwv"
+            f"{SCRIPT} is missing: reinstall bwv (it ships with the simulator)"
         )
     env = dict(os.environ)
     if port is not None:

@@ -16,6 +16,8 @@ SCRIPTS = [
     ROOT / "scripts" / "bootstrap.sh",
     ROOT / ".ci" / "run",
     ROOT / "scripts" / "alsa-file-pcm.sh",
+    ROOT / "scripts" / "swtpm-temp.sh",
+    ROOT / "simulator" / "swtpm-temp.sh",
 ]
 
 
