@@ -1,6 +1,6 @@
 """A software TPM for the simulated camera: Debian's swtpm, started by the project's own
-``simulator/swtpm-temp.sh`` (``scripts/swtpm-temp.sh``) in a folder of the raid's, with a local CA that certified its
-endorsement key (the simulated "TPM maker", which the raid's dock is told to trust).
+``simulator/swtpm-temp.sh`` (``scripts/swtpm-temp.sh`` runs it) in a folder of the raid's,
+with a local CA that certified its endorsement key (the simulated "TPM maker", which the raid's dock is told to trust).
 
 ``bwv sim raid --key-store tpm`` runs the whole raid with its device key in it: the key is
 made inside the TPM, every record is signed there, every chain record numbered by its NV
@@ -18,6 +18,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 SCRIPT = Path(__file__).resolve().parent / "swtpm-temp.sh"  # package data (scripts/ runs it)
+
+
+# manufacturing a TPM (swtpm_setup makes RSA and ECC endorsement keys and their certificates)
+# takes about a second here, over a minute under qemu's arm64 emulation
+START_TIMEOUT_S = 600
 
 
 class SoftTpmUnavailable(Exception):
@@ -56,14 +61,19 @@ def _script(command: str, folder: Path, port: int | None = None) -> str:
     env = dict(os.environ)
     if port is not None:
         env["BWV_SWTPM_PORT"] = str(port)
-    done = subprocess.run(
-        ["bash", str(SCRIPT), command, str(folder)],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
-        check=False,
-    )
+    try:
+        done = subprocess.run(
+            ["bash", str(SCRIPT), command, str(folder)],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=START_TIMEOUT_S,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        raise SoftTpmUnavailable(
+            f"the software TPM did not {command} within {START_TIMEOUT_S} s ({SCRIPT})"
+        ) from None
     if done.returncode != 0:
         why = (done.stderr.strip().splitlines() or ["(no message)"])[-1]
         raise SoftTpmUnavailable(f"cannot start a software TPM: {why}")
