@@ -1,6 +1,7 @@
 """A software TPM for the simulated camera: Debian's swtpm, started by the project's own
 ``simulator/swtpm-temp.sh`` (``scripts/swtpm-temp.sh`` runs it) in a folder of the raid's,
-with a local CA that certified its endorsement key (the simulated "TPM maker", which the raid's dock is told to trust).
+with a local CA that certified its endorsement key (the simulated "TPM maker", which the
+raid's dock is told to trust).
 
 ``bwv sim raid --key-store tpm`` runs the whole raid with its device key in it: the key is
 made inside the TPM, every record is signed there, every chain record numbered by its NV
