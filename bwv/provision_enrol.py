@@ -56,7 +56,7 @@ def pin(path: Path, raw: bytes) -> str | None:
 
 def enroll_error(exc: Exception, url: str, expected: bool) -> click.ClickException:
     """The user's line for a failed enrolment: the token, the device id, or the dock."""
-    from dock.client import DockRefused
+    from dock.client import DockError, DockRefused
     from dock.protocol import Code
 
     if isinstance(exc, DockRefused) and exc.code == Code.BAD_TOKEN:
@@ -80,40 +80,12 @@ def enroll_error(exc: Exception, url: str, expected: bool) -> click.ClickExcepti
         }.get(exc.code or "", "")
         msg = f"the dock at {url} refused the enrolment ({exc.status}): {exc.detail}"
         return CannotCheck(msg + (f"; {hint}" if hint else ""))
-    if isinstance(exc, AttestorFailed):
-        return CannotCheck(f"cannot enrol at {url}: {exc}")
+    if not isinstance(exc, DockError):  # the TPM's own words
+        return CannotCheck(f"cannot enrol at {url}: the TPM failed: {exc}")
     msg = f"cannot enrol at {url}: {exc}"
     if expected and ("not signed" in str(exc) or "pinned dock key" in str(exc)):
         msg += " (that dock does not hold the key in --dock-key: wrong dock, or wrong key)"
     return CannotCheck(msg)
-
-
-class AttestorFailed(Exception):
-    """The TPM could not attest its key (its own words)."""
-
-
-def _attest_guarded(attestor: Any | None) -> Any | None:
-    """``attestor`` whose TPM failures come out as ``AttestorFailed`` (one line, no traceback)."""
-    if attestor is None:
-        return None
-    from tpm.connect import TpmError
-
-    inner: Any = attestor
-
-    class Guarded:
-        def begin(self) -> dict[str, str]:
-            try:
-                return dict(inner.begin())
-            except TpmError as exc:
-                raise AttestorFailed(f"the TPM could not attest its key: {exc}") from None
-
-        def finish(self, credential: dict[str, str], challenge: str) -> dict[str, str]:
-            try:
-                return dict(inner.finish(credential, challenge))
-            except TpmError as exc:
-                raise AttestorFailed(f"the TPM could not attest its key: {exc}") from None
-
-    return Guarded()
 
 
 def _enrolled_dock_key(
@@ -121,6 +93,7 @@ def _enrolled_dock_key(
 ) -> tuple[bytes, str]:
     """Enrol ``identity`` at the dock; the dock's public key and key id, checked."""
     from dock.client import DockError, enroll
+    from tpm.connect import TpmError  # a key in a TPM that cannot sign or attest
 
     try:
         got = enroll(
@@ -134,9 +107,9 @@ def _enrolled_dock_key(
             dock_fingerprint=how.dock_fingerprint,
             trust_first_dock=how.trust_first_dock,
             timeout=15.0,
-            attestor=_attest_guarded(attestor),
+            attestor=attestor,
         )
-    except (DockError, AttestorFailed) as exc:
+    except (DockError, TpmError) as exc:
         why = enroll_error(exc, how.url, how.pinned).message
         raise CannotCheck(
             f"{why}\nThe device key ({identity.key_id}) and the agency key are in "

@@ -21,9 +21,9 @@ import click
 from bwv.errors import CannotCheck
 from bwv.provision_aside import KEY_DIR_MODE, replace_old_identity, utc_stamp
 from capture.config import Config
-from capture.device_key import TPM, DeviceKey, TpmKeyRef, open_device_key
-from crypto.durable import write_atomic
-from crypto.identity import SECRET_MODE, IdentityError, public_key_path
+from capture.device_key import TPM, DeviceKey, tpm_software
+from capture.device_key import make_tpm_key as make_key_in_tpm
+from crypto.identity import IdentityError
 
 FILE_STORE, TPM_STORE = "file", TPM
 KEY_STORES = (FILE_STORE, TPM_STORE)
@@ -33,38 +33,21 @@ def make_tpm_key(cfg: Config, key_path: Path) -> DeviceKey:
     """A new device key in the TPM, its reference at ``key_path`` and its ``.pub``, after
     moving aside what an old key left; the key opened, ready to sign and to attest."""
     try:
-        from tpm.device import COUNTER_INDEX, KEY_HANDLE, TpmError, make_device_key
-    except ImportError as exc:
-        raise CannotCheck(
-            f"--key-store tpm: the TPM software is not installed ({exc}); run install.sh "
-            "(it installs tpm2-tools and tpm2-pytss)"
-        ) from None
-    stamp = utc_stamp()
-    try:
-        for line in replace_old_identity(cfg, key_path, stamp):
+        tpm_software()  # missing: said before anything is moved aside
+        for line in replace_old_identity(cfg, key_path, utc_stamp()):
             click.echo(f"moved aside: {line}")
         if not key_path.parent.exists():
             key_path.parent.mkdir(parents=True, mode=KEY_DIR_MODE)
-        made = make_device_key(cfg.keys.tpm_tcti or None, KEY_HANDLE, COUNTER_INDEX)
-    except TpmError as exc:
-        raise CannotCheck(f"cannot make the device key in the TPM: {exc}") from None
+        made = make_key_in_tpm(key_path, cfg.device_id, cfg.keys.tpm_tcti)
+    except IdentityError as exc:
+        raise CannotCheck(f"--key-store tpm: {exc}") from None
     except OSError as exc:
         raise CannotCheck(f"cannot make the device key: {exc.strerror or exc}") from None
     if made.evicted:
         click.echo(
             "note: the TPM's previous device key was evicted (its public key was moved aside)"
         )
-    ref = TpmKeyRef(KEY_HANDLE, COUNTER_INDEX)
-    try:
-        write_atomic(key_path, ref.encode(), mode=SECRET_MODE)
-        write_atomic(public_key_path(key_path), made.public_key.hex().encode() + b"\n")
-        return open_device_key(key_path, cfg.device_id, cfg.keys.tpm_tcti)
-    except IdentityError as exc:
-        raise CannotCheck(f"made the key in the TPM, but cannot use it: {exc}") from None
-    except OSError as exc:
-        raise CannotCheck(
-            f"made the key in the TPM, but cannot write {key_path}: {exc.strerror or exc}"
-        ) from None
+    return made.key
 
 
 def describe(key: DeviceKey) -> str:

@@ -25,7 +25,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from crypto.durable import write_atomic
 from crypto.identity import (
+    SECRET_MODE,
     DeviceIdentity,
     IdentityError,
     load_device_public_key,
@@ -143,14 +145,47 @@ def _check_pinned(key: DeviceKey, key_path: Path) -> None:
         raise IdentityError(f"{pub}: does not match the key in the TPM ({key_path})")
 
 
-def _open_tpm_key(ref: TpmKeyRef, device_id: str, tcti: str) -> DeviceKey:
+@dataclass(frozen=True)
+class MadeTpmKey:
+    key: DeviceKey  # opened, ready to sign, count and attest
+    evicted: bool  # a device key was at the TPM's handle before, and is gone now
+
+
+def make_tpm_key(key_path: Path, device_id: str, tcti: str = "") -> MadeTpmKey:
+    """A new device key made in the TPM (replacing one at its handle) with the counter if
+    the TPM has none (one there is kept: it is never set back); its reference at
+    ``key_path`` (0600) and its public key beside it; opened. IdentityError (one line) if the
+    TPM cannot, or the files cannot be written (provisioning; the simulator)."""
+    tpm = tpm_software()
     try:
-        from tpm.device import TpmError, open_device_tpm
+        made = tpm.make_device_key(tcti or None, tpm.KEY_HANDLE, tpm.COUNTER_INDEX)
+    except tpm.TpmError as exc:
+        raise IdentityError(f"cannot make the device key in the TPM: {exc}") from None
+    try:
+        write_atomic(key_path, TpmKeyRef(tpm.KEY_HANDLE, tpm.COUNTER_INDEX).encode(), SECRET_MODE)
+        write_atomic(public_key_path(key_path), made.public_key.hex().encode() + b"\n")
+    except OSError as exc:
+        raise IdentityError(
+            f"made the key in the TPM, but cannot write {key_path}: {exc.strerror or exc}"
+        ) from None
+    return MadeTpmKey(open_device_key(key_path, device_id, tcti), made.evicted)
+
+
+def tpm_software() -> Any:
+    """``tpm.device``, or IdentityError saying the TPM software is missing."""
+    try:
+        import tpm.device
     except ImportError as exc:
         raise IdentityError(
-            "the device key is in a TPM, but the TPM software is not installed "
-            f"(tpm2-pytss: {exc}); run install.sh again"
+            f"the TPM software is not installed (tpm2-pytss: {exc}); run install.sh "
+            "(it installs tpm2-tools and tpm2-pytss)"
         ) from None
+    return tpm.device
+
+
+def _open_tpm_key(ref: TpmKeyRef, device_id: str, tcti: str) -> DeviceKey:
+    tpm = tpm_software()
+    TpmError, open_device_tpm = tpm.TpmError, tpm.open_device_tpm
     try:
         tpm = open_device_tpm(device_id, ref.handle, ref.counter_index, tcti or None)
     except TpmError as exc:

@@ -24,6 +24,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from crypto.suites import ECDSA_P256, suite_of
 from dock.enroll import TpmChallenge
 from dock.tpm_trust import NO_CA
 
@@ -44,12 +45,9 @@ class KeyCustody:
 
 
 def key_store_of(public_key: bytes) -> str:
-    """FILE for an Ed25519 key (32 bytes), TPM for a P-256 one (65 bytes, 0x04 first)."""
-    if len(public_key) == 32:
-        return FILE
-    if len(public_key) == 65 and public_key[0] == 4:
-        return TPM
-    raise ValueError("a device key is 32 bytes (Ed25519) or 65 bytes from 0x04 (P-256)")
+    """FILE for an Ed25519 key (32 bytes), TPM for a P-256 one (65 bytes, 0x04 first): the
+    format's rule (``crypto.suites.suite_of``); ValueError for neither."""
+    return TPM if suite_of(public_key) == ECDSA_P256 else FILE
 
 
 def precheck(public_key: bytes, attested: bool, trusted_cas: Sequence[Any]) -> str:

@@ -92,19 +92,12 @@ def sim_keys(
 def _device_key(key_path: Path, device_id: str, tpm_tcti: str | None) -> Any:
     """A ``capture.device_key.DeviceKey``: the file key (made the first time), or the key in
     the TPM behind ``tpm_tcti`` (made there the first time, as provisioning does)."""
-    from capture.device_key import FILE, DeviceKey, TpmKeyRef, open_device_key
+    from capture.device_key import FILE, DeviceKey, make_tpm_key, open_device_key
 
     if tpm_tcti is None:
         return DeviceKey(DeviceIdentity.load_or_generate(key_path, device_id), None, FILE)
     if not key_path.exists():
-        from tpm.device import COUNTER_INDEX, KEY_HANDLE, TpmError, make_device_key
-
-        try:
-            made = make_device_key(tpm_tcti, KEY_HANDLE, COUNTER_INDEX)
-        except TpmError as exc:
-            raise IdentityError(f"cannot make the device key in the TPM: {exc}") from None
-        write_atomic(key_path, TpmKeyRef(KEY_HANDLE, COUNTER_INDEX).encode(), mode=0o600)
-        write_atomic(public_key_path(key_path), made.public_key.hex().encode() + b"\n")
+        return make_tpm_key(key_path, device_id, tpm_tcti).key
     return open_device_key(key_path, device_id, tpm_tcti)
 
 

@@ -18,6 +18,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from simulator.fleet_services import free_port, read_env_file
+
 SCRIPT = Path(__file__).resolve().parent / "swtpm-temp.sh"  # package data (scripts/ runs it)
 
 
@@ -40,9 +42,7 @@ class SoftTpm:
 def _free_port_pair() -> int:
     """A port whose next one is free too (swtpm's command and control ports)."""
     for _ in range(50):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
+        port = free_port()
         if port >= 65535:
             continue
         with socket.socket() as s:
@@ -54,7 +54,7 @@ def _free_port_pair() -> int:
     raise SoftTpmUnavailable("no two free ports on 127.0.0.1 for swtpm")
 
 
-def _script(command: str, folder: Path, port: int | None = None) -> str:
+def _script(command: str, folder: Path, port: int | None = None) -> None:
     if not SCRIPT.exists():
         raise SoftTpmUnavailable(
             f"{SCRIPT} is missing: reinstall bwv (it ships with the simulator)"
@@ -77,12 +77,7 @@ def _script(command: str, folder: Path, port: int | None = None) -> str:
         ) from None
     if done.returncode != 0:
         why = (done.stderr.strip().splitlines() or ["(no message)"])[-1]
-        raise SoftTpmUnavailable(f"cannot start a software TPM: {why}")
-    return done.stdout
-
-
-def _read_env(text: str) -> dict[str, str]:
-    return dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
+        raise SoftTpmUnavailable(f"the software TPM did not {command}: {why}")
 
 
 @contextmanager
@@ -90,7 +85,8 @@ def soft_tpm(folder: Path) -> Iterator[SoftTpm]:
     """A swtpm with its state in ``folder`` (made the first time), stopped on the way out
     (its state stays: the same TPM, counter and keys, if started again)."""
     folder = Path(folder).resolve()
-    env = _read_env(_script("start", folder, _free_port_pair()))
+    _script("start", folder, _free_port_pair())
+    env = read_env_file(folder / "swtpm.env")  # as the script wrote it
     try:
         yield SoftTpm(
             folder,

@@ -246,3 +246,11 @@ def test_a_dock_that_trusts_no_tpm_maker_refuses_and_the_key_stays(tmp_path, swt
         assert cam.key.exists()  # kept: run again once the dock trusts the maker
     finally:
         harness.close()
+
+
+def test_a_tpm_that_fails_during_enrolment_is_one_line_saying_so():
+    from bwv.provision_enrol import enroll_error
+    from tpm.connect import TpmUnavailable
+
+    msg = enroll_error(TpmUnavailable("no TPM at /dev/tpmrm0"), "https://dock", True).message
+    assert msg == "cannot enrol at https://dock: the TPM failed: no TPM at /dev/tpmrm0"

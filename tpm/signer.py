@@ -12,30 +12,16 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from crypto.identity import key_id_of
+from crypto.suites import ECDSA_P256 as SUITE
+from crypto.suites import low_s
 from tpm.connect import TpmError, open_tpm
 
 if TYPE_CHECKING:
     from tpm2_pytss import ESAPI
 
-SUITE = "ecdsa-p256-sha256"
 PRIMARY_HANDLE = 0x81000042  # the ECC P-256 storage primary (an SRK of our own)
 KEY_HANDLE = 0x81010042  # the device key
-P256_N = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
-
-
-def low_s(signature_rs: bytes) -> bytes:
-    """r‖s with s replaced by n - s when s > n/2 (both verify; only low-S is accepted).
-    The same rule as crypto.suites.low_s, which the tests hold this to."""
-    if len(signature_rs) != 64:
-        raise ValueError("an ECDSA P-256 signature r‖s is 64 bytes")
-    r, s = signature_rs[:32], int.from_bytes(signature_rs[32:], "big")
-    if s > P256_N // 2:
-        s = P256_N - s
-    return r + s.to_bytes(32, "big")
-
-
-def key_id_of(public_key: bytes) -> str:
-    return hashlib.sha256(public_key).hexdigest()[:16]
 
 
 def storage_template() -> Any:
