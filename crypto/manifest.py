@@ -240,10 +240,13 @@ class Chain:
             "prev_sha256": self.state.prev_sha256,
             **fields,
         }
-        # a record that cannot be signed fails here, before the counter moves
-        validate({**record, "counter": None if self.counter is None else 0})
-        # counted before it is written: a power cut between the two shows as a gap
-        record["counter"] = None if self.counter is None else self.counter.next()
+        if self.counter is None:
+            record["counter"] = None  # sign_record checks the record
+        else:
+            # a record that cannot be signed fails here, before the counter moves; counted
+            # before it is written: a power cut between the two shows as a gap
+            validate({**record, "counter": 0})
+            record["counter"] = self.counter.next()
         signed = sign_record(self.signer, record)
         path = self.dir / chain_file_name(signed.seq, record_type)
         write_atomic(path, signed.line, overwrite=False)
