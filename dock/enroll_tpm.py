@@ -26,14 +26,20 @@ from typing import Any
 
 from crypto.suites import ECDSA_P256, suite_of
 from dock.enroll import TpmChallenge
+from dock.middleware import Refused
+from dock.protocol import Code
 from dock.tpm_trust import NO_CA
 
 FILE = "file"
 TPM = "tpm"
 
 
-class AttestationRefused(Exception):
-    """A TPM key the dock will not enroll; the text says why, for the technician."""
+class AttestationRefused(Refused):
+    """A TPM key the dock will not enroll: answered 403 ``attestation``, the detail saying
+    why, for the technician."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(403, Code.ATTESTATION, detail)
 
 
 @dataclass(frozen=True)

@@ -50,11 +50,8 @@ def enroll_challenge(dock: DockDep, req: ChallengeRequest | None = None) -> Chal
     with a TPM's endorsement certificate and attestation key, it comes with a credential
     only that TPM can activate (dock/enroll_tpm.py)."""
     tpm, credential = None, None
-    if req is not None and req.tpm is not None:
-        try:
-            tpm, answer = enroll_tpm.open_credential(req.tpm.ek_certificate, req.tpm.ak_public)
-        except enroll_tpm.AttestationRefused as exc:
-            raise Refused(403, Code.ATTESTATION, str(exc)) from None
+    if req is not None and req.tpm is not None:  # a refusal is a 403 attestation
+        tpm, answer = enroll_tpm.open_credential(req.tpm.ek_certificate, req.tpm.ak_public)
         credential = TpmCredential(**answer)
     value = dock.challenges.issue(dock.clock(), tpm)
     return ChallengeResponse(
@@ -66,16 +63,13 @@ def _custody(dock: Dock, req: EnrollRequest, pub: bytes, bound: TpmChallenge | N
     """Where the key is held: a file, or (attested) a TPM; else a 403 ``attestation``."""
     if req.attestation is None:
         return KeyCustody(enroll_tpm.FILE)
-    try:
-        return enroll_tpm.check(
-            req.attestation.model_dump(),
-            public_key=pub,
-            challenge=req.challenge,
-            bound=bound,
-            trusted_cas=dock.tpm_cas,
-        )
-    except enroll_tpm.AttestationRefused as exc:
-        raise Refused(403, Code.ATTESTATION, str(exc)) from None
+    return enroll_tpm.check(
+        req.attestation.model_dump(),
+        public_key=pub,
+        challenge=req.challenge,
+        bound=bound,
+        trusted_cas=dock.tpm_cas,
+    )
 
 
 def _enroll(
@@ -88,10 +82,7 @@ def _enroll(
     pub = bytes.fromhex(req.public_key)
     if h.device_id != req.device_id:
         raise Refused(401, Code.BAD_SIGNATURE, "signing header names another device than the body")
-    try:
-        enroll_tpm.precheck(pub, req.attestation is not None, dock.tpm_cas)
-    except enroll_tpm.AttestationRefused as exc:
-        raise Refused(403, Code.ATTESTATION, str(exc)) from None
+    enroll_tpm.precheck(pub, req.attestation is not None, dock.tpm_cas)  # else 403 attestation
     if not verify_request(pub, h, method, path, body):
         raise Refused(401, Code.BAD_SIGNATURE, "request not signed by the key being enrolled")
     now = dock.clock()
