@@ -15,17 +15,19 @@ import json
 import secrets
 from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, BinaryIO, TypeVar
 
 import httpx
 
 from crypto.time_answer import TIME_ANSWER_TYPE, time_answer, time_answer_bytes
 from dock.attestor import Attestor
 from dock.protocol import (
+    H_CONTENT_DIGEST,
     H_DOCK_SIGNATURE,
     H_NONCE,
     H_UPLOAD_CHECKSUM,
     H_UPLOAD_OFFSET,
+    H_UPLOAD_RECORD,
     ProtocolError,
     Signer,
     b64d_or,
@@ -34,6 +36,7 @@ from dock.protocol import (
     key_id,
     parse_chunk_checksum,
     sign_request,
+    stored_content_digest,
     verify_detached,
     verify_response,
 )
@@ -98,9 +101,10 @@ class DeviceAuth(httpx.Auth):
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
         body = b""
         digest = None
-        if H_UPLOAD_CHECKSUM in request.headers:  # a chunk: its hash is known already
+        given = request.headers.get(H_CONTENT_DIGEST)  # a whole segment's, by its record
+        if given is None and H_UPLOAD_CHECKSUM in request.headers:  # a chunk: hash known
             digest = parse_chunk_checksum(request.headers[H_UPLOAD_CHECKSUM]).hex()
-        else:
+        elif given is None:
             body = request.read()
         signed = sign_request(
             self.signer,
@@ -111,6 +115,7 @@ class DeviceAuth(httpx.Auth):
             self.timestamp_us(),
             self.nonce(),
             digest,
+            given,
         )
         request.headers.update(signed.as_dict())
         yield request
@@ -259,6 +264,26 @@ class DockClient:
             json={"manifest": b64e(manifest), "size": size, "sha256": sha256},
         )
         return _state(UploadState, body)
+
+    def put_segment(
+        self, segment_id: str, manifest: bytes, stored_digest: str, size: int, body: BinaryIO
+    ) -> tuple[UploadState, bool]:
+        """A whole segment in one request (dock/routes/whole.py): ``size`` bytes of ``body``
+        (read as they are sent), signed by the stored digest its record names. The answer,
+        and whether the dock took the body (False: it held the upload already and says where
+        it stands, receipt included if complete)."""
+        status, answer = self._call(
+            "PUT",
+            f"/v1/segments/{segment_id}",
+            content=iter(lambda: body.read(SEND_PIECE), b""),
+            headers={
+                "Content-Length": str(size),
+                H_UPLOAD_RECORD: b64e(manifest),
+                H_CONTENT_DIGEST: stored_content_digest(stored_digest),
+                "Content-Type": "application/offset+octet-stream",
+            },
+        )
+        return _state(UploadState, answer), status == 201
 
     def upload_state(self, segment_id: str) -> UploadState | None:
         try:

@@ -20,13 +20,15 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from dock.instance import Dock
 from dock.middleware import Refused, send_problem
-from dock.protocol import Code
+from dock.protocol import DIGEST_STORED, Code
 from dock.routes.deps import AUTHED_STATE, authenticate, raw_path
 from dock.store import StoreError
 
 # the routes a device signs; /v1/time takes any timestamp (a device whose clock is off)
 SIGNED = re.compile(r"/v1/(time|status|device/report|segments/[^/]+(/complete|/unsigned)?)")
 ANY_TIME = frozenset({"/v1/time"})
+WHOLE = re.compile(r"/v1/segments/[^/]+")  # PUT: a whole segment (dock/routes/whole.py)
+BODIES = frozenset({"PATCH", "PUT"})  # the requests that carry footage
 
 
 class DeviceGate:
@@ -55,7 +57,17 @@ class DeviceGate:
             await send_problem(send, status, code, detail, close=True)
             return
         device = authed.device.device_id
-        chunk = scope["method"] == "PATCH"
+        chunk = scope["method"] in BODIES
+        whole = scope["method"] == "PUT" and WHOLE.fullmatch(path) is not None
+        if (authed.body_digest == DIGEST_STORED) != whole:
+            await send_problem(
+                send,
+                400,
+                Code.INVALID,
+                "Content-Digest: bwv-stored is for a whole segment's PUT, which takes only it",
+                close=True,
+            )
+            return
         limits = self.dock.config.wall
         if chunk and self.inflight[device] >= limits.max_inflight_per_device:
             await send_problem(
@@ -63,7 +75,9 @@ class DeviceGate:
             )
             return
         scope.setdefault("state", {})[AUTHED_STATE] = authed
-        body = _CheckedBody(receive, authed.body_sha256, limits.body_timeout_s, chunk, headers)
+        # a whole segment's stored digest is checked where it is taken (dock/routes/whole.py)
+        declared = None if whole else authed.body_sha256
+        body = _CheckedBody(receive, declared, limits.body_timeout_s, chunk, headers)
         if chunk:
             self.inflight[device] += 1
         try:
@@ -83,16 +97,22 @@ def _problem_of(exc: Refused | StoreError) -> tuple[int, str, str]:
 
 class _CheckedBody:
     """The request's body as the app receives it: hashed as it comes, checked against the
-    signed digest at its end, and cut when it stalls."""
+    signed digest at its end (``declared``; None: the route checks it), and cut when it
+    stalls."""
 
     def __init__(
-        self, receive: Receive, declared: bytes, timeout_s: float, chunk: bool, headers: Headers
+        self,
+        receive: Receive,
+        declared: bytes | None,
+        timeout_s: float,
+        chunk: bool,
+        headers: Headers,
     ) -> None:
         self._receive = receive
         self._declared = declared
         self._timeout_s = timeout_s
         self._chunk = chunk
-        self._hash = hashlib.sha256()
+        self._hash = hashlib.sha256() if declared is not None else None
         # a request without a body (no length, not chunked) is complete from the start
         self.complete = (
             headers.get("content-length", "0") == "0" and "transfer-encoding" not in headers
@@ -108,10 +128,11 @@ class _CheckedBody:
             ) from None
         if msg["type"] != "http.request":
             return msg
-        self._hash.update(msg.get("body", b""))
+        if self._hash is not None:
+            self._hash.update(msg.get("body", b""))
         if not msg.get("more_body", False):
             self.complete = True
-            if self._hash.digest() != self._declared:
+            if self._hash is not None and self._hash.digest() != self._declared:
                 if self._chunk:
                     raise Refused(
                         460, Code.CHECKSUM, "chunk checksum mismatch: the body is not its digest"

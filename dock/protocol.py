@@ -5,15 +5,19 @@ Requests. Every device request carries five headers::
     Bwv-Device     the device id
     Bwv-Timestamp  the device's idea of the dock's time, Unix microseconds
     Bwv-Nonce      32 lowercase hex digits, never reused
-    Content-Digest the body's SHA-256, RFC 9530: ``sha-256=:<base64 digest>:``
+    Content-Digest the body's SHA-256, RFC 9530: ``sha-256=:<base64 digest>:``; for a
+                   whole segment's ``PUT`` its stored digest instead (docs/evidence-format.md,
+                   "Stored digest"): ``bwv-stored=:<base64 digest>:``
     Bwv-Signature  base64 signature, by the device key, of the request string: 64 bytes,
                    Ed25519 or (a key in a TPM) ECDSA P-256 r||s, low-S (crypto/suites.py)
 
 The request string is ``request_string(...)``: a domain tag, method, raw path with query,
 the ``Content-Digest`` value, device id, timestamp and nonce, one per line. Since the body's
 digest is signed in the headers, the dock checks the signature before it reads a byte of the
-body, then checks the body against the digest as it streams in (dock/gate.py). The dock
-refuses a timestamp outside its window and a nonce it has seen within it.
+body, then checks the body against the digest as it streams in (dock/gate.py; a whole
+segment's stored digest is checked as it is written, in one SHA-256 pass with the digest the
+verification takes: dock/routes/whole.py). The dock refuses a timestamp outside its window
+and a nonce it has seen within it.
 
 Answers. Every answer of the dock (errors included) carries ``Bwv-Dock-Signature``: the dock
 key's signature over ``response_string(status, request nonce, SHA-256 of body)``. Binding the
@@ -45,6 +49,10 @@ H_DOCK_KEY = "Bwv-Dock-Key"
 # tus-style chunk headers
 H_UPLOAD_OFFSET = "Upload-Offset"
 H_UPLOAD_CHECKSUM = "Upload-Checksum"
+H_UPLOAD_RECORD = "Upload-Record"  # a whole segment's PUT: its chain record, base64
+# Content-Digest algorithms: the body's SHA-256 (RFC 9530), or a whole segment's stored digest
+DIGEST_SHA256 = "sha-256"
+DIGEST_STORED = "bwv-stored"
 
 REQUEST_TAG = "bwv-dock-request-v2"
 RESPONSE_TAG = "bwv-dock-response-v1"
@@ -213,7 +221,7 @@ class SignedHeaders:
     timestamp_us: int
     nonce: str
     signature: bytes
-    content_digest: str  # the Content-Digest header's value (RFC 9530, sha-256)
+    content_digest: str  # the Content-Digest header's value (RFC 9530: sha-256, bwv-stored)
 
     def as_dict(self) -> dict[str, str]:
         return {
@@ -226,8 +234,13 @@ class SignedHeaders:
 
     @property
     def body_sha256(self) -> bytes:
-        """The body's SHA-256 as the headers declare it."""
+        """The body's SHA-256 as the headers declare it (ProtocolError: not a sha-256)."""
         return parse_content_digest(self.content_digest)
+
+    @property
+    def body_digest(self) -> tuple[str, bytes]:
+        """The body's digest as the headers declare it: its algorithm and value."""
+        return parse_body_digest(self.content_digest)
 
 
 def content_digest(body: bytes) -> str:
@@ -239,15 +252,32 @@ def content_digest_of(sha256_digest: bytes) -> str:
     return f"sha-256=:{b64e(sha256_digest)}:"
 
 
+def stored_content_digest(stored_digest_hex: str) -> str:
+    """``Content-Digest`` of a whole segment's body by its stored digest (hex)."""
+    return f"{DIGEST_STORED}=:{b64e(bytes.fromhex(stored_digest_hex))}:"
+
+
 def parse_content_digest(value: str | None) -> bytes:
     """The SHA-256 a ``Content-Digest`` header declares: exactly ``sha-256=:<base64>:``."""
-    m = re.fullmatch(r"sha-256=:([A-Za-z0-9+/=]{1,100}):", value or "")
-    if m is None:
+    algorithm, raw = parse_body_digest(value)
+    if algorithm != DIGEST_SHA256:
         raise ProtocolError(f"{H_CONTENT_DIGEST}: must be sha-256=:<base64 SHA-256>:")
-    raw = b64d_or(m.group(1), H_CONTENT_DIGEST)
-    if len(raw) != 32:
-        raise ProtocolError(f"{H_CONTENT_DIGEST}: a sha-256 digest is 32 bytes")
     return raw
+
+
+def parse_body_digest(value: str | None) -> tuple[str, bytes]:
+    """What a ``Content-Digest`` header declares: exactly ``sha-256=:<base64>:`` (the body's
+    SHA-256) or ``bwv-stored=:<base64>:`` (a whole segment's stored digest)."""
+    m = re.fullmatch(r"(sha-256|bwv-stored)=:([A-Za-z0-9+/=]{1,100}):", value or "")
+    if m is None:
+        raise ProtocolError(
+            f"{H_CONTENT_DIGEST}: must be sha-256=:<base64 SHA-256>: "
+            "(or, for a whole segment, bwv-stored=:<base64 stored digest>:)"
+        )
+    raw = b64d_or(m.group(2), H_CONTENT_DIGEST)
+    if len(raw) != 32:
+        raise ProtocolError(f"{H_CONTENT_DIGEST}: a {m.group(1)} digest is 32 bytes")
+    return m.group(1), raw
 
 
 def request_string(
@@ -269,9 +299,16 @@ def sign_request(
     timestamp_us: int,
     nonce: str,
     body_sha256: str | None = None,
+    digest_header: str | None = None,
 ) -> SignedHeaders:
-    """Sign a request (``body_sha256``: the body's hash in hex, if already known)."""
-    digest = content_digest_of(bytes.fromhex(body_sha256)) if body_sha256 else content_digest(body)
+    """Sign a request (``body_sha256``: the body's hash in hex, if already known;
+    ``digest_header``: the Content-Digest to sign as it is, e.g. a whole segment's)."""
+    if digest_header is not None:
+        digest = digest_header
+    elif body_sha256:
+        digest = content_digest_of(bytes.fromhex(body_sha256))
+    else:
+        digest = content_digest(body)
     msg = request_string(method, raw_path, digest, device_id, timestamp_us, nonce)
     return SignedHeaders(device_id, timestamp_us, nonce, signer.sign(msg), digest)
 
@@ -289,7 +326,7 @@ def parse_signed_headers(headers: Any) -> SignedHeaders:
         raise ProtocolError(f"{H_TIMESTAMP}: must be an integer (Unix microseconds)")
     if not is_nonce(nonce):
         raise ProtocolError(f"{H_NONCE}: must be 32 lowercase hex digits")
-    parse_content_digest(digest)
+    parse_body_digest(digest)
     signature = b64d_or(sig, H_SIGNATURE)
     if len(signature) != 64:
         raise ProtocolError(f"{H_SIGNATURE}: a signature is 64 bytes")

@@ -46,7 +46,7 @@ from dock.instance import Dock, DockConfig, open_dock, wall_clock_us
 from dock.middleware import BodyLimit, SignResponses, add_exception_handlers
 from dock.pages import mount_pages
 from dock.refusals import LogRefusals
-from dock.routes import admin, enrollment, report, status, unsigned, uploads, verify_page
+from dock.routes import admin, enrollment, report, status, unsigned, uploads, verify_page, whole
 from dock.routes import log as log_routes
 from dock.routes import time as time_routes
 from dock.strict import method_not_allowed
@@ -71,6 +71,7 @@ ROUTERS = (
     enrollment.router,  # GET /v1/dock, POST /v1/enroll
     time_routes.router,  # POST /v1/time
     uploads.router,  # /v1/segments/{segment_id}[/complete]
+    whole.router,  # PUT /v1/segments/{segment_id}: a whole segment in one request
     unsigned.router,  # /v1/segments/{segment_id}/unsigned
     status.router,  # GET /v1/status
     report.router,  # POST /v1/device/report
@@ -112,7 +113,9 @@ def create_app(dock: Dock) -> FastAPI:
     app.state.dock = dock
 
     def limit_for(scope: Scope) -> int:
-        if scope.get("method") == "PATCH" and scope.get("path", "").startswith("/v1/segments/"):
+        if scope.get("method") in ("PATCH", "PUT") and scope.get("path", "").startswith(
+            "/v1/segments/"
+        ):  # a chunk, or a whole segment
             return cfg.max_chunk_bytes
         return cfg.max_json_bytes
 

@@ -46,12 +46,13 @@ from dock.outbox import (  # noqa: F401 - ChainOutbox, Outbox, valid_receipts: u
 from dock.protocol import Code, segment_id_for
 from dock.receipts import SignedReceipt, UploadState
 from dock.ship_chunks import ReadAhead, ReceiptInvalid, check_held_file, declared
-from dock.ship_stamp import FileStamp, unchanged_since
+from dock.ship_stamp import FileStamp, stamp_of, unchanged_since
 from dock.ship_unsigned import ship_unsigned
 
 log = logging.getLogger("bwv.shipper")
 
 MIN_CHUNK = 64 << 10
+WHOLE_MAX_RECORD = 6 << 10  # a record sent whole in a header (base64: 8 KiB of the dock's 16)
 CONTINUE = frozenset({"shipped", "refused", "vanished", "unwitnessed"})  # more to ship now
 
 
@@ -134,6 +135,7 @@ class Shipper:
         self.reporter = reporter or Reporter(outbox)
         self._ahead = ReadAhead(self.config.chunk_bytes)  # next chunk, read while the dock works
         self._reconciled = False
+        self._whole = True  # the dock takes a whole segment in one request (until it says no)
         self._in_round = False  # records were pending at the last step (a round under way)
 
     # -- scheduling
@@ -317,28 +319,88 @@ class Shipper:
     def _ship(
         self, seg: OutboxSegment, after: OutboxSegment | None
     ) -> tuple[SignedReceipt, int, FileStamp | None]:
-        """Ship one record (``after``'s first chunk read while the dock completes it); its
-        receipt, the bytes sent, and the file's stamp if this step read and sent all of it
-        (dock/ship_stamp.py)."""
+        """Ship one record: whole in one request if it fits (dock/routes/whole.py), else in
+        chunks; its receipt, the bytes sent, and the file's stamp if this step read and sent
+        all of it (dock/ship_stamp.py)."""
         manifest = seg.manifest_path.read_bytes()
         sid = segment_id_for(manifest)
         digest, size = declared(manifest, seg.blob_path)
+        state, receipt, stamp, sent = None, None, None, 0
+        if self._goes_whole(seg):
+            state, receipt, stamp = self._put_whole(seg, sid, manifest, digest, size)
+            sent = size if receipt is not None else 0
+        if receipt is None:
+            if self._goes_whole(after):
+                after = None  # it goes whole, read as it is sent: nothing to read ahead
+            receipt, n, stamp = self._ship_chunks(seg, sid, manifest, digest, size, state, after)
+            sent += n
+        self._check_receipt(receipt, seg, sid, manifest, digest, size)
+        return receipt, sent, stamp
+
+    def _goes_whole(self, seg: OutboxSegment | None) -> bool:
+        """Whether the record ships whole: a file of one chunk at most, a record that fits
+        in a header, a dock that takes it, and no attempt failed since the last success (a
+        resumed upload goes on in chunks from the dock's offset)."""
+        if seg is None or seg.blob_path is None or not self._whole or self.state.failures:
+            return False
+        try:
+            size = seg.blob_path.stat().st_size
+            record = seg.manifest_path.stat().st_size
+        except OSError:
+            return False
+        return 0 < size <= self.config.chunk_bytes and record <= WHOLE_MAX_RECORD
+
+    def _put_whole(
+        self, seg: OutboxSegment, sid: str, manifest: bytes, digest: str, size: int
+    ) -> tuple[UploadState | None, SignedReceipt | None, FileStamp | None]:
+        """PUT the record's whole file: the dock's state (None: go on as if it had not been
+        asked), its receipt if the dock took the body, and the file's stamp, taken before a
+        byte of it was read."""
+        assert seg.blob_path is not None
+        try:
+            with open(seg.blob_path, "rb") as f:
+                stamp = stamp_of(f.fileno())
+                state, took = self.client.put_segment(sid, manifest, digest, size, f)
+        except DockRefused as exc:
+            if exc.status in (404, 405) or exc.code == Code.BODY_TOO_LARGE:
+                self._whole = False  # a dock that takes chunks only (older, or smaller bodies)
+                return None, None, None
+            if exc.code in Code.REREAD:  # e.g. not the declared digest: chunks say more
+                return None, None, None
+            raise
+        if not took:  # held already, in part or whole: go on from where the dock stands
+            return state, None, None
+        if not state.complete or state.receipt is None:
+            raise ReceiptInvalid(f"{seg.name}: whole segment taken but no receipt given")
+        return state, state.receipt, stamp
+
+    def _ship_chunks(
+        self,
+        seg: OutboxSegment,
+        sid: str,
+        manifest: bytes,
+        digest: str,
+        size: int,
+        state: UploadState | None,
+        after: OutboxSegment | None,
+    ) -> tuple[SignedReceipt, int, FileStamp | None]:
+        """Ship the record in chunks from the dock's offset (``state``: where it stands, if
+        known; ``after``'s first chunk read while the dock completes this one)."""
         sent = 0
         chunk_bytes = self.config.chunk_bytes
-        state = self.client.create_upload(sid, manifest, size, digest)
+        if state is None:
+            state = self.client.create_upload(sid, manifest, size, digest)
         stamp = None
         for _ in range(self.config.max_rounds):
             if state.complete:  # held already (a delete cut short, or a file changed since)
                 check_held_file(seg, digest, size)
                 if state.receipt is None:
                     raise ReceiptInvalid(f"{seg.name}: upload complete but no receipt given")
-                receipt = state.receipt
-                break
+                return state.receipt, sent, None
             try:
                 state, n, stamp = self._ahead.send(self.client, seg, sid, state, chunk_bytes, after)
                 sent += n
-                receipt = state.receipt or self.client.complete(sid)  # the last chunk's has it
-                break
+                return state.receipt or self.client.complete(sid), sent, stamp  # last has it
             except DockRefused as exc:
                 if exc.code == Code.BODY_TOO_LARGE and chunk_bytes > MIN_CHUNK:
                     chunk_bytes = max(MIN_CHUNK, chunk_bytes // 2)  # the dock takes less
@@ -347,10 +409,7 @@ class Shipper:
                 # the dock's offset moved (a retried chunk landed after all), the upload is
                 # gone, a chunk was damaged on the way, or it is not all there: ask again
                 state = self._reread(sid, manifest, size, digest)
-        else:
-            raise DockUnavailable(f"{seg.name}: no progress after {self.config.max_rounds} rounds")
-        self._check_receipt(receipt, seg, sid, manifest, digest, size)
-        return receipt, sent, stamp
+        raise DockUnavailable(f"{seg.name}: no progress after {self.config.max_rounds} rounds")
 
     def _reread(self, sid: str, manifest: bytes, size: int, digest: str) -> UploadState:
         state = self.client.upload_state(sid)

@@ -112,6 +112,8 @@ class LiveUploads:
                 raise StoreError(
                     f"offset mismatch: the dock holds {live.offset} bytes", 409, Code.OFFSET
                 )
+            if offset == 0 and live.digest is None:  # nothing held: hashed from the start
+                live.digest = StoredDigest()
             live.busy = True
             return live
 

@@ -4,6 +4,7 @@
 - ``enrollment``  ``GET /v1/dock``, ``POST /v1/enroll``
 - ``time``        ``POST /v1/time``
 - ``uploads``     ``/v1/segments/{segment_id}`` (create, state, chunks, complete)
+- ``whole``       ``PUT /v1/segments/{segment_id}`` (a whole segment in one request)
 - ``unsigned``    ``/v1/segments/{segment_id}/unsigned`` (set-aside unsigned bytes)
 - ``status``      ``GET /v1/status``
 - ``report``      ``POST /v1/device/report`` (firmware, battery, storage, queue)

@@ -15,6 +15,7 @@ from dock.instance import Dock
 from dock.middleware import AUTHED_STATE, Refused
 from dock.protocol import (
     DEVICE_ID_PATTERN,
+    DIGEST_SHA256,
     H_CONTENT_DIGEST,
     H_DEVICE,
     H_NONCE,
@@ -53,6 +54,9 @@ DeviceId = Annotated[str, PathParam(pattern=DEVICE_ID_PATTERN)]
 class Authed:
     device: DeviceRecord
     body_sha256: bytes  # as the signed Content-Digest declares it (dock.gate checks the body)
+    # its algorithm: the body's SHA-256, or a whole segment's stored digest (bwv-stored:
+    # checked as the segment is written, dock/routes/whole.py)
+    body_digest: str = DIGEST_SHA256
 
 
 def check_chunk_checksum(upload_checksum: str, auth: Authed) -> None:
@@ -62,7 +66,7 @@ def check_chunk_checksum(upload_checksum: str, auth: Authed) -> None:
         digest = parse_chunk_checksum(upload_checksum)
     except ProtocolError as exc:
         raise Refused(400, Code.INVALID, str(exc)) from None
-    if auth.body_sha256 != digest:
+    if auth.body_digest != DIGEST_SHA256 or auth.body_sha256 != digest:
         raise Refused(
             460,
             Code.CHECKSUM,
@@ -110,7 +114,8 @@ def authenticate(dock: Dock, method: str, path: str, headers: Any, window: bool)
     keep_s = 2 * window_s if window else dock.config.wall.time_nonce_keep_s
     if not dock.store.use_nonce(h.device_id, h.nonce, now, now + keep_s * 1_000_000):
         raise Refused(401, Code.REPLAYED, "replayed request: nonce already used")
-    return Authed(device, h.body_sha256)
+    algorithm, digest = h.body_digest
+    return Authed(device, digest, algorithm)
 
 
 def authed(
@@ -124,8 +129,9 @@ def authed(
         str,
         Header(
             alias=H_CONTENT_DIGEST,
-            pattern=r"^sha-256=:[A-Za-z0-9+/]{43}=:$",
-            description="RFC 9530: the body's SHA-256 (signed: checked before the body is read)",
+            pattern=r"^(sha-256|bwv-stored)=:[A-Za-z0-9+/]{43}=:$",
+            description="RFC 9530: the body's SHA-256 (signed: checked before the body is read); "
+            "for a whole segment's PUT, bwv-stored: its stored digest",
         ),
     ],
     _signature: Annotated[

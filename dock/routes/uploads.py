@@ -24,7 +24,7 @@ from dock.protocol import (
 )
 from dock.receipts import SignedReceipt, UploadState
 from dock.receive import receive_segment
-from dock.routes.deps import AuthedDevice, DockDep, SegmentId, check_chunk_checksum
+from dock.routes.deps import Authed, AuthedDevice, DockDep, SegmentId, check_chunk_checksum
 from dock.routes.models import (
     CHUNK_BODY,
     ERRORS,
@@ -121,6 +121,16 @@ def create_upload(
     auth: AuthedDevice,
     dock: DockDep,
 ) -> dict[str, Any]:
+    state, existing = begin_upload(dock, auth, segment_id, req)
+    response.status_code = 200 if existing else 201
+    return state.to_json()
+
+
+def begin_upload(
+    dock: Dock, auth: Authed, segment_id: str, req: CreateUpload
+) -> tuple[UploadState, bool]:
+    """Create (or find) the upload after every check of its record; its state (a complete
+    one's receipt with a fresh proof) and whether it existed (also dock/routes/whole.py)."""
     dev = auth.device.device_id
     manifest = _manifest_of(dock, segment_id, req)
     _check_declared(dock, dev, segment_id, req, manifest)
@@ -135,8 +145,7 @@ def create_upload(
     state = store.begin_upload(dev, segment_id, manifest, req.size, req.sha256, dock.clock())
     if not state.complete:  # the console's uploads page (dock/activity.py)
         dock.activity.started(dev, segment_id, state.offset, state.size, dock.clock())
-    response.status_code = 200 if existing else 201
-    return _with_proof(dock, state).to_json()
+    return _with_proof(dock, state), existing is not None
 
 
 def _with_proof(dock: Dock, state: UploadState) -> UploadState:
