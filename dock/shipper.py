@@ -5,22 +5,23 @@ what it did and when to come back; it never sleeps, and time comes from an injec
 so tests drive it step by step. ``ShipperThread`` runs it in its own low-priority thread on
 the device, waking when a segment closes or the camera is docked.
 
-Per segment: create the upload (idempotent: the id is the manifest's hash), ask the offset,
-append the rest in checksummed chunks, complete, check the receipt (dock key, device,
-segment id, manifest hash, stored digest and size of the bytes sent), with witnesses pinned
-check its proof (dock/log_proof.py: the record in a checkpoint of the pinned dock cosigned by
-the quorum of pinned witnesses; otherwise the segment stays, reported as unwitnessed, and is
-asked about again after ``witness_retry_s``), check right before the delete that the local
-file still holds the bytes the receipt names (a file changed since its upload stays, and is
-reported: its stamp shows it unchanged since this step read and sent all of it, or it is
-hashed again, dock/ship_stamp.py), keep the receipt, delete the segment. A segment whose
-manifest names set-aside unsigned bytes (``unsigned_tail``: what a crash left after the last
-signed chunk) ships them next, as their own kind of upload (dock/ship_unsigned.py,
-dock/unsigned.py), deleted on the dock's receipt for them. Any fault
-leaves the segment where it is; the next attempt resumes at the dock's offset, after an
-exponential backoff. A segment the dock refuses (verification, chain conflict) stays on the
-device, is reported, and is not retried until ``retry_refused``.
-"""
+Per segment: a stored file of one chunk at most goes whole in one request, signed by its stored
+digest (dock/ship_whole.py: the dock creates, takes, completes and answers the receipt);
+otherwise, or after a failed attempt, create the upload (idempotent: the id is the manifest's
+hash), ask the offset, append the rest in checksummed chunks, complete; check the receipt (dock
+key, device, segment id, manifest hash, stored digest and size of the bytes sent), with
+witnesses pinned check its proof (dock/log_proof.py: the record in a checkpoint of the pinned
+dock cosigned by the quorum of pinned witnesses; otherwise the segment stays, reported as
+unwitnessed, and is asked about again after ``witness_retry_s``), check right before the delete
+that the local file still holds the bytes the receipt names (a file changed since its upload
+stays, and is reported: its stamp shows it unchanged since this step read and sent all of it,
+or it is hashed again, dock/ship_stamp.py), keep the receipt, delete the segment. A segment
+whose manifest names set-aside unsigned bytes (``unsigned_tail``: what a crash left after the
+last signed chunk) ships them next, as their own kind of upload (dock/ship_unsigned.py,
+dock/unsigned.py), deleted on the dock's receipt for them. Any fault leaves the segment where
+it is; the next attempt resumes at the dock's offset, after an exponential backoff. A segment
+the dock refuses (verification, chain conflict) stays on the device, is reported, and is not
+retried until ``retry_refused``."""
 
 from __future__ import annotations
 
@@ -46,13 +47,13 @@ from dock.outbox import (  # noqa: F401 - ChainOutbox, Outbox, valid_receipts: u
 from dock.protocol import Code, segment_id_for
 from dock.receipts import SignedReceipt, UploadState
 from dock.ship_chunks import ReadAhead, ReceiptInvalid, check_held_file, declared
-from dock.ship_stamp import FileStamp, stamp_of, unchanged_since
+from dock.ship_stamp import FileStamp, unchanged_since
 from dock.ship_unsigned import ship_unsigned
+from dock.ship_whole import fits_whole, put_whole
 
 log = logging.getLogger("bwv.shipper")
 
 MIN_CHUNK = 64 << 10
-WHOLE_MAX_RECORD = 6 << 10  # a record sent whole in a header (base64: 8 KiB of the dock's 16)
 CONTINUE = frozenset({"shipped", "refused", "vanished", "unwitnessed"})  # more to ship now
 
 
@@ -338,41 +339,18 @@ class Shipper:
         return receipt, sent, stamp
 
     def _goes_whole(self, seg: OutboxSegment | None) -> bool:
-        """Whether the record ships whole: a file of one chunk at most, a record that fits
-        in a header, a dock that takes it, and no attempt failed since the last success (a
-        resumed upload goes on in chunks from the dock's offset)."""
-        if seg is None or seg.blob_path is None or not self._whole or self.state.failures:
-            return False
-        try:
-            size = seg.blob_path.stat().st_size
-            record = seg.manifest_path.stat().st_size
-        except OSError:
-            return False
-        return 0 < size <= self.config.chunk_bytes and record <= WHOLE_MAX_RECORD
+        """Whether the record ships whole (dock/ship_whole.py): not after a failed attempt
+        (a resumed upload goes on in chunks from the dock's offset), nor to a dock that
+        takes chunks only."""
+        return self._whole and not self.state.failures and fits_whole(seg, self.config.chunk_bytes)
 
     def _put_whole(
         self, seg: OutboxSegment, sid: str, manifest: bytes, digest: str, size: int
     ) -> tuple[UploadState | None, SignedReceipt | None, FileStamp | None]:
-        """PUT the record's whole file: the dock's state (None: go on as if it had not been
-        asked), its receipt if the dock took the body, and the file's stamp, taken before a
-        byte of it was read."""
-        assert seg.blob_path is not None
-        try:
-            with open(seg.blob_path, "rb") as f:
-                stamp = stamp_of(f.fileno())
-                state, took = self.client.put_segment(sid, manifest, digest, size, f)
-        except DockRefused as exc:
-            if exc.status in (404, 405) or exc.code == Code.BODY_TOO_LARGE:
-                self._whole = False  # a dock that takes chunks only (older, or smaller bodies)
-                return None, None, None
-            if exc.code in Code.REREAD:  # e.g. not the declared digest: chunks say more
-                return None, None, None
-            raise
-        if not took:  # held already, in part or whole: go on from where the dock stands
-            return state, None, None
-        if not state.complete or state.receipt is None:
-            raise ReceiptInvalid(f"{seg.name}: whole segment taken but no receipt given")
-        return state, state.receipt, stamp
+        answer = put_whole(self.client, seg, sid, manifest, digest, size)
+        if answer.chunks_only:
+            self._whole = False
+        return answer.state, answer.receipt, answer.stamp
 
     def _ship_chunks(
         self,

@@ -146,7 +146,7 @@ def test_the_openapi_description_lists_the_protocol(harness):
     ):
         assert p in paths
     assert not [p for p in paths if p.startswith("/v1/admin")]  # the admin side is apart
-    assert set(paths["/v1/segments/{segment_id}"]) == {"get", "post", "patch"}
+    assert set(paths["/v1/segments/{segment_id}"]) == {"get", "post", "patch", "put"}
 
 
 # --------------------------------------------------------------------------- refusals
