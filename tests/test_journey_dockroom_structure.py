@@ -23,7 +23,7 @@ API = {
     "/v1/enroll": {"POST"},
     "/v1/enroll/challenge": {"POST"},
     "/v1/time": {"POST"},
-    "/v1/segments/{segment_id}": {"GET", "POST", "PATCH"},
+    "/v1/segments/{segment_id}": {"GET", "POST", "PATCH", "PUT"},
     "/v1/segments/{segment_id}/complete": {"POST"},
     "/v1/segments/{segment_id}/unsigned": {"GET", "PATCH"},
     "/v1/status": {"GET"},

@@ -95,7 +95,7 @@ def test_options_and_wrong_methods_get_the_whole_allow(env):
     url = env[0].url
     r = httpx.options(f"{url}/v1/segments/{'a' * 64}", verify=env[0].verify)
     assert r.status_code == 204
-    assert r.headers["allow"] == "GET, HEAD, OPTIONS, PATCH, POST"
+    assert r.headers["allow"] == "GET, HEAD, OPTIONS, PATCH, POST, PUT"
     r = httpx.delete(f"{url}/v1/dock", verify=env[0].verify)
     assert r.status_code == 405
     assert r.headers["allow"] == "GET, HEAD, OPTIONS"
