@@ -36,10 +36,16 @@ BAD_SIGNATURE_DETAIL = (
 )
 
 
-def get_dock(request: Request) -> Dock:
+def dock_of(request: Request) -> Dock:
     """The dock this app serves (``create_app`` puts it in ``app.state.dock``)."""
     dock: Dock = request.app.state.dock
     return dock
+
+
+async def get_dock(request: Request) -> Dock:
+    """``dock_of`` as a dependency: ``async`` because FastAPI runs a plain function in a worker
+    thread, a hop each request would wait for."""
+    return dock_of(request)
 
 
 DockDep = Annotated[Dock, Depends(get_dock)]
@@ -118,7 +124,7 @@ def authenticate(dock: Dock, method: str, path: str, headers: Any, window: bool)
     return Authed(device, digest, algorithm)
 
 
-def authed(
+async def authed(
     request: Request,
     _device: Annotated[str, Header(alias=H_DEVICE, pattern=DEVICE_ID_PATTERN)],
     _timestamp: Annotated[
@@ -139,11 +145,12 @@ def authed(
     ],
 ) -> Authed:
     """The device request dock.gate.DeviceGate authenticated (the signed routes only); the
-    signing headers are named here for the API's description, and checked by the gate."""
+    signing headers are named here for the API's description, and checked by the gate.
+    ``async``: nothing here blocks, and a plain function would cost a hop to a worker thread."""
     found = request.scope.get("state", {}).get(AUTHED_STATE)
     if not isinstance(found, Authed):
         raise Refused(401, Code.UNSIGNED, "unsigned request")
-    dock = get_dock(request)
+    dock = dock_of(request)
     dock.activity.seen(found.device.device_id, dock.clock())  # the console's "last seen"
     return found
 
