@@ -191,6 +191,10 @@ class TamperingClient(DockClient):
         s = super().append(*a, **kw)
         return replace(s, receipt=self._fix(s.receipt))
 
+    def put_segment(self, *a, **kw) -> tuple[UploadState, bool]:  # a whole segment's answer
+        s, took = super().put_segment(*a, **kw)
+        return replace(s, receipt=self._fix(s.receipt)), took
+
 
 def _cosigned_other_checkpoint(witnessed):
     """The proof's checkpoint with the witness's (valid) cosignature of ANOTHER checkpoint:
