@@ -213,16 +213,23 @@ class DockClient:
         return _state(UploadState, body)
 
     def put_segment(
-        self, segment_id: str, manifest: bytes, stored_digest: str, size: int, body: BinaryIO
+        self,
+        segment_id: str,
+        manifest: bytes,
+        stored_digest: str,
+        size: int,
+        body: BinaryIO,
+        on_sent: Callable[[], None] | None = None,
     ) -> tuple[UploadState, bool]:
         """A whole segment in one request (dock/routes/whole.py): ``size`` bytes of ``body``
-        (read as they are sent), signed by the stored digest its record names. The answer,
-        and whether the dock took the body (False: it held the upload already and says where
-        it stands, receipt included if complete)."""
+        (read as they are sent), signed by the stored digest its record names; ``on_sent`` is
+        called once the last byte has gone. The answer, and whether the dock took the body
+        (False: it held the upload already and says where it stands, receipt included if
+        complete)."""
         status, answer = self._call(
             "PUT",
             f"/v1/segments/{segment_id}",
-            content=iter(lambda: body.read(SEND_PIECE), b""),
+            content=_read(body, on_sent),
             headers={
                 "Content-Length": str(size),
                 H_UPLOAD_RECORD: b64e(manifest),
@@ -315,6 +322,15 @@ class _Pieces:
         view = memoryview(self.chunk)
         for i in range(0, len(view), SEND_PIECE):
             yield view[i : i + SEND_PIECE]
+
+
+def _read(body: BinaryIO, on_sent: Callable[[], None] | None) -> Iterator[bytes]:
+    """``body`` a piece at a time, then ``on_sent`` (httpx asks for the next piece only once
+    it has written the one before)."""
+    while piece := body.read(SEND_PIECE):
+        yield piece
+    if on_sent is not None:
+        on_sent()
 
 
 def _state(kind: type[S], body: Any) -> S:

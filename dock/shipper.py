@@ -32,6 +32,7 @@ import random
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from base.clock import Clock
 from dock.client import DockClient, DockFull, DockRefused, DockUnavailable, TimeSync
@@ -328,7 +329,8 @@ class Shipper:
         digest, size = declared(manifest, seg.blob_path)
         state, receipt, stamp, sent = None, None, None, 0
         if self._goes_whole(seg):
-            state, receipt, stamp = self._put_whole(seg, sid, manifest, digest, size)
+            nxt = after.blob_path if after is not None else None
+            state, receipt, stamp = self._put_whole(seg, sid, manifest, digest, size, nxt)
             sent = size if receipt is not None else 0
         if receipt is None:
             if self._goes_whole(after):
@@ -345,9 +347,15 @@ class Shipper:
         return self._whole and not self.state.failures and fits_whole(seg, self.config.chunk_bytes)
 
     def _put_whole(
-        self, seg: OutboxSegment, sid: str, manifest: bytes, digest: str, size: int
+        self,
+        seg: OutboxSegment,
+        sid: str,
+        manifest: bytes,
+        digest: str,
+        size: int,
+        next_file: Path | None,
     ) -> tuple[UploadState | None, SignedReceipt | None, FileStamp | None]:
-        answer = put_whole(self.client, seg, sid, manifest, digest, size)
+        answer = put_whole(self.client, seg, sid, manifest, digest, size, next_file)
         if answer.chunks_only:
             self._whole = False
         return answer.state, answer.receipt, answer.stamp

@@ -6,6 +6,7 @@ state without taking the body, and a camera falls back to chunks where the dock 
 from __future__ import annotations
 
 import hashlib
+import os
 import time
 from pathlib import Path
 
@@ -232,7 +233,7 @@ def test_what_a_refused_whole_segment_means_to_the_camera(tmp_path, status, code
     [seg] = ChainOutbox(dev.root).finished()
 
     class Refusing:
-        def put_segment(self, *a):
+        def put_segment(self, *a, **kw):
             raise DockRefused(status, "no", code)
 
     manifest = seg.manifest_path.read_bytes()
@@ -248,13 +249,53 @@ def test_a_refusal_about_the_device_is_not_taken_for_a_dock_without_the_route(tm
     [seg] = ChainOutbox(dev.root).finished()
 
     class Revoked:
-        def put_segment(self, *a):
+        def put_segment(self, *a, **kw):
             raise DockRefused(403, "revoked", Code.REVOKED)
 
     manifest = seg.manifest_path.read_bytes()
     digest, size = declared(manifest, seg.blob_path)
     with pytest.raises(DockRefused):
         put_whole(Revoked(), seg, segment_id_for(manifest), manifest, digest, size)
+
+
+def test_the_next_file_is_read_ahead_while_the_dock_completes_this_one(
+    harness, tmp_path, monkeypatch
+):
+    """On the camera's card the file to send next is read into memory by the kernel while
+    the dock completes the one before (and each file ahead of its sending)."""
+    dev = OutboxDevice(tmp_path / "outbox", f"cam-whole-{next(_ids):03d}")
+    creds = harness.enroll(dev)
+    recs = [dev.add_segment(segment_bytes(50_000, seed=i)) for i in range(3)]
+    names = [r.record["file"] for r in recs]
+    by_sid = {segment_id_for(r.line): r.record["file"] for r in recs}
+    events: list[tuple[str, str]] = []
+    real = os.posix_fadvise
+
+    def advise(fd, offset, length, how):
+        if how == os.POSIX_FADV_WILLNEED:
+            events.append(("ahead", Path(os.readlink(f"/proc/self/fd/{fd}")).name))
+        return real(fd, offset, length, how)
+
+    monkeypatch.setattr(os, "posix_fadvise", advise)
+
+    class Noting(CountingClient):
+        def put_segment(self, sid, *a, **kw):
+            events.append(("put", by_sid[sid]))
+            return super().put_segment(sid, *a, **kw)
+
+    class NotingOutbox(ChainOutbox):
+        def delete(self, segment, receipt):
+            events.append(("deleted", segment.blob_path.name))
+            return super().delete(segment, receipt)
+
+    client = Noting(harness.url, creds, wall_clock=_wall, timeout=10)
+    sh = Shipper(NotingOutbox(dev.root), client, VirtualClock(), config=CONFIG)
+    assert [r.action for r in sh.drain()] == ["shipped"] * 3 + ["idle"]
+    client.close()
+    for before, name in zip(names, names[1:], strict=False):
+        sent, done = events.index(("put", before)), events.index(("deleted", before))
+        ahead = [i for i, e in enumerate(events) if e == ("ahead", name)]
+        assert any(sent < i < done for i in ahead), events  # while the one before completed
 
 
 def test_which_records_go_whole(tmp_path):
