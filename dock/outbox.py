@@ -34,6 +34,33 @@ from dock.verify import (
 log = logging.getLogger("bwv.shipper")
 
 READ_BLOCK = 1 << 20
+Stamp = tuple[int, int, int, int]  # a record file's inode, size, mtime and ctime (ns)
+
+
+def _stamp(e: os.DirEntry[str]) -> Stamp | None:
+    try:
+        st = e.stat()
+    except FileNotFoundError:
+        return None  # gone since the listing
+    return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def _names(directory: Path) -> set[str]:
+    """The names in ``directory`` (none if it is not there), in one listing."""
+    try:
+        with os.scandir(directory) as it:
+            return {e.name for e in it}
+    except (FileNotFoundError, NotADirectoryError):
+        return set()
+
+
+def _names_file(f: ManifestFields | ManifestError, names: set[str]) -> bool:
+    """Whether a record's stored file is among ``names`` (a delete a crash cut short)."""
+    if isinstance(f, ManifestError) or f.record_type != "manifest":
+        return False
+    name = str(f.raw.get("file", ""))
+    return bool(name) and name in names
+
 
 # --------------------------------------------------------------------------- outbox
 
@@ -100,25 +127,36 @@ class ChainOutbox:
         self.verifier = verifier or ChainRecordVerifier()
         self.unreadable: dict[str, str] = {}  # record file -> why it cannot be shipped
         # each record file read once (records are written once): its stat, id and fields
-        self._seen: dict[Path, tuple[tuple[int, ...], str, ManifestFields | ManifestError]] = {}
+        self._seen: dict[str, tuple[Stamp, str, ManifestFields | ManifestError]] = {}
 
     def _records(self) -> list[tuple[int, Path]]:
-        if not self.chain_dir.is_dir():
-            return []
-        found = []
-        for p in self.chain_dir.iterdir():
-            parsed = parse_chain_file_name(p.name)
-            if parsed is not None:
-                found.append((parsed[0], p))
-        return sorted(found)
+        return [(seq, path) for seq, path, _ in self._scan()]
 
-    def _read(self, record: Path) -> tuple[str, ManifestFields | ManifestError] | None:
-        """The record's segment id and its fields (or why it cannot be read), read again
-        only when the file is not the one read before (None: it is gone)."""
+    def _scan(self) -> list[tuple[int, Path, Stamp | None]]:
+        """The chain records, oldest first, each with its stat (one listing of the directory,
+        a stat a record: a shift's outbox holds thousands, looked at every step)."""
+        found = []
         try:
-            st = record.stat()
-            key = (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
-            seen = self._seen.get(record)
+            with os.scandir(self.chain_dir) as it:
+                for e in it:
+                    parsed = parse_chain_file_name(e.name)
+                    if parsed is not None:
+                        found.append((parsed[0], self.chain_dir / e.name, _stamp(e)))
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+        return sorted(found, key=lambda r: r[0])
+
+    def _read(
+        self, record: Path, key: Stamp | None = None
+    ) -> tuple[str, ManifestFields | ManifestError] | None:
+        """The record's segment id and its fields (or why it cannot be read), read again
+        only when the file is not the one read before (``key``: its stat, if known; None:
+        it is gone)."""
+        try:
+            if key is None:
+                st = record.stat()
+                key = (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+            seen = self._seen.get(record.name)
             if seen is not None and seen[0] == key:
                 return seen[1], seen[2]
             data = record.read_bytes()
@@ -129,30 +167,28 @@ class ChainOutbox:
         except ManifestError as exc:
             fields = exc
         sid = segment_id_for(data)
-        self._seen[record] = (key, sid, fields)
+        self._seen[record.name] = (key, sid, fields)
         return sid, fields
 
-    def _receipted(self, record: Path) -> bool:
-        read = self._read(record)
-        return read is None or (self.receipts / f"{read[0]}.json").is_file()
-
     def finished(self) -> list[OutboxSegment]:
-        records = self._records()
-        current = {p for _, p in records}
-        self._seen = {p: v for p, v in self._seen.items() if p in current}  # the gone, forgotten
+        records = self._scan()  # first: the files the records name were written before them
+        blobs = _names(self.blobs_dir)  # the outbox's files (the kept receipts grow for ever:
+        kept = os.fspath(self.receipts)  # looked up one by one)
+        current = {p.name for _, p, _ in records}
+        self._seen = {n: v for n, v in self._seen.items() if n in current}  # the gone, forgotten
         newest = records[-1][0] if records else None
         found = []
-        for seq, path in records:
-            if self._receipted(path):
-                # shipped earlier and kept as the newest: now it can go (a blob still here is
-                # a delete a crash cut short: ``reconcile`` finishes it, record first)
-                if seq != newest and not self._blob_left(path):
-                    path.unlink(missing_ok=True)
-                continue
-            read = self._read(path)
+        for seq, path, key in records:
+            read = self._read(path, key)
             if read is None:
                 continue
-            f = read[1]
+            sid, f = read
+            if os.path.isfile(os.path.join(kept, f"{sid}.json")):
+                # shipped earlier and kept as the newest: now it can go (a blob still here is
+                # a delete a crash cut short: ``reconcile`` finishes it, record first)
+                if seq != newest and not _names_file(f, blobs):
+                    path.unlink(missing_ok=True)
+                continue
             if isinstance(f, ManifestError):
                 if path.name not in self.unreadable:
                     log.error("outbox: cannot ship %s: %s", path.name, f)
@@ -162,11 +198,11 @@ class ChainOutbox:
             tail_path, tail = None, None
             if f.record_type == "manifest":
                 blob = self.blobs_dir / str(f.raw.get("file", ""))
-                if not blob.is_file():
+                if blob.name not in blobs:
                     self.unreadable[path.name] = f"stored file {blob.name} is missing"
                     continue
                 t = f.raw.get("unsigned_tail")
-                if isinstance(t, dict) and (self.blobs_dir / str(t["file"])).is_file():
+                if isinstance(t, dict) and str(t["file"]) in blobs:
                     tail_path = self.blobs_dir / str(t["file"])
                     tail = (str(t["file"]), int(t["size"]), str(t["sha256"]))
             found.append(OutboxSegment(seq, path, blob, tail_path, tail))
@@ -206,14 +242,6 @@ class ChainOutbox:
         records = self._records()
         if records and records[-1][1] != segment.manifest_path:
             segment.manifest_path.unlink(missing_ok=True)
-
-    def _blob_left(self, record: Path) -> bool:
-        read = self._read(record)
-        if read is None or isinstance(read[1], ManifestError):
-            return False
-        f = read[1]
-        name = str(f.raw.get("file", "")) if f.record_type == "manifest" else ""
-        return bool(name) and (self.blobs_dir / name).is_file()
 
     def reconcile(self, dock_public_key: bytes, device_id: str) -> list[str]:
         """At start: finish the deletes a crash cut short. A segment still here although a
