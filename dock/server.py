@@ -41,7 +41,7 @@ from fastapi import FastAPI
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Scope
 
-from dock.gate import DeviceGate
+from dock.gate import BODIES, DeviceGate
 from dock.instance import Dock, DockConfig, open_dock, wall_clock_us
 from dock.middleware import BodyLimit, SignResponses, add_exception_handlers
 from dock.pages import mount_pages
@@ -113,9 +113,7 @@ def create_app(dock: Dock) -> FastAPI:
     app.state.dock = dock
 
     def limit_for(scope: Scope) -> int:
-        if scope.get("method") in ("PATCH", "PUT") and scope.get("path", "").startswith(
-            "/v1/segments/"
-        ):  # a chunk, or a whole segment
+        if scope.get("method") in BODIES and scope.get("path", "").startswith("/v1/segments/"):
             return cfg.max_chunk_bytes
         return cfg.max_json_bytes
 

@@ -198,10 +198,8 @@ async def append_chunk(
     )
     ok = False
     try:
-        await _receive_into(writer, request)
+        await receive_into(writer, request)
         ok = True
-    except ClientDisconnect:
-        raise Refused(400, Code.INVALID, "connection closed before the body was complete") from None
     finally:
         appended = await run_in_threadpool(store.finish_chunk, writer, ok)
     dock.activity.chunk(dev, segment_id, appended.offset, appended.size, dock.clock())
@@ -209,14 +207,23 @@ async def append_chunk(
         return appended.to_json()
     # the last chunk: completed at once, its receipt in the answer (a camera that asks for
     # completion all the same is given the same receipt): one round trip less a segment
-    receipt = await run_in_threadpool(_complete, dock, auth.device, segment_id)
+    receipt = await run_in_threadpool(complete_upload, dock, auth.device, segment_id)
     return replace(appended, complete=True, receipt=receipt).to_json()
 
 
 WRITE_BATCH = 1 << 20  # body bytes held before they go to the staged file
 
 
-async def _receive_into(writer: ChunkWriter, request: Request) -> None:
+async def receive_into(writer: ChunkWriter, request: Request) -> None:
+    """The body into the staged file (a chunk's, or a whole segment's: dock/routes/whole.py);
+    a body cut before its end is a 400."""
+    try:
+        await _stream_into(writer, request)
+    except ClientDisconnect:
+        raise Refused(400, Code.INVALID, "connection closed before the body was complete") from None
+
+
+async def _stream_into(writer: ChunkWriter, request: Request) -> None:
     """The body, checked against its digest as it comes, written (and hashed) into the
     staged file a MiB at a time in a worker thread, off the event loop, while the next MiB
     is received: one batch written at a time, in order, and the file never closed (by
@@ -257,10 +264,10 @@ def _write_all(writer: ChunkWriter, blocks: list[bytes]) -> None:
     tags=["upload"],
 )
 def complete(segment_id: SegmentId, auth: AuthedDevice, dock: DockDep) -> dict[str, Any]:
-    return _complete(dock, auth.device, segment_id).to_json()
+    return complete_upload(dock, auth.device, segment_id).to_json()
 
 
-def _complete(dock: Dock, dev: DeviceRecord, segment_id: str) -> SignedReceipt:
+def complete_upload(dock: Dock, dev: DeviceRecord, segment_id: str) -> SignedReceipt:
     """Verify, store and receipt a fully uploaded segment (or give its receipt again)."""
     state = dock.store.upload_state(dev.device_id, segment_id)
     if state is None:

@@ -26,7 +26,6 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Request, Response
 from starlette.concurrency import run_in_threadpool
-from starlette.requests import ClientDisconnect
 
 from dock.instance import Dock
 from dock.middleware import Refused
@@ -34,7 +33,7 @@ from dock.protocol import H_UPLOAD_RECORD, Code
 from dock.receipts import SignedReceipt, UploadState
 from dock.routes.deps import Authed, AuthedDevice, DockDep, SegmentId
 from dock.routes.models import CHUNK_BODY, ERRORS, CreateUpload, Problem, UploadStateModel
-from dock.routes.uploads import _complete, _receive_into, begin_upload
+from dock.routes.uploads import begin_upload, complete_upload, receive_into
 from dock.strict import StrictJSONRoute
 from dock.upload_live import ChunkWriter
 
@@ -105,10 +104,7 @@ def _open(
 
 async def _take_body(writer: ChunkWriter, request: Request, declared: str) -> bool:
     """The body into the staged file (True); 460 if it is not the declared stored digest."""
-    try:
-        await _receive_into(writer, request)
-    except ClientDisconnect:
-        raise Refused(400, Code.INVALID, "connection closed before the body was complete") from None
+    await receive_into(writer, request)
     digest = writer.live.digest
     if digest is None or digest.size != writer.end or digest.hexdigest() != declared:
         raise Refused(
@@ -126,4 +122,4 @@ def _finish(
     dev = auth.device.device_id
     appended = dock.store.finish_chunk(writer, True)
     dock.activity.chunk(dev, segment_id, appended.offset, appended.size, dock.clock())
-    return appended, _complete(dock, auth.device, segment_id)
+    return appended, complete_upload(dock, auth.device, segment_id)
