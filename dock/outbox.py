@@ -130,18 +130,18 @@ class ChainOutbox:
         self._seen: dict[str, tuple[Stamp, str, ManifestFields | ManifestError]] = {}
 
     def _records(self) -> list[tuple[int, Path]]:
-        return [(seq, path) for seq, path, _ in self._scan()]
+        return [(seq, self.chain_dir / e.name) for seq, e in self._scan()]
 
-    def _scan(self) -> list[tuple[int, Path, Stamp | None]]:
-        """The chain records, oldest first, each with its stat (one listing of the directory,
-        a stat a record: a shift's outbox holds thousands, looked at every step)."""
+    def _scan(self) -> list[tuple[int, os.DirEntry[str]]]:
+        """The chain records, oldest first, in one listing of the directory (a shift's outbox
+        holds thousands, looked at every step); each entry stats its file when asked."""
         found = []
         try:
             with os.scandir(self.chain_dir) as it:
                 for e in it:
                     parsed = parse_chain_file_name(e.name)
                     if parsed is not None:
-                        found.append((parsed[0], self.chain_dir / e.name, _stamp(e)))
+                        found.append((parsed[0], e))
         except (FileNotFoundError, NotADirectoryError):
             return []
         return sorted(found, key=lambda r: r[0])
@@ -174,12 +174,13 @@ class ChainOutbox:
         records = self._scan()  # first: the files the records name were written before them
         blobs = _names(self.blobs_dir)  # the outbox's files (the kept receipts grow for ever:
         kept = os.fspath(self.receipts)  # looked up one by one)
-        current = {p.name for _, p, _ in records}
+        current = {e.name for _, e in records}
         self._seen = {n: v for n, v in self._seen.items() if n in current}  # the gone, forgotten
         newest = records[-1][0] if records else None
         found = []
-        for seq, path, key in records:
-            read = self._read(path, key)
+        for seq, entry in records:
+            path = self.chain_dir / entry.name
+            read = self._read(path, _stamp(entry))
             if read is None:
                 continue
             sid, f = read
