@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import time
 from pathlib import Path
 
 import pytest
@@ -30,7 +29,7 @@ from dock.protocol import (
     segment_id_for,
     stored_content_digest,
 )
-from dock.server import DockConfig
+from dock.server import DockConfig, wall_clock_us
 from dock.ship_chunks import declared
 from dock.ship_whole import fits_whole, put_whole
 from dock.shipper import ChainOutbox, Shipper, ShipperConfig
@@ -47,10 +46,6 @@ def harness(tmp_path_factory):
     h = DockHarness(tmp_path_factory.mktemp("dock"))
     yield h
     h.close()
-
-
-def _wall() -> int:
-    return time.time_ns() // 1000
 
 
 class CountingClient(DockClient):
@@ -75,7 +70,7 @@ def _device(harness, tmp_path: Path, size: int = SIZE):
 
 
 def _ship(dev, creds, url, config=CONFIG) -> tuple[Shipper, CountingClient]:
-    client = CountingClient(url, creds, wall_clock=_wall, timeout=10)
+    client = CountingClient(url, creds, wall_clock=wall_clock_us, timeout=10)
     sh = Shipper(ChainOutbox(dev.root), client, VirtualClock(), config=config)
     return sh, client
 
@@ -111,7 +106,7 @@ def test_a_whole_body_that_is_not_its_stored_digest_is_refused_and_counts_nothin
     dev, creds, blob, manifest, sid, digest, size = _device(harness, tmp_path)
     damaged = bytearray(blob.read_bytes())
     damaged[size // 2] ^= 1  # one bit, the length unchanged
-    with DockClient(harness.url, creds, wall_clock=_wall) as client:
+    with DockClient(harness.url, creds, wall_clock=wall_clock_us) as client:
         with pytest.raises(DockRefused) as exc:
             client.put_segment(sid, manifest, digest, size, _Body(bytes(damaged)))
         assert exc.value.status == 460 and exc.value.code == Code.CHECKSUM
@@ -130,7 +125,7 @@ def test_an_upload_held_already_is_answered_with_where_it_stands_without_its_bod
 ):
     dev, creds, blob, manifest, sid, digest, size = _device(harness, tmp_path)
     data = blob.read_bytes()
-    with DockClient(harness.url, creds, wall_clock=_wall) as client:
+    with DockClient(harness.url, creds, wall_clock=wall_clock_us) as client:
         client.create_upload(sid, manifest, size, digest)
         half = client.append(sid, 0, data[: size // 2], hashlib.sha256(data[: size // 2]).digest())
         assert half.offset == size // 2
@@ -141,7 +136,7 @@ def test_an_upload_held_already_is_answered_with_where_it_stands_without_its_bod
     client.close()
     [held] = harness.dock.store.held_segments(dev.device_id)
     assert held.stored_size == size
-    with DockClient(harness.url, creds, wall_clock=_wall) as client:  # and all of it
+    with DockClient(harness.url, creds, wall_clock=wall_clock_us) as client:  # and all of it
         state, took = client.put_segment(sid, manifest, digest, size, _Body(data))
     assert not took and state.complete and state.receipt is not None
     assert state.receipt.receipt.stored_digest == digest
@@ -154,7 +149,7 @@ def test_a_whole_body_cut_on_the_way_counts_nothing_and_the_camera_goes_on_in_ch
     upstream = ("127.0.0.1", harness.server.port)
     clock = VirtualClock()
     with FaultProxy(upstream, [Fault("up", 150_000)]) as proxy:  # mid-body
-        client = CountingClient(proxy.url, creds, wall_clock=_wall, timeout=10)
+        client = CountingClient(proxy.url, creds, wall_clock=wall_clock_us, timeout=10)
         sh = Shipper(ChainOutbox(dev.root), client, clock, config=CONFIG)
         first = sh.step()
         assert first.action == "failed"
@@ -174,7 +169,7 @@ def test_a_whole_body_cut_on_the_way_counts_nothing_and_the_camera_goes_on_in_ch
 def test_the_stored_digest_signs_a_whole_segment_and_nothing_else(harness, tmp_path):
     dev, creds, blob, manifest, sid, digest, size = _device(harness, tmp_path)
     data = blob.read_bytes()
-    with DockClient(harness.url, creds, wall_clock=_wall) as client:
+    with DockClient(harness.url, creds, wall_clock=wall_clock_us) as client:
         client.create_upload(sid, manifest, size, digest)
         with pytest.raises(DockRefused) as exc:  # a chunk signed by a stored digest
             client._call(
@@ -288,7 +283,7 @@ def test_the_next_file_is_read_ahead_while_the_dock_completes_this_one(
             events.append(("deleted", segment.blob_path.name))
             return super().delete(segment, receipt)
 
-    client = Noting(harness.url, creds, wall_clock=_wall, timeout=10)
+    client = Noting(harness.url, creds, wall_clock=wall_clock_us, timeout=10)
     sh = Shipper(NotingOutbox(dev.root), client, VirtualClock(), config=CONFIG)
     assert [r.action for r in sh.drain()] == ["shipped"] * 3 + ["idle"]
     client.close()
