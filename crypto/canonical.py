@@ -149,6 +149,29 @@ def decode(data: bytes) -> Any:
         raise CanonicalError(f"not JSON: {exc.msg}", incomplete=cut) from None
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise CanonicalError(f"not JSON: {type(exc).__name__}") from None
-    if encode(value) != bytes(data):
+    if not _plainly_canonical(value, text) and encode(value) != bytes(data):
         raise CanonicalError("JSON, but not in canonical form")
     return value
+
+
+def _plainly_canonical(value: Any, text: str) -> bool:
+    """True if ``text``, all ASCII, is the canonical form of ``value`` (parsed from it), by
+    the C JSON encoder: for ASCII text, code point order is UTF-16 order, and the encoder
+    escapes exactly the characters the canonical form does, with the same spellings. False
+    when that cannot be told so (non-ASCII text, an integer out of range, nesting too deep):
+    ``encode`` decides, and says what is wrong."""
+    if not text.isascii():
+        return False
+    spelled = json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+    return spelled == text and _in_bounds(value, 0)
+
+
+def _in_bounds(v: Any, depth: int) -> bool:
+    """Integers in range and nesting within ``MAX_DEPTH`` (what the C encoder does not check)."""
+    if depth > MAX_DEPTH:
+        return False
+    if isinstance(v, dict):
+        v = v.values()
+    elif not isinstance(v, list):
+        return not isinstance(v, int) or v is True or v is False or -MAX_INT <= v <= MAX_INT
+    return all(_in_bounds(item, depth + 1) for item in v)

@@ -89,6 +89,60 @@ def test_round_trip_and_agreement_with_json(value):
     assert json.loads(data) == value  # it is plain JSON
 
 
+any_json = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**60), 2**60)
+    | st.text(st.characters(exclude_categories=("Cs",)), max_size=6),
+    lambda children: (
+        st.lists(children, max_size=3)
+        | st.dictionaries(
+            st.text(st.characters(exclude_categories=("Cs",)), max_size=3), children, max_size=3
+        )
+    ),
+    max_leaves=10,
+)
+spellings = st.fixed_dictionaries(
+    {
+        "sort_keys": st.booleans(),
+        "ensure_ascii": st.booleans(),
+        "separators": st.sampled_from([(",", ":"), (", ", ": "), (",", ": ")]),
+    }
+)
+
+
+def _canonical_or_none(value):
+    try:
+        return encode(value)
+    except CanonicalError:
+        return None
+
+
+@given(any_json, spellings)
+def test_decode_takes_exactly_the_bytes_encode_gives(value, spelling):
+    """Whatever path decode takes to check the form (the C encoder for ASCII text, ours
+    otherwise), it takes the one canonical spelling and refuses every other."""
+    text = json.dumps(value, **spelling).encode()
+    if text == _canonical_or_none(value):
+        assert decode(text) == value
+    else:
+        with pytest.raises(CanonicalError):
+            decode(text)
+
+
+@pytest.mark.parametrize("depth", [31, 32, 33, 34])
+def test_nesting_at_the_limit_is_read_as_encode_allows(depth):
+    value: list = []
+    for _ in range(depth):
+        value = [value]
+    text = json.dumps(value, separators=(",", ":")).encode()
+    if _canonical_or_none(value) is None:
+        with pytest.raises(CanonicalError):
+            decode(text)
+    else:
+        assert decode(text) == value
+
+
 def test_signed_line_domain_separation_and_strictness():
     ident = device_identity()
     rec = {
