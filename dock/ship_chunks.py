@@ -25,7 +25,7 @@ from dock.outbox import OutboxSegment, _digest_file
 from dock.protocol import Code
 from dock.receipts import UploadState
 from dock.ship_stamp import FileStamp, stamp_of
-from dock.verify import ManifestError, default_verifier
+from dock.verify import ManifestError, SegmentVerifier, default_verifier
 
 
 class ChangedOnCamera(DockRefused):
@@ -40,12 +40,15 @@ class ReceiptInvalid(DockUnavailable):
     """An answer that is not a valid receipt for this segment's exact bytes."""
 
 
-def declared(manifest: bytes, blob: Path | None) -> tuple[str, int]:
+def declared(
+    manifest: bytes, blob: Path | None, verifier: SegmentVerifier | None = None
+) -> tuple[str, int]:
     """The stored digest the record signs (the dock checks the bytes against it, the
     receipt must name it, and the file is checked again before its delete: hashing the
-    whole file before sending would add nothing) and the file's size (0 without a file)."""
+    whole file before sending would add nothing) and the file's size (0 without a file).
+    ``verifier``: the outbox's, which has read the record already."""
     try:
-        digest = default_verifier().parse(manifest).stored_digest
+        digest = (verifier or default_verifier()).parse(manifest).stored_digest
     except ManifestError as exc:
         raise DockUnavailable(f"unreadable record: {exc}") from None
     if blob is None:

@@ -15,6 +15,7 @@ with crypto/records.py. Another manifest format plugs in by implementing the int
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO, Protocol
 
@@ -81,8 +82,27 @@ class ChainRecordVerifier:
     crypto.verify.check_chain_record, the per-record check crypto/ provides for the dock."""
 
     types = CHAIN_TYPES
+    kept = 32  # records whose fields are kept, the last read
+
+    def __init__(self) -> None:
+        # an upload's record is read at its creation, its checks and its completion: read
+        # once (the fields of exactly these bytes; a record that cannot be read is not kept)
+        self._read: dict[bytes, ManifestFields] = {}
+        self._lock = threading.Lock()
 
     def parse(self, manifest: bytes) -> ManifestFields:
+        key = bytes(manifest)
+        with self._lock:
+            fields = self._read.get(key)
+        if fields is None:
+            fields = self._parse(key)
+            with self._lock:
+                self._read[key] = fields
+                if len(self._read) > self.kept:
+                    del self._read[next(iter(self._read))]
+        return fields
+
+    def _parse(self, manifest: bytes) -> ManifestFields:
         try:
             record, _ = parse_line(manifest)
             validate(record)

@@ -100,6 +100,33 @@ def test_a_segment_of_one_chunk_ships_in_one_request_and_its_receipt_names_its_b
         assert f.read() == data
 
 
+def test_the_dock_reads_a_segments_record_once_from_creation_to_receipt(
+    harness, tmp_path, monkeypatch
+):
+    """The record is checked at creation (its fields, its agency) and at completion: the
+    dock's verifier reads its fields once, not at each check; the camera's outbox once
+    (the step that ships it names its stored digest from what the outbox read)."""
+    import threading
+
+    import dock.verify
+
+    reads: list[tuple[bool, bytes]] = []
+    real = dock.verify.parse_line
+
+    def counted(line: bytes):
+        reads.append((threading.current_thread() is threading.main_thread(), line))
+        return real(line)
+
+    dev, creds, blob, manifest, sid, digest, size = _device(harness, tmp_path)
+    monkeypatch.setattr(dock.verify, "parse_line", counted)
+    sh, client = _ship(dev, creds, harness.url)
+    r = sh.step()
+    client.close()
+    assert r.action == "shipped"
+    assert reads.count((True, manifest)) == 1  # the camera (the test's thread)
+    assert reads.count((False, manifest)) == 1  # the dock (its server's threads)
+
+
 def test_a_whole_body_that_is_not_its_stored_digest_is_refused_and_counts_nothing(
     harness, tmp_path
 ):
