@@ -100,6 +100,21 @@ def test_a_segment_of_one_chunk_ships_in_one_request_and_its_receipt_names_its_b
         assert f.read() == data
 
 
+def test_a_record_without_a_file_ships_in_one_request(harness, tmp_path):
+    """An end record has no stored file: its creation completes it, and the answer carries
+    its receipt (no separate completion)."""
+    dev, creds, blob, manifest, sid, digest, size = _device(harness, tmp_path)
+    end = dev.end_recording()
+    sh, client = _ship(dev, creds, harness.url)
+    reports = sh.drain()
+    client.close()
+    assert [r.action for r in reports] == ["shipped", "shipped", "idle"]
+    end_sid = segment_id_for(end.line)
+    assert _segment_calls(client) == [("PUT", sid[:8]), ("POST", end_sid[:8])]
+    held = harness.dock.store.held_segments(dev.device_id)
+    assert [h.segment_id for h in held] == [sid, end_sid]
+
+
 def test_the_dock_reads_a_segments_record_once_from_creation_to_receipt(
     harness, tmp_path, monkeypatch
 ):

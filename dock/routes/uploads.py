@@ -123,6 +123,11 @@ def create_upload(
 ) -> dict[str, Any]:
     state, existing = begin_upload(dock, auth, segment_id, req)
     response.status_code = 200 if existing else 201
+    if not state.complete and state.size == 0:
+        # a record without a file (an end or time record): nothing to send, so completed at
+        # once, its receipt in the answer (one round trip, not two)
+        receipt = complete_upload(dock, auth.device, segment_id)
+        state = replace(state, complete=True, receipt=receipt)
     return state.to_json()
 
 
