@@ -78,8 +78,12 @@ class Database(Protocol):
     kind: str  # "sqlite" | "postgresql"
     shared: bool  # docks on other machines may share it
 
-    def tx(self) -> AbstractContextManager[Conn]:
-        """One write transaction, serialised across every process sharing the index."""
+    def tx(self, durable: bool = True) -> AbstractContextManager[Conn]:
+        """One write transaction, serialised across every process sharing the index.
+        ``durable=False``: the commit need not wait for the disk (a power cut may lose it;
+        any later durable commit makes it durable too). Only for what the dock can lose
+        with the machine: an upload's creation (no receipt names it before its completion's
+        durable commit; the camera starts it again)."""
         ...
 
     def q(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
@@ -185,24 +189,47 @@ class SqliteDatabase:
             self.conn.close()
 
     @contextmanager
-    def tx(self) -> Iterator[Conn]:
+    def tx(self, durable: bool = True) -> Iterator[Conn]:
         """A failure (a full disk fails an INSERT or the COMMIT) leaves no transaction open
-        behind it, and a storage failure is a ``StoreError``."""
+        behind it, and a storage failure is a ``StoreError``. Not ``durable``: committed at
+        synchronous=NORMAL (into the WAL, not fsync'd: it survives the dock's crash, not the
+        machine's), then FULL again for every other commit; the next FULL commit's fsync of
+        the WAL makes it durable with everything before it."""
         with self._lock:
+            if durable:
+                with self._transaction():
+                    yield self.conn
+                return
+            self._synchronous("NORMAL")
             try:
-                self.conn.execute("BEGIN IMMEDIATE")
-            except sqlite3.Error as exc:
+                with self._transaction():
+                    yield self.conn
+            finally:
+                self._synchronous("FULL")
+
+    def _synchronous(self, level: str) -> None:
+        try:
+            self.conn.execute(f"PRAGMA synchronous={level}")
+        except sqlite3.Error as exc:
+            raise storage_failure(exc, self.path.parent) from exc
+
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
+        """BEGIN IMMEDIATE ... COMMIT (the lock held), rolled back on any failure."""
+        try:
+            self.conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise storage_failure(exc, self.path.parent) from exc
+        try:
+            yield
+            self.conn.execute("COMMIT")
+        except BaseException as exc:
+            if self.conn.in_transaction:  # SQLite may have rolled back by itself
+                with contextlib.suppress(sqlite3.Error):
+                    self.conn.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.Error):
                 raise storage_failure(exc, self.path.parent) from exc
-            try:
-                yield self.conn
-                self.conn.execute("COMMIT")
-            except BaseException as exc:
-                if self.conn.in_transaction:  # SQLite may have rolled back by itself
-                    with contextlib.suppress(sqlite3.Error):
-                        self.conn.execute("ROLLBACK")
-                if isinstance(exc, sqlite3.Error):
-                    raise storage_failure(exc, self.path.parent) from exc
-                raise
+            raise
 
     def q(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         with self._lock:

@@ -216,7 +216,9 @@ class PostgresDatabase:
                 c.close()
 
     @contextmanager
-    def tx(self) -> Iterator[Conn]:
+    def tx(self, durable: bool = True) -> Iterator[Conn]:
+        # always durable: the shared index's rows are every dock's (what one dock counts,
+        # another reads), so none is left to a later commit of one dock's
         psycopg = self._psycopg
         with self._lock:
             conn = self._connected()

@@ -59,9 +59,9 @@ class StoreIndex:
     def _db(self, conn: Any) -> None:
         self.db.conn = conn  # type: ignore[attr-defined]
 
-    def _tx(self) -> AbstractContextManager[Conn]:
+    def _tx(self, durable: bool = True) -> AbstractContextManager[Conn]:
         """One write transaction (``Database.tx``)."""
-        return self.db.tx()
+        return self.db.tx(durable)
 
     def _q(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         return self.db.q(sql, args)
