@@ -28,16 +28,23 @@ class DirectoryObjects:
         return self.root / device / name
 
     def put_file(
-        self, key: str, src: Path, sha256: str | None = None, stored_digest: str | None = None
+        self,
+        key: str,
+        src: Path,
+        sha256: str | None = None,
+        stored_digest: str | None = None,
+        synced: bool = False,
     ) -> None:
         """``sha256`` and ``stored_digest`` are not checked here: the dock hashed these very
-        bytes as it verified them, and the file is renamed, not copied."""
+        bytes as it verified them, and the file is renamed, not copied (fsync'd first,
+        unless ``synced``: the caller did)."""
         dst = self._path(key)
         dst.parent.mkdir(exist_ok=True)
         if dst.exists():
             raise FileExistsError(f"object {key} exists; objects are never replaced")
-        with open(src, "rb") as f:
-            os.fsync(f.fileno())
+        if not synced:
+            with open(src, "rb") as f:
+                os.fsync(f.fileno())
         os.chmod(src, 0o440)
         os.replace(src, dst)
         fsync_dir(dst.parent)
@@ -53,7 +60,7 @@ class DirectoryObjects:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        self.put_file(key, tmp, sha256)
+        self.put_file(key, tmp, sha256, synced=True)
 
     def open(self, key: str) -> BinaryIO:
         return open(self._path(key), "rb")  # noqa: SIM115 - the caller closes it

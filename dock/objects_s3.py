@@ -1,16 +1,14 @@
 """Objects in an S3 bucket with Object Lock (Ceph RGW, or AWS S3): the fleet's ``ObjectStore``
 (dock/store.py), the same keys and promises as ``DirectoryObjects`` (dock/objects.py).
 
-Writing. Every object is written as a new version with ``ObjectLockMode=GOVERNANCE`` and
-``RetainUntilDate = clock + unclassified_lock_s`` (the console's object lock later raises it
-with ``set_lock``, console/object_lock.py). A key is never replaced: a HEAD first,
-``FileExistsError`` if the key has an object. Two docks racing past the HEAD with one key
-each write a version: harmless, as the bucket is versioned (both stay, both locked).
+Writing. Every object is a new version, ``ObjectLockMode=GOVERNANCE`` until ``clock +
+unclassified_lock_s`` (raised later by the console's ``set_lock``); a key is never replaced
+(a HEAD first, ``FileExistsError`` if it has an object; two docks past it: both kept).
 
 What is verified, and by whom, before a put is acknowledged (returns):
-- by us, before anything is sent: the SHA-256 of the exact bytes sent equals ``sha256`` (the
-  signed hash), when given. A multipart upload hashes the parts as it reads and sends them
-  (one part in memory at a time) and compares before completing, else aborts the upload.
+- by us, before anything is sent: the SHA-256 of the bytes sent equals ``sha256`` (the
+  signed hash), when given; a multipart upload hashes the parts as it reads and sends them
+  (one in memory at a time) and compares before completing, else aborts.
 - by the server, on every PUT and part (verified on Ceph 16.2 Pacific, the test server):
   the SigV4 payload hash ``x-amz-content-sha256`` (payload signing is on, over HTTPS too:
   the server recomputes the SHA-256 of the body it received and refuses a mismatch,
@@ -18,30 +16,27 @@ What is verified, and by whom, before a put is acknowledged (returns):
   payload hash *is* the object's SHA-256, which we checked equal to ``sha256``: the server
   has verified the signed hash itself. For a multipart upload it verified each part's
   SHA-256 and MD5, and we verified their concatenation against ``sha256``.
-- by us, from the server's view after the write (a HEAD of the new version): the ETag is
-  the MD5 we sent (single PUT) or ``md5(part md5s)-N`` (multipart), the size is the size
-  sent, and the version is locked.
+- by us, from a HEAD of the new version: the ETag is the MD5 we sent (single PUT) or
+  ``md5(part md5s)-N`` (multipart), the size the size sent, and the version locked.
 - flexible checksums: every PUT and part also carries ``x-amz-checksum-sha256`` (an
   explicit header, so botocore never switches to the aws-chunked trailers Pacific refuses).
   A server that supports them (AWS; RGW from Squid) verifies it and answers with
   ``ChecksumSHA256``, which must then equal ours (multipart: the composite of the parts').
   Pacific ignores the header (a wrong value is accepted) and answers none: there the
   checks above are what holds.
-A mismatch raises ``ObjectStoreError``, and a version written but found wrong is deleted
-again (governance bypass, our own just-written version): nothing acknowledged, nothing left.
+A mismatch raises ``ObjectStoreError``; a version written but found wrong is deleted again
+(governance bypass, our own new version): nothing acknowledged, nothing left.
 
-Pacific ignores the Object Lock headers of a multipart upload (the completed object has no
-retention) and answers its completion with an empty ETag: the HEAD above sees the missing
-lock and the store sets it (``put_object_retention``) before acknowledging. A crash in
-between leaves that version unlocked and unacknowledged; the console's lock job sets the
-lock of every held record on each run (console/object_lock.py).
+Pacific ignores a multipart upload's Object Lock headers (no retention) and answers its
+completion with an empty ETag: the HEAD above sees the lock missing and the store sets it
+(``put_object_retention``) before acknowledging; a crash between leaves that version
+unlocked, unacknowledged, and the console's lock job locks every held record each run.
 
-Reading (``open``) pins the current version at open and reads it by ranged GETs, streamed
-(seekable, nothing spooled). Deleting removes every version and delete marker of the key
-(a plain DELETE in a versioned bucket only adds a marker); the server refuses a version
-under retention or legal hold, which is ``ObjectLocked``. Errors from the client library
-(unreachable, timeouts, 5xx after retries, refusals) are ``ObjectStoreError`` with a
-one-line message; credentials are never in a message.
+Reading (``open``) pins the current version, read by ranged GETs (seekable, nothing
+spooled). Deleting removes every version and delete marker of the key; the server refuses a
+version under retention or legal hold: ``ObjectLocked``. The client library's errors
+(unreachable, timeouts, 5xx after retries, refusals) are ``ObjectStoreError``, one line,
+never with credentials.
 """
 
 from __future__ import annotations
@@ -195,10 +190,15 @@ class S3Objects:
             self._put_single(full, data, sha256)
 
     def put_file(
-        self, key: str, src: Path, sha256: str | None = None, stored_digest: str | None = None
+        self,
+        key: str,
+        src: Path,
+        sha256: str | None = None,
+        stored_digest: str | None = None,
+        synced: bool = False,
     ) -> None:
         """Upload ``src`` (streamed, one part in memory at a time; consumed, as
-        ``DirectoryObjects`` moves it), checked against the signed ``stored_digest``."""
+        ``DirectoryObjects`` moves it; ``synced`` or not), checked against ``stored_digest``."""
         full = self._key(key)
         self._refuse_existing(key, full)
         with open(src, "rb") as f:

@@ -193,12 +193,17 @@ class ObjectStore(Protocol):
     (``FileExistsError``)."""
 
     def put_file(
-        self, key: str, src: Path, sha256: str | None = None, stored_digest: str | None = None
+        self,
+        key: str,
+        src: Path,
+        sha256: str | None = None,
+        stored_digest: str | None = None,
+        synced: bool = False,
     ) -> None:
         """Make ``src`` (a local file, consumed) the object ``key``, durably. ``sha256``:
         the hex SHA-256 of its bytes, or ``stored_digest``, a segment's signed stored
         digest, when known: a store that can have the write checked against it does, and
-        refuses the write if they differ."""
+        refuses the write if they differ. ``synced``: ``src``'s bytes are fsync'd already."""
         ...
 
     def put_bytes(self, key: str, data: bytes, sha256: str | None = None) -> None: ...

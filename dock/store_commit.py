@@ -107,8 +107,8 @@ class SegmentCommits(SegmentUploads):
                 else:
                     segment = fields.record_type == "manifest"  # others: an empty blob
                     digest = {"stored_digest" if segment else "sha256": fields.stored_digest}
-                    try:
-                        self.objects.put_file(bkey, staged, **digest)
+                    try:  # fsync'd before it was verified (``completing``)
+                        self.objects.put_file(bkey, staged, **digest, synced=True)
                     except FileExistsError:
                         staged.unlink(missing_ok=True)
         except StoreError:

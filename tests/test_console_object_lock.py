@@ -121,8 +121,8 @@ class LockingObjects(DirectoryObjects):
         """The object store's own clock, which its locks obey (S3Objects.clock_s)."""
         return self.clock() / SECOND_US
 
-    def put_file(self, key, src, sha256=None, stored_digest=None):
-        super().put_file(key, src)
+    def put_file(self, key, src, sha256=None, stored_digest=None, synced=False):
+        super().put_file(key, src, synced=synced)
         self.locks[key] = Lock(GOVERNANCE, self.clock() + self.unclassified_s * SECOND_US)
 
     def lock_state(self, key):

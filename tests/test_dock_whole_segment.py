@@ -115,6 +115,36 @@ def test_a_record_without_a_file_ships_in_one_request(harness, tmp_path):
     assert [h.segment_id for h in held] == [sid, end_sid]
 
 
+def test_the_dock_fsyncs_each_file_of_a_segment_once(harness, tmp_path, monkeypatch):
+    """The staged file, fsync'd before it is verified, is not fsync'd again as it becomes
+    the object; nor is the manifest's object as it is renamed into place."""
+    import stat
+    import threading
+
+    dev, creds, blob, manifest, sid, digest, size = _device(harness, tmp_path)
+    synced: list[int] = []
+    real = os.fsync
+
+    def counted(fd: int) -> None:
+        st = os.fstat(fd)
+        if threading.current_thread() is not threading.main_thread() and stat.S_ISREG(st.st_mode):
+            synced.append(st.st_ino)
+        real(fd)
+
+    monkeypatch.setattr(os, "fsync", counted)
+    sh, client = _ship(dev, creds, harness.url)
+    r = sh.step()
+    client.close()
+    assert r.action == "shipped"
+    store = harness.dock.store
+    objects = {
+        os.stat(store.objects._path(k)).st_ino
+        for k in (blob_key(dev.device_id, sid), f"{dev.device_id}/{sid}.manifest")
+    }
+    assert objects <= set(synced)  # both made durable...
+    assert sorted(synced) == sorted(set(synced))  # ...and no file twice
+
+
 def test_the_dock_reads_a_segments_record_once_from_creation_to_receipt(
     harness, tmp_path, monkeypatch
 ):

@@ -219,11 +219,11 @@ class FailingObjects(DirectoryObjects):
         self.fail = True
         self.hashes: list[str | None] = []
 
-    def put_file(self, key, src, sha256=None, stored_digest=None):
+    def put_file(self, key, src, sha256=None, stored_digest=None, synced=False):
         self.hashes.append(stored_digest or sha256)
         if self.fail:
             raise RuntimeError("endpoint unreachable")
-        super().put_file(key, src, sha256, stored_digest)
+        super().put_file(key, src, sha256, stored_digest, synced)
 
     def put_bytes(self, key, data, sha256=None):
         self.hashes.append(sha256)
