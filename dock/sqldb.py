@@ -83,7 +83,7 @@ class Database(Protocol):
         ``durable=False``: the commit need not wait for the disk (a power cut may lose it;
         any later durable commit makes it durable too). Only for what the dock can lose
         with the machine: an upload's creation (no receipt names it before its completion's
-        durable commit; the camera starts it again)."""
+        durable commit; the camera starts it again), a device's report (telemetry)."""
         ...
 
     def q(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:

@@ -43,7 +43,9 @@ class DeviceReports(StoreIndex):
 
     def record_report(self, device_id: str, report: dict[str, Any], now_us: int) -> None:
         kept = {k: report.get(k) for k in REPORT_FIELDS}
-        with self._tx() as db:
+        # telemetry, replaced by the next report: not worth a wait for the disk (a power cut
+        # may take it, the dock's next durable commit keeps it)
+        with self._tx(durable=False) as db:
             db.execute(
                 "INSERT INTO device_reports(device_id, received_at_us, report) VALUES(?,?,?)"
                 " ON CONFLICT(device_id) DO UPDATE SET"

@@ -7,6 +7,8 @@ commits before it durable with it. Every other commit, receipts above all, waits
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import pytest
 
 from capture.clock import VirtualClock
@@ -58,27 +60,40 @@ def test_a_failed_commit_that_skipped_the_disk_leaves_the_next_ones_durable(tmp_
         db.close()
 
 
-def test_only_the_uploads_creation_skips_the_disk_and_its_receipt_waits(tmp_path):
-    """Over one segment's upload: its row's commit is the one that does not wait; the
-    nonce's and the completion's (the receipt's) do, the last after the row's."""
+def test_only_an_uploads_creation_and_a_report_skip_the_disk_and_the_receipt_waits(tmp_path):
+    """Over one segment's shipping: the upload's row and the device's report are the
+    commits that do not wait; the nonces' and the completion's (the receipt's) do, the
+    last after the row's."""
     harness = DockHarness(tmp_path / "dock")
     try:
         dev = OutboxDevice(tmp_path / "outbox", "cam-durable")
         creds = harness.enroll(dev)
         dev.add_segment(segment_bytes(50_000, seed=5))
         db = harness.dock.store.db
-        commits: list[bool] = []
+        commits: list[tuple[bool, str]] = []
         real = db.tx
 
+        @contextmanager
         def tx(durable: bool = True):
-            commits.append(durable)
-            return real(durable)
+            with real(durable) as conn:
+                first: list[str] = []
+
+                class Noted:
+                    def execute(self, sql, *args):
+                        first.append(sql)
+                        return conn.execute(sql, *args)
+
+                yield Noted()
+            commits.append((durable, first[0].split("(")[0].strip() if first else ""))
 
         db.tx = tx
         with DockClient(harness.url, creds, wall_clock=wall_clock_us, timeout=10) as client:
             shipper = Shipper(ChainOutbox(dev.root), client, VirtualClock())
             assert shipper.step().action == "shipped"
-        assert commits.count(False) == 1  # the upload's row
-        assert commits[-1] is True and commits.index(False) < len(commits) - 1
+        skipped = sorted(sql for durable, sql in commits if not durable)
+        assert skipped == ["INSERT INTO device_reports", "INSERT INTO uploads"]
+        row = commits.index((False, "INSERT INTO uploads"))
+        assert commits[-1][0] and row < len(commits) - 1  # the receipt's, after it, waits
+        assert sum(1 for durable, sql in commits if durable and "nonces" in sql) >= 3
     finally:
         harness.close()
