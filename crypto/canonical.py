@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 MAX_INT = 2**53 - 1  # safe in every JSON implementation (JavaScript's Number included)
@@ -163,15 +163,28 @@ def _plainly_canonical(value: Any, text: str) -> bool:
     if not text.isascii():
         return False
     spelled = json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
-    return spelled == text and _in_bounds(value, 0)
+    return spelled == text and _in_bounds(value)
 
 
-def _in_bounds(v: Any, depth: int) -> bool:
-    """Integers in range and nesting within ``MAX_DEPTH`` (what the C encoder does not check)."""
-    if depth > MAX_DEPTH:
-        return False
-    if isinstance(v, dict):
-        v = v.values()
-    elif not isinstance(v, list):
-        return not isinstance(v, int) or v is True or v is False or -MAX_INT <= v <= MAX_INT
-    return all(_in_bounds(item, depth + 1) for item in v)
+def _in_bounds(value: Any) -> bool:
+    """Integers in range and nesting within ``MAX_DEPTH`` (what the C encoder does not
+    check), for a value ``json.loads`` made (dicts, lists, str, int, bool, None)."""
+    todo = [(value, 0)]
+    while todo:
+        v, depth = todo.pop()
+        if depth > MAX_DEPTH:
+            return False
+        children: Iterable[Any]
+        if isinstance(v, dict):
+            children = v.values()
+        elif isinstance(v, list):
+            children = v
+        else:
+            if type(v) is int and not -MAX_INT <= v <= MAX_INT:
+                return False
+            continue
+        for child in children:
+            if type(child) is str and depth < MAX_DEPTH:
+                continue  # the most common leaf, within bounds
+            todo.append((child, depth + 1))
+    return True

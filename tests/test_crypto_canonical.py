@@ -130,9 +130,10 @@ def test_decode_takes_exactly_the_bytes_encode_gives(value, spelling):
             decode(text)
 
 
-@pytest.mark.parametrize("depth", [31, 32, 33, 34])
-def test_nesting_at_the_limit_is_read_as_encode_allows(depth):
-    value: list = []
+@pytest.mark.parametrize("innermost", [[], "x", 7, {"k": None}])
+@pytest.mark.parametrize("depth", [30, 31, 32, 33, 34])
+def test_nesting_at_the_limit_is_read_as_encode_allows(depth, innermost):
+    value = innermost
     for _ in range(depth):
         value = [value]
     text = json.dumps(value, separators=(",", ":")).encode()
