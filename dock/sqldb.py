@@ -196,16 +196,14 @@ class SqliteDatabase:
         machine's), then FULL again for every other commit; the next FULL commit's fsync of
         the WAL makes it durable with everything before it."""
         with self._lock:
-            if durable:
-                with self._transaction():
-                    yield self.conn
-                return
-            self._synchronous("NORMAL")
+            if not durable:
+                self._synchronous("NORMAL")
             try:
                 with self._transaction():
                     yield self.conn
             finally:
-                self._synchronous("FULL")
+                if not durable:
+                    self._synchronous("FULL")
 
     def _synchronous(self, level: str) -> None:
         try:
