@@ -37,12 +37,15 @@ READ_BLOCK = 1 << 20
 Stamp = tuple[int, int, int, int]  # a record file's inode, size, mtime and ctime (ns)
 
 
+def _stamp_of(st: os.stat_result) -> Stamp:
+    return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
 def _stamp(e: os.DirEntry[str]) -> Stamp | None:
     try:
-        st = e.stat()
+        return _stamp_of(e.stat())
     except FileNotFoundError:
         return None  # gone since the listing
-    return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
 def _names(directory: Path) -> set[str]:
@@ -82,6 +85,8 @@ class OutboxSegment:
 
 
 class Outbox(Protocol):
+    verifier: SegmentVerifier  # reads its records (the shipper names their digests by it)
+
     def finished(self) -> list[OutboxSegment]:
         """Records ready to ship, oldest (lowest sequence number) first."""
         ...
@@ -124,7 +129,7 @@ class ChainOutbox:
         self.chain_dir = self.root / CHAIN_DIR
         self.blobs_dir = Path(blobs_dir) if blobs_dir else self.root / SEGMENTS_DIR
         self.receipts = Path(receipts_dir) if receipts_dir else self.root.parent / "receipts"
-        self.verifier = verifier or ChainRecordVerifier()
+        self.verifier: SegmentVerifier = verifier or ChainRecordVerifier()
         self.unreadable: dict[str, str] = {}  # record file -> why it cannot be shipped
         # each record file read once (records are written once): its stat, id and fields
         self._seen: dict[str, tuple[Stamp, str, ManifestFields | ManifestError]] = {}
@@ -154,8 +159,7 @@ class ChainOutbox:
         it is gone)."""
         try:
             if key is None:
-                st = record.stat()
-                key = (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+                key = _stamp_of(record.stat())
             seen = self._seen.get(record.name)
             if seen is not None and seen[0] == key:
                 return seen[1], seen[2]

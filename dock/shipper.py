@@ -326,7 +326,7 @@ class Shipper:
         all of it (dock/ship_stamp.py)."""
         manifest = seg.manifest_path.read_bytes()
         sid = segment_id_for(manifest)
-        digest, size = declared(manifest, seg.blob_path, getattr(self.outbox, "verifier", None))
+        digest, size = declared(manifest, seg.blob_path, self.outbox.verifier)
         state, receipt, stamp, sent = None, None, None, 0
         if self._goes_whole(seg):
             nxt = after.blob_path if after is not None else None
