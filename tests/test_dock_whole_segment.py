@@ -7,10 +7,13 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
+import threading
 from pathlib import Path
 
 import pytest
 
+import dock.verify
 from capture.clock import VirtualClock
 from dock.client import DockClient, DockRefused
 from dock.protocol import (
@@ -118,9 +121,6 @@ def test_a_record_without_a_file_ships_in_one_request(harness, tmp_path):
 def test_the_dock_fsyncs_each_file_of_a_segment_once(harness, tmp_path, monkeypatch):
     """The staged file, fsync'd before it is verified, is not fsync'd again as it becomes
     the object; nor is the manifest's object as it is renamed into place."""
-    import stat
-    import threading
-
     dev, creds, blob, manifest, sid, digest, size = _device(harness, tmp_path)
     synced: list[int] = []
     real = os.fsync
@@ -151,10 +151,6 @@ def test_the_dock_reads_a_segments_record_once_from_creation_to_receipt(
     """The record is checked at creation (its fields, its agency) and at completion: the
     dock's verifier reads its fields once, not at each check; the camera's outbox once
     (the step that ships it names its stored digest from what the outbox read)."""
-    import threading
-
-    import dock.verify
-
     reads: list[tuple[bool, bytes]] = []
     real = dock.verify.parse_line
 
