@@ -83,7 +83,8 @@ class Database(Protocol):
         ``durable=False``: the commit need not wait for the disk (a power cut may lose it;
         any later durable commit makes it durable too). Only for what the dock can lose
         with the machine: an upload's creation (no receipt names it before its completion's
-        durable commit; the camera starts it again), a device's report (telemetry)."""
+        durable commit; the camera starts it again), a device's report (telemetry), a
+        request's nonce (made durable by the request's own durable effect, if it has one)."""
         ...
 
     def q(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:

@@ -266,7 +266,8 @@ class Store(Protocol):
 
     def use_nonce(self, device_id: str, nonce: str, now_us: int, keep_until_us: int) -> bool:
         """Remember ``nonce`` until ``keep_until_us``; False if it was seen before (a
-        replay)."""
+        replay). Kept through a crash of the dock; through a power cut once any later commit
+        that waits for the disk is made (a request with a lasting effect makes one)."""
         ...
 
     # -- devices' reports (telemetry: no custody event; dock/store_reports.py)

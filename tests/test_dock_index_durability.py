@@ -1,9 +1,11 @@
 """What the embedded index commits without waiting for the disk, and why nothing is lost.
 
-A new upload's row is committed into SQLite's log without an fsync (dock/store_uploads.py):
-a dock process that crashes keeps it, a machine that loses power may not, and no receipt
-names an upload before its completion's commit, which waits for the disk and makes the
-commits before it durable with it. Every other commit, receipts above all, waits."""
+A request's nonce, a new upload's row and a device's report are committed into SQLite's log
+without an fsync (dock/store_sqlite.py, dock/store_uploads.py, dock/store_reports.py): a dock
+process that crashes keeps them, a machine that loses power may not. No receipt names an
+upload before its completion's commit, which waits for the disk and makes the commits before
+it durable with it; a request with a lasting effect makes its nonce durable so. Every other
+commit, receipts above all, waits."""
 
 from __future__ import annotations
 
@@ -60,10 +62,11 @@ def test_a_failed_commit_that_skipped_the_disk_leaves_the_next_ones_durable(tmp_
         db.close()
 
 
-def test_only_an_uploads_creation_and_a_report_skip_the_disk_and_the_receipt_waits(tmp_path):
-    """Over one segment's shipping: the upload's row and the device's report are the
-    commits that do not wait; the nonces' and the completion's (the receipt's) do, the
-    last after the row's."""
+def test_what_skips_the_disk_is_made_durable_by_the_commit_of_the_effect_after_it(tmp_path):
+    """Over one segment's shipping (time sync, report, segment): the nonces, the upload's
+    row and the device's report are the commits that do not wait; each request with a
+    lasting effect waits for the disk after its nonce (the time sync's record, the
+    completion's receipt), and the last commit, the receipt's, waits."""
     harness = DockHarness(tmp_path / "dock")
     try:
         dev = OutboxDevice(tmp_path / "outbox", "cam-durable")
@@ -84,16 +87,25 @@ def test_only_an_uploads_creation_and_a_report_skip_the_disk_and_the_receipt_wai
                         return conn.execute(sql, *args)
 
                 yield Noted()
-            commits.append((durable, first[0].split("(")[0].strip() if first else ""))
+            sql = next((q for q in first if q.startswith(("INSERT", "UPDATE"))), "")
+            commits.append((durable, sql.split("(")[0].strip()))
 
         db.tx = tx
         with DockClient(harness.url, creds, wall_clock=wall_clock_us, timeout=10) as client:
             shipper = Shipper(ChainOutbox(dev.root), client, VirtualClock())
             assert shipper.step().action == "shipped"
-        skipped = sorted(sql for durable, sql in commits if not durable)
-        assert skipped == ["INSERT INTO device_reports", "INSERT INTO uploads"]
+        skipped = {sql for durable, sql in commits if not durable}
+        assert skipped == {
+            "INSERT OR IGNORE INTO nonces",
+            "INSERT INTO device_reports",
+            "INSERT INTO uploads",
+        }
+        nonces = [i for i, (_, sql) in enumerate(commits) if "nonces" in sql]
+        assert len(nonces) == 3  # time sync, report, segment
+        waits = [i for i, (durable, _) in enumerate(commits) if durable]
+        assert any(nonces[0] < i < nonces[1] for i in waits)  # the time sync's record
+        assert waits[-1] == len(commits) - 1 > nonces[2]  # the receipt's, last
         row = commits.index((False, "INSERT INTO uploads"))
-        assert commits[-1][0] and row < len(commits) - 1  # the receipt's, after it, waits
-        assert sum(1 for durable, sql in commits if durable and "nonces" in sql) >= 3
+        assert nonces[2] < row < waits[-1]
     finally:
         harness.close()
