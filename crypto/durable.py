@@ -4,11 +4,14 @@
   file, fsync, rename, fsync of the directory);
 - ``append_durable(f, *parts)``: returns once the bytes are on disk; on failure the file is cut
   back to where it was, so it never ends in a torn write that we made;
+- ``link_atomic(src, path)``: ``path`` becomes another name of the durable file ``src``
+  atomically (a hard link renamed into place: no bytes written, no second fsync);
 - ``fsync_dir(path)``: make a rename or a new name in ``path`` durable.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 from typing import BinaryIO
@@ -46,6 +49,28 @@ def write_atomic(path: Path, data: bytes, mode: int = 0o644, overwrite: bool = T
         else:
             os.link(tmp, path)  # fails if ``path`` exists: no race with another writer
             tmp.unlink()
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    fsync_dir(path.parent)
+
+
+def link_atomic(src: Path, path: Path) -> None:
+    """Make ``path`` name the file ``src`` (written and fsync'd already, never written in
+    place after) atomically and durably: a hard link beside ``path``, renamed over it, then
+    an fsync of the directory. A filesystem without hard links gets a copy (``write_atomic``)."""
+    path = Path(path)
+    tmp = path.with_name(path.name + TMP_SUFFIX)
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(src, tmp)
+    except OSError as exc:
+        if exc.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK):
+            raise
+        write_atomic(path, Path(src).read_bytes(), os.stat(src).st_mode & 0o777)
+        return
+    try:
+        os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

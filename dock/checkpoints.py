@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from crypto.durable import write_atomic
+from crypto.durable import link_atomic, write_atomic
 
 LOG_DIR = "log"
 TREE_DIR = "tree"
@@ -147,7 +147,8 @@ class StoredCheckpoint:
 
 
 def save_checkpoint(store_dir: Path, cp: StoredCheckpoint) -> None:
-    """Keep ``cp`` by its size, then as the latest (each file atomically)."""
+    """Keep ``cp`` by its size, then as the latest (each file atomically; the latest is
+    another name of the one kept by size, whose file is replaced, never written in place)."""
     d = log_dir(store_dir)
     by_size = d / BY_SIZE_DIR
     by_size.mkdir(parents=True, exist_ok=True)
@@ -155,10 +156,10 @@ def save_checkpoint(store_dir: Path, cp: StoredCheckpoint) -> None:
         write_atomic(by_size / f"{cp.size}.tsr", cp.token)
     write_atomic(by_size / str(cp.size), cp.note)
     if cp.token is not None:
-        write_atomic(d / TOKEN_FILE, cp.token)
+        link_atomic(by_size / f"{cp.size}.tsr", d / TOKEN_FILE)
     else:
         (d / TOKEN_FILE).unlink(missing_ok=True)
-    write_atomic(d / CHECKPOINT_FILE, cp.note)
+    link_atomic(by_size / str(cp.size), d / CHECKPOINT_FILE)
 
 
 def _size_of(note: bytes) -> int | None:
