@@ -35,6 +35,10 @@ from crypto.testing import segment_info
 from crypto.verify import verify_outbox
 
 FRAGMENT = 1_250_000  # one GOP (1 s) at 10 Mbit/s
+# runs of the pipeline with crypto (and of the plain one beside it), the least taken: the CPU
+# time of one run of the same code moves by up to a third on a shared machine (0.0108 to
+# 0.0151 CPU s/s in one hour), and interference only ever adds to it
+CORE_RUNS = 5
 
 
 def _fragments(n: int) -> list[bytes]:
@@ -133,21 +137,23 @@ def core_with_crypto(ctx: Context) -> Result:
     video = synthetic_h264(1920, 1080, 30, 10_000_000, 30, pre + rec)
     ident = DeviceIdentity.from_seed("bench-01", b"\x07" * 32)
     agency = PrivateKey(b"\x09" * 32).public_key
-    runs = []
-    for _ in range(2):
+    runs, plain_runs = [], []
+    for _ in range(2 if ctx.quick else CORE_RUNS):  # alternately, the least of each
         with tempfile.TemporaryDirectory() as tmp:
 
             def make_sink(storage, tmp=Path(tmp)):
                 return EvidenceSink(tmp / "outbox", ident, agency, "bench", tmp / "chain.json")
 
             runs.append(_core_run(video, pre, audio=True, make_sink=make_sink))
-    plain = min(_core_run(video, pre, audio=True) for _ in range(2))
+        plain_runs.append(_core_run(video, pre, audio=True))
+    plain = min(plain_runs)
     total = pre + rec
     r = Result(
         "pipeline_core_fraction_with_crypto",
         min(runs) / total,
         "cpu_s/s",
-        detail=f"plain-file sink in the same run: {plain / total:.4f}",
+        detail=f"the least of {len(runs)} runs; the plain-file sink run alternately with it, "
+        f"the least of {len(plain_runs)}: {plain / total:.4f}",
     )
     return r.with_goal("<= 0.012", r.value <= 0.012)
 
