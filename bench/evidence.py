@@ -27,7 +27,7 @@ import nacl.bindings as sodium
 from nacl.public import PrivateKey
 
 from bench import Context, Result, benchmark
-from bench.pipeline import _core_run, synthetic_h264
+from bench.pipeline import CORE_RUNS, _core_run, synthetic_h264
 from crypto import evidence as evidence_mod
 from crypto.evidence import EvidenceSink
 from crypto.identity import DeviceIdentity
@@ -35,10 +35,6 @@ from crypto.testing import segment_info
 from crypto.verify import verify_outbox
 
 FRAGMENT = 1_250_000  # one GOP (1 s) at 10 Mbit/s
-# runs of the pipeline with crypto (and of the plain one beside it), the least taken: the CPU
-# time of one run of the same code moves by up to a third on a shared machine (0.0108 to
-# 0.0151 CPU s/s in one hour), and interference only ever adds to it
-CORE_RUNS = 5
 
 
 def _fragments(n: int) -> list[bytes]:

@@ -199,7 +199,7 @@ class Fmp4Muxer:
         # copy of a whole fragment, ~1.25 MB a second at 10 Mbit/s); the view is let go
         # before the bytes taken are cut off the buffer
         with memoryview(buf) as view:
-            for kind, off, size in list(iter_boxes(view)):
+            for kind, off, size in iter_boxes(view):
                 if kind == "moov" and not self._init_sent:
                     blobs.append(Blob("init", bytes(view[: off + size])))
                     self._init_sent = True
