@@ -13,6 +13,7 @@ import io
 import json
 import logging
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Protocol
@@ -48,21 +49,11 @@ def _stamp(e: os.DirEntry[str]) -> Stamp | None:
         return None  # gone since the listing
 
 
-def _names(directory: Path) -> set[str]:
-    """The names in ``directory`` (none if it is not there), in one listing."""
-    try:
-        with os.scandir(directory) as it:
-            return {e.name for e in it}
-    except (FileNotFoundError, NotADirectoryError):
-        return set()
-
-
-def _names_file(f: ManifestFields | ManifestError, names: set[str]) -> bool:
-    """Whether a record's stored file is among ``names`` (a delete a crash cut short)."""
+def _blob_name(f: ManifestFields | ManifestError) -> str:
+    """The stored file a record names ("" for a record without one)."""
     if isinstance(f, ManifestError) or f.record_type != "manifest":
-        return False
-    name = str(f.raw.get("file", ""))
-    return bool(name) and name in names
+        return ""
+    return str(f.raw.get("file", ""))
 
 
 # --------------------------------------------------------------------------- outbox
@@ -89,6 +80,10 @@ class Outbox(Protocol):
 
     def finished(self) -> list[OutboxSegment]:
         """Records ready to ship, oldest (lowest sequence number) first."""
+        ...
+
+    def ready(self) -> Iterator[OutboxSegment]:
+        """``finished``, each read only as the caller asks for it."""
         ...
 
     def delete(self, segment: OutboxSegment, receipt: SignedReceipt) -> None:
@@ -133,23 +128,44 @@ class ChainOutbox:
         self.unreadable: dict[str, str] = {}  # record file -> why it cannot be shipped
         # each record file read once (records are written once): its stat, id and fields
         self._seen: dict[str, tuple[Stamp, str, ManifestFields | ManifestError]] = {}
+        self._seqs: dict[str, int | None] = {}  # each name in chain/ parsed once: its seq
+        self._newest: int | None = None  # the highest seq of the last listing of chain/
 
     def _records(self) -> list[tuple[int, Path]]:
         return [(seq, self.chain_dir / e.name) for seq, e in self._scan()]
+
+    def _is_newest(self, seq: int) -> bool:
+        """Whether record ``seq`` is the newest in chain/. The newest of the last listing
+        answers for any record it held: records are only ever added with a higher number,
+        and none is deleted while it is the newest, so the newest now is that one or newer."""
+        if self._newest is None or seq > self._newest:
+            self._scan()
+        return self._newest is None or seq >= self._newest  # none listed: keep it
 
     def _scan(self) -> list[tuple[int, os.DirEntry[str]]]:
         """The chain records, oldest first, in one listing of the directory (a shift's outbox
         holds thousands, looked at every step); each entry stats its file when asked."""
         found = []
+        seqs = self._seqs
         try:
             with os.scandir(self.chain_dir) as it:
                 for e in it:
-                    parsed = parse_chain_file_name(e.name)
-                    if parsed is not None:
-                        found.append((parsed[0], e))
+                    if e.name in seqs:
+                        seq = seqs[e.name]
+                    else:
+                        parsed = parse_chain_file_name(e.name)
+                        seq = seqs[e.name] = parsed[0] if parsed is not None else None
+                    if seq is not None:
+                        found.append((seq, e))
         except (FileNotFoundError, NotADirectoryError):
+            self._newest = None
             return []
-        return sorted(found, key=lambda r: r[0])
+        if len(seqs) > 2 * len(found) + 64:  # the gone, forgotten (now and then: a step
+            listed = {e.name for _, e in found}  # deletes one)
+            self._seqs = {n: q for n, q in seqs.items() if n in listed}
+        found.sort(key=lambda r: r[0])
+        self._newest = found[-1][0] if found else None
+        return found
 
     def _read(
         self, record: Path, key: Stamp | None = None
@@ -175,43 +191,58 @@ class ChainOutbox:
         return sid, fields
 
     def finished(self) -> list[OutboxSegment]:
+        return list(self.ready())
+
+    def ready(self) -> Iterator[OutboxSegment]:
+        """``finished``, each record read (and its files looked for) only as the caller asks
+        for it: a step ships the first one, and a shift's outbox holds thousands."""
         records = self._scan()  # first: the files the records name were written before them
-        blobs = _names(self.blobs_dir)  # the outbox's files (the kept receipts grow for ever:
-        kept = os.fspath(self.receipts)  # looked up one by one)
-        current = {e.name for _, e in records}
-        self._seen = {n: v for n, v in self._seen.items() if n in current}  # the gone, forgotten
+        if len(self._seen) > 2 * len(records) + 64:  # the gone, forgotten (now and then)
+            current = {e.name for _, e in records}
+            self._seen = {n: v for n, v in self._seen.items() if n in current}
         newest = records[-1][0] if records else None
-        found = []
         for seq, entry in records:
-            path = self.chain_dir / entry.name
-            read = self._read(path, _stamp(entry))
-            if read is None:
-                continue
-            sid, f = read
-            if os.path.isfile(os.path.join(kept, f"{sid}.json")):
-                # shipped earlier and kept as the newest: now it can go (a blob still here is
-                # a delete a crash cut short: ``reconcile`` finishes it, record first)
-                if seq != newest and not _names_file(f, blobs):
-                    path.unlink(missing_ok=True)
-                continue
-            if isinstance(f, ManifestError):
-                if path.name not in self.unreadable:
-                    log.error("outbox: cannot ship %s: %s", path.name, f)
-                self.unreadable[path.name] = str(f)
-                continue
-            blob = None
-            tail_path, tail = None, None
-            if f.record_type == "manifest":
-                blob = self.blobs_dir / str(f.raw.get("file", ""))
-                if blob.name not in blobs:
-                    self.unreadable[path.name] = f"stored file {blob.name} is missing"
-                    continue
-                t = f.raw.get("unsigned_tail")
-                if isinstance(t, dict) and str(t["file"]) in blobs:
-                    tail_path = self.blobs_dir / str(t["file"])
-                    tail = (str(t["file"]), int(t["size"]), str(t["sha256"]))
-            found.append(OutboxSegment(seq, path, blob, tail_path, tail))
-        return found
+            segment = self._ready_one(seq, entry, newest)
+            if segment is not None:
+                yield segment
+
+    def _ready_one(
+        self, seq: int, entry: os.DirEntry[str], newest: int | None
+    ) -> OutboxSegment | None:
+        """The record as a segment to ship; None if it is gone, shipped or unreadable."""
+        path = self.chain_dir / entry.name
+        read = self._read(path, _stamp(entry))
+        if read is None:
+            return None
+        sid, f = read
+        if os.path.isfile(os.path.join(self.receipts, f"{sid}.json")):
+            # shipped earlier and kept as the newest: now it can go (a blob still here is
+            # a delete a crash cut short: ``reconcile`` finishes it, record first)
+            if seq != newest and not (_blob_name(f) and self._has_blob(_blob_name(f))):
+                path.unlink(missing_ok=True)
+            return None
+        if isinstance(f, ManifestError):
+            if path.name not in self.unreadable:
+                log.error("outbox: cannot ship %s: %s", path.name, f)
+            self.unreadable[path.name] = str(f)
+            return None
+        blob = None
+        tail_path, tail = None, None
+        if f.record_type == "manifest":
+            blob = self.blobs_dir / _blob_name(f)
+            if not self._has_blob(blob.name):
+                self.unreadable[path.name] = f"stored file {blob.name} is missing"
+                return None
+            t = f.raw.get("unsigned_tail")
+            if isinstance(t, dict) and self._has_blob(str(t["file"])):
+                tail_path = self.blobs_dir / str(t["file"])
+                tail = (str(t["file"]), int(t["size"]), str(t["sha256"]))
+        return OutboxSegment(seq, path, blob, tail_path, tail)
+
+    def _has_blob(self, name: str) -> bool:
+        """Whether the outbox holds the stored file ``name`` (a record's names have no
+        separator: crypto/records.py)."""
+        return bool(name) and os.path.isfile(os.path.join(self.blobs_dir, name))
 
     def delete(self, segment: OutboxSegment, receipt: SignedReceipt) -> None:
         self.keep_receipt(receipt)
@@ -244,8 +275,7 @@ class ChainOutbox:
         ``reconcile`` deletes them again at the shipper's start (``finished`` skips them)."""
         if segment.blob_path is not None:
             segment.blob_path.unlink(missing_ok=True)
-        records = self._records()
-        if records and records[-1][1] != segment.manifest_path:
+        if not self._is_newest(segment.seq):
             segment.manifest_path.unlink(missing_ok=True)
 
     def reconcile(self, dock_public_key: bytes, device_id: str) -> list[str]:

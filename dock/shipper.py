@@ -225,11 +225,14 @@ class Shipper:
         self.state.refused.clear()
 
     def _pending(self, now: int) -> tuple[list[OutboxSegment], int | None]:
-        """The records to ship now, oldest first, and when the next kept one (shipped, not
-        yet witnessed) is due again (None: none waits)."""
+        """The next two records to ship now, oldest first (the one this step ships, and the
+        one read ahead while the dock completes it: a shift's outbox holds thousands, read
+        one at a time); with none, when the next kept one (shipped, not yet witnessed) is
+        due again (None: none waits)."""
         st = self.state
-        pending, later = [], None
-        for s in self.outbox.finished():
+        pending: list[OutboxSegment] = []
+        later = None
+        for s in self.outbox.ready():
             if s.name in st.refused:
                 continue
             due = st.unwitnessed_retry_us.get(s.name)
@@ -237,6 +240,8 @@ class Shipper:
                 later = due if later is None else min(later, due)
                 continue
             pending.append(s)
+            if len(pending) == 2:
+                break
         return pending, later
 
     def _check_witnessed(self, seg: OutboxSegment, r: SignedReceipt) -> None:

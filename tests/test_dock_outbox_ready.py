@@ -1,0 +1,89 @@
+"""The outbox hands the shipper its records one at a time (``ChainOutbox.ready``): a step
+ships the oldest, and a shift's outbox holds thousands, so a step must not read them all.
+Whatever it caches between steps, the records it offers are exactly those not yet shipped,
+oldest first, and the newest record always stays (the chain state is rebuilt from it)."""
+
+from __future__ import annotations
+
+import tempfile
+from itertools import islice
+from pathlib import Path
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from nacl.signing import SigningKey
+
+from dock.outbox import ChainOutbox, OutboxSegment
+from dock.protocol import segment_id_for
+from dock.receipts import Receipt, sign_receipt
+from dock.testing import OutboxDevice, segment_bytes
+
+DOCK_KEY = SigningKey(bytes(range(32)))
+
+
+def _device(root: Path, segments: int) -> OutboxDevice:
+    dev = OutboxDevice(root / "outbox", "cam-ready")
+    for i in range(segments):
+        dev.add_segment(segment_bytes(2_000 + i, seed=i))
+    return dev
+
+
+def _ship(outbox: ChainOutbox, seg: OutboxSegment) -> None:
+    """What the shipper does with a receipt in hand: keep it, then remove the segment."""
+    line = seg.manifest_path.read_bytes()
+    sid = segment_id_for(line)
+    receipt = Receipt("cam-ready", sid, seg.seq, sid, "0" * 64, 1, 1, 0, "0" * 64, 0, False, "k")
+    outbox.delete(seg, sign_receipt(DOCK_KEY, receipt))
+
+
+def test_the_oldest_record_is_handed_out_without_reading_the_ones_behind_it(tmp_path):
+    dev = _device(tmp_path, 4)
+    broken = dev.root / "chain" / f"{dev.records[2].seq:012d}.manifest.json"
+    broken.write_bytes(b"not a record\n")
+    outbox = ChainOutbox(dev.root)
+
+    first = next(outbox.ready())
+
+    assert first.seq == 0
+    assert outbox.unreadable == {}  # the third record was not looked at
+    assert [s.seq for s in outbox.finished()] == [0, 1, 3]
+    assert list(outbox.unreadable) == [broken.name]
+
+
+def test_a_step_looks_at_the_records_it_ships_not_at_the_whole_queue(tmp_path):
+    dev = _device(tmp_path, 40)
+    outbox = ChainOutbox(dev.root)
+    read: list[str] = []
+    parse = outbox.verifier.parse
+    outbox.verifier.parse = lambda data: read.append(segment_id_for(data)) or parse(data)  # type: ignore[method-assign]
+
+    for expected in range(5):
+        seg, ahead = islice(outbox.ready(), 2)
+        assert (seg.seq, ahead.seq) == (expected, expected + 1)
+        _ship(outbox, seg)
+
+    assert len(read) == 6  # the first two, then one new record a step: never the other 34
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.sampled_from(["record", "ship", "peek"]), min_size=1, max_size=30))
+def test_what_is_offered_is_exactly_what_is_not_yet_shipped_oldest_first(ops):
+    with tempfile.TemporaryDirectory() as tmp:
+        dev = _device(Path(tmp), 1)
+        outbox = ChainOutbox(dev.root)
+        waiting = [0]
+        for op in ops:
+            if op == "record":
+                dev.add_segment(segment_bytes(1_000, seed=len(dev.records)))
+                waiting.append(dev.records[-1].seq)
+            elif op == "ship" and waiting:
+                seg = next(outbox.ready())
+                assert seg.seq == waiting.pop(0)
+                _ship(outbox, seg)
+            elif op == "peek":
+                assert [s.seq for s in islice(outbox.ready(), 2)] == waiting[:2]
+            assert [s.seq for s in outbox.finished()] == waiting
+            newest = f"{dev.records[-1].seq:012d}.manifest.json"
+            assert (dev.root / "chain" / newest).exists()  # kept, shipped or not
+            kept = {p.name for p in (dev.root / "chain").iterdir()}
+            assert kept - {newest} <= {f"{s:012d}.manifest.json" for s in waiting}
