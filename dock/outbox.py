@@ -282,11 +282,9 @@ class ChainOutbox:
         """At start: finish the deletes a crash cut short. A segment still here although a
         receipt for it was kept is deleted when the receipt is valid (signed by the pinned
         dock key, for this device, this record and the exact bytes here); otherwise it stays
-        and is reported. Returns the names of the stored files deleted."""
-        valid = valid_receipts(self.receipts, dock_public_key, device_id)
-        if not valid:
-            return []
-        by_bytes = {(r.stored_digest, r.stored_size): r for r in valid.values()}
+        and is reported. Returns the names of the stored files deleted. Only the receipts of
+        the records still here are read (the kept ones grow with every shift), unless a
+        stored file has lost its record."""
         deleted: list[str] = []
         named: set[str] = set()
         for seq, path in self._records():
@@ -298,7 +296,7 @@ class ChainOutbox:
             blob = self.blobs_dir / str(f.raw.get("file", "")) if f.raw.get("file") else None
             if blob is not None:
                 named.add(blob.name)
-            r = valid.get(segment_id_for(data))
+            r = kept_receipt(self.receipts, segment_id_for(data), dock_public_key, device_id)
             if r is None:
                 continue
             if blob is not None and blob.is_file():
@@ -307,17 +305,48 @@ class ChainOutbox:
                     continue
                 deleted.append(blob.name)
             self.remove(OutboxSegment(seq, path, blob))
-        # stored files whose record went before them (a crash under an older shipper)
-        for blob in sorted(self.blobs_dir.glob("*" + SEG_EXT)) if self.blobs_dir.is_dir() else []:
-            if blob.name in named or not blob.is_file():
-                continue
-            if _digest_file(blob) in by_bytes:
-                blob.unlink()
-                fsync_dir(self.blobs_dir)
-                deleted.append(blob.name)
+        deleted += self._reconcile_orphans(named, dock_public_key, device_id)
         for name in deleted:
             log.info("outbox: %s had shipped (its receipt was kept): deleted now", name)
         return deleted
+
+    def _reconcile_orphans(
+        self, named: set[str], dock_public_key: bytes, device_id: str
+    ) -> list[str]:
+        """Stored files whose record went before them (a crash under an older shipper),
+        deleted when a kept receipt names their exact bytes (all kept receipts read, by
+        their bytes: only when there is such a file)."""
+        blobs_dir = self.blobs_dir
+        found = sorted(blobs_dir.glob("*" + SEG_EXT)) if blobs_dir.is_dir() else []
+        orphans = [b for b in found if b.name not in named and b.is_file()]
+        if not orphans:
+            return []
+        valid = valid_receipts(self.receipts, dock_public_key, device_id)
+        by_bytes = {(r.stored_digest, r.stored_size) for r in valid.values()}
+        deleted = []
+        for blob in orphans:
+            if _digest_file(blob) in by_bytes:
+                blob.unlink()
+                fsync_dir(blobs_dir)
+                deleted.append(blob.name)
+        return deleted
+
+
+def kept_receipt(
+    receipts_dir: Path, segment_id: str, dock_public_key: bytes, device_id: str
+) -> Receipt | None:
+    """The receipt kept for ``segment_id`` if the pinned dock key signed it for this device
+    and this segment (None: none kept, unreadable, or not valid)."""
+    try:
+        r = SignedReceipt.from_json(
+            json.loads((Path(receipts_dir) / f"{segment_id}.json").read_bytes())
+        )
+    except (OSError, ValueError):
+        return None
+    rc = r.receipt
+    if r.verify(dock_public_key) and rc.device_id == device_id and rc.segment_id == segment_id:
+        return rc
+    return None
 
 
 def valid_receipts(

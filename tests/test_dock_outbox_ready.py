@@ -13,9 +13,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from nacl.signing import SigningKey
 
+from crypto.digests import digest_of
 from dock.outbox import ChainOutbox, OutboxSegment
-from dock.protocol import segment_id_for
-from dock.receipts import Receipt, sign_receipt
+from dock.protocol import key_id, segment_id_for
+from dock.receipts import Receipt, SignedReceipt, sign_receipt
 from dock.testing import OutboxDevice, segment_bytes
 
 DOCK_KEY = SigningKey(bytes(range(32)))
@@ -32,8 +33,11 @@ def _ship(outbox: ChainOutbox, seg: OutboxSegment) -> None:
     """What the shipper does with a receipt in hand: keep it, then remove the segment."""
     line = seg.manifest_path.read_bytes()
     sid = segment_id_for(line)
-    receipt = Receipt("cam-ready", sid, seg.seq, sid, "0" * 64, 1, 1, 0, "0" * 64, 0, False, "k")
-    outbox.delete(seg, sign_receipt(DOCK_KEY, receipt))
+    stored = digest_of(seg.blob_path) if seg.blob_path else None
+    digest, size = (stored.hexdigest(), stored.size) if stored else ("0" * 64, 0)
+    dock_key_id = key_id(bytes(DOCK_KEY.verify_key))
+    fields = ("cam-ready", sid, seg.seq, sid, digest, size, 1, 0, "0" * 64, 0, False, dock_key_id)
+    outbox.delete(seg, sign_receipt(DOCK_KEY, Receipt(*fields)))
 
 
 def test_the_oldest_record_is_handed_out_without_reading_the_ones_behind_it(tmp_path):
@@ -87,3 +91,30 @@ def test_what_is_offered_is_exactly_what_is_not_yet_shipped_oldest_first(ops):
             assert (dev.root / "chain" / newest).exists()  # kept, shipped or not
             kept = {p.name for p in (dev.root / "chain").iterdir()}
             assert kept - {newest} <= {f"{s:012d}.manifest.json" for s in waiting}
+
+
+def test_a_start_reads_the_receipts_of_what_is_still_here_not_every_one_kept(tmp_path, monkeypatch):
+    """The kept receipts grow with every shift; the start's reconcile needs only those of
+    the records still in the outbox (a crash between a receipt and its delete)."""
+    dev = _device(tmp_path, 3)
+    outbox = ChainOutbox(dev.root)
+    first = next(outbox.ready())
+    assert first.blob_path is not None
+    record, stored = first.manifest_path.read_bytes(), first.blob_path.read_bytes()
+    _ship(outbox, first)
+    kept = next((tmp_path / "receipts").glob("*.json"))
+    for i in range(200):  # earlier shifts' receipts
+        (kept.parent / f"{i:064x}.json").write_bytes(kept.read_bytes())
+    # a crash cut the delete short: the record and its stored file are back
+    first.manifest_path.write_bytes(record)
+    first.blob_path.write_bytes(stored)
+    reads: list[str] = []
+    from_json = SignedReceipt.from_json
+    monkeypatch.setattr(
+        SignedReceipt, "from_json", staticmethod(lambda d: reads.append("r") or from_json(d))
+    )
+
+    deleted = ChainOutbox(dev.root).reconcile(bytes(DOCK_KEY.verify_key), "cam-ready")
+
+    assert deleted == [first.blob_path.name] and not first.manifest_path.exists()
+    assert len(reads) <= 3  # one a record here, not the 201 kept
