@@ -7,7 +7,9 @@
   another camera before (its one-time start-up work is not an upload's); beside it, the
   limit (each segment PUT over the dock's own TLS set-up, written with one fsync and hashed
   once at the receiver) and one plain HTTP PUT of the same bytes to a minimal server on the
-  same uvicorn (written to a file, fsync'd once), and the ratio.
+  same uvicorn (written to a file, fsync'd once), and the ratio. Beside each time, the CPU
+  the process spent in it (camera, dock and TLS at both ends share this machine's cores):
+  ``upload_cpu_s_per_gb`` against the limit's.
 - ``dock_verify_throughput``: the dock's check of one stored segment (record signature,
   stored digest of the blob, chain link), MB/s, from a warm page cache.
 """
@@ -71,13 +73,33 @@ def _sink_app(sink_dir: Path, hashed: bool = False):  # noqa: ANN202 - an ASGI c
     return app
 
 
+@dataclass(frozen=True)
+class Timed:
+    """Wall seconds and the process's CPU seconds (every thread, user and system) of a run."""
+
+    wall_s: float
+    cpu_s: float
+
+
+class _Stopwatch:
+    def __init__(self) -> None:
+        self.wall, self.cpu = time.perf_counter(), _cpu_s()
+
+    def read(self) -> Timed:
+        return Timed(time.perf_counter() - self.wall, _cpu_s() - self.cpu)
+
+
+def _cpu_s() -> float:
+    return time.process_time()  # the process's every thread, user and system
+
+
 def _chunks(f: Any) -> Iterator[bytes]:
     """A file's bytes, 1 MiB at a time: a streamed request body."""
     while chunk := f.read(1 << 20):
         yield chunk
 
 
-def _limit_upload_s(segments: list[Path], tmp: Path) -> float:
+def _limit_upload(segments: list[Path], tmp: Path) -> Timed:
     """The same segments PUT one by one over the dock's own TLS set-up (TLS 1.3, its
     certificate, the key pinned), each written with one fsync and hashed once at the
     receiver: the upload's limit on this machine."""
@@ -93,12 +115,12 @@ def _limit_upload_s(segments: list[Path], tmp: Path) -> float:
         ServerThread(_sink_app(tmp / "limit", hashed=True), tls=tls) as srv,
         httpx.Client(base_url=srv.url, timeout=120, verify=pinned) as http,
     ):
-        t = time.perf_counter()
+        watch = _Stopwatch()
         for i, seg in enumerate(segments):
             with open(seg, "rb") as f:
                 r = http.put(f"/upload/{i}", content=_chunks(f))
             assert r.status_code == 204
-        return time.perf_counter() - t
+        return watch.read()
 
 
 def _plain_upload_s(data_path: Path, tmp: Path) -> float:
@@ -128,7 +150,7 @@ def _warm_up(dock: DockHarness, tmp: Path) -> None:
             raise RuntimeError("bench warm-up upload did not finish")
 
 
-def _dock_upload_s(tmp: Path, n: int, segment_mb: int, chunk_mb: int | None) -> float:
+def _dock_upload(tmp: Path, n: int, segment_mb: int, chunk_mb: int | None) -> Timed:
     dev = OutboxDevice(tmp / "outbox", "bench-cam")  # a shift's segments, closed a while ago
     for i in range(n):
         dev.add_segment(segment_bytes(segment_mb * MB, seed=i))
@@ -146,9 +168,9 @@ def _dock_upload_s(tmp: Path, n: int, segment_mb: int, chunk_mb: int | None) -> 
             if chunk_mb is None
             else ShipperConfig(chunk_bytes=chunk_mb << 20),
         )
-        t = time.perf_counter()
+        watch = _Stopwatch()
         reports = shipper.drain()
-        elapsed = time.perf_counter() - t
+        elapsed = watch.read()
         client.close()
         if shipper.state.shipped != n + 1:
             raise RuntimeError(f"bench upload did not finish: {reports[-1]}")
@@ -157,29 +179,40 @@ def _dock_upload_s(tmp: Path, n: int, segment_mb: int, chunk_mb: int | None) -> 
     return elapsed
 
 
+def _one_round(
+    tmp: Path, n: int, segment_mb: int, chunk_mb: int | None
+) -> tuple[Timed, float, Timed]:
+    """The dock upload, the plain PUT (seconds) and the limit, of the same bytes."""
+    dock = _dock_upload(tmp / "dock-run", n, segment_mb, chunk_mb)
+    data = tmp / "plain.in"  # the same bytes: one plain PUT, and one PUT a segment
+    segs = [tmp / f"seg{i}" for i in range(n)]
+    with open(data, "wb") as f:
+        for i, seg in enumerate(segs):
+            payload = segment_bytes(segment_mb * MB, seed=i)
+            seg.write_bytes(payload)
+            f.write(payload)
+    return dock, _plain_upload_s(data, tmp), _limit_upload(segs, tmp)
+
+
 def upload_throughput(
     total_mb: int = 64, segment_mb: int = 8, chunk_mb: int | None = None, rounds: int = 2
 ) -> Figure:
-    """``chunk_mb``: the shipper's chunk size (None: its default, as a camera ships)."""
+    """``chunk_mb``: the shipper's chunk size (None: its default, as a camera ships). Each
+    time is the best of ``rounds``, each CPU figure the least."""
     n = max(1, total_mb // segment_mb)
     total = n * segment_mb * MB
-    dock_s = plain_s = limit_s = float("inf")
-    for r in range(rounds):
+    runs = []
+    for _ in range(rounds):
         with tempfile.TemporaryDirectory() as tmp_s:
-            tmp = Path(tmp_s)
-            dock_s = min(dock_s, _dock_upload_s(tmp / f"r{r}", n, segment_mb, chunk_mb))
-            data = tmp / "plain.in"  # the same bytes: one plain PUT, and one PUT a segment
-            segs = [tmp / f"seg{i}" for i in range(n)]
-            with open(data, "wb") as f:
-                for i, seg in enumerate(segs):
-                    payload = segment_bytes(segment_mb * MB, seed=i)
-                    seg.write_bytes(payload)
-                    f.write(payload)
-            plain_s = min(plain_s, _plain_upload_s(data, tmp))
-            limit_s = min(limit_s, _limit_upload_s(segs, tmp))
+            runs.append(_one_round(Path(tmp_s), n, segment_mb, chunk_mb))
+    dock_s, plain_s = min(d.wall_s for d, _, _ in runs), min(p for _, p, _ in runs)
+    limit_s = min(lim.wall_s for _, _, lim in runs)
+    dock_cpu = min(d.cpu_s for d, _, _ in runs)
+    limit_cpu = min(lim.cpu_s for _, _, lim in runs)
     rate = total / MB / dock_s
     chunk_mib = (ShipperConfig().chunk_bytes >> 20) if chunk_mb is None else chunk_mb
     plain_rate, limit_rate = total / MB / plain_s, total / MB / limit_s
+    gb = total / 1e9
     return Figure(
         "upload_throughput",
         round(rate, 1),
@@ -188,11 +221,15 @@ def upload_throughput(
         f"{rounds}; plain HTTP PUT of the same bytes {plain_rate:.1f} MB/s (ratio "
         f"{rate / plain_rate:.2f}); the limit, HTTPS PUT per segment with the dock's TLS, one "
         f"fsync each, hashed once at the receiver, {limit_rate:.1f} MB/s (ratio "
-        f"{rate / limit_rate:.2f})",
+        f"{rate / limit_rate:.2f}); CPU of the whole process (camera, dock, TLS at both ends) "
+        f"{dock_cpu / gb:.2f} s/GB, the limit's {limit_cpu / gb:.2f} s/GB (ratio "
+        f"{limit_cpu / dock_cpu:.2f})",
         {
             "plain_http_mb_s": round(plain_rate, 1),
             "ratio": round(rate / plain_rate, 3),
             "limit_mb_s": round(limit_rate, 1),
+            "cpu_s_per_gb": round(dock_cpu / gb, 3),
+            "limit_cpu_s_per_gb": round(limit_cpu / gb, 3),
         },
     )
 
