@@ -225,13 +225,10 @@ class Shipper:
         self.state.refused.clear()
 
     def _pending(self, now: int) -> tuple[list[OutboxSegment], int | None]:
-        """The next two records to ship now, oldest first (the one this step ships, and the
-        one read ahead while the dock completes it: a shift's outbox holds thousands, read
-        one at a time); with none, when the next kept one (shipped, not yet witnessed) is
-        due again (None: none waits)."""
-        st = self.state
-        pending: list[OutboxSegment] = []
-        later = None
+        """The next two records to ship now, oldest first (read one at a time: a shift's
+        outbox holds thousands); with none, when the next kept one (shipped, not yet
+        witnessed) is due again (None: none waits)."""
+        st, pending, later = self.state, list[OutboxSegment](), None
         for s in self.outbox.ready():
             if s.name in st.refused:
                 continue
