@@ -13,6 +13,7 @@ import io
 import json
 import logging
 import os
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -129,18 +130,21 @@ class ChainOutbox:
         # each record file read once (records are written once): its stat, id and fields
         self._seen: dict[str, tuple[Stamp, str, ManifestFields | ManifestError]] = {}
         self._seqs: dict[str, int | None] = {}  # each name in chain/ parsed once: its seq
-        self._newest: int | None = None  # the highest seq of the last listing of chain/
+        self._newest: tuple[int, str] | None = None  # the last listing's newest: seq, name
 
     def _records(self) -> list[tuple[int, Path]]:
         return [(seq, self.chain_dir / e.name) for seq, e in self._scan()]
 
     def _is_newest(self, seq: int) -> bool:
         """Whether record ``seq`` is the newest in chain/. The newest of the last listing
-        answers for any record it held: records are only ever added with a higher number,
-        and none is deleted while it is the newest, so the newest now is that one or newer."""
-        if self._newest is None or seq > self._newest:
+        answers while its file is still there (records are only ever added with a higher
+        number, so the newest now is that one or newer); else chain/ is listed again (a
+        chain set aside and begun again, say)."""
+        known = self._newest
+        if known is None or seq > known[0] or not (self.chain_dir / known[1]).exists():
             self._scan()
-        return self._newest is None or seq >= self._newest  # none listed: keep it
+            known = self._newest
+        return known is None or seq >= known[0]  # none listed: keep it
 
     def _scan(self) -> list[tuple[int, os.DirEntry[str]]]:
         """The chain records, oldest first, in one listing of the directory (a shift's outbox
@@ -164,7 +168,7 @@ class ChainOutbox:
             listed = {e.name for _, e in found}  # deletes one)
             self._seqs = {n: q for n, q in seqs.items() if n in listed}
         found.sort(key=lambda r: r[0])
-        self._newest = found[-1][0] if found else None
+        self._newest = (found[-1][0], found[-1][1].name) if found else None
         return found
 
     def _read(
@@ -241,8 +245,15 @@ class ChainOutbox:
 
     def _has_blob(self, name: str) -> bool:
         """Whether the outbox holds the stored file ``name`` (a record's names have no
-        separator: crypto/records.py)."""
-        return bool(name) and os.path.isfile(os.path.join(self.blobs_dir, name))
+        separator: crypto/records.py). Only a file that is not there is absent: a card that
+        cannot say (EIO) fails the step, which tries the same record again later, rather
+        than letting the records behind it ship first."""
+        if not name:
+            return False
+        try:
+            return stat.S_ISREG(os.stat(os.path.join(self.blobs_dir, name)).st_mode)
+        except (FileNotFoundError, NotADirectoryError):
+            return False
 
     def delete(self, segment: OutboxSegment, receipt: SignedReceipt) -> None:
         self.keep_receipt(receipt)

@@ -5,10 +5,13 @@ oldest first, and the newest record always stays (the chain state is rebuilt fro
 
 from __future__ import annotations
 
+import errno
+import os
 import tempfile
 from itertools import islice
 from pathlib import Path
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from nacl.signing import SigningKey
@@ -118,3 +121,42 @@ def test_a_start_reads_the_receipts_of_what_is_still_here_not_every_one_kept(tmp
 
     assert deleted == [first.blob_path.name] and not first.manifest_path.exists()
     assert len(reads) <= 3  # one a record here, not the 201 kept
+
+
+def test_a_stored_file_the_card_cannot_look_at_holds_the_queue_not_skipped(tmp_path, monkeypatch):
+    """EIO on the oldest segment's file: the step fails (and is tried again later); the
+    records behind it do not ship first, and the file is not called missing."""
+    dev = _device(tmp_path, 3)
+    outbox = ChainOutbox(dev.root)
+    oldest = dev.root / "segments" / dev.records[0].record["file"]
+    real_stat = os.stat
+
+    def stat(path, *a, **kw):
+        if os.fspath(path) == os.fspath(oldest):
+            raise OSError(errno.EIO, "Input/output error", os.fspath(path))
+        return real_stat(path, *a, **kw)
+
+    monkeypatch.setattr(os, "stat", stat)
+    with pytest.raises(OSError):
+        next(outbox.ready())
+    assert outbox.unreadable == {}
+    monkeypatch.setattr(os, "stat", real_stat)
+    assert [s.seq for s in islice(outbox.ready(), 2)] == [0, 1]
+
+
+def test_a_chain_begun_again_keeps_its_newest_record_when_it_ships(tmp_path):
+    """While the oldest record ships, the outbox's chain is set aside and a new one begins
+    at 0 (a device provisioned again): the newest record of the step's listing (seq 4) must
+    not stand for the new chain's, whose only record is its newest."""
+    dev = _device(tmp_path, 5)
+    outbox = ChainOutbox(dev.root)
+    shipping = next(outbox.ready())  # listed: newest seq 4
+    fresh = _device(tmp_path / "fresh", 1)
+    for sub in ("chain", "segments"):
+        (dev.root / sub).rename(tmp_path / f"old-{sub}")
+        (fresh.root / sub).rename(dev.root / sub)
+
+    _ship(outbox, shipping)
+
+    assert shipping.seq == 0
+    assert shipping.manifest_path.exists()  # the new chain's newest: its state's source
