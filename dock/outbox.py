@@ -165,8 +165,9 @@ class ChainOutbox:
             self._newest = None
             return []
         if len(seqs) > 2 * len(found) + 64:  # the gone, forgotten (now and then: a step
-            listed = {e.name for _, e in found}  # deletes one)
+            listed = {e.name for _, e in found}  # deletes one), from both caches by name
             self._seqs = {n: q for n, q in seqs.items() if n in listed}
+            self._seen = {n: v for n, v in self._seen.items() if n in listed}
         found.sort(key=lambda r: r[0])
         self._newest = (found[-1][0], found[-1][1].name) if found else None
         return found
@@ -201,9 +202,6 @@ class ChainOutbox:
         """``finished``, each record read (and its files looked for) only as the caller asks
         for it: a step ships the first one, and a shift's outbox holds thousands."""
         records = self._scan()  # first: the files the records name were written before them
-        if len(self._seen) > 2 * len(records) + 64:  # the gone, forgotten (now and then)
-            current = {e.name for _, e in records}
-            self._seen = {n: v for n, v in self._seen.items() if n in current}
         newest = records[-1][0] if records else None
         for seq, entry in records:
             segment = self._ready_one(seq, entry, newest)
@@ -219,10 +217,11 @@ class ChainOutbox:
         if read is None:
             return None
         sid, f = read
+        name = _blob_name(f)
         if os.path.isfile(os.path.join(self.receipts, f"{sid}.json")):
             # shipped earlier and kept as the newest: now it can go (a blob still here is
             # a delete a crash cut short: ``reconcile`` finishes it, record first)
-            if seq != newest and not (_blob_name(f) and self._has_blob(_blob_name(f))):
+            if seq != newest and not self._has_blob(name):
                 path.unlink(missing_ok=True)
             return None
         if isinstance(f, ManifestError):
@@ -233,8 +232,8 @@ class ChainOutbox:
         blob = None
         tail_path, tail = None, None
         if f.record_type == "manifest":
-            blob = self.blobs_dir / _blob_name(f)
-            if not self._has_blob(blob.name):
+            blob = self.blobs_dir / name
+            if not self._has_blob(name):
                 self.unreadable[path.name] = f"stored file {blob.name} is missing"
                 return None
             t = f.raw.get("unsigned_tail")
@@ -348,16 +347,7 @@ def kept_receipt(
 ) -> Receipt | None:
     """The receipt kept for ``segment_id`` if the pinned dock key signed it for this device
     and this segment (None: none kept, unreadable, or not valid)."""
-    try:
-        r = SignedReceipt.from_json(
-            json.loads((Path(receipts_dir) / f"{segment_id}.json").read_bytes())
-        )
-    except (OSError, ValueError):
-        return None
-    rc = r.receipt
-    if r.verify(dock_public_key) and rc.device_id == device_id and rc.segment_id == segment_id:
-        return rc
-    return None
+    return _valid_receipt(Path(receipts_dir) / f"{segment_id}.json", dock_public_key, device_id)
 
 
 def valid_receipts(
@@ -369,14 +359,23 @@ def valid_receipts(
     if not Path(receipts_dir).is_dir():
         return out
     for p in Path(receipts_dir).glob("*.json"):
-        try:
-            r = SignedReceipt.from_json(json.loads(p.read_bytes()))
-        except (OSError, ValueError):
-            continue
-        rc = r.receipt
-        if r.verify(dock_public_key) and rc.device_id == device_id and p.stem == rc.segment_id:
+        rc = _valid_receipt(p, dock_public_key, device_id)
+        if rc is not None:
             out[rc.segment_id] = rc
     return out
+
+
+def _valid_receipt(path: Path, dock_public_key: bytes, device_id: str) -> Receipt | None:
+    """The receipt in ``path`` (``<segment id>.json``) if the pinned dock key signed it for
+    this device and the segment its name says; None if unreadable or not valid."""
+    try:
+        r = SignedReceipt.from_json(json.loads(path.read_bytes()))
+    except (OSError, ValueError):
+        return None
+    rc = r.receipt
+    if r.verify(dock_public_key) and rc.device_id == device_id and path.stem == rc.segment_id:
+        return rc
+    return None
 
 
 def _open_blob(path: Path | None) -> BinaryIO:
